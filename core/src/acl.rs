@@ -1,0 +1,313 @@
+//! A POSIX access ACL as plain data, and the planning of grants on it.
+//!
+//! nonrootd adds named user/group entries for configured ids, keeps every entry it did not add,
+//! and removes what it added earlier for ids that are no longer configured. The mask must let the
+//! grants through, but raising it must not widen anything nonrootd did not add: the owning group
+//! and foreign named entries are clamped to what the old mask allowed.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{Gid, Uid};
+
+/// Read/write/execute bits of one ACL entry (`r` = 4, `w` = 2, `x` = 1).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Perm(u8);
+
+impl Perm {
+    pub const NONE: Perm = Perm(0);
+    pub const R: Perm = Perm(4);
+    pub const RW: Perm = Perm(6);
+    pub const RWX: Perm = Perm(7);
+
+    pub fn from_bits(bits: u32) -> Perm {
+        Perm((bits & 7) as u8)
+    }
+    pub fn bits(self) -> u32 {
+        u32::from(self.0)
+    }
+    pub fn union(self, other: Perm) -> Perm {
+        Perm(self.0 | other.0)
+    }
+    pub fn intersect(self, other: Perm) -> Perm {
+        Perm(self.0 & other.0)
+    }
+    pub fn without(self, other: Perm) -> Perm {
+        Perm(self.0 & !other.0)
+    }
+    pub fn contains(self, other: Perm) -> bool {
+        self.0 & other.0 == other.0
+    }
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+}
+
+impl fmt::Display for Perm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let flag = |bit: u8, c: char| if self.0 & bit != 0 { c } else { '-' };
+        write!(f, "{}{}{}", flag(4, 'r'), flag(2, 'w'), flag(1, 'x'))
+    }
+}
+
+impl Serialize for Perm {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Perm {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Perm, D::Error> {
+        let text = String::deserialize(d)?;
+        let mut bits = 0;
+        for (i, c) in text.chars().enumerate() {
+            bits |= match (i, c) {
+                (0, 'r') => 4,
+                (1, 'w') => 2,
+                (2, 'x') => 1,
+                (_, '-') => 0,
+                _ => return Err(serde::de::Error::custom(format!("bad permission {text:?}"))),
+            };
+        }
+        Ok(Perm(bits))
+    }
+}
+
+/// Who a named ACL entry is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Qualifier {
+    User(Uid),
+    Group(Gid),
+}
+
+impl fmt::Display for Qualifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Qualifier::User(uid) => write!(f, "user:{uid}"),
+            Qualifier::Group(gid) => write!(f, "group:{gid}"),
+        }
+    }
+}
+
+impl Serialize for Qualifier {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Qualifier {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Qualifier, D::Error> {
+        let text = String::deserialize(d)?;
+        let bad = || serde::de::Error::custom(format!("bad ACL qualifier {text:?}"));
+        let (kind, id) = text.split_once(':').ok_or_else(bad)?;
+        let id: u32 = id.parse().map_err(|_| bad())?;
+        match kind {
+            "user" => Ok(Qualifier::User(Uid(id))),
+            "group" => Ok(Qualifier::Group(Gid(id))),
+            _ => Err(bad()),
+        }
+    }
+}
+
+/// A POSIX access ACL. A file without extended entries is an ACL with no mask and no named entries.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Acl {
+    pub user_obj: Perm,
+    pub group_obj: Perm,
+    pub other: Perm,
+    pub mask: Option<Perm>,
+    pub named: BTreeMap<Qualifier, Perm>,
+}
+
+impl Acl {
+    /// The ACL equivalent to plain permission bits.
+    pub fn from_mode(mode: u32) -> Acl {
+        Acl {
+            user_obj: Perm::from_bits(mode >> 6),
+            group_obj: Perm::from_bits(mode >> 3),
+            other: Perm::from_bits(mode),
+            mask: None,
+            named: BTreeMap::new(),
+        }
+    }
+
+    /// What a named entry really allows: its bits limited by the mask.
+    pub fn effective(&self, who: Qualifier) -> Perm {
+        let perm = self.named.get(&who).copied().unwrap_or_default();
+        self.mask.map_or(perm, |mask| perm.intersect(mask))
+    }
+
+    /// What members of the owning group really get.
+    pub fn effective_group_obj(&self) -> Perm {
+        self.mask.map_or(self.group_obj, |m| self.group_obj.intersect(m))
+    }
+}
+
+impl fmt::Display for Acl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "user::{},", self.user_obj)?;
+        for (who, perm) in &self.named {
+            if let Qualifier::User(_) = who {
+                write!(f, "{who}:{perm},")?;
+            }
+        }
+        write!(f, "group::{},", self.group_obj)?;
+        for (who, perm) in &self.named {
+            if let Qualifier::Group(_) = who {
+                write!(f, "{who}:{perm},")?;
+            }
+        }
+        if let Some(mask) = self.mask {
+            write!(f, "mask::{mask},")?;
+        }
+        write!(f, "other::{}", self.other)
+    }
+}
+
+/// Entries and the bits in each that nonrootd added (or wants to add).
+pub type Grants = BTreeMap<Qualifier, Perm>;
+
+/// The result of planning grants on one ACL.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AclPlan {
+    /// The ACL to write, or `None` when the observed one is already right.
+    pub write: Option<Acl>,
+    /// What nonrootd will have granted once `write` is done; this replaces the old record.
+    pub granted: Grants,
+}
+
+/// Plans the ACL that grants `desired`, keeps foreign entries, and revokes bits of `previous`
+/// (what nonrootd granted earlier) for ids that are no longer desired.
+pub fn plan_grants(observed: &Acl, desired: &Grants, previous: &Grants) -> AclPlan {
+    let mut acl = observed.clone();
+    let mut granted = Grants::new();
+
+    for (who, bits) in previous {
+        if desired.contains_key(who) {
+            continue;
+        }
+        if let Some(perm) = acl.named.get(who).copied() {
+            let left = perm.without(*bits);
+            if left.is_empty() {
+                acl.named.remove(who);
+            } else {
+                acl.named.insert(*who, left);
+            }
+        }
+    }
+
+    let mut needed = Perm::NONE;
+    for (who, want) in desired {
+        let current = acl.named.get(who).copied().unwrap_or_default();
+        let ours_before = previous.get(who).copied().unwrap_or_default().intersect(current);
+        granted.insert(*who, ours_before.union(want.without(current)));
+        acl.named.insert(*who, current.union(*want));
+        needed = needed.union(*want);
+    }
+
+    match observed.mask {
+        Some(old_mask) if !old_mask.contains(needed) => {
+            acl.mask = Some(old_mask.union(needed));
+            acl.group_obj = acl.group_obj.intersect(old_mask);
+            for (who, perm) in acl.named.iter_mut() {
+                if !desired.contains_key(who) {
+                    *perm = perm.intersect(old_mask);
+                }
+            }
+        }
+        Some(_) => {}
+        // A minimal ACL: the owning group was fully effective, so a mask covering it widens nothing.
+        None if !acl.named.is_empty() => acl.mask = Some(acl.group_obj.union(needed)),
+        None => {}
+    }
+
+    let write = (acl != *observed).then_some(acl);
+    AclPlan { write, granted }
+}
+
+/// The desired entries whose effective access falls short in `acl`, for verification after a write.
+pub fn shortfalls(acl: &Acl, desired: &Grants) -> Vec<Qualifier> {
+    desired
+        .iter()
+        .filter(|(who, want)| !acl.effective(**who).contains(**want))
+        .map(|(who, _)| *who)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user(id: u32) -> Qualifier {
+        Qualifier::User(Uid(id))
+    }
+    fn group(id: u32) -> Qualifier {
+        Qualifier::Group(Gid(id))
+    }
+    fn grants(entries: &[(Qualifier, Perm)]) -> Grants {
+        entries.iter().copied().collect()
+    }
+
+    #[test]
+    fn grants_on_a_plain_socket_add_entry_and_mask() {
+        let observed = Acl::from_mode(0o660);
+        let plan = plan_grants(&observed, &grants(&[(user(4321), Perm::RW)]), &Grants::new());
+        let acl = plan.write.expect("a change");
+        assert_eq!(acl.to_string(), "user::rw-,user:4321:rw-,group::rw-,mask::rw-,other::---");
+        assert_eq!(plan.granted, grants(&[(user(4321), Perm::RW)]));
+        assert!(shortfalls(&acl, &grants(&[(user(4321), Perm::RW)])).is_empty());
+    }
+
+    #[test]
+    fn second_plan_is_a_no_op() {
+        let desired = grants(&[(user(4321), Perm::RW), (group(0), Perm::RW)]);
+        let first = plan_grants(&Acl::from_mode(0o660), &desired, &Grants::new());
+        let second = plan_grants(first.write.as_ref().unwrap(), &desired, &first.granted);
+        assert_eq!(second.write, None);
+        assert_eq!(second.granted, first.granted);
+    }
+
+    #[test]
+    fn raising_the_mask_clamps_the_owning_group_and_foreign_entries() {
+        // After `chmod 0600` the mask is --- but group::rw- is still stored.
+        let mut observed = Acl::from_mode(0o600);
+        observed.group_obj = Perm::RW;
+        observed.mask = Some(Perm::NONE);
+        observed.named.insert(user(4321), Perm::RW);
+        observed.named.insert(user(1000), Perm::RW);
+        let desired = grants(&[(user(4321), Perm::RW)]);
+        let acl = plan_grants(&observed, &desired, &desired).write.unwrap();
+        assert_eq!(acl.effective(user(4321)), Perm::RW);
+        assert_eq!(acl.effective_group_obj(), Perm::NONE);
+        assert_eq!(acl.effective(user(1000)), Perm::NONE);
+    }
+
+    #[test]
+    fn revokes_only_what_it_granted() {
+        let mut observed = Acl::from_mode(0o660);
+        observed.mask = Some(Perm::RW);
+        observed.named.insert(user(1234), Perm::RW);
+        observed.named.insert(user(1000), Perm::R);
+        // nonrootd added w to an entry that already had r, and created user:1234.
+        observed.named.insert(user(55), Perm::RW);
+        let previous = grants(&[(user(1234), Perm::RW), (user(55), Perm(2))]);
+        let plan = plan_grants(&observed, &Grants::new(), &previous);
+        let acl = plan.write.unwrap();
+        assert_eq!(acl.named.get(&user(1234)), None);
+        assert_eq!(acl.named.get(&user(55)), Some(&Perm::R));
+        assert_eq!(acl.named.get(&user(1000)), Some(&Perm::R));
+        assert!(plan.granted.is_empty());
+    }
+
+    #[test]
+    fn an_existing_foreign_entry_is_widened_and_only_the_added_bits_recorded() {
+        let mut observed = Acl::from_mode(0o660);
+        observed.mask = Some(Perm::RW);
+        observed.named.insert(user(4321), Perm::R);
+        let plan = plan_grants(&observed, &grants(&[(user(4321), Perm::RW)]), &Grants::new());
+        assert_eq!(plan.write.unwrap().named[&user(4321)], Perm::RW);
+        assert_eq!(plan.granted[&user(4321)], Perm(2));
+    }
+}

@@ -1,0 +1,698 @@
+//! The configuration: the main file plus drop-ins, merged, validated, with every problem
+//! reported as `file:line: key: message`.
+//!
+//! Merge rules: files are applied in the order given (main file, then drop-ins in lexical
+//! order); a later value replaces an earlier one, arrays of tables (`[[socket]]`, `[[tenant]]`)
+//! append. Unknown keys are errors. An absent section does nothing.
+
+use std::fmt;
+use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::acl::Perm;
+use crate::ids::{IdRef, IdResolver};
+use crate::mode::Mode;
+
+/// Where a value was written.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Origin {
+    pub file: Arc<Path>,
+    pub line: usize,
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.file.display(), self.line)
+    }
+}
+
+/// A value with the place it was written.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Located<T> {
+    pub value: T,
+    pub origin: Origin,
+}
+
+/// One problem in the configuration.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    pub origin: Origin,
+    pub key: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.key.is_empty() {
+            write!(f, "{}: {}", self.origin, self.message)
+        } else {
+            write!(f, "{}: {}: {}", self.origin, self.key, self.message)
+        }
+    }
+}
+
+/// The `[docker]` duty: modes of Docker's image directories.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DockerConfig {
+    /// Units whose activation re-triggers the docker duties.
+    pub units: Vec<String>,
+    /// `None`: take `data-root` from Docker's daemon.json, else `/var/lib/docker`.
+    pub data_root: Option<PathBuf>,
+    /// Relative to the data root.
+    pub image_dirs: Vec<PathBuf>,
+    pub image_dir_mode: Mode,
+}
+
+/// A `[[socket]]`: ACL entries to grant on a Unix socket.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SocketConfig {
+    pub path: PathBuf,
+    pub users: Vec<Located<IdRef>>,
+    pub groups: Vec<Located<IdRef>>,
+    pub access: Perm,
+    pub origin: Origin,
+}
+
+/// Who may read the DMI tables.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DmiAccess {
+    /// `chown root:<group>`, mode 0440.
+    Group(Located<IdRef>),
+    /// Mode 0444.
+    WorldReadable,
+}
+
+/// The `[dmi]` duty.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DmiConfig {
+    pub tables_dir: PathBuf,
+    pub access: DmiAccess,
+}
+
+/// `[subids]`: where subordinate ids live and how ranges are handed out.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SubidsConfig {
+    pub subuid_file: PathBuf,
+    pub subgid_file: PathBuf,
+    /// `None`: SUB_UID_MIN from login.defs, else 100000.
+    pub min: Option<u32>,
+    /// `None`: SUB_UID_MAX from login.defs, else 600100000 (inclusive).
+    pub max: Option<u32>,
+    pub count: u32,
+    pub quarantine_days: u32,
+}
+
+/// A `[[tenant]]` that must own a subordinate id range.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TenantConfig {
+    pub name: Located<IdRef>,
+    pub count: Option<u32>,
+}
+
+/// The whole validated configuration.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    pub docker: Option<DockerConfig>,
+    pub sockets: Vec<SocketConfig>,
+    pub dmi: Option<DmiConfig>,
+    pub subids: SubidsConfig,
+    pub tenants: Vec<TenantConfig>,
+}
+
+pub const DEFAULT_UNITS: [&str; 2] = ["docker.socket", "docker.service"];
+pub const DEFAULT_IMAGE_DIRS: [&str; 3] = ["image", "image/overlay2", "image/overlay2/layerdb"];
+pub const DEFAULT_IMAGE_DIR_MODE: &str = "0750";
+pub const DEFAULT_DMI_TABLES_DIR: &str = "/sys/firmware/dmi/tables";
+pub const DEFAULT_SUBUID_FILE: &str = "/etc/subuid";
+pub const DEFAULT_SUBGID_FILE: &str = "/etc/subgid";
+pub const DEFAULT_SUBID_COUNT: u32 = 65536;
+pub const DEFAULT_QUARANTINE_DAYS: u32 = 30;
+
+// ---- raw, per-file shapes ----
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    docker: Option<RawDocker>,
+    #[serde(default)]
+    socket: Vec<RawSocket>,
+    dmi: Option<RawDmi>,
+    subids: Option<RawSubids>,
+    #[serde(default)]
+    tenant: Vec<RawTenant>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawDocker {
+    units: Option<Spanned<Vec<String>>>,
+    data_root: Option<Spanned<String>>,
+    image_dirs: Option<Spanned<Vec<String>>>,
+    image_dir_mode: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSocket {
+    path: Spanned<String>,
+    #[serde(default)]
+    users: Vec<Spanned<IdRef>>,
+    #[serde(default)]
+    groups: Vec<Spanned<IdRef>>,
+    access: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawDmi {
+    tables_dir: Option<Spanned<String>>,
+    group: Option<Spanned<IdRef>>,
+    world_readable: Option<Spanned<bool>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawSubids {
+    subuid_file: Option<Spanned<String>>,
+    subgid_file: Option<Spanned<String>>,
+    min: Option<Spanned<u32>>,
+    max: Option<Spanned<u32>>,
+    count: Option<Spanned<u32>>,
+    quarantine_days: Option<Spanned<u32>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTenant {
+    name: Spanned<IdRef>,
+    count: Option<Spanned<u32>>,
+}
+
+/// Turns byte spans of one file into origins.
+struct SourceFile<'a> {
+    file: Arc<Path>,
+    text: &'a str,
+}
+
+impl SourceFile<'_> {
+    fn origin(&self, offset: usize) -> Origin {
+        let end = offset.min(self.text.len());
+        let line = self.text.as_bytes()[..end].iter().filter(|&&b| b == b'\n').count() + 1;
+        Origin { file: self.file.clone(), line }
+    }
+
+    fn at<T>(&self, spanned: Spanned<T>) -> Located<T> {
+        let origin = self.origin(spanned.span().start);
+        Located { value: spanned.into_inner(), origin }
+    }
+
+    fn opt<T>(&self, spanned: Option<Spanned<T>>) -> Option<Located<T>> {
+        spanned.map(|s| self.at(s))
+    }
+}
+
+// ---- merged layers: the last value of each key, with where it came from ----
+
+#[derive(Default)]
+struct Layers {
+    docker: Option<DockerLayer>,
+    sockets: Vec<SocketLayer>,
+    dmi: Option<DmiLayer>,
+    subids: SubidsLayer,
+    tenants: Vec<TenantLayer>,
+}
+
+#[derive(Default)]
+struct DockerLayer {
+    units: Option<Located<Vec<String>>>,
+    data_root: Option<Located<String>>,
+    image_dirs: Option<Located<Vec<String>>>,
+    image_dir_mode: Option<Located<String>>,
+}
+
+struct SocketLayer {
+    path: Located<String>,
+    users: Vec<Located<IdRef>>,
+    groups: Vec<Located<IdRef>>,
+    access: Option<Located<String>>,
+}
+
+#[derive(Default)]
+struct DmiLayer {
+    tables_dir: Option<Located<String>>,
+    group: Option<Located<IdRef>>,
+    world_readable: Option<Located<bool>>,
+}
+
+#[derive(Default)]
+struct SubidsLayer {
+    subuid_file: Option<Located<String>>,
+    subgid_file: Option<Located<String>>,
+    min: Option<Located<u32>>,
+    max: Option<Located<u32>>,
+    count: Option<Located<u32>>,
+    quarantine_days: Option<Located<u32>>,
+}
+
+struct TenantLayer {
+    name: Located<IdRef>,
+    count: Option<Located<u32>>,
+}
+
+fn replace<T>(slot: &mut Option<T>, value: Option<T>) {
+    if value.is_some() {
+        *slot = value;
+    }
+}
+
+impl Layers {
+    fn add(&mut self, src: &SourceFile<'_>, raw: RawFile) {
+        if let Some(d) = raw.docker {
+            let layer = self.docker.get_or_insert_with(Default::default);
+            replace(&mut layer.units, src.opt(d.units));
+            replace(&mut layer.data_root, src.opt(d.data_root));
+            replace(&mut layer.image_dirs, src.opt(d.image_dirs));
+            replace(&mut layer.image_dir_mode, src.opt(d.image_dir_mode));
+        }
+        for s in raw.socket {
+            self.sockets.push(SocketLayer {
+                path: src.at(s.path),
+                users: s.users.into_iter().map(|u| src.at(u)).collect(),
+                groups: s.groups.into_iter().map(|g| src.at(g)).collect(),
+                access: src.opt(s.access),
+            });
+        }
+        if let Some(d) = raw.dmi {
+            let layer = self.dmi.get_or_insert_with(Default::default);
+            replace(&mut layer.tables_dir, src.opt(d.tables_dir));
+            replace(&mut layer.group, src.opt(d.group));
+            replace(&mut layer.world_readable, src.opt(d.world_readable));
+        }
+        if let Some(s) = raw.subids {
+            let layer = &mut self.subids;
+            replace(&mut layer.subuid_file, src.opt(s.subuid_file));
+            replace(&mut layer.subgid_file, src.opt(s.subgid_file));
+            replace(&mut layer.min, src.opt(s.min));
+            replace(&mut layer.max, src.opt(s.max));
+            replace(&mut layer.count, src.opt(s.count));
+            replace(&mut layer.quarantine_days, src.opt(s.quarantine_days));
+        }
+        for t in raw.tenant {
+            self.tenants.push(TenantLayer { name: src.at(t.name), count: src.opt(t.count) });
+        }
+    }
+}
+
+/// Collects errors while validating the merged layers.
+struct Checker {
+    errors: Vec<ConfigError>,
+}
+
+impl Checker {
+    fn error(&mut self, origin: &Origin, key: &str, message: impl Into<String>) {
+        self.errors.push(ConfigError {
+            origin: origin.clone(),
+            key: key.to_string(),
+            message: message.into(),
+        });
+    }
+
+    fn absolute(&mut self, key: &str, value: &Located<String>) -> PathBuf {
+        if let Err(message) = check_absolute(&value.value) {
+            self.error(&value.origin, key, message);
+        }
+        PathBuf::from(&value.value)
+    }
+
+    fn absolute_or(&mut self, key: &str, value: &Option<Located<String>>, default: &str) -> PathBuf {
+        value.as_ref().map_or_else(|| PathBuf::from(default), |v| self.absolute(key, v))
+    }
+}
+
+/// Accepts only absolute, normalized paths: no `.`, `..` or empty components.
+pub fn check_absolute(path: &str) -> Result<(), String> {
+    if !path.starts_with('/') {
+        return Err(format!("{path:?} must be an absolute path"));
+    }
+    if path.contains("//") || path.contains('\0') || has_dot_components(path) {
+        return Err(format!("{path:?} must be a normalized path (no \".\", \"..\" or \"//\")"));
+    }
+    Ok(())
+}
+
+fn has_dot_components(path: &str) -> bool {
+    path.split('/').any(|c| c == "." || c == "..")
+}
+
+fn check_relative(path: &str) -> Result<(), String> {
+    let p = Path::new(path);
+    let normal = !path.is_empty()
+        && !path.contains("//")
+        && !has_dot_components(path)
+        && p.components().all(|c| matches!(c, Component::Normal(_)));
+    if normal { Ok(()) } else { Err(format!("{path:?} must be a relative path below the data root, without \"..\"")) }
+}
+
+/// Accepts user names as shadow-utils does (`^[a-z_][a-z0-9_-]*[$]?$`, at most 32 bytes).
+pub fn check_user_name(name: &str) -> Result<(), String> {
+    let bytes = name.as_bytes();
+    let body = bytes.strip_suffix(b"$").unwrap_or(bytes);
+    let valid = !body.is_empty()
+        && name.len() <= 32
+        && matches!(body[0], b'a'..=b'z' | b'_')
+        && body.iter().all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-'));
+    if valid { Ok(()) } else { Err(format!("{name:?} is not a valid user name")) }
+}
+
+impl Config {
+    /// Parses and merges `sources` (path, contents) in order, then validates the result.
+    pub fn from_sources(sources: &[(PathBuf, String)]) -> Result<Config, Vec<ConfigError>> {
+        let mut layers = Layers::default();
+        let mut errors = Vec::new();
+        for (path, text) in sources {
+            let src = SourceFile { file: Arc::from(path.as_path()), text };
+            match toml::from_str::<RawFile>(text) {
+                Ok(raw) => layers.add(&src, raw),
+                Err(e) => errors.push(ConfigError {
+                    origin: src.origin(e.span().map_or(0, |s| s.start)),
+                    key: String::new(),
+                    message: e.message().trim().to_string(),
+                }),
+            }
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        let mut checker = Checker { errors };
+        let config = layers.validate(&mut checker);
+        if checker.errors.is_empty() {
+            return Ok(config);
+        }
+        let file_rank = |e: &ConfigError| sources.iter().position(|(p, _)| **p == *e.origin.file);
+        checker.errors.sort_by_key(|e| (file_rank(e), e.origin.line));
+        Err(checker.errors)
+    }
+
+    /// Names in the config that do not resolve on this host (an error for `check-config`;
+    /// at apply time only the affected entry is refused).
+    pub fn unresolved(&self, ids: &dyn IdResolver) -> Vec<ConfigError> {
+        let mut checker = Checker { errors: Vec::new() };
+        for socket in &self.sockets {
+            for user in &socket.users {
+                if let Err(m) = user.value.resolve_user(ids) {
+                    checker.error(&user.origin, "socket.users", m);
+                }
+            }
+            for group in &socket.groups {
+                if let Err(m) = group.value.resolve_group(ids) {
+                    checker.error(&group.origin, "socket.groups", m);
+                }
+            }
+        }
+        if let Some(DmiConfig { access: DmiAccess::Group(group), .. }) = &self.dmi {
+            if let Err(m) = group.value.resolve_group(ids) {
+                checker.error(&group.origin, "dmi.group", m);
+            }
+        }
+        for tenant in &self.tenants {
+            if let Err(m) = tenant.name.value.resolve_user(ids) {
+                checker.error(&tenant.name.origin, "tenant.name", m);
+            }
+        }
+        checker.errors
+    }
+}
+
+impl Layers {
+    fn validate(self, c: &mut Checker) -> Config {
+        let docker = self.docker.map(|d| validate_docker(d, c));
+        let sockets = validate_sockets(self.sockets, c);
+        let dmi = self.dmi.and_then(|d| validate_dmi(d, c));
+        let subids = validate_subids(self.subids, c);
+        let tenants = validate_tenants(self.tenants, c);
+        Config { docker, sockets, dmi, subids, tenants }
+    }
+}
+
+fn validate_docker(d: DockerLayer, c: &mut Checker) -> DockerConfig {
+    let units = match d.units {
+        Some(units) => {
+            for unit in &units.value {
+                let valid = unit.contains('.') && !unit.contains('/') && !unit.chars().any(char::is_whitespace);
+                if !valid {
+                    c.error(&units.origin, "docker.units", format!("{unit:?} is not a unit name"));
+                }
+            }
+            units.value
+        }
+        None => DEFAULT_UNITS.iter().map(|u| u.to_string()).collect(),
+    };
+    let data_root = d.data_root.map(|v| c.absolute("docker.data_root", &v));
+    let image_dirs = match d.image_dirs {
+        Some(dirs) => {
+            for dir in &dirs.value {
+                if let Err(m) = check_relative(dir) {
+                    c.error(&dirs.origin, "docker.image_dirs", m);
+                }
+            }
+            dirs.value.iter().map(PathBuf::from).collect()
+        }
+        None => DEFAULT_IMAGE_DIRS.iter().map(PathBuf::from).collect(),
+    };
+    let image_dir_mode = match d.image_dir_mode {
+        Some(mode) => Mode::parse(&mode.value).unwrap_or_else(|m| {
+            c.error(&mode.origin, "docker.image_dir_mode", m);
+            Mode::from_st_mode(0)
+        }),
+        None => Mode::parse(DEFAULT_IMAGE_DIR_MODE).expect("default mode parses"),
+    };
+    DockerConfig { units, data_root, image_dirs, image_dir_mode }
+}
+
+fn validate_sockets(layers: Vec<SocketLayer>, c: &mut Checker) -> Vec<SocketConfig> {
+    let mut sockets: Vec<SocketConfig> = Vec::new();
+    for s in layers {
+        let path = c.absolute("socket.path", &s.path);
+        if let Some(first) = sockets.iter().find(|other| other.path == path) {
+            let message = format!("{} is configured twice (first at {})", path.display(), first.origin);
+            c.error(&s.path.origin, "socket.path", message);
+            continue;
+        }
+        if s.users.is_empty() && s.groups.is_empty() {
+            c.error(&s.path.origin, "socket", "grants nothing: give users or groups");
+        }
+        let access = match s.access.as_ref().map(|a| a.value.as_str()) {
+            None | Some("rw") => Perm::RW,
+            Some("r") => Perm::R,
+            Some(other) => {
+                let origin = &s.access.as_ref().expect("access is set").origin;
+                c.error(origin, "socket.access", format!("{other:?} is not an access: use \"rw\" or \"r\""));
+                Perm::RW
+            }
+        };
+        sockets.push(SocketConfig { path, users: s.users, groups: s.groups, access, origin: s.path.origin });
+    }
+    sockets
+}
+
+fn validate_dmi(d: DmiLayer, c: &mut Checker) -> Option<DmiConfig> {
+    let tables_dir = c.absolute_or("dmi.tables_dir", &d.tables_dir, DEFAULT_DMI_TABLES_DIR);
+    let world = d.world_readable.filter(|w| w.value);
+    let access = match (d.group, world) {
+        (Some(group), None) => DmiAccess::Group(group),
+        (None, Some(_)) => DmiAccess::WorldReadable,
+        (Some(group), Some(world)) => {
+            let message = format!("both group and world_readable (at {}) are set: choose one", world.origin);
+            c.error(&group.origin, "dmi.group", message);
+            return None;
+        }
+        (None, None) => {
+            let origin = d.tables_dir.as_ref().map(|t| t.origin.clone());
+            let message = "say who may read the tables: group = \"NAME\" (preferred) or world_readable = true";
+            match origin {
+                Some(origin) => c.error(&origin, "dmi", message),
+                // An empty [dmi] table has no span; the error still names the key.
+                None => c.errors.push(ConfigError {
+                    origin: Origin { file: Arc::from(Path::new("[dmi]")), line: 0 },
+                    key: "dmi".into(),
+                    message: message.into(),
+                }),
+            }
+            return None;
+        }
+    };
+    Some(DmiConfig { tables_dir, access })
+}
+
+fn validate_subids(s: SubidsLayer, c: &mut Checker) -> SubidsConfig {
+    let subuid_file = c.absolute_or("subids.subuid_file", &s.subuid_file, DEFAULT_SUBUID_FILE);
+    let subgid_file = c.absolute_or("subids.subgid_file", &s.subgid_file, DEFAULT_SUBGID_FILE);
+    if let (Some(min), Some(max)) = (&s.min, &s.max) {
+        if min.value > max.value {
+            c.error(&max.origin, "subids.max", format!("{} is below min {}", max.value, min.value));
+        }
+    }
+    if let Some(max) = &s.max {
+        if max.value == u32::MAX {
+            c.error(&max.origin, "subids.max", "4294967295 is the invalid id (-1) and can never be handed out");
+        }
+    }
+    if let Some(count) = s.count.as_ref().filter(|n| n.value == 0) {
+        c.error(&count.origin, "subids.count", "must be at least 1");
+    }
+    SubidsConfig {
+        subuid_file,
+        subgid_file,
+        min: s.min.map(|m| m.value),
+        max: s.max.map(|m| m.value),
+        count: s.count.map_or(DEFAULT_SUBID_COUNT, |n| n.value),
+        quarantine_days: s.quarantine_days.map_or(DEFAULT_QUARANTINE_DAYS, |n| n.value),
+    }
+}
+
+fn validate_tenants(layers: Vec<TenantLayer>, c: &mut Checker) -> Vec<TenantConfig> {
+    let mut tenants: Vec<TenantConfig> = Vec::new();
+    for t in layers {
+        if let IdRef::Name(name) = &t.name.value {
+            if let Err(m) = check_user_name(name) {
+                c.error(&t.name.origin, "tenant.name", m);
+                continue;
+            }
+        }
+        if let Some(first) = tenants.iter().find(|other| other.name.value == t.name.value) {
+            let message = format!("tenant {} is configured twice (first at {})", t.name.value, first.name.origin);
+            c.error(&t.name.origin, "tenant.name", message);
+            continue;
+        }
+        if let Some(count) = t.count.as_ref().filter(|n| n.value == 0) {
+            c.error(&count.origin, "tenant.count", "must be at least 1");
+        }
+        tenants.push(TenantConfig { name: t.name, count: t.count.map(|n| n.value) });
+    }
+    tenants
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::tests::TableIds;
+
+    fn parse(files: &[(&str, &str)]) -> Result<Config, Vec<String>> {
+        let sources: Vec<_> = files.iter().map(|(p, t)| (PathBuf::from(p), t.to_string())).collect();
+        Config::from_sources(&sources).map_err(|errs| errs.iter().map(|e| e.to_string()).collect())
+    }
+
+    #[test]
+    fn empty_config_has_no_duties() {
+        let config = parse(&[("/etc/n.toml", "")]).unwrap();
+        assert_eq!(config.docker, None);
+        assert!(config.sockets.is_empty());
+        assert_eq!(config.dmi, None);
+    }
+
+    #[test]
+    fn docker_section_gets_defaults() {
+        let config = parse(&[("/etc/n.toml", "[docker]\n")]).unwrap();
+        let docker = config.docker.unwrap();
+        assert_eq!(docker.units, ["docker.socket", "docker.service"]);
+        assert_eq!(docker.data_root, None);
+        assert_eq!(docker.image_dirs.len(), 3);
+        assert_eq!(docker.image_dir_mode.bits(), 0o750);
+    }
+
+    #[test]
+    fn unknown_keys_name_file_and_line() {
+        let errs = parse(&[("/etc/n.toml", "[docker]\nimage_dir_mode = \"0750\"\nimage_dir = []\n")]).unwrap_err();
+        assert_eq!(errs.len(), 1);
+        assert!(errs[0].starts_with("/etc/n.toml:3: unknown field `image_dir`"), "{errs:?}");
+    }
+
+    #[test]
+    fn semantic_errors_name_file_line_and_key() {
+        let text = "[docker]\nimage_dir_mode = \"0758\"\ndata_root = \"var/lib/docker\"\n\
+                    image_dirs = [\"../etc\"]\n\n[[socket]]\npath = \"/run/../etc/shadow\"\nusers = [1]\naccess = \"rwx\"\n";
+        let errs = parse(&[("/etc/n.toml", text)]).unwrap_err();
+        assert_eq!(
+            errs,
+            [
+                "/etc/n.toml:2: docker.image_dir_mode: \"0758\" is not a mode: write 3 or 4 octal digits, like \"0750\"",
+                "/etc/n.toml:3: docker.data_root: \"var/lib/docker\" must be an absolute path",
+                "/etc/n.toml:4: docker.image_dirs: \"../etc\" must be a relative path below the data root, without \"..\"",
+                "/etc/n.toml:7: socket.path: \"/run/../etc/shadow\" must be a normalized path (no \".\", \"..\" or \"//\")",
+                "/etc/n.toml:9: socket.access: \"rwx\" is not an access: use \"rw\" or \"r\"",
+            ]
+        );
+    }
+
+    #[test]
+    fn drop_ins_replace_values_and_append_tables() {
+        let main = "[docker]\nimage_dir_mode = \"0700\"\n[[socket]]\npath = \"/run/a.sock\"\nusers = [1]\n";
+        let drop_in = "[docker]\nimage_dir_mode = \"0750\"\n[[socket]]\npath = \"/run/b.sock\"\ngroups = [\"monitoring\"]\naccess = \"r\"\n";
+        let config = parse(&[("/etc/n.toml", main), ("/etc/n.d/10.toml", drop_in)]).unwrap();
+        assert_eq!(config.docker.unwrap().image_dir_mode.bits(), 0o750);
+        let paths: Vec<_> = config.sockets.iter().map(|s| s.path.to_str().unwrap()).collect();
+        assert_eq!(paths, ["/run/a.sock", "/run/b.sock"]);
+        assert_eq!(config.sockets[1].access, Perm::R);
+        assert_eq!(config.sockets[1].groups[0].origin.to_string(), "/etc/n.d/10.toml:5");
+    }
+
+    #[test]
+    fn the_same_socket_twice_names_both_files() {
+        let main = "[[socket]]\npath = \"/run/docker.sock\"\nusers = [1]\n";
+        let drop_in = "\n[[socket]]\npath = \"/run/docker.sock\"\nusers = [2]\n";
+        let errs = parse(&[("/etc/n.toml", main), ("/etc/n.d/a.toml", drop_in)]).unwrap_err();
+        assert_eq!(
+            errs,
+            ["/etc/n.d/a.toml:3: socket.path: /run/docker.sock is configured twice (first at /etc/n.toml:2)"]
+        );
+    }
+
+    #[test]
+    fn dmi_needs_exactly_one_reader() {
+        let both = "[dmi]\ngroup = \"dmi\"\nworld_readable = true\n";
+        let errs = parse(&[("/etc/n.toml", both)]).unwrap_err();
+        assert_eq!(errs, ["/etc/n.toml:2: dmi.group: both group and world_readable (at /etc/n.toml:3) are set: choose one"]);
+        let merged = parse(&[("/etc/n.toml", "[dmi]\ngroup = \"dmi\"\n"), ("/etc/d.toml", "[dmi]\nworld_readable = true\n")]);
+        assert!(merged.unwrap_err()[0].contains("choose one"));
+        let neither = parse(&[("/etc/n.toml", "[dmi]\ntables_dir = \"/x\"\n")]).unwrap_err();
+        assert!(neither[0].starts_with("/etc/n.toml:2: dmi: say who may read"), "{neither:?}");
+        let world = parse(&[("/etc/n.toml", "[dmi]\nworld_readable = true\n")]).unwrap();
+        assert_eq!(world.dmi.unwrap().access, DmiAccess::WorldReadable);
+    }
+
+    #[test]
+    fn unresolved_names_are_reported_with_their_lines() {
+        let text = "[[socket]]\npath = \"/run/docker.sock\"\nusers = [4321, \"cadvisor\",\n  \"ghost\"]\ngroups = [\"nogroup\"]\n";
+        let config = parse(&[("/etc/n.toml", text)]).unwrap();
+        let errs: Vec<_> = config.unresolved(&TableIds(&[("cadvisor", 4321)])).iter().map(|e| e.to_string()).collect();
+        assert_eq!(
+            errs,
+            [
+                "/etc/n.toml:4: socket.users: no such user \"ghost\"",
+                "/etc/n.toml:5: socket.groups: no such group \"nogroup\"",
+            ]
+        );
+    }
+
+    #[test]
+    fn tenant_names_are_checked() {
+        for bad in ["evil:0:1", "a\nb", "../x", "Root", "", "x".repeat(33).as_str()] {
+            let text = format!("[[tenant]]\nname = {}\n", toml::Value::String(bad.to_string()));
+            let errs = parse(&[("/etc/n.toml", &text)]).unwrap_err();
+            assert!(errs[0].contains("is not a valid user name"), "{bad:?}: {errs:?}");
+        }
+        let ok = parse(&[("/etc/n.toml", "[[tenant]]\nname = \"acme\"\ncount = 131072\n[[tenant]]\nname = 1001\n")]).unwrap();
+        assert_eq!(ok.tenants.len(), 2);
+        assert_eq!(ok.tenants[0].count, Some(131072));
+    }
+
+    #[test]
+    fn user_names_follow_shadow() {
+        for good in ["acme", "_svc", "a-b_c9", "machine$"] {
+            assert!(check_user_name(good).is_ok(), "{good}");
+        }
+    }
+}

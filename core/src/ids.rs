@@ -1,0 +1,114 @@
+//! Newtypes for user and group ids, and references to them by number or name.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// A numeric user id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Uid(pub u32);
+
+/// A numeric group id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Gid(pub u32);
+
+impl Uid {
+    pub const ROOT: Uid = Uid(0);
+}
+
+impl fmt::Display for Uid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl fmt::Display for Gid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// A user or group as written in the config: a number, or a name to look up on the host.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Deserialize)]
+#[serde(untagged)]
+pub enum IdRef {
+    Id(u32),
+    Name(String),
+}
+
+impl fmt::Display for IdRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            IdRef::Id(id) => id.fmt(f),
+            IdRef::Name(name) => write!(f, "{name:?}"),
+        }
+    }
+}
+
+/// Looks user and group names up in the host's databases (NSS). Injected so that
+/// validation and planning stay pure.
+pub trait IdResolver {
+    fn user(&self, name: &str) -> Option<Uid>;
+    fn group(&self, name: &str) -> Option<Gid>;
+}
+
+/// The largest id the kernel accepts; `u32::MAX` is the "no id" marker (`(uid_t)-1`).
+const MAX_ID: u32 = u32::MAX - 1;
+
+impl IdRef {
+    /// Resolves to a uid, or says why not.
+    pub fn resolve_user(&self, ids: &dyn IdResolver) -> Result<Uid, String> {
+        match self {
+            IdRef::Id(id) if *id <= MAX_ID => Ok(Uid(*id)),
+            IdRef::Id(id) => Err(format!("uid {id} is not a valid id")),
+            IdRef::Name(name) => ids
+                .user(name)
+                .ok_or_else(|| format!("no such user {name:?}")),
+        }
+    }
+
+    /// Resolves to a gid, or says why not.
+    pub fn resolve_group(&self, ids: &dyn IdResolver) -> Result<Gid, String> {
+        match self {
+            IdRef::Id(id) if *id <= MAX_ID => Ok(Gid(*id)),
+            IdRef::Id(id) => Err(format!("gid {id} is not a valid id")),
+            IdRef::Name(name) => ids
+                .group(name)
+                .ok_or_else(|| format!("no such group {name:?}")),
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// A resolver with a fixed table, for tests.
+    pub struct TableIds(pub &'static [(&'static str, u32)]);
+
+    impl IdResolver for TableIds {
+        fn user(&self, name: &str) -> Option<Uid> {
+            self.0.iter().find(|(n, _)| *n == name).map(|(_, id)| Uid(*id))
+        }
+        fn group(&self, name: &str) -> Option<Gid> {
+            self.0.iter().find(|(n, _)| *n == name).map(|(_, id)| Gid(*id))
+        }
+    }
+
+    #[test]
+    fn resolves_numbers_and_names() {
+        let ids = TableIds(&[("cadvisor", 4321)]);
+        assert_eq!(IdRef::Id(7).resolve_user(&ids), Ok(Uid(7)));
+        assert_eq!(
+            IdRef::Name("cadvisor".into()).resolve_user(&ids),
+            Ok(Uid(4321))
+        );
+        assert_eq!(
+            IdRef::Name("nobody-here".into()).resolve_group(&ids),
+            Err("no such group \"nobody-here\"".into())
+        );
+        assert!(IdRef::Id(u32::MAX).resolve_user(&ids).is_err());
+    }
+}

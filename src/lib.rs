@@ -1,0 +1,1 @@
+//! nonrootd: host preparation for non-root containers.
