@@ -11,16 +11,19 @@ pub enum Duty {
     Docker,
     Sockets,
     Dmi,
+    /// Subordinate id ranges of `[[tenant]]`s; only when asked for by name.
+    Subids,
 }
 
 impl Duty {
-    pub const ALL: [Duty; 3] = [Duty::Docker, Duty::Sockets, Duty::Dmi];
+    pub const ALL: [Duty; 4] = [Duty::Docker, Duty::Sockets, Duty::Dmi, Duty::Subids];
 
     pub fn name(self) -> &'static str {
         match self {
             Duty::Docker => "docker",
             Duty::Sockets => "sockets",
             Duty::Dmi => "dmi",
+            Duty::Subids => "subids",
         }
     }
 
@@ -40,7 +43,9 @@ impl fmt::Display for Duty {
 pub struct DutySet(u8);
 
 impl DutySet {
-    pub const ALL: DutySet = DutySet(0b111);
+    pub const ALL: DutySet = DutySet(0b1111);
+    /// What a plain `nonrootctl apply` does: everything but the subordinate id files.
+    pub const HOST: DutySet = DutySet(0b0111);
     pub const NONE: DutySet = DutySet(0);
 
     pub fn contains(self, duty: Duty) -> bool {
