@@ -1,1 +1,10 @@
-//! nonrootd: host preparation for non-root containers.
+//! nonrootd: host preparation for non-root containers. The pure logic lives in
+//! `nonrootd_core`; this crate executes it on the host and hosts the CLI and the daemon.
+
+pub mod apply;
+pub mod cli;
+pub mod config_file;
+pub mod host;
+pub mod ids;
+pub mod lock;
+pub mod state;

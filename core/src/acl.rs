@@ -180,9 +180,12 @@ pub struct AclPlan {
 
 /// Plans the ACL that grants `desired`, keeps foreign entries, and revokes bits of `previous`
 /// (what nonrootd granted earlier) for ids that are no longer desired.
+///
+/// Every entry is first clamped to the old mask (which keeps its effective access), then the
+/// grants are added and the mask is set to the union of the group class, as `acl_calc_mask`
+/// computes it: so the mask is raised only by what nonrootd grants, and nothing else widens.
 pub fn plan_grants(observed: &Acl, desired: &Grants, previous: &Grants) -> AclPlan {
     let mut acl = observed.clone();
-    let mut granted = Grants::new();
 
     for (who, bits) in previous {
         if desired.contains_key(who) {
@@ -198,33 +201,55 @@ pub fn plan_grants(observed: &Acl, desired: &Grants, previous: &Grants) -> AclPl
         }
     }
 
-    let mut needed = Perm::NONE;
+    if let Some(old_mask) = observed.mask {
+        acl.group_obj = acl.group_obj.intersect(old_mask);
+        for perm in acl.named.values_mut() {
+            *perm = perm.intersect(old_mask);
+        }
+    }
+
+    let mut granted = Grants::new();
     for (who, want) in desired {
         let current = acl.named.get(who).copied().unwrap_or_default();
         let ours_before = previous.get(who).copied().unwrap_or_default().intersect(current);
         granted.insert(*who, ours_before.union(want.without(current)));
         acl.named.insert(*who, current.union(*want));
-        needed = needed.union(*want);
     }
 
-    match observed.mask {
-        Some(old_mask) if !old_mask.contains(needed) => {
-            acl.mask = Some(old_mask.union(needed));
-            acl.group_obj = acl.group_obj.intersect(old_mask);
-            for (who, perm) in acl.named.iter_mut() {
-                if !desired.contains_key(who) {
-                    *perm = perm.intersect(old_mask);
-                }
-            }
-        }
-        Some(_) => {}
-        // A minimal ACL: the owning group was fully effective, so a mask covering it widens nothing.
-        None if !acl.named.is_empty() => acl.mask = Some(acl.group_obj.union(needed)),
-        None => {}
+    if observed.mask.is_some() || !acl.named.is_empty() {
+        let union = acl.named.values().fold(acl.group_obj, |m, p| m.union(*p));
+        acl.mask = Some(union);
     }
 
     let write = (acl != *observed).then_some(acl);
     AclPlan { write, granted }
+}
+
+/// Says what changes between two ACLs, entry by entry: `+user:4321:rw-`, `-user:1234`,
+/// `mask::--- → rw-`.
+pub fn describe_change(old: &Acl, new: &Acl) -> String {
+    let mut parts = Vec::new();
+    let mut fixed = |name: &str, from: Option<Perm>, to: Option<Perm>| {
+        if from != to {
+            let show = |p: Option<Perm>| p.map_or_else(|| "none".to_string(), |p| p.to_string());
+            parts.push(format!("{name}:{} → {}", show(from), show(to)));
+        }
+    };
+    fixed("user:", Some(old.user_obj), Some(new.user_obj));
+    fixed("group:", Some(old.group_obj), Some(new.group_obj));
+    fixed("mask:", old.mask, new.mask);
+    fixed("other:", Some(old.other), Some(new.other));
+    for (who, perm) in &new.named {
+        match old.named.get(who) {
+            None => parts.push(format!("+{who}:{perm}")),
+            Some(before) if before != perm => parts.push(format!("{who}:{before} → {perm}")),
+            Some(_) => {}
+        }
+    }
+    for who in old.named.keys().filter(|w| !new.named.contains_key(w)) {
+        parts.push(format!("-{who}"));
+    }
+    parts.join(", ")
 }
 
 /// The desired entries whose effective access falls short in `acl`, for verification after a write.
@@ -255,6 +280,7 @@ mod tests {
         let observed = Acl::from_mode(0o660);
         let plan = plan_grants(&observed, &grants(&[(user(4321), Perm::RW)]), &Grants::new());
         let acl = plan.write.expect("a change");
+        assert_eq!(describe_change(&observed, &acl), "mask::none → rw-, +user:4321:rw-");
         assert_eq!(acl.to_string(), "user::rw-,user:4321:rw-,group::rw-,mask::rw-,other::---");
         assert_eq!(plan.granted, grants(&[(user(4321), Perm::RW)]));
         assert!(shortfalls(&acl, &grants(&[(user(4321), Perm::RW)])).is_empty());
@@ -279,6 +305,10 @@ mod tests {
         observed.named.insert(user(1000), Perm::RW);
         let desired = grants(&[(user(4321), Perm::RW)]);
         let acl = plan_grants(&observed, &desired, &desired).write.unwrap();
+        assert_eq!(
+            describe_change(&observed, &acl),
+            "group::rw- → ---, mask::--- → rw-, user:1000:rw- → ---"
+        );
         assert_eq!(acl.effective(user(4321)), Perm::RW);
         assert_eq!(acl.effective_group_obj(), Perm::NONE);
         assert_eq!(acl.effective(user(1000)), Perm::NONE);
@@ -309,5 +339,17 @@ mod tests {
         let plan = plan_grants(&observed, &grants(&[(user(4321), Perm::RW)]), &Grants::new());
         assert_eq!(plan.write.unwrap().named[&user(4321)], Perm::RW);
         assert_eq!(plan.granted[&user(4321)], Perm(2));
+    }
+
+    #[test]
+    fn bits_beyond_the_old_mask_never_become_effective() {
+        let mut observed = Acl::from_mode(0o660);
+        observed.mask = Some(Perm::R);
+        observed.named.insert(user(4321), Perm::RWX);
+        observed.named.insert(group(50), Perm::RWX);
+        let acl = plan_grants(&observed, &grants(&[(user(4321), Perm::RW)]), &Grants::new()).write.unwrap();
+        assert_eq!(acl.effective(user(4321)), Perm::RW);
+        assert_eq!(acl.effective(group(50)), Perm::R);
+        assert_eq!(acl.effective_group_obj(), Perm::R);
     }
 }

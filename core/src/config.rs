@@ -16,7 +16,7 @@ use crate::acl::Perm;
 use crate::ids::{IdRef, IdResolver};
 use crate::mode::Mode;
 
-/// Where a value was written.
+/// Where a value was written; line 0 stands for the whole file.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Origin {
     pub file: Arc<Path>,
@@ -25,7 +25,10 @@ pub struct Origin {
 
 impl fmt::Display for Origin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}", self.file.display(), self.line)
+        match self.line {
+            0 => write!(f, "{}", self.file.display()),
+            line => write!(f, "{}:{line}", self.file.display()),
+        }
     }
 }
 
@@ -139,7 +142,7 @@ struct RawFile {
     docker: Option<RawDocker>,
     #[serde(default)]
     socket: Vec<RawSocket>,
-    dmi: Option<RawDmi>,
+    dmi: Option<Spanned<RawDmi>>,
     subids: Option<RawSubids>,
     #[serde(default)]
     tenant: Vec<RawTenant>,
@@ -242,6 +245,8 @@ struct SocketLayer {
 
 #[derive(Default)]
 struct DmiLayer {
+    /// Where the last `[dmi]` table was written.
+    declared: Option<Origin>,
     tables_dir: Option<Located<String>>,
     group: Option<Located<IdRef>>,
     world_readable: Option<Located<bool>>,
@@ -286,7 +291,10 @@ impl Layers {
             });
         }
         if let Some(d) = raw.dmi {
+            let d = src.at(d);
             let layer = self.dmi.get_or_insert_with(Default::default);
+            layer.declared = Some(d.origin);
+            let d = d.value;
             replace(&mut layer.tables_dir, src.opt(d.tables_dir));
             replace(&mut layer.group, src.opt(d.group));
             replace(&mut layer.world_readable, src.opt(d.world_readable));
@@ -510,17 +518,9 @@ fn validate_dmi(d: DmiLayer, c: &mut Checker) -> Option<DmiConfig> {
             return None;
         }
         (None, None) => {
-            let origin = d.tables_dir.as_ref().map(|t| t.origin.clone());
+            let origin = d.declared.expect("a [dmi] layer comes from a table");
             let message = "say who may read the tables: group = \"NAME\" (preferred) or world_readable = true";
-            match origin {
-                Some(origin) => c.error(&origin, "dmi", message),
-                // An empty [dmi] table has no span; the error still names the key.
-                None => c.errors.push(ConfigError {
-                    origin: Origin { file: Arc::from(Path::new("[dmi]")), line: 0 },
-                    key: "dmi".into(),
-                    message: message.into(),
-                }),
-            }
+            c.error(&origin, "dmi", message);
             return None;
         }
     };
@@ -657,8 +657,10 @@ mod tests {
         assert_eq!(errs, ["/etc/n.toml:2: dmi.group: both group and world_readable (at /etc/n.toml:3) are set: choose one"]);
         let merged = parse(&[("/etc/n.toml", "[dmi]\ngroup = \"dmi\"\n"), ("/etc/d.toml", "[dmi]\nworld_readable = true\n")]);
         assert!(merged.unwrap_err()[0].contains("choose one"));
-        let neither = parse(&[("/etc/n.toml", "[dmi]\ntables_dir = \"/x\"\n")]).unwrap_err();
+        let neither = parse(&[("/etc/n.toml", "\n[dmi]\ntables_dir = \"/x\"\n")]).unwrap_err();
         assert!(neither[0].starts_with("/etc/n.toml:2: dmi: say who may read"), "{neither:?}");
+        let empty = parse(&[("/etc/n.toml", "[docker]\n[dmi]\n")]).unwrap_err();
+        assert!(empty[0].starts_with("/etc/n.toml:2: dmi: say who may read"), "{empty:?}");
         let world = parse(&[("/etc/n.toml", "[dmi]\nworld_readable = true\n")]).unwrap();
         assert_eq!(world.dmi.unwrap().access, DmiAccess::WorldReadable);
     }

@@ -1,0 +1,188 @@
+//! `nonrootctl`: the command-line interface.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use nonrootd_core::config::Config;
+use nonrootd_core::duty::DutySet;
+use nonrootd_core::report::{Outcome, Report};
+use serde::Serialize;
+
+use crate::apply::{DOCKER_DAEMON_JSON, Engine, Request, apply_with_state};
+use crate::config_file::{self, DEFAULT_CONFIG};
+use crate::host::RealHost;
+use crate::ids::SystemIds;
+use crate::state::default_state_dir;
+
+/// Prepares this host for non-root containers.
+#[derive(Parser, Debug)]
+#[command(name = "nonrootctl", version, about, long_about = None)]
+pub struct Cli {
+    /// Main config file; drop-ins are read from nonrootd.d/ beside it.
+    #[arg(long, global = true, value_name = "FILE", default_value = DEFAULT_CONFIG)]
+    config: PathBuf,
+    /// Where nonrootd records what it granted [default: $STATE_DIRECTORY or /var/lib/nonrootd].
+    #[arg(long, global = true, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+    /// Log more (-v: changes, -vv: debugging).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Apply the configured duties now and report per path.
+    Apply(ApplyArgs),
+    /// Validate the main file and its drop-ins; exit 1 naming file, line and key of every problem.
+    CheckConfig,
+}
+
+#[derive(Args, Debug)]
+struct ApplyArgs {
+    /// Comma-separated duties: docker, sockets, dmi, subids [default: docker,sockets,dmi].
+    #[arg(long, value_name = "LIST", value_parser = DutySet::parse)]
+    only: Option<DutySet>,
+    /// Print what would change and change nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+    /// Give up after this long (e.g. 5s, 500ms), so a hook never hangs Docker's start.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    timeout: Duration,
+}
+
+/// Parses "5", "5s", "500ms" or "1.5s".
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let (number, scale) = match text.strip_suffix("ms") {
+        Some(ms) => (ms, 0.001),
+        None => (text.strip_suffix('s').unwrap_or(text), 1.0),
+    };
+    match number.parse::<f64>() {
+        Ok(n) if n.is_finite() && n >= 0.0 => Ok(Duration::from_secs_f64(n * scale)),
+        _ => Err(format!("{text:?} is not a duration like 5s or 500ms")),
+    }
+}
+
+/// Runs `nonrootctl` with the process's arguments.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+    let state_dir = cli.state_dir.clone().unwrap_or_else(default_state_dir);
+    match cli.command {
+        Command::Apply(args) => apply(&cli.config, &state_dir, &args),
+        Command::CheckConfig => check_config(&cli.config),
+    }
+}
+
+fn init_logging(verbose: u8) {
+    let level = match verbose {
+        0 => tracing::Level::ERROR,
+        1 => tracing::Level::INFO,
+        _ => tracing::Level::DEBUG,
+    };
+    tracing_subscriber::fmt().with_writer(std::io::stderr).with_max_level(level).init();
+}
+
+fn load_config(path: &std::path::Path) -> Option<Config> {
+    match config_file::load(path) {
+        Ok(config) => Some(config),
+        Err(errors) => {
+            for error in errors {
+                eprintln!("nonrootctl: {error}");
+            }
+            None
+        }
+    }
+}
+
+fn check_config(path: &std::path::Path) -> ExitCode {
+    let Some(config) = load_config(path) else {
+        return ExitCode::FAILURE;
+    };
+    let unresolved = config.unresolved(&SystemIds);
+    for error in &unresolved {
+        eprintln!("nonrootctl: {error}");
+    }
+    if !unresolved.is_empty() {
+        return ExitCode::FAILURE;
+    }
+    let drop_ins = config_file::drop_ins(path).map(|d| d.len()).unwrap_or(0);
+    println!("{}: valid ({drop_ins} drop-ins)", path.display());
+    ExitCode::SUCCESS
+}
+
+#[derive(Serialize)]
+struct JsonReport<'a> {
+    succeeded: bool,
+    #[serde(flatten)]
+    report: &'a Report,
+}
+
+fn apply(config_path: &std::path::Path, state_dir: &std::path::Path, args: &ApplyArgs) -> ExitCode {
+    let Some(config) = load_config(config_path) else {
+        return ExitCode::FAILURE;
+    };
+    let host = RealHost::default();
+    let engine = Engine { host: &host, ids: &SystemIds, daemon_json: std::path::Path::new(DOCKER_DAEMON_JSON) };
+    let request = Request { duties: args.only.unwrap_or(DutySet::HOST), socket: None, dry_run: args.dry_run };
+    let report = match apply_with_state(&engine, &config, &request, state_dir, args.timeout) {
+        Ok(report) => report,
+        Err(error) => {
+            eprintln!("nonrootctl: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    print_report(&report, args.json);
+    if report.succeeded() { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+}
+
+/// Prints the report; a closed stdout (`| head`) is not an error worth a panic.
+fn print_report(report: &Report, json: bool) {
+    let mut out = std::io::stdout().lock();
+    let _ = if json {
+        let doc = JsonReport { succeeded: report.succeeded(), report };
+        writeln!(out, "{}", serde_json::to_string_pretty(&doc).expect("a report serializes"))
+    } else {
+        write!(out, "{report}").and_then(|()| writeln!(out, "{}", summary(report)))
+    };
+}
+
+fn summary(report: &Report) -> String {
+    let count = |f: fn(&Outcome) -> bool| report.entries.iter().filter(|e| f(&e.outcome)).count();
+    format!(
+        "{} changed, {} would change, {} correct, {} missing, {} refused, {} failed",
+        count(|o| matches!(o, Outcome::Changed { .. })),
+        count(|o| matches!(o, Outcome::WouldChange { .. })),
+        count(|o| matches!(o, Outcome::Correct)),
+        count(|o| matches!(o, Outcome::Missing)),
+        count(|o| matches!(o, Outcome::Refused { .. })),
+        count(|o| matches!(o, Outcome::Failed { .. })),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("5s"), Ok(Duration::from_secs(5)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2"), Ok(Duration::from_secs(2)));
+        assert!(parse_duration("-1s").is_err());
+        assert!(parse_duration("soon").is_err());
+    }
+
+    #[test]
+    fn cli_is_well_formed() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

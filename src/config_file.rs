@@ -1,0 +1,88 @@
+//! Reads the main config file and its drop-ins, refusing files that someone other than root
+//! could have written.
+
+use std::fs::File;
+use std::io::Read;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use nonrootd_core::config::{Config, ConfigError, Origin};
+
+/// Where the daemon and the CLI look when `--config` is not given.
+pub const DEFAULT_CONFIG: &str = "/etc/nonrootd/nonrootd.toml";
+/// The drop-in directory, beside the main file.
+pub const DROP_IN_DIR: &str = "nonrootd.d";
+
+fn file_error(path: &Path, message: impl Into<String>) -> ConfigError {
+    ConfigError {
+        origin: Origin { file: Arc::from(path), line: 0 },
+        key: String::new(),
+        message: message.into(),
+    }
+}
+
+/// Reads one file without following a symlink, and only if root owns it and nobody else may
+/// write it.
+fn read_trusted(path: &Path) -> Result<String, ConfigError> {
+    let mut file = File::options()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| file_error(path, format!("cannot open: {e}")))?;
+    let meta = file.metadata().map_err(|e| file_error(path, format!("cannot stat: {e}")))?;
+    if !meta.is_file() {
+        return Err(file_error(path, "is not a regular file"));
+    }
+    if meta.uid() != 0 {
+        return Err(file_error(path, format!("is owned by uid {}, not root: refusing to trust it", meta.uid())));
+    }
+    if meta.mode() & 0o022 != 0 {
+        return Err(file_error(
+            path,
+            format!("mode {:04o} lets others than root write it: refusing to trust it", meta.mode() & 0o7777),
+        ));
+    }
+    let mut text = String::new();
+    file.read_to_string(&mut text).map_err(|e| file_error(path, format!("cannot read: {e}")))?;
+    Ok(text)
+}
+
+/// The drop-ins of `main`: `nonrootd.d/*.toml` beside it, in lexical order.
+pub fn drop_ins(main: &Path) -> Result<Vec<PathBuf>, ConfigError> {
+    let dir = main.parent().unwrap_or(Path::new("/")).join(DROP_IN_DIR);
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(file_error(&dir, format!("cannot list drop-ins: {e}"))),
+    };
+    let mut files = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| file_error(&dir, format!("cannot list drop-ins: {e}")))?;
+        let path = entry.path();
+        if path.extension().is_some_and(|ext| ext == "toml") {
+            files.push(path);
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// Loads, merges and validates the main file and its drop-ins. Every problem is returned,
+/// each naming its file (and line where there is one).
+pub fn load(main: &Path) -> Result<Config, Vec<ConfigError>> {
+    let mut paths = vec![main.to_path_buf()];
+    paths.extend(drop_ins(main).map_err(|e| vec![e])?);
+    let mut sources = Vec::new();
+    let mut errors = Vec::new();
+    for path in paths {
+        match read_trusted(&path) {
+            Ok(text) => sources.push((path, text)),
+            Err(e) => errors.push(e),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    Config::from_sources(&sources)
+}

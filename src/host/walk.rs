@@ -1,0 +1,118 @@
+//! A component-by-component path walk with `openat(O_PATH|O_NOFOLLOW)`, deciding every step with
+//! the pure checks of `nonrootd_core::plan` (systemd's CHASE_SAFE rules).
+
+use std::collections::VecDeque;
+use std::ffi::{OsStr, OsString};
+use std::os::fd::OwnedFd;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use nix::errno::Errno;
+use nix::fcntl::{OFlag, open, openat, readlinkat};
+use nix::sys::stat::{Mode as NixMode, fstat};
+use nonrootd_core::ids::{Gid, Uid};
+use nonrootd_core::mode::Mode;
+use nonrootd_core::plan::{FileKind, Refusal, Stat, check_directory_transit, check_symlink_transit};
+
+use super::OpenError;
+
+/// Linux's own limit on symlinks followed in one lookup.
+const MAX_SYMLINKS: usize = 40;
+
+const PATH_FLAGS: OFlag = OFlag::O_PATH.union(OFlag::O_NOFOLLOW).union(OFlag::O_CLOEXEC);
+
+pub fn stat_fd(fd: &OwnedFd) -> Result<Stat, Errno> {
+    let st = fstat(fd)?;
+    Ok(Stat {
+        kind: FileKind::from_st_mode(st.st_mode),
+        mode: Mode::from_st_mode(st.st_mode),
+        uid: Uid(st.st_uid),
+        gid: Gid(st.st_gid),
+        nlink: st.st_nlink,
+    })
+}
+
+fn refused(walked: &Path, why: Refusal) -> OpenError {
+    OpenError::Refused(Refusal(format!("{}: {why}", walked.display())))
+}
+
+fn io(errno: Errno) -> OpenError {
+    match errno {
+        Errno::ENOENT => OpenError::Missing,
+        other => OpenError::Io(other.into()),
+    }
+}
+
+/// Opens `path` as an `O_PATH` descriptor. Directories on the way must pass
+/// `check_directory_transit`; symlinks on the way must be root-owned; the last component is
+/// never followed.
+pub fn open_beneath_root(path: &Path) -> Result<(OwnedFd, Stat), OpenError> {
+    let root = open("/", PATH_FLAGS.union(OFlag::O_DIRECTORY), NixMode::empty()).map_err(io)?;
+    let root_stat = stat_fd(&root).map_err(io)?;
+    check_directory_transit(&root_stat).map_err(|r| refused(Path::new("/"), r))?;
+
+    let mut dirs: Vec<(OwnedFd, PathBuf)> = vec![(root, PathBuf::from("/"))];
+    let mut pending: VecDeque<OsString> = components(path.as_os_str());
+    let mut symlinks = 0;
+    let mut last: Option<(OwnedFd, Stat)> = None;
+
+    while let Some(name) = pending.pop_front() {
+        if name == ".." {
+            if dirs.len() > 1 {
+                dirs.pop();
+            }
+            last = None;
+            continue;
+        }
+        let (dir, dir_path) = dirs.last().expect("the root stays on the stack");
+        let walked = dir_path.join(&name);
+        let fd = openat(dir, name.as_os_str(), PATH_FLAGS, NixMode::empty()).map_err(io)?;
+        let stat = stat_fd(&fd).map_err(io)?;
+        let is_last = pending.is_empty();
+        match stat.kind {
+            FileKind::Symlink if is_last => {
+                return Err(refused(&walked, Refusal("is a symlink; the last component is never followed".into())));
+            }
+            FileKind::Symlink => {
+                check_symlink_transit(&stat).map_err(|r| refused(&walked, r))?;
+                symlinks += 1;
+                if symlinks > MAX_SYMLINKS {
+                    return Err(refused(&walked, Refusal("too many levels of symlinks".into())));
+                }
+                let target = readlinkat(&fd, "").map_err(io)?;
+                if target.as_bytes().starts_with(b"/") {
+                    dirs.truncate(1);
+                }
+                for part in components(&target).into_iter().rev() {
+                    pending.push_front(part);
+                }
+            }
+            FileKind::Directory if !is_last => {
+                check_directory_transit(&stat).map_err(|r| refused(&walked, r))?;
+                dirs.push((fd, walked));
+            }
+            _ if !is_last => {
+                return Err(refused(&walked, Refusal(format!("is {}, not a directory", stat.kind))));
+            }
+            _ => last = Some((fd, stat)),
+        }
+    }
+    match last {
+        Some(found) => Ok(found),
+        // The path named a directory already on the stack ("/" or ending in "..").
+        None => {
+            let (fd, _) = dirs.pop().expect("the root stays on the stack");
+            let stat = stat_fd(&fd).map_err(io)?;
+            Ok((fd, stat))
+        }
+    }
+}
+
+/// The non-empty components of a path other than ".".
+fn components(path: &OsStr) -> VecDeque<OsString> {
+    path.as_bytes()
+        .split(|b| *b == b'/')
+        .filter(|c| !c.is_empty() && *c != b".")
+        .map(|c| OsStr::from_bytes(c).to_os_string())
+        .collect()
+}

@@ -1,0 +1,110 @@
+//! The record of what nonrootd granted, kept in the state directory so that grants for ids
+//! that are no longer configured can be revoked, and nothing else is.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use nonrootd_core::acl::Grants;
+use serde::{Deserialize, Serialize};
+
+/// Where state lives when neither `--state-dir` nor `$STATE_DIRECTORY` says otherwise.
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/nonrootd";
+const GRANTS_FILE: &str = "grants.json";
+
+/// The state directory: `$STATE_DIRECTORY` (set by systemd's `StateDirectory=`), else the default.
+pub fn default_state_dir() -> PathBuf {
+    std::env::var_os("STATE_DIRECTORY")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR))
+}
+
+/// ACL entries granted per socket path.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GrantRecord {
+    pub sockets: BTreeMap<PathBuf, Grants>,
+}
+
+/// Creates the state directory (mode 0700) if it does not exist.
+pub fn ensure_dir(dir: &Path) -> io::Result<()> {
+    fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)
+}
+
+impl GrantRecord {
+    /// Reads the record; a missing file is an empty record.
+    pub fn load(state_dir: &Path) -> io::Result<GrantRecord> {
+        let path = state_dir.join(GRANTS_FILE);
+        match fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
+                io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("{} is corrupt ({e}); it records the ACL entries nonrootd granted", path.display()),
+                )
+            }),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(GrantRecord::default()),
+            Err(e) => Err(io::Error::new(e.kind(), format!("{}: {e}", path.display()))),
+        }
+    }
+
+    /// Writes the record atomically: a temp file, fsync, rename, fsync of the directory.
+    pub fn save(&self, state_dir: &Path) -> io::Result<()> {
+        let bytes = serde_json::to_vec_pretty(self).map_err(io::Error::other)?;
+        write_atomically(&state_dir.join(GRANTS_FILE), &bytes)
+    }
+}
+
+/// Replaces `path` with `bytes` so that a crash leaves either the old or the new content.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("/"));
+    let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
+    let result = (|| {
+        let mut file = File::options()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        fs::rename(&tmp, path)?;
+        File::open(dir)?.sync_all()
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nonrootd_core::acl::{Perm, Qualifier};
+    use nonrootd_core::ids::Uid;
+
+    #[test]
+    fn record_round_trips_and_a_missing_file_is_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(GrantRecord::load(dir.path()).unwrap(), GrantRecord::default());
+        let mut record = GrantRecord::default();
+        record
+            .sockets
+            .entry(PathBuf::from("/run/docker.sock"))
+            .or_default()
+            .insert(Qualifier::User(Uid(4321)), Perm::RW);
+        record.save(dir.path()).unwrap();
+        let text = fs::read_to_string(dir.path().join(GRANTS_FILE)).unwrap();
+        assert!(text.contains("\"user:4321\": \"rw-\""), "{text}");
+        assert_eq!(GrantRecord::load(dir.path()).unwrap(), record);
+    }
+
+    #[test]
+    fn a_corrupt_record_is_an_error_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join(GRANTS_FILE), "{").unwrap();
+        let err = GrantRecord::load(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("grants.json is corrupt"), "{err}");
+    }
+}
