@@ -277,3 +277,115 @@ pub fn apply_with_state<H: Host>(
     }
     Ok(report)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::host::fake::{FakeFile, FakeHost};
+    use nonrootd_core::acl::Perm;
+    use nonrootd_core::ids::{Gid, Uid};
+
+    struct Ids;
+    impl IdResolver for Ids {
+        fn user(&self, name: &str) -> Option<nonrootd_core::ids::Uid> {
+            (name == "cadvisor").then_some(Uid(4321))
+        }
+        fn group(&self, name: &str) -> Option<Gid> {
+            (name == "dmi").then_some(Gid(990))
+        }
+    }
+
+    fn config(text: &str) -> Config {
+        Config::from_sources(&[(PathBuf::from("/etc/nonrootd/nonrootd.toml"), text.to_string())]).unwrap()
+    }
+
+    fn run(host: &FakeHost, config: &Config, dry_run: bool, record: &mut GrantRecord) -> Report {
+        let engine = Engine { host, ids: &Ids, daemon_json: Path::new("/nonexistent/daemon.json") };
+        engine.apply(config, &Request { duties: DutySet::HOST, socket: None, dry_run }, record)
+    }
+
+    const DOCKER: &str = "[docker]\ndata_root = \"/d\"\nimage_dirs = [\"a\", \"b\", \"c\"]\n";
+
+    #[test]
+    fn a_refused_path_does_not_stop_the_others() {
+        let host = FakeHost::default()
+            .with("/d/a", FakeFile::new(FileKind::Directory, 0o700, 1000))
+            .refusing("/d/b", "/d/b: is a symlink")
+            .with("/d/c", FakeFile::new(FileKind::Directory, 0o700, 0));
+        let report = run(&host, &config(DOCKER), false, &mut GrantRecord::default());
+        let outcomes: Vec<_> = report.entries.iter().map(|e| e.outcome.label()).collect();
+        assert_eq!(outcomes, ["refused", "refused", "changed"]);
+        assert_eq!(*host.calls.borrow(), ["chmod 0750 /d/c"]);
+        assert!(!report.succeeded());
+    }
+
+    #[test]
+    fn a_dry_run_changes_nothing() {
+        let host = FakeHost::default()
+            .with("/d/a", FakeFile::new(FileKind::Directory, 0o700, 0))
+            .with("/run/docker.sock", FakeFile::new(FileKind::Socket, 0o660, 0));
+        let text = format!("{DOCKER}[[socket]]\npath = \"/run/docker.sock\"\nusers = [\"cadvisor\"]\n");
+        let mut record = GrantRecord::default();
+        let report = run(&host, &config(&text), true, &mut record);
+        assert!(host.calls.borrow().is_empty());
+        assert_eq!(record, GrantRecord::default());
+        assert_eq!(
+            report.entries[0].outcome,
+            Outcome::WouldChange { change: "mode 0700 → 0750".into() }
+        );
+        assert_eq!(
+            report.entries[3].outcome,
+            Outcome::WouldChange { change: "mask::none → rw-, +user:4321:rw-".into() }
+        );
+    }
+
+    #[test]
+    fn unknown_names_are_refused_and_the_rest_granted_and_recorded() {
+        let host = FakeHost::default().with("/run/docker.sock", FakeFile::new(FileKind::Socket, 0o660, 0));
+        let text = "[[socket]]\npath = \"/run/docker.sock\"\nusers = [\"ghost\", \"cadvisor\"]\n";
+        let mut record = GrantRecord::default();
+        let report = run(&host, &config(text), false, &mut record);
+        assert_eq!(
+            report.entries[0].outcome,
+            Outcome::Refused { reason: "/etc/nonrootd/nonrootd.toml:3: no such user \"ghost\"".into() }
+        );
+        assert_eq!(report.entries[1].outcome.label(), "changed");
+        let who = Qualifier::User(Uid(4321));
+        assert_eq!(host.file("/run/docker.sock").acl.effective(who), Perm::RW);
+        assert_eq!(record.sockets[Path::new("/run/docker.sock")][&who], Perm::RW);
+    }
+
+    #[test]
+    fn grants_on_an_unconfigured_socket_are_revoked_and_forgotten() {
+        let host = FakeHost::default().with("/run/old.sock", FakeFile::new(FileKind::Socket, 0o660, 0));
+        let granted = config("[[socket]]\npath = \"/run/old.sock\"\nusers = [1234]\ngroups = [7]\n");
+        let mut record = GrantRecord::default();
+        run(&host, &granted, false, &mut record);
+        assert_eq!(host.file("/run/old.sock").acl.named.len(), 2);
+        let report = run(&host, &config(""), false, &mut record);
+        assert_eq!(report.entries[0].desired, "no grants (no longer configured)");
+        assert!(host.file("/run/old.sock").acl.named.is_empty());
+        assert!(record.sockets.is_empty());
+    }
+
+    #[test]
+    fn dmi_files_get_group_and_mode_and_absent_ones_are_missing() {
+        let host = FakeHost::default().with("/t/DMI", FakeFile::new(FileKind::Regular, 0o400, 0));
+        let report = run(&host, &config("[dmi]\ntables_dir = \"/t\"\ngroup = \"dmi\"\n"), false, &mut GrantRecord::default());
+        assert_eq!(*host.calls.borrow(), ["chgrp 990 /t/DMI", "chmod 0440 /t/DMI"]);
+        assert_eq!(report.entries[1].outcome, Outcome::Missing);
+        assert!(report.succeeded());
+    }
+
+    #[test]
+    fn data_root_comes_from_config_then_daemon_json_then_default() {
+        let dir = tempfile::tempdir().unwrap();
+        let json = dir.path().join("daemon.json");
+        let docker = config("[docker]\n").docker.unwrap();
+        assert_eq!(data_root(&docker, &json), Path::new("/var/lib/docker"));
+        std::fs::write(&json, r#"{"data-root": "/srv/docker", "debug": true}"#).unwrap();
+        assert_eq!(data_root(&docker, &json), Path::new("/srv/docker"));
+        let docker = config("[docker]\ndata_root = \"/x\"\n").docker.unwrap();
+        assert_eq!(data_root(&docker, &json), Path::new("/x"));
+    }
+}

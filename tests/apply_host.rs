@@ -1,0 +1,266 @@
+//! `apply` against real files, ACLs and sockets, on ext4 and tmpfs.
+
+mod common;
+
+use std::os::unix::fs::{MetadataExt, symlink};
+use std::path::Path;
+
+use common::*;
+use nonrootd::host::RealHost;
+use nonrootd_core::duty::DutySet;
+use nonrootd_core::report::Outcome;
+
+fn docker_config(root: &Path) -> String {
+    format!("[docker]\ndata_root = \"{}\"\n", root.display())
+}
+
+fn socket_config(path: &Path, users: &str) -> String {
+    format!("[[socket]]\npath = \"{}\"\nusers = [{users}]\n", path.display())
+}
+
+fn each_duty_applied_and_read_back(scratch: &Scratch, host: &RealHost) {
+    let data = scratch.mkdir("docker", 0o710);
+    for dir in ["image", "image/overlay2", "image/overlay2/layerdb"] {
+        scratch.mkdir(&format!("docker/{dir}"), 0o700);
+    }
+    let run_dir = scratch.mkdir("run", 0o755);
+    let sock = run_dir.join("docker.sock");
+    let _listener = listen(&sock, 0o660);
+    let tables = scratch.mkdir("dmi", 0o755);
+    for name in ["DMI", "smbios_entry_point"] {
+        std::fs::write(tables.join(name), b"_SM3_").unwrap();
+        chmod(&tables.join(name), 0o400);
+    }
+    let text = format!(
+        "{}{}[dmi]\ntables_dir = \"{}\"\ngroup = \"adm\"\n",
+        docker_config(&data),
+        socket_config(&sock, "4321"),
+        tables.display()
+    );
+    let config = config(&text);
+    let state = scratch.mkdir("state", 0o700);
+
+    assert!(!can_connect_as(4321, 4321, &[], &sock), "connects before apply");
+    let first = apply_with(host, &config, &state, DutySet::HOST);
+    assert_eq!(labels(&first), ["changed"; 6], "{first}");
+    for dir in ["image", "image/overlay2", "image/overlay2/layerdb"] {
+        assert_eq!(mode_of(&data.join(dir)), 0o750, "{dir}");
+    }
+    assert_eq!(getfacl(&sock), "user::rw-\nuser:4321:rw-\ngroup::rw-\nmask::rw-\nother::---\n\n");
+    assert!(can_connect_as(4321, 4321, &[], &sock), "cannot connect after apply");
+    assert!(!can_connect_as(4322, 4322, &[], &sock), "another uid connects");
+    for name in ["DMI", "smbios_entry_point"] {
+        let meta = std::fs::metadata(tables.join(name)).unwrap();
+        assert_eq!((meta.mode() & 0o7777, meta.uid(), meta.gid()), (0o440, 0, 4), "{name}");
+    }
+
+    let second = apply_with(host, &config, &state, DutySet::HOST);
+    assert_eq!(labels(&second), ["correct"; 6], "{second}");
+}
+
+#[test]
+fn each_duty_on_ext4_is_applied_read_back_and_idempotent() {
+    each_duty_applied_and_read_back(&Scratch::disk(), &RealHost::default());
+}
+
+#[test]
+fn each_duty_on_tmpfs_is_applied_read_back_and_idempotent() {
+    each_duty_applied_and_read_back(&Scratch::tmpfs(), &RealHost::default());
+}
+
+#[test]
+fn modes_are_set_through_proc_when_fchmodat2_is_not_used() {
+    each_duty_applied_and_read_back(&Scratch::tmpfs(), &RealHost { force_proc_chmod: true });
+}
+
+#[test]
+fn a_symlink_at_the_socket_path_is_refused_and_its_target_untouched() {
+    let scratch = Scratch::disk();
+    let canary = scratch.join("canary");
+    std::fs::write(&canary, "secret").unwrap();
+    chmod(&canary, 0o600);
+    let sock = scratch.join("docker.sock");
+    symlink(&canary, &sock).unwrap();
+    let before = getfacl(&canary);
+    let report = apply(&config(&socket_config(&sock, "4321")), &scratch.mkdir("state", 0o700));
+    assert_eq!(labels(&report), ["refused"]);
+    let Outcome::Refused { reason } = &report.entries[0].outcome else { unreachable!() };
+    assert!(reason.ends_with("docker.sock: is a symlink; the last component is never followed"), "{reason}");
+    assert_eq!(getfacl(&canary), before);
+    assert_eq!(mode_of(&canary), 0o600);
+}
+
+#[test]
+fn wrong_file_types_and_hard_links_at_the_socket_path_are_refused() {
+    let scratch = Scratch::tmpfs();
+    let state = scratch.mkdir("state", 0o700);
+    let other = scratch.join("other.sock");
+    let _listener = listen(&other, 0o660);
+    let cases = [
+        ("hardlink.sock", "has 2 hard links, expected 1"),
+        ("file.sock", "is a regular file, expected a socket"),
+        ("fifo.sock", "is a FIFO, expected a socket"),
+        ("dir.sock", "is a directory, expected a socket"),
+    ];
+    std::fs::hard_link(&other, scratch.join("hardlink.sock")).unwrap();
+    std::fs::write(scratch.join("file.sock"), "").unwrap();
+    run("mkfifo", &[scratch.join("fifo.sock").to_str().unwrap()]);
+    std::fs::create_dir(scratch.join("dir.sock")).unwrap();
+    for (name, why) in cases {
+        let path = scratch.join(name);
+        let before = getfacl(&path);
+        let report = apply(&config(&socket_config(&path, "4321")), &state);
+        assert_eq!(report.entries[0].outcome, Outcome::Refused { reason: why.into() }, "{name}");
+        assert_eq!(getfacl(&path), before, "{name} changed");
+    }
+    assert!(!getfacl(&other).contains("4321"), "the hard link's other name was changed");
+}
+
+#[test]
+fn an_image_dir_replaced_by_a_symlink_leaves_the_target_dir_unchanged() {
+    let scratch = Scratch::disk();
+    let data = scratch.mkdir("docker", 0o710);
+    scratch.mkdir("docker/image", 0o700);
+    let elsewhere = scratch.mkdir("elsewhere", 0o700);
+    symlink(&elsewhere, data.join("image/overlay2")).unwrap();
+    let text = format!("{}image_dirs = [\"image\", \"image/overlay2\", \"image/overlay2/layerdb\"]\n", docker_config(&data));
+    let report = apply(&config(&text), &scratch.mkdir("state", 0o700));
+    // layerdb is looked up through the root-owned link (CHASE_SAFE) and is not there.
+    assert_eq!(labels(&report), ["changed", "refused", "missing"], "{report}");
+    assert_eq!(mode_of(&elsewhere), 0o700);
+}
+
+#[test]
+fn an_image_dir_owned_by_another_user_is_refused() {
+    let scratch = Scratch::tmpfs();
+    let data = scratch.mkdir("docker", 0o710);
+    let image = scratch.mkdir("docker/image", 0o700);
+    std::os::unix::fs::chown(&image, Some(1000), None).unwrap();
+    let text = format!("{}image_dirs = [\"image\"]\n", docker_config(&data));
+    let report = apply(&config(&text), &scratch.mkdir("state", 0o700));
+    assert_eq!(report.entries[0].outcome, Outcome::Refused { reason: "owned by uid 1000, expected root".into() });
+    assert_eq!(mode_of(&image), 0o700);
+}
+
+#[test]
+fn unsafe_path_transitions_are_refused() {
+    let scratch = Scratch::tmpfs();
+    let state = scratch.mkdir("state", 0o700);
+    let owned = scratch.mkdir("owned", 0o755);
+    std::os::unix::fs::chown(&owned, Some(1000), None).unwrap();
+    let writable = scratch.mkdir("writable", 0o777);
+    for dir in [&owned, &writable] {
+        let sock = dir.join("docker.sock");
+        let _listener = listen(&sock, 0o660);
+        let report = apply(&config(&socket_config(&sock, "4321")), &state);
+        let Outcome::Refused { reason } = &report.entries[0].outcome else { panic!("{report}") };
+        assert!(reason.contains("unsafe path transition"), "{reason}");
+        assert!(!getfacl(&sock).contains("4321"));
+    }
+}
+
+#[test]
+fn a_root_owned_symlink_in_the_directory_part_is_followed() {
+    let scratch = Scratch::tmpfs();
+    let run_dir = scratch.mkdir("run", 0o755);
+    scratch.mkdir("var", 0o755);
+    symlink("../run", scratch.join("var/run")).unwrap();
+    let sock = run_dir.join("docker.sock");
+    let _listener = listen(&sock, 0o660);
+    let via_link = scratch.join("var/run/docker.sock");
+    let report = apply(&config(&socket_config(&via_link, "4321")), &scratch.mkdir("state", 0o700));
+    assert_eq!(labels(&report), ["changed"], "{report}");
+    assert!(can_connect_as(4321, 4321, &[], &sock));
+
+    // The same link owned by someone else is not followed.
+    std::os::unix::fs::lchown(scratch.join("var/run"), Some(1000), None).unwrap();
+    let report = apply(&config(&socket_config(&via_link, "4322")), &scratch.join("state"));
+    let Outcome::Refused { reason } = &report.entries[0].outcome else { panic!("{report}") };
+    assert!(reason.ends_with("var/run: unsafe path transition: symlink owned by uid 1000"), "{reason}");
+}
+
+#[test]
+fn grants_for_ids_no_longer_configured_are_removed_and_foreign_entries_kept() {
+    let scratch = Scratch::tmpfs();
+    let state = scratch.mkdir("state", 0o700);
+    let sock = scratch.join("docker.sock");
+    let _listener = listen(&sock, 0o660);
+    run("setfacl", &["-m", "u:1000:r", sock.to_str().unwrap()]);
+    apply(&config(&socket_config(&sock, "1234, 4321")), &state);
+    assert!(getfacl(&sock).contains("user:1234:rw-"));
+    let report = apply(&config(&socket_config(&sock, "4321")), &state);
+    assert_eq!(labels(&report), ["changed"]);
+    assert_eq!(getfacl(&sock), "user::rw-\nuser:1000:r--\nuser:4321:rw-\ngroup::rw-\nmask::rw-\nother::---\n\n");
+    // Dropping the whole [[socket]] revokes the rest; the admin's entry stays.
+    let report = apply(&config(""), &state);
+    assert_eq!(report.entries[0].desired, "no grants (no longer configured)");
+    assert_eq!(getfacl(&sock), "user::rw-\nuser:1000:r--\ngroup::rw-\nmask::rw-\nother::---\n\n");
+}
+
+#[test]
+fn chmod_0600_after_the_grant_is_repaired_without_opening_the_socket_to_its_group() {
+    let scratch = Scratch::tmpfs();
+    let state = scratch.mkdir("state", 0o700);
+    let sock = scratch.join("docker.sock");
+    let _listener = listen(&sock, 0o660);
+    std::os::unix::fs::chown(&sock, None, Some(105)).unwrap();
+    let config = config(&socket_config(&sock, "4321"));
+    apply(&config, &state);
+    assert!(can_connect_as(4321, 4321, &[], &sock));
+    assert!(can_connect_as(2000, 2000, &[105], &sock), "group member before chmod");
+    chmod(&sock, 0o600);
+    assert!(!can_connect_as(4321, 4321, &[], &sock));
+    let report = apply(&config, &state);
+    assert_eq!(labels(&report), ["changed"]);
+    assert!(can_connect_as(4321, 4321, &[], &sock), "configured uid not restored");
+    assert!(!can_connect_as(2000, 2000, &[105], &sock), "a group member can connect after repair");
+}
+
+#[test]
+fn renameat2_exchange_races_never_change_the_canary() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let scratch = Scratch::tmpfs();
+    let state = scratch.mkdir("state", 0o700);
+    let canary = scratch.join("canary");
+    std::fs::write(&canary, "secret").unwrap();
+    chmod(&canary, 0o600);
+    let sock = scratch.join("docker.sock");
+    let _listener = listen(&sock, 0o660);
+    let decoy = scratch.join("decoy");
+    symlink(&canary, &decoy).unwrap();
+    let canary_acl = getfacl(&canary);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let swapper = {
+        let (stop, a, b) = (stop.clone(), sock.clone(), decoy.clone());
+        std::thread::spawn(move || {
+            let mut swaps = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                nix::fcntl::renameat2(
+                    nix::fcntl::AT_FDCWD,
+                    &a,
+                    nix::fcntl::AT_FDCWD,
+                    &b,
+                    nix::fcntl::RenameFlags::RENAME_EXCHANGE,
+                )
+                .unwrap();
+                swaps += 1;
+            }
+            swaps
+        })
+    };
+    let config = config(&socket_config(&sock, "4321"));
+    let mut outcomes = std::collections::BTreeMap::new();
+    for _ in 0..3000 {
+        let report = apply(&config, &state);
+        *outcomes.entry(report.entries[0].outcome.label()).or_insert(0) += 1;
+        assert_eq!(mode_of(&canary), 0o600);
+    }
+    stop.store(true, Ordering::Relaxed);
+    let swaps = swapper.join().unwrap();
+    assert!(swaps > 0);
+    assert_eq!(getfacl(&canary), canary_acl, "the canary's ACL changed ({outcomes:?})");
+    assert!(outcomes.contains_key("refused"), "the race never hit: {outcomes:?}");
+}
