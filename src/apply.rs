@@ -69,7 +69,12 @@ impl<H: Host> Engine<'_, H> {
                             Ok(gid) => (Some(gid), 0o440),
                             Err(why) => {
                                 let reason = format!("{}: {why}", group.origin);
-                                report.push(Duty::Dmi, dmi.tables_dir.join(name), "group-readable", Outcome::Refused { reason });
+                                report.push(
+                                    Duty::Dmi,
+                                    dmi.tables_dir.join(name),
+                                    "group-readable",
+                                    Outcome::Refused { reason },
+                                );
                                 continue;
                             }
                         },
@@ -88,8 +93,12 @@ impl<H: Host> Engine<'_, H> {
         }
         for entry in &report.entries {
             match &entry.outcome {
-                Outcome::Changed { change } => info!(duty = %entry.duty, path = %entry.path.display(), "changed: {change}"),
-                Outcome::Refused { reason } => warn!(duty = %entry.duty, path = %entry.path.display(), "refused: {reason}"),
+                Outcome::Changed { change } => {
+                    info!(duty = %entry.duty, path = %entry.path.display(), "changed: {change}")
+                }
+                Outcome::Refused { reason } => {
+                    warn!(duty = %entry.duty, path = %entry.path.display(), "refused: {reason}")
+                }
                 Outcome::Failed { error } => warn!(duty = %entry.duty, path = %entry.path.display(), "failed: {error}"),
                 _ => {}
             }
@@ -112,7 +121,9 @@ impl<H: Host> Engine<'_, H> {
         let opened = self.host.open(path).map_err(|e| match e {
             OpenError::Missing => Outcome::Missing,
             OpenError::Refused(r) => Outcome::Refused { reason: r.0 },
-            OpenError::Io(e) => Outcome::Failed { error: format!("open: {e}") },
+            OpenError::Io(e) => Outcome::Failed {
+                error: format!("open: {e}"),
+            },
         })?;
         check_target(&opened.stat, kind).map_err(|r| Outcome::Refused { reason: r.0 })?;
         Ok(opened)
@@ -128,7 +139,9 @@ impl<H: Host> Engine<'_, H> {
             return Outcome::Correct;
         };
         if dry_run {
-            return Outcome::WouldChange { change: change.to_string() };
+            return Outcome::WouldChange {
+                change: change.to_string(),
+            };
         }
         let file = &opened.handle;
         let result = (|| {
@@ -146,7 +159,9 @@ impl<H: Host> Engine<'_, H> {
             }
         })();
         match result {
-            Ok(()) => Outcome::Changed { change: change.to_string() },
+            Ok(()) => Outcome::Changed {
+                change: change.to_string(),
+            },
             Err(error) => Outcome::Failed { error },
         }
     }
@@ -189,7 +204,12 @@ impl<H: Host> Engine<'_, H> {
                 }
                 Err(why) => {
                     let reason = format!("{}: {why}", user.origin);
-                    report.push(Duty::Sockets, &socket.path, format!("user {}", user.value), Outcome::Refused { reason });
+                    report.push(
+                        Duty::Sockets,
+                        &socket.path,
+                        format!("user {}", user.value),
+                        Outcome::Refused { reason },
+                    );
                 }
             }
         }
@@ -200,7 +220,12 @@ impl<H: Host> Engine<'_, H> {
                 }
                 Err(why) => {
                     let reason = format!("{}: {why}", group.origin);
-                    report.push(Duty::Sockets, &socket.path, format!("group {}", group.value), Outcome::Refused { reason });
+                    report.push(
+                        Duty::Sockets,
+                        &socket.path,
+                        format!("group {}", group.value),
+                        Outcome::Refused { reason },
+                    );
                 }
             }
         }
@@ -209,7 +234,13 @@ impl<H: Host> Engine<'_, H> {
 
     /// Grants `desired` on a socket and revokes stale grants of `previous`. Returns the outcome
     /// and, when the ACL is now as planned, the new record for the path.
-    fn apply_grants(&self, path: &Path, desired: &Grants, previous: &Grants, dry_run: bool) -> (Outcome, Option<Grants>) {
+    fn apply_grants(
+        &self,
+        path: &Path,
+        desired: &Grants,
+        previous: &Grants,
+        dry_run: bool,
+    ) -> (Outcome, Option<Grants>) {
         let opened = match self.open_target(path, FileKind::Socket) {
             Ok(opened) => opened,
             Err(outcome) => return (outcome, None),
@@ -217,7 +248,14 @@ impl<H: Host> Engine<'_, H> {
         let file = &opened.handle;
         let observed = match self.host.read_acl(file) {
             Ok(acl) => acl,
-            Err(e) => return (Outcome::Failed { error: format!("read ACL: {e}") }, None),
+            Err(e) => {
+                return (
+                    Outcome::Failed {
+                        error: format!("read ACL: {e}"),
+                    },
+                    None,
+                );
+            }
         };
         let plan = plan_grants(&observed, desired, previous);
         let Some(new) = plan.write else {
@@ -228,15 +266,24 @@ impl<H: Host> Engine<'_, H> {
             return (Outcome::WouldChange { change }, None);
         }
         if let Err(e) = self.host.write_acl(file, &new) {
-            return (Outcome::Failed { error: format!("write ACL: {e}") }, None);
+            return (
+                Outcome::Failed {
+                    error: format!("write ACL: {e}"),
+                },
+                None,
+            );
         }
         let outcome = match self.host.read_acl(file) {
-            Err(e) => Outcome::Failed { error: format!("read ACL back: {e}") },
+            Err(e) => Outcome::Failed {
+                error: format!("read ACL back: {e}"),
+            },
             Ok(after) => match shortfalls(&after, desired).as_slice() {
                 [] => Outcome::Changed { change },
                 missing => {
                     let names: Vec<_> = missing.iter().map(ToString::to_string).collect();
-                    Outcome::Failed { error: format!("verification failed: no effective access for {}", names.join(", ")) }
+                    Outcome::Failed {
+                        error: format!("verification failed: no effective access for {}", names.join(", ")),
+                    }
                 }
             },
         };
@@ -300,8 +347,20 @@ mod tests {
     }
 
     fn run(host: &FakeHost, config: &Config, dry_run: bool, record: &mut GrantRecord) -> Report {
-        let engine = Engine { host, ids: &Ids, daemon_json: Path::new("/nonexistent/daemon.json") };
-        engine.apply(config, &Request { duties: DutySet::HOST, socket: None, dry_run }, record)
+        let engine = Engine {
+            host,
+            ids: &Ids,
+            daemon_json: Path::new("/nonexistent/daemon.json"),
+        };
+        engine.apply(
+            config,
+            &Request {
+                duties: DutySet::HOST,
+                socket: None,
+                dry_run,
+            },
+            record,
+        )
     }
 
     const DOCKER: &str = "[docker]\ndata_root = \"/d\"\nimage_dirs = [\"a\", \"b\", \"c\"]\n";
@@ -331,11 +390,15 @@ mod tests {
         assert_eq!(record, GrantRecord::default());
         assert_eq!(
             report.entries[0].outcome,
-            Outcome::WouldChange { change: "mode 0700 → 0750".into() }
+            Outcome::WouldChange {
+                change: "mode 0700 → 0750".into()
+            }
         );
         assert_eq!(
             report.entries[3].outcome,
-            Outcome::WouldChange { change: "mask::none → rw-, +user:4321:rw-".into() }
+            Outcome::WouldChange {
+                change: "mask::none → rw-, +user:4321:rw-".into()
+            }
         );
     }
 
@@ -347,7 +410,9 @@ mod tests {
         let report = run(&host, &config(text), false, &mut record);
         assert_eq!(
             report.entries[0].outcome,
-            Outcome::Refused { reason: "/etc/nonrootd/nonrootd.toml:3: no such user \"ghost\"".into() }
+            Outcome::Refused {
+                reason: "/etc/nonrootd/nonrootd.toml:3: no such user \"ghost\"".into()
+            }
         );
         assert_eq!(report.entries[1].outcome.label(), "changed");
         let who = Qualifier::User(Uid(4321));
@@ -371,7 +436,12 @@ mod tests {
     #[test]
     fn dmi_files_get_group_and_mode_and_absent_ones_are_missing() {
         let host = FakeHost::default().with("/t/DMI", FakeFile::new(FileKind::Regular, 0o400, 0));
-        let report = run(&host, &config("[dmi]\ntables_dir = \"/t\"\ngroup = \"dmi\"\n"), false, &mut GrantRecord::default());
+        let report = run(
+            &host,
+            &config("[dmi]\ntables_dir = \"/t\"\ngroup = \"dmi\"\n"),
+            false,
+            &mut GrantRecord::default(),
+        );
         assert_eq!(*host.calls.borrow(), ["chgrp 990 /t/DMI", "chmod 0440 /t/DMI"]);
         assert_eq!(report.entries[1].outcome, Outcome::Missing);
         assert!(report.succeeded());

@@ -16,7 +16,10 @@ pub const DROP_IN_DIR: &str = "nonrootd.d";
 
 fn file_error(path: &Path, message: impl Into<String>) -> ConfigError {
     ConfigError {
-        origin: Origin { file: Arc::from(path), line: 0 },
+        origin: Origin {
+            file: Arc::from(path),
+            line: 0,
+        },
         key: String::new(),
         message: message.into(),
     }
@@ -30,21 +33,30 @@ fn read_trusted(path: &Path) -> Result<String, ConfigError> {
         .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
         .open(path)
         .map_err(|e| file_error(path, format!("cannot open: {e}")))?;
-    let meta = file.metadata().map_err(|e| file_error(path, format!("cannot stat: {e}")))?;
+    let meta = file
+        .metadata()
+        .map_err(|e| file_error(path, format!("cannot stat: {e}")))?;
     if !meta.is_file() {
         return Err(file_error(path, "is not a regular file"));
     }
     if meta.uid() != 0 {
-        return Err(file_error(path, format!("is owned by uid {}, not root: refusing to trust it", meta.uid())));
+        return Err(file_error(
+            path,
+            format!("is owned by uid {}, not root: refusing to trust it", meta.uid()),
+        ));
     }
     if meta.mode() & 0o022 != 0 {
         return Err(file_error(
             path,
-            format!("mode {:04o} lets others than root write it: refusing to trust it", meta.mode() & 0o7777),
+            format!(
+                "mode {:04o} lets others than root write it: refusing to trust it",
+                meta.mode() & 0o7777
+            ),
         ));
     }
     let mut text = String::new();
-    file.read_to_string(&mut text).map_err(|e| file_error(path, format!("cannot read: {e}")))?;
+    file.read_to_string(&mut text)
+        .map_err(|e| file_error(path, format!("cannot read: {e}")))?;
     Ok(text)
 }
 

@@ -41,7 +41,10 @@ impl GrantRecord {
             Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
                 io::Error::new(
                     io::ErrorKind::InvalidData,
-                    format!("{} is corrupt ({e}); it records the ACL entries nonrootd granted", path.display()),
+                    format!(
+                        "{} is corrupt ({e}); it records the ACL entries nonrootd granted",
+                        path.display()
+                    ),
                 )
             }),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(GrantRecord::default()),

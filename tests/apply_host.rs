@@ -46,7 +46,10 @@ fn each_duty_applied_and_read_back(scratch: &Scratch, host: &RealHost) {
     for dir in ["image", "image/overlay2", "image/overlay2/layerdb"] {
         assert_eq!(mode_of(&data.join(dir)), 0o750, "{dir}");
     }
-    assert_eq!(getfacl(&sock), "user::rw-\nuser:4321:rw-\ngroup::rw-\nmask::rw-\nother::---\n\n");
+    assert_eq!(
+        getfacl(&sock),
+        "user::rw-\nuser:4321:rw-\ngroup::rw-\nmask::rw-\nother::---\n\n"
+    );
     assert!(can_connect_as(4321, 4321, &[], &sock), "cannot connect after apply");
     assert!(!can_connect_as(4322, 4322, &[], &sock), "another uid connects");
     for name in ["DMI", "smbios_entry_point"] {
@@ -84,8 +87,13 @@ fn a_symlink_at_the_socket_path_is_refused_and_its_target_untouched() {
     let before = getfacl(&canary);
     let report = apply(&config(&socket_config(&sock, "4321")), &scratch.mkdir("state", 0o700));
     assert_eq!(labels(&report), ["refused"]);
-    let Outcome::Refused { reason } = &report.entries[0].outcome else { unreachable!() };
-    assert!(reason.ends_with("docker.sock: is a symlink; the last component is never followed"), "{reason}");
+    let Outcome::Refused { reason } = &report.entries[0].outcome else {
+        unreachable!()
+    };
+    assert!(
+        reason.ends_with("docker.sock: is a symlink; the last component is never followed"),
+        "{reason}"
+    );
     assert_eq!(getfacl(&canary), before);
     assert_eq!(mode_of(&canary), 0o600);
 }
@@ -110,10 +118,17 @@ fn wrong_file_types_and_hard_links_at_the_socket_path_are_refused() {
         let path = scratch.join(name);
         let before = getfacl(&path);
         let report = apply(&config(&socket_config(&path, "4321")), &state);
-        assert_eq!(report.entries[0].outcome, Outcome::Refused { reason: why.into() }, "{name}");
+        assert_eq!(
+            report.entries[0].outcome,
+            Outcome::Refused { reason: why.into() },
+            "{name}"
+        );
         assert_eq!(getfacl(&path), before, "{name} changed");
     }
-    assert!(!getfacl(&other).contains("4321"), "the hard link's other name was changed");
+    assert!(
+        !getfacl(&other).contains("4321"),
+        "the hard link's other name was changed"
+    );
 }
 
 #[test]
@@ -123,7 +138,10 @@ fn an_image_dir_replaced_by_a_symlink_leaves_the_target_dir_unchanged() {
     scratch.mkdir("docker/image", 0o700);
     let elsewhere = scratch.mkdir("elsewhere", 0o700);
     symlink(&elsewhere, data.join("image/overlay2")).unwrap();
-    let text = format!("{}image_dirs = [\"image\", \"image/overlay2\", \"image/overlay2/layerdb\"]\n", docker_config(&data));
+    let text = format!(
+        "{}image_dirs = [\"image\", \"image/overlay2\", \"image/overlay2/layerdb\"]\n",
+        docker_config(&data)
+    );
     let report = apply(&config(&text), &scratch.mkdir("state", 0o700));
     // layerdb is looked up through the root-owned link (CHASE_SAFE) and is not there.
     assert_eq!(labels(&report), ["changed", "refused", "missing"], "{report}");
@@ -138,7 +156,12 @@ fn an_image_dir_owned_by_another_user_is_refused() {
     std::os::unix::fs::chown(&image, Some(1000), None).unwrap();
     let text = format!("{}image_dirs = [\"image\"]\n", docker_config(&data));
     let report = apply(&config(&text), &scratch.mkdir("state", 0o700));
-    assert_eq!(report.entries[0].outcome, Outcome::Refused { reason: "owned by uid 1000, expected root".into() });
+    assert_eq!(
+        report.entries[0].outcome,
+        Outcome::Refused {
+            reason: "owned by uid 1000, expected root".into()
+        }
+    );
     assert_eq!(mode_of(&image), 0o700);
 }
 
@@ -153,7 +176,9 @@ fn unsafe_path_transitions_are_refused() {
         let sock = dir.join("docker.sock");
         let _listener = listen(&sock, 0o660);
         let report = apply(&config(&socket_config(&sock, "4321")), &state);
-        let Outcome::Refused { reason } = &report.entries[0].outcome else { panic!("{report}") };
+        let Outcome::Refused { reason } = &report.entries[0].outcome else {
+            panic!("{report}")
+        };
         assert!(reason.contains("unsafe path transition"), "{reason}");
         assert!(!getfacl(&sock).contains("4321"));
     }
@@ -168,15 +193,23 @@ fn a_root_owned_symlink_in_the_directory_part_is_followed() {
     let sock = run_dir.join("docker.sock");
     let _listener = listen(&sock, 0o660);
     let via_link = scratch.join("var/run/docker.sock");
-    let report = apply(&config(&socket_config(&via_link, "4321")), &scratch.mkdir("state", 0o700));
+    let report = apply(
+        &config(&socket_config(&via_link, "4321")),
+        &scratch.mkdir("state", 0o700),
+    );
     assert_eq!(labels(&report), ["changed"], "{report}");
     assert!(can_connect_as(4321, 4321, &[], &sock));
 
     // The same link owned by someone else is not followed.
     std::os::unix::fs::lchown(scratch.join("var/run"), Some(1000), None).unwrap();
     let report = apply(&config(&socket_config(&via_link, "4322")), &scratch.join("state"));
-    let Outcome::Refused { reason } = &report.entries[0].outcome else { panic!("{report}") };
-    assert!(reason.ends_with("var/run: unsafe path transition: symlink owned by uid 1000"), "{reason}");
+    let Outcome::Refused { reason } = &report.entries[0].outcome else {
+        panic!("{report}")
+    };
+    assert!(
+        reason.ends_with("var/run: unsafe path transition: symlink owned by uid 1000"),
+        "{reason}"
+    );
 }
 
 #[test]
@@ -190,11 +223,17 @@ fn grants_for_ids_no_longer_configured_are_removed_and_foreign_entries_kept() {
     assert!(getfacl(&sock).contains("user:1234:rw-"));
     let report = apply(&config(&socket_config(&sock, "4321")), &state);
     assert_eq!(labels(&report), ["changed"]);
-    assert_eq!(getfacl(&sock), "user::rw-\nuser:1000:r--\nuser:4321:rw-\ngroup::rw-\nmask::rw-\nother::---\n\n");
+    assert_eq!(
+        getfacl(&sock),
+        "user::rw-\nuser:1000:r--\nuser:4321:rw-\ngroup::rw-\nmask::rw-\nother::---\n\n"
+    );
     // Dropping the whole [[socket]] revokes the rest; the admin's entry stays.
     let report = apply(&config(""), &state);
     assert_eq!(report.entries[0].desired, "no grants (no longer configured)");
-    assert_eq!(getfacl(&sock), "user::rw-\nuser:1000:r--\ngroup::rw-\nmask::rw-\nother::---\n\n");
+    assert_eq!(
+        getfacl(&sock),
+        "user::rw-\nuser:1000:r--\ngroup::rw-\nmask::rw-\nother::---\n\n"
+    );
 }
 
 #[test]
@@ -213,7 +252,10 @@ fn chmod_0600_after_the_grant_is_repaired_without_opening_the_socket_to_its_grou
     let report = apply(&config, &state);
     assert_eq!(labels(&report), ["changed"]);
     assert!(can_connect_as(4321, 4321, &[], &sock), "configured uid not restored");
-    assert!(!can_connect_as(2000, 2000, &[105], &sock), "a group member can connect after repair");
+    assert!(
+        !can_connect_as(2000, 2000, &[105], &sock),
+        "a group member can connect after repair"
+    );
 }
 
 #[test]

@@ -281,7 +281,10 @@ mod tests {
         let plan = plan_grants(&observed, &grants(&[(user(4321), Perm::RW)]), &Grants::new());
         let acl = plan.write.expect("a change");
         assert_eq!(describe_change(&observed, &acl), "mask::none → rw-, +user:4321:rw-");
-        assert_eq!(acl.to_string(), "user::rw-,user:4321:rw-,group::rw-,mask::rw-,other::---");
+        assert_eq!(
+            acl.to_string(),
+            "user::rw-,user:4321:rw-,group::rw-,mask::rw-,other::---"
+        );
         assert_eq!(plan.granted, grants(&[(user(4321), Perm::RW)]));
         assert!(shortfalls(&acl, &grants(&[(user(4321), Perm::RW)])).is_empty());
     }
@@ -347,7 +350,9 @@ mod tests {
         observed.mask = Some(Perm::R);
         observed.named.insert(user(4321), Perm::RWX);
         observed.named.insert(group(50), Perm::RWX);
-        let acl = plan_grants(&observed, &grants(&[(user(4321), Perm::RW)]), &Grants::new()).write.unwrap();
+        let acl = plan_grants(&observed, &grants(&[(user(4321), Perm::RW)]), &Grants::new())
+            .write
+            .unwrap();
         assert_eq!(acl.effective(user(4321)), Perm::RW);
         assert_eq!(acl.effective(group(50)), Perm::R);
         assert_eq!(acl.effective_group_obj(), Perm::R);

@@ -204,12 +204,18 @@ impl SourceFile<'_> {
     fn origin(&self, offset: usize) -> Origin {
         let end = offset.min(self.text.len());
         let line = self.text.as_bytes()[..end].iter().filter(|&&b| b == b'\n').count() + 1;
-        Origin { file: self.file.clone(), line }
+        Origin {
+            file: self.file.clone(),
+            line,
+        }
     }
 
     fn at<T>(&self, spanned: Spanned<T>) -> Located<T> {
         let origin = self.origin(spanned.span().start);
-        Located { value: spanned.into_inner(), origin }
+        Located {
+            value: spanned.into_inner(),
+            origin,
+        }
     }
 
     fn opt<T>(&self, spanned: Option<Spanned<T>>) -> Option<Located<T>> {
@@ -309,7 +315,10 @@ impl Layers {
             replace(&mut layer.quarantine_days, src.opt(s.quarantine_days));
         }
         for t in raw.tenant {
-            self.tenants.push(TenantLayer { name: src.at(t.name), count: src.opt(t.count) });
+            self.tenants.push(TenantLayer {
+                name: src.at(t.name),
+                count: src.opt(t.count),
+            });
         }
     }
 }
@@ -336,7 +345,9 @@ impl Checker {
     }
 
     fn absolute_or(&mut self, key: &str, value: &Option<Located<String>>, default: &str) -> PathBuf {
-        value.as_ref().map_or_else(|| PathBuf::from(default), |v| self.absolute(key, v))
+        value
+            .as_ref()
+            .map_or_else(|| PathBuf::from(default), |v| self.absolute(key, v))
     }
 }
 
@@ -346,7 +357,9 @@ pub fn check_absolute(path: &str) -> Result<(), String> {
         return Err(format!("{path:?} must be an absolute path"));
     }
     if path.contains("//") || path.contains('\0') || has_dot_components(path) {
-        return Err(format!("{path:?} must be a normalized path (no \".\", \"..\" or \"//\")"));
+        return Err(format!(
+            "{path:?} must be a normalized path (no \".\", \"..\" or \"//\")"
+        ));
     }
     Ok(())
 }
@@ -361,7 +374,13 @@ fn check_relative(path: &str) -> Result<(), String> {
         && !path.contains("//")
         && !has_dot_components(path)
         && p.components().all(|c| matches!(c, Component::Normal(_)));
-    if normal { Ok(()) } else { Err(format!("{path:?} must be a relative path below the data root, without \"..\"")) }
+    if normal {
+        Ok(())
+    } else {
+        Err(format!(
+            "{path:?} must be a relative path below the data root, without \"..\""
+        ))
+    }
 }
 
 /// Accepts user names as shadow-utils does (`^[a-z_][a-z0-9_-]*[$]?$`, at most 32 bytes).
@@ -371,8 +390,14 @@ pub fn check_user_name(name: &str) -> Result<(), String> {
     let valid = !body.is_empty()
         && name.len() <= 32
         && matches!(body[0], b'a'..=b'z' | b'_')
-        && body.iter().all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-'));
-    if valid { Ok(()) } else { Err(format!("{name:?} is not a valid user name")) }
+        && body
+            .iter()
+            .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-'));
+    if valid {
+        Ok(())
+    } else {
+        Err(format!("{name:?} is not a valid user name"))
+    }
 }
 
 impl Config {
@@ -381,7 +406,10 @@ impl Config {
         let mut layers = Layers::default();
         let mut errors = Vec::new();
         for (path, text) in sources {
-            let src = SourceFile { file: Arc::from(path.as_path()), text };
+            let src = SourceFile {
+                file: Arc::from(path.as_path()),
+                text,
+            };
             match toml::from_str::<RawFile>(text) {
                 Ok(raw) => layers.add(&src, raw),
                 Err(e) => errors.push(ConfigError {
@@ -420,7 +448,11 @@ impl Config {
                 }
             }
         }
-        if let Some(DmiConfig { access: DmiAccess::Group(group), .. }) = &self.dmi {
+        if let Some(DmiConfig {
+            access: DmiAccess::Group(group),
+            ..
+        }) = &self.dmi
+        {
             if let Err(m) = group.value.resolve_group(ids) {
                 checker.error(&group.origin, "dmi.group", m);
             }
@@ -441,7 +473,13 @@ impl Layers {
         let dmi = self.dmi.and_then(|d| validate_dmi(d, c));
         let subids = validate_subids(self.subids, c);
         let tenants = validate_tenants(self.tenants, c);
-        Config { docker, sockets, dmi, subids, tenants }
+        Config {
+            docker,
+            sockets,
+            dmi,
+            subids,
+            tenants,
+        }
     }
 }
 
@@ -477,7 +515,12 @@ fn validate_docker(d: DockerLayer, c: &mut Checker) -> DockerConfig {
         }),
         None => Mode::parse(DEFAULT_IMAGE_DIR_MODE).expect("default mode parses"),
     };
-    DockerConfig { units, data_root, image_dirs, image_dir_mode }
+    DockerConfig {
+        units,
+        data_root,
+        image_dirs,
+        image_dir_mode,
+    }
 }
 
 fn validate_sockets(layers: Vec<SocketLayer>, c: &mut Checker) -> Vec<SocketConfig> {
@@ -497,11 +540,21 @@ fn validate_sockets(layers: Vec<SocketLayer>, c: &mut Checker) -> Vec<SocketConf
             Some("r") => Perm::R,
             Some(other) => {
                 let origin = &s.access.as_ref().expect("access is set").origin;
-                c.error(origin, "socket.access", format!("{other:?} is not an access: use \"rw\" or \"r\""));
+                c.error(
+                    origin,
+                    "socket.access",
+                    format!("{other:?} is not an access: use \"rw\" or \"r\""),
+                );
                 Perm::RW
             }
         };
-        sockets.push(SocketConfig { path, users: s.users, groups: s.groups, access, origin: s.path.origin });
+        sockets.push(SocketConfig {
+            path,
+            users: s.users,
+            groups: s.groups,
+            access,
+            origin: s.path.origin,
+        });
     }
     sockets
 }
@@ -513,7 +566,10 @@ fn validate_dmi(d: DmiLayer, c: &mut Checker) -> Option<DmiConfig> {
         (Some(group), None) => DmiAccess::Group(group),
         (None, Some(_)) => DmiAccess::WorldReadable,
         (Some(group), Some(world)) => {
-            let message = format!("both group and world_readable (at {}) are set: choose one", world.origin);
+            let message = format!(
+                "both group and world_readable (at {}) are set: choose one",
+                world.origin
+            );
             c.error(&group.origin, "dmi.group", message);
             return None;
         }
@@ -532,12 +588,20 @@ fn validate_subids(s: SubidsLayer, c: &mut Checker) -> SubidsConfig {
     let subgid_file = c.absolute_or("subids.subgid_file", &s.subgid_file, DEFAULT_SUBGID_FILE);
     if let (Some(min), Some(max)) = (&s.min, &s.max) {
         if min.value > max.value {
-            c.error(&max.origin, "subids.max", format!("{} is below min {}", max.value, min.value));
+            c.error(
+                &max.origin,
+                "subids.max",
+                format!("{} is below min {}", max.value, min.value),
+            );
         }
     }
     if let Some(max) = &s.max {
         if max.value == u32::MAX {
-            c.error(&max.origin, "subids.max", "4294967295 is the invalid id (-1) and can never be handed out");
+            c.error(
+                &max.origin,
+                "subids.max",
+                "4294967295 is the invalid id (-1) and can never be handed out",
+            );
         }
     }
     if let Some(count) = s.count.as_ref().filter(|n| n.value == 0) {
@@ -563,14 +627,20 @@ fn validate_tenants(layers: Vec<TenantLayer>, c: &mut Checker) -> Vec<TenantConf
             }
         }
         if let Some(first) = tenants.iter().find(|other| other.name.value == t.name.value) {
-            let message = format!("tenant {} is configured twice (first at {})", t.name.value, first.name.origin);
+            let message = format!(
+                "tenant {} is configured twice (first at {})",
+                t.name.value, first.name.origin
+            );
             c.error(&t.name.origin, "tenant.name", message);
             continue;
         }
         if let Some(count) = t.count.as_ref().filter(|n| n.value == 0) {
             c.error(&count.origin, "tenant.count", "must be at least 1");
         }
-        tenants.push(TenantConfig { name: t.name, count: t.count.map(|n| n.value) });
+        tenants.push(TenantConfig {
+            name: t.name,
+            count: t.count.map(|n| n.value),
+        });
     }
     tenants
 }
@@ -607,7 +677,10 @@ mod tests {
     fn unknown_keys_name_file_and_line() {
         let errs = parse(&[("/etc/n.toml", "[docker]\nimage_dir_mode = \"0750\"\nimage_dir = []\n")]).unwrap_err();
         assert_eq!(errs.len(), 1);
-        assert!(errs[0].starts_with("/etc/n.toml:3: unknown field `image_dir`"), "{errs:?}");
+        assert!(
+            errs[0].starts_with("/etc/n.toml:3: unknown field `image_dir`"),
+            "{errs:?}"
+        );
     }
 
     #[test]
@@ -654,13 +727,25 @@ mod tests {
     fn dmi_needs_exactly_one_reader() {
         let both = "[dmi]\ngroup = \"dmi\"\nworld_readable = true\n";
         let errs = parse(&[("/etc/n.toml", both)]).unwrap_err();
-        assert_eq!(errs, ["/etc/n.toml:2: dmi.group: both group and world_readable (at /etc/n.toml:3) are set: choose one"]);
-        let merged = parse(&[("/etc/n.toml", "[dmi]\ngroup = \"dmi\"\n"), ("/etc/d.toml", "[dmi]\nworld_readable = true\n")]);
+        assert_eq!(
+            errs,
+            ["/etc/n.toml:2: dmi.group: both group and world_readable (at /etc/n.toml:3) are set: choose one"]
+        );
+        let merged = parse(&[
+            ("/etc/n.toml", "[dmi]\ngroup = \"dmi\"\n"),
+            ("/etc/d.toml", "[dmi]\nworld_readable = true\n"),
+        ]);
         assert!(merged.unwrap_err()[0].contains("choose one"));
         let neither = parse(&[("/etc/n.toml", "\n[dmi]\ntables_dir = \"/x\"\n")]).unwrap_err();
-        assert!(neither[0].starts_with("/etc/n.toml:2: dmi: say who may read"), "{neither:?}");
+        assert!(
+            neither[0].starts_with("/etc/n.toml:2: dmi: say who may read"),
+            "{neither:?}"
+        );
         let empty = parse(&[("/etc/n.toml", "[docker]\n[dmi]\n")]).unwrap_err();
-        assert!(empty[0].starts_with("/etc/n.toml:2: dmi: say who may read"), "{empty:?}");
+        assert!(
+            empty[0].starts_with("/etc/n.toml:2: dmi: say who may read"),
+            "{empty:?}"
+        );
         let world = parse(&[("/etc/n.toml", "[dmi]\nworld_readable = true\n")]).unwrap();
         assert_eq!(world.dmi.unwrap().access, DmiAccess::WorldReadable);
     }
@@ -669,7 +754,11 @@ mod tests {
     fn unresolved_names_are_reported_with_their_lines() {
         let text = "[[socket]]\npath = \"/run/docker.sock\"\nusers = [4321, \"cadvisor\",\n  \"ghost\"]\ngroups = [\"nogroup\"]\n";
         let config = parse(&[("/etc/n.toml", text)]).unwrap();
-        let errs: Vec<_> = config.unresolved(&TableIds(&[("cadvisor", 4321)])).iter().map(|e| e.to_string()).collect();
+        let errs: Vec<_> = config
+            .unresolved(&TableIds(&[("cadvisor", 4321)]))
+            .iter()
+            .map(|e| e.to_string())
+            .collect();
         assert_eq!(
             errs,
             [
@@ -686,7 +775,11 @@ mod tests {
             let errs = parse(&[("/etc/n.toml", &text)]).unwrap_err();
             assert!(errs[0].contains("is not a valid user name"), "{bad:?}: {errs:?}");
         }
-        let ok = parse(&[("/etc/n.toml", "[[tenant]]\nname = \"acme\"\ncount = 131072\n[[tenant]]\nname = 1001\n")]).unwrap();
+        let ok = parse(&[(
+            "/etc/n.toml",
+            "[[tenant]]\nname = \"acme\"\ncount = 131072\n[[tenant]]\nname = 1001\n",
+        )])
+        .unwrap();
         assert_eq!(ok.tenants.len(), 2);
         assert_eq!(ok.tenants[0].count, Some(131072));
     }

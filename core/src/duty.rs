@@ -34,7 +34,7 @@ impl Duty {
 
 impl fmt::Display for Duty {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
+        f.pad(self.name())
     }
 }
 
@@ -68,13 +68,10 @@ impl DutySet {
     pub fn parse(list: &str) -> Result<DutySet, String> {
         let mut set = DutySet::NONE;
         for word in list.split(',').map(str::trim) {
-            let duty = Duty::ALL
-                .into_iter()
-                .find(|d| d.name() == word)
-                .ok_or_else(|| {
-                    let known: Vec<_> = Duty::ALL.iter().map(|d| d.name()).collect();
-                    format!("unknown duty {word:?}; known: {}", known.join(", "))
-                })?;
+            let duty = Duty::ALL.into_iter().find(|d| d.name() == word).ok_or_else(|| {
+                let known: Vec<_> = Duty::ALL.iter().map(|d| d.name()).collect();
+                format!("unknown duty {word:?}; known: {}", known.join(", "))
+            })?;
             set = set.with(duty);
         }
         Ok(set)

@@ -63,9 +63,7 @@ impl IdRef {
         match self {
             IdRef::Id(id) if *id <= MAX_ID => Ok(Uid(*id)),
             IdRef::Id(id) => Err(format!("uid {id} is not a valid id")),
-            IdRef::Name(name) => ids
-                .user(name)
-                .ok_or_else(|| format!("no such user {name:?}")),
+            IdRef::Name(name) => ids.user(name).ok_or_else(|| format!("no such user {name:?}")),
         }
     }
 
@@ -74,9 +72,7 @@ impl IdRef {
         match self {
             IdRef::Id(id) if *id <= MAX_ID => Ok(Gid(*id)),
             IdRef::Id(id) => Err(format!("gid {id} is not a valid id")),
-            IdRef::Name(name) => ids
-                .group(name)
-                .ok_or_else(|| format!("no such group {name:?}")),
+            IdRef::Name(name) => ids.group(name).ok_or_else(|| format!("no such group {name:?}")),
         }
     }
 }
@@ -101,10 +97,7 @@ pub(crate) mod tests {
     fn resolves_numbers_and_names() {
         let ids = TableIds(&[("cadvisor", 4321)]);
         assert_eq!(IdRef::Id(7).resolve_user(&ids), Ok(Uid(7)));
-        assert_eq!(
-            IdRef::Name("cadvisor".into()).resolve_user(&ids),
-            Ok(Uid(4321))
-        );
+        assert_eq!(IdRef::Name("cadvisor".into()).resolve_user(&ids), Ok(Uid(4321)));
         assert_eq!(
             IdRef::Name("nobody-here".into()).resolve_group(&ids),
             Err("no such group \"nobody-here\"".into())

@@ -75,7 +75,10 @@ pub fn check_directory_transit(dir: &Stat) -> Result<(), Refusal> {
         return Err(Refusal(format!("is {}, not a directory", dir.kind)));
     }
     if dir.uid != Uid::ROOT {
-        return Err(Refusal(format!("unsafe path transition: directory owned by uid {}", dir.uid)));
+        return Err(Refusal(format!(
+            "unsafe path transition: directory owned by uid {}",
+            dir.uid
+        )));
     }
     let writable_by_others = dir.mode.bits() & 0o022 != 0;
     let sticky = dir.mode.bits() & 0o1000 != 0;
@@ -92,7 +95,10 @@ pub fn check_directory_transit(dir: &Stat) -> Result<(), Refusal> {
 /// directory has passed [`check_directory_transit`] already), as systemd's CHASE_SAFE does.
 pub fn check_symlink_transit(link: &Stat) -> Result<(), Refusal> {
     if link.uid != Uid::ROOT {
-        return Err(Refusal(format!("unsafe path transition: symlink owned by uid {}", link.uid)));
+        return Err(Refusal(format!(
+            "unsafe path transition: symlink owned by uid {}",
+            link.uid
+        )));
     }
     Ok(())
 }
@@ -147,7 +153,13 @@ mod tests {
     use super::*;
 
     fn stat(kind: FileKind, mode: u32, uid: u32, nlink: u64) -> Stat {
-        Stat { kind, mode: Mode::from_st_mode(mode), uid: Uid(uid), gid: Gid(0), nlink }
+        Stat {
+            kind,
+            mode: Mode::from_st_mode(mode),
+            uid: Uid(uid),
+            gid: Gid(0),
+            nlink,
+        }
     }
 
     #[test]
@@ -157,7 +169,10 @@ mod tests {
         let owned = check_directory_transit(&stat(FileKind::Directory, 0o755, 1000, 2)).unwrap_err();
         assert_eq!(owned.0, "unsafe path transition: directory owned by uid 1000");
         let writable = check_directory_transit(&stat(FileKind::Directory, 0o775, 0, 2)).unwrap_err();
-        assert_eq!(writable.0, "unsafe path transition: directory mode 0775 lets others write");
+        assert_eq!(
+            writable.0,
+            "unsafe path transition: directory mode 0775 lets others write"
+        );
         assert!(check_directory_transit(&stat(FileKind::Regular, 0o755, 0, 1)).is_err());
     }
 
@@ -171,15 +186,21 @@ mod tests {
     fn targets_need_type_owner_and_one_link() {
         assert!(check_target(&stat(FileKind::Socket, 0o660, 0, 1), FileKind::Socket).is_ok());
         assert_eq!(
-            check_target(&stat(FileKind::Fifo, 0o660, 0, 1), FileKind::Socket).unwrap_err().0,
+            check_target(&stat(FileKind::Fifo, 0o660, 0, 1), FileKind::Socket)
+                .unwrap_err()
+                .0,
             "is a FIFO, expected a socket"
         );
         assert_eq!(
-            check_target(&stat(FileKind::Socket, 0o660, 0, 2), FileKind::Socket).unwrap_err().0,
+            check_target(&stat(FileKind::Socket, 0o660, 0, 2), FileKind::Socket)
+                .unwrap_err()
+                .0,
             "has 2 hard links, expected 1"
         );
         assert_eq!(
-            check_target(&stat(FileKind::Directory, 0o700, 1000, 2), FileKind::Directory).unwrap_err().0,
+            check_target(&stat(FileKind::Directory, 0o700, 1000, 2), FileKind::Directory)
+                .unwrap_err()
+                .0,
             "owned by uid 1000, expected root"
         );
         assert!(check_target(&stat(FileKind::Directory, 0o700, 0, 5), FileKind::Directory).is_ok());
@@ -192,7 +213,10 @@ mod tests {
         assert_eq!(change.to_string(), "mode 0700 → 0750");
         assert_eq!(plan_attrs(&dir, None, Mode::parse("0700").unwrap()), None);
         let wider = stat(FileKind::Directory, 0o755, 0, 2);
-        assert!(plan_attrs(&wider, None, Mode::parse("0750").unwrap()).is_some(), "exact, not at least");
+        assert!(
+            plan_attrs(&wider, None, Mode::parse("0750").unwrap()).is_some(),
+            "exact, not at least"
+        );
         let dmi = stat(FileKind::Regular, 0o400, 0, 1);
         let change = plan_attrs(&dmi, Some(Gid(990)), Mode::parse("0440").unwrap()).unwrap();
         assert_eq!(change.to_string(), "group 0 → 990, mode 0400 → 0440");

@@ -56,7 +56,14 @@ pub struct Entry {
 
 impl fmt::Display for Entry {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:<12} {:<7} {} ({})", self.outcome.label(), self.duty, self.path.display(), self.desired)?;
+        write!(
+            f,
+            "{:<12} {:<7} {} ({})",
+            self.outcome.label(),
+            self.duty,
+            self.path.display(),
+            self.desired
+        )?;
         match &self.outcome {
             Outcome::Changed { change } | Outcome::WouldChange { change } => write!(f, ": {change}"),
             Outcome::Refused { reason } => write!(f, ": {reason}"),
@@ -74,7 +81,12 @@ pub struct Report {
 
 impl Report {
     pub fn push(&mut self, duty: Duty, path: impl Into<PathBuf>, desired: impl Into<String>, outcome: Outcome) {
-        self.entries.push(Entry { duty, path: path.into(), desired: desired.into(), outcome });
+        self.entries.push(Entry {
+            duty,
+            path: path.into(),
+            desired: desired.into(),
+            outcome,
+        });
     }
 
     /// True when nothing was refused and nothing failed.

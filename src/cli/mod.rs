@@ -87,7 +87,10 @@ fn init_logging(verbose: u8) {
         1 => tracing::Level::INFO,
         _ => tracing::Level::DEBUG,
     };
-    tracing_subscriber::fmt().with_writer(std::io::stderr).with_max_level(level).init();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_max_level(level)
+        .init();
 }
 
 fn load_config(path: &std::path::Path) -> Option<Config> {
@@ -130,8 +133,16 @@ fn apply(config_path: &std::path::Path, state_dir: &std::path::Path, args: &Appl
         return ExitCode::FAILURE;
     };
     let host = RealHost::default();
-    let engine = Engine { host: &host, ids: &SystemIds, daemon_json: std::path::Path::new(DOCKER_DAEMON_JSON) };
-    let request = Request { duties: args.only.unwrap_or(DutySet::HOST), socket: None, dry_run: args.dry_run };
+    let engine = Engine {
+        host: &host,
+        ids: &SystemIds,
+        daemon_json: std::path::Path::new(DOCKER_DAEMON_JSON),
+    };
+    let request = Request {
+        duties: args.only.unwrap_or(DutySet::HOST),
+        socket: None,
+        dry_run: args.dry_run,
+    };
     let report = match apply_with_state(&engine, &config, &request, state_dir, args.timeout) {
         Ok(report) => report,
         Err(error) => {
@@ -140,15 +151,26 @@ fn apply(config_path: &std::path::Path, state_dir: &std::path::Path, args: &Appl
         }
     };
     print_report(&report, args.json);
-    if report.succeeded() { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+    if report.succeeded() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
 }
 
 /// Prints the report; a closed stdout (`| head`) is not an error worth a panic.
 fn print_report(report: &Report, json: bool) {
     let mut out = std::io::stdout().lock();
     let _ = if json {
-        let doc = JsonReport { succeeded: report.succeeded(), report };
-        writeln!(out, "{}", serde_json::to_string_pretty(&doc).expect("a report serializes"))
+        let doc = JsonReport {
+            succeeded: report.succeeded(),
+            report,
+        };
+        writeln!(
+            out,
+            "{}",
+            serde_json::to_string_pretty(&doc).expect("a report serializes")
+        )
     } else {
         write!(out, "{report}").and_then(|()| writeln!(out, "{}", summary(report)))
     };

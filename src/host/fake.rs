@@ -22,7 +22,13 @@ pub struct FakeFile {
 impl FakeFile {
     pub fn new(kind: FileKind, mode: u32, uid: u32) -> FakeFile {
         FakeFile {
-            stat: Stat { kind, mode: Mode::from_st_mode(mode), uid: Uid(uid), gid: Gid(0), nlink: 1 },
+            stat: Stat {
+                kind,
+                mode: Mode::from_st_mode(mode),
+                uid: Uid(uid),
+                gid: Gid(0),
+                nlink: 1,
+            },
             acl: Acl::from_mode(mode),
         }
     }
@@ -54,7 +60,9 @@ impl FakeHost {
     fn update(&self, path: &Path, call: String, change: impl FnOnce(&mut FakeFile)) -> io::Result<()> {
         self.calls.borrow_mut().push(call);
         let mut files = self.files.borrow_mut();
-        let file = files.get_mut(path).ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?;
+        let file = files
+            .get_mut(path)
+            .ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?;
         change(file);
         Ok(())
     }
@@ -67,8 +75,16 @@ impl Host for FakeHost {
         if let Some(why) = self.refusals.get(path) {
             return Err(OpenError::Refused(Refusal(why.clone())));
         }
-        let stat = self.files.borrow().get(path).map(|f| f.stat).ok_or(OpenError::Missing)?;
-        Ok(Opened { handle: path.to_path_buf(), stat })
+        let stat = self
+            .files
+            .borrow()
+            .get(path)
+            .map(|f| f.stat)
+            .ok_or(OpenError::Missing)?;
+        Ok(Opened {
+            handle: path.to_path_buf(),
+            stat,
+        })
     }
 
     fn stat(&self, file: &PathBuf) -> io::Result<Stat> {

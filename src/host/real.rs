@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use nix::fcntl::AtFlags;
-use nix::sys::stat::{Mode as NixMode, fchmodat, FchmodatFlags};
+use nix::sys::stat::{FchmodatFlags, Mode as NixMode, fchmodat};
 use nix::unistd::fchownat;
 use nonrootd_core::acl::{Acl, Perm, Qualifier};
 use nonrootd_core::ids::{Gid, Uid};
@@ -55,7 +55,11 @@ impl RealHost {
                 libc::AT_EMPTY_PATH,
             )
         };
-        if ret == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
+        if ret == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
+        }
     }
 }
 
@@ -81,7 +85,12 @@ impl Host for RealHost {
             }
         }
         let mode = NixMode::from_bits_truncate(mode.bits() as libc::mode_t);
-        Ok(fchmodat(nix::fcntl::AT_FDCWD, &proc_fd_path(file), mode, FchmodatFlags::FollowSymlink)?)
+        Ok(fchmodat(
+            nix::fcntl::AT_FDCWD,
+            &proc_fd_path(file),
+            mode,
+            FchmodatFlags::FollowSymlink,
+        )?)
     }
 
     fn set_group(&self, file: &OwnedFd, gid: Gid) -> io::Result<()> {
@@ -106,7 +115,10 @@ impl Host for RealHost {
                     acl.named.insert(Qualifier::Group(Gid(gid)), perm);
                 }
                 AclQualifier::Undefined => {
-                    return Err(io::Error::new(io::ErrorKind::InvalidData, "ACL has an entry of unknown type"));
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        "ACL has an entry of unknown type",
+                    ));
                 }
             }
         }

@@ -71,7 +71,10 @@ pub fn open_beneath_root(path: &Path) -> Result<(OwnedFd, Stat), OpenError> {
         let is_last = pending.is_empty();
         match stat.kind {
             FileKind::Symlink if is_last => {
-                return Err(refused(&walked, Refusal("is a symlink; the last component is never followed".into())));
+                return Err(refused(
+                    &walked,
+                    Refusal("is a symlink; the last component is never followed".into()),
+                ));
             }
             FileKind::Symlink => {
                 check_symlink_transit(&stat).map_err(|r| refused(&walked, r))?;

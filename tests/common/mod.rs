@@ -25,13 +25,26 @@ pub struct Scratch {
 impl Scratch {
     /// A directory on the disk's file system (ext4 here).
     pub fn disk() -> Scratch {
-        Scratch { dir: tempfile::tempdir().expect("tempdir"), tmpfs: false }
+        Scratch {
+            dir: tempfile::tempdir().expect("tempdir"),
+            tmpfs: false,
+        }
     }
 
     /// A directory with a fresh tmpfs on it.
     pub fn tmpfs() -> Scratch {
         let dir = tempfile::tempdir().expect("tempdir");
-        run("mount", &["-t", "tmpfs", "-o", "mode=0755", "nonrootd-test", dir.path().to_str().unwrap()]);
+        run(
+            "mount",
+            &[
+                "-t",
+                "tmpfs",
+                "-o",
+                "mode=0755",
+                "nonrootd-test",
+                dir.path().to_str().unwrap(),
+            ],
+        );
         Scratch { dir, tmpfs: true }
     }
 
@@ -61,8 +74,15 @@ impl Drop for Scratch {
 }
 
 pub fn run(cmd: &str, args: &[&str]) -> String {
-    let out = Command::new(cmd).args(args).output().unwrap_or_else(|e| panic!("{cmd}: {e}"));
-    assert!(out.status.success(), "{cmd} {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(cmd)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{cmd}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).unwrap()
 }
 
@@ -84,7 +104,10 @@ pub fn listen(path: &Path, mode: u32) -> UnixListener {
 }
 
 pub fn getfacl(path: &Path) -> String {
-    run("getfacl", &["--omit-header", "--numeric", "--absolute-names", path.to_str().unwrap()])
+    run(
+        "getfacl",
+        &["--omit-header", "--numeric", "--absolute-names", path.to_str().unwrap()],
+    )
 }
 
 /// Can a process with these credentials (and no capabilities) `connect()` to `path`?
@@ -137,8 +160,16 @@ pub fn config(text: &str) -> Config {
 
 /// Applies `config` for real, the way `nonrootctl apply` does.
 pub fn apply_with(host: &RealHost, config: &Config, state: &Path, duties: DutySet) -> Report {
-    let engine = Engine { host, ids: &SystemIds, daemon_json: Path::new("/nonexistent/daemon.json") };
-    let request = Request { duties, socket: None, dry_run: false };
+    let engine = Engine {
+        host,
+        ids: &SystemIds,
+        daemon_json: Path::new("/nonexistent/daemon.json"),
+    };
+    let request = Request {
+        duties,
+        socket: None,
+        dry_run: false,
+    };
     apply_with_state(&engine, config, &request, state, Duration::from_secs(10)).expect("apply")
 }
 

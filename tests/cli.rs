@@ -1,0 +1,246 @@
+//! `nonrootctl` as a user runs it: exit codes, messages, JSON, dry runs, config files.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use common::*;
+
+fn nonrootctl(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_nonrootctl"))
+        .args(args)
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn write_config(dir: &Path, name: &str, body: &str) -> String {
+    let path = dir.join(name);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(&path, body).unwrap();
+    chmod(&path, 0o644);
+    path.to_str().unwrap().to_string()
+}
+
+#[test]
+fn check_config_names_file_line_and_key_of_every_problem() {
+    let scratch = Scratch::disk();
+    let main = write_config(
+        scratch.path(),
+        "nonrootd.toml",
+        "[docker]\nimage_dir_mode = \"75\"\n\n[[socket]]\npath = \"/run/docker.sock\"\nusers = [\"no-such-user-here\"]\n",
+    );
+    write_config(
+        scratch.path(),
+        "nonrootd.d/10-dmi.toml",
+        "[dmi]\ngroup = \"adm\"\nworld_readable = true\n",
+    );
+    let out = nonrootctl(&["--config", &main, "check-config"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains(&format!("{main}:2: docker.image_dir_mode: \"75\" is not a mode")),
+        "{stderr}"
+    );
+    let drop_in = scratch.join("nonrootd.d/10-dmi.toml");
+    assert!(
+        stderr.contains(&format!(
+            "{}:2: dmi.group: both group and world_readable",
+            drop_in.display()
+        )),
+        "{stderr}"
+    );
+
+    // Names are checked once the structure is valid.
+    let main = write_config(
+        scratch.path(),
+        "nonrootd.toml",
+        "[[socket]]\npath = \"/run/docker.sock\"\nusers = [\"no-such-user-here\"]\n",
+    );
+    std::fs::remove_dir_all(scratch.join("nonrootd.d")).unwrap();
+    let out = nonrootctl(&["--config", &main, "check-config"]);
+    assert_eq!(
+        text(&out.stderr),
+        format!("nonrootctl: {main}:3: socket.users: no such user \"no-such-user-here\"\n")
+    );
+    assert_eq!(out.status.code(), Some(1));
+}
+
+#[test]
+fn check_config_refuses_files_others_could_write() {
+    let scratch = Scratch::disk();
+    let main = write_config(scratch.path(), "nonrootd.toml", "[docker]\n");
+    let out = nonrootctl(&["--config", &main, "check-config"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), format!("{main}: valid (0 drop-ins)\n"));
+
+    chmod(Path::new(&main), 0o664);
+    let out = nonrootctl(&["--config", &main, "check-config"]);
+    assert_eq!(
+        text(&out.stderr),
+        format!("nonrootctl: {main}: mode 0664 lets others than root write it: refusing to trust it\n")
+    );
+    chmod(Path::new(&main), 0o644);
+    std::os::unix::fs::chown(&main, Some(1000), None).unwrap();
+    let out = nonrootctl(&["--config", &main, "check-config"]);
+    assert!(
+        text(&out.stderr).contains("is owned by uid 1000, not root"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(1));
+}
+
+#[test]
+fn drop_ins_are_merged_in_lexical_order() {
+    let scratch = Scratch::disk();
+    let data = scratch.mkdir("docker", 0o710);
+    let image = scratch.mkdir("docker/image", 0o700);
+    let main = write_config(
+        scratch.path(),
+        "nonrootd.toml",
+        &format!(
+            "[docker]\ndata_root = \"{}\"\nimage_dirs = [\"image\"]\nimage_dir_mode = \"0700\"\n",
+            data.display()
+        ),
+    );
+    write_config(
+        scratch.path(),
+        "nonrootd.d/20-late.toml",
+        "[docker]\nimage_dir_mode = \"0751\"\n",
+    );
+    write_config(
+        scratch.path(),
+        "nonrootd.d/10-early.toml",
+        "[docker]\nimage_dir_mode = \"0755\"\n",
+    );
+    write_config(scratch.path(), "nonrootd.d/30-ignored.conf", "not toml at all");
+    let state = scratch.join("state");
+    let out = nonrootctl(&["--config", &main, "--state-dir", state.to_str().unwrap(), "apply"]);
+    assert!(out.status.success(), "{}", text(&out.stdout));
+    assert_eq!(mode_of(&image), 0o751);
+}
+
+#[test]
+fn dry_run_prints_the_plan_and_changes_nothing() {
+    let scratch = Scratch::tmpfs();
+    let data = scratch.mkdir("docker", 0o710);
+    let image = scratch.mkdir("docker/image", 0o700);
+    let sock = scratch.join("docker.sock");
+    let _listener = listen(&sock, 0o660);
+    let main = write_config(
+        scratch.path(),
+        "etc/nonrootd.toml",
+        &format!(
+            "[docker]\ndata_root = \"{}\"\nimage_dirs = [\"image\", \"missing\"]\n[[socket]]\npath = \"{}\"\nusers = [4321]\n",
+            data.display(),
+            sock.display()
+        ),
+    );
+    let state = scratch.join("state");
+    let acl_before = getfacl(&sock);
+    let out = nonrootctl(&[
+        "--config",
+        &main,
+        "--state-dir",
+        state.to_str().unwrap(),
+        "apply",
+        "--dry-run",
+    ]);
+    assert!(out.status.success());
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains(&format!(
+            "would change docker  {} (mode 0750): mode 0700 → 0750",
+            image.display()
+        )),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!("missing      docker  {}/missing (mode 0750)", data.display())),
+        "{stdout}"
+    );
+    assert!(stdout.contains("mask::none → rw-, +user:4321:rw-"), "{stdout}");
+    assert!(
+        stdout.ends_with("0 changed, 2 would change, 0 correct, 1 missing, 0 refused, 0 failed\n"),
+        "{stdout}"
+    );
+    assert_eq!(mode_of(&image), 0o700);
+    assert_eq!(getfacl(&sock), acl_before);
+    assert!(!state.exists(), "a dry run wrote state");
+}
+
+#[test]
+fn json_report_and_exit_codes() {
+    let scratch = Scratch::tmpfs();
+    let sock = scratch.join("docker.sock");
+    let _listener = listen(&sock, 0o660);
+    let main = write_config(
+        scratch.path(),
+        "etc/nonrootd.toml",
+        &format!(
+            "[[socket]]\npath = \"{}\"\nusers = [4321, \"no-such-user-here\"]\n",
+            sock.display()
+        ),
+    );
+    let state = scratch.join("state");
+    let out = nonrootctl(&[
+        "--config",
+        &main,
+        "--state-dir",
+        state.to_str().unwrap(),
+        "apply",
+        "--json",
+        "--only",
+        "sockets",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "a refused entry fails the apply");
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["succeeded"], false);
+    let entries = json["entries"].as_array().unwrap();
+    assert_eq!(entries[0]["outcome"], "refused");
+    assert_eq!(
+        entries[0]["reason"],
+        format!("{main}:3: no such user \"no-such-user-here\"")
+    );
+    assert_eq!(entries[1]["outcome"], "changed");
+    assert_eq!(entries[1]["desired"], "user:4321:rw-");
+    assert_eq!(entries[1]["duty"], "sockets");
+    assert!(can_connect_as(4321, 4321, &[], &sock));
+
+    let out = nonrootctl(&["--config", &main, "apply", "--only", "docker,volumes"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("unknown duty \"volumes\""));
+}
+
+#[test]
+fn a_held_lock_times_out_cleanly() {
+    let scratch = Scratch::disk();
+    let state = scratch.mkdir("state", 0o700);
+    let main = write_config(
+        scratch.path(),
+        "nonrootd.toml",
+        "[docker]\ndata_root = \"/nonexistent\"\n",
+    );
+    let _held = nonrootd::lock::ApplyLock::acquire(&state, std::time::Duration::ZERO).unwrap();
+    let out = nonrootctl(&[
+        "--config",
+        &main,
+        "--state-dir",
+        state.to_str().unwrap(),
+        "apply",
+        "--timeout",
+        "200ms",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("another apply holds"),
+        "{}",
+        text(&out.stderr)
+    );
+}
