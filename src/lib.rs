@@ -4,6 +4,7 @@
 pub mod apply;
 pub mod cli;
 pub mod config_file;
+pub mod daemon;
 pub mod host;
 pub mod ids;
 pub mod lock;

@@ -306,3 +306,28 @@ fn renameat2_exchange_races_never_change_the_canary() {
     assert_eq!(getfacl(&canary), canary_acl, "the canary's ACL changed ({outcomes:?})");
     assert!(outcomes.contains_key("refused"), "the race never hit: {outcomes:?}");
 }
+
+#[test]
+fn revoke_removes_every_recorded_grant_and_nothing_else() {
+    let scratch = Scratch::tmpfs();
+    let state = scratch.mkdir("state", 0o700);
+    let sock = scratch.join("docker.sock");
+    let _listener = listen(&sock, 0o660);
+    run("setfacl", &["-m", "u:1000:r", sock.to_str().unwrap()]);
+    apply(&config(&socket_config(&sock, "4321")), &state);
+    assert!(can_connect_as(4321, 4321, &[], &sock));
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_nonrootctl"))
+        .args(["--state-dir", state.to_str().unwrap(), "revoke"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(!can_connect_as(4321, 4321, &[], &sock));
+    assert_eq!(
+        getfacl(&sock),
+        "user::rw-\nuser:1000:r--\ngroup::rw-\nmask::rw-\nother::---\n\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(state.join("grants.json")).unwrap(),
+        "{\n  \"sockets\": {}\n}"
+    );
+}

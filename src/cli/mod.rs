@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use nonrootd_core::config::Config;
-use nonrootd_core::duty::DutySet;
+use nonrootd_core::duty::{Duty, DutySet};
 use nonrootd_core::report::{Outcome, Report};
 use serde::Serialize;
 
@@ -40,6 +40,18 @@ enum Command {
     Apply(ApplyArgs),
     /// Validate the main file and its drop-ins; exit 1 naming file, line and key of every problem.
     CheckConfig,
+    /// Remove every ACL entry nonrootd recorded as granted (the package runs this on purge).
+    Revoke(RevokeArgs),
+}
+
+#[derive(Args, Debug)]
+struct RevokeArgs {
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+    /// Give up waiting for another apply after this long.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    timeout: Duration,
 }
 
 #[derive(Args, Debug)]
@@ -78,7 +90,14 @@ pub fn main() -> ExitCode {
     match cli.command {
         Command::Apply(args) => apply(&cli.config, &state_dir, &args),
         Command::CheckConfig => check_config(&cli.config),
+        Command::Revoke(args) => revoke(&state_dir, &args),
     }
+}
+
+/// The `clap` description of `nonrootctl`, for man pages and completions.
+pub fn command() -> clap::Command {
+    use clap::CommandFactory;
+    Cli::command()
 }
 
 fn init_logging(verbose: u8) {
@@ -159,6 +178,35 @@ fn apply(config_path: &std::path::Path, state_dir: &std::path::Path, args: &Appl
 }
 
 /// Prints the report; a closed stdout (`| head`) is not an error worth a panic.
+fn revoke(state_dir: &std::path::Path, args: &RevokeArgs) -> ExitCode {
+    let nothing = Config::from_sources(&[]).expect("an empty config is valid");
+    let host = RealHost::default();
+    let engine = Engine {
+        host: &host,
+        ids: &SystemIds,
+        daemon_json: std::path::Path::new(DOCKER_DAEMON_JSON),
+    };
+    let request = Request {
+        duties: DutySet::NONE.with(Duty::Sockets),
+        socket: None,
+        dry_run: false,
+    };
+    match apply_with_state(&engine, &nothing, &request, state_dir, args.timeout) {
+        Ok(report) => {
+            print_report(&report, args.json);
+            if report.succeeded() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(error) => {
+            eprintln!("nonrootctl: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn print_report(report: &Report, json: bool) {
     let mut out = std::io::stdout().lock();
     let _ = if json {
