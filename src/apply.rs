@@ -13,6 +13,7 @@ use nonrootd_core::report::{Outcome, Report};
 use tracing::{info, warn};
 
 use crate::host::{Host, OpenError, Opened};
+use crate::message_id;
 use crate::state::GrantRecord;
 
 /// Docker's own config, where `data-root` may be set.
@@ -94,12 +95,14 @@ impl<H: Host> Engine<'_, H> {
         for entry in &report.entries {
             match &entry.outcome {
                 Outcome::Changed { change } => {
-                    info!(duty = %entry.duty, path = %entry.path.display(), "changed: {change}")
+                    info!(MESSAGE_ID = message_id::PATH_CHANGED, duty = %entry.duty, path = %entry.path.display(), "changed: {change}")
                 }
                 Outcome::Refused { reason } => {
-                    warn!(duty = %entry.duty, path = %entry.path.display(), "refused: {reason}")
+                    warn!(MESSAGE_ID = message_id::PATH_REFUSED, duty = %entry.duty, path = %entry.path.display(), "refused: {reason}")
                 }
-                Outcome::Failed { error } => warn!(duty = %entry.duty, path = %entry.path.display(), "failed: {error}"),
+                Outcome::Failed { error } => {
+                    warn!(MESSAGE_ID = message_id::PATH_REFUSED, duty = %entry.duty, path = %entry.path.display(), "failed: {error}")
+                }
                 _ => {}
             }
         }

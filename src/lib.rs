@@ -8,4 +8,5 @@ pub mod daemon;
 pub mod host;
 pub mod ids;
 pub mod lock;
+pub mod message_id;
 pub mod state;

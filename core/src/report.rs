@@ -3,12 +3,12 @@
 use std::fmt;
 use std::path::PathBuf;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::duty::Duty;
 
 /// What happened to one path (or one entry of a path).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum Outcome {
     /// Already as desired.
@@ -44,7 +44,7 @@ impl Outcome {
 }
 
 /// One line of a report.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Entry {
     pub duty: Duty,
     pub path: PathBuf,
@@ -74,7 +74,7 @@ impl fmt::Display for Entry {
 }
 
 /// Everything one apply did.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Report {
     pub entries: Vec<Entry>,
 }

@@ -1,11 +1,22 @@
-//! `nonrootd`: the long-running daemon.
+//! `nonrootd`: the long-running daemon. One event loop ([`event_loop::Daemon`]) owns all state;
+//! the bus side ([`bus`]) and inotify ([`socket_watch`]) only deliver cues to it.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
+use tokio::sync::mpsc;
+use tracing::error;
 
-use crate::config_file::DEFAULT_CONFIG;
+use crate::config_file::{self, DEFAULT_CONFIG};
+use crate::state::default_state_dir;
+
+pub mod api;
+mod bus;
+mod event_loop;
+mod logging;
+mod socket_watch;
+mod systemd;
 
 /// Keeps this host prepared for non-root containers: re-applies on every Docker start and
 /// socket re-creation, and serves org.nonrootd1 on the system bus.
@@ -28,7 +39,46 @@ pub fn command() -> clap::Command {
 
 /// Runs the daemon with the process's arguments.
 pub fn main() -> ExitCode {
-    let _cli = DaemonCli::parse();
-    eprintln!("nonrootd: the daemon is under construction");
-    ExitCode::FAILURE
+    let cli = DaemonCli::parse();
+    logging::init();
+    let config = match config_file::load(&cli.config) {
+        Ok(config) => config,
+        Err(errors) => {
+            for e in errors {
+                error!("{e}");
+            }
+            return ExitCode::FAILURE;
+        }
+    };
+    let units = config.docker.as_ref().map_or_else(
+        || {
+            nonrootd_core::config::DEFAULT_UNITS
+                .iter()
+                .map(|u| u.to_string())
+                .collect()
+        },
+        |d| d.units.clone(),
+    );
+    let state_dir = cli.state_dir.unwrap_or_else(default_state_dir);
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            error!("cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        let daemon = match event_loop::Daemon::new(cli.config, state_dir, config) {
+            Ok(daemon) => daemon,
+            Err(e) => {
+                error!("cannot set up inotify: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let (requests, request_rx) = mpsc::channel(16);
+        let (bus_events, bus_rx) = mpsc::channel(16);
+        tokio::spawn(bus::run(units, requests, bus_events));
+        daemon.run(request_rx, bus_rx).await;
+        ExitCode::SUCCESS
+    })
 }

@@ -1,0 +1,306 @@
+//! The daemon's status document (what `Status()` returns over D-Bus) and its rendering for
+//! `nonrootctl status`.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::duty::Duty;
+use crate::report::{Entry, Outcome, Report};
+
+/// Something that happened at a time (seconds since the Unix epoch).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stamped {
+    pub at: u64,
+    pub text: String,
+}
+
+/// The last known state of one path, with when it last changed and last went wrong.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PathStatus {
+    #[serde(flatten)]
+    pub entry: Entry,
+    pub last_change: Option<Stamped>,
+    pub last_error: Option<Stamped>,
+}
+
+/// Everything `nonrootctl status` shows.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DaemonStatus {
+    pub version: String,
+    pub pid: u32,
+    pub started_at: u64,
+    pub now: u64,
+    pub config: PathBuf,
+    /// Whether the daemon is on the system bus and following systemd.
+    pub system_bus: bool,
+    pub last_trigger: Option<Stamped>,
+    /// Set while a reload was refused and the previous config stays in force.
+    pub reload_error: Option<Stamped>,
+    pub paths: Vec<PathStatus>,
+}
+
+impl DaemonStatus {
+    /// True when no path is refused or failed.
+    pub fn healthy(&self) -> bool {
+        !self.paths.iter().any(|p| p.entry.outcome.is_problem())
+    }
+}
+
+/// Keeps the latest outcome per (duty, path, desired), stamping changes and errors.
+#[derive(Clone, Debug, Default)]
+pub struct PathBook {
+    paths: BTreeMap<(Duty, PathBuf, String), PathStatus>,
+}
+
+impl PathBook {
+    /// Records what an apply found at time `now`.
+    pub fn record(&mut self, report: &Report, now: u64) {
+        for entry in &report.entries {
+            let key = (entry.duty, entry.path.clone(), entry.desired.clone());
+            let status = self.paths.entry(key).or_insert_with(|| PathStatus {
+                entry: entry.clone(),
+                last_change: None,
+                last_error: None,
+            });
+            match &entry.outcome {
+                Outcome::Changed { change } => {
+                    status.last_change = Some(Stamped {
+                        at: now,
+                        text: change.clone(),
+                    })
+                }
+                Outcome::Refused { reason: text } | Outcome::Failed { error: text } => {
+                    status.last_error = Some(Stamped {
+                        at: now,
+                        text: text.clone(),
+                    })
+                }
+                _ => {}
+            }
+            status.entry = entry.clone();
+        }
+    }
+
+    /// Forgets everything (after a reload the desired state is new).
+    pub fn clear(&mut self) {
+        self.paths.clear();
+    }
+
+    pub fn snapshot(&self) -> Vec<PathStatus> {
+        self.paths.values().cloned().collect()
+    }
+}
+
+/// "3s", "5min", "2h", "4d".
+pub fn ago(seconds: u64) -> String {
+    match seconds {
+        s if s < 60 => format!("{s}s"),
+        s if s < 3600 => format!("{}min", s / 60),
+        s if s < 86400 => format!("{}h", s / 3600),
+        s => format!("{}d", s / 86400),
+    }
+}
+
+struct Paint {
+    color: bool,
+}
+
+impl Paint {
+    fn paint(&self, code: &str, text: &str) -> String {
+        if self.color {
+            format!("\x1b[{code}m{text}\x1b[0m")
+        } else {
+            text.to_string()
+        }
+    }
+}
+
+/// The symbol and colour of an outcome: ✓ correct, ✗ refused or failed, – missing.
+fn mark(outcome: &Outcome, paint: &Paint) -> String {
+    match outcome {
+        Outcome::Correct | Outcome::Changed { .. } => paint.paint("32", "✓"),
+        Outcome::Missing | Outcome::WouldChange { .. } => paint.paint("2", "–"),
+        Outcome::Refused { .. } | Outcome::Failed { .. } => paint.paint("31", "✗"),
+    }
+}
+
+/// Renders rows like `systemctl status`: a summary, then a row per duty and path.
+pub fn render(status: &DaemonStatus, color: bool) -> String {
+    let paint = Paint { color };
+    let mut out = String::new();
+    let (dot, state) = if status.healthy() {
+        (paint.paint("32", "●"), paint.paint("32", "active (running)"))
+    } else {
+        (paint.paint("31", "●"), paint.paint("31", "active (degraded)"))
+    };
+    let _ = writeln!(
+        out,
+        "{dot} nonrootd {} - {state} since {} ago",
+        status.version,
+        ago(status.now.saturating_sub(status.started_at))
+    );
+    let _ = writeln!(out, "    Config: {}", status.config.display());
+    let bus = if status.system_bus {
+        "connected, following systemd"
+    } else {
+        "not connected (inotify only)"
+    };
+    let _ = writeln!(out, "       Bus: {bus}");
+    if let Some(trigger) = &status.last_trigger {
+        let _ = writeln!(
+            out,
+            "  Last run: {} ({} ago)",
+            trigger.text,
+            ago(status.now.saturating_sub(trigger.at))
+        );
+    }
+    if let Some(error) = &status.reload_error {
+        let _ = writeln!(
+            out,
+            "    Reload: {} (previous config still in force)",
+            paint.paint("31", &error.text)
+        );
+    }
+    let _ = writeln!(out);
+    render_rows(&mut out, status.paths.iter().map(|p| (&p.entry, p)), status.now, &paint);
+    out
+}
+
+/// Renders a local, read-only inspection (no daemon running).
+pub fn render_report(report: &Report, color: bool) -> String {
+    let paint = Paint { color };
+    let mut out = String::new();
+    render_rows(&mut out, report.entries.iter().map(|e| (e, None)), 0, &paint);
+    out
+}
+
+fn render_rows<'a, I, S>(out: &mut String, rows: I, now: u64, paint: &Paint)
+where
+    I: Iterator<Item = (&'a Entry, S)>,
+    S: Into<Option<&'a PathStatus>>,
+{
+    for (entry, status) in rows {
+        let detail = match &entry.outcome {
+            Outcome::Refused { reason } => format!(": {reason}"),
+            Outcome::Failed { error } => format!(": {error}"),
+            Outcome::WouldChange { change } => format!(": needs {change}"),
+            _ => String::new(),
+        };
+        let _ = write!(
+            out,
+            "{} {:<7} {} ({}){detail}",
+            mark(&entry.outcome, paint),
+            entry.duty,
+            entry.path.display(),
+            entry.desired
+        );
+        if let Some(change) = status.into().and_then(|s| s.last_change.as_ref()) {
+            let _ = write!(
+                out,
+                " [fixed {} ago: {}]",
+                ago(now.saturating_sub(change.at)),
+                change.text
+            );
+        }
+        let _ = writeln!(out);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(path: &str, outcome: Outcome) -> Entry {
+        Entry {
+            duty: Duty::Sockets,
+            path: PathBuf::from(path),
+            desired: "user:4321:rw-".into(),
+            outcome,
+        }
+    }
+
+    #[test]
+    fn the_book_keeps_the_latest_outcome_and_stamps_changes_and_errors() {
+        let mut book = PathBook::default();
+        let changed = Outcome::Changed {
+            change: "+user:4321:rw-".into(),
+        };
+        book.record(
+            &Report {
+                entries: vec![entry("/run/docker.sock", changed)],
+            },
+            100,
+        );
+        book.record(
+            &Report {
+                entries: vec![entry("/run/docker.sock", Outcome::Correct)],
+            },
+            160,
+        );
+        let rows = book.snapshot();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].entry.outcome, Outcome::Correct);
+        assert_eq!(
+            rows[0].last_change,
+            Some(Stamped {
+                at: 100,
+                text: "+user:4321:rw-".into()
+            })
+        );
+        assert_eq!(rows[0].last_error, None);
+    }
+
+    #[test]
+    fn renders_like_systemctl_status() {
+        let mut book = PathBook::default();
+        book.record(
+            &Report {
+                entries: vec![
+                    entry(
+                        "/run/docker.sock",
+                        Outcome::Changed {
+                            change: "+user:4321:rw-".into(),
+                        },
+                    ),
+                    entry(
+                        "/run/containerd.sock",
+                        Outcome::Refused {
+                            reason: "is a symlink".into(),
+                        },
+                    ),
+                ],
+            },
+            1000,
+        );
+        let status = DaemonStatus {
+            version: "0.1.0".into(),
+            pid: 42,
+            started_at: 880,
+            now: 1060,
+            config: PathBuf::from("/etc/nonrootd/nonrootd.toml"),
+            system_bus: true,
+            last_trigger: Some(Stamped {
+                at: 1000,
+                text: "docker.socket became active".into(),
+            }),
+            reload_error: None,
+            paths: book.snapshot(),
+        };
+        assert!(!status.healthy());
+        assert_eq!(
+            render(&status, false),
+            "● nonrootd 0.1.0 - active (degraded) since 3min ago\n\
+             \x20   Config: /etc/nonrootd/nonrootd.toml\n\
+             \x20      Bus: connected, following systemd\n\
+             \x20 Last run: docker.socket became active (1min ago)\n\n\
+             ✗ sockets /run/containerd.sock (user:4321:rw-): is a symlink\n\
+             ✓ sockets /run/docker.sock (user:4321:rw-) [fixed 1min ago: +user:4321:rw-]\n"
+        );
+        assert!(render(&status, true).contains("\x1b[31m✗\x1b[0m"));
+        let json = serde_json::to_string(&status).unwrap();
+        assert_eq!(serde_json::from_str::<DaemonStatus>(&json).unwrap(), status);
+    }
+}

@@ -1,0 +1,106 @@
+//! The system bus: owns `org.nonrootd1`, serves the API, follows systemd, and reconnects with
+//! backoff when the bus goes away (a restart of dbus). Every (re)connection is reported to the
+//! event loop, which re-checks the host so that no Docker start in between is missed.
+
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tracing::{debug, info, warn};
+use zbus::Connection;
+
+use super::api::{BUS_NAME, Manager, OBJECT_PATH, Request};
+use super::systemd::Watcher;
+
+const FIRST_RETRY: Duration = Duration::from_millis(100);
+const LAST_RETRY: Duration = Duration::from_secs(10);
+
+/// What the bus side tells the event loop.
+pub enum BusEvent {
+    /// Connected, name owned, following systemd (or not, when it is not on the bus).
+    Connected { conn: Connection, systemd: bool },
+    /// The connection is gone, or could not be made.
+    Lost(String),
+    /// A followed unit became active, or systemd was re-executed.
+    Cue(String),
+}
+
+/// Runs forever: connect, serve, follow systemd; on loss, wait and connect again.
+pub async fn run(units: Vec<String>, requests: mpsc::Sender<Request>, events: mpsc::Sender<BusEvent>) {
+    let mut retry = FIRST_RETRY;
+    let mut warned = false;
+    loop {
+        let result = session(&units, &requests, &events).await;
+        let why = match result {
+            Ok(()) => {
+                info!("system bus connection closed; reconnecting");
+                retry = FIRST_RETRY;
+                "connection closed".to_string()
+            }
+            Err(e) if !warned => {
+                warn!("no system bus ({e}); working on inotify only until it appears");
+                warned = true;
+                e.to_string()
+            }
+            Err(e) => {
+                debug!("system bus still unavailable: {e}");
+                e.to_string()
+            }
+        };
+        if events.send(BusEvent::Lost(why)).await.is_err() {
+            return;
+        }
+        tokio::time::sleep(retry).await;
+        retry = (retry * 2).min(LAST_RETRY);
+    }
+}
+
+async fn session(
+    units: &[String],
+    requests: &mpsc::Sender<Request>,
+    events: &mpsc::Sender<BusEvent>,
+) -> zbus::Result<()> {
+    let conn = zbus::connection::Builder::system()
+        .serve_at(
+            OBJECT_PATH,
+            Manager {
+                requests: requests.clone(),
+            },
+        )
+        .name(BUS_NAME)
+        .build()
+        .await?;
+    let watcher = match Watcher::subscribe(&conn, units).await {
+        Ok(watcher) => Some(watcher),
+        Err(e) => {
+            warn!("cannot follow systemd on the bus ({e}); re-applying on inotify and API calls only");
+            None
+        }
+    };
+    let systemd = watcher.is_some();
+    if events
+        .send(BusEvent::Connected {
+            conn: conn.clone(),
+            systemd,
+        })
+        .await
+        .is_err()
+    {
+        return Ok(());
+    }
+    match watcher {
+        Some(mut watcher) => {
+            while let Some(cue) = watcher.next().await {
+                if events.send(BusEvent::Cue(cue)).await.is_err() {
+                    return Ok(());
+                }
+            }
+        }
+        None => {
+            // Without systemd there is nothing to follow: wait for the connection to end.
+            let mut stream = zbus::MessageStream::from(&conn);
+            use futures_util::StreamExt;
+            while let Some(Ok(_)) = stream.next().await {}
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,286 @@
+//! The one event loop. It owns the config, the per-path status and the bus connection, and
+//! reacts to: socket directory events, systemd cues, API calls, SIGHUP, SIGTERM and the
+//! watchdog. A failing apply is logged and retried on the next event; it never ends the loop.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use nonrootd_core::config::Config;
+use nonrootd_core::duty::{Duty, DutySet};
+use nonrootd_core::report::{Outcome, Report};
+use nonrootd_core::status::{DaemonStatus, PathBook, Stamped};
+use sd_notify::NotifyState;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::mpsc;
+use tracing::{error, info, warn};
+use zbus::Connection;
+use zbus::object_server::SignalEmitter;
+
+use super::api::{Manager, OBJECT_PATH, Request};
+use super::bus::BusEvent;
+use super::socket_watch::{Cue, SocketWatch};
+use crate::apply::{DOCKER_DAEMON_JSON, Engine, Request as ApplyRequest, apply_with_state};
+use crate::config_file;
+use crate::host::RealHost;
+use crate::ids::SystemIds;
+use crate::message_id;
+
+/// How long an apply waits for the host-wide lock (held by a concurrent hook or CLI).
+const LOCK_TIMEOUT: Duration = Duration::from_secs(5);
+
+fn now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+fn notify(states: &[NotifyState<'_>]) {
+    if let Err(e) = sd_notify::notify(states) {
+        warn!("sd_notify failed: {e}");
+    }
+}
+
+/// All state of the running daemon.
+pub struct Daemon {
+    pub config_path: PathBuf,
+    pub state_dir: PathBuf,
+    pub config: Config,
+    book: PathBook,
+    watch: SocketWatch,
+    started_at: u64,
+    last_trigger: Option<Stamped>,
+    reload_error: Option<Stamped>,
+    bus: Option<Connection>,
+    ready: bool,
+}
+
+impl Daemon {
+    pub fn new(config_path: PathBuf, state_dir: PathBuf, config: Config) -> std::io::Result<Daemon> {
+        let watch = SocketWatch::new(&socket_paths(&config))?;
+        Ok(Daemon {
+            config_path,
+            state_dir,
+            config,
+            book: PathBook::default(),
+            watch,
+            started_at: now(),
+            last_trigger: None,
+            reload_error: None,
+            bus: None,
+            ready: false,
+        })
+    }
+
+    /// Runs until SIGTERM or SIGINT.
+    pub async fn run(mut self, mut requests: mpsc::Receiver<Request>, mut bus: mpsc::Receiver<BusEvent>) {
+        let (Ok(mut hup), Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::hangup()),
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
+            error!("cannot install signal handlers");
+            return;
+        };
+        let mut watchdog = sd_notify::watchdog_enabled().map(|usec| tokio::time::interval(usec / 2));
+        self.apply(DutySet::ALL, None, "startup");
+        info!(
+            MESSAGE_ID = message_id::STARTED,
+            "nonrootd {} started",
+            env!("CARGO_PKG_VERSION")
+        );
+        loop {
+            tokio::select! {
+                cue = self.watch.next() => match cue {
+                    Ok(Cue::Sockets(paths)) => {
+                        for path in paths {
+                            let what = format!("{} changed", path.display());
+                            self.apply(DutySet::NONE.with(Duty::Sockets), Some(path), &what);
+                        }
+                    }
+                    Ok(Cue::All) => {
+                        self.apply(DutySet::NONE.with(Duty::Sockets), None, "inotify queue overflow");
+                    }
+                    Err(e) => {
+                        error!("inotify failed: {e}");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                },
+                Some(event) = bus.recv() => self.on_bus(event),
+                Some(request) = requests.recv() => self.on_request(request),
+                _ = hup.recv() => {
+                    let _ = self.reload("SIGHUP");
+                }
+                _ = term.recv() => break,
+                _ = int.recv() => break,
+                _ = tick(&mut watchdog) => notify(&[NotifyState::Watchdog]),
+            }
+        }
+        notify(&[NotifyState::Stopping, NotifyState::Status("stopping")]);
+        info!("nonrootd stopping");
+    }
+
+    fn on_bus(&mut self, event: BusEvent) {
+        match event {
+            BusEvent::Connected { conn, systemd } => {
+                self.bus = Some(conn);
+                let what = if systemd {
+                    "subscribed to systemd"
+                } else {
+                    "connected to the system bus"
+                };
+                self.apply(DutySet::HOST, None, what);
+                self.mark_ready();
+            }
+            BusEvent::Lost(why) => {
+                self.bus = None;
+                self.mark_ready();
+                tracing::debug!("bus lost: {why}");
+            }
+            BusEvent::Cue(what) => {
+                self.watch.watch_missing();
+                self.apply(DutySet::HOST, None, &what);
+            }
+        }
+    }
+
+    fn on_request(&mut self, request: Request) {
+        match request {
+            Request::Status(reply) => {
+                let _ = reply.send(self.status());
+            }
+            Request::Apply(duties, reply) => {
+                let report = self.apply(duties, None, "Apply() over D-Bus");
+                let _ = reply.send(report);
+            }
+            Request::Reload(reply) => {
+                let _ = reply.send(self.reload("Reload() over D-Bus"));
+            }
+        }
+    }
+
+    /// READY=1 once the first apply is done and the bus was tried (owned, or found missing).
+    fn mark_ready(&mut self) {
+        if !self.ready {
+            self.ready = true;
+            notify(&[NotifyState::Ready]);
+        }
+    }
+
+    fn status(&self) -> DaemonStatus {
+        DaemonStatus {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            pid: std::process::id(),
+            started_at: self.started_at,
+            now: now(),
+            config: self.config_path.clone(),
+            system_bus: self.bus.is_some(),
+            last_trigger: self.last_trigger.clone(),
+            reload_error: self.reload_error.clone(),
+            paths: self.book.snapshot(),
+        }
+    }
+
+    /// Re-reads the config. An invalid one is refused and logged; the old one stays in force.
+    fn reload(&mut self, why: &str) -> Result<(), String> {
+        let config = match config_file::load(&self.config_path) {
+            Ok(config) => config,
+            Err(errors) => {
+                let text: Vec<_> = errors.iter().map(ToString::to_string).collect();
+                let text = text.join("; ");
+                error!(
+                    MESSAGE_ID = message_id::RELOAD_REFUSED,
+                    "reload refused, previous config stays in force: {text}"
+                );
+                self.reload_error = Some(Stamped {
+                    at: now(),
+                    text: text.clone(),
+                });
+                notify(&[NotifyState::Status(&format!("reload refused: {text}"))]);
+                return Err(text);
+            }
+        };
+        match SocketWatch::new(&socket_paths(&config)) {
+            Ok(watch) => self.watch = watch,
+            Err(e) => return Err(format!("cannot set up inotify: {e}")),
+        }
+        self.config = config;
+        self.reload_error = None;
+        self.book.clear();
+        self.apply(DutySet::ALL, None, &format!("reload ({why})"));
+        Ok(())
+    }
+
+    /// Applies, records the outcome per path, emits signals for what changed or went wrong,
+    /// and says what happened in STATUS=.
+    fn apply(&mut self, duties: DutySet, socket: Option<PathBuf>, trigger: &str) -> Report {
+        let host = RealHost::default();
+        let engine = Engine {
+            host: &host,
+            ids: &SystemIds,
+            daemon_json: Path::new(DOCKER_DAEMON_JSON),
+        };
+        let request = ApplyRequest {
+            duties,
+            socket,
+            dry_run: false,
+        };
+        let report = match apply_with_state(&engine, &self.config, &request, &self.state_dir, LOCK_TIMEOUT) {
+            Ok(report) => report,
+            Err(e) => {
+                error!("apply after {trigger} failed: {e}; retrying on the next event");
+                Report::default()
+            }
+        };
+        let at = now();
+        self.book.record(&report, at);
+        self.last_trigger = Some(Stamped {
+            at,
+            text: trigger.to_string(),
+        });
+        self.emit_signals(&report);
+        let changed = report
+            .entries
+            .iter()
+            .filter(|e| matches!(e.outcome, Outcome::Changed { .. }))
+            .count();
+        let problems = report.entries.iter().filter(|e| e.outcome.is_problem()).count();
+        notify(&[NotifyState::Status(&format!(
+            "{trigger}: {changed} changed, {problems} refused or failed"
+        ))]);
+        report
+    }
+
+    fn emit_signals(&self, report: &Report) {
+        let Some(conn) = &self.bus else { return };
+        for entry in &report.entries {
+            let detail = match &entry.outcome {
+                Outcome::Changed { change } => change.clone(),
+                Outcome::Refused { reason } => reason.clone(),
+                Outcome::Failed { error } => error.clone(),
+                _ => continue,
+            };
+            let conn = conn.clone();
+            let (duty, path, outcome) = (
+                entry.duty.name(),
+                entry.path.display().to_string(),
+                entry.outcome.label(),
+            );
+            tokio::spawn(async move {
+                if let Ok(emitter) = SignalEmitter::new(&conn, OBJECT_PATH) {
+                    let _ = Manager::path_changed(&emitter, duty, &path, outcome, &detail).await;
+                }
+            });
+        }
+    }
+}
+
+fn socket_paths(config: &Config) -> Vec<PathBuf> {
+    config.sockets.iter().map(|s| s.path.clone()).collect()
+}
+
+async fn tick(watchdog: &mut Option<tokio::time::Interval>) {
+    match watchdog {
+        Some(interval) => {
+            interval.tick().await;
+        }
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,165 @@
+//! Follows systemd over the system bus: a configured unit becoming active (ActiveState
+//! property change, or a finished job) is a cue to re-check the host. Signals are accepted only
+//! from the current owner of `org.freedesktop.systemd1`; a new owner (daemon-reexec) is
+//! subscribed to again.
+
+use std::collections::HashMap;
+use std::collections::HashSet;
+
+use futures_util::StreamExt;
+use zbus::fdo::DBusProxy;
+use zbus::message::Type;
+use zbus::names::{BusName, OwnedUniqueName};
+use zbus::{Connection, MatchRule, Message, MessageStream};
+use zbus::{OwnedObjectPath, OwnedVariant};
+use zbus_systemd::systemd1::ManagerProxy;
+
+const SYSTEMD: &str = "org.freedesktop.systemd1";
+const UNIT_INTERFACE: &str = "org.freedesktop.systemd1.Unit";
+
+/// The object path systemd gives a unit: bytes other than ASCII letters and digits become
+/// `_xx` (hex), as in `docker_2eservice`.
+pub fn unit_object_path(unit: &str) -> String {
+    let mut path = String::from("/org/freedesktop/systemd1/unit/");
+    for (i, b) in unit.bytes().enumerate() {
+        if b.is_ascii_alphanumeric() && !(i == 0 && b.is_ascii_digit()) {
+            path.push(b as char);
+        } else {
+            path.push_str(&format!("_{b:02x}"));
+        }
+    }
+    path
+}
+
+/// A subscription to systemd on one bus connection.
+pub struct Watcher {
+    conn: Connection,
+    owner: Option<OwnedUniqueName>,
+    units: HashMap<OwnedObjectPath, String>,
+    unit_names: HashSet<String>,
+    properties: MessageStream,
+    jobs: MessageStream,
+    owners: MessageStream,
+}
+
+impl Watcher {
+    /// Adds the match rules, then subscribes (so nothing between the two is lost).
+    pub async fn subscribe(conn: &Connection, units: &[String]) -> zbus::Result<Watcher> {
+        let signal = || MatchRule::builder().msg_type(Type::Signal);
+        let properties = signal()
+            .interface("org.freedesktop.DBus.Properties")
+            .member("PropertiesChanged")
+            .path_namespace("/org/freedesktop/systemd1/unit")
+            .build()?;
+        let jobs = signal()
+            .interface("org.freedesktop.systemd1.Manager")
+            .member("JobRemoved")
+            .build()?;
+        let owners = signal()
+            .sender("org.freedesktop.DBus")
+            .interface("org.freedesktop.DBus")
+            .member("NameOwnerChanged")
+            .arg(0, SYSTEMD)
+            .build()?;
+        let mut watcher = Watcher {
+            conn: conn.clone(),
+            owner: None,
+            units: units.iter().map(|u| (object_path(u), u.clone())).collect(),
+            unit_names: units.iter().cloned().collect(),
+            properties: MessageStream::for_match_rule(properties, conn, None).await?,
+            jobs: MessageStream::for_match_rule(jobs, conn, None).await?,
+            owners: MessageStream::for_match_rule(owners, conn, None).await?,
+        };
+        watcher.resubscribe().await?;
+        Ok(watcher)
+    }
+
+    /// Learns the current owner of systemd's name and calls `Subscribe()` on it.
+    async fn resubscribe(&mut self) -> zbus::Result<()> {
+        let dbus = DBusProxy::new(&self.conn).await?;
+        self.owner = Some(dbus.get_name_owner(BusName::try_from(SYSTEMD)?).await?);
+        ManagerProxy::new(&self.conn).await?.subscribe().await
+    }
+
+    fn from_owner(&self, msg: &Message) -> bool {
+        let header = msg.header();
+        match (header.sender(), &self.owner) {
+            (Some(sender), Some(owner)) => sender.as_str() == owner.as_str(),
+            _ => false,
+        }
+    }
+
+    /// Waits for the next cue; `None` when the connection is gone.
+    pub async fn next(&mut self) -> Option<String> {
+        loop {
+            let msg = tokio::select! {
+                msg = self.properties.next() => msg?.ok()?,
+                msg = self.jobs.next() => msg?.ok()?,
+                msg = self.owners.next() => msg?.ok()?,
+            };
+            if let Some(cue) = self.cue(&msg).await {
+                return Some(cue);
+            }
+        }
+    }
+
+    async fn cue(&mut self, msg: &Message) -> Option<String> {
+        let header = msg.header();
+        match header.member()?.as_str() {
+            "NameOwnerChanged" => {
+                let (_, _, new): (String, String, String) = msg.body().deserialize().ok()?;
+                if new.is_empty() {
+                    self.owner = None;
+                    return None;
+                }
+                if let Err(e) = self.resubscribe().await {
+                    tracing::warn!("cannot subscribe to the new systemd instance: {e}");
+                    return None;
+                }
+                Some("systemd re-executed; subscribed again".into())
+            }
+            "JobRemoved" if self.from_owner(msg) => {
+                let (_, _, unit, result): (u32, OwnedObjectPath, String, String) = msg.body().deserialize().ok()?;
+                (result == "done" && self.unit_names.contains(&unit)).then(|| format!("{unit}: job done"))
+            }
+            "PropertiesChanged" if self.from_owner(msg) => {
+                let path = OwnedObjectPath::from(header.path()?.clone());
+                let unit = self.units.get(&path)?;
+                let (interface, changed, _): (String, HashMap<String, OwnedVariant>, Vec<String>) =
+                    msg.body().deserialize().ok()?;
+                let state: String = changed.get("ActiveState")?.try_clone().ok()?.try_into().ok()?;
+                (interface == UNIT_INTERFACE && state == "active").then(|| format!("{unit} became active"))
+            }
+            _ => None,
+        }
+    }
+}
+
+fn object_path(unit: &str) -> OwnedObjectPath {
+    OwnedObjectPath::try_from(unit_object_path(unit)).expect("escaped unit paths are valid object paths")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unit_paths_are_escaped_like_systemd() {
+        assert_eq!(
+            unit_object_path("docker.service"),
+            "/org/freedesktop/systemd1/unit/docker_2eservice"
+        );
+        assert_eq!(
+            unit_object_path("docker.socket"),
+            "/org/freedesktop/systemd1/unit/docker_2esocket"
+        );
+        assert_eq!(
+            unit_object_path("foo-bar@1.service"),
+            "/org/freedesktop/systemd1/unit/foo_2dbar_401_2eservice"
+        );
+        assert_eq!(
+            unit_object_path("1x.service"),
+            "/org/freedesktop/systemd1/unit/_31x_2eservice"
+        );
+    }
+}
