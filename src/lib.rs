@@ -3,6 +3,7 @@
 
 pub mod apply;
 pub mod cli;
+pub mod client;
 pub mod config_file;
 pub mod daemon;
 pub mod host;

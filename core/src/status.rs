@@ -34,8 +34,10 @@ pub struct DaemonStatus {
     pub started_at: u64,
     pub now: u64,
     pub config: PathBuf,
-    /// Whether the daemon is on the system bus and following systemd.
+    /// Whether the daemon is on the system bus.
     pub system_bus: bool,
+    /// Whether it follows systemd's unit signals there.
+    pub following_systemd: bool,
     pub last_trigger: Option<Stamped>,
     /// Set while a reload was refused and the previous config stays in force.
     pub reload_error: Option<Stamped>,
@@ -282,6 +284,7 @@ mod tests {
             now: 1060,
             config: PathBuf::from("/etc/nonrootd/nonrootd.toml"),
             system_bus: true,
+            following_systemd: true,
             last_trigger: Some(Stamped {
                 at: 1000,
                 text: "docker.socket became active".into(),

@@ -1,6 +1,6 @@
 //! `nonrootctl`: the command-line interface.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -9,9 +9,11 @@ use clap::{Args, Parser, Subcommand};
 use nonrootd_core::config::Config;
 use nonrootd_core::duty::{Duty, DutySet};
 use nonrootd_core::report::{Outcome, Report};
+use nonrootd_core::status::{DaemonStatus, render, render_report};
 use serde::Serialize;
 
 use crate::apply::{DOCKER_DAEMON_JSON, Engine, Request, apply_with_state};
+use crate::client::{self, CallError};
 use crate::config_file::{self, DEFAULT_CONFIG};
 use crate::host::RealHost;
 use crate::ids::SystemIds;
@@ -21,9 +23,10 @@ use crate::state::default_state_dir;
 #[derive(Parser, Debug)]
 #[command(name = "nonrootctl", version, about, long_about = None)]
 pub struct Cli {
-    /// Main config file; drop-ins are read from nonrootd.d/ beside it.
-    #[arg(long, global = true, value_name = "FILE", default_value = DEFAULT_CONFIG)]
-    config: PathBuf,
+    /// Main config file; drop-ins are read from nonrootd.d/ beside it [default: /etc/nonrootd/nonrootd.toml].
+    /// With it, `apply` works in-process instead of asking the daemon.
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
     /// Where nonrootd records what it granted [default: $STATE_DIRECTORY or /var/lib/nonrootd].
     #[arg(long, global = true, value_name = "DIR")]
     state_dir: Option<PathBuf>,
@@ -36,8 +39,14 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Apply the configured duties now and report per path.
+    /// Show the daemon's state per duty and path (exit 0 all correct, 1 something refused or
+    /// failed, 3 daemon not running).
+    Status(StatusArgs),
+    /// Apply the configured duties now and report per path: through the daemon when it runs,
+    /// in-process otherwise.
     Apply(ApplyArgs),
+    /// Make the daemon re-read its config; a broken config is refused and the old one kept.
+    Reload(TimeoutArgs),
     /// Validate the main file and its drop-ins; exit 1 naming file, line and key of every problem.
     CheckConfig,
     /// Remove every ACL entry nonrootd recorded as granted (the package runs this on purge).
@@ -55,6 +64,22 @@ struct RevokeArgs {
 }
 
 #[derive(Args, Debug)]
+struct StatusArgs {
+    /// Print the status as JSON.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    wait: TimeoutArgs,
+}
+
+#[derive(Args, Debug)]
+struct TimeoutArgs {
+    /// Give up waiting for the daemon after this long.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    timeout: Duration,
+}
+
+#[derive(Args, Debug)]
 struct ApplyArgs {
     /// Comma-separated duties: docker, sockets, dmi, subids [default: docker,sockets,dmi].
     #[arg(long, value_name = "LIST", value_parser = DutySet::parse)]
@@ -65,6 +90,10 @@ struct ApplyArgs {
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
+    /// Apply in-process without touching the bus (Docker's ExecStartPost= hook: docker.socket
+    /// starts before the bus at boot).
+    #[arg(long)]
+    local: bool,
     /// Give up after this long (e.g. 5s, 500ms), so a hook never hangs Docker's start.
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
     timeout: Duration,
@@ -87,9 +116,15 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose);
     let state_dir = cli.state_dir.clone().unwrap_or_else(default_state_dir);
+    let config_path = cli.config.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG));
     match cli.command {
-        Command::Apply(args) => apply(&cli.config, &state_dir, &args),
-        Command::CheckConfig => check_config(&cli.config),
+        Command::Status(args) => status(&config_path, &state_dir, &args),
+        Command::Apply(args) if args.local || args.dry_run || cli.config.is_some() => {
+            apply_local(&config_path, &state_dir, &args)
+        }
+        Command::Apply(args) => apply(&config_path, &state_dir, &args),
+        Command::Reload(args) => reload(&args),
+        Command::CheckConfig => check_config(&config_path),
         Command::Revoke(args) => revoke(&state_dir, &args),
     }
 }
@@ -147,7 +182,126 @@ struct JsonReport<'a> {
     report: &'a Report,
 }
 
+/// Exit status when the daemon is not running.
+const NOT_RUNNING: u8 = 3;
+
+fn color_wanted() -> bool {
+    std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none()
+}
+
+fn status(config_path: &std::path::Path, state_dir: &std::path::Path, args: &StatusArgs) -> ExitCode {
+    match client::call(args.wait.timeout, |daemon| async move { daemon.status().await }) {
+        Ok(json) => {
+            let status: DaemonStatus = match serde_json::from_str(&json) {
+                Ok(status) => status,
+                Err(e) => {
+                    eprintln!("nonrootctl: the daemon's status is not understood: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let mut out = std::io::stdout().lock();
+            let _ = if args.json {
+                writeln!(out, "{json}")
+            } else {
+                write!(out, "{}", render(&status, color_wanted()))
+            };
+            if status.healthy() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(CallError::NoDaemon(why)) => {
+            let report = load_config(config_path).and_then(|config| {
+                let host = RealHost::default();
+                let engine = Engine {
+                    host: &host,
+                    ids: &SystemIds,
+                    daemon_json: std::path::Path::new(DOCKER_DAEMON_JSON),
+                };
+                let request = Request {
+                    duties: DutySet::HOST,
+                    socket: None,
+                    dry_run: true,
+                };
+                apply_with_state(&engine, &config, &request, state_dir, args.wait.timeout)
+                    .map_err(|e| eprintln!("nonrootctl: {e}"))
+                    .ok()
+            });
+            let mut out = std::io::stdout().lock();
+            let _ = match (&report, args.json) {
+                (Some(report), true) => {
+                    let doc = serde_json::json!({ "running": false, "reason": why, "local_inspection": report });
+                    writeln!(out, "{doc}")
+                }
+                (Some(report), false) => write!(
+                    out,
+                    "○ nonrootd is not running ({why})\n\nLocal read-only inspection (nothing was changed):\n{}",
+                    render_report(report, color_wanted())
+                ),
+                (None, _) => writeln!(out, "○ nonrootd is not running ({why})"),
+            };
+            ExitCode::from(NOT_RUNNING)
+        }
+        Err(e) => {
+            eprintln!("nonrootctl: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn reload(args: &TimeoutArgs) -> ExitCode {
+    match client::call(args.timeout, |daemon| async move { daemon.reload().await }) {
+        Ok(()) => {
+            println!("nonrootd reloaded its config");
+            ExitCode::SUCCESS
+        }
+        Err(e @ CallError::NoDaemon(_)) => {
+            eprintln!("nonrootctl: {e}");
+            ExitCode::from(NOT_RUNNING)
+        }
+        Err(e @ (CallError::Denied(_) | CallError::TimedOut(_))) => {
+            eprintln!("nonrootctl: {e}");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("nonrootctl: reload refused: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Asks the daemon to apply; applies in-process when no daemon answers.
 fn apply(config_path: &std::path::Path, state_dir: &std::path::Path, args: &ApplyArgs) -> ExitCode {
+    let duties = args.only.unwrap_or(DutySet::HOST).to_string();
+    let call = client::call(args.timeout, |daemon| async move {
+        let names: Vec<&str> = duties.split(',').collect();
+        daemon.apply(&names).await
+    });
+    match call {
+        Ok(json) => match serde_json::from_str::<Report>(&json) {
+            Ok(report) => {
+                print_report(&report, args.json);
+                if report.succeeded() {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::FAILURE
+                }
+            }
+            Err(e) => {
+                eprintln!("nonrootctl: the daemon's report is not understood: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Err(CallError::NoDaemon(_)) => apply_local(config_path, state_dir, args),
+        Err(e) => {
+            eprintln!("nonrootctl: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn apply_local(config_path: &std::path::Path, state_dir: &std::path::Path, args: &ApplyArgs) -> ExitCode {
     let Some(config) = load_config(config_path) else {
         return ExitCode::FAILURE;
     };

@@ -142,3 +142,92 @@ impl Manager {
         detail: &str,
     ) -> zbus::Result<()>;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::client::ManagerProxy;
+    use nonrootd_core::duty::Duty;
+    use nonrootd_core::report::Outcome;
+
+    fn status() -> DaemonStatus {
+        DaemonStatus {
+            version: "0.1.0".into(),
+            pid: 7,
+            started_at: 1,
+            now: 2,
+            config: "/etc/nonrootd/nonrootd.toml".into(),
+            system_bus: true,
+            following_systemd: true,
+            last_trigger: None,
+            reload_error: None,
+            paths: Vec::new(),
+        }
+    }
+
+    /// Stands in for the event loop: answers every request and records the duties asked for.
+    async fn fake_loop(mut requests: mpsc::Receiver<Request>, seen: mpsc::UnboundedSender<DutySet>) {
+        while let Some(request) = requests.recv().await {
+            match request {
+                Request::Status(reply) => drop(reply.send(status())),
+                Request::Apply(duties, reply) => {
+                    let _ = seen.send(duties);
+                    let mut report = Report::default();
+                    report.push(Duty::Docker, "/var/lib/docker/image", "mode 0750", Outcome::Correct);
+                    let _ = reply.send(report);
+                }
+                Request::Reload(reply) => drop(reply.send(Err("/etc/nonrootd/nonrootd.toml:3: bad".into()))),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn the_interface_forwards_calls_over_a_peer_to_peer_connection() {
+        let (server_end, client_end) = std::os::unix::net::UnixStream::pair().unwrap();
+        let (requests, request_rx) = mpsc::channel(4);
+        let (seen_tx, mut seen) = mpsc::unbounded_channel();
+        tokio::spawn(fake_loop(request_rx, seen_tx));
+        let guid = zbus::Guid::generate();
+        let server = zbus::connection::Builder::unix_stream(server_end)
+            .server(guid)
+            .p2p()
+            .serve_at(OBJECT_PATH, Manager { requests })
+            .build();
+        let client = zbus::connection::Builder::unix_stream(client_end).p2p().build();
+        let (server, client) = tokio::try_join!(server, client).unwrap();
+        let proxy = ManagerProxy::builder(&client)
+            .cache_properties(zbus::proxy::CacheProperties::No)
+            .build()
+            .await
+            .unwrap();
+
+        let json: serde_json::Value = serde_json::from_str(&proxy.status().await.unwrap()).unwrap();
+        assert_eq!(json["pid"], 7);
+        assert_eq!(json["following_systemd"], true);
+
+        let report: Report = serde_json::from_str(&proxy.apply(&["docker", "dmi"]).await.unwrap()).unwrap();
+        assert_eq!(report.entries[0].outcome, Outcome::Correct);
+        assert_eq!(
+            seen.recv().await,
+            Some(DutySet::NONE.with(Duty::Docker).with(Duty::Dmi))
+        );
+        proxy.apply(&[]).await.unwrap();
+        assert_eq!(seen.recv().await, Some(DutySet::ALL));
+
+        match proxy.apply(&["volumes"]).await.unwrap_err() {
+            zbus::Error::MethodError(name, Some(message), _) => {
+                assert_eq!(name.as_str(), "org.nonrootd1.Error.InvalidArgs");
+                assert!(message.contains("unknown duty \"volumes\""), "{message}");
+            }
+            other => panic!("{other:?}"),
+        }
+        match proxy.reload().await.unwrap_err() {
+            zbus::Error::MethodError(name, Some(message), _) => {
+                assert_eq!(name.as_str(), "org.nonrootd1.Error.Failed");
+                assert_eq!(message, "/etc/nonrootd/nonrootd.toml:3: bad");
+            }
+            other => panic!("{other:?}"),
+        }
+        drop(server);
+    }
+}

@@ -49,7 +49,9 @@ pub struct Daemon {
     last_trigger: Option<Stamped>,
     reload_error: Option<Stamped>,
     bus: Option<Connection>,
+    following_systemd: bool,
     ready: bool,
+    last_status: String,
 }
 
 impl Daemon {
@@ -65,7 +67,9 @@ impl Daemon {
             last_trigger: None,
             reload_error: None,
             bus: None,
+            following_systemd: false,
             ready: false,
+            last_status: String::new(),
         })
     }
 
@@ -121,6 +125,7 @@ impl Daemon {
         match event {
             BusEvent::Connected { conn, systemd } => {
                 self.bus = Some(conn);
+                self.following_systemd = systemd;
                 let what = if systemd {
                     "subscribed to systemd"
                 } else {
@@ -131,6 +136,7 @@ impl Daemon {
             }
             BusEvent::Lost(why) => {
                 self.bus = None;
+                self.following_systemd = false;
                 self.mark_ready();
                 tracing::debug!("bus lost: {why}");
             }
@@ -156,6 +162,14 @@ impl Daemon {
         }
     }
 
+    /// Sends STATUS= when it says something new (a burst of identical events sends one).
+    fn set_status(&mut self, text: String) {
+        if self.last_status != text {
+            notify(&[NotifyState::Status(&text)]);
+            self.last_status = text;
+        }
+    }
+
     /// READY=1 once the first apply is done and the bus was tried (owned, or found missing).
     fn mark_ready(&mut self) {
         if !self.ready {
@@ -172,6 +186,7 @@ impl Daemon {
             now: now(),
             config: self.config_path.clone(),
             system_bus: self.bus.is_some(),
+            following_systemd: self.following_systemd,
             last_trigger: self.last_trigger.clone(),
             reload_error: self.reload_error.clone(),
             paths: self.book.snapshot(),
@@ -193,7 +208,7 @@ impl Daemon {
                     at: now(),
                     text: text.clone(),
                 });
-                notify(&[NotifyState::Status(&format!("reload refused: {text}"))]);
+                self.set_status(format!("reload refused: {text}"));
                 return Err(text);
             }
         };
@@ -242,9 +257,7 @@ impl Daemon {
             .filter(|e| matches!(e.outcome, Outcome::Changed { .. }))
             .count();
         let problems = report.entries.iter().filter(|e| e.outcome.is_problem()).count();
-        notify(&[NotifyState::Status(&format!(
-            "{trigger}: {changed} changed, {problems} refused or failed"
-        ))]);
+        self.set_status(format!("{trigger}: {changed} changed, {problems} refused or failed"));
         report
     }
 

@@ -1,6 +1,8 @@
 //! Logs go to the journal when systemd connected stderr to it (with real `MESSAGE_ID=` fields),
 //! to stderr otherwise.
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -34,5 +36,6 @@ pub fn init() {
         .with_writer(std::io::stderr)
         .with_max_level(tracing::Level::INFO)
         .with_target(false)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
 }

@@ -81,7 +81,7 @@ impl Watcher {
         ManagerProxy::new(&self.conn).await?.subscribe().await
     }
 
-    fn from_owner(&self, msg: &Message) -> bool {
+    fn sent_by_owner(&self, msg: &Message) -> bool {
         let header = msg.header();
         match (header.sender(), &self.owner) {
             (Some(sender), Some(owner)) => sender.as_str() == owner.as_str(),
@@ -118,11 +118,11 @@ impl Watcher {
                 }
                 Some("systemd re-executed; subscribed again".into())
             }
-            "JobRemoved" if self.from_owner(msg) => {
+            "JobRemoved" if self.sent_by_owner(msg) => {
                 let (_, _, unit, result): (u32, OwnedObjectPath, String, String) = msg.body().deserialize().ok()?;
                 (result == "done" && self.unit_names.contains(&unit)).then(|| format!("{unit}: job done"))
             }
-            "PropertiesChanged" if self.from_owner(msg) => {
+            "PropertiesChanged" if self.sent_by_owner(msg) => {
                 let path = OwnedObjectPath::from(header.path()?.clone());
                 let unit = self.units.get(&path)?;
                 let (interface, changed, _): (String, HashMap<String, OwnedVariant>, Vec<String>) =

@@ -2,6 +2,8 @@
 //! tmpfs), real Unix sockets, and a connect probe that runs as a real non-root process.
 #![allow(dead_code)] // each test binary uses a different part
 
+pub mod bus;
+
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::UnixListener;

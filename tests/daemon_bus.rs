@@ -1,0 +1,279 @@
+//! The real `nonrootd` on a private `dbus-daemon` (system config, our policy): authorization,
+//! status, reload, socket re-creation and drift, sd_notify, signals.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use common::bus::{DaemonProcess, PrivateBus, wait_for};
+use common::*;
+use nix::sys::signal::Signal;
+
+struct Setup {
+    scratch: Scratch,
+    bus: PrivateBus,
+    sock: std::path::PathBuf,
+    _listener: std::os::unix::net::UnixListener,
+    image: std::path::PathBuf,
+}
+
+fn write_root_file(path: &Path, text: &str) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, text).unwrap();
+    chmod(path, 0o644);
+}
+
+fn setup() -> Setup {
+    let scratch = Scratch::tmpfs();
+    let bus = PrivateBus::start(scratch.path());
+    let data = scratch.mkdir("docker", 0o710);
+    let image = scratch.mkdir("docker/image", 0o700);
+    let run_dir = scratch.mkdir("run", 0o755);
+    let sock = run_dir.join("docker.sock");
+    let listener = listen(&sock, 0o660);
+    let config = format!(
+        "[docker]\ndata_root = \"{}\"\nimage_dirs = [\"image\"]\n\n[[socket]]\npath = \"{}\"\nusers = [4321]\n",
+        data.display(),
+        sock.display()
+    );
+    write_root_file(&scratch.join("etc/nonrootd.toml"), &config);
+    Setup {
+        scratch,
+        bus,
+        sock,
+        _listener: listener,
+        image,
+    }
+}
+
+impl Setup {
+    fn start(&self) -> DaemonProcess {
+        DaemonProcess::start(
+            self.scratch.path(),
+            Some(&self.bus),
+            &self.scratch.join("etc/nonrootd.toml"),
+            &self.scratch.join("state"),
+        )
+    }
+
+    /// Runs nonrootctl against the private bus, as root or as another uid.
+    fn ctl(&self, uid: Option<u32>, args: &[&str]) -> Output {
+        let exe = env!("CARGO_BIN_EXE_nonrootctl");
+        let mut cmd = match uid {
+            None => Command::new(exe),
+            Some(uid) => {
+                let mut cmd = Command::new("setpriv");
+                cmd.args([
+                    "--reuid",
+                    &uid.to_string(),
+                    "--regid",
+                    &uid.to_string(),
+                    "--clear-groups",
+                    "--",
+                    exe,
+                ]);
+                cmd
+            }
+        };
+        cmd.args(args)
+            .env("DBUS_SYSTEM_BUS_ADDRESS", &self.bus.address)
+            .env("NO_COLOR", "1")
+            .current_dir("/")
+            .output()
+            .unwrap()
+    }
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn ready_after_the_first_apply_and_status_is_open_to_everyone() {
+    let setup = setup();
+    let mut daemon = setup.start();
+    // READY=1 came only after the first apply: the work is already done.
+    assert_eq!(mode_of(&setup.image), 0o750);
+    assert!(can_connect_as(4321, 4321, &[], &setup.sock));
+    assert!(
+        !daemon.notes.iter().any(|n| n.contains("WATCHDOG=1")),
+        "watchdog without WATCHDOG_USEC"
+    );
+    assert!(daemon.notes.iter().any(|n| n.contains("STATUS=")), "{:?}", daemon.notes);
+
+    for uid in [None, Some(65534)] {
+        let out = setup.ctl(uid, &["status", "--json"]);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{uid:?}: {}{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(json["version"], env!("CARGO_PKG_VERSION"));
+        assert_eq!(json["pid"], daemon.pid());
+        assert_eq!(json["system_bus"], true);
+        assert_eq!(json["following_systemd"], false, "no systemd on the private bus");
+        let paths = json["paths"].as_array().unwrap();
+        assert_eq!(paths.len(), 2);
+        let sock = paths.iter().find(|p| p["duty"] == "sockets").unwrap();
+        assert_eq!(sock["path"], setup.sock.to_str().unwrap());
+        assert_eq!(sock["desired"], "user:4321:rw-");
+        assert_eq!(sock["outcome"], "correct");
+        assert!(
+            sock["last_change"]["text"].as_str().unwrap().contains("+user:4321:rw-"),
+            "{sock}"
+        );
+    }
+    let out = setup.ctl(Some(65534), &["status"]);
+    let human = text(&out.stdout);
+    assert!(
+        human.starts_with(&format!("● nonrootd {} - active (running)", env!("CARGO_PKG_VERSION"))),
+        "{human}"
+    );
+    assert!(
+        human.contains(&format!("✓ sockets {} (user:4321:rw-)", setup.sock.display())),
+        "{human}"
+    );
+
+    daemon.signal(Signal::SIGTERM);
+    daemon.wait_note("STOPPING=1");
+    assert!(daemon.child.wait().unwrap().success());
+}
+
+#[test]
+fn mutating_calls_need_root() {
+    let setup = setup();
+    let _daemon = setup.start();
+    let out = setup.ctl(Some(65534), &["apply"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.starts_with("nonrootctl: permission denied: Apply needs root; :1."),
+        "{stderr}"
+    );
+    assert!(stderr.contains("runs as uid 65534 (try sudo)"), "{stderr}");
+    let out = setup.ctl(Some(65534), &["reload"]);
+    assert!(
+        text(&out.stderr).contains("permission denied: Reload needs root"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    chmod(&setup.image, 0o700);
+    let out = setup.ctl(None, &["apply", "--only", "docker", "--json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["entries"][0]["outcome"], "changed");
+    assert_eq!(mode_of(&setup.image), 0o750);
+}
+
+#[test]
+fn a_recreated_socket_and_a_removed_acl_are_fixed_without_anyone_asking() {
+    let setup = setup();
+    let daemon = setup.start();
+    let fd_count = || std::fs::read_dir(format!("/proc/{}/fd", daemon.pid())).unwrap().count();
+    let rss = || {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", daemon.pid())).unwrap();
+        let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap().to_string();
+        line.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap()
+    };
+    let fds_before = fd_count();
+    let rss_before = rss();
+    let mut listener;
+    for _ in 0..200 {
+        std::fs::remove_file(&setup.sock).unwrap();
+        listener = listen(&setup.sock, 0o660);
+        wait_for(
+            Duration::from_secs(5),
+            || can_connect_as(4321, 4321, &[], &setup.sock),
+            "the ACL on the new socket",
+        );
+        drop(listener);
+    }
+    std::fs::remove_file(&setup.sock).unwrap();
+    let _listener = listen(&setup.sock, 0o660);
+    wait_for(
+        Duration::from_secs(5),
+        || can_connect_as(4321, 4321, &[], &setup.sock),
+        "the ACL",
+    );
+    run("setfacl", &["-b", setup.sock.to_str().unwrap()]);
+    wait_for(
+        Duration::from_secs(5),
+        || can_connect_as(4321, 4321, &[], &setup.sock),
+        "the ACL restored after setfacl -b",
+    );
+    assert!(fd_count() <= fds_before + 1, "fds grew: {fds_before} → {}", fd_count());
+    assert!(rss() < rss_before + 2048, "RSS grew: {rss_before} kB → {} kB", rss());
+}
+
+#[test]
+fn a_broken_config_on_reload_is_refused_and_the_old_one_stays() {
+    let setup = setup();
+    let mut daemon = setup.start();
+    let config = setup.scratch.join("etc/nonrootd.toml");
+    let good = std::fs::read_to_string(&config).unwrap();
+    write_root_file(&config, &format!("{good}access = \"rwx\"\n"));
+    let out = setup.ctl(None, &["reload"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains(&format!("reload refused: {}:8: socket.access", config.display())),
+        "{stderr}"
+    );
+    assert!(
+        daemon
+            .log_text()
+            .contains("reload refused, previous config stays in force")
+    );
+    let status: serde_json::Value = serde_json::from_slice(&setup.ctl(None, &["status", "--json"]).stdout).unwrap();
+    assert!(
+        status["reload_error"]["text"]
+            .as_str()
+            .unwrap()
+            .contains("socket.access")
+    );
+    // The old config is still applied.
+    std::fs::remove_file(&setup.sock).unwrap();
+    let _listener = listen(&setup.sock, 0o660);
+    wait_for(
+        Duration::from_secs(5),
+        || can_connect_as(4321, 4321, &[], &setup.sock),
+        "the old config's ACL",
+    );
+
+    // SIGHUP with a good new config takes it.
+    write_root_file(&config, &good.replace("users = [4321]", "users = [4322]"));
+    daemon.signal(Signal::SIGHUP);
+    daemon.wait_note("reload (SIGHUP)");
+    assert!(can_connect_as(4322, 4322, &[], &setup.sock));
+    assert!(
+        !can_connect_as(4321, 4321, &[], &setup.sock),
+        "the old grant was not revoked"
+    );
+}
+
+#[test]
+fn without_a_system_bus_it_warns_once_and_works_on_inotify() {
+    let setup = setup();
+    let daemon = DaemonProcess::start(
+        setup.scratch.path(),
+        None,
+        &setup.scratch.join("etc/nonrootd.toml"),
+        &setup.scratch.join("state"),
+    );
+    std::fs::remove_file(&setup.sock).unwrap();
+    let _listener = listen(&setup.sock, 0o660);
+    wait_for(
+        Duration::from_secs(5),
+        || can_connect_as(4321, 4321, &[], &setup.sock),
+        "the ACL without a bus",
+    );
+    std::thread::sleep(Duration::from_millis(400));
+    let log = daemon.log_text();
+    assert_eq!(log.matches("no system bus").count(), 1, "{log}");
+}
