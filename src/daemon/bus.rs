@@ -9,18 +9,20 @@ use tracing::{debug, info, warn};
 use zbus::Connection;
 
 use super::api::{BUS_NAME, Manager, OBJECT_PATH, Request};
-use super::systemd::Watcher;
+use super::systemd::{Cue, Watcher};
 
 const FIRST_RETRY: Duration = Duration::from_millis(100);
 const LAST_RETRY: Duration = Duration::from_secs(10);
 
 /// What the bus side tells the event loop.
 pub enum BusEvent {
-    /// Connected, name owned, following systemd (or not, when it is not on the bus).
-    Connected { conn: Connection, systemd: bool },
+    /// Connected and the name owned.
+    Connected(Connection),
+    /// Whether systemd is followed on the bus now.
+    Following(bool),
     /// The connection is gone, or could not be made.
     Lost(String),
-    /// A followed unit became active, or systemd was re-executed.
+    /// Re-check the host: a followed unit became active, or systemd was (re)subscribed to.
     Cue(String),
 }
 
@@ -69,37 +71,24 @@ async fn session(
         .name(BUS_NAME)
         .build()
         .await?;
-    let watcher = match Watcher::subscribe(&conn, units).await {
-        Ok(watcher) => Some(watcher),
-        Err(e) => {
-            warn!("cannot follow systemd on the bus ({e}); re-applying on inotify and API calls only");
-            None
-        }
-    };
-    let systemd = watcher.is_some();
-    if events
-        .send(BusEvent::Connected {
-            conn: conn.clone(),
-            systemd,
-        })
-        .await
-        .is_err()
-    {
+    if events.send(BusEvent::Connected(conn.clone())).await.is_err() {
         return Ok(());
     }
-    match watcher {
-        Some(mut watcher) => {
-            while let Some(cue) = watcher.next().await {
-                if events.send(BusEvent::Cue(cue)).await.is_err() {
-                    return Ok(());
-                }
+    let mut watcher = Watcher::new(&conn, units).await?;
+    while let Some(cue) = watcher.next().await {
+        let event = match cue {
+            Cue::Following(what) => {
+                let _ = events.send(BusEvent::Following(true)).await;
+                BusEvent::Cue(what)
             }
-        }
-        None => {
-            // Without systemd there is nothing to follow: wait for the connection to end.
-            let mut stream = zbus::MessageStream::from(&conn);
-            use futures_util::StreamExt;
-            while let Some(Ok(_)) = stream.next().await {}
+            Cue::NotFollowing(why) => {
+                warn!("cannot follow systemd on the bus ({why}); re-applying on inotify and API calls only");
+                BusEvent::Following(false)
+            }
+            Cue::Recheck(what) => BusEvent::Cue(what),
+        };
+        if events.send(event).await.is_err() {
+            return Ok(());
         }
     }
     Ok(())

@@ -123,17 +123,12 @@ impl Daemon {
 
     fn on_bus(&mut self, event: BusEvent) {
         match event {
-            BusEvent::Connected { conn, systemd } => {
+            BusEvent::Connected(conn) => {
                 self.bus = Some(conn);
-                self.following_systemd = systemd;
-                let what = if systemd {
-                    "subscribed to systemd"
-                } else {
-                    "connected to the system bus"
-                };
-                self.apply(DutySet::HOST, None, what);
+                self.apply(DutySet::HOST, None, "connected to the system bus");
                 self.mark_ready();
             }
+            BusEvent::Following(following) => self.following_systemd = following,
             BusEvent::Lost(why) => {
                 self.bus = None;
                 self.following_systemd = false;

@@ -2,12 +2,17 @@
 //! property change, or a finished job) is a cue to re-check the host. Signals are accepted only
 //! from the current owner of `org.freedesktop.systemd1`; a new owner (daemon-reexec) is
 //! subscribed to again.
+//!
+//! The streams are polled all the time, also while a (re)subscription is in flight: a stream
+//! left unpolled fills its queue and stalls the whole connection, replies included.
 
 use std::collections::HashMap;
 use std::collections::HashSet;
 
 use futures_util::StreamExt;
+use tokio::task::JoinHandle;
 use zbus::fdo::DBusProxy;
+use zbus::proxy::CacheProperties;
 use zbus::message::Type;
 use zbus::names::{BusName, OwnedUniqueName};
 use zbus::{Connection, MatchRule, Message, MessageStream};
@@ -15,7 +20,19 @@ use zbus::{OwnedObjectPath, OwnedVariant};
 use zbus_systemd::systemd1::ManagerProxy;
 
 const SYSTEMD: &str = "org.freedesktop.systemd1";
+
+/// What following systemd yields.
+pub enum Cue {
+    /// (Re)subscribed to the current systemd: re-check, something may have started meanwhile.
+    Following(String),
+    /// systemd is not on this bus (or refused the subscription).
+    NotFollowing(String),
+    /// A followed unit became active or finished a job.
+    Recheck(String),
+}
 const UNIT_INTERFACE: &str = "org.freedesktop.systemd1.Unit";
+/// systemd keeps a subscription per bus client; a second `Subscribe()` says so.
+const ALREADY_SUBSCRIBED: &str = "org.freedesktop.systemd1.AlreadySubscribed";
 
 /// The object path systemd gives a unit: bytes other than ASCII letters and digits become
 /// `_xx` (hex), as in `docker_2eservice`.
@@ -40,11 +57,13 @@ pub struct Watcher {
     properties: MessageStream,
     jobs: MessageStream,
     owners: MessageStream,
+    /// A `GetNameOwner` + `Subscribe()` in flight, answering with the owner.
+    subscribing: Option<JoinHandle<zbus::Result<OwnedUniqueName>>>,
 }
 
 impl Watcher {
-    /// Adds the match rules, then subscribes (so nothing between the two is lost).
-    pub async fn subscribe(conn: &Connection, units: &[String]) -> zbus::Result<Watcher> {
+    /// Adds the match rules, then starts subscribing (so nothing between the two is lost).
+    pub async fn new(conn: &Connection, units: &[String]) -> zbus::Result<Watcher> {
         let signal = || MatchRule::builder().msg_type(Type::Signal);
         let properties = signal()
             .interface("org.freedesktop.DBus.Properties")
@@ -69,16 +88,24 @@ impl Watcher {
             properties: MessageStream::for_match_rule(properties, conn, None).await?,
             jobs: MessageStream::for_match_rule(jobs, conn, None).await?,
             owners: MessageStream::for_match_rule(owners, conn, None).await?,
+            subscribing: None,
         };
-        watcher.resubscribe().await?;
+        watcher.subscribe();
         Ok(watcher)
     }
 
-    /// Learns the current owner of systemd's name and calls `Subscribe()` on it.
-    async fn resubscribe(&mut self) -> zbus::Result<()> {
-        let dbus = DBusProxy::new(&self.conn).await?;
-        self.owner = Some(dbus.get_name_owner(BusName::try_from(SYSTEMD)?).await?);
-        ManagerProxy::new(&self.conn).await?.subscribe().await
+    /// Starts learning the current owner of systemd's name and calling `Subscribe()` on it.
+    fn subscribe(&mut self) {
+        let conn = self.conn.clone();
+        self.subscribing = Some(tokio::spawn(async move {
+            let owner = DBusProxy::new(&conn).await?.get_name_owner(BusName::try_from(SYSTEMD)?).await?;
+            let manager = ManagerProxy::builder(&conn).cache_properties(CacheProperties::No).build().await?;
+            match manager.subscribe().await {
+                Err(zbus::Error::MethodError(name, _, _)) if name.as_str() == ALREADY_SUBSCRIBED => Ok(owner),
+                Err(e) => Err(e),
+                Ok(()) => Ok(owner),
+            }
+        }));
     }
 
     fn sent_by_owner(&self, msg: &Message) -> bool {
@@ -90,33 +117,46 @@ impl Watcher {
     }
 
     /// Waits for the next cue; `None` when the connection is gone.
-    pub async fn next(&mut self) -> Option<String> {
+    pub async fn next(&mut self) -> Option<Cue> {
         loop {
             let msg = tokio::select! {
                 msg = self.properties.next() => msg?.ok()?,
                 msg = self.jobs.next() => msg?.ok()?,
                 msg = self.owners.next() => msg?.ok()?,
+                done = async { self.subscribing.as_mut().expect("guarded").await }, if self.subscribing.is_some() => {
+                    self.subscribing = None;
+                    match done {
+                        Ok(Ok(owner)) => {
+                            let cue = format!("subscribed to systemd ({owner})");
+                            self.owner = Some(owner);
+                            return Some(Cue::Following(cue));
+                        }
+                        Ok(Err(e)) => return Some(Cue::NotFollowing(e.to_string())),
+                        Err(e) => return Some(Cue::NotFollowing(e.to_string())),
+                    }
+                }
             };
-            if let Some(cue) = self.cue(&msg).await {
-                return Some(cue);
+            if let Some(cue) = self.cue(&msg) {
+                return Some(Cue::Recheck(cue));
             }
         }
     }
 
-    async fn cue(&mut self, msg: &Message) -> Option<String> {
+    fn cue(&mut self, msg: &Message) -> Option<String> {
         let header = msg.header();
         match header.member()?.as_str() {
             "NameOwnerChanged" => {
-                let (_, _, new): (String, String, String) = msg.body().deserialize().ok()?;
-                if new.is_empty() {
-                    self.owner = None;
+                let (name, _, new): (String, String, String) = msg.body().deserialize().ok()?;
+                let unchanged = self.owner.as_ref().is_some_and(|owner| owner.as_str() == new);
+                if name != SYSTEMD || unchanged {
                     return None;
                 }
-                if let Err(e) = self.resubscribe().await {
-                    tracing::warn!("cannot subscribe to the new systemd instance: {e}");
-                    return None;
+                // Gone or re-executed: nothing from the old owner is believed any more.
+                self.owner = None;
+                if !new.is_empty() {
+                    self.subscribe();
                 }
-                Some("systemd re-executed; subscribed again".into())
+                None
             }
             "JobRemoved" if self.sent_by_owner(msg) => {
                 let (_, _, unit, result): (u32, OwnedObjectPath, String, String) = msg.body().deserialize().ok()?;

@@ -3,6 +3,7 @@
 #![allow(dead_code)] // each test binary uses a different part
 
 pub mod bus;
+pub mod testbed;
 
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;

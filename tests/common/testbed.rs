@@ -1,0 +1,97 @@
+//! A throwaway systemd 252 with the system bus and Debian's dockerd (`scripts/testbed`), one per
+//! test, destroyed on drop. Tests that boot one run one at a time ([`Testbed::boot`] takes a lock).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+pub struct Testbed {
+    pub dir: PathBuf,
+    _turn: MutexGuard<'static, ()>,
+}
+
+fn script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/testbed")
+}
+
+impl Testbed {
+    /// Boots a fresh testbed in its own directory under /var/tmp (a disk file system).
+    pub fn boot(name: &str) -> Testbed {
+        let turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+        let dir = PathBuf::from(format!("/var/tmp/nonrootd-e2e-{name}-{}", std::process::id()));
+        let testbed = Testbed { dir, _turn: turn };
+        testbed.run_script(&["destroy"]);
+        testbed.run_script(&["boot"]);
+        testbed
+    }
+
+    fn run_script(&self, args: &[&str]) -> Output {
+        let out = Command::new(script())
+            .arg("--dir")
+            .arg(&self.dir)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("scripts/testbed");
+        assert!(out.status.success(), "testbed {args:?}: {}{}", text(&out.stdout), text(&out.stderr));
+        out
+    }
+
+    /// Runs a shell command inside; returns its output whatever the exit status.
+    pub fn try_sh(&self, script: &str) -> Output {
+        Command::new(self::script())
+            .arg("--dir")
+            .arg(&self.dir)
+            .args(["exec", "--", "sh", "-c", script])
+            .stdin(Stdio::null())
+            .output()
+            .expect("scripts/testbed exec")
+    }
+
+    /// Runs a shell command inside and returns its stdout; panics when it fails.
+    pub fn sh(&self, script: &str) -> String {
+        let out = self.try_sh(script);
+        assert!(out.status.success(), "in testbed: {script}\n{}{}", text(&out.stdout), text(&out.stderr));
+        text(&out.stdout)
+    }
+
+    /// Polls a shell condition inside until it succeeds, or panics after `limit`.
+    pub fn wait_until(&self, limit: Duration, script: &str) {
+        let deadline = Instant::now() + limit;
+        loop {
+            let out = self.try_sh(script);
+            if out.status.success() {
+                return;
+            }
+            assert!(Instant::now() < deadline, "timed out: {script}\n{}{}", text(&out.stdout), text(&out.stderr));
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn docker_image(&self, name: &str) {
+        self.run_script(&["docker-image", name]);
+    }
+
+    pub fn stop(&self) {
+        self.run_script(&["stop"]);
+    }
+
+    pub fn boot_again(&self) {
+        self.run_script(&["boot"]);
+    }
+}
+
+impl Drop for Testbed {
+    fn drop(&mut self) {
+        if std::env::var_os("NONROOTD_KEEP_TESTBED").is_none() {
+            let _ = Command::new(script()).arg("--dir").arg(&self.dir).arg("destroy").stdin(Stdio::null()).output();
+        }
+    }
+}
+
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}

@@ -1,0 +1,105 @@
+//! nonrootd against a real systemd 252, system bus and dockerd (the testbed), with no
+//! ExecStartPost= hook installed: every fix below is the daemon's own.
+
+mod common;
+
+use std::time::Duration;
+
+use common::testbed::Testbed;
+
+const LIMIT: Duration = Duration::from_secs(20);
+const IMAGE_DIRS: &str = "/var/lib/docker/image /var/lib/docker/image/overlay2 /var/lib/docker/image/overlay2/layerdb";
+/// uid 4321 talks to the Docker API through the socket ACL (the 20.10 client of docker.io).
+const AS_4321: &str = "setpriv --reuid 4321 --regid 4321 --clear-groups env HOME=/tmp /usr/bin/docker version --format '{{.Server.Version}}'";
+
+/// Installs the daemon as the package would, minus the Docker hook: binaries, the shipped unit,
+/// the D-Bus policy, a config.
+fn install(testbed: &Testbed) {
+    let repo = env!("CARGO_MANIFEST_DIR");
+    testbed.sh(&format!(
+        "set -e
+         install -m755 {nonrootd} /usr/sbin/nonrootd
+         install -m755 {nonrootctl} /usr/bin/nonrootctl
+         install -m644 {repo}/systemd/nonrootd.service /etc/systemd/system/nonrootd.service
+         install -m644 {repo}/packaging/dbus/org.nonrootd1.conf /usr/share/dbus-1/system.d/org.nonrootd1.conf
+         mkdir -p /etc/nonrootd
+         printf '[docker]\\n\\n[[socket]]\\npath = \"/run/docker.sock\"\\nusers = [4321]\\n' > /etc/nonrootd/nonrootd.toml
+         systemctl reload dbus
+         systemctl daemon-reload
+         systemctl enable --now nonrootd
+         systemctl is-active nonrootd",
+        nonrootd = env!("CARGO_BIN_EXE_nonrootd"),
+        nonrootctl = env!("CARGO_BIN_EXE_nonrootctl"),
+    ));
+}
+
+fn socket_inode(testbed: &Testbed) -> String {
+    testbed.sh("stat -c %i /run/docker.sock").trim().to_string()
+}
+
+fn break_things(testbed: &Testbed) {
+    testbed.sh(&format!("chmod 0700 {IMAGE_DIRS}"));
+}
+
+fn all_right(testbed: &Testbed) {
+    testbed.wait_until(LIMIT, &format!("test \"$(stat -c %a {IMAGE_DIRS} | sort -u)\" = 750"));
+    testbed.wait_until(LIMIT, "getfacl -cp /run/docker.sock | grep -qx 'user:4321:rw-' && getfacl -cp /run/docker.sock | grep -q '^mask::rw'");
+    testbed.wait_until(LIMIT, AS_4321);
+}
+
+#[test]
+fn every_way_docker_restarts_is_followed_without_anyone_running_nonrootctl() {
+    let testbed = Testbed::boot("triggers");
+    testbed.sh("systemctl start docker && docker info >/dev/null");
+    install(&testbed);
+    all_right(&testbed);
+    assert!(testbed.try_sh(&format!("setpriv --reuid 4322 --regid 4322 --clear-groups env HOME=/tmp {}", "/usr/bin/docker version")).status.code() != Some(0));
+
+    let triggers = [
+        ("systemctl restart docker", false),
+        ("systemctl restart docker.socket", true),
+        ("systemctl stop docker.service docker.socket; systemctl start docker.socket", true),
+        ("systemctl daemon-reexec; systemctl restart docker", false),
+        ("systemctl restart dbus; sleep 1; systemctl restart docker", false),
+    ];
+    for (trigger, recreates_socket) in triggers {
+        break_things(&testbed);
+        let inode = socket_inode(&testbed);
+        testbed.sh(trigger);
+        // Socket activation: the first connection starts dockerd where the trigger did not.
+        all_right(&testbed);
+        assert_eq!(socket_inode(&testbed) != inode, recreates_socket, "{trigger}: socket re-created?");
+    }
+    let status = testbed.sh("nonrootctl status");
+    assert!(status.contains("Bus: connected, following systemd"), "{status}");
+    let as_nobody = testbed.sh("setpriv --reuid 65534 --regid 65534 --clear-groups nonrootctl status --json");
+    assert!(as_nobody.contains("\"following_systemd\":true"), "{as_nobody}");
+}
+
+#[test]
+fn two_hundred_socket_recreations_are_all_fixed_without_growth() {
+    let testbed = Testbed::boot("recreate");
+    install(&testbed);
+    let usage = |t: &Testbed| {
+        t.sh("pid=$(systemctl show -P MainPID nonrootd); echo $(ls /proc/$pid/fd | wc -l) $(awk '/VmRSS/ {print $2}' /proc/$pid/status)")
+    };
+    let before = usage(&testbed);
+    let mut missed = Vec::new();
+    for round in 0..200 {
+        testbed.sh("systemctl stop docker.service docker.socket; systemctl start docker.socket");
+        let out = testbed.try_sh(
+            "for i in $(seq 500); do getfacl -cp /run/docker.sock 2>/dev/null | grep -qx 'user:4321:rw-' && exit 0; sleep 0.01; done; exit 1",
+        );
+        if !out.status.success() {
+            missed.push(round);
+        }
+    }
+    assert!(missed.is_empty(), "re-creations never fixed: {missed:?}");
+    testbed.wait_until(LIMIT, AS_4321);
+    let after = usage(&testbed);
+    let parse = |s: &str| s.split_whitespace().map(|n| n.parse::<u64>().unwrap()).collect::<Vec<_>>();
+    let (b, a) = (parse(&before), parse(&after));
+    assert!(a[0] <= b[0] + 1, "fds grew: {before} → {after}");
+    assert!(a[1] <= b[1] + 2048, "RSS grew (kB): {before} → {after}");
+    assert!(testbed.sh("journalctl -u nonrootd -o verbose MESSAGE_ID=8a4e2f61c39b4d7e8f0a1b2c3d4e5f60 | grep -c 'MESSAGE=changed'").trim().parse::<u32>().unwrap() >= 200);
+}
