@@ -9,3 +9,4 @@ pub mod ids;
 pub mod mode;
 pub mod plan;
 pub mod report;
+pub mod subids;
