@@ -9,6 +9,7 @@
 //!
 //! Pure: bytes in, bytes out. Locking and atomic replacement live in the `nonrootd` crate.
 
+use std::collections::HashMap;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
@@ -280,29 +281,58 @@ impl SubidFile {
         }
         let mut sorted: Vec<&Entry> = self.entries.iter().filter(|e| e.range.count > 0).collect();
         sorted.sort_by_key(|e| (e.range.start, e.line));
-        // The entry reaching furthest so far; each entry overlapping an earlier one is reported
-        // once, against that one.
+        // The entry reaching furthest so far, and the one reaching furthest among the other
+        // owners; each entry overlapping earlier ones is reported against those.
         let mut furthest: Option<&Entry> = None;
+        let mut furthest_other: Option<&Entry> = None;
+        let mut furthest_own: HashMap<&str, &Entry> = HashMap::new();
         for e in sorted {
-            if let Some(f) = furthest.filter(|f| f.range.overlaps(e.range)) {
-                let (first, second) = if f.line < e.line { (f, e) } else { (e, f) };
-                problems.push(if first.owner == second.owner {
-                    Problem::Duplicate {
-                        line: second.line,
-                        owner: second.owner.clone(),
-                        other_line: first.line,
-                    }
+            if let Some(&own) = furthest_own
+                .get(e.owner.as_str())
+                .filter(|o| o.range.overlaps(e.range))
+            {
+                let (first, second) = if own.line < e.line {
+                    (own, e)
                 } else {
-                    Problem::Overlap {
-                        line: second.line,
-                        owner: second.owner.clone(),
-                        other_line: first.line,
-                        other_owner: first.owner.clone(),
-                    }
+                    (e, own)
+                };
+                problems.push(Problem::Duplicate {
+                    line: second.line,
+                    owner: second.owner.clone(),
+                    other_line: first.line,
                 });
             }
-            if furthest.is_none_or(|f| e.range.last() > f.range.last()) {
-                furthest = Some(e);
+            let other = if furthest.is_some_and(|f| f.owner != e.owner) {
+                furthest
+            } else {
+                furthest_other
+            };
+            if let Some(o) = other.filter(|o| o.range.overlaps(e.range)) {
+                let (first, second) = if o.line < e.line { (o, e) } else { (e, o) };
+                problems.push(Problem::Overlap {
+                    line: second.line,
+                    owner: second.owner.clone(),
+                    other_line: first.line,
+                    other_owner: first.owner.clone(),
+                });
+            }
+            let reaches = |x: Option<&Entry>| x.is_none_or(|x| e.range.last() > x.range.last());
+            match furthest {
+                Some(f) if reaches(furthest) => {
+                    if f.owner != e.owner {
+                        furthest_other = Some(f);
+                    }
+                    furthest = Some(e);
+                }
+                None => furthest = Some(e),
+                Some(f) => {
+                    if f.owner != e.owner && reaches(furthest_other) {
+                        furthest_other = Some(e);
+                    }
+                }
+            }
+            if reaches(furthest_own.get(e.owner.as_str()).copied()) {
+                furthest_own.insert(&e.owner, e);
             }
         }
         problems.sort_by_key(Problem::line);
@@ -858,7 +888,9 @@ mod tests {
 
     #[test]
     fn check_reports_overlaps_with_both_lines() {
-        let f = file("a:100000:65536\nb:150000:10\nc:300000:10\na:300005:10\nc:300000:1\n");
+        let f = file(
+            "a:100000:65536\nb:150000:10\nc:300000:10\na:300005:10\nc:300000:1\nb:150005:10\n",
+        );
         let problems: Vec<String> = f.check().iter().map(|p| p.to_string()).collect();
         assert_eq!(
             problems,
@@ -866,6 +898,8 @@ mod tests {
                 "2: range of \"b\" overlaps the range of \"a\" on line 1",
                 "4: range of \"a\" overlaps the range of \"c\" on line 3",
                 "5: range of \"c\" overlaps its own range on line 3 (newuidmap fails with EINVAL): remove one",
+                "6: range of \"b\" overlaps its own range on line 2 (newuidmap fails with EINVAL): remove one",
+                "6: range of \"b\" overlaps the range of \"a\" on line 1",
             ]
         );
     }
