@@ -42,6 +42,17 @@ impl TempEtc {
         etc
     }
 
+    /// A copy of the host's `/etc` with `text` in both files, and settings with a short
+    /// lock timeout.
+    pub fn copy_of_host_with(text: &str) -> (TempEtc, Settings) {
+        let etc = TempEtc::copy_of_host();
+        etc.write("subuid", text);
+        etc.write("subgid", text);
+        let mut settings = etc.settings("");
+        settings.lock_timeout = std::time::Duration::from_millis(300);
+        (etc, settings)
+    }
+
     pub fn etc(&self) -> PathBuf {
         self.root.path().join("etc")
     }
