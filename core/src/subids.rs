@@ -201,6 +201,10 @@ impl SubidFile {
             let raw = &bytes[span[0]..span[1]];
             let raw = raw.strip_suffix(b"\n").unwrap_or(raw);
             let line = index + 1;
+            if let Some(plain) = plain_reading(raw) {
+                entries.push(entry(&plain, None, line));
+                continue;
+            }
             let (shadow, go) = (shadow_reading(raw), go_reading(raw));
             let (first, why) = match (shadow, go) {
                 (None, None) => {
@@ -378,6 +382,33 @@ fn entry(reading: &Reading<'_>, other_reading: Option<Range>, line: usize) -> En
         other_reading,
         line,
     }
+}
+
+/// The common line both readings agree on, read once: `owner:start:count` with a printable
+/// owner not starting with `#`, `+` or `-`, and decimal numbers without leading zeros.
+fn plain_reading(raw: &[u8]) -> Option<Reading<'_>> {
+    let decimal = |s: &[u8]| -> Option<u64> {
+        if s.is_empty() || s.len() > 18 || (s.len() > 1 && s[0] == b'0') {
+            return None;
+        }
+        s.iter().try_fold(0u64, |n, &b| {
+            b.is_ascii_digit().then(|| n * 10 + u64::from(b - b'0'))
+        })
+    };
+    let colon = raw.iter().position(|&b| b == b':')?;
+    let (owner, rest) = (&raw[..colon], &raw[colon + 1..]);
+    let colon = rest.iter().position(|&b| b == b':')?;
+    let plain_owner = owner
+        .first()
+        .is_some_and(|b| !matches!(b, b'#' | b'+' | b'-'))
+        && owner.iter().all(u8::is_ascii_graphic);
+    if raw.len() >= 1024 || !plain_owner {
+        return None;
+    }
+    Some(Reading {
+        owner,
+        range: Range::new(decimal(&rest[..colon])?, decimal(&rest[colon + 1..])?),
+    })
 }
 
 /// shadow's `subordinate_parse`: the raw line (up to a NUL) split at `:`, at least three

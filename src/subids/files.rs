@@ -35,14 +35,14 @@ pub(crate) fn read(path: &Path) -> Result<(SubidFile, Option<Metadata>), SubidsE
 }
 
 /// Replaces `path` with `bytes`, keeping the old file's mode and owner (new files get 0644)
-/// and the old file as `<path>-`.
+/// and the old file as `<path>-`. The caller fsyncs the directory with [`sync_dir`].
 pub(crate) fn replace(
     path: &Path,
     bytes: &[u8],
     old: Option<&Metadata>,
 ) -> Result<(), SubidsError> {
     let tmp = suffixed(path, "+");
-    write_synced(&tmp, bytes, old)?;
+    write_new(&tmp, bytes, old, true)?;
     let result = swap_in(path, &tmp, old.is_some());
     if result.is_err() {
         let _ = fs::remove_file(&tmp);
@@ -50,8 +50,13 @@ pub(crate) fn replace(
     result
 }
 
-/// Writes a fresh `tmp` with the contents, mode and owner wanted, and fsyncs it.
-fn write_synced(tmp: &Path, bytes: &[u8], old: Option<&Metadata>) -> Result<(), SubidsError> {
+/// Writes a fresh `tmp` with the contents, mode and owner wanted, and fsyncs it if `sync`.
+fn write_new(
+    tmp: &Path,
+    bytes: &[u8],
+    old: Option<&Metadata>,
+    sync: bool,
+) -> Result<(), SubidsError> {
     match fs::remove_file(tmp) {
         Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
@@ -73,7 +78,7 @@ fn write_synced(tmp: &Path, bytes: &[u8], old: Option<&Metadata>) -> Result<(), 
             }
             None => file.set_permissions(Permissions::from_mode(0o644))?,
         }
-        file.sync_all()
+        if sync { file.sync_all() } else { Ok(()) }
     })();
     if let Err(e) = result {
         let _ = fs::remove_file(tmp);
@@ -99,10 +104,11 @@ fn swap_in(path: &Path, tmp: &Path, has_old: bool) -> Result<(), SubidsError> {
         let backup = suffixed(path, "-");
         fs::rename(&backup_link, &backup).map_err(|e| SubidsError::io(&backup, "replace", e))?;
     }
-    sync_dir(path)
+    Ok(())
 }
 
-fn sync_dir(path: &Path) -> Result<(), SubidsError> {
+/// Fsyncs the directory of `path`, making renames in it durable.
+pub(crate) fn sync_dir(path: &Path) -> Result<(), SubidsError> {
     let dir = parent(path);
     File::open(&dir)
         .and_then(|d| d.sync_all())
@@ -128,17 +134,22 @@ pub(crate) fn read_state<T: DeserializeOwned + Default>(path: &Path) -> Result<T
     }
 }
 
-/// Writes a JSON state file atomically, creating its directory if needed.
-pub(crate) fn write_state<T: Serialize>(path: &Path, value: &T) -> Result<(), SubidsError> {
+/// Writes a JSON state file atomically, creating its directory if needed. Only a `durable`
+/// write is fsynced: the others record facts that are merely informative.
+pub(crate) fn write_state<T: Serialize>(
+    path: &Path,
+    value: &T,
+    durable: bool,
+) -> Result<(), SubidsError> {
     let dir = parent(path);
     fs::create_dir_all(&dir).map_err(|e| SubidsError::io(&dir, "create", e))?;
-    let mut bytes = serde_json::to_vec_pretty(value).expect("state serializes");
+    let mut bytes = serde_json::to_vec(value).expect("state serializes");
     bytes.push(b'\n');
     let tmp = suffixed(path, ".tmp");
-    write_synced(&tmp, &bytes, None)?;
+    write_new(&tmp, &bytes, None, durable)?;
     if let Err(e) = fs::rename(&tmp, path) {
         let _ = fs::remove_file(&tmp);
         return Err(SubidsError::io(path, "replace", e));
     }
-    sync_dir(path)
+    if durable { sync_dir(path) } else { Ok(()) }
 }

@@ -98,6 +98,15 @@ impl Settings {
         self.state_dir.join("subids-quarantine.json")
     }
 
+    /// Makes replacements of both files durable: one fsync per directory.
+    fn sync_dirs(&self) -> Result<(), SubidsError> {
+        files::sync_dir(&self.subuid_file)?;
+        if self.subgid_file.parent() != self.subuid_file.parent() {
+            files::sync_dir(&self.subgid_file)?;
+        }
+        Ok(())
+    }
+
     fn lock(&self) -> Result<lock::Locks, SubidsError> {
         lock::lock(&[&self.subuid_file, &self.subgid_file], self.lock_timeout)
     }
@@ -472,6 +481,7 @@ fn allocate_tenant(
     let plan = rules::plan(&request).map_err(|e| SubidsError::from_alloc(tenant, settings, e))?;
     if plan.changes() {
         // The record first: a crash then leaves a record without lines, which `list` ignores.
+        // Not fsynced: losing it loses only the "managed" mark.
         let mut managed: ManagedState = files::read_state(&settings.managed_path())?;
         for (kind, ranges) in [
             (Kind::Subuid, &plan.add_subuid),
@@ -484,7 +494,7 @@ fn allocate_tenant(
                 count: r.count,
             }));
         }
-        files::write_state(&settings.managed_path(), &managed)?;
+        files::write_state(&settings.managed_path(), &managed, false)?;
         write_added(
             &settings.subuid_file,
             &subuid,
@@ -499,6 +509,7 @@ fn allocate_tenant(
             tenant,
             &plan.add_subgid,
         )?;
+        settings.sync_dirs()?;
     }
     Ok(Allocation {
         tenant: tenant.owner().to_string(),
@@ -570,15 +581,16 @@ pub fn release(settings: &Settings, tenant: &str) -> Result<Released, SubidsErro
             count: e.range.count,
             released_at: now,
         }));
-    files::write_state(&settings.quarantine_path(), &quarantine)?;
+    files::write_state(&settings.quarantine_path(), &quarantine, true)?;
     for (path, bytes, meta) in &rewrites {
         files::replace(path, bytes, meta.as_ref())?;
     }
+    settings.sync_dirs()?;
     let mut managed: ManagedState = files::read_state(&settings.managed_path())?;
     let before = managed.ranges.len();
     managed.ranges.retain(|m| !tenant.owns(&m.owner));
     if managed.ranges.len() != before {
-        files::write_state(&settings.managed_path(), &managed)?;
+        files::write_state(&settings.managed_path(), &managed, false)?;
     }
     Ok(released)
 }
