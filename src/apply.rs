@@ -304,7 +304,8 @@ fn describe_grants(grants: &Grants) -> String {
 }
 
 /// Applies under the host-wide lock, with the grant record loaded from and saved to
-/// `state_dir`. A dry run takes no lock and writes nothing.
+/// `state_dir`; then gives every `[[tenant]]` its subordinate ids when asked to. A dry run takes
+/// no lock, writes nothing and leaves the subid files alone.
 pub fn apply_with_state<H: Host>(
     engine: &Engine<'_, H>,
     config: &Config,
@@ -321,9 +322,13 @@ pub fn apply_with_state<H: Host>(
     let _lock = crate::lock::ApplyLock::acquire(state_dir, lock_timeout).map_err(state_error)?;
     let mut record = GrantRecord::load(state_dir).map_err(state_error)?;
     let before = record.clone();
-    let report = engine.apply(config, request, &mut record);
+    let mut report = engine.apply(config, request, &mut record);
     if record != before {
         record.save(state_dir).map_err(state_error)?;
+    }
+    if request.duties.contains(Duty::Subids) {
+        let tenants = crate::subids::ensure_tenants(config, engine.ids, state_dir);
+        report.entries.extend(tenants.entries);
     }
     Ok(report)
 }

@@ -11,3 +11,4 @@ pub mod ids;
 pub mod lock;
 pub mod message_id;
 pub mod state;
+pub mod subids;

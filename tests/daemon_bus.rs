@@ -277,3 +277,53 @@ fn without_a_system_bus_it_warns_once_and_works_on_inotify() {
     let log = daemon.log_text();
     assert_eq!(log.matches("no system bus").count(), 1, "{log}");
 }
+
+#[test]
+fn subordinate_ids_over_the_bus_need_root_to_change_and_anyone_may_list() {
+    let setup = setup();
+    let etc = setup.scratch.mkdir("subids", 0o755);
+    write_root_file(&etc.join("subuid"), "root:100000:65536\n");
+    write_root_file(&etc.join("subgid"), "root:100000:65536\n");
+    let config = setup.scratch.join("etc/nonrootd.toml");
+    let main = std::fs::read_to_string(&config).unwrap();
+    let subids = format!(
+        "[subids]\nsubuid_file = \"{0}/subuid\"\nsubgid_file = \"{0}/subgid\"\nmin = 100000\nmax = 600100000\ncount = 1000\n",
+        etc.display()
+    );
+    write_root_file(&config, &format!("{main}\n{subids}"));
+    let _daemon = setup.start();
+    let busctl = |uid: Option<u32>, args: &[&str]| {
+        let mut all = vec!["busctl", "--address", &setup.bus.address, "call", "org.nonrootd1", "/org/nonrootd1", "org.nonrootd1.Manager"];
+        all.extend_from_slice(args);
+        let mut cmd = match uid {
+            Some(uid) => {
+                let mut c = Command::new("setpriv");
+                c.args(["--reuid", &uid.to_string(), "--regid", &uid.to_string(), "--clear-groups", "--"]);
+                c.args(&all);
+                c
+            }
+            None => {
+                let mut c = Command::new(all[0]);
+                c.args(&all[1..]);
+                c
+            }
+        };
+        cmd.output().unwrap()
+    };
+    let denied = busctl(Some(65534), &["AllocateSubids", "su", "acme", "0"]);
+    assert!(!denied.status.success());
+    assert!(text(&denied.stderr).contains("AllocateSubids needs root"), "{}", text(&denied.stderr));
+    let before = std::fs::read_to_string(etc.join("subuid")).unwrap();
+    assert_eq!(before, "root:100000:65536\n", "a denied call wrote");
+
+    let out = busctl(None, &["AllocateSubids", "su", "acme", "0"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "s \"acme 165536 1000\\n\"\n");
+    assert_eq!(std::fs::read_to_string(etc.join("subgid")).unwrap(), "root:100000:65536\nacme:165536:1000\n");
+    let listed = busctl(Some(65534), &["ListSubids"]);
+    assert!(listed.status.success(), "{}", text(&listed.stderr));
+    assert!(text(&listed.stdout).contains("acme"), "{}", text(&listed.stdout));
+    let released = busctl(None, &["ReleaseSubids", "s", "acme"]);
+    assert!(released.status.success(), "{}", text(&released.stderr));
+    assert_eq!(std::fs::read_to_string(etc.join("subuid")).unwrap(), "root:100000:65536\n");
+}

@@ -10,3 +10,4 @@ pub mod mode;
 pub mod plan;
 pub mod report;
 pub mod status;
+pub mod subids;

@@ -1,5 +1,7 @@
 //! `nonrootctl`: the command-line interface.
 
+pub mod subids;
+
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -49,8 +51,13 @@ enum Command {
     Reload(TimeoutArgs),
     /// Validate the main file and its drop-ins; exit 1 naming file, line and key of every problem.
     CheckConfig,
-    /// Remove every ACL entry nonrootd recorded as granted (the package runs this on purge).
+    /// Remove every ACL entry nonrootd recorded as granted (the package runs this on removal).
     Revoke(RevokeArgs),
+    /// Subordinate uid/gid ranges per tenant in /etc/subuid and /etc/subgid.
+    Subids {
+        #[command(subcommand)]
+        command: subids::SubidsCommand,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -126,6 +133,10 @@ pub fn main() -> ExitCode {
         Command::Reload(args) => reload(&args),
         Command::CheckConfig => check_config(&config_path),
         Command::Revoke(args) => revoke(&state_dir, &args),
+        Command::Subids { command } => match load_config(&config_path) {
+            Some(config) => subids::run(command, &config, &state_dir),
+            None => ExitCode::FAILURE,
+        },
     }
 }
 

@@ -5,6 +5,8 @@ use nonrootd_core::duty::DutySet;
 use nonrootd_core::report::Report;
 use nonrootd_core::status::DaemonStatus;
 use tokio::sync::{mpsc, oneshot};
+
+use crate::cli::subids::{Output, SubidsCommand};
 use zbus::message::Header;
 use zbus::object_server::SignalEmitter;
 use zbus::{Connection, interface};
@@ -17,6 +19,7 @@ pub enum Request {
     Status(oneshot::Sender<DaemonStatus>),
     Apply(DutySet, oneshot::Sender<Report>),
     Reload(oneshot::Sender<Result<(), String>>),
+    Subids(SubidsCommand, oneshot::Sender<Output>),
 }
 
 /// Errors callers see, as `org.nonrootd1.Error.*`.
@@ -79,6 +82,18 @@ impl Manager {
     }
 }
 
+impl Manager {
+    async fn subids(&self, command: SubidsCommand) -> Result<String, ApiError> {
+        let output = self.ask(|reply| Request::Subids(command, reply)).await?;
+        if output.success {
+            Ok(output.stdout)
+        } else {
+            let message = output.stderr.trim().trim_start_matches("nonrootctl: ").to_string();
+            Err(ApiError::Failed(if message.is_empty() { output.stdout } else { message }))
+        }
+    }
+}
+
 fn to_json<T: serde::Serialize>(value: &T) -> Result<String, ApiError> {
     serde_json::to_string(value).map_err(|e| ApiError::Failed(e.to_string()))
 }
@@ -114,6 +129,36 @@ impl Manager {
     ) -> Result<(), ApiError> {
         require_root(conn, &header, "Reload").await?;
         self.ask(Request::Reload).await?.map_err(ApiError::Failed)
+    }
+
+    /// Gives tenant NAME (user name or uid) COUNT subordinate uids and gids (0: the configured
+    /// count); returns "NAME START COUNT". Root only.
+    async fn allocate_subids(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+        name: String,
+        count: u32,
+    ) -> Result<String, ApiError> {
+        require_root(conn, &header, "AllocateSubids").await?;
+        let count = (count > 0).then_some(count);
+        self.subids(SubidsCommand::Allocate { name, count, grow: false }).await
+    }
+
+    /// Removes tenant NAME's ranges from both files and quarantines them. Root only.
+    async fn release_subids(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+        name: String,
+    ) -> Result<String, ApiError> {
+        require_root(conn, &header, "ReleaseSubids").await?;
+        self.subids(SubidsCommand::Release { name }).await
+    }
+
+    /// Every range in both files as JSON (owner, start, count, file, line, managed).
+    async fn list_subids(&self) -> Result<String, ApiError> {
+        self.subids(SubidsCommand::List { json: true }).await
     }
 
     /// The daemon's version.
@@ -177,6 +222,7 @@ mod tests {
                     let _ = reply.send(report);
                 }
                 Request::Reload(reply) => drop(reply.send(Err("/etc/nonrootd/nonrootd.toml:3: bad".into()))),
+                Request::Subids(_, reply) => drop(reply.send(Output { stdout: "[]".into(), stderr: String::new(), success: true })),
             }
         }
     }

@@ -154,6 +154,9 @@ impl Daemon {
             Request::Reload(reply) => {
                 let _ = reply.send(self.reload("Reload() over D-Bus"));
             }
+            Request::Subids(command, reply) => {
+                let _ = reply.send(crate::cli::subids::execute(command, &self.config, &self.state_dir));
+            }
         }
     }
 

@@ -1,0 +1,1191 @@
+//! Subordinate id files (`/etc/subuid`, `/etc/subgid`): read leniently, as every consumer
+//! would, check, allocate first fit with one start for both files, and write strictly.
+//!
+//! Two kinds of consumers read these files differently. shadow-utils (`newuidmap`,
+//! `getsubids`, `useradd`) splits the raw line at `:` and reads numbers like
+//! `strtoul(s, 0)`: `0200000` is octal, `0x` is hex, a `#` line is an owner named `#…`, and a
+//! line with trailing spaces is ignored. Go tools (Docker, containers/storage) trim the line,
+//! skip `#` comments and read decimal. A line counts as taken when either reads it.
+//!
+//! Pure: bytes in, bytes out. Locking and atomic replacement live in the `nonrootd` crate.
+
+use std::collections::HashMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::check_user_name;
+
+/// The id no range may include: `(uid_t)-1`.
+pub const INVALID_ID: u64 = u32::MAX as u64;
+
+const SECONDS_PER_DAY: u64 = 86_400;
+
+/// Which of the two files.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    Subuid,
+    Subgid,
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Kind::Subuid => "subuid",
+            Kind::Subgid => "subgid",
+        })
+    }
+}
+
+/// `count` ids from `start`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Range {
+    pub start: u64,
+    pub count: u64,
+}
+
+impl Range {
+    pub fn new(start: u64, count: u64) -> Range {
+        Range { start, count }
+    }
+
+    /// The last id, inclusive (saturating); meaningless for an empty range.
+    pub fn last(self) -> u64 {
+        self.start.saturating_add(self.count.saturating_sub(1))
+    }
+
+    /// Whether the range includes 4294967295 or goes beyond it.
+    pub fn touches_invalid(self) -> bool {
+        self.count > 0 && self.last() >= INVALID_ID
+    }
+
+    fn overlaps(self, other: Range) -> bool {
+        self.count > 0
+            && other.count > 0
+            && self.start <= other.last()
+            && other.start <= self.last()
+    }
+}
+
+impl fmt::Display for Range {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-{}", self.start, self.last())
+    }
+}
+
+/// One line that some consumer reads as a range.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entry {
+    /// The owner, a user name or numeric uid, without surrounding whitespace.
+    pub owner: String,
+    /// shadow's reading when shadow reads the line, else the Go tools' reading.
+    pub range: Range,
+    /// The Go tools' reading when it differs from shadow's (`0200000`); also taken.
+    pub other_reading: Option<Range>,
+    /// 1-based line number.
+    pub line: usize,
+}
+
+/// Something wrong in a file, for `check`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Problem {
+    /// No consumer reads this line; it is kept as it is.
+    Malformed { line: usize },
+    /// Consumers disagree about this line; it counts as taken all the same.
+    Ambiguous { line: usize, why: String },
+    /// A range of zero ids.
+    Empty { line: usize },
+    /// The range includes 4294967295, the invalid id.
+    TouchesInvalid { line: usize },
+    /// Overlaps the range of another owner.
+    Overlap {
+        line: usize,
+        owner: String,
+        other_line: usize,
+        other_owner: String,
+    },
+    /// The same owner twice over the same ids: `newuidmap` then fails with EINVAL.
+    Duplicate {
+        line: usize,
+        owner: String,
+        other_line: usize,
+    },
+}
+
+impl Problem {
+    pub fn line(&self) -> usize {
+        match self {
+            Problem::Malformed { line }
+            | Problem::Ambiguous { line, .. }
+            | Problem::Empty { line }
+            | Problem::TouchesInvalid { line }
+            | Problem::Overlap { line, .. }
+            | Problem::Duplicate { line, .. } => *line,
+        }
+    }
+}
+
+/// `LINE: message`; callers put the file name in front.
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: ", self.line())?;
+        match self {
+            Problem::Malformed { .. } => {
+                f.write_str("not OWNER:START:COUNT; no tool reads this line (kept as is)")
+            }
+            Problem::Ambiguous { why, .. } => write!(
+                f,
+                "{why}; counted as taken, rewrite it as OWNER:START:COUNT in decimal"
+            ),
+            Problem::Empty { .. } => f.write_str("a range of 0 ids"),
+            Problem::TouchesInvalid { .. } => {
+                f.write_str("range includes 4294967295, the invalid id")
+            }
+            Problem::Overlap {
+                owner,
+                other_line,
+                other_owner,
+                ..
+            } => {
+                write!(
+                    f,
+                    "range of {owner:?} overlaps the range of {other_owner:?} on line {other_line}"
+                )
+            }
+            Problem::Duplicate {
+                owner, other_line, ..
+            } => write!(
+                f,
+                "range of {owner:?} overlaps its own range on line {other_line} (newuidmap fails with EINVAL): remove one"
+            ),
+        }
+    }
+}
+
+/// A parsed subuid or subgid file that remembers its bytes, to rewrite it strictly.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SubidFile {
+    bytes: Vec<u8>,
+    /// Byte offset where each line starts; a final entry for the end of the file.
+    line_starts: Vec<usize>,
+    /// The lines some consumer reads, in file order.
+    pub entries: Vec<Entry>,
+    /// Malformed and ambiguous lines, in file order.
+    pub line_problems: Vec<Problem>,
+}
+
+/// How one consumer reads a line.
+struct Reading<'a> {
+    owner: &'a [u8],
+    range: Range,
+}
+
+impl SubidFile {
+    /// Reads a file leniently; never fails: what no consumer reads is reported and kept.
+    pub fn parse(bytes: Vec<u8>) -> SubidFile {
+        let mut line_starts = vec![0];
+        line_starts.extend(
+            bytes
+                .iter()
+                .enumerate()
+                .filter(|(_, b)| **b == b'\n')
+                .map(|(i, _)| i + 1),
+        );
+        if *line_starts.last().expect("not empty") != bytes.len() {
+            line_starts.push(bytes.len());
+        }
+        let mut entries = Vec::new();
+        let mut line_problems = Vec::new();
+        for (index, span) in line_starts.windows(2).enumerate() {
+            let raw = &bytes[span[0]..span[1]];
+            let raw = raw.strip_suffix(b"\n").unwrap_or(raw);
+            let line = index + 1;
+            if let Some(plain) = plain_reading(raw) {
+                entries.push(entry(&plain, None, line));
+                continue;
+            }
+            let (shadow, go) = (shadow_reading(raw), go_reading(raw));
+            let (first, why) = match (shadow, go) {
+                (None, None) => {
+                    let trimmed = raw.trim_ascii();
+                    if !trimmed.is_empty() && !trimmed.starts_with(b"#") {
+                        line_problems.push(Problem::Malformed { line });
+                    }
+                    continue;
+                }
+                (Some(s), Some(g)) if s.range == g.range => (s, None),
+                (Some(s), Some(g)) => {
+                    let why = format!(
+                        "shadow reads ids {} (octal) but Go tools read {} (decimal)",
+                        s.range, g.range
+                    );
+                    entries.push(entry(&s, Some(g.range), line));
+                    line_problems.push(Problem::Ambiguous { line, why });
+                    continue;
+                }
+                (Some(s), None) => {
+                    let why = if raw.trim_ascii_start().starts_with(b"#") {
+                        "shadow reads this as a range of an owner named \"#…\", Go tools skip it as a comment"
+                    } else {
+                        "shadow reads this line, Go tools reject it (hex, sign or extra fields)"
+                    };
+                    (s, Some(why))
+                }
+                (None, Some(g)) => (
+                    g,
+                    Some(
+                        "Go tools read this line, shadow ignores it (spaces at an end, a leading +/- or too long)",
+                    ),
+                ),
+            };
+            entries.push(entry(&first, None, line));
+            if let Some(why) = why {
+                line_problems.push(Problem::Ambiguous {
+                    line,
+                    why: why.to_string(),
+                });
+            }
+        }
+        SubidFile {
+            bytes,
+            line_starts,
+            entries,
+            line_problems,
+        }
+    }
+
+    /// The file as read.
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// Every range some consumer honours, including second readings.
+    pub fn taken(&self) -> impl Iterator<Item = Range> + '_ {
+        self.entries
+            .iter()
+            .flat_map(|e| std::iter::once(e.range).chain(e.other_reading))
+    }
+
+    /// The entries of `tenant` (by name or by numeric uid).
+    pub fn owned_by<'a>(&'a self, tenant: &'a Tenant) -> impl Iterator<Item = &'a Entry> + 'a {
+        self.entries.iter().filter(|e| tenant.owns(&e.owner))
+    }
+
+    /// Everything wrong in the file: malformed and ambiguous lines, empty ranges, ranges
+    /// touching the invalid id, overlaps between owners and within one owner.
+    pub fn check(&self) -> Vec<Problem> {
+        let mut problems = self.line_problems.clone();
+        for e in &self.entries {
+            if e.range.count == 0 {
+                problems.push(Problem::Empty { line: e.line });
+            } else if e.range.touches_invalid() {
+                problems.push(Problem::TouchesInvalid { line: e.line });
+            }
+        }
+        let mut sorted: Vec<&Entry> = self.entries.iter().filter(|e| e.range.count > 0).collect();
+        sorted.sort_by_key(|e| (e.range.start, e.line));
+        // The entry reaching furthest so far, and the one reaching furthest among the other
+        // owners; each entry overlapping earlier ones is reported against those.
+        let mut furthest: Option<&Entry> = None;
+        let mut furthest_other: Option<&Entry> = None;
+        let mut furthest_own: HashMap<&str, &Entry> = HashMap::new();
+        for e in sorted {
+            if let Some(&own) = furthest_own
+                .get(e.owner.as_str())
+                .filter(|o| o.range.overlaps(e.range))
+            {
+                let (first, second) = if own.line < e.line {
+                    (own, e)
+                } else {
+                    (e, own)
+                };
+                problems.push(Problem::Duplicate {
+                    line: second.line,
+                    owner: second.owner.clone(),
+                    other_line: first.line,
+                });
+            }
+            let other = if furthest.is_some_and(|f| f.owner != e.owner) {
+                furthest
+            } else {
+                furthest_other
+            };
+            if let Some(o) = other.filter(|o| o.range.overlaps(e.range)) {
+                let (first, second) = if o.line < e.line { (o, e) } else { (e, o) };
+                problems.push(Problem::Overlap {
+                    line: second.line,
+                    owner: second.owner.clone(),
+                    other_line: first.line,
+                    other_owner: first.owner.clone(),
+                });
+            }
+            let reaches = |x: Option<&Entry>| x.is_none_or(|x| e.range.last() > x.range.last());
+            match furthest {
+                Some(f) if reaches(furthest) => {
+                    if f.owner != e.owner {
+                        furthest_other = Some(f);
+                    }
+                    furthest = Some(e);
+                }
+                None => furthest = Some(e),
+                Some(f) => {
+                    if f.owner != e.owner && reaches(furthest_other) {
+                        furthest_other = Some(e);
+                    }
+                }
+            }
+            if reaches(furthest_own.get(e.owner.as_str()).copied()) {
+                furthest_own.insert(&e.owner, e);
+            }
+        }
+        problems.sort_by_key(Problem::line);
+        problems
+    }
+
+    /// The file with `owner:start:count` lines appended; every other byte kept, ending in a newline.
+    pub fn with_added(&self, owner: &str, ranges: &[Range]) -> Vec<u8> {
+        let mut out = self.bytes.clone();
+        if !out.is_empty() && !out.ends_with(b"\n") {
+            out.push(b'\n');
+        }
+        for r in ranges {
+            out.extend_from_slice(format!("{owner}:{}:{}\n", r.start, r.count).as_bytes());
+        }
+        out
+    }
+
+    /// The file without the lines of `tenant`, and those lines; every other line kept as is.
+    pub fn without(&self, tenant: &Tenant) -> (Vec<u8>, Vec<Entry>) {
+        let removed: Vec<Entry> = self.owned_by(tenant).cloned().collect();
+        let mut out = Vec::with_capacity(self.bytes.len());
+        let mut next = removed.iter().map(|e| e.line).peekable();
+        for (index, span) in self.line_starts.windows(2).enumerate() {
+            if next.peek() == Some(&(index + 1)) {
+                next.next();
+            } else {
+                out.extend_from_slice(&self.bytes[span[0]..span[1]]);
+            }
+        }
+        if !out.is_empty() && !out.ends_with(b"\n") {
+            out.push(b'\n');
+        }
+        (out, removed)
+    }
+}
+
+fn entry(reading: &Reading<'_>, other_reading: Option<Range>, line: usize) -> Entry {
+    let owner = String::from_utf8_lossy(reading.owner.trim_ascii()).into_owned();
+    Entry {
+        owner,
+        range: reading.range,
+        other_reading,
+        line,
+    }
+}
+
+/// The common line both readings agree on, read once: `owner:start:count` with a printable
+/// owner not starting with `#`, `+` or `-`, and decimal numbers without leading zeros.
+fn plain_reading(raw: &[u8]) -> Option<Reading<'_>> {
+    let decimal = |s: &[u8]| -> Option<u64> {
+        if s.is_empty() || s.len() > 18 || (s.len() > 1 && s[0] == b'0') {
+            return None;
+        }
+        s.iter().try_fold(0u64, |n, &b| {
+            b.is_ascii_digit().then(|| n * 10 + u64::from(b - b'0'))
+        })
+    };
+    let colon = raw.iter().position(|&b| b == b':')?;
+    let (owner, rest) = (&raw[..colon], &raw[colon + 1..]);
+    let colon = rest.iter().position(|&b| b == b':')?;
+    let plain_owner = owner
+        .first()
+        .is_some_and(|b| !matches!(b, b'#' | b'+' | b'-'))
+        && owner.iter().all(u8::is_ascii_graphic);
+    if raw.len() >= 1024 || !plain_owner {
+        return None;
+    }
+    Some(Reading {
+        owner,
+        range: Range::new(decimal(&rest[..colon])?, decimal(&rest[colon + 1..])?),
+    })
+}
+
+/// shadow's `subordinate_parse`: the raw line (up to a NUL) split at `:`, at least three
+/// non-empty fields (more are ignored), numbers as shadow's `getulong`. Lines starting
+/// with `+` or `-` are NIS entries shadow does not parse.
+fn shadow_reading(raw: &[u8]) -> Option<Reading<'_>> {
+    let raw = &raw[..raw.iter().position(|&b| b == 0).unwrap_or(raw.len())];
+    if raw.len() >= 1024 || raw.starts_with(b"+") || raw.starts_with(b"-") {
+        return None;
+    }
+    let mut fields = raw.splitn(4, |&b| b == b':');
+    let (owner, start, count) = (fields.next()?, fields.next()?, fields.next()?);
+    if owner.is_empty() || start.is_empty() || count.is_empty() {
+        return None;
+    }
+    let range = Range::new(strtoul(start)?, strtoul(count)?);
+    Some(Reading { owner, range })
+}
+
+/// The Go tools' reading: the line trimmed, `#` lines skipped, exactly three fields, decimal.
+fn go_reading(raw: &[u8]) -> Option<Reading<'_>> {
+    let line = raw.trim_ascii();
+    if line.starts_with(b"#") {
+        return None;
+    }
+    let fields: Vec<&[u8]> = line.split(|&b| b == b':').collect();
+    let [owner, start, count] = fields[..] else {
+        return None;
+    };
+    if owner.is_empty() {
+        return None;
+    }
+    let decimal = |s: &[u8]| {
+        let digits = s.strip_prefix(b"+").unwrap_or(s);
+        if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        std::str::from_utf8(digits)
+            .ok()?
+            .parse::<u64>()
+            .ok()
+            .filter(|&n| n <= i64::MAX as u64)
+    };
+    Some(Reading {
+        owner,
+        range: Range::new(decimal(start)?, decimal(count)?),
+    })
+}
+
+/// glibc's `strtoul(s, &end, 0)` on 64 bits, requiring the whole string to be a number
+/// (shadow's `getulong`): leading whitespace and a sign allowed, `0x` hex, `0` octal.
+pub fn strtoul(s: &[u8]) -> Option<u64> {
+    let s = s.trim_ascii_start();
+    let (negative, s) = match s.first() {
+        Some(b'-') => (true, &s[1..]),
+        Some(b'+') => (false, &s[1..]),
+        _ => (false, s),
+    };
+    let hex =
+        s.len() > 2 && (s.starts_with(b"0x") || s.starts_with(b"0X")) && s[2].is_ascii_hexdigit();
+    let (radix, digits) = match s {
+        _ if hex => (16, &s[2..]),
+        [b'0', ..] => (8, s),
+        _ => (10, s),
+    };
+    if digits.is_empty() {
+        return None;
+    }
+    let mut value: u64 = 0;
+    for &b in digits {
+        let digit = char::from(b).to_digit(radix)?;
+        value = value
+            .checked_mul(u64::from(radix))?
+            .checked_add(u64::from(digit))?;
+    }
+    Some(if negative {
+        value.wrapping_neg()
+    } else {
+        value
+    })
+}
+
+/// A number from login.defs text (`SUB_UID_MIN 100000`), read like shadow's `getdef_ulong`.
+pub fn login_defs_number(text: &str, key: &str) -> Option<u64> {
+    text.lines().find_map(|line| {
+        let mut words = line.split_ascii_whitespace();
+        if words.next()? != key {
+            return None;
+        }
+        strtoul(words.next()?.trim_matches('"').as_bytes())
+    })
+}
+
+/// A tenant as it is looked up in the files: its own spelling, and the other spelling of
+/// the same user when known (the numeric uid of a name, or the name of a uid).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Tenant {
+    owner: String,
+    alias: Option<String>,
+}
+
+/// How a tenant was written.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Spelling {
+    Name(String),
+    Uid(u32),
+}
+
+impl Spelling {
+    /// A valid user name (`^[a-z_][a-z0-9_-]*[$]?$`, at most 32 bytes) or a decimal uid
+    /// without leading zeros below 4294967295.
+    pub fn parse(text: &str) -> Result<Spelling, String> {
+        if text.bytes().all(|b| b.is_ascii_digit()) && !text.is_empty() {
+            return match text.parse::<u32>() {
+                Ok(uid) if uid < u32::MAX && (text == "0" || !text.starts_with('0')) => {
+                    Ok(Spelling::Uid(uid))
+                }
+                _ => Err(format!("{text:?} is not a valid uid")),
+            };
+        }
+        check_user_name(text)?;
+        Ok(Spelling::Name(text.to_string()))
+    }
+}
+
+impl Tenant {
+    /// `alias` is the other spelling of the same user, if the host knows it.
+    pub fn new(spelling: &Spelling, alias: Option<String>) -> Tenant {
+        let owner = match spelling {
+            Spelling::Name(name) => name.clone(),
+            Spelling::Uid(uid) => uid.to_string(),
+        };
+        Tenant { owner, alias }
+    }
+
+    /// What new lines are written with.
+    pub fn owner(&self) -> &str {
+        &self.owner
+    }
+
+    /// Whether a line's owner is this tenant.
+    pub fn owns(&self, owner: &str) -> bool {
+        owner == self.owner || self.alias.as_deref() == Some(owner)
+    }
+}
+
+/// A released range that is not handed out again until its quarantine ends.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Quarantined {
+    pub owner: String,
+    pub kind: Kind,
+    pub start: u64,
+    pub count: u64,
+    /// Seconds since the Unix epoch.
+    pub released_at: u64,
+}
+
+impl Quarantined {
+    /// Whether the range is still held back at `now` (seconds since the epoch).
+    pub fn active(&self, now: u64, days: u32) -> bool {
+        now < self
+            .released_at
+            .saturating_add(u64::from(days) * SECONDS_PER_DAY)
+    }
+
+    pub fn range(&self) -> Range {
+        Range::new(self.start, self.count)
+    }
+}
+
+/// Where new ranges may go: `min` … `max`, inclusive.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    pub min: u32,
+    pub max: u32,
+}
+
+/// Taken ids as sorted, merged, non-empty ranges.
+#[derive(Clone, Debug, Default)]
+struct Taken(Vec<Range>);
+
+impl Taken {
+    fn new(ranges: impl IntoIterator<Item = Range>) -> Taken {
+        let mut all: Vec<Range> = ranges.into_iter().filter(|r| r.count > 0).collect();
+        all.sort_unstable();
+        let mut merged: Vec<Range> = Vec::with_capacity(all.len());
+        for r in all {
+            match merged.last_mut() {
+                Some(m) if r.start <= m.last().saturating_add(1) => {
+                    let last = m.last().max(r.last());
+                    m.count = last - m.start + 1;
+                }
+                _ => merged.push(r),
+            }
+        }
+        Taken(merged)
+    }
+
+    fn with(&self, more: &[Range]) -> Taken {
+        Taken::new(self.0.iter().chain(more).copied())
+    }
+
+    /// Whether no id of `r` is taken and `r` stays clear of the invalid id.
+    fn is_free(&self, r: Range) -> bool {
+        let after = self.0.partition_point(|t| t.last() < r.start);
+        !r.touches_invalid() && self.0.get(after).is_none_or(|t| !t.overlaps(r))
+    }
+
+    /// The lowest start ≥ min of `count` free ids ending ≤ max.
+    fn first_fit(&self, limits: Limits, count: u64) -> Option<u64> {
+        let max = u64::from(limits.max).min(INVALID_ID - 1);
+        let mut low = u64::from(limits.min);
+        let first = self.0.partition_point(|t| t.last() < low);
+        for t in &self.0[first..] {
+            if t.start > max {
+                break;
+            }
+            if t.start.saturating_sub(low) >= count {
+                break;
+            }
+            low = low.max(t.last().saturating_add(1));
+        }
+        let fits = count > 0 && low.checked_add(count - 1).is_some_and(|last| last <= max);
+        fits.then_some(low)
+    }
+}
+
+/// Why a tenant cannot get what it asks for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AllocError {
+    /// The tenant owns fewer ids than asked in `kind`; `--grow` adds a second range.
+    TooSmall { kind: Kind, owned: u64, asked: u64 },
+    /// No free run of `count` ids between min and max.
+    Full { count: u64, limits: Limits },
+}
+
+impl fmt::Display for AllocError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AllocError::TooSmall { kind, owned, asked } => write!(
+                f,
+                "owns {owned} ids in {kind}, fewer than the {asked} asked: pass --grow to add a second range, or ask for at most {owned}"
+            ),
+            AllocError::Full { count, limits } => write!(
+                f,
+                "no {count} free ids left between {} and {} in both files: raise [subids] max or release a tenant",
+                limits.min, limits.max
+            ),
+        }
+    }
+}
+
+/// What an allocation changes, and what the tenant owns afterwards.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Plan {
+    pub subuid: Vec<Range>,
+    pub subgid: Vec<Range>,
+    pub add_subuid: Vec<Range>,
+    pub add_subgid: Vec<Range>,
+}
+
+impl Plan {
+    pub fn changes(&self) -> bool {
+        !self.add_subuid.is_empty() || !self.add_subgid.is_empty()
+    }
+}
+
+/// Everything an allocation looks at.
+pub struct Request<'a> {
+    pub subuid: &'a SubidFile,
+    pub subgid: &'a SubidFile,
+    /// Ranges still in quarantine; taken in both files.
+    pub quarantined: &'a [Range],
+    pub limits: Limits,
+    pub tenant: &'a Tenant,
+    pub count: u32,
+    pub grow: bool,
+}
+
+/// Plans an allocation.
+///
+/// A tenant owning nothing gets the lowest start free in both files. A tenant owning ranges
+/// keeps them; if it owns ranges in one file only, the other gets the same starts where free,
+/// else the lowest free ones. Owning fewer than `count` ids is an error unless `grow`, which
+/// adds the difference as a second range (one start for both files when both lack the same).
+pub fn plan(req: &Request<'_>) -> Result<Plan, AllocError> {
+    let owned = |file: &SubidFile| -> Vec<Range> {
+        file.owned_by(req.tenant)
+            .map(|e| e.range)
+            .filter(|r| r.count > 0)
+            .collect()
+    };
+    let (uid_owned, gid_owned) = (owned(req.subuid), owned(req.subgid));
+    let uid_taken = Taken::new(req.subuid.taken().chain(req.quarantined.iter().copied()));
+    let gid_taken = Taken::new(req.subgid.taken().chain(req.quarantined.iter().copied()));
+    let count = u64::from(req.count);
+    let mut plan = Plan::default();
+    if uid_owned.is_empty() && gid_owned.is_empty() {
+        let both = uid_taken.with(&gid_taken.0);
+        let start = both.first_fit(req.limits, count).ok_or(AllocError::Full {
+            count,
+            limits: req.limits,
+        })?;
+        plan.add_subuid.push(Range::new(start, count));
+        plan.add_subgid.push(Range::new(start, count));
+    } else if gid_owned.is_empty() {
+        plan.add_subgid = mirror(&uid_owned, &gid_taken, req.limits)?;
+    } else if uid_owned.is_empty() {
+        plan.add_subuid = mirror(&gid_owned, &uid_taken, req.limits)?;
+    }
+    plan.subuid = [uid_owned, plan.add_subuid.clone()].concat();
+    plan.subgid = [gid_owned, plan.add_subgid.clone()].concat();
+    let total = |ranges: &[Range]| ranges.iter().map(|r| r.count).sum::<u64>();
+    let uid_need = count.saturating_sub(total(&plan.subuid));
+    let gid_need = count.saturating_sub(total(&plan.subgid));
+    for (kind, need, ranges) in [
+        (Kind::Subuid, uid_need, &plan.subuid),
+        (Kind::Subgid, gid_need, &plan.subgid),
+    ] {
+        if need > 0 && !req.grow {
+            return Err(AllocError::TooSmall {
+                kind,
+                owned: total(ranges),
+                asked: count,
+            });
+        }
+    }
+    let uid_taken = uid_taken.with(&plan.add_subuid);
+    let gid_taken = gid_taken.with(&plan.add_subgid);
+    let full = |count| AllocError::Full {
+        count,
+        limits: req.limits,
+    };
+    let mut grown = Vec::new();
+    if uid_need > 0 && uid_need == gid_need {
+        let start = uid_taken
+            .with(&gid_taken.0)
+            .first_fit(req.limits, uid_need)
+            .ok_or(full(uid_need))?;
+        grown.push((Kind::Subuid, Range::new(start, uid_need)));
+        grown.push((Kind::Subgid, Range::new(start, uid_need)));
+    } else {
+        if uid_need > 0 {
+            let start = uid_taken
+                .first_fit(req.limits, uid_need)
+                .ok_or(full(uid_need))?;
+            grown.push((Kind::Subuid, Range::new(start, uid_need)));
+        }
+        if gid_need > 0 {
+            let start = gid_taken
+                .first_fit(req.limits, gid_need)
+                .ok_or(full(gid_need))?;
+            grown.push((Kind::Subgid, Range::new(start, gid_need)));
+        }
+    }
+    for (kind, range) in grown {
+        let (all, added) = match kind {
+            Kind::Subuid => (&mut plan.subuid, &mut plan.add_subuid),
+            Kind::Subgid => (&mut plan.subgid, &mut plan.add_subgid),
+        };
+        all.push(range);
+        added.push(range);
+    }
+    Ok(plan)
+}
+
+/// The ranges of one file copied into the other: same start where free there, else first fit.
+fn mirror(ranges: &[Range], taken: &Taken, limits: Limits) -> Result<Vec<Range>, AllocError> {
+    let mut taken = taken.clone();
+    let mut out = Vec::new();
+    for &r in ranges {
+        let start = if taken.is_free(r) {
+            r.start
+        } else {
+            taken.first_fit(limits, r.count).ok_or(AllocError::Full {
+                count: r.count,
+                limits,
+            })?
+        };
+        let range = Range::new(start, r.count);
+        taken = taken.with(&[range]);
+        out.push(range);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(text: &str) -> SubidFile {
+        SubidFile::parse(text.as_bytes().to_vec())
+    }
+
+    fn tenant(name: &str) -> Tenant {
+        Tenant::new(&Spelling::parse(name).unwrap(), None)
+    }
+
+    const LIMITS: Limits = Limits {
+        min: 100_000,
+        max: 600_100_000,
+    };
+
+    #[test]
+    fn strtoul_reads_like_shadow() {
+        let cases: &[(&str, Option<u64>)] = &[
+            ("100000", Some(100_000)),
+            ("0200000", Some(65536)),
+            ("0x186a0", Some(100_000)),
+            ("0X186A0", Some(100_000)),
+            (" 12", Some(12)),
+            ("+5", Some(5)),
+            ("-1", Some(u64::MAX)),
+            ("0", Some(0)),
+            ("08", None),
+            ("0x", None),
+            ("12 ", None),
+            ("", None),
+            (" ", None),
+            ("1e3", None),
+            ("18446744073709551616", None),
+        ];
+        for (text, want) in cases {
+            assert_eq!(strtoul(text.as_bytes()), *want, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn lenient_reading_table() {
+        // (line, entry owner/start/count/other reading, problem substring)
+        type Case = (
+            &'static str,
+            Option<(&'static str, u64, u64, Option<u64>)>,
+            Option<&'static str>,
+        );
+        let cases: &[Case] = &[
+            ("a:100000:65536", Some(("a", 100_000, 65536, None)), None),
+            (
+                "a:0200000:65536",
+                Some(("a", 65536, 65536, Some(200_000))),
+                Some("octal"),
+            ),
+            (
+                "a:0x186a0:65536",
+                Some(("a", 100_000, 65536, None)),
+                Some("Go tools reject"),
+            ),
+            (
+                "#a:100000:65536",
+                Some(("#a", 100_000, 65536, None)),
+                Some("comment"),
+            ),
+            (
+                "a:100000:65536   ",
+                Some(("a", 100_000, 65536, None)),
+                Some("shadow ignores"),
+            ),
+            (
+                "a:100000:65536\r",
+                Some(("a", 100_000, 65536, None)),
+                Some("shadow ignores"),
+            ),
+            (
+                "a:100000:65536:x",
+                Some(("a", 100_000, 65536, None)),
+                Some("extra fields"),
+            ),
+            (
+                "+a:100000:65536",
+                Some(("+a", 100_000, 65536, None)),
+                Some("shadow ignores"),
+            ),
+            ("a:100000:0", Some(("a", 100_000, 0, None)), Some("0 ids")),
+            (
+                "a:4294967295:1",
+                Some(("a", INVALID_ID, 1, None)),
+                Some("4294967295"),
+            ),
+            ("a:100000", None, Some("no tool reads")),
+            ("a::1", None, Some("no tool reads")),
+            ("garbage", None, Some("no tool reads")),
+            ("# a comment", None, None),
+            ("", None, None),
+            ("   ", None, None),
+        ];
+        for (line, want, problem) in cases {
+            let parsed = file(&format!("{line}\n"));
+            let got = parsed.entries.first().map(|e| {
+                assert_eq!(e.line, 1);
+                (
+                    e.owner.as_str(),
+                    e.range.start,
+                    e.range.count,
+                    e.other_reading.map(|r| r.start),
+                )
+            });
+            assert_eq!(got, *want, "{line:?}");
+            let problems: Vec<String> = parsed.check().iter().map(|p| p.to_string()).collect();
+            match problem {
+                Some(p) => assert!(
+                    problems.len() == 1 && problems[0].contains(p),
+                    "{line:?}: {problems:?}"
+                ),
+                None => assert!(problems.is_empty(), "{line:?}: {problems:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn check_reports_overlaps_with_both_lines() {
+        let f = file(
+            "a:100000:65536\nb:150000:10\nc:300000:10\na:300005:10\nc:300000:1\nb:150005:10\n",
+        );
+        let problems: Vec<String> = f.check().iter().map(|p| p.to_string()).collect();
+        assert_eq!(
+            problems,
+            [
+                "2: range of \"b\" overlaps the range of \"a\" on line 1",
+                "4: range of \"a\" overlaps the range of \"c\" on line 3",
+                "5: range of \"c\" overlaps its own range on line 3 (newuidmap fails with EINVAL): remove one",
+                "6: range of \"b\" overlaps its own range on line 2 (newuidmap fails with EINVAL): remove one",
+                "6: range of \"b\" overlaps the range of \"a\" on line 1",
+            ]
+        );
+    }
+
+    #[test]
+    fn first_fit_table() {
+        // (taken ranges, count, expected start)
+        type Case = (&'static [(u64, u64)], u64, Option<u64>);
+        let cases: &[Case] = &[
+            (&[], 65536, Some(100_000)),
+            (&[(100_000, 65536)], 65536, Some(165_536)),
+            (&[(100_000, 1000), (102_000, 1000)], 1000, Some(101_000)),
+            (&[(100_000, 1000), (102_001, 1000)], 1000, Some(101_000)),
+            (&[(100_000, 1000), (101_999, 1000)], 1000, Some(102_999)),
+            (&[(0, 200_000)], 10, Some(200_000)),
+            (&[(100_000, 600_000_001)], 1, None),
+            (&[(100_000, 600_000_000)], 1, Some(600_100_000)),
+            (&[(100_000, 600_000_000)], 2, None),
+        ];
+        for (taken, count, want) in cases {
+            let t = Taken::new(taken.iter().map(|&(s, c)| Range::new(s, c)));
+            assert_eq!(t.first_fit(LIMITS, *count), *want, "{taken:?} {count}");
+        }
+        let top = Limits {
+            min: 4_294_967_000,
+            max: u32::MAX,
+        };
+        assert_eq!(Taken::default().first_fit(top, 295), Some(4_294_967_000));
+        assert_eq!(
+            Taken::default().first_fit(top, 296),
+            None,
+            "never reaches 4294967295"
+        );
+    }
+
+    fn request<'a>(
+        uid: &'a SubidFile,
+        gid: &'a SubidFile,
+        t: &'a Tenant,
+        count: u32,
+        grow: bool,
+    ) -> Request<'a> {
+        Request {
+            subuid: uid,
+            subgid: gid,
+            quarantined: &[],
+            limits: LIMITS,
+            tenant: t,
+            count,
+            grow,
+        }
+    }
+
+    #[test]
+    fn allocation_rules_table() {
+        // (subuid, subgid, tenant, count, grow, expected added subuid starts/counts, subgid)
+        type Case = (
+            &'static str,
+            &'static str,
+            &'static str,
+            u32,
+            bool,
+            &'static [(u64, u64)],
+            &'static [(u64, u64)],
+        );
+        let cases: &[Case] = &[
+            (
+                "",
+                "",
+                "acme",
+                65536,
+                false,
+                &[(100_000, 65536)],
+                &[(100_000, 65536)],
+            ),
+            // one start for both files
+            (
+                "a:100000:65536\n",
+                "b:165536:65536\n",
+                "acme",
+                65536,
+                false,
+                &[(231_072, 65536)],
+                &[(231_072, 65536)],
+            ),
+            // octal and decimal readings are both taken
+            (
+                "a:0200000:65536\n",
+                "",
+                "acme",
+                65536,
+                false,
+                &[(131_072, 65536)],
+                &[(131_072, 65536)],
+            ),
+            // owns both: kept
+            (
+                "acme:500000:65536\n",
+                "acme:700000:65536\n",
+                "acme",
+                65536,
+                false,
+                &[],
+                &[],
+            ),
+            // by numeric uid
+            (
+                "1001:500000:65536\n",
+                "1001:500000:65536\n",
+                "1001",
+                65536,
+                false,
+                &[],
+                &[],
+            ),
+            // only one file: same start when free
+            (
+                "acme:500000:65536\n",
+                "",
+                "acme",
+                65536,
+                false,
+                &[],
+                &[(500_000, 65536)],
+            ),
+            // only one file, same start taken in the other: lowest free
+            (
+                "acme:500000:65536\n",
+                "x:500000:1\n",
+                "acme",
+                65536,
+                false,
+                &[],
+                &[(100_000, 65536)],
+            ),
+            (
+                "",
+                "acme:500000:65536\n",
+                "acme",
+                65536,
+                false,
+                &[(500_000, 65536)],
+                &[],
+            ),
+            // grow adds the difference, one start for both
+            (
+                "acme:100000:1000\n",
+                "acme:100000:1000\n",
+                "acme",
+                3000,
+                true,
+                &[(101_000, 2000)],
+                &[(101_000, 2000)],
+            ),
+        ];
+        for (uid, gid, name, count, grow, add_uid, add_gid) in cases {
+            let (uid, gid, t) = (file(uid), file(gid), tenant(name));
+            let plan = plan(&request(&uid, &gid, &t, *count, *grow)).unwrap();
+            let pairs = |rs: &[Range]| rs.iter().map(|r| (r.start, r.count)).collect::<Vec<_>>();
+            assert_eq!(pairs(&plan.add_subuid), *add_uid, "{name} {uid:?}");
+            assert_eq!(pairs(&plan.add_subgid), *add_gid, "{name} {gid:?}");
+        }
+    }
+
+    #[test]
+    fn owner_by_alias_and_too_small() {
+        let (uid, gid) = (file("1001:500000:1000\n"), file("acme:500000:1000\n"));
+        let t = Tenant::new(&Spelling::Name("acme".into()), Some("1001".into()));
+        let err = plan(&request(&uid, &gid, &t, 65536, false)).unwrap_err();
+        assert_eq!(
+            err,
+            AllocError::TooSmall {
+                kind: Kind::Subuid,
+                owned: 1000,
+                asked: 65536
+            }
+        );
+        assert!(
+            plan(&request(&uid, &gid, &t, 1000, false))
+                .unwrap()
+                .add_subuid
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn quarantined_ranges_are_skipped() {
+        let (uid, gid, t) = (file(""), file(""), tenant("acme"));
+        let q = [Range::new(100_000, 65536)];
+        let req = Request {
+            quarantined: &q,
+            ..request(&uid, &gid, &t, 65536, false)
+        };
+        assert_eq!(plan(&req).unwrap().add_subuid, [Range::new(165_536, 65536)]);
+        let held = Quarantined {
+            owner: "x".into(),
+            kind: Kind::Subuid,
+            start: 1,
+            count: 1,
+            released_at: 1000,
+        };
+        assert!(held.active(1000 + 30 * SECONDS_PER_DAY - 1, 30));
+        assert!(!held.active(1000 + 30 * SECONDS_PER_DAY, 30));
+    }
+
+    #[test]
+    fn full_pool_is_an_error() {
+        let (uid, gid, t) = (file("a:100000:600000001\n"), file(""), tenant("acme"));
+        assert!(matches!(
+            plan(&request(&uid, &gid, &t, 1, false)),
+            Err(AllocError::Full { .. })
+        ));
+    }
+
+    #[test]
+    fn writer_keeps_every_other_byte() {
+        let text = "# c\n#x:1:2\nacme:100000:65536  \n junk\n1001:200000:10\nb:0200000:5";
+        let f = file(text);
+        let added = f.with_added("new", &[Range::new(7, 8)]);
+        assert_eq!(
+            String::from_utf8(added).unwrap(),
+            format!("{text}\nnew:7:8\n")
+        );
+        let t = Tenant::new(&Spelling::Name("acme".into()), Some("1001".into()));
+        let (out, removed) = f.without(&t);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "# c\n#x:1:2\n junk\nb:0200000:5\n"
+        );
+        assert_eq!(removed.iter().map(|e| e.line).collect::<Vec<_>>(), [3, 5]);
+        assert_eq!(file("").with_added("a", &[Range::new(1, 2)]), b"a:1:2\n");
+    }
+
+    #[test]
+    fn tenant_spellings() {
+        assert_eq!(Spelling::parse("1001"), Ok(Spelling::Uid(1001)));
+        assert_eq!(Spelling::parse("0"), Ok(Spelling::Uid(0)));
+        for bad in [
+            "evil:0:1",
+            "a\nb",
+            "../x",
+            "01001",
+            "4294967295",
+            "",
+            "Acme",
+        ] {
+            assert!(Spelling::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn login_defs() {
+        let text = "# SUB_UID_MIN 1\nSUB_UID_MIN\t\t   100000\nSUB_UID_MAX 0x10000000\n";
+        assert_eq!(login_defs_number(text, "SUB_UID_MIN"), Some(100_000));
+        assert_eq!(login_defs_number(text, "SUB_UID_MAX"), Some(0x1000_0000));
+        assert_eq!(login_defs_number(text, "SUB_GID_MIN"), None);
+    }
+}

@@ -1,0 +1,691 @@
+//! Subordinate uid/gid ranges per tenant in `/etc/subuid` and `/etc/subgid`, written under
+//! shadow-utils' own locks (held for milliseconds) with atomic replacement.
+//!
+//! The rules (lenient reading, first fit with one start for both files, strict writing) are
+//! in [`nonrootd_core::subids`]. State under the state directory: `subids.json` (the ranges
+//! nonrootd allocated) and `subids-quarantine.json` (released ranges held back).
+
+mod files;
+mod lock;
+
+use std::collections::HashSet;
+use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use nix::unistd::{Uid as NixUid, User};
+use nonrootd_core::config::Config;
+use nonrootd_core::duty::Duty;
+use nonrootd_core::ids::{IdRef, IdResolver};
+use nonrootd_core::report::{Outcome, Report};
+use nonrootd_core::subids::{
+    self as rules, AllocError, Kind, Limits, Problem, Quarantined, Range, Request, Spelling,
+    SubidFile, Tenant, login_defs_number,
+};
+use serde::{Deserialize, Serialize};
+
+/// Where shadow's defaults for min and max live.
+pub const LOGIN_DEFS: &str = "/etc/login.defs";
+/// How long to wait for a lock held by another process (glibc's lckpwdf waits 15 s).
+pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(15);
+const DEFAULT_MIN: u32 = 100_000;
+const DEFAULT_MAX: u32 = 600_100_000;
+
+/// Everything the operations need: the `[subids]` config with login.defs defaults applied.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Settings {
+    pub subuid_file: PathBuf,
+    pub subgid_file: PathBuf,
+    pub limits: Limits,
+    /// Ids per tenant when neither the caller nor the tenant's `[[tenant]]` says.
+    pub count: u32,
+    /// `[[tenant]]` counts by spelling, used when `allocate` gets no count.
+    pub tenant_counts: Vec<(String, u32)>,
+    pub quarantine_days: u32,
+    pub state_dir: PathBuf,
+    pub lock_timeout: Duration,
+}
+
+impl Settings {
+    /// Settings from the config, with min and max defaulting to `/etc/login.defs`.
+    pub fn new(config: &Config, state_dir: &Path) -> Settings {
+        Settings::with_login_defs(config, state_dir, Path::new(LOGIN_DEFS))
+    }
+
+    /// Settings from the config, with min and max defaulting to SUB_UID_MIN and SUB_UID_MAX
+    /// in `login_defs` (missing or unreadable: 100000 and 600100000).
+    pub fn with_login_defs(config: &Config, state_dir: &Path, login_defs: &Path) -> Settings {
+        let text = std::fs::read_to_string(login_defs).unwrap_or_default();
+        let def = |key, default| {
+            login_defs_number(&text, key)
+                .and_then(|n| u32::try_from(n).ok())
+                .unwrap_or(default)
+        };
+        let s = &config.subids;
+        let tenant_counts = config
+            .tenants
+            .iter()
+            .filter_map(|t| Some((spelling_of(&t.name.value), t.count?)))
+            .collect();
+        Settings {
+            subuid_file: s.subuid_file.clone(),
+            subgid_file: s.subgid_file.clone(),
+            limits: Limits {
+                min: s.min.unwrap_or_else(|| def("SUB_UID_MIN", DEFAULT_MIN)),
+                max: s.max.unwrap_or_else(|| def("SUB_UID_MAX", DEFAULT_MAX)),
+            },
+            count: s.count,
+            tenant_counts,
+            quarantine_days: s.quarantine_days,
+            state_dir: state_dir.to_path_buf(),
+            lock_timeout: DEFAULT_LOCK_TIMEOUT,
+        }
+    }
+
+    fn path(&self, kind: Kind) -> &Path {
+        match kind {
+            Kind::Subuid => &self.subuid_file,
+            Kind::Subgid => &self.subgid_file,
+        }
+    }
+
+    fn managed_path(&self) -> PathBuf {
+        self.state_dir.join("subids.json")
+    }
+
+    fn quarantine_path(&self) -> PathBuf {
+        self.state_dir.join("subids-quarantine.json")
+    }
+
+    /// Makes replacements of both files durable: one fsync per directory.
+    fn sync_dirs(&self) -> Result<(), SubidsError> {
+        files::sync_dir(&self.subuid_file)?;
+        if self.subgid_file.parent() != self.subuid_file.parent() {
+            files::sync_dir(&self.subgid_file)?;
+        }
+        Ok(())
+    }
+
+    fn lock(&self) -> Result<lock::Locks, SubidsError> {
+        lock::lock(&[&self.subuid_file, &self.subgid_file], self.lock_timeout)
+    }
+}
+
+fn spelling_of(id: &IdRef) -> String {
+    match id {
+        IdRef::Id(uid) => uid.to_string(),
+        IdRef::Name(name) => name.clone(),
+    }
+}
+
+/// Why an operation failed; nothing was written unless the message says so.
+#[derive(Debug)]
+pub enum SubidsError {
+    /// Not a valid user name or numeric uid.
+    InvalidTenant { tenant: String, reason: String },
+    /// Asked for 0 ids.
+    ZeroCount { tenant: String },
+    /// The tenant owns fewer ids than asked in `file`.
+    TooSmall {
+        tenant: String,
+        file: PathBuf,
+        owned: u64,
+        asked: u64,
+    },
+    /// No free run of `count` ids between min and max in both files.
+    Full {
+        tenant: String,
+        count: u64,
+        limits: Limits,
+    },
+    /// Another process held a lock past the timeout.
+    Locked { path: PathBuf, holder: Option<u32> },
+    /// A system call on `path` failed.
+    Io {
+        path: PathBuf,
+        action: &'static str,
+        error: io::Error,
+    },
+    /// A state file of nonrootd cannot be read.
+    State { path: PathBuf, message: String },
+}
+
+impl SubidsError {
+    fn io(path: &Path, action: &'static str, error: io::Error) -> SubidsError {
+        SubidsError::Io {
+            path: path.to_path_buf(),
+            action,
+            error,
+        }
+    }
+
+    fn from_alloc(tenant: &Tenant, settings: &Settings, error: AllocError) -> SubidsError {
+        let tenant = tenant.owner().to_string();
+        match error {
+            AllocError::TooSmall { kind, owned, asked } => SubidsError::TooSmall {
+                tenant,
+                file: settings.path(kind).to_path_buf(),
+                owned,
+                asked,
+            },
+            AllocError::Full { count, limits } => SubidsError::Full {
+                tenant,
+                count,
+                limits,
+            },
+        }
+    }
+
+    /// Problems of the request rather than of the host.
+    fn is_refusal(&self) -> bool {
+        matches!(
+            self,
+            SubidsError::InvalidTenant { .. }
+                | SubidsError::ZeroCount { .. }
+                | SubidsError::TooSmall { .. }
+                | SubidsError::Full { .. }
+        )
+    }
+}
+
+impl fmt::Display for SubidsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SubidsError::InvalidTenant { reason, .. } => {
+                write!(
+                    f,
+                    "{reason}: give a user name (like acme) or a numeric uid; nothing was written"
+                )
+            }
+            SubidsError::ZeroCount { tenant } => {
+                write!(f, "tenant {tenant}: ask for at least 1 id")
+            }
+            SubidsError::TooSmall {
+                tenant,
+                file,
+                owned,
+                asked,
+            } => write!(
+                f,
+                "{}: tenant {tenant} owns {owned} ids, fewer than the {asked} asked: pass --grow to add a second range, or ask for at most {owned}",
+                file.display()
+            ),
+            SubidsError::Full {
+                tenant,
+                count,
+                limits,
+            } => write!(
+                f,
+                "tenant {tenant}: no {count} free ids left between {} and {} in both files: raise [subids] max or release a tenant",
+                limits.min, limits.max
+            ),
+            SubidsError::Locked { path, holder } => {
+                write!(f, "{}: locked", path.display())?;
+                if let Some(pid) = holder {
+                    write!(f, " by pid {pid}")?;
+                }
+                f.write_str(
+                    " past the timeout (another useradd, usermod or nonrootd is running?): nothing was written, try again",
+                )
+            }
+            SubidsError::Io {
+                path,
+                action,
+                error,
+            } => write!(f, "{}: cannot {action}: {error}", path.display()),
+            SubidsError::State { path, message } => write!(
+                f,
+                "{}: {message}: nonrootd's state is unreadable; fix it, or remove it to forget quarantines",
+                path.display()
+            ),
+        }
+    }
+}
+
+impl std::error::Error for SubidsError {}
+
+/// Ranges nonrootd allocated, for `list`.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct ManagedState {
+    ranges: Vec<ManagedRange>,
+}
+
+#[derive(Debug, PartialEq, Eq, Serialize, Deserialize)]
+struct ManagedRange {
+    owner: String,
+    kind: Kind,
+    start: u64,
+    count: u64,
+}
+
+/// Released ranges not handed out again yet.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct QuarantineState {
+    ranges: Vec<Quarantined>,
+}
+
+/// The result of `allocate`: what the tenant owns now and what was added.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Allocation {
+    pub tenant: String,
+    pub subuid: Vec<Range>,
+    pub subgid: Vec<Range>,
+    pub added_subuid: Vec<Range>,
+    pub added_subgid: Vec<Range>,
+}
+
+impl Allocation {
+    /// Whether a file was written.
+    pub fn changed(&self) -> bool {
+        !self.added_subuid.is_empty() || !self.added_subgid.is_empty()
+    }
+}
+
+/// `NAME START COUNT` per range; with ` subuid` or ` subgid` after it when the files differ.
+impl fmt::Display for Allocation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.subuid == self.subgid {
+            for r in &self.subuid {
+                writeln!(f, "{} {} {}", self.tenant, r.start, r.count)?;
+            }
+            return Ok(());
+        }
+        for (kind, ranges) in [(Kind::Subuid, &self.subuid), (Kind::Subgid, &self.subgid)] {
+            for r in ranges {
+                writeln!(f, "{} {} {} {kind}", self.tenant, r.start, r.count)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One line of a subordinate id file.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Listed {
+    pub owner: String,
+    pub start: u64,
+    pub count: u64,
+    pub file: PathBuf,
+    pub line: usize,
+    /// Allocated by nonrootd.
+    pub managed: bool,
+}
+
+/// The result of `release`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Released {
+    pub tenant: String,
+    pub removed: Vec<Listed>,
+    pub quarantine_days: u32,
+}
+
+impl fmt::Display for Released {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.removed.is_empty() {
+            return writeln!(f, "{}: owns no ranges, nothing released", self.tenant);
+        }
+        for r in &self.removed {
+            writeln!(
+                f,
+                "released {} {} {} ({}:{})",
+                r.owner,
+                r.start,
+                r.count,
+                r.file.display(),
+                r.line
+            )?;
+        }
+        writeln!(f, "quarantined for {} days", self.quarantine_days)
+    }
+}
+
+/// The result of `list`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Listing {
+    pub entries: Vec<Listed>,
+}
+
+impl fmt::Display for Listing {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "{:<20} {:>10} {:>10} {:<7} LOCATION",
+            "OWNER", "START", "COUNT", "MANAGED"
+        )?;
+        for e in &self.entries {
+            let managed = if e.managed { "yes" } else { "no" };
+            writeln!(
+                f,
+                "{:<20} {:>10} {:>10} {managed:<7} {}:{}",
+                e.owner,
+                e.start,
+                e.count,
+                e.file.display(),
+                e.line
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// The result of `check`: the problems of each file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CheckReport {
+    pub files: Vec<(PathBuf, Vec<Problem>)>,
+}
+
+impl CheckReport {
+    pub fn is_clean(&self) -> bool {
+        self.files.iter().all(|(_, problems)| problems.is_empty())
+    }
+}
+
+/// `FILE:LINE: problem` lines, or `FILE: ok`.
+impl fmt::Display for CheckReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (path, problems) in &self.files {
+            if problems.is_empty() {
+                writeln!(f, "{}: ok", path.display())?;
+            }
+            for p in problems {
+                writeln!(f, "{}:{p}", path.display())?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A tenant as given on the command line, matched also by its other spelling on this host.
+fn identify(text: &str) -> Result<Tenant, SubidsError> {
+    let spelling = Spelling::parse(text).map_err(|reason| SubidsError::InvalidTenant {
+        tenant: text.to_string(),
+        reason,
+    })?;
+    let alias = match &spelling {
+        Spelling::Name(name) => User::from_name(name)
+            .ok()
+            .flatten()
+            .map(|u| u.uid.to_string()),
+        Spelling::Uid(uid) => name_of_uid(*uid),
+    };
+    Ok(Tenant::new(&spelling, alias))
+}
+
+fn name_of_uid(uid: u32) -> Option<String> {
+    User::from_uid(NixUid::from_raw(uid))
+        .ok()
+        .flatten()
+        .map(|u| u.name)
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Gives `tenant` (a user name or numeric uid) `count` ids in both files (default: its
+/// `[[tenant]]` count, else `[subids] count`); idempotent. With `grow`, a tenant owning
+/// fewer gets a second range for the difference.
+pub fn allocate(
+    settings: &Settings,
+    tenant: &str,
+    count: Option<u32>,
+    grow: bool,
+) -> Result<Allocation, SubidsError> {
+    let tenant = identify(tenant)?;
+    let count = count
+        .or_else(|| {
+            settings
+                .tenant_counts
+                .iter()
+                .find(|(t, _)| tenant.owns(t))
+                .map(|(_, c)| *c)
+        })
+        .unwrap_or(settings.count);
+    allocate_tenant(settings, &tenant, count, grow)
+}
+
+fn allocate_tenant(
+    settings: &Settings,
+    tenant: &Tenant,
+    count: u32,
+    grow: bool,
+) -> Result<Allocation, SubidsError> {
+    if count == 0 {
+        return Err(SubidsError::ZeroCount {
+            tenant: tenant.owner().to_string(),
+        });
+    }
+    let _locks = settings.lock()?;
+    let (subuid, subuid_meta) = files::read(&settings.subuid_file)?;
+    let (subgid, subgid_meta) = files::read(&settings.subgid_file)?;
+    let quarantine: QuarantineState = files::read_state(&settings.quarantine_path())?;
+    let now = now();
+    let held: Vec<Range> = quarantine
+        .ranges
+        .iter()
+        .filter(|q| q.active(now, settings.quarantine_days))
+        .map(Quarantined::range)
+        .collect();
+    let request = Request {
+        subuid: &subuid,
+        subgid: &subgid,
+        quarantined: &held,
+        limits: settings.limits,
+        tenant,
+        count,
+        grow,
+    };
+    let plan = rules::plan(&request).map_err(|e| SubidsError::from_alloc(tenant, settings, e))?;
+    if plan.changes() {
+        // The record first: a crash then leaves a record without lines, which `list` ignores.
+        // Not fsynced: losing it loses only the "managed" mark.
+        let mut managed: ManagedState = files::read_state(&settings.managed_path())?;
+        for (kind, ranges) in [
+            (Kind::Subuid, &plan.add_subuid),
+            (Kind::Subgid, &plan.add_subgid),
+        ] {
+            managed.ranges.extend(ranges.iter().map(|r| ManagedRange {
+                owner: tenant.owner().to_string(),
+                kind,
+                start: r.start,
+                count: r.count,
+            }));
+        }
+        files::write_state(&settings.managed_path(), &managed, false)?;
+        write_added(
+            &settings.subuid_file,
+            &subuid,
+            subuid_meta.as_ref(),
+            tenant,
+            &plan.add_subuid,
+        )?;
+        write_added(
+            &settings.subgid_file,
+            &subgid,
+            subgid_meta.as_ref(),
+            tenant,
+            &plan.add_subgid,
+        )?;
+        settings.sync_dirs()?;
+    }
+    Ok(Allocation {
+        tenant: tenant.owner().to_string(),
+        subuid: plan.subuid,
+        subgid: plan.subgid,
+        added_subuid: plan.add_subuid,
+        added_subgid: plan.add_subgid,
+    })
+}
+
+fn write_added(
+    path: &Path,
+    file: &SubidFile,
+    meta: Option<&std::fs::Metadata>,
+    tenant: &Tenant,
+    added: &[Range],
+) -> Result<(), SubidsError> {
+    if added.is_empty() {
+        return Ok(());
+    }
+    files::replace(path, &file.with_added(tenant.owner(), added), meta)
+}
+
+/// Removes every line of `tenant` (by name and by uid) from both files and quarantines the
+/// ranges for `quarantine_days`.
+pub fn release(settings: &Settings, tenant: &str) -> Result<Released, SubidsError> {
+    let tenant = identify(tenant)?;
+    let _locks = settings.lock()?;
+    let mut removed = Vec::new();
+    let mut rewrites = Vec::new();
+    for kind in [Kind::Subuid, Kind::Subgid] {
+        let path = settings.path(kind);
+        let (file, meta) = files::read(path)?;
+        let (bytes, entries) = file.without(&tenant);
+        if entries.is_empty() {
+            continue;
+        }
+        removed.extend(entries.into_iter().map(|e| (kind, e)));
+        rewrites.push((path, bytes, meta));
+    }
+    let listed = |kind: Kind, e: &rules::Entry| Listed {
+        owner: e.owner.clone(),
+        start: e.range.start,
+        count: e.range.count,
+        file: settings.path(kind).to_path_buf(),
+        line: e.line,
+        managed: false,
+    };
+    let released = Released {
+        tenant: tenant.owner().to_string(),
+        removed: removed.iter().map(|(kind, e)| listed(*kind, e)).collect(),
+        quarantine_days: settings.quarantine_days,
+    };
+    if removed.is_empty() {
+        return Ok(released);
+    }
+    // Quarantine first: a crash then holds back ranges that may still be in the files.
+    let now = now();
+    let mut quarantine: QuarantineState = files::read_state(&settings.quarantine_path())?;
+    quarantine
+        .ranges
+        .retain(|q| q.active(now, settings.quarantine_days));
+    quarantine
+        .ranges
+        .extend(removed.iter().map(|(kind, e)| Quarantined {
+            owner: e.owner.clone(),
+            kind: *kind,
+            start: e.range.start,
+            count: e.range.count,
+            released_at: now,
+        }));
+    files::write_state(&settings.quarantine_path(), &quarantine, true)?;
+    for (path, bytes, meta) in &rewrites {
+        files::replace(path, bytes, meta.as_ref())?;
+    }
+    settings.sync_dirs()?;
+    let mut managed: ManagedState = files::read_state(&settings.managed_path())?;
+    let before = managed.ranges.len();
+    managed.ranges.retain(|m| !tenant.owns(&m.owner));
+    if managed.ranges.len() != before {
+        files::write_state(&settings.managed_path(), &managed, false)?;
+    }
+    Ok(released)
+}
+
+/// Every range in both files, with its file and line and whether nonrootd allocated it.
+pub fn list(settings: &Settings) -> Result<Listing, SubidsError> {
+    let managed: ManagedState = files::read_state(&settings.managed_path())?;
+    let ours: HashSet<(Kind, &str, u64, u64)> = managed
+        .ranges
+        .iter()
+        .map(|m| (m.kind, m.owner.as_str(), m.start, m.count))
+        .collect();
+    let mut entries = Vec::new();
+    for kind in [Kind::Subuid, Kind::Subgid] {
+        let path = settings.path(kind);
+        let (file, _) = files::read(path)?;
+        entries.extend(file.entries.iter().map(|e| Listed {
+            owner: e.owner.clone(),
+            start: e.range.start,
+            count: e.range.count,
+            file: path.to_path_buf(),
+            line: e.line,
+            managed: ours.contains(&(kind, e.owner.as_str(), e.range.start, e.range.count)),
+        }));
+    }
+    Ok(Listing { entries })
+}
+
+/// Validates both files: malformed and ambiguous lines, overlaps, duplicates, ranges touching
+/// 4294967295.
+pub fn check(settings: &Settings) -> Result<CheckReport, SubidsError> {
+    let mut files = Vec::new();
+    for kind in [Kind::Subuid, Kind::Subgid] {
+        let path = settings.path(kind);
+        let (file, _) = files::read(path)?;
+        files.push((path.to_path_buf(), file.check()));
+    }
+    Ok(CheckReport { files })
+}
+
+/// Makes every `[[tenant]]` own a range in both files (never releases). One report entry per
+/// tenant and file.
+pub fn ensure_tenants(config: &Config, ids: &dyn IdResolver, state_dir: &Path) -> Report {
+    let settings = Settings::new(config, state_dir);
+    let mut report = Report::default();
+    for t in &config.tenants {
+        let count = t.count.unwrap_or(settings.count);
+        let spelling = spelling_of(&t.name.value);
+        let desired = format!("{spelling}: {count} ids");
+        let paths = [&settings.subuid_file, &settings.subgid_file];
+        let tenant = match (&t.name.value, t.name.value.resolve_user(ids)) {
+            (_, Err(reason)) => {
+                for path in paths {
+                    let reason = format!("{reason} ({})", t.name.origin);
+                    report.push(Duty::Subids, path, &desired, Outcome::Refused { reason });
+                }
+                continue;
+            }
+            (IdRef::Name(name), Ok(uid)) => {
+                Tenant::new(&Spelling::Name(name.clone()), Some(uid.to_string()))
+            }
+            (IdRef::Id(_), Ok(uid)) => Tenant::new(&Spelling::Uid(uid.0), name_of_uid(uid.0)),
+        };
+        match allocate_tenant(&settings, &tenant, count, false) {
+            Ok(a) => {
+                for (path, added) in paths.into_iter().zip([&a.added_subuid, &a.added_subgid]) {
+                    let outcome = if added.is_empty() {
+                        Outcome::Correct
+                    } else {
+                        let lines: Vec<String> = added
+                            .iter()
+                            .map(|r| format!("{}:{}:{}", a.tenant, r.start, r.count))
+                            .collect();
+                        Outcome::Changed {
+                            change: format!("added {}", lines.join(", ")),
+                        }
+                    };
+                    report.push(Duty::Subids, path, &desired, outcome);
+                }
+            }
+            Err(e) => {
+                for path in paths {
+                    let outcome = if e.is_refusal() {
+                        Outcome::Refused {
+                            reason: e.to_string(),
+                        }
+                    } else {
+                        Outcome::Failed {
+                            error: e.to_string(),
+                        }
+                    };
+                    report.push(Duty::Subids, path, &desired, outcome);
+                }
+            }
+        }
+    }
+    report
+}

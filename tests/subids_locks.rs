@@ -1,0 +1,144 @@
+//! shadow-utils' locks: with `<file>.lock` or `.pwd.lock` held by another live process,
+//! `allocate` waits a bounded time, then fails with nothing written; a `<file>.lock` left by a
+//! dead process is reclaimed.
+
+mod subids_support;
+
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use nonrootd::subids::{self, Settings, SubidsError};
+use subids_support::TempEtc;
+
+const BEFORE: &str = "old:100000:65536\n";
+
+fn prepared() -> (TempEtc, Settings) {
+    let etc = TempEtc::new();
+    etc.write("subuid", BEFORE);
+    etc.write("subgid", BEFORE);
+    let mut settings = etc.settings("");
+    settings.lock_timeout = Duration::from_millis(300);
+    (etc, settings)
+}
+
+/// A process in its own process group, killed with the whole group on drop.
+struct Holder(Child);
+
+impl Holder {
+    fn spawn(cmd: &mut Command) -> Holder {
+        Holder(
+            cmd.process_group(0)
+                .stdin(Stdio::null())
+                .spawn()
+                .expect("spawn"),
+        )
+    }
+
+    fn pid(&self) -> u32 {
+        self.0.id()
+    }
+}
+
+impl Drop for Holder {
+    fn drop(&mut self) {
+        let _ = killpg(Pid::from_raw(self.0.id() as i32), Signal::SIGKILL);
+        let _ = self.0.wait();
+    }
+}
+
+fn assert_nothing_written(etc: &TempEtc) {
+    assert_eq!(etc.read("subuid"), BEFORE);
+    assert_eq!(etc.read("subgid"), BEFORE);
+    assert!(!etc.state().exists(), "no state written");
+}
+
+#[test]
+fn file_lock_of_a_live_process_times_out() {
+    for name in ["subuid.lock", "subgid.lock"] {
+        let (etc, settings) = prepared();
+        let holder = Holder::spawn(Command::new("sleep").arg("60"));
+        etc.write(name, &format!("{}\0", holder.pid()));
+        let err = subids::allocate(&settings, "acme", None, false).unwrap_err();
+        match &err {
+            SubidsError::Locked {
+                path,
+                holder: Some(pid),
+            } => {
+                assert_eq!((path, *pid), (&etc.path(name), holder.pid()));
+            }
+            other => panic!("{name}: {other}"),
+        }
+        assert!(err.to_string().contains("nothing was written"), "{err}");
+        assert_nothing_written(&etc);
+        assert_eq!(
+            etc.read(name),
+            format!("{}\0", holder.pid()),
+            "another's lock is left alone"
+        );
+        assert!(
+            !etc.path("subuid.lock").exists() || name == "subuid.lock",
+            "our own lock is removed"
+        );
+    }
+}
+
+#[test]
+fn pwd_lock_held_by_shadow_times_out() {
+    let (etc, settings) = TempEtc::copy_of_host_with(BEFORE);
+    // vipw takes lckpwdf's lock, then waits for its "editor".
+    let mut cmd = etc.shadow_command("exec vipw");
+    let holder = Holder::spawn(
+        cmd.env("EDITOR", "sleep 60 #")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    );
+    for _ in 0..1000 {
+        if etc.path("passwd.lock").exists() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(etc.path("passwd.lock").exists(), "vipw did not lock");
+    let err = subids::allocate(&settings, "acme", None, false).unwrap_err();
+    match &err {
+        SubidsError::Locked {
+            path,
+            holder: Some(pid),
+        } => {
+            assert_eq!((path, *pid), (&etc.path(".pwd.lock"), holder.pid()));
+        }
+        other => panic!("{other}"),
+    }
+    assert_eq!(etc.read("subuid"), BEFORE);
+    assert_eq!(etc.read("subgid"), BEFORE);
+    assert!(!etc.path("subuid.lock").exists());
+    drop(holder);
+    subids::allocate(&settings, "acme", None, false).expect("free once vipw is gone");
+}
+
+#[test]
+fn stale_lock_of_a_dead_process_is_reclaimed() {
+    let (etc, settings) = prepared();
+    let mut dead = Command::new("true").spawn().unwrap();
+    dead.wait().unwrap();
+    etc.write("subuid.lock", &format!("{}\0", dead.id()));
+    etc.write("subgid.lock", &format!("{}\0", std::process::id()));
+    let a = subids::allocate(&settings, "acme", None, false).unwrap();
+    assert_eq!(a.to_string(), "acme 165536 65536\n");
+    assert!(!etc.path("subuid.lock").exists() && !etc.path("subgid.lock").exists());
+}
+
+#[test]
+fn lock_without_a_pid_is_not_reclaimed() {
+    let (etc, settings) = prepared();
+    etc.write("subuid.lock", "garbage");
+    let err = subids::allocate(&settings, "acme", None, false).unwrap_err();
+    assert!(
+        matches!(err, SubidsError::Locked { holder: None, .. }),
+        "{err}"
+    );
+    assert_nothing_written(&etc);
+}

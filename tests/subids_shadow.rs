@@ -1,0 +1,64 @@
+//! Interoperation with Debian's shadow-utils (packages `passwd` and `uidmap`): `useradd`,
+//! `usermod` and `getsubids` run in a private mount namespace where a copy of `/etc` is `/etc`.
+
+mod subids_support;
+
+use nonrootd::subids;
+use subids_support::{TempEtc, assert_ok};
+
+/// getsubids' lines for a user: `0: NAME START COUNT`.
+fn getsubids(etc: &TempEtc, flag: &str, user: &str) -> String {
+    assert_ok(&etc.shadow(&format!("getsubids {flag} {user}")))
+}
+
+#[test]
+fn getsubids_reads_what_nonrootd_writes() {
+    let etc = TempEtc::copy_of_host();
+    etc.write("subuid", "#old:100000:65536\nold:0x30000:1000   \n");
+    assert_ok(&etc.shadow("useradd -K SUB_UID_COUNT=0 -K SUB_GID_COUNT=0 tenant1"));
+    let a = subids::allocate(&etc.settings(""), "tenant1", None, false).unwrap();
+    assert_eq!(a.to_string(), "tenant1 165536 65536\n");
+    assert_eq!(getsubids(&etc, "", "tenant1"), "0: tenant1 165536 65536\n");
+    assert_eq!(
+        getsubids(&etc, "-g", "tenant1"),
+        "0: tenant1 165536 65536\n"
+    );
+}
+
+#[test]
+fn ranges_added_by_usermod_are_taken() {
+    let etc = TempEtc::copy_of_host();
+    assert_ok(&etc.shadow(
+        "useradd -K SUB_UID_COUNT=0 -K SUB_GID_COUNT=0 t1\n\
+         useradd -K SUB_UID_COUNT=0 -K SUB_GID_COUNT=0 t2\n\
+         usermod --add-subuids 100000-165535 --add-subgids 100000-199999 t1",
+    ));
+    let a = subids::allocate(&etc.settings(""), "t2", Some(1000), false).unwrap();
+    assert_eq!(
+        a.to_string(),
+        "t2 200000 1000\n",
+        "one start free in both files"
+    );
+    assert_eq!(getsubids(&etc, "", "t2"), "0: t2 200000 1000\n");
+    assert_eq!(getsubids(&etc, "-g", "t1"), "0: t1 100000 100000\n");
+}
+
+#[test]
+fn debian_useradd_ranges_are_kept_and_useradd_sees_ours() {
+    let etc = TempEtc::copy_of_host();
+    assert_ok(&etc.shadow("useradd t3"));
+    let settings = etc.settings("");
+    let kept = subids::allocate(&settings, "t3", None, false).unwrap();
+    assert!(!kept.changed(), "useradd already gave t3 a range: {kept:?}");
+    assert_eq!(kept.to_string(), "t3 100000 65536\n");
+    let ours = subids::allocate(&settings, "acme", None, false).unwrap();
+    assert_eq!(ours.to_string(), "acme 165536 65536\n");
+    assert_ok(&etc.shadow("useradd t4"));
+    assert_eq!(
+        getsubids(&etc, "", "t4"),
+        "0: t4 231072 65536\n",
+        "useradd's first fit skips nonrootd's range"
+    );
+    let check = subids::check(&settings).unwrap();
+    assert!(check.is_clean(), "{check}");
+}
