@@ -1,0 +1,267 @@
+//! Man pages (clap_mangen) and shell completions (clap_complete) generated from the CLI
+//! definitions, so they never drift from `--help`.
+
+use std::fs;
+use std::io::{self, Write};
+use std::path::Path;
+
+use clap_complete::Shell;
+use clap_mangen::Man;
+
+/// A generated file: path relative to the repository root, and its contents.
+pub struct Generated {
+    pub path: String,
+    pub bytes: Vec<u8>,
+}
+
+const MANUAL: &str = "nonrootd manual";
+
+/// A page as clap_mangen renders it, with `description` (roff) appended to its
+/// DESCRIPTION and `sections` (roff) added before VERSION.
+fn man_page(man: Man, cmd: &clap::Command, description: &str, sections: &str) -> Vec<u8> {
+    let mut out = Vec::new();
+    let render = |out: &mut Vec<u8>| -> io::Result<()> {
+        man.render_title(out)?;
+        man.render_name_section(out)?;
+        man.render_synopsis_section(out)?;
+        man.render_description_section(out)?;
+        out.extend_from_slice(description.as_bytes());
+        if cmd.get_arguments().any(|a| !a.is_hide_set()) {
+            man.render_options_section(out)?;
+        }
+        if cmd.has_subcommands() {
+            man.render_subcommands_section(out)?;
+        }
+        out.extend_from_slice(sections.as_bytes());
+        if cmd.get_version().is_some() {
+            man.render_version_section(out)?;
+        }
+        Ok(())
+    };
+    render(&mut out).expect("rendering into memory cannot fail");
+    out
+}
+
+const NONROOTD_DESCRIPTION: &str = r#".PP
+.B nonrootd
+is started by systemd (\fBnonrootd.service\fR, \fBType=notify\fR).
+It applies every configured duty once at start, then re-applies the docker
+duties whenever one of the units in \fB[docker] units\fR becomes active, and
+restores a socket's ACL the moment the socket is recreated or the ACL is removed
+(inotify on the socket's directory).
+It tells systemd it is ready only after it owns \fBorg.nonrootd1\fR on the system
+bus and the first apply is done.
+Without a system bus it logs one warning and keeps working on inotify.
+.PP
+On the system bus it serves \fBorg.nonrootd1\fR, object \fB/org/nonrootd1\fR,
+interface \fBorg.nonrootd1.Manager\fR: status is open to every user; applying
+and reloading need uid 0.
+"#;
+
+const NONROOTD_SECTIONS: &str = r#".SH SIGNALS
+.TP
+.B SIGHUP
+Re-read the configuration (as \fBnonrootctl reload\fR and \fBsystemctl reload
+nonrootd\fR do).
+An invalid configuration is refused, the error is logged and the old
+configuration stays in force.
+.TP
+.BR SIGTERM ", " SIGINT
+Stop cleanly.
+.SH FILES
+.TP
+.I /etc/nonrootd/nonrootd.toml
+The configuration; see \fBnonrootd.toml\fR(5).
+.TP
+.I /etc/nonrootd/nonrootd.d/*.toml
+Drop-ins, read after the main file in lexical order.
+.TP
+.I /var/lib/nonrootd/
+State: \fIgrants.json\fR records the ACL entries nonrootd granted (so only those
+are ever revoked), \fIapply.lock\fR serializes the daemon, the Docker hook and
+\fBnonrootctl\fR.
+.TP
+.I /usr/lib/systemd/system/nonrootd.service
+The hardened unit.
+Paths outside \fI/etc\fR, \fI/run\fR, \fI/var/lib/docker\fR and
+\fI/sys/firmware/dmi/tables\fR are read-only to the daemon: give others with a
+drop-in (\fBsystemctl edit nonrootd\fR, \fBReadWritePaths=\fR\fIPATH\fR).
+.TP
+.I /usr/lib/systemd/system/docker.service.d/nonrootd.conf
+.TQ
+.I /usr/lib/systemd/system/docker.socket.d/nonrootd.conf
+Docker's \fBExecStartPost=\fR hooks: \fBnonrootctl apply \-\-local\fR, bounded
+and with failures ignored, so the host is prepared before Docker is reported
+started, even at boot before the D-Bus daemon runs.
+.SH "SEE ALSO"
+\fBnonrootctl\fR(1), \fBnonrootd.toml\fR(5), \fBsystemd.exec\fR(5), \fBacl\fR(5)
+"#;
+
+const NONROOTCTL_SECTIONS: &str = r#".SH "EXIT STATUS"
+.TP
+.B 0
+Success: everything asked for is done (or, for \fBcheck\-config\fR, the
+configuration is valid).
+.TP
+.B 1
+Something was refused or failed, or the configuration is invalid; the reason is
+printed per path.
+.TP
+.B 2
+Wrong usage.
+.SH ENVIRONMENT
+.TP
+.B STATE_DIRECTORY
+The state directory when \fB\-\-state\-dir\fR is not given (set by systemd's
+\fBStateDirectory=\fR); else \fI/var/lib/nonrootd\fR.
+.TP
+.B NO_COLOR
+Disables colours.
+.SH FILES
+.TP
+.I /etc/nonrootd/nonrootd.toml
+.TQ
+.I /etc/nonrootd/nonrootd.d/*.toml
+The configuration; see \fBnonrootd.toml\fR(5).
+.TP
+.I /var/lib/nonrootd/
+What nonrootd granted, and the apply lock.
+.SH "SEE ALSO"
+\fBnonrootd\fR(8), \fBnonrootd.toml\fR(5)
+"#;
+
+/// Every generated file, in memory.
+pub fn all() -> Vec<Generated> {
+    let mut files = Vec::new();
+
+    let mut daemon = nonrootd::daemon::command();
+    daemon.build();
+    files.push(Generated {
+        path: "man/nonrootd.8".into(),
+        bytes: man_page(
+            Man::new(daemon.clone()).section("8").manual(MANUAL),
+            &daemon,
+            NONROOTD_DESCRIPTION,
+            NONROOTD_SECTIONS,
+        ),
+    });
+
+    // nonrootctl(1) lists the subcommands; each gets its own page, nonrootctl-NAME(1), as
+    // git(1) does.
+    let mut ctl = nonrootd::cli::command().disable_help_subcommand(true);
+    ctl.build();
+    files.push(Generated {
+        path: "man/nonrootctl.1".into(),
+        bytes: man_page(Man::new(ctl.clone()).manual(MANUAL), &ctl, "", NONROOTCTL_SECTIONS),
+    });
+    fn subcommand_pages(cmd: &clap::Command, files: &mut Vec<Generated>) {
+        for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+            let man = Man::new(sub.clone()).manual(MANUAL);
+            let path = format!("man/{}", man.get_filename());
+            let see_also = format!(
+                ".SH \"SEE ALSO\"\n\\fB{}\\fR(1), \\fBnonrootd.toml\\fR(5)\n",
+                cmd.get_display_name().unwrap_or(cmd.get_name()).replace('-', "\\-")
+            );
+            files.push(Generated {
+                path,
+                bytes: man_page(man, sub, "", &see_also),
+            });
+            subcommand_pages(sub, files);
+        }
+    }
+    subcommand_pages(&ctl, &mut files);
+
+    for (shell, ext) in [(Shell::Bash, "bash"), (Shell::Zsh, "zsh"), (Shell::Fish, "fish")] {
+        let mut cmd = nonrootd::cli::command();
+        let mut bytes = Vec::new();
+        clap_complete::generate(shell, &mut cmd, "nonrootctl", &mut bytes);
+        files.push(Generated {
+            path: format!("completions/nonrootctl.{ext}"),
+            bytes,
+        });
+    }
+    files
+}
+
+/// Files in the generated directories that no longer correspond to a command.
+fn orphans(root: &Path, generated: &[Generated]) -> Vec<String> {
+    let mut orphans = Vec::new();
+    for (dir, is_generated) in [
+        (
+            "man",
+            (|name: &str| name.starts_with("nonrootctl") || name == "nonrootd.8") as fn(&str) -> bool,
+        ),
+        ("completions", |_: &str| true),
+    ] {
+        let Ok(entries) = fs::read_dir(root.join(dir)) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let path = format!("{dir}/{name}");
+            if is_generated(&name) && !generated.iter().any(|g| g.path == path) {
+                orphans.push(path);
+            }
+        }
+    }
+    orphans.sort();
+    orphans
+}
+
+/// Writes every generated file and removes orphans; returns what changed.
+pub fn write_all(root: &Path) -> io::Result<Vec<String>> {
+    let generated = all();
+    let mut written = Vec::new();
+    for path in orphans(root, &generated) {
+        fs::remove_file(root.join(&path))?;
+        written.push(format!("{path} (removed)"));
+    }
+    for file in generated {
+        let path = root.join(&file.path);
+        if fs::read(&path).ok().as_deref() == Some(&file.bytes[..]) {
+            continue;
+        }
+        fs::create_dir_all(path.parent().expect("generated files live in a directory"))?;
+        let mut out = fs::File::create(&path)?;
+        out.write_all(&file.bytes)?;
+        written.push(file.path);
+    }
+    Ok(written)
+}
+
+/// What `write_all` would change, as messages.
+pub fn stale(root: &Path) -> Vec<String> {
+    let generated = all();
+    let mut problems: Vec<String> = orphans(root, &generated)
+        .into_iter()
+        .map(|p| format!("{p} is generated but no command produces it any more"))
+        .collect();
+    for file in &generated {
+        match fs::read(root.join(&file.path)) {
+            Ok(bytes) if bytes == file.bytes => {}
+            Ok(_) => problems.push(format!("{} is stale", file.path)),
+            Err(e) => problems.push(format!("{}: {e}", file.path)),
+        }
+    }
+    problems
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_files_are_current() {
+        let problems = stale(&crate::root());
+        assert!(problems.is_empty(), "run `cargo xtask gen`: {problems:#?}");
+    }
+
+    #[test]
+    fn every_subcommand_has_a_page() {
+        let files = all();
+        for sub in nonrootd::cli::command().get_subcommands() {
+            let page = format!("man/nonrootctl-{}.1", sub.get_name());
+            assert!(files.iter().any(|f| f.path == page), "{page} missing");
+        }
+    }
+}
