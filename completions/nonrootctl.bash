@@ -25,8 +25,17 @@ _nonrootctl() {
             nonrootctl,help)
                 cmd="nonrootctl__subcmd__help"
                 ;;
+            nonrootctl,reload)
+                cmd="nonrootctl__subcmd__reload"
+                ;;
             nonrootctl,revoke)
                 cmd="nonrootctl__subcmd__revoke"
+                ;;
+            nonrootctl,status)
+                cmd="nonrootctl__subcmd__status"
+                ;;
+            nonrootctl,subids)
+                cmd="nonrootctl__subcmd__subids"
                 ;;
             nonrootctl__subcmd__help,apply)
                 cmd="nonrootctl__subcmd__help__subcmd__apply"
@@ -37,8 +46,59 @@ _nonrootctl() {
             nonrootctl__subcmd__help,help)
                 cmd="nonrootctl__subcmd__help__subcmd__help"
                 ;;
+            nonrootctl__subcmd__help,reload)
+                cmd="nonrootctl__subcmd__help__subcmd__reload"
+                ;;
             nonrootctl__subcmd__help,revoke)
                 cmd="nonrootctl__subcmd__help__subcmd__revoke"
+                ;;
+            nonrootctl__subcmd__help,status)
+                cmd="nonrootctl__subcmd__help__subcmd__status"
+                ;;
+            nonrootctl__subcmd__help,subids)
+                cmd="nonrootctl__subcmd__help__subcmd__subids"
+                ;;
+            nonrootctl__subcmd__help__subcmd__subids,allocate)
+                cmd="nonrootctl__subcmd__help__subcmd__subids__subcmd__allocate"
+                ;;
+            nonrootctl__subcmd__help__subcmd__subids,check)
+                cmd="nonrootctl__subcmd__help__subcmd__subids__subcmd__check"
+                ;;
+            nonrootctl__subcmd__help__subcmd__subids,list)
+                cmd="nonrootctl__subcmd__help__subcmd__subids__subcmd__list"
+                ;;
+            nonrootctl__subcmd__help__subcmd__subids,release)
+                cmd="nonrootctl__subcmd__help__subcmd__subids__subcmd__release"
+                ;;
+            nonrootctl__subcmd__subids,allocate)
+                cmd="nonrootctl__subcmd__subids__subcmd__allocate"
+                ;;
+            nonrootctl__subcmd__subids,check)
+                cmd="nonrootctl__subcmd__subids__subcmd__check"
+                ;;
+            nonrootctl__subcmd__subids,help)
+                cmd="nonrootctl__subcmd__subids__subcmd__help"
+                ;;
+            nonrootctl__subcmd__subids,list)
+                cmd="nonrootctl__subcmd__subids__subcmd__list"
+                ;;
+            nonrootctl__subcmd__subids,release)
+                cmd="nonrootctl__subcmd__subids__subcmd__release"
+                ;;
+            nonrootctl__subcmd__subids__subcmd__help,allocate)
+                cmd="nonrootctl__subcmd__subids__subcmd__help__subcmd__allocate"
+                ;;
+            nonrootctl__subcmd__subids__subcmd__help,check)
+                cmd="nonrootctl__subcmd__subids__subcmd__help__subcmd__check"
+                ;;
+            nonrootctl__subcmd__subids__subcmd__help,help)
+                cmd="nonrootctl__subcmd__subids__subcmd__help__subcmd__help"
+                ;;
+            nonrootctl__subcmd__subids__subcmd__help,list)
+                cmd="nonrootctl__subcmd__subids__subcmd__help__subcmd__list"
+                ;;
+            nonrootctl__subcmd__subids__subcmd__help,release)
+                cmd="nonrootctl__subcmd__subids__subcmd__help__subcmd__release"
                 ;;
             *)
                 ;;
@@ -47,7 +107,7 @@ _nonrootctl() {
 
     case "${cmd}" in
         nonrootctl)
-            opts="-v -h -V --config --state-dir --verbose --help --version apply check-config revoke help"
+            opts="-v -h -V --config --state-dir --verbose --help --version status apply reload check-config revoke subids help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -69,7 +129,7 @@ _nonrootctl() {
             return 0
             ;;
         nonrootctl__subcmd__apply)
-            opts="-v -h --only --dry-run --json --timeout --config --state-dir --verbose --help"
+            opts="-v -h --only --dry-run --json --local --timeout --config --state-dir --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -121,7 +181,7 @@ _nonrootctl() {
             return 0
             ;;
         nonrootctl__subcmd__help)
-            opts="apply check-config revoke help"
+            opts="status apply reload check-config revoke subids help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -176,6 +236,20 @@ _nonrootctl() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        nonrootctl__subcmd__help__subcmd__reload)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         nonrootctl__subcmd__help__subcmd__revoke)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -183,6 +257,116 @@ _nonrootctl() {
                 return 0
             fi
             case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        nonrootctl__subcmd__help__subcmd__status)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        nonrootctl__subcmd__help__subcmd__subids)
+            opts="allocate release list check"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        nonrootctl__subcmd__help__subcmd__subids__subcmd__allocate)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        nonrootctl__subcmd__help__subcmd__subids__subcmd__check)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        nonrootctl__subcmd__help__subcmd__subids__subcmd__list)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        nonrootctl__subcmd__help__subcmd__subids__subcmd__release)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        nonrootctl__subcmd__reload)
+            opts="-v -h --timeout --config --state-dir --verbose --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --state-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -201,6 +385,230 @@ _nonrootctl() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --state-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        nonrootctl__subcmd__status)
+            opts="-v -h --json --timeout --config --state-dir --verbose --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --state-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        nonrootctl__subcmd__subids)
+            opts="-v -h --config --state-dir --verbose --help allocate release list check help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --state-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        nonrootctl__subcmd__subids__subcmd__allocate)
+            opts="-v -h --count --grow --config --state-dir --verbose --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --count)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --state-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        nonrootctl__subcmd__subids__subcmd__check)
+            opts="-v -h --config --state-dir --verbose --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --state-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        nonrootctl__subcmd__subids__subcmd__help)
+            opts="allocate release list check help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        nonrootctl__subcmd__subids__subcmd__help__subcmd__allocate)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        nonrootctl__subcmd__subids__subcmd__help__subcmd__check)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        nonrootctl__subcmd__subids__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        nonrootctl__subcmd__subids__subcmd__help__subcmd__list)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        nonrootctl__subcmd__subids__subcmd__help__subcmd__release)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        nonrootctl__subcmd__subids__subcmd__list)
+            opts="-v -h --json --config --state-dir --verbose --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --state-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        nonrootctl__subcmd__subids__subcmd__release)
+            opts="-v -h --config --state-dir --verbose --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
                 --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0

@@ -24,34 +24,89 @@ function __fish_nonrootctl_using_subcommand
     contains -- $cmd[1] $argv
 end
 
-complete -c nonrootctl -n "__fish_nonrootctl_needs_command" -l config -d 'Main config file; drop-ins are read from nonrootd.d/ beside it' -r -F
+complete -c nonrootctl -n "__fish_nonrootctl_needs_command" -l config -d 'Main config file; drop-ins are read from nonrootd.d/ beside it [default: /etc/nonrootd/nonrootd.toml]. With it, `apply` works in-process instead of asking the daemon' -r -F
 complete -c nonrootctl -n "__fish_nonrootctl_needs_command" -l state-dir -d 'Where nonrootd records what it granted [default: $STATE_DIRECTORY or /var/lib/nonrootd]' -r -F
 complete -c nonrootctl -n "__fish_nonrootctl_needs_command" -s v -l verbose -d 'Log more (-v: changes, -vv: debugging)'
 complete -c nonrootctl -n "__fish_nonrootctl_needs_command" -s h -l help -d 'Print help'
 complete -c nonrootctl -n "__fish_nonrootctl_needs_command" -s V -l version -d 'Print version'
-complete -c nonrootctl -n "__fish_nonrootctl_needs_command" -f -a "apply" -d 'Apply the configured duties now and report per path'
+complete -c nonrootctl -n "__fish_nonrootctl_needs_command" -f -a "status" -d 'Show the daemon\'s state per duty and path (exit 0 all correct, 1 something refused or failed, 3 daemon not running)'
+complete -c nonrootctl -n "__fish_nonrootctl_needs_command" -f -a "apply" -d 'Apply the configured duties now and report per path: through the daemon when it runs, in-process otherwise'
+complete -c nonrootctl -n "__fish_nonrootctl_needs_command" -f -a "reload" -d 'Make the daemon re-read its config; a broken config is refused and the old one kept'
 complete -c nonrootctl -n "__fish_nonrootctl_needs_command" -f -a "check-config" -d 'Validate the main file and its drop-ins; exit 1 naming file, line and key of every problem'
-complete -c nonrootctl -n "__fish_nonrootctl_needs_command" -f -a "revoke" -d 'Remove every ACL entry nonrootd recorded as granted (the package runs this on purge)'
+complete -c nonrootctl -n "__fish_nonrootctl_needs_command" -f -a "revoke" -d 'Remove every ACL entry nonrootd recorded as granted (the package runs this on removal)'
+complete -c nonrootctl -n "__fish_nonrootctl_needs_command" -f -a "subids" -d 'Subordinate uid/gid ranges per tenant in /etc/subuid and /etc/subgid'
 complete -c nonrootctl -n "__fish_nonrootctl_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand status" -l timeout -d 'Give up waiting for the daemon after this long' -r
+complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand status" -l config -d 'Main config file; drop-ins are read from nonrootd.d/ beside it [default: /etc/nonrootd/nonrootd.toml]. With it, `apply` works in-process instead of asking the daemon' -r -F
+complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand status" -l state-dir -d 'Where nonrootd records what it granted [default: $STATE_DIRECTORY or /var/lib/nonrootd]' -r -F
+complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand status" -l json -d 'Print the status as JSON'
+complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand status" -s v -l verbose -d 'Log more (-v: changes, -vv: debugging)'
+complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand status" -s h -l help -d 'Print help'
 complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand apply" -l only -d 'Comma-separated duties: docker, sockets, dmi, subids [default: docker,sockets,dmi]' -r
 complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand apply" -l timeout -d 'Give up after this long (e.g. 5s, 500ms), so a hook never hangs Docker\'s start' -r
-complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand apply" -l config -d 'Main config file; drop-ins are read from nonrootd.d/ beside it' -r -F
+complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand apply" -l config -d 'Main config file; drop-ins are read from nonrootd.d/ beside it [default: /etc/nonrootd/nonrootd.toml]. With it, `apply` works in-process instead of asking the daemon' -r -F
 complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand apply" -l state-dir -d 'Where nonrootd records what it granted [default: $STATE_DIRECTORY or /var/lib/nonrootd]' -r -F
 complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand apply" -l dry-run -d 'Print what would change and change nothing'
 complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand apply" -l json -d 'Print the report as JSON'
+complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand apply" -l local -d 'Apply in-process without touching the bus (Docker\'s ExecStartPost= hook: docker.socket starts before the bus at boot)'
 complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand apply" -s v -l verbose -d 'Log more (-v: changes, -vv: debugging)'
 complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand apply" -s h -l help -d 'Print help'
-complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand check-config" -l config -d 'Main config file; drop-ins are read from nonrootd.d/ beside it' -r -F
+complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand reload" -l timeout -d 'Give up waiting for the daemon after this long' -r
+complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand reload" -l config -d 'Main config file; drop-ins are read from nonrootd.d/ beside it [default: /etc/nonrootd/nonrootd.toml]. With it, `apply` works in-process instead of asking the daemon' -r -F
+complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand reload" -l state-dir -d 'Where nonrootd records what it granted [default: $STATE_DIRECTORY or /var/lib/nonrootd]' -r -F
+complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand reload" -s v -l verbose -d 'Log more (-v: changes, -vv: debugging)'
+complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand reload" -s h -l help -d 'Print help'
+complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand check-config" -l config -d 'Main config file; drop-ins are read from nonrootd.d/ beside it [default: /etc/nonrootd/nonrootd.toml]. With it, `apply` works in-process instead of asking the daemon' -r -F
 complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand check-config" -l state-dir -d 'Where nonrootd records what it granted [default: $STATE_DIRECTORY or /var/lib/nonrootd]' -r -F
 complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand check-config" -s v -l verbose -d 'Log more (-v: changes, -vv: debugging)'
 complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand check-config" -s h -l help -d 'Print help'
 complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand revoke" -l timeout -d 'Give up waiting for another apply after this long' -r
-complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand revoke" -l config -d 'Main config file; drop-ins are read from nonrootd.d/ beside it' -r -F
+complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand revoke" -l config -d 'Main config file; drop-ins are read from nonrootd.d/ beside it [default: /etc/nonrootd/nonrootd.toml]. With it, `apply` works in-process instead of asking the daemon' -r -F
 complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand revoke" -l state-dir -d 'Where nonrootd records what it granted [default: $STATE_DIRECTORY or /var/lib/nonrootd]' -r -F
 complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand revoke" -l json -d 'Print the report as JSON'
 complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand revoke" -s v -l verbose -d 'Log more (-v: changes, -vv: debugging)'
 complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand revoke" -s h -l help -d 'Print help'
-complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand help; and not __fish_seen_subcommand_from apply check-config revoke help" -f -a "apply" -d 'Apply the configured duties now and report per path'
-complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand help; and not __fish_seen_subcommand_from apply check-config revoke help" -f -a "check-config" -d 'Validate the main file and its drop-ins; exit 1 naming file, line and key of every problem'
-complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand help; and not __fish_seen_subcommand_from apply check-config revoke help" -f -a "revoke" -d 'Remove every ACL entry nonrootd recorded as granted (the package runs this on purge)'
-complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand help; and not __fish_seen_subcommand_from apply check-config revoke help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand subids; and not __fish_seen_subcommand_from allocate release list check help" -l config -d 'Main config file; drop-ins are read from nonrootd.d/ beside it [default: /etc/nonrootd/nonrootd.toml]. With it, `apply` works in-process instead of asking the daemon' -r -F
+complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand subids; and not __fish_seen_subcommand_from allocate release list check help" -l state-dir -d 'Where nonrootd records what it granted [default: $STATE_DIRECTORY or /var/lib/nonrootd]' -r -F
+complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand subids; and not __fish_seen_subcommand_from allocate release list check help" -s v -l verbose -d 'Log more (-v: changes, -vv: debugging)'
+complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand subids; and not __fish_seen_subcommand_from allocate release list check help" -s h -l help -d 'Print help'
+complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand subids; and not __fish_seen_subcommand_from allocate release list check help" -f -a "allocate" -d 'Give NAME (a user name or numeric uid) a range in both files; prints NAME START COUNT'
+complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand subids; and not __fish_seen_subcommand_from allocate release list check help" -f -a "release" -d 'Remove NAME\'s lines (by name and by uid) from both files and quarantine the ranges'
+complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand subids; and not __fish_seen_subcommand_from allocate release list check help" -f -a "list" -d 'Every owner, start, count, file, line, and whether nonrootd manages it'
+complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand subids; and not __fish_seen_subcommand_from allocate release list check help" -f -a "check" -d 'Validate both files; exit 1 when anything is wrong'
+complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand subids; and not __fish_seen_subcommand_from allocate release list check help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand subids; and __fish_seen_subcommand_from allocate" -l count -d 'Ids wanted (default: the tenant\'s count in the config, else [subids] count)' -r
+complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand subids; and __fish_seen_subcommand_from allocate" -l config -d 'Main config file; drop-ins are read from nonrootd.d/ beside it [default: /etc/nonrootd/nonrootd.toml]. With it, `apply` works in-process instead of asking the daemon' -r -F
+complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand subids; and __fish_seen_subcommand_from allocate" -l state-dir -d 'Where nonrootd records what it granted [default: $STATE_DIRECTORY or /var/lib/nonrootd]' -r -F
+complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand subids; and __fish_seen_subcommand_from allocate" -l grow -d 'Add a second range when NAME owns fewer ids than asked'
+complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand subids; and __fish_seen_subcommand_from allocate" -s v -l verbose -d 'Log more (-v: changes, -vv: debugging)'
+complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand subids; and __fish_seen_subcommand_from allocate" -s h -l help -d 'Print help'
+complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand subids; and __fish_seen_subcommand_from release" -l config -d 'Main config file; drop-ins are read from nonrootd.d/ beside it [default: /etc/nonrootd/nonrootd.toml]. With it, `apply` works in-process instead of asking the daemon' -r -F
+complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand subids; and __fish_seen_subcommand_from release" -l state-dir -d 'Where nonrootd records what it granted [default: $STATE_DIRECTORY or /var/lib/nonrootd]' -r -F
+complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand subids; and __fish_seen_subcommand_from release" -s v -l verbose -d 'Log more (-v: changes, -vv: debugging)'
+complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand subids; and __fish_seen_subcommand_from release" -s h -l help -d 'Print help'
+complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand subids; and __fish_seen_subcommand_from list" -l config -d 'Main config file; drop-ins are read from nonrootd.d/ beside it [default: /etc/nonrootd/nonrootd.toml]. With it, `apply` works in-process instead of asking the daemon' -r -F
+complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand subids; and __fish_seen_subcommand_from list" -l state-dir -d 'Where nonrootd records what it granted [default: $STATE_DIRECTORY or /var/lib/nonrootd]' -r -F
+complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand subids; and __fish_seen_subcommand_from list" -l json
+complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand subids; and __fish_seen_subcommand_from list" -s v -l verbose -d 'Log more (-v: changes, -vv: debugging)'
+complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand subids; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help'
+complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand subids; and __fish_seen_subcommand_from check" -l config -d 'Main config file; drop-ins are read from nonrootd.d/ beside it [default: /etc/nonrootd/nonrootd.toml]. With it, `apply` works in-process instead of asking the daemon' -r -F
+complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand subids; and __fish_seen_subcommand_from check" -l state-dir -d 'Where nonrootd records what it granted [default: $STATE_DIRECTORY or /var/lib/nonrootd]' -r -F
+complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand subids; and __fish_seen_subcommand_from check" -s v -l verbose -d 'Log more (-v: changes, -vv: debugging)'
+complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand subids; and __fish_seen_subcommand_from check" -s h -l help -d 'Print help'
+complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand subids; and __fish_seen_subcommand_from help" -f -a "allocate" -d 'Give NAME (a user name or numeric uid) a range in both files; prints NAME START COUNT'
+complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand subids; and __fish_seen_subcommand_from help" -f -a "release" -d 'Remove NAME\'s lines (by name and by uid) from both files and quarantine the ranges'
+complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand subids; and __fish_seen_subcommand_from help" -f -a "list" -d 'Every owner, start, count, file, line, and whether nonrootd manages it'
+complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand subids; and __fish_seen_subcommand_from help" -f -a "check" -d 'Validate both files; exit 1 when anything is wrong'
+complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand subids; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand help; and not __fish_seen_subcommand_from status apply reload check-config revoke subids help" -f -a "status" -d 'Show the daemon\'s state per duty and path (exit 0 all correct, 1 something refused or failed, 3 daemon not running)'
+complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand help; and not __fish_seen_subcommand_from status apply reload check-config revoke subids help" -f -a "apply" -d 'Apply the configured duties now and report per path: through the daemon when it runs, in-process otherwise'
+complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand help; and not __fish_seen_subcommand_from status apply reload check-config revoke subids help" -f -a "reload" -d 'Make the daemon re-read its config; a broken config is refused and the old one kept'
+complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand help; and not __fish_seen_subcommand_from status apply reload check-config revoke subids help" -f -a "check-config" -d 'Validate the main file and its drop-ins; exit 1 naming file, line and key of every problem'
+complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand help; and not __fish_seen_subcommand_from status apply reload check-config revoke subids help" -f -a "revoke" -d 'Remove every ACL entry nonrootd recorded as granted (the package runs this on removal)'
+complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand help; and not __fish_seen_subcommand_from status apply reload check-config revoke subids help" -f -a "subids" -d 'Subordinate uid/gid ranges per tenant in /etc/subuid and /etc/subgid'
+complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand help; and not __fish_seen_subcommand_from status apply reload check-config revoke subids help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand help; and __fish_seen_subcommand_from subids" -f -a "allocate" -d 'Give NAME (a user name or numeric uid) a range in both files; prints NAME START COUNT'
+complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand help; and __fish_seen_subcommand_from subids" -f -a "release" -d 'Remove NAME\'s lines (by name and by uid) from both files and quarantine the ranges'
+complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand help; and __fish_seen_subcommand_from subids" -f -a "list" -d 'Every owner, start, count, file, line, and whether nonrootd manages it'
+complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand help; and __fish_seen_subcommand_from subids" -f -a "check" -d 'Validate both files; exit 1 when anything is wrong'

@@ -15,7 +15,7 @@ _nonrootctl() {
 
     local context curcontext="$curcontext" state line
     _arguments "${_arguments_options[@]}" : \
-'--config=[Main config file; drop-ins are read from nonrootd.d/ beside it]:FILE:_files' \
+'--config=[Main config file; drop-ins are read from nonrootd.d/ beside it \[default\: /etc/nonrootd/nonrootd.toml\]. With it, \`apply\` works in-process instead of asking the daemon]:FILE:_files' \
 '--state-dir=[Where nonrootd records what it granted \[default\: \$STATE_DIRECTORY or /var/lib/nonrootd\]]:DIR:_files' \
 '*-v[Log more (-v\: changes, -vv\: debugging)]' \
 '*--verbose[Log more (-v\: changes, -vv\: debugging)]' \
@@ -32,14 +32,38 @@ _nonrootctl() {
         (( CURRENT += 1 ))
         curcontext="${curcontext%:*:*}:nonrootctl-command-$line[1]:"
         case $line[1] in
-            (apply)
+            (status)
+_arguments "${_arguments_options[@]}" : \
+'--timeout=[Give up waiting for the daemon after this long]:DURATION:_default' \
+'--config=[Main config file; drop-ins are read from nonrootd.d/ beside it \[default\: /etc/nonrootd/nonrootd.toml\]. With it, \`apply\` works in-process instead of asking the daemon]:FILE:_files' \
+'--state-dir=[Where nonrootd records what it granted \[default\: \$STATE_DIRECTORY or /var/lib/nonrootd\]]:DIR:_files' \
+'--json[Print the status as JSON]' \
+'*-v[Log more (-v\: changes, -vv\: debugging)]' \
+'*--verbose[Log more (-v\: changes, -vv\: debugging)]' \
+'-h[Print help]' \
+'--help[Print help]' \
+&& ret=0
+;;
+(apply)
 _arguments "${_arguments_options[@]}" : \
 '--only=[Comma-separated duties\: docker, sockets, dmi, subids \[default\: docker,sockets,dmi\]]:LIST:_default' \
 '--timeout=[Give up after this long (e.g. 5s, 500ms), so a hook never hangs Docker'\''s start]:DURATION:_default' \
-'--config=[Main config file; drop-ins are read from nonrootd.d/ beside it]:FILE:_files' \
+'--config=[Main config file; drop-ins are read from nonrootd.d/ beside it \[default\: /etc/nonrootd/nonrootd.toml\]. With it, \`apply\` works in-process instead of asking the daemon]:FILE:_files' \
 '--state-dir=[Where nonrootd records what it granted \[default\: \$STATE_DIRECTORY or /var/lib/nonrootd\]]:DIR:_files' \
 '--dry-run[Print what would change and change nothing]' \
 '--json[Print the report as JSON]' \
+'--local[Apply in-process without touching the bus (Docker'\''s ExecStartPost= hook\: docker.socket starts before the bus at boot)]' \
+'*-v[Log more (-v\: changes, -vv\: debugging)]' \
+'*--verbose[Log more (-v\: changes, -vv\: debugging)]' \
+'-h[Print help]' \
+'--help[Print help]' \
+&& ret=0
+;;
+(reload)
+_arguments "${_arguments_options[@]}" : \
+'--timeout=[Give up waiting for the daemon after this long]:DURATION:_default' \
+'--config=[Main config file; drop-ins are read from nonrootd.d/ beside it \[default\: /etc/nonrootd/nonrootd.toml\]. With it, \`apply\` works in-process instead of asking the daemon]:FILE:_files' \
+'--state-dir=[Where nonrootd records what it granted \[default\: \$STATE_DIRECTORY or /var/lib/nonrootd\]]:DIR:_files' \
 '*-v[Log more (-v\: changes, -vv\: debugging)]' \
 '*--verbose[Log more (-v\: changes, -vv\: debugging)]' \
 '-h[Print help]' \
@@ -48,7 +72,7 @@ _arguments "${_arguments_options[@]}" : \
 ;;
 (check-config)
 _arguments "${_arguments_options[@]}" : \
-'--config=[Main config file; drop-ins are read from nonrootd.d/ beside it]:FILE:_files' \
+'--config=[Main config file; drop-ins are read from nonrootd.d/ beside it \[default\: /etc/nonrootd/nonrootd.toml\]. With it, \`apply\` works in-process instead of asking the daemon]:FILE:_files' \
 '--state-dir=[Where nonrootd records what it granted \[default\: \$STATE_DIRECTORY or /var/lib/nonrootd\]]:DIR:_files' \
 '*-v[Log more (-v\: changes, -vv\: debugging)]' \
 '*--verbose[Log more (-v\: changes, -vv\: debugging)]' \
@@ -59,7 +83,7 @@ _arguments "${_arguments_options[@]}" : \
 (revoke)
 _arguments "${_arguments_options[@]}" : \
 '--timeout=[Give up waiting for another apply after this long]:DURATION:_default' \
-'--config=[Main config file; drop-ins are read from nonrootd.d/ beside it]:FILE:_files' \
+'--config=[Main config file; drop-ins are read from nonrootd.d/ beside it \[default\: /etc/nonrootd/nonrootd.toml\]. With it, \`apply\` works in-process instead of asking the daemon]:FILE:_files' \
 '--state-dir=[Where nonrootd records what it granted \[default\: \$STATE_DIRECTORY or /var/lib/nonrootd\]]:DIR:_files' \
 '--json[Print the report as JSON]' \
 '*-v[Log more (-v\: changes, -vv\: debugging)]' \
@@ -67,6 +91,109 @@ _arguments "${_arguments_options[@]}" : \
 '-h[Print help]' \
 '--help[Print help]' \
 && ret=0
+;;
+(subids)
+_arguments "${_arguments_options[@]}" : \
+'--config=[Main config file; drop-ins are read from nonrootd.d/ beside it \[default\: /etc/nonrootd/nonrootd.toml\]. With it, \`apply\` works in-process instead of asking the daemon]:FILE:_files' \
+'--state-dir=[Where nonrootd records what it granted \[default\: \$STATE_DIRECTORY or /var/lib/nonrootd\]]:DIR:_files' \
+'*-v[Log more (-v\: changes, -vv\: debugging)]' \
+'*--verbose[Log more (-v\: changes, -vv\: debugging)]' \
+'-h[Print help]' \
+'--help[Print help]' \
+":: :_nonrootctl__subcmd__subids_commands" \
+"*::: :->subids" \
+&& ret=0
+
+    case $state in
+    (subids)
+        words=($line[1] "${words[@]}")
+        (( CURRENT += 1 ))
+        curcontext="${curcontext%:*:*}:nonrootctl-subids-command-$line[1]:"
+        case $line[1] in
+            (allocate)
+_arguments "${_arguments_options[@]}" : \
+'--count=[Ids wanted (default\: the tenant'\''s count in the config, else \[subids\] count)]:COUNT:_default' \
+'--config=[Main config file; drop-ins are read from nonrootd.d/ beside it \[default\: /etc/nonrootd/nonrootd.toml\]. With it, \`apply\` works in-process instead of asking the daemon]:FILE:_files' \
+'--state-dir=[Where nonrootd records what it granted \[default\: \$STATE_DIRECTORY or /var/lib/nonrootd\]]:DIR:_files' \
+'--grow[Add a second range when NAME owns fewer ids than asked]' \
+'*-v[Log more (-v\: changes, -vv\: debugging)]' \
+'*--verbose[Log more (-v\: changes, -vv\: debugging)]' \
+'-h[Print help]' \
+'--help[Print help]' \
+':name:_default' \
+&& ret=0
+;;
+(release)
+_arguments "${_arguments_options[@]}" : \
+'--config=[Main config file; drop-ins are read from nonrootd.d/ beside it \[default\: /etc/nonrootd/nonrootd.toml\]. With it, \`apply\` works in-process instead of asking the daemon]:FILE:_files' \
+'--state-dir=[Where nonrootd records what it granted \[default\: \$STATE_DIRECTORY or /var/lib/nonrootd\]]:DIR:_files' \
+'*-v[Log more (-v\: changes, -vv\: debugging)]' \
+'*--verbose[Log more (-v\: changes, -vv\: debugging)]' \
+'-h[Print help]' \
+'--help[Print help]' \
+':name:_default' \
+&& ret=0
+;;
+(list)
+_arguments "${_arguments_options[@]}" : \
+'--config=[Main config file; drop-ins are read from nonrootd.d/ beside it \[default\: /etc/nonrootd/nonrootd.toml\]. With it, \`apply\` works in-process instead of asking the daemon]:FILE:_files' \
+'--state-dir=[Where nonrootd records what it granted \[default\: \$STATE_DIRECTORY or /var/lib/nonrootd\]]:DIR:_files' \
+'--json[]' \
+'*-v[Log more (-v\: changes, -vv\: debugging)]' \
+'*--verbose[Log more (-v\: changes, -vv\: debugging)]' \
+'-h[Print help]' \
+'--help[Print help]' \
+&& ret=0
+;;
+(check)
+_arguments "${_arguments_options[@]}" : \
+'--config=[Main config file; drop-ins are read from nonrootd.d/ beside it \[default\: /etc/nonrootd/nonrootd.toml\]. With it, \`apply\` works in-process instead of asking the daemon]:FILE:_files' \
+'--state-dir=[Where nonrootd records what it granted \[default\: \$STATE_DIRECTORY or /var/lib/nonrootd\]]:DIR:_files' \
+'*-v[Log more (-v\: changes, -vv\: debugging)]' \
+'*--verbose[Log more (-v\: changes, -vv\: debugging)]' \
+'-h[Print help]' \
+'--help[Print help]' \
+&& ret=0
+;;
+(help)
+_arguments "${_arguments_options[@]}" : \
+":: :_nonrootctl__subcmd__subids__subcmd__help_commands" \
+"*::: :->help" \
+&& ret=0
+
+    case $state in
+    (help)
+        words=($line[1] "${words[@]}")
+        (( CURRENT += 1 ))
+        curcontext="${curcontext%:*:*}:nonrootctl-subids-help-command-$line[1]:"
+        case $line[1] in
+            (allocate)
+_arguments "${_arguments_options[@]}" : \
+&& ret=0
+;;
+(release)
+_arguments "${_arguments_options[@]}" : \
+&& ret=0
+;;
+(list)
+_arguments "${_arguments_options[@]}" : \
+&& ret=0
+;;
+(check)
+_arguments "${_arguments_options[@]}" : \
+&& ret=0
+;;
+(help)
+_arguments "${_arguments_options[@]}" : \
+&& ret=0
+;;
+        esac
+    ;;
+esac
+;;
+        esac
+    ;;
+esac
 ;;
 (help)
 _arguments "${_arguments_options[@]}" : \
@@ -80,7 +207,15 @@ _arguments "${_arguments_options[@]}" : \
         (( CURRENT += 1 ))
         curcontext="${curcontext%:*:*}:nonrootctl-help-command-$line[1]:"
         case $line[1] in
-            (apply)
+            (status)
+_arguments "${_arguments_options[@]}" : \
+&& ret=0
+;;
+(apply)
+_arguments "${_arguments_options[@]}" : \
+&& ret=0
+;;
+(reload)
 _arguments "${_arguments_options[@]}" : \
 && ret=0
 ;;
@@ -91,6 +226,38 @@ _arguments "${_arguments_options[@]}" : \
 (revoke)
 _arguments "${_arguments_options[@]}" : \
 && ret=0
+;;
+(subids)
+_arguments "${_arguments_options[@]}" : \
+":: :_nonrootctl__subcmd__help__subcmd__subids_commands" \
+"*::: :->subids" \
+&& ret=0
+
+    case $state in
+    (subids)
+        words=($line[1] "${words[@]}")
+        (( CURRENT += 1 ))
+        curcontext="${curcontext%:*:*}:nonrootctl-help-subids-command-$line[1]:"
+        case $line[1] in
+            (allocate)
+_arguments "${_arguments_options[@]}" : \
+&& ret=0
+;;
+(release)
+_arguments "${_arguments_options[@]}" : \
+&& ret=0
+;;
+(list)
+_arguments "${_arguments_options[@]}" : \
+&& ret=0
+;;
+(check)
+_arguments "${_arguments_options[@]}" : \
+&& ret=0
+;;
+        esac
+    ;;
+esac
 ;;
 (help)
 _arguments "${_arguments_options[@]}" : \
@@ -108,9 +275,12 @@ esac
 (( $+functions[_nonrootctl_commands] )) ||
 _nonrootctl_commands() {
     local commands; commands=(
-'apply:Apply the configured duties now and report per path' \
+'status:Show the daemon'\''s state per duty and path (exit 0 all correct, 1 something refused or failed, 3 daemon not running)' \
+'apply:Apply the configured duties now and report per path\: through the daemon when it runs, in-process otherwise' \
+'reload:Make the daemon re-read its config; a broken config is refused and the old one kept' \
 'check-config:Validate the main file and its drop-ins; exit 1 naming file, line and key of every problem' \
-'revoke:Remove every ACL entry nonrootd recorded as granted (the package runs this on purge)' \
+'revoke:Remove every ACL entry nonrootd recorded as granted (the package runs this on removal)' \
+'subids:Subordinate uid/gid ranges per tenant in /etc/subuid and /etc/subgid' \
 'help:Print this message or the help of the given subcommand(s)' \
     )
     _describe -t commands 'nonrootctl commands' commands "$@"
@@ -128,9 +298,12 @@ _nonrootctl__subcmd__check-config_commands() {
 (( $+functions[_nonrootctl__subcmd__help_commands] )) ||
 _nonrootctl__subcmd__help_commands() {
     local commands; commands=(
-'apply:Apply the configured duties now and report per path' \
+'status:Show the daemon'\''s state per duty and path (exit 0 all correct, 1 something refused or failed, 3 daemon not running)' \
+'apply:Apply the configured duties now and report per path\: through the daemon when it runs, in-process otherwise' \
+'reload:Make the daemon re-read its config; a broken config is refused and the old one kept' \
 'check-config:Validate the main file and its drop-ins; exit 1 naming file, line and key of every problem' \
-'revoke:Remove every ACL entry nonrootd recorded as granted (the package runs this on purge)' \
+'revoke:Remove every ACL entry nonrootd recorded as granted (the package runs this on removal)' \
+'subids:Subordinate uid/gid ranges per tenant in /etc/subuid and /etc/subgid' \
 'help:Print this message or the help of the given subcommand(s)' \
     )
     _describe -t commands 'nonrootctl help commands' commands "$@"
@@ -150,15 +323,132 @@ _nonrootctl__subcmd__help__subcmd__help_commands() {
     local commands; commands=()
     _describe -t commands 'nonrootctl help help commands' commands "$@"
 }
+(( $+functions[_nonrootctl__subcmd__help__subcmd__reload_commands] )) ||
+_nonrootctl__subcmd__help__subcmd__reload_commands() {
+    local commands; commands=()
+    _describe -t commands 'nonrootctl help reload commands' commands "$@"
+}
 (( $+functions[_nonrootctl__subcmd__help__subcmd__revoke_commands] )) ||
 _nonrootctl__subcmd__help__subcmd__revoke_commands() {
     local commands; commands=()
     _describe -t commands 'nonrootctl help revoke commands' commands "$@"
 }
+(( $+functions[_nonrootctl__subcmd__help__subcmd__status_commands] )) ||
+_nonrootctl__subcmd__help__subcmd__status_commands() {
+    local commands; commands=()
+    _describe -t commands 'nonrootctl help status commands' commands "$@"
+}
+(( $+functions[_nonrootctl__subcmd__help__subcmd__subids_commands] )) ||
+_nonrootctl__subcmd__help__subcmd__subids_commands() {
+    local commands; commands=(
+'allocate:Give NAME (a user name or numeric uid) a range in both files; prints NAME START COUNT' \
+'release:Remove NAME'\''s lines (by name and by uid) from both files and quarantine the ranges' \
+'list:Every owner, start, count, file, line, and whether nonrootd manages it' \
+'check:Validate both files; exit 1 when anything is wrong' \
+    )
+    _describe -t commands 'nonrootctl help subids commands' commands "$@"
+}
+(( $+functions[_nonrootctl__subcmd__help__subcmd__subids__subcmd__allocate_commands] )) ||
+_nonrootctl__subcmd__help__subcmd__subids__subcmd__allocate_commands() {
+    local commands; commands=()
+    _describe -t commands 'nonrootctl help subids allocate commands' commands "$@"
+}
+(( $+functions[_nonrootctl__subcmd__help__subcmd__subids__subcmd__check_commands] )) ||
+_nonrootctl__subcmd__help__subcmd__subids__subcmd__check_commands() {
+    local commands; commands=()
+    _describe -t commands 'nonrootctl help subids check commands' commands "$@"
+}
+(( $+functions[_nonrootctl__subcmd__help__subcmd__subids__subcmd__list_commands] )) ||
+_nonrootctl__subcmd__help__subcmd__subids__subcmd__list_commands() {
+    local commands; commands=()
+    _describe -t commands 'nonrootctl help subids list commands' commands "$@"
+}
+(( $+functions[_nonrootctl__subcmd__help__subcmd__subids__subcmd__release_commands] )) ||
+_nonrootctl__subcmd__help__subcmd__subids__subcmd__release_commands() {
+    local commands; commands=()
+    _describe -t commands 'nonrootctl help subids release commands' commands "$@"
+}
+(( $+functions[_nonrootctl__subcmd__reload_commands] )) ||
+_nonrootctl__subcmd__reload_commands() {
+    local commands; commands=()
+    _describe -t commands 'nonrootctl reload commands' commands "$@"
+}
 (( $+functions[_nonrootctl__subcmd__revoke_commands] )) ||
 _nonrootctl__subcmd__revoke_commands() {
     local commands; commands=()
     _describe -t commands 'nonrootctl revoke commands' commands "$@"
+}
+(( $+functions[_nonrootctl__subcmd__status_commands] )) ||
+_nonrootctl__subcmd__status_commands() {
+    local commands; commands=()
+    _describe -t commands 'nonrootctl status commands' commands "$@"
+}
+(( $+functions[_nonrootctl__subcmd__subids_commands] )) ||
+_nonrootctl__subcmd__subids_commands() {
+    local commands; commands=(
+'allocate:Give NAME (a user name or numeric uid) a range in both files; prints NAME START COUNT' \
+'release:Remove NAME'\''s lines (by name and by uid) from both files and quarantine the ranges' \
+'list:Every owner, start, count, file, line, and whether nonrootd manages it' \
+'check:Validate both files; exit 1 when anything is wrong' \
+'help:Print this message or the help of the given subcommand(s)' \
+    )
+    _describe -t commands 'nonrootctl subids commands' commands "$@"
+}
+(( $+functions[_nonrootctl__subcmd__subids__subcmd__allocate_commands] )) ||
+_nonrootctl__subcmd__subids__subcmd__allocate_commands() {
+    local commands; commands=()
+    _describe -t commands 'nonrootctl subids allocate commands' commands "$@"
+}
+(( $+functions[_nonrootctl__subcmd__subids__subcmd__check_commands] )) ||
+_nonrootctl__subcmd__subids__subcmd__check_commands() {
+    local commands; commands=()
+    _describe -t commands 'nonrootctl subids check commands' commands "$@"
+}
+(( $+functions[_nonrootctl__subcmd__subids__subcmd__help_commands] )) ||
+_nonrootctl__subcmd__subids__subcmd__help_commands() {
+    local commands; commands=(
+'allocate:Give NAME (a user name or numeric uid) a range in both files; prints NAME START COUNT' \
+'release:Remove NAME'\''s lines (by name and by uid) from both files and quarantine the ranges' \
+'list:Every owner, start, count, file, line, and whether nonrootd manages it' \
+'check:Validate both files; exit 1 when anything is wrong' \
+'help:Print this message or the help of the given subcommand(s)' \
+    )
+    _describe -t commands 'nonrootctl subids help commands' commands "$@"
+}
+(( $+functions[_nonrootctl__subcmd__subids__subcmd__help__subcmd__allocate_commands] )) ||
+_nonrootctl__subcmd__subids__subcmd__help__subcmd__allocate_commands() {
+    local commands; commands=()
+    _describe -t commands 'nonrootctl subids help allocate commands' commands "$@"
+}
+(( $+functions[_nonrootctl__subcmd__subids__subcmd__help__subcmd__check_commands] )) ||
+_nonrootctl__subcmd__subids__subcmd__help__subcmd__check_commands() {
+    local commands; commands=()
+    _describe -t commands 'nonrootctl subids help check commands' commands "$@"
+}
+(( $+functions[_nonrootctl__subcmd__subids__subcmd__help__subcmd__help_commands] )) ||
+_nonrootctl__subcmd__subids__subcmd__help__subcmd__help_commands() {
+    local commands; commands=()
+    _describe -t commands 'nonrootctl subids help help commands' commands "$@"
+}
+(( $+functions[_nonrootctl__subcmd__subids__subcmd__help__subcmd__list_commands] )) ||
+_nonrootctl__subcmd__subids__subcmd__help__subcmd__list_commands() {
+    local commands; commands=()
+    _describe -t commands 'nonrootctl subids help list commands' commands "$@"
+}
+(( $+functions[_nonrootctl__subcmd__subids__subcmd__help__subcmd__release_commands] )) ||
+_nonrootctl__subcmd__subids__subcmd__help__subcmd__release_commands() {
+    local commands; commands=()
+    _describe -t commands 'nonrootctl subids help release commands' commands "$@"
+}
+(( $+functions[_nonrootctl__subcmd__subids__subcmd__list_commands] )) ||
+_nonrootctl__subcmd__subids__subcmd__list_commands() {
+    local commands; commands=()
+    _describe -t commands 'nonrootctl subids list commands' commands "$@"
+}
+(( $+functions[_nonrootctl__subcmd__subids__subcmd__release_commands] )) ||
+_nonrootctl__subcmd__subids__subcmd__release_commands() {
+    local commands; commands=()
+    _describe -t commands 'nonrootctl subids release commands' commands "$@"
 }
 
 if [ "$funcstack[1]" = "_nonrootctl" ]; then

@@ -19,7 +19,6 @@ pub trait Manager {
     fn apply(&self, duties: &[&str]) -> zbus::Result<String>;
     #[zbus(no_autostart)]
     fn reload(&self) -> zbus::Result<()>;
-
 }
 
 /// Why a call to the daemon did not work.

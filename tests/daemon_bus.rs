@@ -293,12 +293,27 @@ fn subordinate_ids_over_the_bus_need_root_to_change_and_anyone_may_list() {
     write_root_file(&config, &format!("{main}\n{subids}"));
     let _daemon = setup.start();
     let busctl = |uid: Option<u32>, args: &[&str]| {
-        let mut all = vec!["busctl", "--address", &setup.bus.address, "call", "org.nonrootd1", "/org/nonrootd1", "org.nonrootd1.Manager"];
+        let mut all = vec![
+            "busctl",
+            "--address",
+            &setup.bus.address,
+            "call",
+            "org.nonrootd1",
+            "/org/nonrootd1",
+            "org.nonrootd1.Manager",
+        ];
         all.extend_from_slice(args);
         let mut cmd = match uid {
             Some(uid) => {
                 let mut c = Command::new("setpriv");
-                c.args(["--reuid", &uid.to_string(), "--regid", &uid.to_string(), "--clear-groups", "--"]);
+                c.args([
+                    "--reuid",
+                    &uid.to_string(),
+                    "--regid",
+                    &uid.to_string(),
+                    "--clear-groups",
+                    "--",
+                ]);
                 c.args(&all);
                 c
             }
@@ -312,18 +327,28 @@ fn subordinate_ids_over_the_bus_need_root_to_change_and_anyone_may_list() {
     };
     let denied = busctl(Some(65534), &["AllocateSubids", "su", "acme", "0"]);
     assert!(!denied.status.success());
-    assert!(text(&denied.stderr).contains("AllocateSubids needs root"), "{}", text(&denied.stderr));
+    assert!(
+        text(&denied.stderr).contains("AllocateSubids needs root"),
+        "{}",
+        text(&denied.stderr)
+    );
     let before = std::fs::read_to_string(etc.join("subuid")).unwrap();
     assert_eq!(before, "root:100000:65536\n", "a denied call wrote");
 
     let out = busctl(None, &["AllocateSubids", "su", "acme", "0"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout), "s \"acme 165536 1000\\n\"\n");
-    assert_eq!(std::fs::read_to_string(etc.join("subgid")).unwrap(), "root:100000:65536\nacme:165536:1000\n");
+    assert_eq!(
+        std::fs::read_to_string(etc.join("subgid")).unwrap(),
+        "root:100000:65536\nacme:165536:1000\n"
+    );
     let listed = busctl(Some(65534), &["ListSubids"]);
     assert!(listed.status.success(), "{}", text(&listed.stderr));
     assert!(text(&listed.stdout).contains("acme"), "{}", text(&listed.stdout));
     let released = busctl(None, &["ReleaseSubids", "s", "acme"]);
     assert!(released.status.success(), "{}", text(&released.stderr));
-    assert_eq!(std::fs::read_to_string(etc.join("subuid")).unwrap(), "root:100000:65536\n");
+    assert_eq!(
+        std::fs::read_to_string(etc.join("subuid")).unwrap(),
+        "root:100000:65536\n"
+    );
 }

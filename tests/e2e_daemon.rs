@@ -43,7 +43,10 @@ fn break_things(testbed: &Testbed) {
 
 fn all_right(testbed: &Testbed) {
     testbed.wait_until(LIMIT, &format!("test \"$(stat -c %a {IMAGE_DIRS} | sort -u)\" = 750"));
-    testbed.wait_until(LIMIT, "getfacl -cp /run/docker.sock | grep -qx 'user:4321:rw-' && getfacl -cp /run/docker.sock | grep -q '^mask::rw'");
+    testbed.wait_until(
+        LIMIT,
+        "getfacl -cp /run/docker.sock | grep -qx 'user:4321:rw-' && getfacl -cp /run/docker.sock | grep -q '^mask::rw'",
+    );
     testbed.wait_until(LIMIT, AS_4321);
 }
 
@@ -53,12 +56,24 @@ fn every_way_docker_restarts_is_followed_without_anyone_running_nonrootctl() {
     testbed.sh("systemctl start docker && docker info >/dev/null");
     install(&testbed);
     all_right(&testbed);
-    assert!(testbed.try_sh(&format!("setpriv --reuid 4322 --regid 4322 --clear-groups env HOME=/tmp {}", "/usr/bin/docker version")).status.code() != Some(0));
+    assert!(
+        testbed
+            .try_sh(&format!(
+                "setpriv --reuid 4322 --regid 4322 --clear-groups env HOME=/tmp {}",
+                "/usr/bin/docker version"
+            ))
+            .status
+            .code()
+            != Some(0)
+    );
 
     let triggers = [
         ("systemctl restart docker", false),
         ("systemctl restart docker.socket", true),
-        ("systemctl stop docker.service docker.socket; systemctl start docker.socket", true),
+        (
+            "systemctl stop docker.service docker.socket; systemctl start docker.socket",
+            true,
+        ),
         ("systemctl daemon-reexec; systemctl restart docker", false),
         ("systemctl restart dbus; sleep 1; systemctl restart docker", false),
     ];
@@ -68,7 +83,11 @@ fn every_way_docker_restarts_is_followed_without_anyone_running_nonrootctl() {
         testbed.sh(trigger);
         // Socket activation: the first connection starts dockerd where the trigger did not.
         all_right(&testbed);
-        assert_eq!(socket_inode(&testbed) != inode, recreates_socket, "{trigger}: socket re-created?");
+        assert_eq!(
+            socket_inode(&testbed) != inode,
+            recreates_socket,
+            "{trigger}: socket re-created?"
+        );
     }
     let status = testbed.sh("nonrootctl status");
     assert!(status.contains("Bus: connected, following systemd"), "{status}");
@@ -97,7 +116,11 @@ fn two_hundred_socket_recreations_are_all_fixed_without_growth() {
     assert!(missed.is_empty(), "re-creations never fixed: {missed:?}");
     testbed.wait_until(LIMIT, AS_4321);
     let after = usage(&testbed);
-    let parse = |s: &str| s.split_whitespace().map(|n| n.parse::<u64>().unwrap()).collect::<Vec<_>>();
+    let parse = |s: &str| {
+        s.split_whitespace()
+            .map(|n| n.parse::<u64>().unwrap())
+            .collect::<Vec<_>>()
+    };
     let (b, a) = (parse(&before), parse(&after));
     assert!(a[0] <= b[0] + 1, "fds grew: {before} → {after}");
     assert!(a[1] <= b[1] + 2048, "RSS grew (kB): {before} → {after}");

@@ -47,11 +47,7 @@ fn run_case(dir: &Path, bless: bool) -> Vec<String> {
         }
     }
     let transcript = transcript.replace(&env.etc().display().to_string(), "/etc");
-    let mut results = vec![(
-        "output.expected".to_string(),
-        Some(transcript.into_bytes()),
-        None,
-    )];
+    let mut results = vec![("output.expected".to_string(), Some(transcript.into_bytes()), None)];
     for name in ["subuid", "subgid"] {
         let got = fs::read(env.path(name)).ok();
         results.push((format!("{name}.expected"), got, input(name)));
@@ -70,8 +66,7 @@ fn run_case(dir: &Path, bless: bool) -> Vec<String> {
                 }
             }
         } else if got != expected {
-            let show =
-                |b: &Option<Vec<u8>>| b.as_ref().map(|b| String::from_utf8_lossy(b).into_owned());
+            let show = |b: &Option<Vec<u8>>| b.as_ref().map(|b| String::from_utf8_lossy(b).into_owned());
             failures.push(format!(
                 "{}/{expected_name}:\n--- expected\n{:?}\n--- got\n{:?}",
                 dir.display(),
@@ -87,10 +82,7 @@ fn run_case(dir: &Path, bless: bool) -> Vec<String> {
 fn cases() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/subids/cases");
     let bless = std::env::var_os("NONROOTD_BLESS").is_some();
-    let mut dirs: Vec<_> = fs::read_dir(&root)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
+    let mut dirs: Vec<_> = fs::read_dir(&root).unwrap().map(|e| e.unwrap().path()).collect();
     dirs.sort();
     assert!(dirs.len() >= 15, "cases missing in {}", root.display());
     let failures: Vec<String> = dirs.iter().flat_map(|d| run_case(d, bless)).collect();
@@ -103,21 +95,9 @@ fn invalid_tenant_names_write_nothing() {
     env.write("subuid", "old:100000:65536\n");
     env.write("subgid", "old:100000:65536\n");
     let settings = env.settings("");
-    for bad in [
-        "evil:0:1",
-        "a\nb",
-        "../x",
-        "x/y",
-        "",
-        " acme",
-        "acme\n",
-        "4294967295",
-    ] {
+    for bad in ["evil:0:1", "a\nb", "../x", "x/y", "", " acme", "acme\n", "4294967295"] {
         let err = subids::allocate(&settings, bad, None, false).unwrap_err();
-        assert!(
-            matches!(err, SubidsError::InvalidTenant { .. }),
-            "{bad:?}: {err}"
-        );
+        assert!(matches!(err, SubidsError::InvalidTenant { .. }), "{bad:?}: {err}");
         assert!(err.to_string().contains("nothing was written"), "{err}");
         assert!(matches!(
             subids::release(&settings, bad),
@@ -143,18 +123,12 @@ fn mode_owner_and_backup_are_kept() {
     std::os::unix::fs::chown(env.path("subuid"), Some(1), Some(2)).unwrap();
     subids::allocate(&env.settings(""), "acme", None, false).unwrap();
     let meta = fs::metadata(env.path("subuid")).unwrap();
-    assert_eq!(
-        (meta.mode() & 0o7777, meta.uid(), meta.gid()),
-        (0o640, 1, 2)
-    );
+    assert_eq!((meta.mode() & 0o7777, meta.uid(), meta.gid()), (0o640, 1, 2));
     assert_eq!(env.read("subuid"), "old:100000:65536\nacme:165536:65536\n");
     assert_eq!(env.read("subuid-"), "old:100000:65536\n");
     let new = fs::metadata(env.path("subgid")).unwrap();
     assert_eq!(new.mode() & 0o7777, 0o644);
-    assert!(
-        !env.path("subgid-").exists(),
-        "no backup of a file that did not exist"
-    );
+    assert!(!env.path("subgid-").exists(), "no backup of a file that did not exist");
 }
 
 /// A resolver with fixed users, standing in for NSS.
@@ -162,10 +136,7 @@ struct Users(&'static [(&'static str, u32)]);
 
 impl IdResolver for Users {
     fn user(&self, name: &str) -> Option<Uid> {
-        self.0
-            .iter()
-            .find(|(n, _)| *n == name)
-            .map(|(_, id)| Uid(*id))
+        self.0.iter().find(|(n, _)| *n == name).map(|(_, id)| Uid(*id))
     }
     fn group(&self, _: &str) -> Option<Gid> {
         None
@@ -183,32 +154,23 @@ fn ensure_tenants_allocates_once_and_refuses_unknown_users() {
     let lines: Vec<String> = first
         .entries
         .iter()
-        .map(|e| {
-            e.to_string()
-                .replace(&env.etc().display().to_string(), "/etc")
-        })
+        .map(|e| e.to_string().replace(&env.etc().display().to_string(), "/etc"))
         .collect();
     assert_eq!(
         lines,
         [
-            "changed      subids /etc/subuid (acme: 2000 ids): added acme:165536:2000",
-            "changed      subids /etc/subgid (acme: 2000 ids): added acme:165536:2000",
-            "refused      subids /etc/subuid (ghost: 1000 ids): no such user \"ghost\" (/test/nonrootd.d/test.toml:7)",
-            "refused      subids /etc/subgid (ghost: 1000 ids): no such user \"ghost\" (/test/nonrootd.d/test.toml:7)",
-            "correct      subids /etc/subuid (cadvisor: 1000 ids)",
-            "changed      subids /etc/subgid (cadvisor: 1000 ids): added cadvisor:100000:65536",
+            "changed      subids  /etc/subuid (acme: 2000 ids): added acme:165536:2000",
+            "changed      subids  /etc/subgid (acme: 2000 ids): added acme:165536:2000",
+            "refused      subids  /etc/subuid (ghost: 1000 ids): no such user \"ghost\" (/test/nonrootd.d/test.toml:7)",
+            "refused      subids  /etc/subgid (ghost: 1000 ids): no such user \"ghost\" (/test/nonrootd.d/test.toml:7)",
+            "correct      subids  /etc/subuid (cadvisor: 1000 ids)",
+            "changed      subids  /etc/subgid (cadvisor: 1000 ids): added cadvisor:100000:65536",
         ]
     );
     assert!(first.entries.iter().all(|e| e.duty == Duty::Subids));
     assert!(!first.succeeded());
     let second = subids::ensure_tenants(&config, &users, &env.state());
     let outcomes: Vec<&Outcome> = second.entries.iter().map(|e| &e.outcome).collect();
-    assert_eq!(
-        outcomes.iter().filter(|o| ***o == Outcome::Correct).count(),
-        4
-    );
-    assert_eq!(
-        env.read("subgid"),
-        "acme:165536:2000\ncadvisor:100000:65536\n"
-    );
+    assert_eq!(outcomes.iter().filter(|o| ***o == Outcome::Correct).count(), 4);
+    assert_eq!(env.read("subgid"), "acme:165536:2000\ncadvisor:100000:65536\n");
 }

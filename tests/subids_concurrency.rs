@@ -49,10 +49,7 @@ fn owners(text: &str) -> HashMap<String, (u64, u64)> {
             panic!("bad line {line:?}")
         };
         let value = (start.parse().unwrap(), count.parse().unwrap());
-        assert!(
-            map.insert(owner.to_string(), value).is_none(),
-            "{owner} twice"
-        );
+        assert!(map.insert(owner.to_string(), value).is_none(), "{owner} twice");
     }
     map
 }
@@ -75,11 +72,7 @@ fn processes_and_shadow_allocate_at_once() {
         .spawn()
         .unwrap();
     let children: Vec<_> = (0..CHILDREN)
-        .map(|k| {
-            spawn_captured(
-                child("child_process", &format!("p{k}")).env("NONROOTD_TEST_ROOT", &root),
-            )
-        })
+        .map(|k| spawn_captured(child("child_process", &format!("p{k}")).env("NONROOTD_TEST_ROOT", &root)))
         .collect();
     assert!(shadow.wait().unwrap().success(), "shadow's loop failed");
     for c in children {
@@ -90,11 +83,7 @@ fn processes_and_shadow_allocate_at_once() {
     let check = subids::check(&settings).unwrap();
     assert!(check.is_clean(), "{check}");
     let (uids, gids) = (owners(&etc.read("subuid")), owners(&etc.read("subgid")));
-    assert_eq!(
-        uids.len(),
-        CHILDREN * PER_CHILD + 2 * SHADOW_USERS,
-        "no lost lines"
-    );
+    assert_eq!(uids.len(), CHILDREN * PER_CHILD + 2 * SHADOW_USERS, "no lost lines");
     assert_eq!(gids.len(), uids.len());
     for k in 0..CHILDREN {
         for j in 0..PER_CHILD {
@@ -104,10 +93,7 @@ fn processes_and_shadow_allocate_at_once() {
         }
     }
     for i in 1..=SHADOW_USERS {
-        assert_eq!(
-            uids[&format!("um{i}")],
-            (500_000_000 + i as u64 * 1000, 1000)
-        );
+        assert_eq!(uids[&format!("um{i}")], (500_000_000 + i as u64 * 1000, 1000));
         assert_eq!(gids[&format!("ua{i}")].1, 1000);
     }
     let out = assert_ok(&etc.shadow("getsubids p3t7; getsubids -g ua4; getsubids um2"));

@@ -16,8 +16,7 @@ const ROUNDS: usize = 20;
 
 fn settings_for(root: &Path) -> Settings {
     let config = config_for(&root.join("etc"), "count = 1000\n");
-    let mut settings =
-        Settings::with_login_defs(&config, &root.join("state"), &root.join("no-login.defs"));
+    let mut settings = Settings::with_login_defs(&config, &root.join("state"), &root.join("no-login.defs"));
     settings.lock_timeout = Duration::from_secs(30);
     settings
 }
@@ -40,17 +39,9 @@ fn child_process() {
 /// first fit from 100000, whole lines only.
 fn tenants(bytes: &[u8]) -> usize {
     let text = std::str::from_utf8(bytes).expect("utf-8");
-    assert!(
-        text.is_empty() || text.ends_with('\n'),
-        "torn file: {text:?}"
-    );
+    assert!(text.is_empty() || text.ends_with('\n'), "torn file: {text:?}");
     for (j, line) in text.lines().enumerate() {
-        assert_eq!(
-            line,
-            format!("t{j}:{}:1000", 100_000 + 1000 * j),
-            "line {}",
-            j + 1
-        );
+        assert_eq!(line, format!("t{j}:{}:1000", 100_000 + 1000 * j), "line {}", j + 1);
     }
     text.lines().count()
 }
@@ -84,10 +75,7 @@ fn kill_9_leaves_old_or_new_files() {
         child.wait().unwrap();
         let uids = tenants(&std::fs::read(etc.path("subuid")).unwrap_or_default());
         let gids = tenants(&std::fs::read(etc.path("subgid")).unwrap_or_default());
-        assert!(
-            uids == gids || uids == gids + 1,
-            "subuid {uids}, subgid {gids}"
-        );
+        assert!(uids == gids || uids == gids + 1, "subuid {uids}, subgid {gids}");
     }
     // The dead child's locks are stale: the next allocation completes the files.
     let settings = settings_for(&root);

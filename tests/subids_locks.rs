@@ -29,12 +29,7 @@ struct Holder(Child);
 
 impl Holder {
     fn spawn(cmd: &mut Command) -> Holder {
-        Holder(
-            cmd.process_group(0)
-                .stdin(Stdio::null())
-                .spawn()
-                .expect("spawn"),
-        )
+        Holder(cmd.process_group(0).stdin(Stdio::null()).spawn().expect("spawn"))
     }
 
     fn pid(&self) -> u32 {
@@ -136,9 +131,6 @@ fn lock_without_a_pid_is_not_reclaimed() {
     let (etc, settings) = prepared();
     etc.write("subuid.lock", "garbage");
     let err = subids::allocate(&settings, "acme", None, false).unwrap_err();
-    assert!(
-        matches!(err, SubidsError::Locked { holder: None, .. }),
-        "{err}"
-    );
+    assert!(matches!(err, SubidsError::Locked { holder: None, .. }), "{err}");
     assert_nothing_written(&etc);
 }

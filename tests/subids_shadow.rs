@@ -19,10 +19,7 @@ fn getsubids_reads_what_nonrootd_writes() {
     let a = subids::allocate(&etc.settings(""), "tenant1", None, false).unwrap();
     assert_eq!(a.to_string(), "tenant1 165536 65536\n");
     assert_eq!(getsubids(&etc, "", "tenant1"), "0: tenant1 165536 65536\n");
-    assert_eq!(
-        getsubids(&etc, "-g", "tenant1"),
-        "0: tenant1 165536 65536\n"
-    );
+    assert_eq!(getsubids(&etc, "-g", "tenant1"), "0: tenant1 165536 65536\n");
 }
 
 #[test]
@@ -34,11 +31,7 @@ fn ranges_added_by_usermod_are_taken() {
          usermod --add-subuids 100000-165535 --add-subgids 100000-199999 t1",
     ));
     let a = subids::allocate(&etc.settings(""), "t2", Some(1000), false).unwrap();
-    assert_eq!(
-        a.to_string(),
-        "t2 200000 1000\n",
-        "one start free in both files"
-    );
+    assert_eq!(a.to_string(), "t2 200000 1000\n", "one start free in both files");
     assert_eq!(getsubids(&etc, "", "t2"), "0: t2 200000 1000\n");
     assert_eq!(getsubids(&etc, "-g", "t1"), "0: t1 100000 100000\n");
 }

@@ -61,10 +61,7 @@ impl Range {
     }
 
     fn overlaps(self, other: Range) -> bool {
-        self.count > 0
-            && other.count > 0
-            && self.start <= other.last()
-            && other.start <= self.last()
+        self.count > 0 && other.count > 0 && self.start <= other.last() && other.start <= self.last()
     }
 }
 
@@ -131,17 +128,12 @@ impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}: ", self.line())?;
         match self {
-            Problem::Malformed { .. } => {
-                f.write_str("not OWNER:START:COUNT; no tool reads this line (kept as is)")
+            Problem::Malformed { .. } => f.write_str("not OWNER:START:COUNT; no tool reads this line (kept as is)"),
+            Problem::Ambiguous { why, .. } => {
+                write!(f, "{why}; counted as taken, rewrite it as OWNER:START:COUNT in decimal")
             }
-            Problem::Ambiguous { why, .. } => write!(
-                f,
-                "{why}; counted as taken, rewrite it as OWNER:START:COUNT in decimal"
-            ),
             Problem::Empty { .. } => f.write_str("a range of 0 ids"),
-            Problem::TouchesInvalid { .. } => {
-                f.write_str("range includes 4294967295, the invalid id")
-            }
+            Problem::TouchesInvalid { .. } => f.write_str("range includes 4294967295, the invalid id"),
             Problem::Overlap {
                 owner,
                 other_line,
@@ -153,9 +145,7 @@ impl fmt::Display for Problem {
                     "range of {owner:?} overlaps the range of {other_owner:?} on line {other_line}"
                 )
             }
-            Problem::Duplicate {
-                owner, other_line, ..
-            } => write!(
+            Problem::Duplicate { owner, other_line, .. } => write!(
                 f,
                 "range of {owner:?} overlaps its own range on line {other_line} (newuidmap fails with EINVAL): remove one"
             ),
@@ -234,9 +224,7 @@ impl SubidFile {
                 }
                 (None, Some(g)) => (
                     g,
-                    Some(
-                        "Go tools read this line, shadow ignores it (spaces at an end, a leading +/- or too long)",
-                    ),
+                    Some("Go tools read this line, shadow ignores it (spaces at an end, a leading +/- or too long)"),
                 ),
             };
             entries.push(entry(&first, None, line));
@@ -291,15 +279,8 @@ impl SubidFile {
         let mut furthest_other: Option<&Entry> = None;
         let mut furthest_own: HashMap<&str, &Entry> = HashMap::new();
         for e in sorted {
-            if let Some(&own) = furthest_own
-                .get(e.owner.as_str())
-                .filter(|o| o.range.overlaps(e.range))
-            {
-                let (first, second) = if own.line < e.line {
-                    (own, e)
-                } else {
-                    (e, own)
-                };
+            if let Some(&own) = furthest_own.get(e.owner.as_str()).filter(|o| o.range.overlaps(e.range)) {
+                let (first, second) = if own.line < e.line { (own, e) } else { (e, own) };
                 problems.push(Problem::Duplicate {
                     line: second.line,
                     owner: second.owner.clone(),
@@ -391,17 +372,14 @@ fn plain_reading(raw: &[u8]) -> Option<Reading<'_>> {
         if s.is_empty() || s.len() > 18 || (s.len() > 1 && s[0] == b'0') {
             return None;
         }
-        s.iter().try_fold(0u64, |n, &b| {
-            b.is_ascii_digit().then(|| n * 10 + u64::from(b - b'0'))
-        })
+        s.iter()
+            .try_fold(0u64, |n, &b| b.is_ascii_digit().then(|| n * 10 + u64::from(b - b'0')))
     };
     let colon = raw.iter().position(|&b| b == b':')?;
     let (owner, rest) = (&raw[..colon], &raw[colon + 1..]);
     let colon = rest.iter().position(|&b| b == b':')?;
-    let plain_owner = owner
-        .first()
-        .is_some_and(|b| !matches!(b, b'#' | b'+' | b'-'))
-        && owner.iter().all(u8::is_ascii_graphic);
+    let plain_owner =
+        owner.first().is_some_and(|b| !matches!(b, b'#' | b'+' | b'-')) && owner.iter().all(u8::is_ascii_graphic);
     if raw.len() >= 1024 || !plain_owner {
         return None;
     }
@@ -467,8 +445,7 @@ pub fn strtoul(s: &[u8]) -> Option<u64> {
         Some(b'+') => (false, &s[1..]),
         _ => (false, s),
     };
-    let hex =
-        s.len() > 2 && (s.starts_with(b"0x") || s.starts_with(b"0X")) && s[2].is_ascii_hexdigit();
+    let hex = s.len() > 2 && (s.starts_with(b"0x") || s.starts_with(b"0X")) && s[2].is_ascii_hexdigit();
     let (radix, digits) = match s {
         _ if hex => (16, &s[2..]),
         [b'0', ..] => (8, s),
@@ -480,15 +457,9 @@ pub fn strtoul(s: &[u8]) -> Option<u64> {
     let mut value: u64 = 0;
     for &b in digits {
         let digit = char::from(b).to_digit(radix)?;
-        value = value
-            .checked_mul(u64::from(radix))?
-            .checked_add(u64::from(digit))?;
+        value = value.checked_mul(u64::from(radix))?.checked_add(u64::from(digit))?;
     }
-    Some(if negative {
-        value.wrapping_neg()
-    } else {
-        value
-    })
+    Some(if negative { value.wrapping_neg() } else { value })
 }
 
 /// A number from login.defs text (`SUB_UID_MIN 100000`), read like shadow's `getdef_ulong`.
@@ -523,9 +494,7 @@ impl Spelling {
     pub fn parse(text: &str) -> Result<Spelling, String> {
         if text.bytes().all(|b| b.is_ascii_digit()) && !text.is_empty() {
             return match text.parse::<u32>() {
-                Ok(uid) if uid < u32::MAX && (text == "0" || !text.starts_with('0')) => {
-                    Ok(Spelling::Uid(uid))
-                }
+                Ok(uid) if uid < u32::MAX && (text == "0" || !text.starts_with('0')) => Ok(Spelling::Uid(uid)),
                 _ => Err(format!("{text:?} is not a valid uid")),
             };
         }
@@ -569,9 +538,7 @@ pub struct Quarantined {
 impl Quarantined {
     /// Whether the range is still held back at `now` (seconds since the epoch).
     pub fn active(&self, now: u64, days: u32) -> bool {
-        now < self
-            .released_at
-            .saturating_add(u64::from(days) * SECONDS_PER_DAY)
+        now < self.released_at.saturating_add(u64::from(days) * SECONDS_PER_DAY)
     }
 
     pub fn range(&self) -> Range {
@@ -752,15 +719,11 @@ pub fn plan(req: &Request<'_>) -> Result<Plan, AllocError> {
         grown.push((Kind::Subgid, Range::new(start, uid_need)));
     } else {
         if uid_need > 0 {
-            let start = uid_taken
-                .first_fit(req.limits, uid_need)
-                .ok_or(full(uid_need))?;
+            let start = uid_taken.first_fit(req.limits, uid_need).ok_or(full(uid_need))?;
             grown.push((Kind::Subuid, Range::new(start, uid_need)));
         }
         if gid_need > 0 {
-            let start = gid_taken
-                .first_fit(req.limits, gid_need)
-                .ok_or(full(gid_need))?;
+            let start = gid_taken.first_fit(req.limits, gid_need).ok_or(full(gid_need))?;
             grown.push((Kind::Subgid, Range::new(start, gid_need)));
         }
     }
@@ -783,10 +746,9 @@ fn mirror(ranges: &[Range], taken: &Taken, limits: Limits) -> Result<Vec<Range>,
         let start = if taken.is_free(r) {
             r.start
         } else {
-            taken.first_fit(limits, r.count).ok_or(AllocError::Full {
-                count: r.count,
-                limits,
-            })?
+            taken
+                .first_fit(limits, r.count)
+                .ok_or(AllocError::Full { count: r.count, limits })?
         };
         let range = Range::new(start, r.count);
         taken = taken.with(&[range]);
@@ -856,11 +818,7 @@ mod tests {
                 Some(("a", 100_000, 65536, None)),
                 Some("Go tools reject"),
             ),
-            (
-                "#a:100000:65536",
-                Some(("#a", 100_000, 65536, None)),
-                Some("comment"),
-            ),
+            ("#a:100000:65536", Some(("#a", 100_000, 65536, None)), Some("comment")),
             (
                 "a:100000:65536   ",
                 Some(("a", 100_000, 65536, None)),
@@ -882,11 +840,7 @@ mod tests {
                 Some("shadow ignores"),
             ),
             ("a:100000:0", Some(("a", 100_000, 0, None)), Some("0 ids")),
-            (
-                "a:4294967295:1",
-                Some(("a", INVALID_ID, 1, None)),
-                Some("4294967295"),
-            ),
+            ("a:4294967295:1", Some(("a", INVALID_ID, 1, None)), Some("4294967295")),
             ("a:100000", None, Some("no tool reads")),
             ("a::1", None, Some("no tool reads")),
             ("garbage", None, Some("no tool reads")),
@@ -908,10 +862,7 @@ mod tests {
             assert_eq!(got, *want, "{line:?}");
             let problems: Vec<String> = parsed.check().iter().map(|p| p.to_string()).collect();
             match problem {
-                Some(p) => assert!(
-                    problems.len() == 1 && problems[0].contains(p),
-                    "{line:?}: {problems:?}"
-                ),
+                Some(p) => assert!(problems.len() == 1 && problems[0].contains(p), "{line:?}: {problems:?}"),
                 None => assert!(problems.is_empty(), "{line:?}: {problems:?}"),
             }
         }
@@ -919,9 +870,7 @@ mod tests {
 
     #[test]
     fn check_reports_overlaps_with_both_lines() {
-        let f = file(
-            "a:100000:65536\nb:150000:10\nc:300000:10\na:300005:10\nc:300000:1\nb:150005:10\n",
-        );
+        let f = file("a:100000:65536\nb:150000:10\nc:300000:10\na:300005:10\nc:300000:1\nb:150005:10\n");
         let problems: Vec<String> = f.check().iter().map(|p| p.to_string()).collect();
         assert_eq!(
             problems,
@@ -959,20 +908,10 @@ mod tests {
             max: u32::MAX,
         };
         assert_eq!(Taken::default().first_fit(top, 295), Some(4_294_967_000));
-        assert_eq!(
-            Taken::default().first_fit(top, 296),
-            None,
-            "never reaches 4294967295"
-        );
+        assert_eq!(Taken::default().first_fit(top, 296), None, "never reaches 4294967295");
     }
 
-    fn request<'a>(
-        uid: &'a SubidFile,
-        gid: &'a SubidFile,
-        t: &'a Tenant,
-        count: u32,
-        grow: bool,
-    ) -> Request<'a> {
+    fn request<'a>(uid: &'a SubidFile, gid: &'a SubidFile, t: &'a Tenant, count: u32, grow: bool) -> Request<'a> {
         Request {
             subuid: uid,
             subgid: gid,
@@ -997,15 +936,7 @@ mod tests {
             &'static [(u64, u64)],
         );
         let cases: &[Case] = &[
-            (
-                "",
-                "",
-                "acme",
-                65536,
-                false,
-                &[(100_000, 65536)],
-                &[(100_000, 65536)],
-            ),
+            ("", "", "acme", 65536, false, &[(100_000, 65536)], &[(100_000, 65536)]),
             // one start for both files
             (
                 "a:100000:65536\n",
@@ -1150,16 +1081,10 @@ mod tests {
         let text = "# c\n#x:1:2\nacme:100000:65536  \n junk\n1001:200000:10\nb:0200000:5";
         let f = file(text);
         let added = f.with_added("new", &[Range::new(7, 8)]);
-        assert_eq!(
-            String::from_utf8(added).unwrap(),
-            format!("{text}\nnew:7:8\n")
-        );
+        assert_eq!(String::from_utf8(added).unwrap(), format!("{text}\nnew:7:8\n"));
         let t = Tenant::new(&Spelling::Name("acme".into()), Some("1001".into()));
         let (out, removed) = f.without(&t);
-        assert_eq!(
-            String::from_utf8(out).unwrap(),
-            "# c\n#x:1:2\n junk\nb:0200000:5\n"
-        );
+        assert_eq!(String::from_utf8(out).unwrap(), "# c\n#x:1:2\n junk\nb:0200000:5\n");
         assert_eq!(removed.iter().map(|e| e.line).collect::<Vec<_>>(), [3, 5]);
         assert_eq!(file("").with_added("a", &[Range::new(1, 2)]), b"a:1:2\n");
     }
@@ -1168,15 +1093,7 @@ mod tests {
     fn tenant_spellings() {
         assert_eq!(Spelling::parse("1001"), Ok(Spelling::Uid(1001)));
         assert_eq!(Spelling::parse("0"), Ok(Spelling::Uid(0)));
-        for bad in [
-            "evil:0:1",
-            "a\nb",
-            "../x",
-            "01001",
-            "4294967295",
-            "",
-            "Acme",
-        ] {
+        for bad in ["evil:0:1", "a\nb", "../x", "01001", "4294967295", "", "Acme"] {
             assert!(Spelling::parse(bad).is_err(), "{bad:?}");
         }
     }

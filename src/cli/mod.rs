@@ -23,7 +23,7 @@ use crate::state::default_state_dir;
 
 /// Prepares this host for non-root containers.
 #[derive(Parser, Debug)]
-#[command(name = "nonrootctl", version, about, long_about = None)]
+#[command(name = "nonrootctl", version)]
 pub struct Cli {
     /// Main config file; drop-ins are read from nonrootd.d/ beside it [default: /etc/nonrootd/nonrootd.toml].
     /// With it, `apply` works in-process instead of asking the daemon.

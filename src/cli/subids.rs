@@ -46,12 +46,8 @@ pub fn execute(command: SubidsCommand, config: &Config, state_dir: &Path) -> Out
         SubidsCommand::Allocate { name, count, grow } => {
             subids::allocate(&settings, &name, count, grow).map(|a| (a.to_string(), true))
         }
-        SubidsCommand::Release { name } => {
-            subids::release(&settings, &name).map(|r| (r.to_string(), true))
-        }
-        SubidsCommand::List { json: false } => {
-            subids::list(&settings).map(|l| (l.to_string(), true))
-        }
+        SubidsCommand::Release { name } => subids::release(&settings, &name).map(|r| (r.to_string(), true)),
+        SubidsCommand::List { json: false } => subids::list(&settings).map(|l| (l.to_string(), true)),
         SubidsCommand::List { json: true } => subids::list(&settings).map(|l| {
             (
                 serde_json::to_string_pretty(&l).expect("listing serializes") + "\n",

@@ -89,7 +89,11 @@ impl Manager {
             Ok(output.stdout)
         } else {
             let message = output.stderr.trim().trim_start_matches("nonrootctl: ").to_string();
-            Err(ApiError::Failed(if message.is_empty() { output.stdout } else { message }))
+            Err(ApiError::Failed(if message.is_empty() {
+                output.stdout
+            } else {
+                message
+            }))
         }
     }
 }
@@ -142,7 +146,12 @@ impl Manager {
     ) -> Result<String, ApiError> {
         require_root(conn, &header, "AllocateSubids").await?;
         let count = (count > 0).then_some(count);
-        self.subids(SubidsCommand::Allocate { name, count, grow: false }).await
+        self.subids(SubidsCommand::Allocate {
+            name,
+            count,
+            grow: false,
+        })
+        .await
     }
 
     /// Removes tenant NAME's ranges from both files and quarantines them. Root only.
@@ -222,7 +231,11 @@ mod tests {
                     let _ = reply.send(report);
                 }
                 Request::Reload(reply) => drop(reply.send(Err("/etc/nonrootd/nonrootd.toml:3: bad".into()))),
-                Request::Subids(_, reply) => drop(reply.send(Output { stdout: "[]".into(), stderr: String::new(), success: true })),
+                Request::Subids(_, reply) => drop(reply.send(Output {
+                    stdout: "[]".into(),
+                    stderr: String::new(),
+                    success: true,
+                })),
             }
         }
     }

@@ -21,7 +21,7 @@ mod systemd;
 /// Keeps this host prepared for non-root containers: re-applies on every Docker start and
 /// socket re-creation, and serves org.nonrootd1 on the system bus.
 #[derive(Parser, Debug)]
-#[command(name = "nonrootd", version, about, long_about = None)]
+#[command(name = "nonrootd", version)]
 pub struct DaemonCli {
     /// Main config file; drop-ins are read from nonrootd.d/ beside it.
     #[arg(long, value_name = "FILE", default_value = DEFAULT_CONFIG)]

@@ -12,9 +12,9 @@ use std::collections::HashSet;
 use futures_util::StreamExt;
 use tokio::task::JoinHandle;
 use zbus::fdo::DBusProxy;
-use zbus::proxy::CacheProperties;
 use zbus::message::Type;
 use zbus::names::{BusName, OwnedUniqueName};
+use zbus::proxy::CacheProperties;
 use zbus::{Connection, MatchRule, Message, MessageStream};
 use zbus::{OwnedObjectPath, OwnedVariant};
 use zbus_systemd::systemd1::ManagerProxy;
@@ -98,8 +98,14 @@ impl Watcher {
     fn subscribe(&mut self) {
         let conn = self.conn.clone();
         self.subscribing = Some(tokio::spawn(async move {
-            let owner = DBusProxy::new(&conn).await?.get_name_owner(BusName::try_from(SYSTEMD)?).await?;
-            let manager = ManagerProxy::builder(&conn).cache_properties(CacheProperties::No).build().await?;
+            let owner = DBusProxy::new(&conn)
+                .await?
+                .get_name_owner(BusName::try_from(SYSTEMD)?)
+                .await?;
+            let manager = ManagerProxy::builder(&conn)
+                .cache_properties(CacheProperties::No)
+                .build()
+                .await?;
             match manager.subscribe().await {
                 Err(zbus::Error::MethodError(name, _, _)) if name.as_str() == ALREADY_SUBSCRIBED => Ok(owner),
                 Err(e) => Err(e),

@@ -25,9 +25,7 @@ pub(crate) fn read(path: &Path) -> Result<(SubidFile, Option<Metadata>), SubidsE
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((SubidFile::default(), None)),
         Err(e) => return Err(SubidsError::io(path, "open", e)),
     };
-    let meta = file
-        .metadata()
-        .map_err(|e| SubidsError::io(path, "stat", e))?;
+    let meta = file.metadata().map_err(|e| SubidsError::io(path, "stat", e))?;
     let mut bytes = Vec::with_capacity(meta.len() as usize);
     file.read_to_end(&mut bytes)
         .map_err(|e| SubidsError::io(path, "read", e))?;
@@ -36,11 +34,7 @@ pub(crate) fn read(path: &Path) -> Result<(SubidFile, Option<Metadata>), SubidsE
 
 /// Replaces `path` with `bytes`, keeping the old file's mode and owner (new files get 0644)
 /// and the old file as `<path>-`. The caller fsyncs the directory with [`sync_dir`].
-pub(crate) fn replace(
-    path: &Path,
-    bytes: &[u8],
-    old: Option<&Metadata>,
-) -> Result<(), SubidsError> {
+pub(crate) fn replace(path: &Path, bytes: &[u8], old: Option<&Metadata>) -> Result<(), SubidsError> {
     let tmp = suffixed(path, "+");
     write_new(&tmp, bytes, old, true)?;
     let result = swap_in(path, &tmp, old.is_some());
@@ -51,12 +45,7 @@ pub(crate) fn replace(
 }
 
 /// Writes a fresh `tmp` with the contents, mode and owner wanted, and fsyncs it if `sync`.
-fn write_new(
-    tmp: &Path,
-    bytes: &[u8],
-    old: Option<&Metadata>,
-    sync: bool,
-) -> Result<(), SubidsError> {
+fn write_new(tmp: &Path, bytes: &[u8], old: Option<&Metadata>, sync: bool) -> Result<(), SubidsError> {
     match fs::remove_file(tmp) {
         Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
@@ -96,8 +85,7 @@ fn swap_in(path: &Path, tmp: &Path, has_old: bool) -> Result<(), SubidsError> {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(SubidsError::io(&backup_link, "remove", e)),
         }
-        fs::hard_link(path, &backup_link)
-            .map_err(|e| SubidsError::io(&backup_link, "create", e))?;
+        fs::hard_link(path, &backup_link).map_err(|e| SubidsError::io(&backup_link, "create", e))?;
     }
     fs::rename(tmp, path).map_err(|e| SubidsError::io(path, "replace", e))?;
     if has_old {
@@ -136,11 +124,7 @@ pub(crate) fn read_state<T: DeserializeOwned + Default>(path: &Path) -> Result<T
 
 /// Writes a JSON state file atomically, creating its directory if needed. Only a `durable`
 /// write is fsynced: the others record facts that are merely informative.
-pub(crate) fn write_state<T: Serialize>(
-    path: &Path,
-    value: &T,
-    durable: bool,
-) -> Result<(), SubidsError> {
+pub(crate) fn write_state<T: Serialize>(path: &Path, value: &T, durable: bool) -> Result<(), SubidsError> {
     let dir = parent(path);
     fs::create_dir_all(&dir).map_err(|e| SubidsError::io(&dir, "create", e))?;
     let mut bytes = serde_json::to_vec(value).expect("state serializes");

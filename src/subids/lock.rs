@@ -176,9 +176,7 @@ fn try_lock_file(tmp: &Path, lock: &Path, pid: u32) -> Result<Attempt, SubidsErr
 fn link(tmp: &Path, lock: &Path) -> Result<Option<Attempt>, SubidsError> {
     match fs::hard_link(tmp, lock) {
         Ok(()) => {
-            let links = fs::metadata(tmp)
-                .map_err(|e| SubidsError::io(tmp, "stat", e))?
-                .nlink();
+            let links = fs::metadata(tmp).map_err(|e| SubidsError::io(tmp, "stat", e))?.nlink();
             if links == 2 {
                 Ok(Some(Attempt::Got))
             } else {
@@ -195,14 +193,8 @@ fn link(tmp: &Path, lock: &Path) -> Result<Option<Attempt>, SubidsError> {
 fn read_pid(lock: &Path) -> io::Result<Option<u32>> {
     let mut buf = Vec::new();
     File::open(lock)?.take(32).read_to_end(&mut buf)?;
-    let text = buf
-        .split(|&b| b == 0)
-        .next()
-        .unwrap_or_default()
-        .trim_ascii();
-    let pid = std::str::from_utf8(text)
-        .ok()
-        .and_then(|t| t.parse::<u32>().ok());
+    let text = buf.split(|&b| b == 0).next().unwrap_or_default().trim_ascii();
+    let pid = std::str::from_utf8(text).ok().and_then(|t| t.parse::<u32>().ok());
     Ok(pid.filter(|&p| p > 0 && p <= i32::MAX as u32))
 }
 

@@ -20,8 +20,8 @@ use nonrootd_core::duty::Duty;
 use nonrootd_core::ids::{IdRef, IdResolver};
 use nonrootd_core::report::{Outcome, Report};
 use nonrootd_core::subids::{
-    self as rules, AllocError, Kind, Limits, Problem, Quarantined, Range, Request, Spelling,
-    SubidFile, Tenant, login_defs_number,
+    self as rules, AllocError, Kind, Limits, Problem, Quarantined, Range, Request, Spelling, SubidFile, Tenant,
+    login_defs_number,
 };
 use serde::{Deserialize, Serialize};
 
@@ -134,11 +134,7 @@ pub enum SubidsError {
         asked: u64,
     },
     /// No free run of `count` ids between min and max in both files.
-    Full {
-        tenant: String,
-        count: u64,
-        limits: Limits,
-    },
+    Full { tenant: String, count: u64, limits: Limits },
     /// Another process held a lock past the timeout.
     Locked { path: PathBuf, holder: Option<u32> },
     /// A system call on `path` failed.
@@ -169,11 +165,7 @@ impl SubidsError {
                 owned,
                 asked,
             },
-            AllocError::Full { count, limits } => SubidsError::Full {
-                tenant,
-                count,
-                limits,
-            },
+            AllocError::Full { count, limits } => SubidsError::Full { tenant, count, limits },
         }
     }
 
@@ -211,11 +203,7 @@ impl fmt::Display for SubidsError {
                 "{}: tenant {tenant} owns {owned} ids, fewer than the {asked} asked: pass --grow to add a second range, or ask for at most {owned}",
                 file.display()
             ),
-            SubidsError::Full {
-                tenant,
-                count,
-                limits,
-            } => write!(
+            SubidsError::Full { tenant, count, limits } => write!(
                 f,
                 "tenant {tenant}: no {count} free ids left between {} and {} in both files: raise [subids] max or release a tenant",
                 limits.min, limits.max
@@ -229,11 +217,7 @@ impl fmt::Display for SubidsError {
                     " past the timeout (another useradd, usermod or nonrootd is running?): nothing was written, try again",
                 )
             }
-            SubidsError::Io {
-                path,
-                action,
-                error,
-            } => write!(f, "{}: cannot {action}: {error}", path.display()),
+            SubidsError::Io { path, action, error } => write!(f, "{}: cannot {action}: {error}", path.display()),
             SubidsError::State { path, message } => write!(
                 f,
                 "{}: {message}: nonrootd's state is unreadable; fix it, or remove it to forget quarantines",
@@ -403,37 +387,24 @@ fn identify(text: &str) -> Result<Tenant, SubidsError> {
         reason,
     })?;
     let alias = match &spelling {
-        Spelling::Name(name) => User::from_name(name)
-            .ok()
-            .flatten()
-            .map(|u| u.uid.to_string()),
+        Spelling::Name(name) => User::from_name(name).ok().flatten().map(|u| u.uid.to_string()),
         Spelling::Uid(uid) => name_of_uid(*uid),
     };
     Ok(Tenant::new(&spelling, alias))
 }
 
 fn name_of_uid(uid: u32) -> Option<String> {
-    User::from_uid(NixUid::from_raw(uid))
-        .ok()
-        .flatten()
-        .map(|u| u.name)
+    User::from_uid(NixUid::from_raw(uid)).ok().flatten().map(|u| u.name)
 }
 
 fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 /// Gives `tenant` (a user name or numeric uid) `count` ids in both files (default: its
 /// `[[tenant]]` count, else `[subids] count`); idempotent. With `grow`, a tenant owning
 /// fewer gets a second range for the difference.
-pub fn allocate(
-    settings: &Settings,
-    tenant: &str,
-    count: Option<u32>,
-    grow: bool,
-) -> Result<Allocation, SubidsError> {
+pub fn allocate(settings: &Settings, tenant: &str, count: Option<u32>, grow: bool) -> Result<Allocation, SubidsError> {
     let tenant = identify(tenant)?;
     let count = count
         .or_else(|| {
@@ -447,12 +418,7 @@ pub fn allocate(
     allocate_tenant(settings, &tenant, count, grow)
 }
 
-fn allocate_tenant(
-    settings: &Settings,
-    tenant: &Tenant,
-    count: u32,
-    grow: bool,
-) -> Result<Allocation, SubidsError> {
+fn allocate_tenant(settings: &Settings, tenant: &Tenant, count: u32, grow: bool) -> Result<Allocation, SubidsError> {
     if count == 0 {
         return Err(SubidsError::ZeroCount {
             tenant: tenant.owner().to_string(),
@@ -483,10 +449,7 @@ fn allocate_tenant(
         // The record first: a crash then leaves a record without lines, which `list` ignores.
         // Not fsynced: losing it loses only the "managed" mark.
         let mut managed: ManagedState = files::read_state(&settings.managed_path())?;
-        for (kind, ranges) in [
-            (Kind::Subuid, &plan.add_subuid),
-            (Kind::Subgid, &plan.add_subgid),
-        ] {
+        for (kind, ranges) in [(Kind::Subuid, &plan.add_subuid), (Kind::Subgid, &plan.add_subgid)] {
             managed.ranges.extend(ranges.iter().map(|r| ManagedRange {
                 owner: tenant.owner().to_string(),
                 kind,
@@ -569,18 +532,14 @@ pub fn release(settings: &Settings, tenant: &str) -> Result<Released, SubidsErro
     // Quarantine first: a crash then holds back ranges that may still be in the files.
     let now = now();
     let mut quarantine: QuarantineState = files::read_state(&settings.quarantine_path())?;
-    quarantine
-        .ranges
-        .retain(|q| q.active(now, settings.quarantine_days));
-    quarantine
-        .ranges
-        .extend(removed.iter().map(|(kind, e)| Quarantined {
-            owner: e.owner.clone(),
-            kind: *kind,
-            start: e.range.start,
-            count: e.range.count,
-            released_at: now,
-        }));
+    quarantine.ranges.retain(|q| q.active(now, settings.quarantine_days));
+    quarantine.ranges.extend(removed.iter().map(|(kind, e)| Quarantined {
+        owner: e.owner.clone(),
+        kind: *kind,
+        start: e.range.start,
+        count: e.range.count,
+        released_at: now,
+    }));
     files::write_state(&settings.quarantine_path(), &quarantine, true)?;
     for (path, bytes, meta) in &rewrites {
         files::replace(path, bytes, meta.as_ref())?;
@@ -649,9 +608,7 @@ pub fn ensure_tenants(config: &Config, ids: &dyn IdResolver, state_dir: &Path) -
                 }
                 continue;
             }
-            (IdRef::Name(name), Ok(uid)) => {
-                Tenant::new(&Spelling::Name(name.clone()), Some(uid.to_string()))
-            }
+            (IdRef::Name(name), Ok(uid)) => Tenant::new(&Spelling::Name(name.clone()), Some(uid.to_string())),
             (IdRef::Id(_), Ok(uid)) => Tenant::new(&Spelling::Uid(uid.0), name_of_uid(uid.0)),
         };
         match allocate_tenant(&settings, &tenant, count, false) {
@@ -674,13 +631,9 @@ pub fn ensure_tenants(config: &Config, ids: &dyn IdResolver, state_dir: &Path) -
             Err(e) => {
                 for path in paths {
                     let outcome = if e.is_refusal() {
-                        Outcome::Refused {
-                            reason: e.to_string(),
-                        }
+                        Outcome::Refused { reason: e.to_string() }
                     } else {
-                        Outcome::Failed {
-                            error: e.to_string(),
-                        }
+                        Outcome::Failed { error: e.to_string() }
                     };
                     report.push(Duty::Subids, path, &desired, outcome);
                 }

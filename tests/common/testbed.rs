@@ -36,7 +36,12 @@ impl Testbed {
             .stdin(Stdio::null())
             .output()
             .expect("scripts/testbed");
-        assert!(out.status.success(), "testbed {args:?}: {}{}", text(&out.stdout), text(&out.stderr));
+        assert!(
+            out.status.success(),
+            "testbed {args:?}: {}{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
         out
     }
 
@@ -54,7 +59,12 @@ impl Testbed {
     /// Runs a shell command inside and returns its stdout; panics when it fails.
     pub fn sh(&self, script: &str) -> String {
         let out = self.try_sh(script);
-        assert!(out.status.success(), "in testbed: {script}\n{}{}", text(&out.stdout), text(&out.stderr));
+        assert!(
+            out.status.success(),
+            "in testbed: {script}\n{}{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
         text(&out.stdout)
     }
 
@@ -66,7 +76,12 @@ impl Testbed {
             if out.status.success() {
                 return;
             }
-            assert!(Instant::now() < deadline, "timed out: {script}\n{}{}", text(&out.stdout), text(&out.stderr));
+            assert!(
+                Instant::now() < deadline,
+                "timed out: {script}\n{}{}",
+                text(&out.stdout),
+                text(&out.stderr)
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -87,7 +102,12 @@ impl Testbed {
 impl Drop for Testbed {
     fn drop(&mut self) {
         if std::env::var_os("NONROOTD_KEEP_TESTBED").is_none() {
-            let _ = Command::new(script()).arg("--dir").arg(&self.dir).arg("destroy").stdin(Stdio::null()).output();
+            let _ = Command::new(script())
+                .arg("--dir")
+                .arg(&self.dir)
+                .arg("destroy")
+                .stdin(Stdio::null())
+                .output();
         }
     }
 }

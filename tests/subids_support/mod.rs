@@ -79,11 +79,7 @@ impl TempEtc {
     }
 
     pub fn settings(&self, extra: &str) -> Settings {
-        Settings::with_login_defs(
-            &self.config(extra),
-            &self.state(),
-            &self.path("no-login.defs"),
-        )
+        Settings::with_login_defs(&self.config(extra), &self.state(), &self.path("no-login.defs"))
     }
 
     /// Runs a shell script in a private mount namespace where this directory is `/etc`.
@@ -94,9 +90,7 @@ impl TempEtc {
     pub fn shadow_command(&self, script: &str) -> Command {
         let mut cmd = Command::new("unshare");
         cmd.args(["--mount", "--propagation", "private", "sh", "-ec"])
-            .arg(format!(
-                "mount --bind \"$NONROOTD_TEST_ETC\" /etc\n{script}"
-            ))
+            .arg(format!("mount --bind \"$NONROOTD_TEST_ETC\" /etc\n{script}"))
             .env("NONROOTD_TEST_ETC", self.etc());
         cmd
     }
