@@ -244,3 +244,40 @@ fn a_held_lock_times_out_cleanly() {
         text(&out.stderr)
     );
 }
+
+#[test]
+fn check_config_names_paths_the_shipped_unit_may_not_write_and_the_drop_in_to_add() {
+    let scratch = Scratch::disk();
+    let units = scratch.mkdir("units", 0o755);
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("systemd/nonrootd.service"),
+        units.join("nonrootd.service"),
+    )
+    .unwrap();
+    let main = write_config(
+        scratch.path(),
+        "nonrootd.toml",
+        "[docker]\ndata_root = \"/srv/docker\"\n[[socket]]\npath = \"/run/docker.sock\"\nusers = [4321]\n",
+    );
+    let unit_dir = units.to_str().unwrap();
+    let out = nonrootctl(&["--config", &main, "check-config", "--unit-dir", unit_dir]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("docker.data_root /srv/docker is read-only for nonrootd.service"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("nonrootd.service.d/paths.conf with \"[Service]\\nReadWritePaths=/srv/docker\""),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("docker.sock"), "{stderr}");
+
+    write_config(
+        &units,
+        "nonrootd.service.d/paths.conf",
+        "[Service]\nReadWritePaths=/srv/docker\n",
+    );
+    let out = nonrootctl(&["--config", &main, "check-config", "--unit-dir", unit_dir]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}

@@ -9,5 +9,6 @@ pub mod ids;
 pub mod mode;
 pub mod plan;
 pub mod report;
+pub mod sandbox;
 pub mod status;
 pub mod subids;

@@ -11,10 +11,11 @@ use clap::{Args, Parser, Subcommand};
 use nonrootd_core::config::Config;
 use nonrootd_core::duty::{Duty, DutySet};
 use nonrootd_core::report::{Outcome, Report};
+use nonrootd_core::sandbox;
 use nonrootd_core::status::{DaemonStatus, render, render_report};
 use serde::Serialize;
 
-use crate::apply::{DOCKER_DAEMON_JSON, Engine, Request, apply_with_state};
+use crate::apply::{DOCKER_DAEMON_JSON, Engine, Request, apply_with_state, data_root};
 use crate::client::{self, CallError};
 use crate::config_file::{self, DEFAULT_CONFIG};
 use crate::host::RealHost;
@@ -49,8 +50,9 @@ enum Command {
     Apply(ApplyArgs),
     /// Make the daemon re-read its config; a broken config is refused and the old one kept.
     Reload(TimeoutArgs),
-    /// Validate the main file and its drop-ins; exit 1 naming file, line and key of every problem.
-    CheckConfig,
+    /// Validate the main file and its drop-ins; exit 1 naming file, line and key of every problem,
+    /// and every configured path the installed nonrootd.service may not write.
+    CheckConfig(CheckConfigArgs),
     /// Remove every ACL entry nonrootd recorded as granted (the package runs this on removal).
     Revoke(RevokeArgs),
     /// Subordinate uid/gid ranges per tenant in /etc/subuid and /etc/subgid.
@@ -58,6 +60,14 @@ enum Command {
         #[command(subcommand)]
         command: subids::SubidsCommand,
     },
+}
+
+#[derive(Args, Debug)]
+struct CheckConfigArgs {
+    /// Where to look for nonrootd.service and its drop-ins, lowest priority first
+    /// [default: /lib/systemd/system /usr/lib/systemd/system /run/systemd/system /etc/systemd/system].
+    #[arg(long, value_name = "DIR")]
+    unit_dir: Vec<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -131,7 +141,7 @@ pub fn main() -> ExitCode {
         }
         Command::Apply(args) => apply(&config_path, &state_dir, &args),
         Command::Reload(args) => reload(&args),
-        Command::CheckConfig => check_config(&config_path),
+        Command::CheckConfig(args) => check_config(&config_path, &args),
         Command::Revoke(args) => revoke(&state_dir, &args),
         Command::Subids { command } => match load_config(&config_path) {
             Some(config) => subids::run(command, &config, &state_dir),
@@ -170,7 +180,42 @@ fn load_config(path: &std::path::Path) -> Option<Config> {
     }
 }
 
-fn check_config(path: &std::path::Path) -> ExitCode {
+/// systemd's unit directories, lowest priority first.
+const UNIT_DIRS: [&str; 4] = [
+    "/lib/systemd/system",
+    "/usr/lib/systemd/system",
+    "/run/systemd/system",
+    "/etc/systemd/system",
+];
+
+/// The `ReadWritePaths=` of the installed nonrootd.service with its drop-ins, or `None` when the
+/// unit is not installed.
+fn unit_read_write_paths(unit_dirs: &[PathBuf]) -> Option<Vec<PathBuf>> {
+    let unit = unit_dirs
+        .iter()
+        .rev()
+        .map(|d| d.join("nonrootd.service"))
+        .find(|p| p.is_file())?;
+    let mut paths = sandbox::read_write_paths(&std::fs::read_to_string(unit).ok()?, Vec::new());
+    let mut drop_ins = std::collections::BTreeMap::new();
+    for dir in unit_dirs {
+        let Ok(entries) = std::fs::read_dir(dir.join("nonrootd.service.d")) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            if name.to_string_lossy().ends_with(".conf") {
+                drop_ins.insert(name, entry.path());
+            }
+        }
+    }
+    for path in drop_ins.values() {
+        paths = sandbox::read_write_paths(&std::fs::read_to_string(path).unwrap_or_default(), paths);
+    }
+    Some(paths)
+}
+
+fn check_config(path: &std::path::Path, args: &CheckConfigArgs) -> ExitCode {
     let Some(config) = load_config(path) else {
         return ExitCode::FAILURE;
     };
@@ -180,6 +225,29 @@ fn check_config(path: &std::path::Path) -> ExitCode {
     }
     if !unresolved.is_empty() {
         return ExitCode::FAILURE;
+    }
+    let unit_dirs: Vec<PathBuf> = match args.unit_dir.is_empty() {
+        true => UNIT_DIRS.iter().map(PathBuf::from).collect(),
+        false => args.unit_dir.clone(),
+    };
+    if let Some(allowed) = unit_read_write_paths(&unit_dirs) {
+        let data_root = config
+            .docker
+            .as_ref()
+            .map(|d| data_root(d, std::path::Path::new(DOCKER_DAEMON_JSON)));
+        let outside = sandbox::uncovered(&sandbox::written_paths(&config, data_root.as_deref()), &allowed);
+        for written in &outside {
+            eprintln!(
+                "nonrootctl: {}: {} {} is read-only for nonrootd.service (ProtectSystem=strict): {}",
+                path.display(),
+                written.key,
+                written.path.display(),
+                sandbox::drop_in_advice(&written.path)
+            );
+        }
+        if !outside.is_empty() {
+            return ExitCode::FAILURE;
+        }
     }
     let drop_ins = config_file::drop_ins(path).map(|d| d.len()).unwrap_or(0);
     println!("{}: valid ({drop_ins} drop-ins)", path.display());

@@ -90,6 +90,18 @@ impl Testbed {
         self.run_script(&["docker-image", name]);
     }
 
+    /// Imports an image holding busybox and Debian's Docker client (with the two libraries it
+    /// links), so that a container can talk to the Docker API.
+    pub fn docker_client_image(&self, name: &str) {
+        self.sh(&format!(
+            "set -e; d=$(mktemp -d); mkdir -p $d/bin $d/usr/bin $d/lib/x86_64-linux-gnu $d/lib64 $d/tmp; chmod 1777 $d/tmp
+             cp /bin/busybox $d/bin/; for a in sh cat ls id; do ln -s busybox $d/bin/$a; done
+             cp -L /usr/bin/docker $d/usr/bin/docker
+             cp -L /lib/x86_64-linux-gnu/libc.so.6 $d/lib/x86_64-linux-gnu/; cp -L /lib64/ld-linux-x86-64.so.2 $d/lib64/
+             tar -C $d -c . | /usr/bin/docker import - {name} >/dev/null; rm -rf $d"
+        ));
+    }
+
     pub fn stop(&self) {
         self.run_script(&["stop"]);
     }

@@ -1,0 +1,273 @@
+//! The installed package in a real systemd 252 + dbus + dockerd (the testbed): install, the
+//! Docker hook, status and authorization, Docker restarted four ways, DMI readers, tenants,
+//! reload, upgrade, removal and purge, and a reboot.
+//!
+//! Needs the packages: `scripts/package` and `scripts/package --no-build --version <version>.1` (scripts/check-packaging, run by scripts/test,
+//! builds both); `NONROOTD_DEB` and `NONROOTD_DEB_UPGRADE` may name them.
+
+mod common;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use common::testbed::Testbed;
+
+const LIMIT: Duration = Duration::from_secs(20);
+const IMAGE_DIRS: &str = "/var/lib/docker/image /var/lib/docker/image/overlay2 /var/lib/docker/image/overlay2/layerdb";
+const AS_4321: &str = "setpriv --reuid 4321 --regid 4321 --clear-groups env HOME=/tmp /usr/bin/docker version --format '{{.Server.Version}}'";
+const CONFIG: &str = "[docker]\n\n[[socket]]\npath = \"/run/docker.sock\"\nusers = [4321]\n";
+
+fn package(var: &str, version: &str) -> PathBuf {
+    if let Some(path) = std::env::var_os(var) {
+        return PathBuf::from(path);
+    }
+    let path =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("target/packages/nonrootd_{version}-1_amd64.deb"));
+    assert!(
+        path.exists(),
+        "{} is missing: run scripts/package (scripts/test does)",
+        path.display()
+    );
+    path
+}
+
+fn deb() -> PathBuf {
+    package("NONROOTD_DEB", env!("CARGO_PKG_VERSION"))
+}
+
+/// Installs the package the way an admin does, then writes `config` and reloads.
+fn install(testbed: &Testbed, config: &str) {
+    // The host's policy-rc.d (a container image's "never start services") is visible in the overlay.
+    testbed.sh(&format!(
+        "set -e; rm -f /usr/sbin/policy-rc.d; dpkg -i {} >/dev/null; systemctl is-active nonrootd",
+        deb().display()
+    ));
+    write_config(testbed, config);
+    testbed.sh("systemctl reload nonrootd");
+}
+
+fn write_config(testbed: &Testbed, config: &str) {
+    testbed.sh(&format!("cat > /etc/nonrootd/nonrootd.toml <<'EOF'\n{config}EOF"));
+}
+
+fn docker_right(testbed: &Testbed) {
+    testbed.wait_until(LIMIT, &format!("test \"$(stat -c %a {IMAGE_DIRS} | sort -u)\" = 750"));
+    testbed.wait_until(LIMIT, "getfacl -cp /run/docker.sock | grep -qx 'user:4321:rw-'");
+    testbed.wait_until(LIMIT, AS_4321);
+}
+
+fn container_as_4321_talks_to_docker(testbed: &Testbed) {
+    let version = testbed.sh(
+        "docker run --rm -u 4321:4321 -e HOME=/tmp -v /run/docker.sock:/run/docker.sock nonroot-client \
+         /usr/bin/docker -H unix:///run/docker.sock version --format '{{.Server.Version}}'",
+    );
+    assert!(version.trim().starts_with("20.10"), "{version}");
+}
+
+#[test]
+fn installed_package_serves_status_and_keeps_docker_right_through_four_restarts() {
+    let testbed = Testbed::boot("pkg-restarts");
+    testbed.sh("systemctl start docker");
+    testbed.docker_client_image("nonroot-client");
+    install(&testbed, CONFIG);
+    docker_right(&testbed);
+
+    let status = testbed.sh("nonrootctl status");
+    assert!(
+        status.contains("active (running)") && status.contains("following systemd"),
+        "{status}"
+    );
+    let as_nobody = testbed.sh("setpriv --reuid 65534 --regid 65534 --clear-groups nonrootctl status");
+    assert!(
+        as_nobody.contains("✓ sockets /run/docker.sock (user:4321:rw-)"),
+        "{as_nobody}"
+    );
+    let denied = testbed.try_sh("setpriv --reuid 65534 --regid 65534 --clear-groups nonrootctl apply");
+    assert_eq!(denied.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&denied.stderr);
+    assert!(
+        stderr.contains("permission denied: Apply needs root") && stderr.contains("uid 65534"),
+        "{stderr}"
+    );
+
+    let restarts = [
+        "systemctl restart docker",
+        "systemctl restart docker.socket",
+        "systemctl stop docker.service docker.socket; systemctl start docker.socket",
+        "kill -9 $(systemctl show -P MainPID docker); sleep 3",
+    ];
+    for restart in restarts {
+        testbed.sh(&format!("chmod 0700 {IMAGE_DIRS}"));
+        testbed.sh(restart);
+        docker_right(&testbed);
+        container_as_4321_talks_to_docker(&testbed);
+    }
+    // A gid-0 process that is not root (cAdvisor's `operator`) lists the layer database.
+    testbed.sh("setpriv --reuid 4322 --regid 0 --clear-groups ls /var/lib/docker/image/overlay2/layerdb >/dev/null");
+    // The hook ran in Docker's start and succeeded.
+    let hook = testbed.sh("systemctl show -P ExecStartPost docker.service");
+    assert!(hook.contains("nonrootctl") && hook.contains("status=0/0"), "{hook}");
+}
+
+/// SMBIOS 3.0 tables as the kernel exports them: an entry point and a table with one System
+/// Information structure (type 1) holding `uuid`, then end-of-table.
+fn smbios_tables(uuid: [u8; 16]) -> (Vec<u8>, Vec<u8>) {
+    let mut table = vec![1, 0x1b, 0x00, 0x01, 1, 2, 0, 0];
+    table.extend_from_slice(&uuid);
+    table.extend_from_slice(&[6, 0, 0]);
+    table.extend_from_slice(b"nonrootd\0testbed\0\0");
+    table.extend_from_slice(&[127, 4, 0x00, 0x02, 0, 0]);
+    let mut entry = b"_SM3_".to_vec();
+    entry.extend_from_slice(&[0, 0x18, 3, 0, 0, 1, 0]);
+    entry.extend_from_slice(&(table.len() as u32).to_le_bytes());
+    entry.extend_from_slice(&0u64.to_le_bytes());
+    let sum = entry.iter().fold(0u8, |s, b| s.wrapping_add(*b));
+    entry[5] = 0u8.wrapping_sub(sum);
+    (entry, table)
+}
+
+#[test]
+fn dmi_tables_become_readable_by_the_group_only_and_by_a_mounted_consumer() {
+    let testbed = Testbed::boot("pkg-dmi");
+    let uuid = [
+        0x78, 0x56, 0x34, 0x12, 0x34, 0x12, 0x78, 0x56, 0x12, 0x34, 0x56, 0x78, 0x9a, 0xbc, 0xde, 0xf0,
+    ];
+    let (entry, table) = smbios_tables(uuid);
+    let staging = PathBuf::from(format!("/var/tmp/nonrootd-e2e-dmi-{}", std::process::id()));
+    std::fs::create_dir_all(&staging).unwrap();
+    std::fs::write(staging.join("smbios_entry_point"), entry).unwrap();
+    std::fs::write(staging.join("DMI"), table).unwrap();
+    testbed.sh(&format!(
+        "set -e; mount -t tmpfs -o mode=0755 firmware /sys/firmware; mkdir -p /sys/firmware/dmi/tables
+         cp {0}/smbios_entry_point {0}/DMI /sys/firmware/dmi/tables/; chmod 0400 /sys/firmware/dmi/tables/*
+         groupadd -g 990 dmi; useradd -u 4400 -G dmi reader; useradd -u 4401 other
+         systemctl start docker",
+        staging.display()
+    ));
+    std::fs::remove_dir_all(&staging).unwrap();
+    testbed.docker_client_image("nonroot-client");
+    install(&testbed, &format!("{CONFIG}\n[dmi]\ngroup = \"dmi\"\n"));
+    let modes =
+        testbed.sh("stat -c '%a %U:%G' /sys/firmware/dmi/tables/DMI /sys/firmware/dmi/tables/smbios_entry_point");
+    assert_eq!(modes, "440 root:dmi\n440 root:dmi\n");
+    let read = testbed.sh("setpriv --reuid 4400 --regid 4400 --init-groups dmidecode -s system-uuid");
+    assert_eq!(read.trim(), "12345678-1234-5678-1234-56789abcdef0");
+    let denied = testbed.try_sh("setpriv --reuid 4401 --regid 4401 --init-groups cat /sys/firmware/dmi/tables/DMI");
+    assert!(String::from_utf8_lossy(&denied.stderr).contains("Permission denied"));
+    testbed.sh(
+        "docker run --rm -u 4321:4321 --group-add 990 -v /sys/firmware/dmi/tables:/rootfs/sys/firmware/dmi/tables:ro \
+         nonroot-client sh -c 'cat /rootfs/sys/firmware/dmi/tables/DMI /rootfs/sys/firmware/dmi/tables/smbios_entry_point >/dev/null'",
+    );
+    let without_group = testbed.try_sh(
+        "docker run --rm -u 4321:4321 -v /sys/firmware/dmi/tables:/rootfs/sys/firmware/dmi/tables:ro \
+         nonroot-client cat /rootfs/sys/firmware/dmi/tables/DMI",
+    );
+    assert!(!without_group.status.success(), "read without the group");
+}
+
+#[test]
+fn a_configured_tenant_gets_ranges_that_unshare_map_auto_uses() {
+    let testbed = Testbed::boot("pkg-tenant");
+    testbed.sh("useradd -m -K SUB_UID_COUNT=0 -K SUB_GID_COUNT=0 acme; ! grep -q '^acme:' /etc/subuid");
+    install(&testbed, &format!("{CONFIG}\n[[tenant]]\nname = \"acme\"\n"));
+    let line = testbed.sh("grep '^acme:' /etc/subuid /etc/subgid");
+    assert!(
+        line.contains("/etc/subuid:acme:") && line.contains("/etc/subgid:acme:"),
+        "{line}"
+    );
+    let start: u64 = line.lines().next().unwrap().split(':').nth(2).unwrap().parse().unwrap();
+    let map = testbed.sh("su acme -c 'unshare --map-auto --map-root-user cat /proc/self/uid_map'");
+    assert!(
+        map.contains(&start.to_string()),
+        "uid_map does not use the range {start}:\n{map}"
+    );
+    // Debian's useradd gives new users a range; nonrootd adds nothing for them.
+    testbed.sh("useradd -m beta");
+    write_config(
+        &testbed,
+        &format!("{CONFIG}\n[[tenant]]\nname = \"acme\"\n[[tenant]]\nname = \"beta\"\n"),
+    );
+    let before = testbed.sh("cat /etc/subuid /etc/subgid");
+    testbed.sh("systemctl reload nonrootd");
+    assert_eq!(testbed.sh("cat /etc/subuid /etc/subgid"), before);
+}
+
+#[test]
+fn a_broken_config_on_reload_is_refused_and_the_old_one_stays_in_force() {
+    let testbed = Testbed::boot("pkg-reload");
+    testbed.sh("systemctl start docker");
+    install(&testbed, CONFIG);
+    write_config(&testbed, &format!("{CONFIG}acess = \"rw\"\n"));
+    let reload = testbed.try_sh("systemctl reload nonrootd");
+    assert!(!reload.status.success(), "a broken config was accepted");
+    testbed.sh("systemctl is-active nonrootd");
+    let journal = testbed.sh("journalctl -u nonrootd -o cat MESSAGE_ID=5e6f7a8b9c0d4e1f8a2b3c4d5e6f7a8b");
+    assert!(journal.contains("unknown field `acess`"), "{journal}");
+    testbed.sh("systemctl restart docker.socket");
+    docker_right(&testbed);
+}
+
+#[test]
+fn upgrade_keeps_config_restarts_nonrootd_not_docker_and_removal_leaves_nothing() {
+    let testbed = Testbed::boot("pkg-upgrade");
+    testbed.sh("systemctl start docker");
+    let before_files = testbed.sh("find /etc /usr /var/lib -xdev | sort");
+    install(&testbed, CONFIG);
+    docker_right(&testbed);
+    let pids = |t: &Testbed| t.sh("systemctl show -P MainPID nonrootd docker");
+    let before = pids(&testbed);
+    let upgrade = package("NONROOTD_DEB_UPGRADE", concat!(env!("CARGO_PKG_VERSION"), ".1"));
+    testbed.sh(&format!("dpkg -i {} >/dev/null", upgrade.display()));
+    let after = pids(&testbed);
+    let (b, a): (Vec<_>, Vec<_>) = (before.lines().collect(), after.lines().collect());
+    assert_ne!(a[0], b[0], "nonrootd was not restarted");
+    assert_eq!(a[1], b[1], "docker was restarted");
+    assert_eq!(
+        testbed.sh("cat /etc/nonrootd/nonrootd.toml"),
+        CONFIG,
+        "the config edit was lost"
+    );
+    assert_eq!(testbed.sh("dpkg-query -W -f '${Version}' nonrootd"), concat!(env!("CARGO_PKG_VERSION"), ".1-1"));
+
+    testbed.sh("dpkg -r nonrootd >/dev/null");
+    assert!(
+        !testbed.sh("getfacl -cp /run/docker.sock").contains("4321"),
+        "a grant survived removal"
+    );
+    testbed.sh("dpkg -P nonrootd >/dev/null");
+    assert!(testbed.try_sh("test -e /var/lib/nonrootd").status.code() != Some(0));
+    let after_files = testbed.sh("find /etc /usr /var/lib -xdev | sort");
+    let left: Vec<_> = after_files
+        .lines()
+        .filter(|f| !before_files.lines().any(|b| b == *f))
+        .filter(|f| f.contains("nonrootd"))
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
+
+#[test]
+fn after_a_reboot_everything_is_right_and_boot_does_not_wait_on_the_hook() {
+    let testbed = Testbed::boot("pkg-reboot");
+    testbed.sh("systemctl enable --now docker.socket docker.service");
+    install(&testbed, CONFIG);
+    docker_right(&testbed);
+    testbed.stop();
+    let started = Instant::now();
+    testbed.boot_again();
+    eprintln!("boot with nonrootd and its hook: {:?}", started.elapsed());
+    docker_right(&testbed);
+    let hook = testbed.sh("systemctl show -P ExecStartPost docker.service");
+    assert!(
+        hook.contains("status=0/0"),
+        "the hook failed or timed out at boot: {hook}"
+    );
+    let socket_hook = testbed.sh("systemctl show -P ExecStartPost docker.socket");
+    assert!(socket_hook.contains("status=0/0"), "{socket_hook}");
+    testbed.sh("systemctl is-active nonrootd");
+
+    testbed.sh("dpkg -r nonrootd >/dev/null");
+    testbed.stop();
+    let started = Instant::now();
+    testbed.boot_again();
+    eprintln!("boot without nonrootd: {:?}", started.elapsed());
+}
