@@ -2,6 +2,7 @@
 //! [`Host`], verify, and report per path. A refused or failed path never stops the others.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use nonrootd_core::acl::{Grants, Qualifier, describe_change, plan_grants, shortfalls};
 use nonrootd_core::config::{Config, DmiAccess, DockerConfig, SocketConfig};
@@ -311,7 +312,7 @@ pub fn apply_with_state<H: Host>(
     config: &Config,
     request: &Request,
     state_dir: &Path,
-    lock_timeout: std::time::Duration,
+    lock_timeout: Duration,
 ) -> Result<Report, String> {
     let state_error = |e: std::io::Error| format!("state directory {}: {e}", state_dir.display());
     if request.dry_run {
@@ -331,6 +332,23 @@ pub fn apply_with_state<H: Host>(
         report.entries.extend(tenants.entries);
     }
     Ok(report)
+}
+
+/// Applies on this host: the real file system, names from NSS, Docker's own daemon.json. What
+/// the CLI and the daemon run.
+pub fn apply_on_host(
+    config: &Config,
+    request: &Request,
+    state_dir: &Path,
+    lock_timeout: Duration,
+) -> Result<Report, String> {
+    let host = crate::host::RealHost::default();
+    let engine = Engine {
+        host: &host,
+        ids: &crate::ids::SystemIds,
+        daemon_json: Path::new(DOCKER_DAEMON_JSON),
+    };
+    apply_with_state(&engine, config, request, state_dir, lock_timeout)
 }
 
 #[cfg(test)]

@@ -58,6 +58,13 @@ fn classify(e: zbus::Error) -> CallError {
                 _ => CallError::Failed(text),
             }
         }
+        zbus::Error::FDO(fdo) => match fdo.as_ref() {
+            zbus::fdo::Error::NameHasNoOwner(why) | zbus::fdo::Error::ServiceUnknown(why) => {
+                CallError::NoDaemon(why.clone())
+            }
+            zbus::fdo::Error::AccessDenied(why) => CallError::Denied(why.clone()),
+            other => CallError::Failed(other.to_string()),
+        },
         zbus::Error::InputOutput(_) | zbus::Error::Address(_) | zbus::Error::Handshake(_) => {
             CallError::NoDaemon(e.to_string())
         }

@@ -100,7 +100,10 @@ fn two_hundred_socket_recreations_are_all_fixed_without_growth() {
     let testbed = Testbed::boot("recreate");
     install(&testbed);
     let usage = |t: &Testbed| {
-        t.sh("pid=$(systemctl show -P MainPID nonrootd); echo $(ls /proc/$pid/fd | wc -l) $(awk '/VmRSS/ {print $2}' /proc/$pid/status)")
+        // The fewest fds over a few samples: an apply in flight holds a few for a moment.
+        t.sh("pid=$(systemctl show -P MainPID nonrootd)
+              fds=$(for i in $(seq 10); do ls /proc/$pid/fd | wc -l; sleep 0.05; done | sort -n | head -1)
+              echo $fds $(awk '/VmRSS/ {print $2}' /proc/$pid/status)")
     };
     let before = usage(&testbed);
     let mut missed = Vec::new();
@@ -122,7 +125,7 @@ fn two_hundred_socket_recreations_are_all_fixed_without_growth() {
             .collect::<Vec<_>>()
     };
     let (b, a) = (parse(&before), parse(&after));
-    assert!(a[0] <= b[0] + 1, "fds grew: {before} → {after}");
+    assert!(a[0] <= b[0], "fds grew: {before} → {after}");
     assert!(a[1] <= b[1] + 2048, "RSS grew (kB): {before} → {after}");
     assert!(testbed.sh("journalctl -u nonrootd -o verbose MESSAGE_ID=8a4e2f61c39b4d7e8f0a1b2c3d4e5f60 | grep -c 'MESSAGE=changed'").trim().parse::<u32>().unwrap() >= 200);
 }

@@ -104,9 +104,17 @@ fn installed_package_serves_status_and_keeps_docker_right_through_four_restarts(
     }
     // A gid-0 process that is not root (cAdvisor's `operator`) lists the layer database.
     testbed.sh("setpriv --reuid 4322 --regid 0 --clear-groups ls /var/lib/docker/image/overlay2/layerdb >/dev/null");
+    // With the daemon stopped, `nonrootctl apply` applies in-process.
+    testbed.sh(&format!("systemctl stop nonrootd; chmod 0700 {IMAGE_DIRS}"));
+    let local = testbed.sh("nonrootctl apply --only docker");
+    assert!(local.contains("3 changed"), "{local}");
+    testbed.sh("systemctl start nonrootd");
     // The hook ran in Docker's start and succeeded.
     let hook = testbed.sh("systemctl show -P ExecStartPost docker.service");
-    assert!(hook.contains("nonrootctl") && hook.contains("code=exited ; status=0 "), "{hook}");
+    assert!(
+        hook.contains("nonrootctl") && hook.contains("code=exited ; status=0 "),
+        "{hook}"
+    );
 }
 
 /// SMBIOS 3.0 tables as the kernel exports them: an entry point and a table with one System
@@ -227,7 +235,10 @@ fn upgrade_keeps_config_restarts_nonrootd_not_docker_and_removal_leaves_nothing(
         CONFIG,
         "the config edit was lost"
     );
-    assert_eq!(testbed.sh("dpkg-query -W -f '${Version}' nonrootd"), concat!(env!("CARGO_PKG_VERSION"), ".1-1"));
+    assert_eq!(
+        testbed.sh("dpkg-query -W -f '${Version}' nonrootd"),
+        concat!(env!("CARGO_PKG_VERSION"), ".1-1")
+    );
 
     testbed.sh("dpkg -r nonrootd >/dev/null");
     assert!(
@@ -238,7 +249,10 @@ fn upgrade_keeps_config_restarts_nonrootd_not_docker_and_removal_leaves_nothing(
     assert!(testbed.try_sh("test -e /var/lib/nonrootd").status.code() != Some(0));
     let after_files = testbed.sh("find /etc /usr /var/lib -xdev | sort");
     let before: std::collections::HashSet<&str> = before_files.lines().collect();
-    let left: Vec<_> = after_files.lines().filter(|f| !before.contains(f) && f.contains("nonrootd")).collect();
+    let left: Vec<_> = after_files
+        .lines()
+        .filter(|f| !before.contains(f) && f.contains("nonrootd"))
+        .collect();
     assert!(left.is_empty(), "left behind: {left:?}");
 }
 

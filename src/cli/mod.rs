@@ -15,10 +15,9 @@ use nonrootd_core::sandbox;
 use nonrootd_core::status::{DaemonStatus, render, render_report};
 use serde::Serialize;
 
-use crate::apply::{DOCKER_DAEMON_JSON, Engine, Request, apply_with_state, data_root};
+use crate::apply::{DOCKER_DAEMON_JSON, Request, apply_on_host, data_root};
 use crate::client::{self, CallError};
 use crate::config_file::{self, DEFAULT_CONFIG};
-use crate::host::RealHost;
 use crate::ids::SystemIds;
 use crate::state::default_state_dir;
 
@@ -291,19 +290,13 @@ fn status(config_path: &std::path::Path, state_dir: &std::path::Path, args: &Sta
             }
         }
         Err(CallError::NoDaemon(why)) => {
+            let request = Request {
+                duties: DutySet::HOST,
+                socket: None,
+                dry_run: true,
+            };
             let report = load_config(config_path).and_then(|config| {
-                let host = RealHost::default();
-                let engine = Engine {
-                    host: &host,
-                    ids: &SystemIds,
-                    daemon_json: std::path::Path::new(DOCKER_DAEMON_JSON),
-                };
-                let request = Request {
-                    duties: DutySet::HOST,
-                    socket: None,
-                    dry_run: true,
-                };
-                apply_with_state(&engine, &config, &request, state_dir, args.wait.timeout)
+                apply_on_host(&config, &request, state_dir, args.wait.timeout)
                     .map_err(|e| eprintln!("nonrootctl: {e}"))
                     .ok()
             });
@@ -359,14 +352,7 @@ fn apply(config_path: &std::path::Path, state_dir: &std::path::Path, args: &Appl
     });
     match call {
         Ok(json) => match serde_json::from_str::<Report>(&json) {
-            Ok(report) => {
-                print_report(&report, args.json);
-                if report.succeeded() {
-                    ExitCode::SUCCESS
-                } else {
-                    ExitCode::FAILURE
-                }
-            }
+            Ok(report) => finish(&report, args.json),
             Err(e) => {
                 eprintln!("nonrootctl: the daemon's report is not understood: {e}");
                 ExitCode::FAILURE
@@ -384,25 +370,44 @@ fn apply_local(config_path: &std::path::Path, state_dir: &std::path::Path, args:
     let Some(config) = load_config(config_path) else {
         return ExitCode::FAILURE;
     };
-    let host = RealHost::default();
-    let engine = Engine {
-        host: &host,
-        ids: &SystemIds,
-        daemon_json: std::path::Path::new(DOCKER_DAEMON_JSON),
-    };
     let request = Request {
         duties: args.only.unwrap_or(DutySet::HOST),
         socket: None,
         dry_run: args.dry_run,
     };
-    let report = match apply_with_state(&engine, &config, &request, state_dir, args.timeout) {
-        Ok(report) => report,
+    run_local(&config, &request, state_dir, args.timeout, args.json)
+}
+
+fn revoke(state_dir: &std::path::Path, args: &RevokeArgs) -> ExitCode {
+    let nothing = Config::from_sources(&[]).expect("an empty config is valid");
+    let request = Request {
+        duties: DutySet::NONE.with(Duty::Sockets),
+        socket: None,
+        dry_run: false,
+    };
+    run_local(&nothing, &request, state_dir, args.timeout, args.json)
+}
+
+/// Applies in-process, prints the report and says how it went.
+fn run_local(
+    config: &Config,
+    request: &Request,
+    state_dir: &std::path::Path,
+    timeout: Duration,
+    json: bool,
+) -> ExitCode {
+    match apply_on_host(config, request, state_dir, timeout) {
+        Ok(report) => finish(&report, json),
         Err(error) => {
             eprintln!("nonrootctl: {error}");
-            return ExitCode::FAILURE;
+            ExitCode::FAILURE
         }
-    };
-    print_report(&report, args.json);
+    }
+}
+
+/// Prints the report; exit 0 when nothing was refused or failed.
+fn finish(report: &Report, json: bool) -> ExitCode {
+    print_report(report, json);
     if report.succeeded() {
         ExitCode::SUCCESS
     } else {
@@ -411,35 +416,6 @@ fn apply_local(config_path: &std::path::Path, state_dir: &std::path::Path, args:
 }
 
 /// Prints the report; a closed stdout (`| head`) is not an error worth a panic.
-fn revoke(state_dir: &std::path::Path, args: &RevokeArgs) -> ExitCode {
-    let nothing = Config::from_sources(&[]).expect("an empty config is valid");
-    let host = RealHost::default();
-    let engine = Engine {
-        host: &host,
-        ids: &SystemIds,
-        daemon_json: std::path::Path::new(DOCKER_DAEMON_JSON),
-    };
-    let request = Request {
-        duties: DutySet::NONE.with(Duty::Sockets),
-        socket: None,
-        dry_run: false,
-    };
-    match apply_with_state(&engine, &nothing, &request, state_dir, args.timeout) {
-        Ok(report) => {
-            print_report(&report, args.json);
-            if report.succeeded() {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            }
-        }
-        Err(error) => {
-            eprintln!("nonrootctl: {error}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
 fn print_report(report: &Report, json: bool) {
     let mut out = std::io::stdout().lock();
     let _ = if json {

@@ -2,7 +2,7 @@
 //! reacts to: socket directory events, systemd cues, API calls, SIGHUP, SIGTERM and the
 //! watchdog. A failing apply is logged and retried on the next event; it never ends the loop.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use nonrootd_core::config::Config;
@@ -19,10 +19,8 @@ use zbus::object_server::SignalEmitter;
 use super::api::{Manager, OBJECT_PATH, Request};
 use super::bus::BusEvent;
 use super::socket_watch::{Cue, SocketWatch};
-use crate::apply::{DOCKER_DAEMON_JSON, Engine, Request as ApplyRequest, apply_with_state};
+use crate::apply::{Request as ApplyRequest, apply_on_host};
 use crate::config_file;
-use crate::host::RealHost;
-use crate::ids::SystemIds;
 use crate::message_id;
 
 /// How long an apply waits for the host-wide lock (held by a concurrent hook or CLI).
@@ -224,18 +222,12 @@ impl Daemon {
     /// Applies, records the outcome per path, emits signals for what changed or went wrong,
     /// and says what happened in STATUS=.
     fn apply(&mut self, duties: DutySet, socket: Option<PathBuf>, trigger: &str) -> Report {
-        let host = RealHost::default();
-        let engine = Engine {
-            host: &host,
-            ids: &SystemIds,
-            daemon_json: Path::new(DOCKER_DAEMON_JSON),
-        };
         let request = ApplyRequest {
             duties,
             socket,
             dry_run: false,
         };
-        let report = match apply_with_state(&engine, &self.config, &request, &self.state_dir, LOCK_TIMEOUT) {
+        let report = match apply_on_host(&self.config, &request, &self.state_dir, LOCK_TIMEOUT) {
             Ok(report) => report,
             Err(e) => {
                 error!("apply after {trigger} failed: {e}; retrying on the next event");
