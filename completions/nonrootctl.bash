@@ -159,12 +159,16 @@ _nonrootctl() {
             return 0
             ;;
         nonrootctl__subcmd__check__subcmd__config)
-            opts="-v -h --config --state-dir --verbose --help"
+            opts="-v -h --unit-dir --config --state-dir --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --unit-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0

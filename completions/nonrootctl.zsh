@@ -72,6 +72,7 @@ _arguments "${_arguments_options[@]}" : \
 ;;
 (check-config)
 _arguments "${_arguments_options[@]}" : \
+'*--unit-dir=[Where to look for nonrootd.service and its drop-ins, lowest priority first \[default\: /lib/systemd/system /usr/lib/systemd/system /run/systemd/system /etc/systemd/system\]]:DIR:_files' \
 '--config=[Main config file; drop-ins are read from nonrootd.d/ beside it \[default\: /etc/nonrootd/nonrootd.toml\]. With it, \`apply\` works in-process instead of asking the daemon]:FILE:_files' \
 '--state-dir=[Where nonrootd records what it granted \[default\: \$STATE_DIRECTORY or /var/lib/nonrootd\]]:DIR:_files' \
 '*-v[Log more (-v\: changes, -vv\: debugging)]' \
@@ -278,7 +279,7 @@ _nonrootctl_commands() {
 'status:Show the daemon'\''s state per duty and path (exit 0 all correct, 1 something refused or failed, 3 daemon not running)' \
 'apply:Apply the configured duties now and report per path\: through the daemon when it runs, in-process otherwise' \
 'reload:Make the daemon re-read its config; a broken config is refused and the old one kept' \
-'check-config:Validate the main file and its drop-ins; exit 1 naming file, line and key of every problem' \
+'check-config:Validate the main file and its drop-ins; exit 1 naming file, line and key of every problem, and every configured path the installed nonrootd.service may not write' \
 'revoke:Remove every ACL entry nonrootd recorded as granted (the package runs this on removal)' \
 'subids:Subordinate uid/gid ranges per tenant in /etc/subuid and /etc/subgid' \
 'help:Print this message or the help of the given subcommand(s)' \
@@ -301,7 +302,7 @@ _nonrootctl__subcmd__help_commands() {
 'status:Show the daemon'\''s state per duty and path (exit 0 all correct, 1 something refused or failed, 3 daemon not running)' \
 'apply:Apply the configured duties now and report per path\: through the daemon when it runs, in-process otherwise' \
 'reload:Make the daemon re-read its config; a broken config is refused and the old one kept' \
-'check-config:Validate the main file and its drop-ins; exit 1 naming file, line and key of every problem' \
+'check-config:Validate the main file and its drop-ins; exit 1 naming file, line and key of every problem, and every configured path the installed nonrootd.service may not write' \
 'revoke:Remove every ACL entry nonrootd recorded as granted (the package runs this on removal)' \
 'subids:Subordinate uid/gid ranges per tenant in /etc/subuid and /etc/subgid' \
 'help:Print this message or the help of the given subcommand(s)' \
