@@ -84,11 +84,12 @@ where
         .map_err(|e| CallError::Failed(format!("cannot start a runtime: {e}")))?;
     runtime.block_on(async {
         let work = async {
+                        // No bus to connect to (a minimal host, a chroot, early boot) means no daemon.
             let conn = zbus::connection::Builder::system()
                 .method_timeout(timeout)
                 .build()
                 .await
-                .map_err(classify)?;
+                .map_err(|e| CallError::NoDaemon(e.to_string()))?;
             let proxy = ManagerProxy::builder(&conn)
                 .cache_properties(zbus::proxy::CacheProperties::No)
                 .build()
