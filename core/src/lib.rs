@@ -11,3 +11,4 @@ pub mod plan;
 pub mod report;
 pub mod status;
 pub mod subids;
+pub mod volumes;
