@@ -94,6 +94,8 @@ pub struct Seen {
     pub gid: u32,
     pub nlink: u64,
     pub dev: u64,
+    /// The mount's id (`statx` STATX_MNT_ID): tells a bind mount of the same file system apart.
+    pub mnt: u64,
 }
 
 /// Why an entry is left alone.
@@ -134,11 +136,11 @@ pub enum Verdict {
     Skip(Skip),
 }
 
-/// Judges one entry of a volume on device `dev` that `owner` must own. Directories judged
-/// `Correct` or `Change` are descended into; skipped ones never.
+/// Judges one entry of the volume whose top directory is `top` and that `owner` must own.
+/// Directories judged `Correct` or `Change` are descended into; skipped ones never.
 #[inline]
-pub fn judge(seen: &Seen, owner: Owner, dev: u64) -> Verdict {
-    if seen.dev != dev {
+pub fn judge(seen: &Seen, owner: Owner, top: &Seen) -> Verdict {
+    if seen.dev != top.dev || seen.mnt != top.mnt {
         return Verdict::Skip(Skip::OtherFilesystem);
     }
     if seen.uid == owner.uid.0 && seen.gid == owner.gid.0 {
@@ -374,6 +376,7 @@ mod tests {
             gid: uid,
             nlink,
             dev,
+            mnt: 7,
         }
     }
 
@@ -383,25 +386,35 @@ mod tests {
             uid: Uid(999),
             gid: Gid(999),
         };
-        assert_eq!(judge(&seen(FileKind::Regular, 999, 1, 1), owner, 1), Verdict::Correct);
-        assert_eq!(judge(&seen(FileKind::Regular, 0, 1, 1), owner, 1), Verdict::Change);
-        assert_eq!(judge(&seen(FileKind::Symlink, 0, 1, 1), owner, 1), Verdict::Change);
+        let top = seen(FileKind::Directory, 0, 2, 1);
+        let mut bind_mount = seen(FileKind::Directory, 0, 2, 1);
+        bind_mount.mnt = 8;
+        assert_eq!(judge(&bind_mount, owner, &top), Verdict::Skip(Skip::OtherFilesystem));
         assert_eq!(
-            judge(&seen(FileKind::Regular, 0, 2, 1), owner, 1),
+            judge(&seen(FileKind::Regular, 999, 1, 1), owner, &top),
+            Verdict::Correct
+        );
+        assert_eq!(judge(&seen(FileKind::Regular, 0, 1, 1), owner, &top), Verdict::Change);
+        assert_eq!(judge(&seen(FileKind::Symlink, 0, 1, 1), owner, &top), Verdict::Change);
+        assert_eq!(
+            judge(&seen(FileKind::Regular, 0, 2, 1), owner, &top),
             Verdict::Skip(Skip::HardLinks)
         );
-        assert_eq!(judge(&seen(FileKind::Regular, 999, 2, 1), owner, 1), Verdict::Correct);
         assert_eq!(
-            judge(&seen(FileKind::Directory, 999, 2, 2), owner, 1),
+            judge(&seen(FileKind::Regular, 999, 2, 1), owner, &top),
+            Verdict::Correct
+        );
+        assert_eq!(
+            judge(&seen(FileKind::Directory, 999, 2, 2), owner, &top),
             Verdict::Skip(Skip::OtherFilesystem)
         );
         assert_eq!(
-            judge(&seen(FileKind::BlockDevice, 0, 1, 1), owner, 1),
+            judge(&seen(FileKind::BlockDevice, 0, 1, 1), owner, &top),
             Verdict::Skip(Skip::Device)
         );
         let mut wrong_group = seen(FileKind::Directory, 999, 2, 1);
         wrong_group.gid = 0;
-        assert_eq!(judge(&wrong_group, owner, 1), Verdict::Change);
+        assert_eq!(judge(&wrong_group, owner, &top), Verdict::Change);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! `nonrootctl`: the command-line interface.
 
 pub mod subids;
+pub mod volumes;
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -58,6 +59,11 @@ enum Command {
         #[command(subcommand)]
         command: subids::SubidsCommand,
     },
+    /// Ownership of the configured [[volume]] trees.
+    Volumes {
+        #[command(subcommand)]
+        command: volumes::VolumesCommand,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -88,7 +94,7 @@ struct TimeoutArgs {
 
 #[derive(Args, Debug)]
 struct ApplyArgs {
-    /// Comma-separated duties: docker, sockets, dmi, subids [default: docker,sockets,dmi].
+    /// Comma-separated duties: docker, sockets, dmi, subids, volumes [default: docker,sockets,dmi,volumes].
     #[arg(long, value_name = "LIST", value_parser = DutySet::parse)]
     only: Option<DutySet>,
     /// Print what would change and change nothing.
@@ -135,6 +141,10 @@ pub fn main() -> ExitCode {
         Command::Revoke(args) => revoke(&state_dir, &args),
         Command::Subids { command } => match load_config(&config_path) {
             Some(config) => subids::run(command, &config, &state_dir),
+            None => ExitCode::FAILURE,
+        },
+        Command::Volumes { command } => match load_config(&config_path) {
+            Some(config) => volumes::run(command, &config),
             None => ExitCode::FAILURE,
         },
     }
@@ -230,8 +240,9 @@ fn status(config_path: &std::path::Path, state_dir: &std::path::Path, args: &Sta
                     ids: &SystemIds,
                     daemon_json: std::path::Path::new(DOCKER_DAEMON_JSON),
                 };
+                // Without walking the volumes: `nonrootctl volumes check` does that.
                 let request = Request {
-                    duties: DutySet::HOST,
+                    duties: DutySet::HOST.without(Duty::Volumes),
                     socket: None,
                     dry_run: true,
                 };
@@ -327,13 +338,22 @@ fn apply_local(config_path: &std::path::Path, state_dir: &std::path::Path, args:
         socket: None,
         dry_run: args.dry_run,
     };
-    let report = match apply_with_state(&engine, &config, &request, state_dir, args.timeout) {
+    let mut report = match apply_with_state(&engine, &config, &request, state_dir, args.timeout) {
         Ok(report) => report,
         Err(error) => {
             eprintln!("nonrootctl: {error}");
             return ExitCode::FAILURE;
         }
     };
+    if request.duties.contains(Duty::Volumes) {
+        let options = crate::volumes::Options {
+            check_only: args.dry_run,
+            cancel: &std::sync::atomic::AtomicBool::new(false),
+            progress: !args.json,
+        };
+        let walked = crate::volumes::apply(&config, &SystemIds, &options);
+        report.entries.extend(walked.entries);
+    }
     print_report(&report, args.json);
     if report.succeeded() {
         ExitCode::SUCCESS
