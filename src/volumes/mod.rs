@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use nix::errno::Errno;
 use nix::fcntl::openat;
 use nix::sys::stat::{Mode as NixMode, fchmod};
-use nix::unistd::{Gid as NixGid, Uid as NixUid, User, fchown};
+use nix::unistd::{Uid as NixUid, User};
 use nonrootd_core::config::{Config, VolumeConfig};
 use nonrootd_core::duty::Duty;
 use nonrootd_core::ids::{Gid, IdResolver, Uid};
@@ -26,7 +26,7 @@ use tracing::{info, warn};
 use crate::host::OpenError;
 use crate::host::walk::open_beneath_root;
 use crate::message_id;
-use walk::{Progress, Walk, statx};
+use walk::{Job, Progress, Walk, statx};
 
 /// Walks longer than this show progress on a terminal.
 const QUIET_FOR: Duration = Duration::from_secs(1);
@@ -141,33 +141,13 @@ pub fn walk_volume(
     };
     let top = openat(&path_fd, ".", walk::DIR_FLAGS, NixMode::empty()).map_err(|e| failed("open", e))?;
     let (top_seen, _) = statx(std::os::fd::AsFd::as_fd(&top), c"", true).map_err(|e| failed("stat", e))?;
-    let mut summary = Summary {
-        seen: 1,
-        ..Summary::default()
+    let top_again = nix::unistd::dup(&top).map_err(|e| failed("dup", e))?;
+    let top = Job {
+        fd: top,
+        path: PathBuf::new(),
+        seen: top_seen,
+        change: judge(&top_seen, owner, &top_seen) == Verdict::Change,
     };
-    if judge(&top_seen, owner, &top_seen) == Verdict::Change {
-        if !options.check_only {
-            fchown(
-                &top,
-                Some(NixUid::from_raw(owner.uid.0)),
-                Some(NixGid::from_raw(owner.gid.0)),
-            )
-            .map_err(|e| failed("chown", e))?;
-        }
-        summary.wrong(top_seen.uid, top_seen.gid);
-    }
-    let mut mode_change = None;
-    if let Some(mode) = volume.mode {
-        let now = crate::host::walk::stat_fd(&top).map_err(|e| failed("stat", e))?.mode;
-        if now != mode {
-            if !options.check_only {
-                // After chown, which may clear set-id bits.
-                let bits = NixMode::from_bits_truncate(mode.bits() as libc::mode_t);
-                fchmod(&top, bits).map_err(|e| failed("chmod", e))?;
-            }
-            mode_change = Some((now, mode));
-        }
-    }
     let progress = Progress::default();
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(MAX_THREADS));
     let walk = Walk {
@@ -178,12 +158,26 @@ pub fn walk_volume(
         progress: &progress,
         threads,
     };
-    let below = if options.progress && std::io::stderr().is_terminal() {
+    let mut summary = if options.progress && std::io::stderr().is_terminal() {
         with_progress(&volume.path, &progress, || walk::walk(top, &walk))
     } else {
         walk::walk(top, &walk)
     };
-    summary.merge(below);
+    summary.seen += 1;
+    let mut mode_change = None;
+    if let Some(mode) = volume.mode {
+        // After chown, which may clear set-id bits.
+        let now = crate::host::walk::stat_fd(&top_again)
+            .map_err(|e| failed("stat", e))?
+            .mode;
+        if now != mode {
+            if !options.check_only {
+                let bits = NixMode::from_bits_truncate(mode.bits() as libc::mode_t);
+                fchmod(&top_again, bits).map_err(|e| failed("chmod", e))?;
+            }
+            mode_change = Some((now, mode));
+        }
+    }
     Ok(Walked {
         owner,
         desired,

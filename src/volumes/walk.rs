@@ -1,5 +1,11 @@
-//! The tree walk: directory descriptors only, `getdents64` + `statx` by name, changes through a
-//! descriptor of the very inode that was judged, parallel across directories.
+//! The tree walk: directory descriptors only, `getdents64` + `statx` by name, parallel across
+//! directories.
+//!
+//! An entry is changed by name (`fchownat(dir, name, AT_SYMLINK_NOFOLLOW)`) only in a directory
+//! where nobody but root can rename or add entries ([`entries_fixed`]); elsewhere through an
+//! `O_PATH` descriptor of the very inode that was judged, so a name swapped for a hard link to
+//! another file after the look is never the one changed. A directory is re-owned after its
+//! entries, so that re-owning it opens no window for its new owner during its own walk.
 //!
 //! Threads share a bounded stack of open directories; a thread that finds the stack full walks
 //! the subdirectory itself (depth first, at most [`MAX_DEPTH`] levels), so open descriptors stay
@@ -17,7 +23,7 @@ use nix::fcntl::{AtFlags, OFlag, openat};
 use nix::sys::stat::Mode as NixMode;
 use nix::unistd::{Gid as NixGid, Uid as NixUid, fchown, fchownat};
 use nonrootd_core::plan::FileKind;
-use nonrootd_core::volumes::{Owner, Seen, Skip, Summary, Verdict, judge};
+use nonrootd_core::volumes::{Owner, Seen, Skip, Summary, Verdict, entries_fixed, judge};
 
 /// Open directories waiting for a thread.
 const QUEUE_CAP: usize = 256;
@@ -81,6 +87,7 @@ pub fn statx(dir: BorrowedFd<'_>, name: &CStr, empty_path: bool) -> Result<(Seen
     };
     let seen = Seen {
         kind: FileKind::from_st_mode(u32::from(st.stx_mode)),
+        mode: u32::from(st.stx_mode) & 0o7777,
         uid: st.stx_uid,
         gid: st.stx_gid,
         nlink: u64::from(st.stx_nlink),
@@ -119,9 +126,15 @@ fn entries(buf: &[u8]) -> impl Iterator<Item = (&CStr, u8)> {
     })
 }
 
-struct Job {
-    fd: OwnedFd,
-    path: PathBuf,
+/// An open directory to walk.
+pub struct Job {
+    pub fd: OwnedFd,
+    /// Relative to the top.
+    pub path: PathBuf,
+    /// What `statx` said of it when it was opened.
+    pub seen: Seen,
+    /// Re-own it once its entries are done.
+    pub change: bool,
 }
 
 struct Queue {
@@ -172,14 +185,11 @@ impl Shared {
     }
 }
 
-/// Walks the contents of the open top directory `top`; the top itself is the caller's.
-pub fn walk(top: OwnedFd, walk: &Walk<'_>) -> Summary {
+/// Walks the open top directory and everything below it.
+pub fn walk(top: Job, walk: &Walk<'_>) -> Summary {
     let shared = Shared {
         queue: Mutex::new(Queue {
-            jobs: vec![Job {
-                fd: top,
-                path: PathBuf::new(),
-            }],
+            jobs: vec![top],
             active: 0,
         }),
         ready: Condvar::new(),
@@ -210,7 +220,7 @@ fn worker(shared: &Shared, walk: &Walk<'_>) -> Summary {
                 walk,
                 summary: &mut summary,
             };
-            w.directory(&job.fd, &job.path, 0, &mut buf);
+            w.directory(&job, 0, &mut buf);
         }
         shared.done();
     }
@@ -224,8 +234,10 @@ struct Worker<'a, 'w> {
 }
 
 impl Worker<'_, '_> {
-    /// Judges and changes every entry of `dir` (at `path` below the top).
-    fn directory(&mut self, dir: &OwnedFd, path: &Path, depth: usize, buf: &mut [u8]) {
+    /// Judges and changes every entry of a directory, then the directory itself.
+    fn directory(&mut self, job: &Job, depth: usize, buf: &mut [u8]) {
+        let (dir, path) = (&job.fd, job.path.as_path());
+        let by_name = entries_fixed(&job.seen);
         let (seen_before, changed_before) = (self.summary.seen, self.summary.changed);
         // After a change, the next entry is probably wrong too: open it first and judge the
         // descriptor (one lookup instead of two).
@@ -241,11 +253,26 @@ impl Worker<'_, '_> {
             };
             for (name, d_type) in entries(&buf[..n]) {
                 self.summary.seen += 1;
-                changing = self.entry(dir, name, d_type, path, depth, changing);
+                changing = if by_name {
+                    self.entry_by_name(dir, name, d_type, path, depth)
+                } else {
+                    self.entry(dir, name, d_type, path, depth, changing)
+                };
             }
             if self.walk.cancel.load(Ordering::Relaxed) {
                 self.summary.cancelled = true;
                 break;
+            }
+        }
+        if job.change && !self.summary.cancelled {
+            if self.walk.check_only {
+                self.summary.wrong(job.seen.uid, job.seen.gid);
+            } else {
+                let (uid, gid) = self.ids();
+                match fchown(dir, Some(uid), Some(gid)) {
+                    Ok(()) => self.summary.wrong(job.seen.uid, job.seen.gid),
+                    Err(e) => self.summary.fail(path, format!("chown: {e}")),
+                }
             }
         }
         let progress = self.walk.progress;
@@ -255,6 +282,64 @@ impl Worker<'_, '_> {
         progress
             .changed
             .fetch_add(self.summary.changed - changed_before, Ordering::Relaxed);
+    }
+
+    /// One entry of a directory whose entries only root can change: judged and re-owned by
+    /// name. Returns whether it needed a change.
+    fn entry_by_name(&mut self, dir: &OwnedFd, name: &CStr, d_type: u8, path: &Path, depth: usize) -> bool {
+        let child = || path.join(OsStr::from_bytes(name.to_bytes()));
+        if d_type == DT_DIR {
+            return self.entry(dir, name, d_type, path, depth, false);
+        }
+        let (seen, ino) = match statx(dir.as_fd(), name, false) {
+            Ok(found) => found,
+            Err(Errno::ENOENT) => {
+                self.summary.skip(Skip::Vanished, child);
+                return false;
+            }
+            Err(e) => {
+                self.summary.fail(&child(), format!("stat: {e}"));
+                return false;
+            }
+        };
+        match judge(&seen, self.walk.owner, &self.walk.top) {
+            Verdict::Skip(why) => {
+                self.summary.skip(why, child);
+                false
+            }
+            _ if seen.kind == FileKind::Directory => self.open_subdirectory(dir, name, ino, path, depth),
+            Verdict::Correct => false,
+            Verdict::Change => {
+                if !self.walk.check_only {
+                    let (uid, gid) = self.ids();
+                    if let Err(e) = fchownat(dir, name, Some(uid), Some(gid), AtFlags::AT_SYMLINK_NOFOLLOW) {
+                        self.summary.fail(&child(), format!("chown: {e}"));
+                        return true;
+                    }
+                }
+                self.summary.wrong(seen.uid, seen.gid);
+                true
+            }
+        }
+    }
+
+    fn open_subdirectory(&mut self, dir: &OwnedFd, name: &CStr, ino: u64, path: &Path, depth: usize) -> bool {
+        let child = || path.join(OsStr::from_bytes(name.to_bytes()));
+        match openat(dir, name, DIR_FLAGS, NixMode::empty()) {
+            Ok(fd) => self.subdirectory(fd, Some(ino), name, path, depth),
+            Err(Errno::ENOENT) => {
+                self.summary.skip(Skip::Vanished, child);
+                false
+            }
+            Err(Errno::ENOTDIR | Errno::ELOOP) => {
+                self.summary.skip(Skip::Replaced, child);
+                false
+            }
+            Err(e) => {
+                self.summary.fail(&child(), format!("open: {e}"));
+                false
+            }
+        }
     }
 
     /// One entry; returns whether it needed a change.
@@ -294,21 +379,7 @@ impl Worker<'_, '_> {
                 self.summary.skip(why, child);
                 false
             }
-            _ if seen.kind == FileKind::Directory => match openat(dir, name, DIR_FLAGS, NixMode::empty()) {
-                Ok(fd) => self.subdirectory(fd, Some(ino), name, path, depth),
-                Err(Errno::ENOENT) => {
-                    self.summary.skip(Skip::Vanished, child);
-                    false
-                }
-                Err(Errno::ENOTDIR | Errno::ELOOP) => {
-                    self.summary.skip(Skip::Replaced, child);
-                    false
-                }
-                Err(e) => {
-                    self.summary.fail(&child(), format!("open: {e}"));
-                    false
-                }
-            },
+            _ if seen.kind == FileKind::Directory => self.open_subdirectory(dir, name, ino, path, depth),
             Verdict::Correct => false,
             Verdict::Change if self.walk.check_only => {
                 self.summary.wrong(seen.uid, seen.gid);
@@ -389,8 +460,9 @@ impl Worker<'_, '_> {
     }
 
     /// A directory opened with `O_DIRECTORY|O_NOFOLLOW`: judged on its descriptor (so a mount
-    /// point is seen as the mounted file system's root), re-owned through it, then queued for
-    /// any thread or, when the queue is full, walked here. Returns whether it needed a change.
+    /// point is seen as the mounted file system's root), then queued for any thread or, when
+    /// the queue is full, walked here; re-owned after its entries. Returns whether it needed a
+    /// change.
     fn subdirectory(&mut self, fd: OwnedFd, ino: Option<u64>, name: &CStr, path: &Path, depth: usize) -> bool {
         let child = path.join(OsStr::from_bytes(name.to_bytes()));
         let (seen, now) = match statx(fd.as_fd(), c"", true) {
@@ -405,27 +477,22 @@ impl Worker<'_, '_> {
             return false;
         }
         let verdict = judge(&seen, self.walk.owner, &self.walk.top);
-        match verdict {
-            Verdict::Skip(why) => {
-                self.summary.skip(why, || child);
-                return false;
-            }
-            Verdict::Correct => {}
-            Verdict::Change if self.walk.check_only => self.summary.wrong(seen.uid, seen.gid),
-            Verdict::Change => {
-                let (uid, gid) = self.ids();
-                match fchown(&fd, Some(uid), Some(gid)) {
-                    Ok(()) => self.summary.wrong(seen.uid, seen.gid),
-                    Err(e) => self.summary.fail(&child, format!("chown: {e}")),
-                }
-            }
+        if let Verdict::Skip(why) = verdict {
+            self.summary.skip(why, || child);
+            return false;
         }
-        if let Err(job) = self.shared.offer(Job { fd, path: child }) {
+        let job = Job {
+            fd,
+            path: child,
+            seen,
+            change: verdict == Verdict::Change,
+        };
+        if let Err(job) = self.shared.offer(job) {
             if depth >= MAX_DEPTH {
                 self.summary.skip(Skip::TooDeep, || job.path.clone());
             } else {
                 let mut buf = vec![0u8; DIRENT_BUF];
-                self.directory(&job.fd, &job.path, depth + 1, &mut buf);
+                self.directory(&job, depth + 1, &mut buf);
             }
         }
         verdict == Verdict::Change
