@@ -193,6 +193,12 @@ fn check_config(path: &std::path::Path) -> ExitCode {
     }
     let drop_ins = config_file::drop_ins(path).map(|d| d.len()).unwrap_or(0);
     println!("{}: valid ({drop_ins} drop-ins)", path.display());
+    for volume in crate::volumes::outside_unit(&config) {
+        println!(
+            "note: volume {0} is read-only to the shipped nonrootd.service; give it with `systemctl edit nonrootd`: [Service] ReadWritePaths={0}",
+            volume.display()
+        );
+    }
     ExitCode::SUCCESS
 }
 
