@@ -37,6 +37,9 @@ _nonrootctl() {
             nonrootctl,subids)
                 cmd="nonrootctl__subcmd__subids"
                 ;;
+            nonrootctl,volumes)
+                cmd="nonrootctl__subcmd__volumes"
+                ;;
             nonrootctl__subcmd__help,apply)
                 cmd="nonrootctl__subcmd__help__subcmd__apply"
                 ;;
@@ -58,6 +61,9 @@ _nonrootctl() {
             nonrootctl__subcmd__help,subids)
                 cmd="nonrootctl__subcmd__help__subcmd__subids"
                 ;;
+            nonrootctl__subcmd__help,volumes)
+                cmd="nonrootctl__subcmd__help__subcmd__volumes"
+                ;;
             nonrootctl__subcmd__help__subcmd__subids,allocate)
                 cmd="nonrootctl__subcmd__help__subcmd__subids__subcmd__allocate"
                 ;;
@@ -69,6 +75,9 @@ _nonrootctl() {
                 ;;
             nonrootctl__subcmd__help__subcmd__subids,release)
                 cmd="nonrootctl__subcmd__help__subcmd__subids__subcmd__release"
+                ;;
+            nonrootctl__subcmd__help__subcmd__volumes,check)
+                cmd="nonrootctl__subcmd__help__subcmd__volumes__subcmd__check"
                 ;;
             nonrootctl__subcmd__subids,allocate)
                 cmd="nonrootctl__subcmd__subids__subcmd__allocate"
@@ -100,6 +109,18 @@ _nonrootctl() {
             nonrootctl__subcmd__subids__subcmd__help,release)
                 cmd="nonrootctl__subcmd__subids__subcmd__help__subcmd__release"
                 ;;
+            nonrootctl__subcmd__volumes,check)
+                cmd="nonrootctl__subcmd__volumes__subcmd__check"
+                ;;
+            nonrootctl__subcmd__volumes,help)
+                cmd="nonrootctl__subcmd__volumes__subcmd__help"
+                ;;
+            nonrootctl__subcmd__volumes__subcmd__help,check)
+                cmd="nonrootctl__subcmd__volumes__subcmd__help__subcmd__check"
+                ;;
+            nonrootctl__subcmd__volumes__subcmd__help,help)
+                cmd="nonrootctl__subcmd__volumes__subcmd__help__subcmd__help"
+                ;;
             *)
                 ;;
         esac
@@ -107,7 +128,7 @@ _nonrootctl() {
 
     case "${cmd}" in
         nonrootctl)
-            opts="-v -h -V --config --state-dir --verbose --help --version status apply reload check-config revoke subids help"
+            opts="-v -h -V --config --state-dir --verbose --help --version status apply reload check-config revoke subids volumes help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -185,7 +206,7 @@ _nonrootctl() {
             return 0
             ;;
         nonrootctl__subcmd__help)
-            opts="status apply reload check-config revoke subids help"
+            opts="status apply reload check-config revoke subids volumes help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -339,6 +360,34 @@ _nonrootctl() {
             return 0
             ;;
         nonrootctl__subcmd__help__subcmd__subids__subcmd__release)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        nonrootctl__subcmd__help__subcmd__volumes)
+            opts="check"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        nonrootctl__subcmd__help__subcmd__volumes__subcmd__check)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -621,6 +670,92 @@ _nonrootctl() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        nonrootctl__subcmd__volumes)
+            opts="-v -h --config --state-dir --verbose --help check help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --state-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        nonrootctl__subcmd__volumes__subcmd__check)
+            opts="-v -h --config --state-dir --verbose --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --state-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        nonrootctl__subcmd__volumes__subcmd__help)
+            opts="check help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        nonrootctl__subcmd__volumes__subcmd__help__subcmd__check)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        nonrootctl__subcmd__volumes__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
                 *)
                     COMPREPLY=()
                     ;;

@@ -46,7 +46,7 @@ _arguments "${_arguments_options[@]}" : \
 ;;
 (apply)
 _arguments "${_arguments_options[@]}" : \
-'--only=[Comma-separated duties\: docker, sockets, dmi, subids \[default\: docker,sockets,dmi\]]:LIST:_default' \
+'--only=[Comma-separated duties\: docker, sockets, dmi, subids, volumes \[default\: docker,sockets,dmi,volumes\]]:LIST:_default' \
 '--timeout=[Give up after this long (e.g. 5s, 500ms), so a hook never hangs Docker'\''s start]:DURATION:_default' \
 '--config=[Main config file; drop-ins are read from nonrootd.d/ beside it \[default\: /etc/nonrootd/nonrootd.toml\]. With it, \`apply\` works in-process instead of asking the daemon]:FILE:_files' \
 '--state-dir=[Where nonrootd records what it granted \[default\: \$STATE_DIRECTORY or /var/lib/nonrootd\]]:DIR:_files' \
@@ -196,6 +196,62 @@ esac
     ;;
 esac
 ;;
+(volumes)
+_arguments "${_arguments_options[@]}" : \
+'--config=[Main config file; drop-ins are read from nonrootd.d/ beside it \[default\: /etc/nonrootd/nonrootd.toml\]. With it, \`apply\` works in-process instead of asking the daemon]:FILE:_files' \
+'--state-dir=[Where nonrootd records what it granted \[default\: \$STATE_DIRECTORY or /var/lib/nonrootd\]]:DIR:_files' \
+'*-v[Log more (-v\: changes, -vv\: debugging)]' \
+'*--verbose[Log more (-v\: changes, -vv\: debugging)]' \
+'-h[Print help]' \
+'--help[Print help]' \
+":: :_nonrootctl__subcmd__volumes_commands" \
+"*::: :->volumes" \
+&& ret=0
+
+    case $state in
+    (volumes)
+        words=($line[1] "${words[@]}")
+        (( CURRENT += 1 ))
+        curcontext="${curcontext%:*:*}:nonrootctl-volumes-command-$line[1]:"
+        case $line[1] in
+            (check)
+_arguments "${_arguments_options[@]}" : \
+'--config=[Main config file; drop-ins are read from nonrootd.d/ beside it \[default\: /etc/nonrootd/nonrootd.toml\]. With it, \`apply\` works in-process instead of asking the daemon]:FILE:_files' \
+'--state-dir=[Where nonrootd records what it granted \[default\: \$STATE_DIRECTORY or /var/lib/nonrootd\]]:DIR:_files' \
+'*-v[Log more (-v\: changes, -vv\: debugging)]' \
+'*--verbose[Log more (-v\: changes, -vv\: debugging)]' \
+'-h[Print help]' \
+'--help[Print help]' \
+&& ret=0
+;;
+(help)
+_arguments "${_arguments_options[@]}" : \
+":: :_nonrootctl__subcmd__volumes__subcmd__help_commands" \
+"*::: :->help" \
+&& ret=0
+
+    case $state in
+    (help)
+        words=($line[1] "${words[@]}")
+        (( CURRENT += 1 ))
+        curcontext="${curcontext%:*:*}:nonrootctl-volumes-help-command-$line[1]:"
+        case $line[1] in
+            (check)
+_arguments "${_arguments_options[@]}" : \
+&& ret=0
+;;
+(help)
+_arguments "${_arguments_options[@]}" : \
+&& ret=0
+;;
+        esac
+    ;;
+esac
+;;
+        esac
+    ;;
+esac
+;;
 (help)
 _arguments "${_arguments_options[@]}" : \
 ":: :_nonrootctl__subcmd__help_commands" \
@@ -260,6 +316,26 @@ _arguments "${_arguments_options[@]}" : \
     ;;
 esac
 ;;
+(volumes)
+_arguments "${_arguments_options[@]}" : \
+":: :_nonrootctl__subcmd__help__subcmd__volumes_commands" \
+"*::: :->volumes" \
+&& ret=0
+
+    case $state in
+    (volumes)
+        words=($line[1] "${words[@]}")
+        (( CURRENT += 1 ))
+        curcontext="${curcontext%:*:*}:nonrootctl-help-volumes-command-$line[1]:"
+        case $line[1] in
+            (check)
+_arguments "${_arguments_options[@]}" : \
+&& ret=0
+;;
+        esac
+    ;;
+esac
+;;
 (help)
 _arguments "${_arguments_options[@]}" : \
 && ret=0
@@ -282,6 +358,7 @@ _nonrootctl_commands() {
 'check-config:Validate the main file and its drop-ins; exit 1 naming file, line and key of every problem, and every configured path the installed nonrootd.service may not write' \
 'revoke:Remove every ACL entry nonrootd recorded as granted (the package runs this on removal)' \
 'subids:Subordinate uid/gid ranges per tenant in /etc/subuid and /etc/subgid' \
+'volumes:Ownership of the configured \[\[volume\]\] trees' \
 'help:Print this message or the help of the given subcommand(s)' \
     )
     _describe -t commands 'nonrootctl commands' commands "$@"
@@ -305,6 +382,7 @@ _nonrootctl__subcmd__help_commands() {
 'check-config:Validate the main file and its drop-ins; exit 1 naming file, line and key of every problem, and every configured path the installed nonrootd.service may not write' \
 'revoke:Remove every ACL entry nonrootd recorded as granted (the package runs this on removal)' \
 'subids:Subordinate uid/gid ranges per tenant in /etc/subuid and /etc/subgid' \
+'volumes:Ownership of the configured \[\[volume\]\] trees' \
 'help:Print this message or the help of the given subcommand(s)' \
     )
     _describe -t commands 'nonrootctl help commands' commands "$@"
@@ -368,6 +446,18 @@ _nonrootctl__subcmd__help__subcmd__subids__subcmd__list_commands() {
 _nonrootctl__subcmd__help__subcmd__subids__subcmd__release_commands() {
     local commands; commands=()
     _describe -t commands 'nonrootctl help subids release commands' commands "$@"
+}
+(( $+functions[_nonrootctl__subcmd__help__subcmd__volumes_commands] )) ||
+_nonrootctl__subcmd__help__subcmd__volumes_commands() {
+    local commands; commands=(
+'check:Walk every volume without changing it; count what is not owned as wanted (exit 1 then)' \
+    )
+    _describe -t commands 'nonrootctl help volumes commands' commands "$@"
+}
+(( $+functions[_nonrootctl__subcmd__help__subcmd__volumes__subcmd__check_commands] )) ||
+_nonrootctl__subcmd__help__subcmd__volumes__subcmd__check_commands() {
+    local commands; commands=()
+    _describe -t commands 'nonrootctl help volumes check commands' commands "$@"
 }
 (( $+functions[_nonrootctl__subcmd__reload_commands] )) ||
 _nonrootctl__subcmd__reload_commands() {
@@ -450,6 +540,37 @@ _nonrootctl__subcmd__subids__subcmd__list_commands() {
 _nonrootctl__subcmd__subids__subcmd__release_commands() {
     local commands; commands=()
     _describe -t commands 'nonrootctl subids release commands' commands "$@"
+}
+(( $+functions[_nonrootctl__subcmd__volumes_commands] )) ||
+_nonrootctl__subcmd__volumes_commands() {
+    local commands; commands=(
+'check:Walk every volume without changing it; count what is not owned as wanted (exit 1 then)' \
+'help:Print this message or the help of the given subcommand(s)' \
+    )
+    _describe -t commands 'nonrootctl volumes commands' commands "$@"
+}
+(( $+functions[_nonrootctl__subcmd__volumes__subcmd__check_commands] )) ||
+_nonrootctl__subcmd__volumes__subcmd__check_commands() {
+    local commands; commands=()
+    _describe -t commands 'nonrootctl volumes check commands' commands "$@"
+}
+(( $+functions[_nonrootctl__subcmd__volumes__subcmd__help_commands] )) ||
+_nonrootctl__subcmd__volumes__subcmd__help_commands() {
+    local commands; commands=(
+'check:Walk every volume without changing it; count what is not owned as wanted (exit 1 then)' \
+'help:Print this message or the help of the given subcommand(s)' \
+    )
+    _describe -t commands 'nonrootctl volumes help commands' commands "$@"
+}
+(( $+functions[_nonrootctl__subcmd__volumes__subcmd__help__subcmd__check_commands] )) ||
+_nonrootctl__subcmd__volumes__subcmd__help__subcmd__check_commands() {
+    local commands; commands=()
+    _describe -t commands 'nonrootctl volumes help check commands' commands "$@"
+}
+(( $+functions[_nonrootctl__subcmd__volumes__subcmd__help__subcmd__help_commands] )) ||
+_nonrootctl__subcmd__volumes__subcmd__help__subcmd__help_commands() {
+    local commands; commands=()
+    _describe -t commands 'nonrootctl volumes help help commands' commands "$@"
 }
 
 if [ "$funcstack[1]" = "_nonrootctl" ]; then

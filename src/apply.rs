@@ -306,7 +306,8 @@ fn describe_grants(grants: &Grants) -> String {
 
 /// Applies under the host-wide lock, with the grant record loaded from and saved to
 /// `state_dir`; then gives every `[[tenant]]` its subordinate ids when asked to. A dry run takes
-/// no lock, writes nothing and leaves the subid files alone.
+/// no lock, writes nothing and leaves the subid files alone. The volumes duty is not done
+/// here: its walks may take seconds and run outside the lock ([`crate::volumes::apply`]).
 pub fn apply_with_state<H: Host>(
     engine: &Engine<'_, H>,
     config: &Config,

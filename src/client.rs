@@ -84,7 +84,7 @@ where
         .map_err(|e| CallError::Failed(format!("cannot start a runtime: {e}")))?;
     runtime.block_on(async {
         let work = async {
-                        // No bus to connect to (a minimal host, a chroot, early boot) means no daemon.
+            // No bus to connect to (a minimal host, a chroot, early boot) means no daemon.
             let conn = zbus::connection::Builder::system()
                 .method_timeout(timeout)
                 .build()

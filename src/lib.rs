@@ -12,3 +12,4 @@ pub mod lock;
 pub mod message_id;
 pub mod state;
 pub mod subids;
+pub mod volumes;

@@ -213,9 +213,9 @@ fn json_report_and_exit_codes() {
     assert_eq!(entries[1]["duty"], "sockets");
     assert!(can_connect_as(4321, 4321, &[], &sock));
 
-    let out = nonrootctl(&["--config", &main, "apply", "--only", "docker,volumes"]);
+    let out = nonrootctl(&["--config", &main, "apply", "--only", "docker,volume"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out.stderr).contains("unknown duty \"volumes\""));
+    assert!(text(&out.stderr).contains("unknown duty \"volume\""));
 }
 
 #[test]

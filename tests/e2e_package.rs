@@ -177,14 +177,22 @@ fn dmi_tables_become_readable_by_the_group_only_and_by_a_mounted_consumer() {
 fn a_configured_tenant_gets_ranges_that_unshare_map_auto_uses() {
     let testbed = Testbed::boot("pkg-tenant");
     testbed.sh("useradd -m -K SUB_UID_COUNT=0 -K SUB_GID_COUNT=0 acme; ! grep -q '^acme:' /etc/subuid");
-    let podman_map = "su - acme -c 'podman system migrate 2>/dev/null; podman unshare cat /proc/self/uid_map' 2>/dev/null";
+    let podman_map =
+        "su - acme -c 'podman system migrate 2>/dev/null; podman unshare cat /proc/self/uid_map' 2>/dev/null";
     let uid = testbed.sh("id -u acme").trim().to_string();
     let alone = testbed.sh(podman_map);
-    assert_eq!(alone.split_whitespace().collect::<Vec<_>>(), ["0", uid.as_str(), "1"], "{alone}");
+    assert_eq!(
+        alone.split_whitespace().collect::<Vec<_>>(),
+        ["0", uid.as_str(), "1"],
+        "{alone}"
+    );
 
     install(&testbed, &format!("{CONFIG}\n[[tenant]]\nname = \"acme\"\n"));
     let line = testbed.sh("grep '^acme:' /etc/subuid /etc/subgid");
-    assert!(line.contains("/etc/subuid:acme:") && line.contains("/etc/subgid:acme:"), "{line}");
+    assert!(
+        line.contains("/etc/subuid:acme:") && line.contains("/etc/subgid:acme:"),
+        "{line}"
+    );
     let fields: Vec<&str> = line.lines().next().unwrap().split(':').collect();
     let (start, count) = (fields[2], fields[3]);
     let map = testbed.sh("su acme -c 'unshare --map-auto --map-root-user cat /proc/self/uid_map'");
@@ -192,7 +200,11 @@ fn a_configured_tenant_gets_ranges_that_unshare_map_auto_uses() {
     // podman keeps its first user namespace alive: `podman system migrate` lets it see the range.
     let mapped = testbed.sh(podman_map);
     let rows: Vec<Vec<&str>> = mapped.lines().map(|l| l.split_whitespace().collect()).collect();
-    assert_eq!(rows, [vec!["0", uid.as_str(), "1"], vec!["1", start, count]], "{mapped}");
+    assert_eq!(
+        rows,
+        [vec!["0", uid.as_str(), "1"], vec!["1", start, count]],
+        "{mapped}"
+    );
     // Debian's useradd gives new users a range; nonrootd adds nothing for them.
     testbed.sh("useradd -m beta");
     write_config(

@@ -2,8 +2,8 @@
 //! reported as `file:line: key: message`.
 //!
 //! Merge rules: files are applied in the order given (main file, then drop-ins in lexical
-//! order); a later value replaces an earlier one, arrays of tables (`[[socket]]`, `[[tenant]]`)
-//! append. Unknown keys are errors. An absent section does nothing.
+//! order); a later value replaces an earlier one, arrays of tables (`[[socket]]`, `[[tenant]]`,
+//! `[[volume]]`) append. Unknown keys are errors. An absent section does nothing.
 
 use std::fmt;
 use std::path::{Component, Path, PathBuf};
@@ -15,6 +15,7 @@ use toml::Spanned;
 use crate::acl::Perm;
 use crate::ids::{IdRef, IdResolver};
 use crate::mode::Mode;
+use crate::volumes::Mapping;
 
 /// Where a value was written; line 0 stands for the whole file.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -115,6 +116,26 @@ pub struct TenantConfig {
     pub count: Option<u32>,
 }
 
+/// A `[[volume]]`: a host directory whose tree must belong to a container's user.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VolumeConfig {
+    pub path: PathBuf,
+    /// Owner wanted: a host id, or with `tenant` a container id.
+    pub uid: u32,
+    pub gid: u32,
+    /// Mode of the top directory only.
+    pub mode: Option<Mode>,
+    pub tenant: Option<VolumeTenant>,
+    pub origin: Origin,
+}
+
+/// The user-namespaced tenant whose container ids a volume's `uid` and `gid` are.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VolumeTenant {
+    pub name: Located<IdRef>,
+    pub mapping: Mapping,
+}
+
 /// The whole validated configuration.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
@@ -123,6 +144,7 @@ pub struct Config {
     pub dmi: Option<DmiConfig>,
     pub subids: SubidsConfig,
     pub tenants: Vec<TenantConfig>,
+    pub volumes: Vec<VolumeConfig>,
 }
 
 pub const DEFAULT_UNITS: [&str; 2] = ["docker.socket", "docker.service"];
@@ -146,6 +168,8 @@ struct RawFile {
     subids: Option<RawSubids>,
     #[serde(default)]
     tenant: Vec<RawTenant>,
+    #[serde(default)]
+    volume: Vec<RawVolume>,
 }
 
 #[derive(Deserialize, Default)]
@@ -194,6 +218,17 @@ struct RawTenant {
     count: Option<Spanned<u32>>,
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawVolume {
+    path: Spanned<String>,
+    uid: Option<Spanned<u32>>,
+    gid: Option<Spanned<u32>>,
+    mode: Option<Spanned<String>>,
+    tenant: Option<Spanned<IdRef>>,
+    mapping: Option<Spanned<String>>,
+}
+
 /// Turns byte spans of one file into origins.
 struct SourceFile<'a> {
     file: Arc<Path>,
@@ -232,6 +267,7 @@ struct Layers {
     dmi: Option<DmiLayer>,
     subids: SubidsLayer,
     tenants: Vec<TenantLayer>,
+    volumes: Vec<VolumeLayer>,
 }
 
 #[derive(Default)]
@@ -271,6 +307,15 @@ struct SubidsLayer {
 struct TenantLayer {
     name: Located<IdRef>,
     count: Option<Located<u32>>,
+}
+
+struct VolumeLayer {
+    path: Located<String>,
+    uid: Option<Located<u32>>,
+    gid: Option<Located<u32>>,
+    mode: Option<Located<String>>,
+    tenant: Option<Located<IdRef>>,
+    mapping: Option<Located<String>>,
 }
 
 fn replace<T>(slot: &mut Option<T>, value: Option<T>) {
@@ -318,6 +363,16 @@ impl Layers {
             self.tenants.push(TenantLayer {
                 name: src.at(t.name),
                 count: src.opt(t.count),
+            });
+        }
+        for v in raw.volume {
+            self.volumes.push(VolumeLayer {
+                path: src.at(v.path),
+                uid: src.opt(v.uid),
+                gid: src.opt(v.gid),
+                mode: src.opt(v.mode),
+                tenant: src.opt(v.tenant),
+                mapping: src.opt(v.mapping),
             });
         }
     }
@@ -462,6 +517,11 @@ impl Config {
                 checker.error(&tenant.name.origin, "tenant.name", m);
             }
         }
+        for tenant in self.volumes.iter().filter_map(|v| v.tenant.as_ref()) {
+            if let Err(m) = tenant.name.value.resolve_user(ids) {
+                checker.error(&tenant.name.origin, "volume.tenant", m);
+            }
+        }
         checker.errors
     }
 }
@@ -473,12 +533,14 @@ impl Layers {
         let dmi = self.dmi.and_then(|d| validate_dmi(d, c));
         let subids = validate_subids(self.subids, c);
         let tenants = validate_tenants(self.tenants, c);
+        let volumes = validate_volumes(self.volumes, c);
         Config {
             docker,
             sockets,
             dmi,
             subids,
             tenants,
+            volumes,
         }
     }
 }
@@ -645,6 +707,101 @@ fn validate_tenants(layers: Vec<TenantLayer>, c: &mut Checker) -> Vec<TenantConf
     tenants
 }
 
+/// The largest id the kernel accepts (`u32::MAX` is `(uid_t)-1`).
+const MAX_ID: u32 = u32::MAX - 1;
+
+fn validate_volumes(layers: Vec<VolumeLayer>, c: &mut Checker) -> Vec<VolumeConfig> {
+    let mut volumes: Vec<VolumeConfig> = Vec::new();
+    for v in layers {
+        let path = c.absolute("volume.path", &v.path);
+        if path == Path::new("/") {
+            c.error(&v.path.origin, "volume.path", "\"/\" cannot be a volume");
+            continue;
+        }
+        if let Some(first) = volumes.iter().find(|other| other.path == path) {
+            let message = format!("{} is configured twice (first at {})", path.display(), first.origin);
+            c.error(&v.path.origin, "volume.path", message);
+            continue;
+        }
+        let nested = volumes
+            .iter()
+            .find(|other| path.starts_with(&other.path) || other.path.starts_with(&path));
+        if let Some(other) = nested {
+            let message = format!(
+                "{} and the volume {} (at {}) are nested: one walk would re-own the other's files",
+                path.display(),
+                other.path.display(),
+                other.origin
+            );
+            c.error(&v.path.origin, "volume.path", message);
+            continue;
+        }
+        let mut id = |key: &str, value: &Option<Located<u32>>| match value {
+            Some(id) if id.value > MAX_ID => {
+                c.error(
+                    &id.origin,
+                    &format!("volume.{key}"),
+                    format!("{} is not a valid id", id.value),
+                );
+                0
+            }
+            Some(id) => id.value,
+            None => {
+                c.error(
+                    &v.path.origin,
+                    "volume",
+                    format!("{key} is missing: say who must own the files"),
+                );
+                0
+            }
+        };
+        let uid = id("uid", &v.uid);
+        let gid = id("gid", &v.gid);
+        let mode = v.mode.as_ref().map(|mode| {
+            Mode::parse(&mode.value).unwrap_or_else(|m| {
+                c.error(&mode.origin, "volume.mode", m);
+                Mode::from_st_mode(0)
+            })
+        });
+        let mapping = v.mapping.as_ref().map(|m| {
+            Mapping::parse(&m.value).unwrap_or_else(|message| {
+                c.error(&m.origin, "volume.mapping", message);
+                Mapping::Remap
+            })
+        });
+        let tenant = match (v.tenant, mapping) {
+            (Some(name), Some(mapping)) => {
+                if let IdRef::Name(n) = &name.value {
+                    if let Err(m) = check_user_name(n) {
+                        c.error(&name.origin, "volume.tenant", m);
+                    }
+                }
+                Some(VolumeTenant { name, mapping })
+            }
+            (Some(name), None) => {
+                let message = "needs mapping = \"remap\" (dockerd userns-remap) or \"rootless\"";
+                c.error(&name.origin, "volume.tenant", message);
+                None
+            }
+            (None, Some(_)) => {
+                let origin = &v.mapping.as_ref().expect("mapping is set").origin;
+                c.error(origin, "volume.mapping", "only means something with tenant");
+                None
+            }
+            (None, None) => None,
+        };
+        volumes.push(VolumeConfig {
+            path,
+            uid,
+            gid,
+            mode,
+            tenant,
+            origin: v.path.origin,
+        });
+    }
+    volumes
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -782,6 +939,54 @@ mod tests {
         .unwrap();
         assert_eq!(ok.tenants.len(), 2);
         assert_eq!(ok.tenants[0].count, Some(131072));
+    }
+
+    #[test]
+    fn volumes_are_validated_with_file_and_line() {
+        let ok = parse(&[(
+            "/etc/n.toml",
+            "[[volume]]\npath = \"/srv/redis-data\"\nuid = 999\ngid = 999\nmode = \"0750\"\n\
+             [[volume]]\npath = \"/srv/t\"\nuid = 0\ngid = 0\ntenant = \"acme\"\nmapping = \"rootless\"\n",
+        )])
+        .unwrap();
+        assert_eq!(ok.volumes.len(), 2);
+        assert_eq!(ok.volumes[0].mode.unwrap().bits(), 0o750);
+        assert_eq!(ok.volumes[1].tenant.as_ref().unwrap().mapping, Mapping::Rootless);
+        assert_eq!(ok.volumes[1].origin.to_string(), "/etc/n.toml:7");
+
+        let bad = "[[volume]]\npath = \"srv\"\nuid = 4294967295\ngid = 1\nmode = \"0778\"\n\
+                   [[volume]]\npath = \"/srv/x\"\ngid = 1\ntenant = \"acme\"\n\
+                   [[volume]]\npath = \"/srv/y\"\nuid = 1\ngid = 1\nmapping = \"userns\"\n\
+                   [[volume]]\npath = \"/\"\nuid = 1\ngid = 1\n";
+        assert_eq!(
+            parse(&[("/etc/n.toml", bad)]).unwrap_err(),
+            [
+                "/etc/n.toml:2: volume.path: \"srv\" must be an absolute path",
+                "/etc/n.toml:3: volume.uid: 4294967295 is not a valid id",
+                "/etc/n.toml:5: volume.mode: \"0778\" is not a mode: write 3 or 4 octal digits, like \"0750\"",
+                "/etc/n.toml:7: volume: uid is missing: say who must own the files",
+                "/etc/n.toml:9: volume.tenant: needs mapping = \"remap\" (dockerd userns-remap) or \"rootless\"",
+                "/etc/n.toml:14: volume.mapping: \"userns\" is not a mapping: use \"remap\" or \"rootless\"",
+                "/etc/n.toml:14: volume.mapping: only means something with tenant",
+                "/etc/n.toml:16: volume.path: \"/\" cannot be a volume",
+            ]
+        );
+    }
+
+    #[test]
+    fn the_same_volume_twice_or_nested_names_both_places() {
+        let main = "[[volume]]\npath = \"/srv/data\"\nuid = 1\ngid = 1\n";
+        let drop_in = "[[volume]]\npath = \"/srv/data\"\nuid = 2\ngid = 2\n\n\
+                       [[volume]]\npath = \"/srv/data/inner\"\nuid = 2\ngid = 2\n\
+                       [[volume]]\npath = \"/srv/d\"\nuid = 2\ngid = 2\nmapping = \"remap\"\n";
+        assert_eq!(
+            parse(&[("/etc/n.toml", main), ("/etc/n.d/a.toml", drop_in)]).unwrap_err(),
+            [
+                "/etc/n.d/a.toml:2: volume.path: /srv/data is configured twice (first at /etc/n.toml:2)",
+                "/etc/n.d/a.toml:7: volume.path: /srv/data/inner and the volume /srv/data (at /etc/n.toml:2) are nested: one walk would re-own the other's files",
+                "/etc/n.d/a.toml:14: volume.mapping: only means something with tenant",
+            ]
+        );
     }
 
     #[test]

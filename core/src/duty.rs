@@ -13,10 +13,12 @@ pub enum Duty {
     Dmi,
     /// Subordinate id ranges of `[[tenant]]`s; only when asked for by name.
     Subids,
+    /// Ownership of `[[volume]]` trees (a walk that may take seconds).
+    Volumes,
 }
 
 impl Duty {
-    pub const ALL: [Duty; 4] = [Duty::Docker, Duty::Sockets, Duty::Dmi, Duty::Subids];
+    pub const ALL: [Duty; 5] = [Duty::Docker, Duty::Sockets, Duty::Dmi, Duty::Subids, Duty::Volumes];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -24,6 +26,7 @@ impl Duty {
             Duty::Sockets => "sockets",
             Duty::Dmi => "dmi",
             Duty::Subids => "subids",
+            Duty::Volumes => "volumes",
         }
     }
 
@@ -43,9 +46,10 @@ impl fmt::Display for Duty {
 pub struct DutySet(u8);
 
 impl DutySet {
-    pub const ALL: DutySet = DutySet(0b1111);
-    /// What a plain `nonrootctl apply` does: everything but the subordinate id files.
-    pub const HOST: DutySet = DutySet(0b0111);
+    pub const ALL: DutySet = DutySet(0b1_1111);
+    /// What a plain `nonrootctl apply` and a Docker start do: everything but the subordinate id
+    /// files (docker, sockets, dmi, volumes).
+    pub const HOST: DutySet = DutySet(0b1_0111);
     pub const NONE: DutySet = DutySet(0);
 
     pub fn contains(self, duty: Duty) -> bool {
@@ -58,6 +62,10 @@ impl DutySet {
 
     pub fn union(self, other: DutySet) -> DutySet {
         DutySet(self.0 | other.0)
+    }
+
+    pub fn without(self, duty: Duty) -> DutySet {
+        DutySet(self.0 & !duty.bit())
     }
 
     pub fn iter(self) -> impl Iterator<Item = Duty> {
@@ -96,6 +104,9 @@ mod tests {
         assert!(!set.contains(Duty::Dmi));
         assert_eq!(set.to_string(), "docker,sockets");
         assert!(DutySet::parse("docker,volume").unwrap_err().contains("known: docker"));
+        assert_eq!(DutySet::HOST.to_string(), "docker,sockets,dmi,volumes");
+        assert_eq!(DutySet::ALL.to_string(), "docker,sockets,dmi,subids,volumes");
+        assert_eq!(DutySet::HOST.without(Duty::Volumes).to_string(), "docker,sockets,dmi");
         assert!(DutySet::parse("").is_err());
     }
 }

@@ -12,3 +12,4 @@ pub mod report;
 pub mod sandbox;
 pub mod status;
 pub mod subids;
+pub mod volumes;

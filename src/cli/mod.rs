@@ -1,6 +1,7 @@
 //! `nonrootctl`: the command-line interface.
 
 pub mod subids;
+pub mod volumes;
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -59,6 +60,11 @@ enum Command {
         #[command(subcommand)]
         command: subids::SubidsCommand,
     },
+    /// Ownership of the configured [[volume]] trees.
+    Volumes {
+        #[command(subcommand)]
+        command: volumes::VolumesCommand,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -97,7 +103,7 @@ struct TimeoutArgs {
 
 #[derive(Args, Debug)]
 struct ApplyArgs {
-    /// Comma-separated duties: docker, sockets, dmi, subids [default: docker,sockets,dmi].
+    /// Comma-separated duties: docker, sockets, dmi, subids, volumes [default: docker,sockets,dmi,volumes].
     #[arg(long, value_name = "LIST", value_parser = DutySet::parse)]
     only: Option<DutySet>,
     /// Print what would change and change nothing.
@@ -144,6 +150,10 @@ pub fn main() -> ExitCode {
         Command::Revoke(args) => revoke(&state_dir, &args),
         Command::Subids { command } => match load_config(&config_path) {
             Some(config) => subids::run(command, &config, &state_dir),
+            None => ExitCode::FAILURE,
+        },
+        Command::Volumes { command } => match load_config(&config_path) {
+            Some(config) => volumes::run(command, &config),
             None => ExitCode::FAILURE,
         },
     }
@@ -250,6 +260,12 @@ fn check_config(path: &std::path::Path, args: &CheckConfigArgs) -> ExitCode {
     }
     let drop_ins = config_file::drop_ins(path).map(|d| d.len()).unwrap_or(0);
     println!("{}: valid ({drop_ins} drop-ins)", path.display());
+    for volume in crate::volumes::outside_unit(&config) {
+        println!(
+            "note: volume {0} is read-only to the shipped nonrootd.service; give it with `systemctl edit nonrootd`: [Service] ReadWritePaths={0}",
+            volume.display()
+        );
+    }
     ExitCode::SUCCESS
 }
 
@@ -290,8 +306,9 @@ fn status(config_path: &std::path::Path, state_dir: &std::path::Path, args: &Sta
             }
         }
         Err(CallError::NoDaemon(why)) => {
+            // Without walking the volumes: `nonrootctl volumes check` does that.
             let request = Request {
-                duties: DutySet::HOST,
+                duties: DutySet::HOST.without(Duty::Volumes),
                 socket: None,
                 dry_run: true,
             };
@@ -375,7 +392,23 @@ fn apply_local(config_path: &std::path::Path, state_dir: &std::path::Path, args:
         socket: None,
         dry_run: args.dry_run,
     };
-    run_local(&config, &request, state_dir, args.timeout, args.json)
+    let mut report = match apply_on_host(&config, &request, state_dir, args.timeout) {
+        Ok(report) => report,
+        Err(error) => {
+            eprintln!("nonrootctl: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if request.duties.contains(Duty::Volumes) {
+        let options = crate::volumes::Options {
+            check_only: args.dry_run,
+            cancel: &std::sync::atomic::AtomicBool::new(false),
+            progress: !args.json,
+        };
+        let walked = crate::volumes::apply(&config, &SystemIds, &options);
+        report.entries.extend(walked.entries);
+    }
+    finish(&report, args.json)
 }
 
 fn revoke(state_dir: &std::path::Path, args: &RevokeArgs) -> ExitCode {
@@ -385,19 +418,8 @@ fn revoke(state_dir: &std::path::Path, args: &RevokeArgs) -> ExitCode {
         socket: None,
         dry_run: false,
     };
-    run_local(&nothing, &request, state_dir, args.timeout, args.json)
-}
-
-/// Applies in-process, prints the report and says how it went.
-fn run_local(
-    config: &Config,
-    request: &Request,
-    state_dir: &std::path::Path,
-    timeout: Duration,
-    json: bool,
-) -> ExitCode {
-    match apply_on_host(config, request, state_dir, timeout) {
-        Ok(report) => finish(&report, json),
+    match apply_on_host(&nothing, &request, state_dir, args.timeout) {
+        Ok(report) => finish(&report, args.json),
         Err(error) => {
             eprintln!("nonrootctl: {error}");
             ExitCode::FAILURE

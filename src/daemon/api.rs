@@ -273,10 +273,10 @@ mod tests {
         proxy.apply(&[]).await.unwrap();
         assert_eq!(seen.recv().await, Some(DutySet::ALL));
 
-        match proxy.apply(&["volumes"]).await.unwrap_err() {
+        match proxy.apply(&["volume"]).await.unwrap_err() {
             zbus::Error::MethodError(name, Some(message), _) => {
                 assert_eq!(name.as_str(), "org.nonrootd1.Error.InvalidArgs");
-                assert!(message.contains("unknown duty \"volumes\""), "{message}");
+                assert!(message.contains("unknown duty \"volume\""), "{message}");
             }
             other => panic!("{other:?}"),
         }

@@ -19,6 +19,7 @@ use zbus::object_server::SignalEmitter;
 use super::api::{Manager, OBJECT_PATH, Request};
 use super::bus::BusEvent;
 use super::socket_watch::{Cue, SocketWatch};
+use super::volume_job::{Finished, VolumeJobs, Waiter};
 use crate::apply::{Request as ApplyRequest, apply_on_host};
 use crate::config_file;
 use crate::message_id;
@@ -50,6 +51,7 @@ pub struct Daemon {
     following_systemd: bool,
     ready: bool,
     last_status: String,
+    volumes: VolumeJobs,
 }
 
 impl Daemon {
@@ -68,6 +70,7 @@ impl Daemon {
             following_systemd: false,
             ready: false,
             last_status: String::new(),
+            volumes: VolumeJobs::default(),
         })
     }
 
@@ -107,6 +110,7 @@ impl Daemon {
                 },
                 Some(event) = bus.recv() => self.on_bus(event),
                 Some(request) = requests.recv() => self.on_request(request),
+                done = self.volumes.finished() => self.on_volumes(done),
                 _ = hup.recv() => {
                     let _ = self.reload("SIGHUP");
                 }
@@ -117,6 +121,7 @@ impl Daemon {
         }
         notify(&[NotifyState::Stopping, NotifyState::Status("stopping")]);
         info!("nonrootd stopping");
+        self.volumes.stop().await;
     }
 
     fn on_bus(&mut self, event: BusEvent) {
@@ -146,8 +151,15 @@ impl Daemon {
                 let _ = reply.send(self.status());
             }
             Request::Apply(duties, reply) => {
-                let report = self.apply(duties, None, "Apply() over D-Bus");
-                let _ = reply.send(report);
+                let trigger = "Apply() over D-Bus";
+                let report = self.apply(duties.without(Duty::Volumes), None, trigger);
+                if duties.contains(Duty::Volumes) {
+                    // Answered when the walk is done (see on_volumes).
+                    self.volumes
+                        .request(&self.config, trigger, Some(Waiter { report, reply }));
+                } else {
+                    let _ = reply.send(report);
+                }
             }
             Request::Reload(reply) => {
                 let _ = reply.send(self.reload("Reload() over D-Bus"));
@@ -212,6 +224,7 @@ impl Daemon {
             Ok(watch) => self.watch = watch,
             Err(e) => return Err(format!("cannot set up inotify: {e}")),
         }
+        self.volumes.cancel();
         self.config = config;
         self.reload_error = None;
         self.book.clear();
@@ -219,11 +232,25 @@ impl Daemon {
         Ok(())
     }
 
+    /// A volume walk ended: record it like any apply, answer whoever waits, start the next.
+    fn on_volumes(&mut self, done: Finished) {
+        if !done.superseded {
+            self.record(&done.report, &done.trigger);
+        }
+        for waiter in done.waiters {
+            waiter.answer(&done.report);
+        }
+        self.volumes.start_next(&self.config);
+    }
+
     /// Applies, records the outcome per path, emits signals for what changed or went wrong,
-    /// and says what happened in STATUS=.
+    /// and says what happened in STATUS=. The volumes duty only starts its walk here.
     fn apply(&mut self, duties: DutySet, socket: Option<PathBuf>, trigger: &str) -> Report {
+        if duties.contains(Duty::Volumes) {
+            self.volumes.request(&self.config, trigger, None);
+        }
         let request = ApplyRequest {
-            duties,
+            duties: duties.without(Duty::Volumes),
             socket,
             dry_run: false,
         };
@@ -234,13 +261,18 @@ impl Daemon {
                 Report::default()
             }
         };
+        self.record(&report, trigger);
+        report
+    }
+
+    fn record(&mut self, report: &Report, trigger: &str) {
         let at = now();
-        self.book.record(&report, at);
+        self.book.record(report, at);
         self.last_trigger = Some(Stamped {
             at,
             text: trigger.to_string(),
         });
-        self.emit_signals(&report);
+        self.emit_signals(report);
         let changed = report
             .entries
             .iter()
@@ -248,7 +280,6 @@ impl Daemon {
             .count();
         let problems = report.entries.iter().filter(|e| e.outcome.is_problem()).count();
         self.set_status(format!("{trigger}: {changed} changed, {problems} refused or failed"));
-        report
     }
 
     fn emit_signals(&self, report: &Report) {

@@ -17,6 +17,7 @@ mod event_loop;
 mod logging;
 mod socket_watch;
 mod systemd;
+mod volume_job;
 
 /// Keeps this host prepared for non-root containers: re-applies on every Docker start and
 /// socket re-creation, and serves org.nonrootd1 on the system bus.

@@ -590,6 +590,20 @@ pub fn check(settings: &Settings) -> Result<CheckReport, SubidsError> {
     Ok(CheckReport { files })
 }
 
+/// The subuid and subgid ranges that `tenant` (resolved to `uid`) owns, by name or by uid.
+pub fn tenant_ranges(config: &Config, tenant: &IdRef, uid: u32) -> Result<[(PathBuf, Vec<Range>); 2], SubidsError> {
+    let tenant = match tenant {
+        IdRef::Name(name) => Tenant::new(&Spelling::Name(name.clone()), Some(uid.to_string())),
+        IdRef::Id(_) => Tenant::new(&Spelling::Uid(uid), name_of_uid(uid)),
+    };
+    let ranges = |path: &Path| -> Result<(PathBuf, Vec<Range>), SubidsError> {
+        let (file, _) = files::read(path)?;
+        let owned = file.owned_by(&tenant).map(|e| e.range).collect();
+        Ok((path.to_path_buf(), owned))
+    };
+    Ok([ranges(&config.subids.subuid_file)?, ranges(&config.subids.subgid_file)?])
+}
+
 /// Makes every `[[tenant]]` own a range in both files (never releases). One report entry per
 /// tenant and file.
 pub fn ensure_tenants(config: &Config, ids: &dyn IdResolver, state_dir: &Path) -> Report {

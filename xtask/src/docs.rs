@@ -219,13 +219,24 @@ mod tests {
     fn the_schema_comes_from_the_parser() {
         let schema = config_schema().unwrap();
         let names: Vec<_> = schema.iter().map(|s| s.header()).collect();
-        assert_eq!(names, ["[docker]", "[[socket]]", "[dmi]", "[subids]", "[[tenant]]"]);
+        assert_eq!(
+            names,
+            [
+                "[docker]",
+                "[[socket]]",
+                "[dmi]",
+                "[subids]",
+                "[[tenant]]",
+                "[[volume]]"
+            ]
+        );
         let socket = &schema[1];
         assert_eq!(socket.keys, ["path", "users", "groups", "access"]);
         let tenant = &schema[4];
         assert_eq!(tenant.keys, ["name", "count"]);
         let total: usize = schema.iter().map(|s| s.keys.len()).sum();
-        assert_eq!(total, 19, "{schema:#?}");
+        assert_eq!(schema[5].keys, ["path", "uid", "gid", "mode", "tenant", "mapping"]);
+        assert_eq!(total, 25, "{schema:#?}");
     }
 
     #[test]

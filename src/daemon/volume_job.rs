@@ -1,0 +1,155 @@
+//! Volume walks off the event loop: one at a time on tokio's blocking pool, so socket events
+//! keep their latency during a million-file walk. A trigger during a walk queues one more walk
+//! after it (triggers coalesce); reload and stop cancel the running walk at its next directory.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use nonrootd_core::config::Config;
+use nonrootd_core::report::Report;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tracing::error;
+
+use crate::ids::SystemIds;
+use crate::volumes::{self, Options};
+
+/// An `Apply()` caller waiting for the volumes: the report of the other duties so far.
+pub struct Waiter {
+    pub report: Report,
+    pub reply: oneshot::Sender<Report>,
+}
+
+impl Waiter {
+    /// Answers with the other duties' report plus the volumes'.
+    pub fn answer(self, volumes: &Report) {
+        let mut report = self.report;
+        report.entries.extend(volumes.entries.iter().cloned());
+        let _ = self.reply.send(report);
+    }
+}
+
+struct Running {
+    handle: JoinHandle<Report>,
+    cancel: Arc<AtomicBool>,
+    trigger: String,
+    waiters: Vec<Waiter>,
+}
+
+struct Next {
+    trigger: String,
+    waiters: Vec<Waiter>,
+}
+
+/// A walk that ended: its report (empty when cancelled for a newer one), what triggered it and
+/// who waits for it.
+pub struct Finished {
+    pub report: Report,
+    pub trigger: String,
+    pub waiters: Vec<Waiter>,
+    /// Cancelled by a reload: the report is stale and not to be recorded.
+    pub superseded: bool,
+}
+
+/// The walk in progress and the one queued after it.
+#[derive(Default)]
+pub struct VolumeJobs {
+    running: Option<Running>,
+    next: Option<Next>,
+}
+
+impl VolumeJobs {
+    /// Walks the volumes of `config` now, or after the walk in progress.
+    pub fn request(&mut self, config: &Config, trigger: &str, waiter: Option<Waiter>) {
+        if self.running.is_some() {
+            let next = self.next.get_or_insert_with(|| Next {
+                trigger: trigger.to_string(),
+                waiters: Vec::new(),
+            });
+            next.trigger = trigger.to_string();
+            next.waiters.extend(waiter);
+            return;
+        }
+        self.spawn(config, trigger.to_string(), waiter.into_iter().collect());
+    }
+
+    fn spawn(&mut self, config: &Config, trigger: String, waiters: Vec<Waiter>) {
+        if config.volumes.is_empty() {
+            for waiter in waiters {
+                waiter.answer(&Report::default());
+            }
+            return;
+        }
+        let cancel = Arc::new(AtomicBool::new(false));
+        let (config, flag) = (config.clone(), cancel.clone());
+        let handle = tokio::task::spawn_blocking(move || {
+            let options = Options {
+                check_only: false,
+                cancel: &flag,
+                progress: false,
+            };
+            volumes::apply(&config, &SystemIds, &options)
+        });
+        self.running = Some(Running {
+            handle,
+            cancel,
+            trigger,
+            waiters,
+        });
+    }
+
+    /// Starts the queued walk, if any (after [`VolumeJobs::finished`]).
+    pub fn start_next(&mut self, config: &Config) {
+        if self.running.is_none() {
+            if let Some(next) = self.next.take() {
+                self.spawn(config, next.trigger, next.waiters);
+            }
+        }
+    }
+
+    /// Cancels the walk in progress (its waiters wait for the next walk instead).
+    pub fn cancel(&mut self) {
+        if let Some(running) = &mut self.running {
+            running.cancel.store(true, Ordering::Relaxed);
+            let waiters = std::mem::take(&mut running.waiters);
+            if let Some(next) = &mut self.next {
+                next.waiters.extend(waiters);
+            } else {
+                self.next = Some(Next {
+                    trigger: running.trigger.clone(),
+                    waiters,
+                });
+            }
+        }
+    }
+
+    /// Resolves when the walk in progress ends; never while none runs.
+    pub async fn finished(&mut self) -> Finished {
+        let Some(running) = &mut self.running else {
+            return std::future::pending().await;
+        };
+        let report = match (&mut running.handle).await {
+            Ok(report) => report,
+            Err(e) => {
+                error!("the volume walk ended abnormally: {e}");
+                Report::default()
+            }
+        };
+        let running = self.running.take().expect("a walk was running");
+        Finished {
+            report,
+            trigger: running.trigger,
+            waiters: running.waiters,
+            superseded: running.cancel.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Cancels the walk in progress and waits for it to stop (at its next directory).
+    pub async fn stop(&mut self) {
+        self.next = None;
+        if let Some(running) = self.running.take() {
+            running.cancel.store(true, Ordering::Relaxed);
+            let _ = running.handle.await;
+        }
+    }
+}

@@ -1,0 +1,288 @@
+//! The volumes duty: every `[[volume]]` tree owned by its container user, walked safely and in
+//! parallel (see [`walk`]). The rules (id mapping, what an entry needs) are in
+//! [`nonrootd_core::volumes`].
+
+pub mod walk;
+
+use std::fmt;
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::fcntl::openat;
+use nix::sys::stat::{Mode as NixMode, fchmod};
+use nix::unistd::{Uid as NixUid, User};
+use nonrootd_core::config::{Config, VolumeConfig};
+use nonrootd_core::duty::Duty;
+use nonrootd_core::ids::{Gid, IdResolver, Uid};
+use nonrootd_core::mode::Mode;
+use nonrootd_core::plan::FileKind;
+use nonrootd_core::report::{Outcome, Report};
+use nonrootd_core::volumes::{self as rules, Owner, Summary, Verdict, judge, map_id};
+use tracing::{info, warn};
+
+use crate::host::OpenError;
+use crate::host::walk::open_beneath_root;
+use crate::message_id;
+use walk::{Job, Progress, Walk, statx};
+
+/// Walks longer than this show progress on a terminal.
+const QUIET_FOR: Duration = Duration::from_secs(1);
+/// Most threads one walk uses.
+const MAX_THREADS: usize = 8;
+
+/// How to run the walks.
+pub struct Options<'a> {
+    /// Count what is wrong, change nothing.
+    pub check_only: bool,
+    /// Set from elsewhere to stop every walk at the next directory.
+    pub cancel: &'a AtomicBool,
+    /// Show files done and the rate on stderr (only when it is a terminal).
+    pub progress: bool,
+}
+
+/// One volume walked: its host owner, what the walk found and did.
+#[derive(Debug)]
+pub struct Walked {
+    pub owner: Owner,
+    pub desired: String,
+    pub summary: Summary,
+    /// The top directory's mode, when it was (or is) not the configured one.
+    pub mode_change: Option<(Mode, Mode)>,
+}
+
+/// The host owner a volume wants: its ids, or a tenant's container ids mapped through the
+/// tenant's ranges in the subids files.
+pub fn host_owner(volume: &VolumeConfig, config: &Config, ids: &dyn IdResolver) -> Result<Owner, String> {
+    let Some(tenant) = &volume.tenant else {
+        return Ok(Owner {
+            uid: Uid(volume.uid),
+            gid: Gid(volume.gid),
+        });
+    };
+    let name = &tenant.name;
+    let refuse = |why: String| format!("{}: tenant {}: {why}", name.origin, name.value);
+    let uid = name.value.resolve_user(ids).map_err(refuse)?;
+    let own_gid = User::from_uid(NixUid::from_raw(uid.0))
+        .ok()
+        .flatten()
+        .map_or(uid.0, |u| u.gid.as_raw());
+    let [(subuid_file, subuid), (subgid_file, subgid)] =
+        crate::subids::tenant_ranges(config, &name.value, uid.0).map_err(|e| refuse(e.to_string()))?;
+    let in_file = |file: &Path, why: String| refuse(format!("{}: {why}", file.display()));
+    let host_uid = map_id(tenant.mapping, uid.0, &subuid, volume.uid).map_err(|w| in_file(&subuid_file, w))?;
+    let host_gid = map_id(tenant.mapping, own_gid, &subgid, volume.gid).map_err(|w| in_file(&subgid_file, w))?;
+    Ok(Owner {
+        uid: Uid(host_uid),
+        gid: Gid(host_gid),
+    })
+}
+
+fn desired(volume: &VolumeConfig, owner: Owner) -> String {
+    let tenant = volume.tenant.as_ref().map(|t| (t.name.value.to_string(), t.mapping));
+    let container = tenant
+        .as_ref()
+        .map(|(name, mapping)| (name.as_str(), *mapping, volume.uid, volume.gid));
+    rules::desired(owner, volume.mode, container)
+}
+
+/// Why a volume was not walked.
+#[derive(Debug)]
+pub struct NotWalked {
+    pub desired: String,
+    pub outcome: Outcome,
+}
+
+impl fmt::Display for NotWalked {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.outcome {
+            Outcome::Refused { reason } => write!(f, "refused: {reason}"),
+            Outcome::Failed { error } => write!(f, "failed: {error}"),
+            other => f.write_str(other.label()),
+        }
+    }
+}
+
+/// Walks one volume: the top path must be a directory reached through root-owned directories
+/// (never a symlink); the top gets the owner and mode, everything below the owner.
+pub fn walk_volume(
+    volume: &VolumeConfig,
+    config: &Config,
+    ids: &dyn IdResolver,
+    options: &Options<'_>,
+) -> Result<Walked, NotWalked> {
+    let unwalked = |desired: String, outcome| NotWalked { desired, outcome };
+    let owner = match host_owner(volume, config, ids) {
+        Ok(owner) => owner,
+        Err(reason) => return Err(unwalked(desired_plain(volume), Outcome::Refused { reason })),
+    };
+    let desired = desired(volume, owner);
+    let (path_fd, stat) = match open_beneath_root(&volume.path) {
+        Ok(found) => found,
+        Err(OpenError::Missing) => return Err(unwalked(desired, Outcome::Missing)),
+        Err(OpenError::Refused(r)) => return Err(unwalked(desired, Outcome::Refused { reason: r.0 })),
+        Err(OpenError::Io(e)) => {
+            let error = format!("open: {e}");
+            return Err(unwalked(desired, Outcome::Failed { error }));
+        }
+    };
+    if stat.kind != FileKind::Directory {
+        let reason = format!("is {}, expected a directory", stat.kind);
+        return Err(unwalked(desired, Outcome::Refused { reason }));
+    }
+    let failed = |what: &str, e: Errno| {
+        let error = format!("{what}: {}", explain(e));
+        NotWalked {
+            desired: desired.clone(),
+            outcome: Outcome::Failed { error },
+        }
+    };
+    let top = openat(&path_fd, ".", walk::DIR_FLAGS, NixMode::empty()).map_err(|e| failed("open", e))?;
+    let (top_seen, _) = statx(std::os::fd::AsFd::as_fd(&top), c"", true).map_err(|e| failed("stat", e))?;
+    let top_again = nix::unistd::dup(&top).map_err(|e| failed("dup", e))?;
+    let top = Job {
+        fd: top,
+        path: PathBuf::new(),
+        seen: top_seen,
+        change: judge(&top_seen, owner, &top_seen) == Verdict::Change,
+    };
+    let progress = Progress::default();
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(MAX_THREADS));
+    let walk = Walk {
+        owner,
+        top: top_seen,
+        check_only: options.check_only,
+        cancel: options.cancel,
+        progress: &progress,
+        threads,
+    };
+    let mut summary = if options.progress && std::io::stderr().is_terminal() {
+        with_progress(&volume.path, &progress, || walk::walk(top, &walk))
+    } else {
+        walk::walk(top, &walk)
+    };
+    summary.seen += 1;
+    let mut mode_change = None;
+    if let Some(mode) = volume.mode {
+        // After chown, which may clear set-id bits.
+        let now = crate::host::walk::stat_fd(&top_again)
+            .map_err(|e| failed("stat", e))?
+            .mode;
+        if now != mode {
+            if !options.check_only {
+                let bits = NixMode::from_bits_truncate(mode.bits() as libc::mode_t);
+                fchmod(&top_again, bits).map_err(|e| failed("chmod", e))?;
+            }
+            mode_change = Some((now, mode));
+        }
+    }
+    Ok(Walked {
+        owner,
+        desired,
+        summary,
+        mode_change,
+    })
+}
+
+/// Errors with a hint where the cause is usually the unit's sandbox.
+fn explain(e: Errno) -> String {
+    match e {
+        Errno::EROFS => {
+            format!("{e}: read-only here; under the shipped unit add a drop-in with ReadWritePaths= for the volume")
+        }
+        other => other.to_string(),
+    }
+}
+
+/// Runs `walk`, printing "PATH: N files, M changed, R files/s" on stderr once it has taken
+/// longer than [`QUIET_FOR`], and clearing the line at the end.
+fn with_progress(path: &Path, progress: &Progress, walk: impl FnOnce() -> Summary + Send) -> Summary {
+    let done = AtomicBool::new(false);
+    let started = Instant::now();
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            let mut shown = false;
+            while !done.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(100));
+                let elapsed = started.elapsed();
+                if elapsed < QUIET_FOR || elapsed.subsec_millis() >= 100 {
+                    continue;
+                }
+                let seen = progress.seen.load(Ordering::Relaxed);
+                let changed = progress.changed.load(Ordering::Relaxed);
+                let rate = seen as f64 / elapsed.as_secs_f64();
+                let _ = write!(
+                    std::io::stderr(),
+                    "\r\x1b[K{}: {seen} files, {changed} changed, {rate:.0} files/s",
+                    path.display()
+                );
+                shown = true;
+            }
+            if shown {
+                let _ = write!(std::io::stderr(), "\r\x1b[K");
+            }
+        });
+        let summary = walk();
+        done.store(true, Ordering::Relaxed);
+        summary
+    })
+}
+
+/// Applies (or with `check_only`, inspects) every `[[volume]]`: one report entry each.
+pub fn apply(config: &Config, ids: &dyn IdResolver, options: &Options<'_>) -> Report {
+    let mut report = Report::default();
+    for volume in &config.volumes {
+        if options.cancel.load(Ordering::Relaxed) {
+            let error = "cancelled before the walk".to_string();
+            report.push(
+                Duty::Volumes,
+                &volume.path,
+                desired_plain(volume),
+                Outcome::Failed { error },
+            );
+            continue;
+        }
+        let started = Instant::now();
+        let (desired, outcome) = match walk_volume(volume, config, ids, options) {
+            Ok(walked) => {
+                let outcome = rules::outcome(&walked.summary, walked.mode_change, options.check_only);
+                (walked.desired, outcome)
+            }
+            Err(not) => (not.desired, not.outcome),
+        };
+        let took = started.elapsed().as_secs_f64();
+        match &outcome {
+            Outcome::Changed { change } => {
+                info!(MESSAGE_ID = message_id::PATH_CHANGED, duty = "volumes", path = %volume.path.display(), "changed in {took:.2}s: {change}")
+            }
+            Outcome::Refused { reason } => {
+                warn!(MESSAGE_ID = message_id::PATH_REFUSED, duty = "volumes", path = %volume.path.display(), "refused: {reason}")
+            }
+            Outcome::Failed { error } => {
+                warn!(MESSAGE_ID = message_id::PATH_REFUSED, duty = "volumes", path = %volume.path.display(), "failed: {error}")
+            }
+            _ => {}
+        }
+        report.push(Duty::Volumes, &volume.path, desired, outcome);
+    }
+    report
+}
+
+fn desired_plain(volume: &VolumeConfig) -> String {
+    format!("owner {}:{}", volume.uid, volume.gid)
+}
+
+/// The paths of the shipped unit's `ReadWritePaths=`: a volume elsewhere needs a drop-in.
+pub const UNIT_WRITABLE: [&str; 4] = ["/etc", "/run", "/var/lib/docker", "/sys/firmware/dmi/tables"];
+
+/// Volumes the shipped unit cannot write without a `ReadWritePaths=` drop-in.
+pub fn outside_unit(config: &Config) -> Vec<PathBuf> {
+    config
+        .volumes
+        .iter()
+        .filter(|v| !UNIT_WRITABLE.iter().any(|w| v.path.starts_with(w)))
+        .map(|v| v.path.clone())
+        .collect()
+}

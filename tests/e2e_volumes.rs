@@ -1,0 +1,80 @@
+//! A volume prepared by nonrootd in the testbed (real systemd, dbus, dockerd): a container run
+//! as `-u 999:999` writes to it; before the preparation it gets EACCES.
+
+mod common;
+
+use std::time::Duration;
+
+use common::testbed::Testbed;
+
+const LIMIT: Duration = Duration::from_secs(30);
+const IMAGE: &str = "nonrootd-busybox";
+const RUN_AS_999: &str = "docker run --rm -u 999:999 -v /srv/redis-data:/data nonrootd-busybox";
+
+/// Installs the daemon as the package would (shipped unit, D-Bus policy) with a [[volume]] and
+/// the drop-in the shipped unit needs for it: ProtectSystem=strict leaves /srv read-only to the
+/// daemon unless a ReadWritePaths= names it (`nonrootctl check-config` says so).
+fn install(testbed: &Testbed) {
+    let repo = env!("CARGO_MANIFEST_DIR");
+    testbed.sh(&format!(
+        "set -e
+         install -m755 {nonrootd} /usr/sbin/nonrootd
+         install -m755 {nonrootctl} /usr/bin/nonrootctl
+         install -m644 {repo}/systemd/nonrootd.service /etc/systemd/system/nonrootd.service
+         install -m644 {repo}/packaging/dbus/org.nonrootd1.conf /usr/share/dbus-1/system.d/org.nonrootd1.conf
+         mkdir -p /etc/nonrootd /etc/systemd/system/nonrootd.service.d
+         printf '[[volume]]\\npath = \"/srv/redis-data\"\\nuid = 999\\ngid = 999\\nmode = \"0750\"\\n' > /etc/nonrootd/nonrootd.toml
+         printf '[Service]\\nReadWritePaths=/srv/redis-data\\n' > /etc/systemd/system/nonrootd.service.d/volumes.conf
+         systemctl reload dbus
+         systemctl daemon-reload
+         systemctl enable --now nonrootd
+         systemctl is-active nonrootd",
+        nonrootd = env!("CARGO_BIN_EXE_nonrootd"),
+        nonrootctl = env!("CARGO_BIN_EXE_nonrootctl"),
+    ));
+}
+
+#[test]
+fn a_container_as_999_writes_to_a_prepared_volume_and_gets_eacces_without() {
+    let testbed = Testbed::boot("volumes");
+    testbed.sh("systemctl start docker && docker info >/dev/null");
+    testbed.docker_image(IMAGE);
+    testbed.sh("mkdir -p /srv/redis-data/sub && echo old > /srv/redis-data/sub/existing");
+
+    let before = testbed.try_sh(&format!("{RUN_AS_999} sh -c 'echo x > /data/f'"));
+    assert!(!before.status.success(), "wrote without the preparation");
+    let stderr = common::testbed::text(&before.stderr);
+    assert!(stderr.contains("Permission denied"), "{stderr}");
+
+    let note = testbed.sh(&format!(
+        "printf '[[volume]]\\npath = \"/srv/redis-data\"\\nuid = 999\\ngid = 999\\n' > /tmp/v.toml && {} --config /tmp/v.toml check-config",
+        env!("CARGO_BIN_EXE_nonrootctl")
+    ));
+    assert!(note.contains("ReadWritePaths=/srv/redis-data"), "{note}");
+
+    install(&testbed);
+    testbed.wait_until(
+        LIMIT,
+        "test \"$(stat -c %u:%g:%a /srv/redis-data) $(stat -c %u:%g /srv/redis-data/sub/existing)\" = '999:999:750 999:999'",
+    );
+    testbed.sh(&format!(
+        "{RUN_AS_999} sh -c 'echo x > /data/f && mkdir /data/private && chmod 700 /data/private && echo y > /data/private/g'"
+    ));
+
+    // Something root-owned appears inside 999's 0700 directory; a Docker restart has the daemon
+    // walk again under the shipped unit (which must read that directory to get there).
+    testbed.sh("touch /srv/redis-data/private/from-root && chmod 0700 /srv/redis-data");
+    testbed.sh("systemctl restart docker");
+    testbed.wait_until(
+        LIMIT,
+        "test \"$(stat -c %u /srv/redis-data/private/from-root) $(stat -c %a /srv/redis-data)\" = '999 750'",
+    );
+    testbed.sh(&format!("{RUN_AS_999} sh -c 'cat /data/f /data/private/g >/dev/null'"));
+
+    let check = testbed.sh("nonrootctl volumes check");
+    assert!(check.starts_with("/srv/redis-data: 0 of "), "{check}");
+    let status = testbed.sh("nonrootctl status");
+    assert!(status.contains("/srv/redis-data"), "{status}");
+    let applied = testbed.sh("nonrootctl apply --only volumes");
+    assert!(applied.contains("correct      volumes /srv/redis-data"), "{applied}");
+}

@@ -1,0 +1,363 @@
+//! The volumes duty on real file systems (ext4 under /var/tmp, a private tmpfs), as root:
+//! symlinks and hard links to outside files, nested mounts, sockets, FIFOs, device nodes,
+//! foreign owners, a directory swapped for a symlink during the walk, cancellation, unsafe
+//! top paths and tenant mappings.
+
+mod common;
+
+use std::ffi::CString;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{MetadataExt, symlink};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use common::{Scratch, chmod, config, run};
+use nonrootd::ids::SystemIds;
+use nonrootd::volumes::{Options, apply, walk_volume};
+use nonrootd_core::config::Config;
+use nonrootd_core::report::Outcome;
+use nonrootd_core::volumes::Skip;
+
+/// A root-owned 0700 directory under /var/tmp (ext4 here), removed on drop.
+fn disk() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("nonrootd-volumes-")
+        .tempdir_in("/var/tmp")
+        .unwrap()
+}
+
+fn owner(path: &Path) -> (u32, u32) {
+    let meta = std::fs::symlink_metadata(path).unwrap();
+    (meta.uid(), meta.gid())
+}
+
+fn lchown(path: &Path, uid: u32, gid: u32) {
+    std::os::unix::fs::lchown(path, Some(uid), Some(gid)).unwrap();
+}
+
+fn mknod(path: &Path, mode: u32, dev: u64) {
+    let c = CString::new(path.as_os_str().as_bytes()).unwrap();
+    // SAFETY: a NUL-terminated path; mknod(2) reads it only.
+    assert_eq!(unsafe { libc::mknod(c.as_ptr(), mode, dev) }, 0, "mknod {path:?}");
+}
+
+fn volume_config(path: &Path, extra: &str) -> Config {
+    config(&format!(
+        "[[volume]]\npath = \"{}\"\nuid = 999\ngid = 999\n{extra}",
+        path.display()
+    ))
+}
+
+fn options(cancel: &AtomicBool) -> Options<'_> {
+    Options {
+        check_only: false,
+        cancel,
+        progress: false,
+    }
+}
+
+/// Builds the usual trouble inside `vol`, with targets in `outside`; returns the paths that
+/// must keep root as owner.
+fn build_tree(vol: &Path, outside: &Path) -> Vec<PathBuf> {
+    std::fs::create_dir_all(vol.join("data/deep/er")).unwrap();
+    std::fs::create_dir_all(outside).unwrap();
+    for i in 0..50 {
+        std::fs::write(vol.join(format!("data/f{i}")), "x").unwrap();
+    }
+    std::fs::write(vol.join("data/deep/er/g"), "y").unwrap();
+    std::fs::write(vol.join("foreign"), "z").unwrap();
+    lchown(&vol.join("foreign"), 1234, 4321);
+    let secret = outside.join("secret");
+    std::fs::write(&secret, "s").unwrap();
+    std::fs::create_dir(outside.join("dir")).unwrap();
+    symlink(&secret, vol.join("link-to-secret")).unwrap();
+    symlink(outside.join("dir"), vol.join("link-to-dir")).unwrap();
+    std::fs::hard_link(&secret, vol.join("hardlink-to-secret")).unwrap();
+    run("mkfifo", &[vol.join("fifo").to_str().unwrap()]);
+    let _socket = std::os::unix::net::UnixListener::bind(vol.join("sock")).unwrap();
+    mknod(&vol.join("null-dev"), libc::S_IFCHR | 0o666, libc::makedev(1, 3));
+    // A tmpfs mounted inside the volume: never crossed.
+    let mnt = vol.join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    run(
+        "mount",
+        &[
+            "-t",
+            "tmpfs",
+            "-o",
+            "mode=0755",
+            "nonrootd-inner",
+            mnt.to_str().unwrap(),
+        ],
+    );
+    std::fs::write(mnt.join("inner"), "i").unwrap();
+    vec![
+        secret,
+        outside.join("dir"),
+        vol.join("hardlink-to-secret"),
+        vol.join("null-dev"),
+        mnt.clone(),
+        mnt.join("inner"),
+    ]
+}
+
+fn check_tree(base: &Path) {
+    let vol = base.join("vol");
+    let untouched = build_tree(&vol, &base.join("outside"));
+    let config = volume_config(&vol, "mode = \"0750\"\n");
+    let cancel = AtomicBool::new(false);
+    let first = walk_volume(&config.volumes[0], &config, &SystemIds, &options(&cancel)).unwrap();
+    let s = &first.summary;
+    assert_eq!(s.failed, 0, "{s:?}");
+    assert_eq!(s.skipped.get(&Skip::HardLinks), Some(&1), "{s:?}");
+    assert_eq!(s.skipped.get(&Skip::OtherFilesystem), Some(&1), "{s:?}");
+    assert_eq!(s.skipped.get(&Skip::Device), Some(&1), "{s:?}");
+    // vol, data, deep, er, 50 + 1 files, foreign, 2 symlinks, fifo, socket.
+    assert_eq!(s.changed, 4 + 51 + 1 + 2 + 2, "{s:?}");
+    assert_eq!(first.mode_change.map(|(_, to)| to.bits()), Some(0o750));
+    for path in [
+        "",
+        "data",
+        "data/deep/er/g",
+        "foreign",
+        "link-to-secret",
+        "link-to-dir",
+        "fifo",
+        "sock",
+    ] {
+        assert_eq!(owner(&vol.join(path)), (999, 999), "{path}");
+    }
+    assert_eq!(common::mode_of(&vol), 0o750);
+    for path in &untouched {
+        assert_eq!(owner(path), (0, 0), "{path:?} changed owner");
+    }
+    let second = walk_volume(&config.volumes[0], &config, &SystemIds, &options(&cancel)).unwrap();
+    assert_eq!(second.summary.changed, 0, "{:?}", second.summary);
+    assert_eq!(second.summary.seen, s.seen);
+    assert_eq!(second.mode_change, None);
+    let report = apply(&config, &SystemIds, &options(&cancel));
+    assert_eq!(report.entries[0].outcome, Outcome::Correct);
+    assert_eq!(report.entries[0].desired, "owner 999:999, mode 0750");
+    run("umount", &[vol.join("mnt").to_str().unwrap()]);
+}
+
+#[test]
+fn an_ext4_tree_is_owned_and_nothing_outside_or_below_a_mount_changes() {
+    let dir = disk();
+    check_tree(dir.path());
+}
+
+#[test]
+fn a_tmpfs_tree_is_owned_and_nothing_outside_or_below_a_mount_changes() {
+    let scratch = Scratch::tmpfs();
+    check_tree(scratch.path());
+}
+
+#[test]
+fn the_report_says_how_many_changed_and_why_some_were_skipped() {
+    let dir = disk();
+    let vol = dir.path().join("vol");
+    std::fs::create_dir(&vol).unwrap();
+    std::fs::write(vol.join("a"), "").unwrap();
+    std::fs::write(dir.path().join("target"), "").unwrap();
+    std::fs::hard_link(dir.path().join("target"), vol.join("b")).unwrap();
+    let config = volume_config(&vol, "");
+    let report = apply(&config, &SystemIds, &options(&AtomicBool::new(false)));
+    assert_eq!(report.entries[0].desired, "owner 999:999");
+    assert_eq!(
+        report.entries[0].outcome,
+        Outcome::Changed {
+            change: "2 of 3 changed (1 skipped: 1 with hard links (e.g. b))".into()
+        }
+    );
+}
+
+#[test]
+fn wide_and_deep_trees_are_walked_completely() {
+    let dir = disk();
+    let vol = dir.path().join("vol");
+    for i in 0..600 {
+        std::fs::create_dir_all(vol.join(format!("w{i}"))).unwrap();
+        std::fs::write(vol.join(format!("w{i}/f")), "").unwrap();
+    }
+    let mut deep = vol.join("deep");
+    for _ in 0..150 {
+        deep.push("d");
+    }
+    std::fs::create_dir_all(&deep).unwrap();
+    std::fs::write(deep.join("bottom"), "").unwrap();
+    let config = volume_config(&vol, "");
+    let walked = walk_volume(
+        &config.volumes[0],
+        &config,
+        &SystemIds,
+        &options(&AtomicBool::new(false)),
+    )
+    .unwrap();
+    assert_eq!(walked.summary.changed, 1 + 1200 + 151 + 1, "{:?}", walked.summary);
+    assert_eq!(owner(&deep.join("bottom")), (999, 999));
+}
+
+#[test]
+fn a_cancelled_walk_stops_and_says_so() {
+    let dir = disk();
+    let vol = dir.path().join("vol");
+    std::fs::create_dir_all(vol.join("a/b")).unwrap();
+    std::fs::write(vol.join("a/b/f"), "").unwrap();
+    let config = volume_config(&vol, "");
+    let cancel = AtomicBool::new(true);
+    let report = apply(&config, &SystemIds, &options(&cancel));
+    assert!(
+        matches!(&report.entries[0].outcome, Outcome::Failed { error } if error.contains("cancelled")),
+        "{report}"
+    );
+    assert_eq!(owner(&vol.join("a/b/f")), (0, 0));
+    cancel.store(false, Ordering::Relaxed);
+    let walked = walk_volume(&config.volumes[0], &config, &SystemIds, &options(&cancel)).unwrap();
+    assert!(!walked.summary.cancelled);
+    assert_eq!(owner(&vol.join("a/b/f")), (999, 999));
+}
+
+#[test]
+fn a_symlink_top_or_an_unsafe_parent_is_refused() {
+    let dir = disk();
+    let real = dir.path().join("real");
+    std::fs::create_dir(&real).unwrap();
+    symlink(&real, dir.path().join("link")).unwrap();
+    let user_dir = dir.path().join("users");
+    std::fs::create_dir_all(user_dir.join("vol")).unwrap();
+    lchown(&user_dir, 1000, 1000);
+    let open_dir = dir.path().join("open");
+    std::fs::create_dir_all(open_dir.join("vol")).unwrap();
+    chmod(&open_dir, 0o777);
+    let file = dir.path().join("file");
+    std::fs::write(&file, "").unwrap();
+    let cancel = AtomicBool::new(false);
+    for (top, why) in [
+        (dir.path().join("link"), "is a symlink"),
+        (user_dir.join("vol"), "directory owned by uid 1000"),
+        (open_dir.join("vol"), "lets others write"),
+        (file, "expected a directory"),
+    ] {
+        let config = volume_config(&top, "");
+        let report = apply(&config, &SystemIds, &options(&cancel));
+        match &report.entries[0].outcome {
+            Outcome::Refused { reason } => assert!(reason.contains(why), "{top:?}: {reason}"),
+            other => panic!("{top:?}: {other:?}"),
+        }
+    }
+    assert_eq!(owner(&real), (0, 0));
+    let missing = volume_config(&dir.path().join("nope"), "");
+    assert_eq!(
+        apply(&missing, &SystemIds, &options(&cancel)).entries[0].outcome,
+        Outcome::Missing
+    );
+}
+
+/// renameat2(RENAME_EXCHANGE) of two names in one directory.
+fn exchange(dir: &Path, a: &str, b: &str) {
+    let d = CString::new(dir.as_os_str().as_bytes()).unwrap();
+    let (a, b) = (CString::new(a).unwrap(), CString::new(b).unwrap());
+    // SAFETY: NUL-terminated paths; the descriptor is closed right after.
+    unsafe {
+        let fd = libc::open(d.as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC);
+        assert!(fd >= 0);
+        libc::syscall(
+            libc::SYS_renameat2,
+            fd,
+            a.as_ptr(),
+            fd,
+            b.as_ptr(),
+            libc::RENAME_EXCHANGE,
+        );
+        libc::close(fd);
+    }
+}
+
+#[test]
+fn a_directory_swapped_for_a_symlink_during_the_walk_never_leads_outside() {
+    let dir = disk();
+    let (vol, outside) = (dir.path().join("vol"), dir.path().join("outside"));
+    std::fs::create_dir_all(vol.join("d/sub")).unwrap();
+    std::fs::create_dir_all(outside.join("sub")).unwrap();
+    for i in 0..20 {
+        std::fs::write(vol.join(format!("d/f{i}")), "").unwrap();
+        std::fs::write(vol.join(format!("d/sub/f{i}")), "").unwrap();
+        std::fs::write(outside.join(format!("f{i}")), "").unwrap();
+        std::fs::write(outside.join(format!("sub/f{i}")), "").unwrap();
+    }
+    std::fs::write(vol.join("file"), "").unwrap();
+    symlink(&outside, vol.join("s")).unwrap();
+    symlink(outside.join("f0"), vol.join("t")).unwrap();
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            while !stop.load(Ordering::Relaxed) {
+                exchange(&vol, "d", "s");
+                exchange(&vol, "file", "t");
+            }
+        });
+        let cancel = AtomicBool::new(false);
+        for round in 0..3000u32 {
+            // Alternate the owner so that every round has something to change.
+            let id = 900 + round % 2;
+            let config = config(&format!(
+                "[[volume]]\npath = \"{}\"\nuid = {id}\ngid = {id}\n",
+                vol.display()
+            ));
+            let walked = walk_volume(&config.volumes[0], &config, &SystemIds, &options(&cancel)).unwrap();
+            assert_eq!(walked.summary.failed, 0, "{:?}", walked.summary);
+        }
+        stop.store(true, Ordering::Relaxed);
+    });
+    let walk = run("find", &[outside.to_str().unwrap(), "-not", "-user", "0"]);
+    assert_eq!(walk, "", "files outside the volume changed owner");
+    let walk = run("find", &[outside.to_str().unwrap(), "-not", "-group", "0"]);
+    assert_eq!(walk, "");
+}
+
+/// `[subids]` pointing at temp files, and a tenant by uid (no NSS entry needed).
+fn tenant_config(vol: &Path, files: &Path, uid: u32, gid: u32, mapping: &str, tenant: u32) -> Config {
+    config(&format!(
+        "[subids]\nsubuid_file = \"{f}/subuid\"\nsubgid_file = \"{f}/subgid\"\n\
+         [[volume]]\npath = \"{v}\"\nuid = {uid}\ngid = {gid}\ntenant = {tenant}\nmapping = \"{mapping}\"\n",
+        f = files.display(),
+        v = vol.display()
+    ))
+}
+
+#[test]
+fn tenant_ids_are_mapped_through_the_subids_files_and_refused_outside_them() {
+    let dir = disk();
+    let vol = dir.path().join("vol");
+    std::fs::create_dir_all(vol.join("x")).unwrap();
+    std::fs::write(dir.path().join("subuid"), "other:100000:65536\n4242:200000:65536\n").unwrap();
+    std::fs::write(dir.path().join("subgid"), "4242:300000:1000\n").unwrap();
+    let cancel = AtomicBool::new(false);
+    let walk = |config: &Config| walk_volume(&config.volumes[0], config, &SystemIds, &options(&cancel));
+
+    let remap = tenant_config(&vol, dir.path(), 999, 999, "remap", 4242);
+    let walked = walk(&remap).unwrap();
+    assert_eq!(walked.owner.to_string(), "200999:300999");
+    assert_eq!(walked.desired, "owner 200999:300999 = 999:999 of 4242 (remap)");
+    assert_eq!(owner(&vol.join("x")), (200999, 300999));
+
+    let rootless = tenant_config(&vol, dir.path(), 0, 1, "rootless", 4242);
+    assert_eq!(walk(&rootless).unwrap().owner.to_string(), "4242:300000");
+    assert_eq!(owner(&vol.join("x")), (4242, 300000));
+
+    let outside = tenant_config(&vol, dir.path(), 999, 1000, "remap", 4242);
+    let not = walk(&outside).unwrap_err();
+    let Outcome::Refused { reason } = &not.outcome else {
+        panic!("{not}")
+    };
+    assert!(
+        reason.contains("subgid: id 1000 is outside its 1000 subordinate ids"),
+        "{reason}"
+    );
+    let no_range = tenant_config(&vol, dir.path(), 1, 1, "remap", 4343);
+    let not = walk(&no_range).unwrap_err();
+    assert!(not.to_string().contains("tenant 4343"), "{not}");
+    assert!(not.to_string().contains("has no subordinate range"), "{not}");
+    assert_eq!(owner(&vol.join("x")), (4242, 300000), "a refused volume is not touched");
+}
