@@ -129,3 +129,21 @@ fn two_hundred_socket_recreations_are_all_fixed_without_growth() {
     assert!(a[1] <= b[1] + 2048, "RSS grew (kB): {before} → {after}");
     assert!(testbed.sh("journalctl -u nonrootd -o verbose MESSAGE_ID=8a4e2f61c39b4d7e8f0a1b2c3d4e5f60 | grep -c 'MESSAGE=changed'").trim().parse::<u32>().unwrap() >= 200);
 }
+
+#[test]
+fn a_reload_that_changes_the_followed_units_takes_effect() {
+    let testbed = Testbed::boot("units");
+    install(&testbed);
+    testbed.sh(
+        "set -e
+         printf '[Service]\\nType=oneshot\\nRemainAfterExit=yes\\nExecStart=/bin/true\\n' > /etc/systemd/system/runtime-prep.service
+         systemctl daemon-reload
+         printf '[docker]\\nunits = [\"runtime-prep.service\"]\\n' > /etc/nonrootd/nonrootd.toml
+         systemctl reload nonrootd",
+    );
+    testbed.sh(&format!("mkdir -p {IMAGE_DIRS}; chmod 0700 {IMAGE_DIRS}"));
+    testbed.sh("systemctl start runtime-prep.service");
+    testbed.wait_until(LIMIT, &format!("test \"$(stat -c %a {IMAGE_DIRS} | sort -u)\" = 750"));
+    let status = testbed.sh("nonrootctl status");
+    assert!(status.contains("runtime-prep.service"), "{status}");
+}

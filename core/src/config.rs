@@ -487,6 +487,14 @@ impl Config {
         Err(checker.errors)
     }
 
+    /// The systemd units whose start re-applies: `[docker].units`, else Docker's defaults.
+    pub fn followed_units(&self) -> Vec<String> {
+        match &self.docker {
+            Some(docker) => docker.units.clone(),
+            None => DEFAULT_UNITS.iter().map(|u| u.to_string()).collect(),
+        }
+    }
+
     /// Names in the config that do not resolve on this host (an error for `check-config`;
     /// at apply time only the affected entry is refused).
     pub fn unresolved(&self, ids: &dyn IdResolver) -> Vec<ConfigError> {

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
 use zbus::Connection;
 
@@ -27,11 +27,15 @@ pub enum BusEvent {
 }
 
 /// Runs forever: connect, serve, follow systemd; on loss, wait and connect again.
-pub async fn run(units: Vec<String>, requests: mpsc::Sender<Request>, events: mpsc::Sender<BusEvent>) {
+pub async fn run(
+    mut units: watch::Receiver<Vec<String>>,
+    requests: mpsc::Sender<Request>,
+    events: mpsc::Sender<BusEvent>,
+) {
     let mut retry = FIRST_RETRY;
     let mut warned = false;
     loop {
-        let result = session(&units, &requests, &events).await;
+        let result = session(&mut units, &requests, &events).await;
         let why = match result {
             Ok(()) => {
                 info!("system bus connection closed; reconnecting");
@@ -57,7 +61,7 @@ pub async fn run(units: Vec<String>, requests: mpsc::Sender<Request>, events: mp
 }
 
 async fn session(
-    units: &[String],
+    units: &mut watch::Receiver<Vec<String>>,
     requests: &mpsc::Sender<Request>,
     events: &mpsc::Sender<BusEvent>,
 ) -> zbus::Result<()> {
@@ -74,8 +78,20 @@ async fn session(
     if events.send(BusEvent::Connected(conn.clone())).await.is_err() {
         return Ok(());
     }
-    let mut watcher = Watcher::new(&conn, units).await?;
-    while let Some(cue) = watcher.next().await {
+    let followed = units.borrow_and_update().clone();
+    let mut watcher = Watcher::new(&conn, &followed).await?;
+    loop {
+        let cue = tokio::select! {
+            cue = watcher.next() => match cue {
+                Some(cue) => cue,
+                None => return Ok(()),
+            },
+            // A reload changed [docker].units.
+            Ok(()) = units.changed() => {
+                watcher.follow(&units.borrow_and_update());
+                continue;
+            }
+        };
         let event = match cue {
             Cue::Following(what) => {
                 let _ = events.send(BusEvent::Following(true)).await;
@@ -91,5 +107,4 @@ async fn session(
             return Ok(());
         }
     }
-    Ok(())
 }

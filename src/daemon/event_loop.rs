@@ -11,7 +11,7 @@ use nonrootd_core::report::{Outcome, Report};
 use nonrootd_core::status::{DaemonStatus, PathBook, Stamped};
 use sd_notify::NotifyState;
 use tokio::signal::unix::{SignalKind, signal};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tracing::{error, info, warn};
 use zbus::Connection;
 use zbus::object_server::SignalEmitter;
@@ -52,10 +52,17 @@ pub struct Daemon {
     ready: bool,
     last_status: String,
     volumes: VolumeJobs,
+    /// The units the bus side follows; a reload may change them.
+    units: watch::Sender<Vec<String>>,
 }
 
 impl Daemon {
-    pub fn new(config_path: PathBuf, state_dir: PathBuf, config: Config) -> std::io::Result<Daemon> {
+    pub fn new(
+        config_path: PathBuf,
+        state_dir: PathBuf,
+        config: Config,
+        units: watch::Sender<Vec<String>>,
+    ) -> std::io::Result<Daemon> {
         let watch = SocketWatch::new(&socket_paths(&config))?;
         Ok(Daemon {
             config_path,
@@ -71,6 +78,7 @@ impl Daemon {
             ready: false,
             last_status: String::new(),
             volumes: VolumeJobs::default(),
+            units,
         })
     }
 
@@ -226,6 +234,12 @@ impl Daemon {
         }
         self.volumes.cancel();
         self.config = config;
+        let units = self.config.followed_units();
+        self.units.send_if_modified(|followed| {
+            let changed = *followed != units;
+            *followed = units;
+            changed
+        });
         self.reload_error = None;
         self.book.clear();
         self.apply(DutySet::ALL, None, &format!("reload ({why})"));

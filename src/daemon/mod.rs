@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tracing::error;
 
 use crate::config_file::{self, DEFAULT_CONFIG};
@@ -51,15 +51,7 @@ pub fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let units = config.docker.as_ref().map_or_else(
-        || {
-            nonrootd_core::config::DEFAULT_UNITS
-                .iter()
-                .map(|u| u.to_string())
-                .collect()
-        },
-        |d| d.units.clone(),
-    );
+    let (units, units_rx) = watch::channel(config.followed_units());
     let state_dir = cli.state_dir.unwrap_or_else(default_state_dir);
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(runtime) => runtime,
@@ -69,7 +61,7 @@ pub fn main() -> ExitCode {
         }
     };
     runtime.block_on(async move {
-        let daemon = match event_loop::Daemon::new(cli.config, state_dir, config) {
+        let daemon = match event_loop::Daemon::new(cli.config, state_dir, config, units) {
             Ok(daemon) => daemon,
             Err(e) => {
                 error!("cannot set up inotify: {e}");
@@ -78,7 +70,7 @@ pub fn main() -> ExitCode {
         };
         let (requests, request_rx) = mpsc::channel(16);
         let (bus_events, bus_rx) = mpsc::channel(16);
-        tokio::spawn(bus::run(units, requests, bus_events));
+        tokio::spawn(bus::run(units_rx, requests, bus_events));
         daemon.run(request_rx, bus_rx).await;
         ExitCode::SUCCESS
     })

@@ -83,15 +83,22 @@ impl Watcher {
         let mut watcher = Watcher {
             conn: conn.clone(),
             owner: None,
-            units: units.iter().map(|u| (object_path(u), u.clone())).collect(),
-            unit_names: units.iter().cloned().collect(),
+            units: HashMap::new(),
+            unit_names: HashSet::new(),
             properties: MessageStream::for_match_rule(properties, conn, None).await?,
             jobs: MessageStream::for_match_rule(jobs, conn, None).await?,
             owners: MessageStream::for_match_rule(owners, conn, None).await?,
             subscribing: None,
         };
+        watcher.follow(units);
         watcher.subscribe();
         Ok(watcher)
+    }
+
+    /// Follows these units from now on.
+    pub fn follow(&mut self, units: &[String]) {
+        self.units = units.iter().map(|u| (object_path(u), u.clone())).collect();
+        self.unit_names = units.iter().cloned().collect();
     }
 
     /// Starts learning the current owner of systemd's name and calling `Subscribe()` on it.
