@@ -12,25 +12,11 @@ const IMAGE_DIRS: &str = "/var/lib/docker/image /var/lib/docker/image/overlay2 /
 /// uid 4321 talks to the Docker API through the socket ACL (the 20.10 client of docker.io).
 const AS_4321: &str = "setpriv --reuid 4321 --regid 4321 --clear-groups env HOME=/tmp /usr/bin/docker version --format '{{.Server.Version}}'";
 
-/// Installs the daemon as the package would, minus the Docker hook: binaries, the shipped unit,
-/// the D-Bus policy, a config.
 fn install(testbed: &Testbed) {
-    let repo = env!("CARGO_MANIFEST_DIR");
-    testbed.sh(&format!(
-        "set -e
-         install -m755 {nonrootd} /usr/sbin/nonrootd
-         install -m755 {nonrootctl} /usr/bin/nonrootctl
-         install -m644 {repo}/systemd/nonrootd.service /etc/systemd/system/nonrootd.service
-         install -m644 {repo}/packaging/dbus/org.nonrootd1.conf /usr/share/dbus-1/system.d/org.nonrootd1.conf
-         mkdir -p /etc/nonrootd
-         printf '[docker]\\n\\n[[socket]]\\npath = \"/run/docker.sock\"\\nusers = [4321]\\n' > /etc/nonrootd/nonrootd.toml
-         systemctl reload dbus
-         systemctl daemon-reload
-         systemctl enable --now nonrootd
-         systemctl is-active nonrootd",
-        nonrootd = env!("CARGO_BIN_EXE_nonrootd"),
-        nonrootctl = env!("CARGO_BIN_EXE_nonrootctl"),
-    ));
+    testbed.install_built(
+        "[docker]\n\n[[socket]]\npath = \"/run/docker.sock\"\nusers = [4321]\n",
+        None,
+    );
 }
 
 fn socket_inode(testbed: &Testbed) -> String {

@@ -15,23 +15,10 @@ const RUN_AS_999: &str = "docker run --rm -u 999:999 -v /srv/redis-data:/data no
 /// the drop-in the shipped unit needs for it: ProtectSystem=strict leaves /srv read-only to the
 /// daemon unless a ReadWritePaths= names it (`nonrootctl check-config` says so).
 fn install(testbed: &Testbed) {
-    let repo = env!("CARGO_MANIFEST_DIR");
-    testbed.sh(&format!(
-        "set -e
-         install -m755 {nonrootd} /usr/sbin/nonrootd
-         install -m755 {nonrootctl} /usr/bin/nonrootctl
-         install -m644 {repo}/systemd/nonrootd.service /etc/systemd/system/nonrootd.service
-         install -m644 {repo}/packaging/dbus/org.nonrootd1.conf /usr/share/dbus-1/system.d/org.nonrootd1.conf
-         mkdir -p /etc/nonrootd /etc/systemd/system/nonrootd.service.d
-         printf '[[volume]]\\npath = \"/srv/redis-data\"\\nuid = 999\\ngid = 999\\nmode = \"0750\"\\n' > /etc/nonrootd/nonrootd.toml
-         printf '[Service]\\nReadWritePaths=/srv/redis-data\\n' > /etc/systemd/system/nonrootd.service.d/volumes.conf
-         systemctl reload dbus
-         systemctl daemon-reload
-         systemctl enable --now nonrootd
-         systemctl is-active nonrootd",
-        nonrootd = env!("CARGO_BIN_EXE_nonrootd"),
-        nonrootctl = env!("CARGO_BIN_EXE_nonrootctl"),
-    ));
+    testbed.install_built(
+        "[[volume]]\npath = \"/srv/redis-data\"\nuid = 999\ngid = 999\nmode = \"0750\"\n",
+        Some("[Service]\nReadWritePaths=/srv/redis-data\n"),
+    );
 }
 
 #[test]

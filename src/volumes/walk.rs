@@ -284,6 +284,24 @@ impl Worker<'_, '_> {
             .fetch_add(self.summary.changed - changed_before, Ordering::Relaxed);
     }
 
+    /// `statx` of one entry, not following a symlink; an entry that vanished is counted as
+    /// skipped, any other error as failed.
+    fn stat_entry(&mut self, dir: &OwnedFd, name: &CStr, path: &Path) -> Option<(Seen, u64)> {
+        match statx(dir.as_fd(), name, false) {
+            Ok(found) => Some(found),
+            Err(Errno::ENOENT) => {
+                self.summary
+                    .skip(Skip::Vanished, || path.join(OsStr::from_bytes(name.to_bytes())));
+                None
+            }
+            Err(e) => {
+                self.summary
+                    .fail(&path.join(OsStr::from_bytes(name.to_bytes())), format!("stat: {e}"));
+                None
+            }
+        }
+    }
+
     /// One entry of a directory whose entries only root can change: judged and re-owned by
     /// name. Returns whether it needed a change.
     fn entry_by_name(&mut self, dir: &OwnedFd, name: &CStr, d_type: u8, path: &Path, depth: usize) -> bool {
@@ -291,16 +309,8 @@ impl Worker<'_, '_> {
         if d_type == DT_DIR {
             return self.entry(dir, name, d_type, path, depth, false);
         }
-        let (seen, ino) = match statx(dir.as_fd(), name, false) {
-            Ok(found) => found,
-            Err(Errno::ENOENT) => {
-                self.summary.skip(Skip::Vanished, child);
-                return false;
-            }
-            Err(e) => {
-                self.summary.fail(&child(), format!("stat: {e}"));
-                return false;
-            }
+        let Some((seen, ino)) = self.stat_entry(dir, name, path) else {
+            return false;
         };
         match judge(&seen, self.walk.owner, &self.walk.top) {
             Verdict::Skip(why) => {
@@ -363,16 +373,8 @@ impl Worker<'_, '_> {
         if changing && d_type != DT_DIR {
             return self.change_by_descriptor(dir, name, path, None, depth);
         }
-        let (seen, ino) = match statx(dir.as_fd(), name, false) {
-            Ok(found) => found,
-            Err(Errno::ENOENT) => {
-                self.summary.skip(Skip::Vanished, child);
-                return false;
-            }
-            Err(e) => {
-                self.summary.fail(&child(), format!("stat: {e}"));
-                return false;
-            }
+        let Some((seen, ino)) = self.stat_entry(dir, name, path) else {
+            return false;
         };
         match judge(&seen, self.walk.owner, &self.walk.top) {
             Verdict::Skip(why) => {

@@ -86,6 +86,34 @@ impl Testbed {
         }
     }
 
+    /// Installs the freshly built daemon the way the package does, minus Docker's hook (so every
+    /// fix is the daemon's): binaries, the shipped unit, the D-Bus policy; `config` becomes
+    /// nonrootd.toml and `drop_in`, when given, a drop-in of the unit. Then starts it.
+    pub fn install_built(&self, config: &str, drop_in: Option<&str>) {
+        let repo = env!("CARGO_MANIFEST_DIR");
+        self.sh(&format!(
+            "set -e
+             install -m755 {nonrootd} /usr/sbin/nonrootd
+             install -m755 {nonrootctl} /usr/bin/nonrootctl
+             install -m644 {repo}/systemd/nonrootd.service /etc/systemd/system/nonrootd.service
+             install -m644 {repo}/packaging/dbus/org.nonrootd1.conf /usr/share/dbus-1/system.d/org.nonrootd1.conf
+             mkdir -p /etc/nonrootd /etc/systemd/system/nonrootd.service.d
+             cat > /etc/nonrootd/nonrootd.toml <<'NONROOTD_CONFIG'\n{config}NONROOTD_CONFIG
+             {drop_in}
+             systemctl reload dbus
+             systemctl daemon-reload
+             systemctl enable --now nonrootd
+             systemctl is-active nonrootd",
+            nonrootd = env!("CARGO_BIN_EXE_nonrootd"),
+            nonrootctl = env!("CARGO_BIN_EXE_nonrootctl"),
+            drop_in = drop_in.map_or_else(String::new, |d| {
+                format!(
+                    "cat > /etc/systemd/system/nonrootd.service.d/test.conf <<'NONROOTD_DROP_IN'\n{d}NONROOTD_DROP_IN"
+                )
+            }),
+        ));
+    }
+
     pub fn docker_image(&self, name: &str) {
         self.run_script(&["docker-image", name]);
     }
