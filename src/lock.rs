@@ -11,7 +11,9 @@ use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg};
 
 const LOCK_FILE: &str = "apply.lock";
-const RETRY: Duration = Duration::from_millis(2);
+/// Polling starts fine-grained (the holder is usually another apply of a few hundred
+/// microseconds) and backs off to this.
+const LONGEST_RETRY: Duration = Duration::from_millis(5);
 
 /// Held while applying; released on drop.
 pub struct ApplyLock {
@@ -31,12 +33,14 @@ impl ApplyLock {
             .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
             .open(&path)?;
         let deadline = Instant::now() + timeout;
+        let mut retry = Duration::from_micros(50);
         loop {
             match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
                 Ok(lock) => return Ok(ApplyLock { _held: lock }),
                 Err((back, Errno::EWOULDBLOCK)) if Instant::now() < deadline => {
                     file = back;
-                    std::thread::sleep(RETRY);
+                    std::thread::sleep(retry);
+                    retry = (retry * 2).min(LONGEST_RETRY);
                 }
                 Err((_, Errno::EWOULDBLOCK)) => {
                     return Err(io::Error::new(

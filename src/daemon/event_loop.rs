@@ -101,6 +101,8 @@ impl Daemon {
         );
         loop {
             tokio::select! {
+                // A re-created socket is served before anything else that is ready.
+                biased;
                 cue = self.watch.next() => match cue {
                     Ok(Cue::Sockets(paths)) => {
                         for path in paths {
@@ -116,7 +118,13 @@ impl Daemon {
                         tokio::time::sleep(Duration::from_secs(1)).await;
                     }
                 },
-                Some(event) = bus.recv() => self.on_bus(event),
+                Some(event) = bus.recv() => {
+                    let mut events = vec![event];
+                    while let Ok(more) = bus.try_recv() {
+                        events.push(more);
+                    }
+                    self.on_bus(events);
+                }
                 Some(request) = requests.recv() => self.on_request(request),
                 done = self.volumes.finished() => self.on_volumes(done),
                 _ = hup.recv() => {
@@ -132,24 +140,38 @@ impl Daemon {
         self.volumes.stop().await;
     }
 
-    fn on_bus(&mut self, event: BusEvent) {
-        match event {
-            BusEvent::Connected(conn) => {
-                self.bus = Some(conn);
-                self.apply(DutySet::HOST, None, "connected to the system bus");
-                self.mark_ready();
+    /// Handles what the bus side queued; every re-check cue in the batch (systemd sends several
+    /// per Docker start) is served by one apply.
+    fn on_bus(&mut self, events: Vec<BusEvent>) {
+        let mut rechecks: Vec<String> = Vec::new();
+        let mut connected = false;
+        for event in events {
+            match event {
+                BusEvent::Connected(conn) => {
+                    self.bus = Some(conn);
+                    connected = true;
+                    rechecks.push("connected to the system bus".into());
+                }
+                BusEvent::Following(following) => self.following_systemd = following,
+                BusEvent::Lost(why) => {
+                    self.bus = None;
+                    self.following_systemd = false;
+                    self.mark_ready();
+                    tracing::debug!("bus lost: {why}");
+                }
+                BusEvent::Cue(what) => rechecks.push(what),
             }
-            BusEvent::Following(following) => self.following_systemd = following,
-            BusEvent::Lost(why) => {
-                self.bus = None;
-                self.following_systemd = false;
-                self.mark_ready();
-                tracing::debug!("bus lost: {why}");
-            }
-            BusEvent::Cue(what) => {
-                self.watch.watch_missing();
-                self.apply(DutySet::HOST, None, &what);
-            }
+        }
+        if let Some(first) = rechecks.first() {
+            let what = match rechecks.len() {
+                1 => first.clone(),
+                n => format!("{first} (and {} more)", n - 1),
+            };
+            self.watch.watch_missing();
+            self.apply(DutySet::HOST, None, &what);
+        }
+        if connected {
+            self.mark_ready();
         }
     }
 
