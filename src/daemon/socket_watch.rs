@@ -1,6 +1,8 @@
 //! inotify on the parent directory of each configured socket (not on the socket itself, which
-//! is replaced when Docker recreates it): a create, move, attribute change or delete of a
-//! socket's name is a cue to re-apply that socket; a queue overflow re-applies all of them.
+//! is replaced when Docker recreates it): a create, move or attribute change of a socket's name
+//! is a cue to re-apply that socket; a queue overflow re-applies all of them. A delete is not
+//! watched: there is nothing to fix until the next create, and an apply for it would only keep
+//! the loop busy when systemd binds the new socket an instant later.
 
 use std::collections::{BTreeSet, HashMap};
 use std::io;
@@ -34,7 +36,6 @@ pub struct SocketWatch {
 const MASK: WatchMask = WatchMask::CREATE
     .union(WatchMask::MOVED_TO)
     .union(WatchMask::ATTRIB)
-    .union(WatchMask::DELETE)
     .union(WatchMask::DELETE_SELF)
     .union(WatchMask::MOVE_SELF)
     .union(WatchMask::ONLYDIR);

@@ -54,6 +54,8 @@ pub struct Watcher {
     owner: Option<OwnedUniqueName>,
     units: HashMap<OwnedObjectPath, String>,
     unit_names: HashSet<String>,
+    /// The last ActiveState seen per followed unit.
+    states: HashMap<String, String>,
     properties: MessageStream,
     jobs: MessageStream,
     owners: MessageStream,
@@ -65,10 +67,13 @@ impl Watcher {
     /// Adds the match rules, then starts subscribing (so nothing between the two is lost).
     pub async fn new(conn: &Connection, units: &[String]) -> zbus::Result<Watcher> {
         let signal = || MatchRule::builder().msg_type(Type::Signal);
+        // Only the Unit interface's changes (ActiveState): the Service and Socket interfaces'
+        // much larger ones would cost the bus and this loop work at every Docker restart.
         let properties = signal()
             .interface("org.freedesktop.DBus.Properties")
             .member("PropertiesChanged")
             .path_namespace("/org/freedesktop/systemd1/unit")
+            .arg(0, UNIT_INTERFACE)
             .build()?;
         let jobs = signal()
             .interface("org.freedesktop.systemd1.Manager")
@@ -85,6 +90,7 @@ impl Watcher {
             owner: None,
             units: HashMap::new(),
             unit_names: HashSet::new(),
+            states: HashMap::new(),
             properties: MessageStream::for_match_rule(properties, conn, None).await?,
             jobs: MessageStream::for_match_rule(jobs, conn, None).await?,
             owners: MessageStream::for_match_rule(owners, conn, None).await?,
@@ -173,15 +179,19 @@ impl Watcher {
             }
             "JobRemoved" if self.sent_by_owner(msg) => {
                 let (_, _, unit, result): (u32, OwnedObjectPath, String, String) = msg.body().deserialize().ok()?;
-                (result == "done" && self.unit_names.contains(&unit)).then(|| format!("{unit}: job done"))
+                // A stop job is "done" too: only a unit last seen active (or not seen yet) is a cue.
+                let active = self.states.get(&unit).is_none_or(|state| state == "active");
+                (result == "done" && active && self.unit_names.contains(&unit)).then(|| format!("{unit}: job done"))
             }
             "PropertiesChanged" if self.sent_by_owner(msg) => {
                 let path = OwnedObjectPath::from(header.path()?.clone());
-                let unit = self.units.get(&path)?;
+                let unit = self.units.get(&path)?.clone();
                 let (interface, changed, _): (String, HashMap<String, OwnedVariant>, Vec<String>) =
                     msg.body().deserialize().ok()?;
                 let state: String = changed.get("ActiveState")?.try_clone().ok()?.try_into().ok()?;
-                (interface == UNIT_INTERFACE && state == "active").then(|| format!("{unit} became active"))
+                let active = interface == UNIT_INTERFACE && state == "active";
+                self.states.insert(unit.clone(), state);
+                active.then(|| format!("{unit} became active"))
             }
             _ => None,
         }
