@@ -4,7 +4,7 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::Duration;
 
 use common::bus::{DaemonProcess, PrivateBus, wait_for};
@@ -60,24 +60,8 @@ impl Setup {
 
     /// Runs nonrootctl against the private bus, as root or as another uid.
     fn ctl(&self, uid: Option<u32>, args: &[&str]) -> Output {
-        let exe = env!("CARGO_BIN_EXE_nonrootctl");
-        let mut cmd = match uid {
-            None => Command::new(exe),
-            Some(uid) => {
-                let mut cmd = Command::new("setpriv");
-                cmd.args([
-                    "--reuid",
-                    &uid.to_string(),
-                    "--regid",
-                    &uid.to_string(),
-                    "--clear-groups",
-                    "--",
-                    exe,
-                ]);
-                cmd
-            }
-        };
-        cmd.args(args)
+        command_as(uid, env!("CARGO_BIN_EXE_nonrootctl"))
+            .args(args)
             .env("DBUS_SYSTEM_BUS_ADDRESS", &self.bus.address)
             .env("NO_COLOR", "1")
             .current_dir("/")
@@ -303,37 +287,18 @@ fn subordinate_ids_over_the_bus_need_root_to_change_and_anyone_may_list() {
     write_root_file(&config, &format!("{main}\n{subids}"));
     let _daemon = setup.start();
     let busctl = |uid: Option<u32>, args: &[&str]| {
-        let mut all = vec![
-            "busctl",
-            "--address",
-            &setup.bus.address,
-            "call",
-            "org.nonrootd1",
-            "/org/nonrootd1",
-            "org.nonrootd1.Manager",
-        ];
-        all.extend_from_slice(args);
-        let mut cmd = match uid {
-            Some(uid) => {
-                let mut c = Command::new("setpriv");
-                c.args([
-                    "--reuid",
-                    &uid.to_string(),
-                    "--regid",
-                    &uid.to_string(),
-                    "--clear-groups",
-                    "--",
-                ]);
-                c.args(&all);
-                c
-            }
-            None => {
-                let mut c = Command::new(all[0]);
-                c.args(&all[1..]);
-                c
-            }
-        };
-        cmd.output().unwrap()
+        command_as(uid, "busctl")
+            .args([
+                "--address",
+                &setup.bus.address,
+                "call",
+                "org.nonrootd1",
+                "/org/nonrootd1",
+                "org.nonrootd1.Manager",
+            ])
+            .args(args)
+            .output()
+            .unwrap()
     };
     let denied = busctl(Some(65534), &["AllocateSubids", "su", "acme", "0"]);
     assert!(!denied.status.success());

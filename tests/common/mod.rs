@@ -76,6 +76,20 @@ impl Drop for Scratch {
     }
 }
 
+/// `program` run as `uid` (and the same gid, no supplementary groups) through setpriv, or as
+/// root when `uid` is `None`.
+pub fn command_as(uid: Option<u32>, program: &str) -> Command {
+    match uid {
+        None => Command::new(program),
+        Some(uid) => {
+            let mut cmd = Command::new("setpriv");
+            let id = uid.to_string();
+            cmd.args(["--reuid", &id, "--regid", &id, "--clear-groups", "--", program]);
+            cmd
+        }
+    }
+}
+
 pub fn run(cmd: &str, args: &[&str]) -> String {
     let out = Command::new(cmd)
         .args(args)
