@@ -353,3 +353,44 @@ fn status_without_a_daemon_exits_3_and_shows_a_labelled_local_inspection() {
     assert_eq!(json["running"], false);
     assert_eq!(json["local_inspection"]["entries"][0]["outcome"], "would_change");
 }
+
+/// Owns org.nonrootd1 and never answers: what a hung daemon looks like to a caller.
+struct Hung;
+
+#[zbus::interface(name = "org.nonrootd1.Manager")]
+impl Hung {
+    async fn apply(&self, _duties: Vec<String>) -> String {
+        std::future::pending().await
+    }
+}
+
+#[test]
+fn apply_gives_up_on_a_daemon_that_does_not_answer() {
+    let setup = setup();
+    let address = setup.bus.address.clone();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let _conn = zbus::connection::Builder::address(address.as_str())
+                .serve_at("/org/nonrootd1", Hung)
+                .name("org.nonrootd1")
+                .build()
+                .await
+                .unwrap();
+            ready_tx.send(()).unwrap();
+            std::future::pending::<()>().await;
+        });
+    });
+    ready_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    let out = setup.ctl(None, &["apply", "--timeout", "300ms"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("nonrootd did not answer within 300ms"),
+        "{}",
+        text(&out.stderr)
+    );
+}
