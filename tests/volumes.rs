@@ -11,7 +11,7 @@ use std::os::unix::fs::{MetadataExt, symlink};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use common::{Scratch, chmod, config, run};
+use common::{Scratch, chmod, config, mount_tmpfs, run};
 use nonrootd::ids::SystemIds;
 use nonrootd::volumes::{Options, apply, walk_volume};
 use nonrootd_core::config::Config;
@@ -79,17 +79,7 @@ fn build_tree(vol: &Path, outside: &Path) -> Vec<PathBuf> {
     // A tmpfs mounted inside the volume: never crossed.
     let mnt = vol.join("mnt");
     std::fs::create_dir(&mnt).unwrap();
-    run(
-        "mount",
-        &[
-            "-t",
-            "tmpfs",
-            "-o",
-            "mode=0755",
-            "nonrootd-inner",
-            mnt.to_str().unwrap(),
-        ],
-    );
+    mount_tmpfs(&mnt, "nonrootd-inner");
     std::fs::write(mnt.join("inner"), "i").unwrap();
     vec![
         secret,

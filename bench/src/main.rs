@@ -132,6 +132,46 @@ impl Opts {
 // ---------------------------------------------------------------- statistics
 
 /// min / median / p99 / max (nearest rank) of `samples`, in the samples' unit.
+/// Timings of n calls, summarised as a whole and per bucket of `bucket` consecutive calls.
+struct Series {
+    bucket: u64,
+    n: u64,
+    all: Vec<f64>,
+    current: Vec<f64>,
+    buckets: Vec<Value>,
+}
+
+impl Series {
+    fn new(bucket: u64, n: u64) -> Series {
+        Series {
+            bucket,
+            n,
+            all: Vec::new(),
+            current: Vec::new(),
+            buckets: Vec::new(),
+        }
+    }
+
+    /// Records call number `k` (0-based in this run) of tenant or range `i`.
+    fn push(&mut self, ms: f64, k: u64, i: u64) {
+        self.all.push(ms);
+        self.current.push(ms);
+        if self.current.len() as u64 == self.bucket || k + 1 == self.n {
+            let mut b = summary(&mut self.current);
+            b.as_object_mut()
+                .expect("an object")
+                .insert("from".into(), json!(i + 1 - self.current.len() as u64));
+            self.buckets.push(b);
+            self.current.clear();
+        }
+    }
+
+    /// The summary of all calls, and the per-bucket summaries.
+    fn finish(mut self) -> (Value, Vec<Value>) {
+        (summary(&mut self.all), self.buckets)
+    }
+}
+
 fn summary(samples: &mut [f64]) -> Value {
     if samples.is_empty() {
         return json!({ "n": 0 });
@@ -491,9 +531,7 @@ fn run_loop(args: &[String]) -> Result<Value, String> {
     let min: u64 = o.num("min", 100_000)?;
     let label = o.str_or("label", "");
     let (prog, fixed) = o.rest.split_first().ok_or("no command given after --")?;
-    let mut all_ms = Vec::new();
-    let mut buckets = Vec::new();
-    let mut current = Vec::new();
+    let mut series = Series::new(bucket, n);
     for k in 0..n {
         let i = first + k;
         let start = min + i * count;
@@ -523,18 +561,9 @@ fn run_loop(args: &[String]) -> Result<Value, String> {
                 String::from_utf8_lossy(&out.stderr).trim()
             ));
         }
-        all_ms.push(ms);
-        current.push(ms);
-        if current.len() as u64 == bucket || k + 1 == n {
-            let mut b = summary(&mut current);
-            b.as_object_mut()
-                .expect("an object")
-                .insert("from".into(), json!(i + 1 - current.len() as u64));
-            buckets.push(b);
-            current.clear();
-        }
+        series.push(ms, k, i);
     }
-    let mut stats = summary(&mut all_ms);
+    let (mut stats, buckets) = series.finish();
     let obj = stats.as_object_mut().expect("an object");
     obj.insert("label".into(), json!(label));
     obj.insert("unit".into(), json!("ms"));
@@ -566,9 +595,7 @@ fn subids_lib(args: &[String]) -> Result<Value, String> {
         state_dir: PathBuf::from(o.required("state-dir")?),
         lock_timeout: Duration::from_secs(15),
     };
-    let mut all_ms = Vec::new();
-    let mut buckets = Vec::new();
-    let mut current = Vec::new();
+    let mut series = Series::new(bucket, n);
     for k in 0..n {
         let i = first + k;
         let t = Instant::now();
@@ -577,18 +604,9 @@ fn subids_lib(args: &[String]) -> Result<Value, String> {
         if !a.changed() {
             return Err(format!("{prefix}{i}: nothing allocated"));
         }
-        all_ms.push(ms);
-        current.push(ms);
-        if current.len() as u64 == bucket || k + 1 == n {
-            let mut b = summary(&mut current);
-            b.as_object_mut()
-                .expect("an object")
-                .insert("from".into(), json!(i + 1 - current.len() as u64));
-            buckets.push(b);
-            current.clear();
-        }
+        series.push(ms, k, i);
     }
-    let mut stats = summary(&mut all_ms);
+    let (mut stats, buckets) = series.finish();
     let obj = stats.as_object_mut().expect("an object");
     obj.insert("unit".into(), json!("ms"));
     obj.insert("buckets".into(), Value::Array(buckets));

@@ -37,17 +37,7 @@ impl Scratch {
     /// A directory with a fresh tmpfs on it.
     pub fn tmpfs() -> Scratch {
         let dir = tempfile::tempdir().expect("tempdir");
-        run(
-            "mount",
-            &[
-                "-t",
-                "tmpfs",
-                "-o",
-                "mode=0755",
-                "nonrootd-test",
-                dir.path().to_str().unwrap(),
-            ],
-        );
+        mount_tmpfs(dir.path(), "nonrootd-test");
         Scratch { dir, tmpfs: true }
     }
 
@@ -88,6 +78,14 @@ pub fn command_as(uid: Option<u32>, program: &str) -> Command {
             cmd
         }
     }
+}
+
+/// Mounts a fresh tmpfs (mode 0755) named `name` on `dir`.
+pub fn mount_tmpfs(dir: &Path, name: &str) {
+    run(
+        "mount",
+        &["-t", "tmpfs", "-o", "mode=0755", name, dir.to_str().unwrap()],
+    );
 }
 
 pub fn run(cmd: &str, args: &[&str]) -> String {
