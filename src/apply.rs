@@ -14,8 +14,9 @@ use nonrootd_core::report::{Outcome, Report};
 use tracing::{info, warn};
 
 use crate::host::{Host, OpenError, Opened};
+use crate::lock::LockFile;
 use crate::message_id;
-use crate::state::GrantRecord;
+use crate::state::{GrantRecord, RecordStamp};
 
 /// Docker's own config, where `data-root` may be set.
 pub const DOCKER_DAEMON_JSON: &str = "/etc/docker/daemon.json";
@@ -55,59 +56,66 @@ pub struct Engine<'a, H: Host> {
 impl<H: Host> Engine<'_, H> {
     pub fn apply(&self, config: &Config, request: &Request, record: &mut GrantRecord) -> Report {
         let mut report = Report::default();
-        if request.duties.contains(Duty::Docker) {
-            if let Some(docker) = &config.docker {
-                self.apply_docker(docker, request.dry_run, &mut report);
-            }
+        if request.duties.contains(Duty::Docker)
+            && let Some(docker) = &config.docker
+        {
+            self.apply_docker(docker, request.dry_run, &mut report);
         }
         if request.duties.contains(Duty::Sockets) {
             self.apply_sockets(config, request, record, &mut report);
         }
-        if request.duties.contains(Duty::Dmi) {
-            if let Some(dmi) = &config.dmi {
-                for name in DMI_FILES {
-                    let (group, mode) = match &dmi.access {
-                        DmiAccess::Group(group) => match group.value.resolve_group(self.ids) {
-                            Ok(gid) => (Some(gid), 0o440),
-                            Err(why) => {
-                                let reason = format!("{}: {why}", group.origin);
-                                report.push(
-                                    Duty::Dmi,
-                                    dmi.tables_dir.join(name),
-                                    "group-readable",
-                                    Outcome::Refused { reason },
-                                );
-                                continue;
-                            }
-                        },
-                        DmiAccess::WorldReadable => (None, 0o444),
-                    };
-                    let mode = Mode::from_st_mode(mode);
-                    let path = dmi.tables_dir.join(name);
-                    let outcome = self.apply_attrs(&path, FileKind::Regular, group, mode, request.dry_run);
-                    let desired = match group {
-                        Some(gid) => format!("group {gid}, mode {mode}"),
-                        None => format!("mode {mode}"),
-                    };
-                    report.push(Duty::Dmi, path, desired, outcome);
-                }
+        if request.duties.contains(Duty::Dmi)
+            && let Some(dmi) = &config.dmi
+        {
+            for name in DMI_FILES {
+                let (group, mode) = match &dmi.access {
+                    DmiAccess::Group(group) => match group.value.resolve_group(self.ids) {
+                        Ok(gid) => (Some(gid), 0o440),
+                        Err(why) => {
+                            let reason = format!("{}: {why}", group.origin);
+                            report.push(
+                                Duty::Dmi,
+                                dmi.tables_dir.join(name),
+                                "group-readable",
+                                Outcome::Refused { reason },
+                            );
+                            continue;
+                        }
+                    },
+                    DmiAccess::WorldReadable => (None, 0o444),
+                };
+                let mode = Mode::from_st_mode(mode);
+                let path = dmi.tables_dir.join(name);
+                let outcome = self.apply_attrs(&path, FileKind::Regular, group, mode, request.dry_run);
+                let desired = match group {
+                    Some(gid) => format!("group {gid}, mode {mode}"),
+                    None => format!("mode {mode}"),
+                };
+                report.push(Duty::Dmi, path, desired, outcome);
             }
         }
-        for entry in &report.entries {
-            match &entry.outcome {
-                Outcome::Changed { change } => {
-                    info!(MESSAGE_ID = message_id::PATH_CHANGED, duty = %entry.duty, path = %entry.path.display(), "changed: {change}")
-                }
-                Outcome::Refused { reason } => {
-                    warn!(MESSAGE_ID = message_id::PATH_REFUSED, duty = %entry.duty, path = %entry.path.display(), "refused: {reason}")
-                }
-                Outcome::Failed { error } => {
-                    warn!(MESSAGE_ID = message_id::PATH_REFUSED, duty = %entry.duty, path = %entry.path.display(), "failed: {error}")
-                }
-                _ => {}
-            }
-        }
+        log_entries(&report);
         report
+    }
+
+    /// For a socket re-created a moment ago: grants `socket`'s users and groups at once when
+    /// `previous` (the record as last read) already holds exactly them and the write only adds
+    /// (see [`only_adds_to`](nonrootd_core::acl::AclPlan::only_adds_to)). Returns the report
+    /// entry and the record for the path when the ACL was written; `None` leaves everything
+    /// to the apply under the lock.
+    fn grant_early(&self, socket: &SocketConfig, previous: &Grants) -> Option<(Report, Grants)> {
+        let mut report = Report::default();
+        let desired = self.desired_grants(socket, &mut report);
+        // Only grants the record already has: the write then needs no change of the record,
+        // and the record stays true even when the lock cannot be taken after it.
+        if !report.entries.is_empty() || *previous != desired {
+            return None;
+        }
+        let (outcome, granted) = self.apply_grants(&socket.path, &desired, previous, Writes::OnlyAdding);
+        let written = matches!(outcome, Outcome::Changed { .. } | Outcome::Failed { .. });
+        let granted = granted.filter(|_| written)?;
+        report.push(Duty::Sockets, &socket.path, describe_grants(&desired), outcome);
+        Some((report, granted))
     }
 
     fn apply_docker(&self, docker: &DockerConfig, dry_run: bool, report: &mut Report) {
@@ -175,7 +183,7 @@ impl<H: Host> Engine<'_, H> {
         for socket in config.sockets.iter().filter(|s| wanted(&s.path)) {
             let desired = self.desired_grants(socket, report);
             let previous = record.sockets.get(&socket.path).cloned().unwrap_or_default();
-            let (outcome, granted) = self.apply_grants(&socket.path, &desired, &previous, request.dry_run);
+            let (outcome, granted) = self.apply_grants(&socket.path, &desired, &previous, Writes::of(request));
             if let Some(granted) = granted {
                 record.sockets.insert(socket.path.clone(), granted);
             }
@@ -190,7 +198,7 @@ impl<H: Host> Engine<'_, H> {
             .collect();
         for path in stale {
             let previous = record.sockets[&path].clone();
-            let (outcome, granted) = self.apply_grants(&path, &Grants::new(), &previous, request.dry_run);
+            let (outcome, granted) = self.apply_grants(&path, &Grants::new(), &previous, Writes::of(request));
             if granted.is_some() || outcome == Outcome::Missing {
                 record.sockets.remove(&path);
             }
@@ -243,7 +251,7 @@ impl<H: Host> Engine<'_, H> {
         path: &Path,
         desired: &Grants,
         previous: &Grants,
-        dry_run: bool,
+        writes: Writes,
     ) -> (Outcome, Option<Grants>) {
         let opened = match self.open_target(path, FileKind::Socket) {
             Ok(opened) => opened,
@@ -262,11 +270,17 @@ impl<H: Host> Engine<'_, H> {
             }
         };
         let plan = plan_grants(&observed, desired, previous);
+        let adds_only = plan.only_adds_to(&observed);
         let Some(new) = plan.write else {
             return (Outcome::Correct, Some(plan.granted));
         };
         let change = describe_change(&observed, &new);
-        if dry_run {
+        let allowed = match writes {
+            Writes::None => false,
+            Writes::All => true,
+            Writes::OnlyAdding => adds_only,
+        };
+        if !allowed {
             return (Outcome::WouldChange { change }, None);
         }
         if let Err(e) = self.host.write_acl(file, &new) {
@@ -296,6 +310,40 @@ impl<H: Host> Engine<'_, H> {
     }
 }
 
+/// Which planned ACL writes are made.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Writes {
+    /// A dry run.
+    None,
+    All,
+    /// Those that take no bit away from anybody (see [`only_adds_to`](nonrootd_core::acl::AclPlan::only_adds_to)).
+    OnlyAdding,
+}
+
+impl Writes {
+    fn of(request: &Request) -> Writes {
+        if request.dry_run { Writes::None } else { Writes::All }
+    }
+}
+
+/// Logs what changed, was refused or failed.
+fn log_entries(report: &Report) {
+    for entry in &report.entries {
+        match &entry.outcome {
+            Outcome::Changed { change } => {
+                info!(MESSAGE_ID = message_id::PATH_CHANGED, duty = %entry.duty, path = %entry.path.display(), "changed: {change}")
+            }
+            Outcome::Refused { reason } => {
+                warn!(MESSAGE_ID = message_id::PATH_REFUSED, duty = %entry.duty, path = %entry.path.display(), "refused: {reason}")
+            }
+            Outcome::Failed { error } => {
+                warn!(MESSAGE_ID = message_id::PATH_REFUSED, duty = %entry.duty, path = %entry.path.display(), "failed: {error}")
+            }
+            _ => {}
+        }
+    }
+}
+
 fn describe_grants(grants: &Grants) -> String {
     if grants.is_empty() {
         return "no grants".to_string();
@@ -304,10 +352,11 @@ fn describe_grants(grants: &Grants) -> String {
     entries.join(", ")
 }
 
-/// Applies under the host-wide lock, with the grant record loaded from and saved to
-/// `state_dir`; then gives every `[[tenant]]` its subordinate ids when asked to. A dry run takes
-/// no lock, writes nothing and leaves the subid files alone. The volumes duty is not done
-/// here: its walks may take seconds and run outside the lock ([`crate::volumes::apply`]).
+/// Applies, with the grant record loaded from and saved to `state_dir` under the host-wide
+/// lock when the sockets duty (the only one that reads or writes the record) is asked for;
+/// then gives every `[[tenant]]` its subordinate ids when asked to. A dry run takes no lock,
+/// writes nothing and leaves the subid files alone. The volumes duty is not done here: its
+/// walks may take seconds and run outside the lock ([`crate::volumes::apply`]).
 pub fn apply_with_state<H: Host>(
     engine: &Engine<'_, H>,
     config: &Config,
@@ -315,24 +364,161 @@ pub fn apply_with_state<H: Host>(
     state_dir: &Path,
     lock_timeout: Duration,
 ) -> Result<Report, String> {
-    let state_error = |e: std::io::Error| format!("state directory {}: {e}", state_dir.display());
     if request.dry_run {
-        let mut record = GrantRecord::load(state_dir).map_err(state_error)?;
+        let mut record = GrantRecord::load(state_dir).map_err(|e| state_error(state_dir, e))?;
         return Ok(engine.apply(config, request, &mut record));
     }
-    crate::state::ensure_dir(state_dir).map_err(state_error)?;
-    let _lock = crate::lock::ApplyLock::acquire(state_dir, lock_timeout).map_err(state_error)?;
-    let mut record = GrantRecord::load(state_dir).map_err(state_error)?;
-    let before = record.clone();
-    let mut report = engine.apply(config, request, &mut record);
-    if record != before {
-        record.save(state_dir).map_err(state_error)?;
+    if request.duties.contains(Duty::Sockets) {
+        return StateCache::open(state_dir)?.apply(engine, config, request, lock_timeout);
     }
+    let mut report = engine.apply(config, request, &mut GrantRecord::default());
+    ensure_tenants(engine, config, request, state_dir, &mut report);
+    Ok(report)
+}
+
+/// Gives every `[[tenant]]` its subordinate ids when the request asks for the subids duty.
+fn ensure_tenants<H: Host>(
+    engine: &Engine<'_, H>,
+    config: &Config,
+    request: &Request,
+    state_dir: &Path,
+    report: &mut Report,
+) {
     if request.duties.contains(Duty::Subids) {
         let tenants = crate::subids::ensure_tenants(config, engine.ids, state_dir);
         report.entries.extend(tenants.entries);
     }
-    Ok(report)
+}
+
+fn state_error(state_dir: &Path, e: std::io::Error) -> String {
+    format!("state directory {}: {e}", state_dir.display())
+}
+
+/// The state directory's lock file and grant record, kept between applies by the daemon's
+/// socket fixer: the record is read again only when `grants.json` was replaced. One cache
+/// per thread: applies through the same cache do not exclude each other.
+pub struct StateCache {
+    state_dir: PathBuf,
+    lock: LockFile,
+    cached: CachedRecord,
+}
+
+/// The grant record as last read or written, and the stamp of the file it came from.
+#[derive(Default)]
+struct CachedRecord {
+    record: GrantRecord,
+    /// `None`: nothing cached (yet, or after a failure); `Some(None)`: there was no file.
+    stamp: Option<Option<RecordStamp>>,
+}
+
+impl CachedRecord {
+    /// Reads the record again unless the file is the one cached; true when it was.
+    fn refresh(&mut self, dir: &Path) -> Result<bool, String> {
+        let stamp = RecordStamp::of(dir).map_err(|e| state_error(dir, e))?;
+        if self.stamp == Some(stamp) {
+            return Ok(true);
+        }
+        // Forget the cached record first: if the load fails, the next apply retries it.
+        self.stamp = None;
+        self.record = GrantRecord::load(dir).map_err(|e| state_error(dir, e))?;
+        self.stamp = Some(stamp);
+        Ok(false)
+    }
+
+    fn save_if_changed(&mut self, dir: &Path, before: &GrantRecord) -> Result<(), String> {
+        if self.record != *before {
+            self.stamp = None;
+            self.record.save(dir).map_err(|e| state_error(dir, e))?;
+            self.stamp = Some(RecordStamp::of(dir).map_err(|e| state_error(dir, e))?);
+        }
+        Ok(())
+    }
+}
+
+impl StateCache {
+    /// Creates the state directory if needed and opens its lock file.
+    pub fn open(state_dir: &Path) -> Result<StateCache, String> {
+        let opened = crate::state::ensure_dir(state_dir).and_then(|()| LockFile::open(state_dir));
+        Ok(StateCache {
+            state_dir: state_dir.to_path_buf(),
+            lock: opened.map_err(|e| state_error(state_dir, e))?,
+            cached: CachedRecord::default(),
+        })
+    }
+
+    /// Reads the record under the lock, so that the first new socket can be served early.
+    pub fn preload(&mut self, lock_timeout: Duration) -> Result<(), String> {
+        let dir = &self.state_dir;
+        let _lock = self.lock.acquire(lock_timeout).map_err(|e| state_error(dir, e))?;
+        self.cached.refresh(dir).map(|_| ())
+    }
+
+    /// Applies under the lock (see [`apply_with_state`]); not for dry runs.
+    pub fn apply<H: Host>(
+        &mut self,
+        engine: &Engine<'_, H>,
+        config: &Config,
+        request: &Request,
+        lock_timeout: Duration,
+    ) -> Result<Report, String> {
+        let dir = &self.state_dir;
+        let _lock = self.lock.acquire(lock_timeout).map_err(|e| state_error(dir, e))?;
+        self.cached.refresh(dir)?;
+        let before = self.cached.record.clone();
+        let mut report = engine.apply(config, request, &mut self.cached.record);
+        self.cached.save_if_changed(dir, &before)?;
+        ensure_tenants(engine, config, request, dir, &mut report);
+        Ok(report)
+    }
+
+    /// The sockets duty for `socket` the moment it appeared: when the cached record already
+    /// holds its grants and granting them only adds to its ACL, the grant is written before the
+    /// lock is taken.
+    /// Under the lock, a record that nobody saved since confirms that plan; otherwise the
+    /// socket is planned again with the new record, the bits just added counted as granted
+    /// by nonrootd. Anything else is [`apply`](Self::apply).
+    pub fn apply_new_socket<H: Host>(
+        &mut self,
+        engine: &Engine<'_, H>,
+        config: &Config,
+        socket: &Path,
+        lock_timeout: Duration,
+    ) -> Result<Report, String> {
+        let configured = config.sockets.iter().find(|s| s.path == socket);
+        let early = match (configured, &self.cached.stamp) {
+            (Some(configured), Some(_)) => {
+                let previous = self.cached.record.sockets.get(socket).cloned().unwrap_or_default();
+                engine.grant_early(configured, &previous)
+            }
+            _ => None,
+        };
+        let request = Request {
+            duties: DutySet::NONE.with(Duty::Sockets),
+            socket: Some(socket.to_path_buf()),
+            dry_run: false,
+        };
+        let Some((report, granted)) = early else {
+            return self.apply(engine, config, &request, lock_timeout);
+        };
+        log_entries(&report);
+        let dir = &self.state_dir;
+        let _lock = self.lock.acquire(lock_timeout).map_err(|e| state_error(dir, e))?;
+        let before = self.cached.record.clone();
+        if self.cached.refresh(dir)? {
+            self.cached.record.sockets.insert(socket.to_path_buf(), granted);
+            self.cached.save_if_changed(dir, &before)?;
+            return Ok(report);
+        }
+        let saved = self.cached.record.clone();
+        let ours = self.cached.record.sockets.entry(socket.to_path_buf()).or_default();
+        for (who, bits) in granted {
+            let perm = ours.entry(who).or_default();
+            *perm = perm.union(bits);
+        }
+        let report = engine.apply(config, &request, &mut self.cached.record);
+        self.cached.save_if_changed(dir, &saved)?;
+        Ok(report)
+    }
 }
 
 /// Applies on this host: the real file system, names from NSS, Docker's own daemon.json. What
@@ -458,6 +644,144 @@ mod tests {
         assert_eq!(report.entries[0].desired, "no grants (no longer configured)");
         assert!(host.file("/run/old.sock").acl.named.is_empty());
         assert!(record.sockets.is_empty());
+    }
+
+    #[test]
+    fn a_cached_record_is_read_again_after_another_apply_saved_one() {
+        let state = tempfile::tempdir().unwrap();
+        let host = FakeHost::default().with("/run/docker.sock", FakeFile::new(FileKind::Socket, 0o660, 0));
+        let engine = Engine {
+            host: &host,
+            ids: &Ids,
+            daemon_json: Path::new("/nonexistent/daemon.json"),
+        };
+        let sockets = Request {
+            duties: DutySet::NONE.with(Duty::Sockets),
+            socket: None,
+            dry_run: false,
+        };
+        let granting = config("[[socket]]\npath = \"/run/docker.sock\"\nusers = [4321]\n");
+        let recorded = || GrantRecord::load(state.path()).unwrap().sockets;
+        let mut cache = StateCache::open(state.path()).unwrap();
+        cache.apply(&engine, &granting, &sockets, Duration::ZERO).unwrap();
+        assert_eq!(recorded().len(), 1);
+        // Another process (a CLI with a new config) revokes the grant and saves its record.
+        apply_with_state(&engine, &config(""), &sockets, state.path(), Duration::ZERO).unwrap();
+        assert!(recorded().is_empty());
+        // The cache sees the new record: its grant is made and recorded again, not assumed.
+        cache.apply(&engine, &granting, &sockets, Duration::ZERO).unwrap();
+        assert_eq!(recorded().len(), 1);
+        assert_eq!(host.file("/run/docker.sock").acl.named.len(), 1);
+    }
+
+    /// A state directory whose record grants uid 4321 rw on /run/docker.sock, a cache that
+    /// read it, and a fresh socket on the fake host.
+    fn granted_before() -> (tempfile::TempDir, FakeHost, StateCache) {
+        let state = tempfile::tempdir().unwrap();
+        let host = FakeHost::default().with("/run/docker.sock", FakeFile::new(FileKind::Socket, 0o660, 0));
+        let engine = Engine {
+            host: &host,
+            ids: &Ids,
+            daemon_json: Path::new("/nonexistent/daemon.json"),
+        };
+        apply_with_state(&engine, &granting(), &sockets(), state.path(), Duration::ZERO).unwrap();
+        let mut cache = StateCache::open(state.path()).unwrap();
+        cache.preload(Duration::ZERO).unwrap();
+        host.files
+            .borrow_mut()
+            .insert("/run/docker.sock".into(), FakeFile::new(FileKind::Socket, 0o660, 0));
+        (state, host, cache)
+    }
+
+    fn granting() -> Config {
+        config("[[socket]]\npath = \"/run/docker.sock\"\nusers = [4321]\n")
+    }
+
+    fn sockets() -> Request {
+        Request {
+            duties: DutySet::NONE.with(Duty::Sockets),
+            socket: None,
+            dry_run: false,
+        }
+    }
+
+    #[test]
+    fn a_new_socket_with_recorded_grants_is_granted_before_the_lock() {
+        let (state, host, mut cache) = granted_before();
+        let engine = Engine {
+            host: &host,
+            ids: &Ids,
+            daemon_json: Path::new("/nonexistent/daemon.json"),
+        };
+        let other = LockFile::open(state.path()).unwrap();
+        let held = other.acquire(Duration::ZERO).unwrap();
+        let sock = Path::new("/run/docker.sock");
+        let err = cache
+            .apply_new_socket(&engine, &granting(), sock, Duration::ZERO)
+            .unwrap_err();
+        assert!(err.contains("another apply holds"), "{err}");
+        let who = Qualifier::User(Uid(4321));
+        assert_eq!(
+            host.file("/run/docker.sock").acl.effective(who),
+            Perm::RW,
+            "written before the lock"
+        );
+        drop(held);
+        let report = cache
+            .apply_new_socket(&engine, &granting(), sock, Duration::ZERO)
+            .unwrap();
+        assert_eq!(report.entries[0].outcome, Outcome::Correct);
+        assert_eq!(GrantRecord::load(state.path()).unwrap().sockets[sock][&who], Perm::RW);
+    }
+
+    #[test]
+    fn nothing_is_written_early_without_a_recorded_grant_or_when_it_would_take_bits_away() {
+        let (state, host, mut cache) = granted_before();
+        let engine = Engine {
+            host: &host,
+            ids: &Ids,
+            daemon_json: Path::new("/nonexistent/daemon.json"),
+        };
+        let other = LockFile::open(state.path()).unwrap();
+        let _held = other.acquire(Duration::ZERO).unwrap();
+        let sock = Path::new("/run/docker.sock");
+        // A user the record does not hold yet.
+        let more = config("[[socket]]\npath = \"/run/docker.sock\"\nusers = [4321, \"cadvisor\"]\ngroups = [7]\n");
+        assert!(cache.apply_new_socket(&engine, &more, sock, Duration::ZERO).is_err());
+        assert!(host.file("/run/docker.sock").acl.named.is_empty());
+        // Raising the mask of a `chmod 0600` socket clamps the owning group: not only adding.
+        let mut clamped = FakeFile::new(FileKind::Socket, 0o600, 0);
+        clamped.acl.group_obj = Perm::RW;
+        clamped.acl.mask = Some(Perm::NONE);
+        host.files.borrow_mut().insert(sock.into(), clamped);
+        assert!(
+            cache
+                .apply_new_socket(&engine, &granting(), sock, Duration::ZERO)
+                .is_err()
+        );
+        assert!(host.file("/run/docker.sock").acl.named.is_empty());
+    }
+
+    #[test]
+    fn an_early_grant_is_planned_again_when_another_apply_saved_a_record_meanwhile() {
+        let (state, host, mut cache) = granted_before();
+        let engine = Engine {
+            host: &host,
+            ids: &Ids,
+            daemon_json: Path::new("/nonexistent/daemon.json"),
+        };
+        // Another process forgets the grant (its config has no socket) and saves its record.
+        apply_with_state(&engine, &config(""), &sockets(), state.path(), Duration::ZERO).unwrap();
+        assert!(GrantRecord::load(state.path()).unwrap().sockets.is_empty());
+        let sock = Path::new("/run/docker.sock");
+        cache
+            .apply_new_socket(&engine, &granting(), sock, Duration::ZERO)
+            .unwrap();
+        // The bits added early are recorded as nonrootd's, so a later config can revoke them.
+        let who = Qualifier::User(Uid(4321));
+        assert_eq!(GrantRecord::load(state.path()).unwrap().sockets[sock][&who], Perm::RW);
+        apply_with_state(&engine, &config(""), &sockets(), state.path(), Duration::ZERO).unwrap();
+        assert!(host.file("/run/docker.sock").acl.named.is_empty());
     }
 
     #[test]

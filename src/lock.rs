@@ -1,30 +1,33 @@
-//! One apply at a time on a host: the daemon, the `ExecStartPost=` hook and the CLI take the
-//! same `flock` in the state directory, so the grant record stays true.
+//! One apply of the sockets duty at a time on a host: the daemon, the `ExecStartPost=` hook
+//! and the CLI take the same `flock` in the state directory, so the grant record stays true.
 
-use std::fs::File;
+use std::fs::{File, TryLockError};
 use std::io;
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-
-use nix::errno::Errno;
-use nix::fcntl::{Flock, FlockArg};
 
 const LOCK_FILE: &str = "apply.lock";
 /// Polling starts fine-grained (the holder is usually another apply of a few hundred
 /// microseconds) and backs off to this.
 const LONGEST_RETRY: Duration = Duration::from_millis(5);
 
-/// Held while applying; released on drop.
-pub struct ApplyLock {
-    _held: Flock<File>,
+/// The open lock file; a long-running caller keeps it and locks it per apply. Locks taken
+/// through one `LockFile` do not exclude each other: one per thread.
+pub struct LockFile {
+    file: File,
+    path: PathBuf,
 }
 
-impl ApplyLock {
-    /// Waits at most `timeout` for the lock.
-    pub fn acquire(state_dir: &Path, timeout: Duration) -> io::Result<ApplyLock> {
+/// Held while applying; released on drop.
+pub struct ApplyLock<'a> {
+    file: &'a File,
+}
+
+impl LockFile {
+    pub fn open(state_dir: &Path) -> io::Result<LockFile> {
         let path = state_dir.join(LOCK_FILE);
-        let mut file = File::options()
+        let file = File::options()
             .read(true)
             .write(true)
             .create(true)
@@ -32,24 +35,34 @@ impl ApplyLock {
             .mode(0o600)
             .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
             .open(&path)?;
+        Ok(LockFile { file, path })
+    }
+
+    /// Waits at most `timeout` for the lock.
+    pub fn acquire(&self, timeout: Duration) -> io::Result<ApplyLock<'_>> {
         let deadline = Instant::now() + timeout;
         let mut retry = Duration::from_micros(50);
         loop {
-            match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
-                Ok(lock) => return Ok(ApplyLock { _held: lock }),
-                Err((back, Errno::EWOULDBLOCK)) if Instant::now() < deadline => {
-                    file = back;
+            match self.file.try_lock() {
+                Ok(()) => return Ok(ApplyLock { file: &self.file }),
+                Err(TryLockError::WouldBlock) if Instant::now() < deadline => {
                     std::thread::sleep(retry);
                     retry = (retry * 2).min(LONGEST_RETRY);
                 }
-                Err((_, Errno::EWOULDBLOCK)) => {
+                Err(TryLockError::WouldBlock) => {
                     return Err(io::Error::new(
                         io::ErrorKind::TimedOut,
-                        format!("another apply holds {} (waited {timeout:?})", path.display()),
+                        format!("another apply holds {} (waited {timeout:?})", self.path.display()),
                     ));
                 }
-                Err((_, errno)) => return Err(errno.into()),
+                Err(TryLockError::Error(e)) => return Err(e),
             }
         }
+    }
+}
+
+impl Drop for ApplyLock<'_> {
+    fn drop(&mut self) {
+        let _ = self.file.unlock();
     }
 }

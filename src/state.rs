@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io::{self, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use nonrootd_core::acl::Grants;
@@ -26,6 +26,34 @@ pub fn default_state_dir() -> PathBuf {
 #[serde(deny_unknown_fields)]
 pub struct GrantRecord {
     pub sockets: BTreeMap<PathBuf, Grants>,
+}
+
+/// Identifies one version of `grants.json`: a save renames a new inode into place, so a
+/// record read earlier is still true while the stamp is unchanged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RecordStamp {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    mtime_ns: i64,
+    ctime_ns: i64,
+}
+
+impl RecordStamp {
+    /// The stamp of the record in `state_dir` now; `None` when there is none.
+    pub fn of(state_dir: &Path) -> io::Result<Option<RecordStamp>> {
+        match fs::symlink_metadata(state_dir.join(GRANTS_FILE)) {
+            Ok(m) => Ok(Some(RecordStamp {
+                dev: m.dev(),
+                ino: m.ino(),
+                size: m.size(),
+                mtime_ns: m.mtime() * 1_000_000_000 + m.mtime_nsec(),
+                ctime_ns: m.ctime() * 1_000_000_000 + m.ctime_nsec(),
+            })),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
 }
 
 /// Creates the state directory (mode 0700) if it does not exist.

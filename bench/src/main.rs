@@ -673,7 +673,7 @@ fn apply_profile(args: &[String]) -> Result<Value, String> {
     use nonrootd::apply::{Engine, Request, apply_with_state};
     use nonrootd::host::{Host, RealHost};
     use nonrootd::ids::SystemIds;
-    use nonrootd::lock::ApplyLock;
+    use nonrootd::lock::LockFile;
     use nonrootd::state::{GrantRecord, ensure_dir};
     use nonrootd_core::acl::{Grants, Perm, Qualifier, plan_grants};
     use nonrootd_core::config::Config;
@@ -758,7 +758,8 @@ fn apply_profile(args: &[String]) -> Result<Value, String> {
             ensure_dir(&state).map_err(|e| e.to_string())?;
             samples[1].push(us(t));
             let t = Instant::now();
-            let lock = ApplyLock::acquire(&state, Duration::from_secs(5)).map_err(|e| e.to_string())?;
+            let lock_file = LockFile::open(&state).map_err(|e| e.to_string())?;
+            let lock = lock_file.acquire(Duration::from_secs(5)).map_err(|e| e.to_string())?;
             samples[2].push(us(t));
             let t = Instant::now();
             let record = GrantRecord::load(&state).map_err(|e| e.to_string())?;

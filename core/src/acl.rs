@@ -178,6 +178,24 @@ pub struct AclPlan {
     pub granted: Grants,
 }
 
+impl AclPlan {
+    /// Whether the write only adds: no entry of `observed` loses a bit. Such a write cannot undo
+    /// anybody's grant, whatever the record says (the socket fixer makes it before it takes
+    /// the lock that guards the record).
+    pub fn only_adds_to(&self, observed: &Acl) -> bool {
+        let Some(new) = &self.write else { return false };
+        let kept = |old: Perm, new: Perm| new.contains(old);
+        kept(observed.user_obj, new.user_obj)
+            && kept(observed.group_obj, new.group_obj)
+            && kept(observed.other, new.other)
+            && observed.mask.is_none_or(|old| new.mask.is_some_and(|m| kept(old, m)))
+            && observed
+                .named
+                .iter()
+                .all(|(who, old)| new.named.get(who).is_some_and(|p| kept(*old, *p)))
+    }
+}
+
 /// Plans the ACL that grants `desired`, keeps foreign entries, and revokes bits of `previous`
 /// (what nonrootd granted earlier) for ids that are no longer desired.
 ///
@@ -279,6 +297,7 @@ mod tests {
     fn grants_on_a_plain_socket_add_entry_and_mask() {
         let observed = Acl::from_mode(0o660);
         let plan = plan_grants(&observed, &grants(&[(user(4321), Perm::RW)]), &Grants::new());
+        assert!(plan.only_adds_to(&observed));
         let acl = plan.write.expect("a change");
         assert_eq!(describe_change(&observed, &acl), "mask::none → rw-, +user:4321:rw-");
         assert_eq!(
@@ -295,6 +314,7 @@ mod tests {
         let first = plan_grants(&Acl::from_mode(0o660), &desired, &Grants::new());
         let second = plan_grants(first.write.as_ref().unwrap(), &desired, &first.granted);
         assert_eq!(second.write, None);
+        assert!(!second.only_adds_to(first.write.as_ref().unwrap()), "nothing to write");
         assert_eq!(second.granted, first.granted);
     }
 
@@ -307,7 +327,9 @@ mod tests {
         observed.named.insert(user(4321), Perm::RW);
         observed.named.insert(user(1000), Perm::RW);
         let desired = grants(&[(user(4321), Perm::RW)]);
-        let acl = plan_grants(&observed, &desired, &desired).write.unwrap();
+        let plan = plan_grants(&observed, &desired, &desired);
+        assert!(!plan.only_adds_to(&observed), "the clamps take bits away");
+        let acl = plan.write.unwrap();
         assert_eq!(
             describe_change(&observed, &acl),
             "group::rw- → ---, mask::--- → rw-, user:1000:rw- → ---"
@@ -327,6 +349,7 @@ mod tests {
         observed.named.insert(user(55), Perm::RW);
         let previous = grants(&[(user(1234), Perm::RW), (user(55), Perm(2))]);
         let plan = plan_grants(&observed, &Grants::new(), &previous);
+        assert!(!plan.only_adds_to(&observed));
         let acl = plan.write.unwrap();
         assert_eq!(acl.named.get(&user(1234)), None);
         assert_eq!(acl.named.get(&user(55)), Some(&Perm::R));

@@ -515,10 +515,9 @@ impl Config {
             access: DmiAccess::Group(group),
             ..
         }) = &self.dmi
+            && let Err(m) = group.value.resolve_group(ids)
         {
-            if let Err(m) = group.value.resolve_group(ids) {
-                checker.error(&group.origin, "dmi.group", m);
-            }
+            checker.error(&group.origin, "dmi.group", m);
         }
         for tenant in &self.tenants {
             if let Err(m) = tenant.name.value.resolve_user(ids) {
@@ -656,23 +655,23 @@ fn validate_dmi(d: DmiLayer, c: &mut Checker) -> Option<DmiConfig> {
 fn validate_subids(s: SubidsLayer, c: &mut Checker) -> SubidsConfig {
     let subuid_file = c.absolute_or("subids.subuid_file", &s.subuid_file, DEFAULT_SUBUID_FILE);
     let subgid_file = c.absolute_or("subids.subgid_file", &s.subgid_file, DEFAULT_SUBGID_FILE);
-    if let (Some(min), Some(max)) = (&s.min, &s.max) {
-        if min.value > max.value {
-            c.error(
-                &max.origin,
-                "subids.max",
-                format!("{} is below min {}", max.value, min.value),
-            );
-        }
+    if let (Some(min), Some(max)) = (&s.min, &s.max)
+        && min.value > max.value
+    {
+        c.error(
+            &max.origin,
+            "subids.max",
+            format!("{} is below min {}", max.value, min.value),
+        );
     }
-    if let Some(max) = &s.max {
-        if max.value == u32::MAX {
-            c.error(
-                &max.origin,
-                "subids.max",
-                "4294967295 is the invalid id (-1) and can never be handed out",
-            );
-        }
+    if let Some(max) = &s.max
+        && max.value == u32::MAX
+    {
+        c.error(
+            &max.origin,
+            "subids.max",
+            "4294967295 is the invalid id (-1) and can never be handed out",
+        );
     }
     if let Some(count) = s.count.as_ref().filter(|n| n.value == 0) {
         c.error(&count.origin, "subids.count", "must be at least 1");
@@ -690,11 +689,11 @@ fn validate_subids(s: SubidsLayer, c: &mut Checker) -> SubidsConfig {
 fn validate_tenants(layers: Vec<TenantLayer>, c: &mut Checker) -> Vec<TenantConfig> {
     let mut tenants: Vec<TenantConfig> = Vec::new();
     for t in layers {
-        if let IdRef::Name(name) = &t.name.value {
-            if let Err(m) = check_user_name(name) {
-                c.error(&t.name.origin, "tenant.name", m);
-                continue;
-            }
+        if let IdRef::Name(name) = &t.name.value
+            && let Err(m) = check_user_name(name)
+        {
+            c.error(&t.name.origin, "tenant.name", m);
+            continue;
         }
         if let Some(first) = tenants.iter().find(|other| other.name.value == t.name.value) {
             let message = format!(
@@ -779,10 +778,10 @@ fn validate_volumes(layers: Vec<VolumeLayer>, c: &mut Checker) -> Vec<VolumeConf
         });
         let tenant = match (v.tenant, mapping) {
             (Some(name), Some(mapping)) => {
-                if let IdRef::Name(n) = &name.value {
-                    if let Err(m) = check_user_name(n) {
-                        c.error(&name.origin, "volume.tenant", m);
-                    }
+                if let IdRef::Name(n) = &name.value
+                    && let Err(m) = check_user_name(n)
+                {
+                    c.error(&name.origin, "volume.tenant", m);
                 }
                 Some(VolumeTenant { name, mapping })
             }

@@ -1,9 +1,9 @@
 //! The one event loop. It owns the config, the per-path status and the bus connection, and
-//! reacts to: socket directory events, systemd cues, API calls, SIGHUP, SIGTERM and the
+//! reacts to: reports of the socket fixer, systemd cues, API calls, SIGHUP, SIGTERM and the
 //! watchdog. A failing apply is logged and retried on the next event; it never ends the loop.
 
 use std::path::PathBuf;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use nonrootd_core::config::Config;
 use nonrootd_core::duty::{Duty, DutySet};
@@ -18,14 +18,11 @@ use zbus::object_server::SignalEmitter;
 
 use super::api::{Manager, OBJECT_PATH, Request};
 use super::bus::BusEvent;
-use super::socket_watch::{Cue, SocketWatch};
+use super::socket_fixer::{Fixed, LOCK_TIMEOUT, SocketFixer};
 use super::volume_job::{Finished, VolumeJobs, Waiter};
 use crate::apply::{Request as ApplyRequest, apply_on_host};
 use crate::config_file;
 use crate::message_id;
-
-/// How long an apply waits for the host-wide lock (held by a concurrent hook or CLI).
-const LOCK_TIMEOUT: Duration = Duration::from_secs(5);
 
 fn now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
@@ -43,7 +40,10 @@ pub struct Daemon {
     pub state_dir: PathBuf,
     pub config: Config,
     book: PathBook,
-    watch: SocketWatch,
+    fixer: SocketFixer,
+    fixed: mpsc::UnboundedReceiver<Fixed>,
+    /// Counts reloads; the fixer's reports of applies with an older config are dropped.
+    generation: u64,
     started_at: u64,
     last_trigger: Option<Stamped>,
     reload_error: Option<Stamped>,
@@ -63,13 +63,16 @@ impl Daemon {
         config: Config,
         units: watch::Sender<Vec<String>>,
     ) -> std::io::Result<Daemon> {
-        let watch = SocketWatch::new(&socket_paths(&config))?;
+        let (reports, fixed) = mpsc::unbounded_channel();
+        let fixer = SocketFixer::spawn(config.clone(), state_dir.clone(), reports)?;
         Ok(Daemon {
             config_path,
             state_dir,
             config,
             book: PathBook::default(),
-            watch,
+            fixer,
+            fixed,
+            generation: 0,
             started_at: now(),
             last_trigger: None,
             reload_error: None,
@@ -101,23 +104,11 @@ impl Daemon {
         );
         loop {
             tokio::select! {
-                // A re-created socket is served before anything else that is ready.
-                biased;
-                cue = self.watch.next() => match cue {
-                    Ok(Cue::Sockets(paths)) => {
-                        for path in paths {
-                            let what = format!("{} changed", path.display());
-                            self.apply(DutySet::NONE.with(Duty::Sockets), Some(path), &what);
-                        }
+                Some(fixed) = self.fixed.recv() => {
+                    if fixed.generation == self.generation {
+                        self.record(&fixed.report, &fixed.trigger);
                     }
-                    Ok(Cue::All) => {
-                        self.apply(DutySet::NONE.with(Duty::Sockets), None, "inotify queue overflow");
-                    }
-                    Err(e) => {
-                        error!("inotify failed: {e}");
-                        tokio::time::sleep(Duration::from_secs(1)).await;
-                    }
-                },
+                }
                 Some(event) = bus.recv() => {
                     let mut events = vec![event];
                     while let Ok(more) = bus.try_recv() {
@@ -141,7 +132,7 @@ impl Daemon {
     }
 
     /// Handles what the bus side queued; every re-check cue in the batch (systemd sends several
-    /// per Docker start) is served by one apply.
+    /// per Docker start) is served by one apply, the sockets' by the fixer thread.
     fn on_bus(&mut self, events: Vec<BusEvent>) {
         let mut rechecks: Vec<String> = Vec::new();
         let mut connected = false;
@@ -167,8 +158,8 @@ impl Daemon {
                 1 => first.clone(),
                 n => format!("{first} (and {} more)", n - 1),
             };
-            self.watch.watch_missing();
-            self.apply(DutySet::HOST, None, &what);
+            self.apply(DutySet::HOST.without(Duty::Sockets), None, &what);
+            self.fixer.recheck(what);
         }
         if connected {
             self.mark_ready();
@@ -250,10 +241,8 @@ impl Daemon {
                 return Err(text);
             }
         };
-        match SocketWatch::new(&socket_paths(&config)) {
-            Ok(watch) => self.watch = watch,
-            Err(e) => return Err(format!("cannot set up inotify: {e}")),
-        }
+        self.generation += 1;
+        self.fixer.reconfigure(config.clone(), self.generation);
         self.volumes.cancel();
         self.config = config;
         let units = self.config.followed_units();
@@ -340,10 +329,6 @@ impl Daemon {
             });
         }
     }
-}
-
-fn socket_paths(config: &Config) -> Vec<PathBuf> {
-    config.sockets.iter().map(|s| s.path.clone()).collect()
 }
 
 async fn tick(watchdog: &mut Option<tokio::time::Interval>) {

@@ -20,17 +20,17 @@ fn stderr_is_journal() -> bool {
 }
 
 pub fn init() {
-    if stderr_is_journal() {
-        if let Ok(journald) = tracing_journald::layer() {
-            let journald = journald
-                .with_field_prefix(None)
-                .with_syslog_identifier("nonrootd".into());
-            tracing_subscriber::registry()
-                .with(journald)
-                .with(LevelFilter::INFO)
-                .init();
-            return;
-        }
+    if stderr_is_journal()
+        && let Ok(journald) = tracing_journald::layer()
+    {
+        let journald = journald
+            .with_field_prefix(None)
+            .with_syslog_identifier("nonrootd".into());
+        tracing_subscriber::registry()
+            .with(journald)
+            .with(LevelFilter::INFO)
+            .init();
+        return;
     }
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)

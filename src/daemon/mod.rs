@@ -1,5 +1,6 @@
 //! `nonrootd`: the long-running daemon. One event loop ([`event_loop::Daemon`]) owns all state;
-//! the bus side ([`bus`]) and inotify ([`socket_watch`]) only deliver cues to it.
+//! the bus side ([`bus`]) delivers cues to it; the socket fixer thread ([`socket_fixer`]) re-applies
+//! re-created sockets on its own and reports to it.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -15,7 +16,7 @@ pub mod api;
 mod bus;
 mod event_loop;
 mod logging;
-mod socket_watch;
+mod socket_fixer;
 mod systemd;
 mod volume_job;
 
@@ -64,7 +65,7 @@ pub fn main() -> ExitCode {
         let daemon = match event_loop::Daemon::new(cli.config, state_dir, config, units) {
             Ok(daemon) => daemon,
             Err(e) => {
-                error!("cannot set up inotify: {e}");
+                error!("cannot start the socket fixer: {e}");
                 return ExitCode::FAILURE;
             }
         };

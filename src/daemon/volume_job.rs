@@ -100,10 +100,10 @@ impl VolumeJobs {
 
     /// Starts the queued walk, if any (after [`VolumeJobs::finished`]).
     pub fn start_next(&mut self, config: &Config) {
-        if self.running.is_none() {
-            if let Some(next) = self.next.take() {
-                self.spawn(config, next.trigger, next.waiters);
-            }
+        if self.running.is_none()
+            && let Some(next) = self.next.take()
+        {
+            self.spawn(config, next.trigger, next.waiters);
         }
     }
 

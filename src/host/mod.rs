@@ -15,7 +15,7 @@ pub(crate) mod walk;
 #[cfg(test)]
 pub mod fake;
 
-pub use real::RealHost;
+pub use real::{BeneathDirs, RealHost};
 
 /// Why a path could not be opened.
 #[derive(Debug)]

@@ -1,5 +1,6 @@
 //! The real host: changes made through `O_PATH` descriptors from the safe walk.
 
+use std::collections::HashMap;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
@@ -14,7 +15,7 @@ use nonrootd_core::mode::Mode;
 use nonrootd_core::plan::Stat;
 use posix_acl::{PosixACL, Qualifier as AclQualifier};
 
-use super::walk::{open_beneath_root, stat_fd};
+use super::walk::{open_beneath, open_beneath_root, stat_fd};
 use super::{Host, OpenError, Opened};
 
 /// Set once `fchmodat2` turned out to be missing (kernels before 6.6).
@@ -38,6 +39,42 @@ fn acl_error(e: posix_acl::ACLError) -> io::Error {
     match e.as_io_error() {
         Some(err) => io::Error::new(err.kind(), e.to_string()),
         None => io::Error::other(e.to_string()),
+    }
+}
+
+/// The real host, opening a path whose parent directory is in `dirs` (descriptors from
+/// [`super::walk::open_directory_beneath_root`], kept only while they pass
+/// [`super::walk::check_directory`]) with one `openat` beneath that descriptor instead of a
+/// walk from `/`. Everything else is [`RealHost`]'s.
+pub struct BeneathDirs<'a> {
+    pub dirs: &'a HashMap<PathBuf, OwnedFd>,
+}
+
+impl Host for BeneathDirs<'_> {
+    type Handle = OwnedFd;
+
+    fn open(&self, path: &Path) -> Result<Opened<OwnedFd>, OpenError> {
+        let beneath = path.parent().zip(path.file_name());
+        let (handle, stat) = match beneath.and_then(|(parent, name)| Some((parent, self.dirs.get(parent)?, name))) {
+            Some((parent, dir, name)) => open_beneath(dir, parent, name)?,
+            None => open_beneath_root(path)?,
+        };
+        Ok(Opened { handle, stat })
+    }
+    fn stat(&self, file: &OwnedFd) -> io::Result<Stat> {
+        RealHost::default().stat(file)
+    }
+    fn set_mode(&self, file: &OwnedFd, mode: Mode) -> io::Result<()> {
+        RealHost::default().set_mode(file, mode)
+    }
+    fn set_group(&self, file: &OwnedFd, gid: Gid) -> io::Result<()> {
+        RealHost::default().set_group(file, gid)
+    }
+    fn read_acl(&self, file: &OwnedFd) -> io::Result<Acl> {
+        RealHost::default().read_acl(file)
+    }
+    fn write_acl(&self, file: &OwnedFd, acl: &Acl) -> io::Result<()> {
+        RealHost::default().write_acl(file, acl)
     }
 }
 

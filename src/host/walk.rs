@@ -47,6 +47,38 @@ fn io(errno: Errno) -> OpenError {
 /// `check_directory_transit`; symlinks on the way must be root-owned; the last component is
 /// never followed.
 pub fn open_beneath_root(path: &Path) -> Result<(OwnedFd, Stat), OpenError> {
+    walk(path, false)
+}
+
+/// Opens the directory `path` as an `O_PATH` descriptor under the rules for the directory part
+/// of a path: a root-owned symlink is followed, and the directory itself must pass
+/// `check_directory_transit`, so a file can be opened beneath it with one `openat`.
+pub fn open_directory_beneath_root(path: &Path) -> Result<(OwnedFd, Stat), OpenError> {
+    walk(path, true)
+}
+
+/// Opens `name` beneath `dir`, a descriptor from [`open_directory_beneath_root`] for `dir_path`,
+/// with one `openat`; `name` is not followed. The caller keeps `dir` only while the directory
+/// still passes [`check_directory`]: the socket fixer checks it again at every attribute change.
+pub fn open_beneath(dir: &OwnedFd, dir_path: &Path, name: &OsStr) -> Result<(OwnedFd, Stat), OpenError> {
+    let fd = openat(dir, name, PATH_FLAGS, NixMode::empty()).map_err(io)?;
+    let stat = stat_fd(&fd).map_err(io)?;
+    if stat.kind == FileKind::Symlink {
+        return Err(refused(
+            &dir_path.join(name),
+            Refusal("is a symlink; the last component is never followed".into()),
+        ));
+    }
+    Ok((fd, stat))
+}
+
+/// Whether a directory opened earlier still passes the transit rules.
+pub fn check_directory(dir: &OwnedFd, dir_path: &Path) -> Result<(), OpenError> {
+    let stat = stat_fd(dir).map_err(io)?;
+    check_directory_transit(&stat).map_err(|r| refused(dir_path, r))
+}
+
+fn walk(path: &Path, as_directory: bool) -> Result<(OwnedFd, Stat), OpenError> {
     let root = open("/", PATH_FLAGS.union(OFlag::O_DIRECTORY), NixMode::empty()).map_err(io)?;
     let root_stat = stat_fd(&root).map_err(io)?;
     check_directory_transit(&root_stat).map_err(|r| refused(Path::new("/"), r))?;
@@ -68,7 +100,7 @@ pub fn open_beneath_root(path: &Path) -> Result<(OwnedFd, Stat), OpenError> {
         let walked = dir_path.join(&name);
         let fd = openat(dir, name.as_os_str(), PATH_FLAGS, NixMode::empty()).map_err(io)?;
         let stat = stat_fd(&fd).map_err(io)?;
-        let is_last = pending.is_empty();
+        let is_last = pending.is_empty() && !as_directory;
         match stat.kind {
             FileKind::Symlink if is_last => {
                 return Err(refused(

@@ -78,8 +78,8 @@ Drop-ins, read after the main file in lexical order.
 .TP
 .I /var/lib/nonrootd/
 State: \fIgrants.json\fR records the ACL entries nonrootd granted (so only those
-are ever revoked), \fIapply.lock\fR serializes the daemon, the Docker hook and
-\fBnonrootctl\fR.
+are ever revoked), \fIapply.lock\fR serializes the applies of the sockets duty
+(which read and write that record) by the daemon, the Docker hook and \fBnonrootctl\fR.
 .TP
 .I /usr/lib/systemd/system/nonrootd.service
 The hardened unit.

@@ -1,0 +1,535 @@
+//! The socket fixer: a thread of its own that waits on inotify for the parent directory of each
+//! configured socket (not the socket itself, which Docker replaces) and re-applies a socket's
+//! grants the moment its name is created, moved in or has its attributes changed. Nothing else
+//! runs on this thread, so a re-created socket never waits behind bus traffic or another duty;
+//! the event loop gets the report afterwards. A delete is not watched: there is nothing to fix
+//! until the next create. A queue overflow re-applies every socket.
+//!
+//! Kept between events: a descriptor of each checked directory (the watch is placed on that
+//! very inode), the lock file and the grant record ([`StateCache`]).
+
+use std::collections::{BTreeSet, HashMap};
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use inotify::{EventMask, Inotify, WatchDescriptor, WatchMask};
+use nix::errno::Errno;
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nonrootd_core::config::Config;
+use nonrootd_core::duty::{Duty, DutySet};
+use nonrootd_core::report::Report;
+use tokio::sync::mpsc::UnboundedSender;
+use tracing::{debug, error, warn};
+
+use crate::apply::{DOCKER_DAEMON_JSON, Engine, Request, StateCache};
+use crate::host::walk::{check_directory, open_directory_beneath_root};
+use crate::host::{BeneathDirs, OpenError};
+use crate::ids::SystemIds;
+
+/// How long an apply waits for the host-wide lock (held by a concurrent hook or CLI).
+pub const LOCK_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A socket apply the fixer did, for the event loop's status book and signals.
+pub struct Fixed {
+    pub report: Report,
+    pub trigger: String,
+    /// The config it was done with (see [`SocketFixer::reconfigure`]).
+    pub generation: u64,
+}
+
+enum Command {
+    Reconfigure(Box<Config>, u64),
+    /// Watch directories that were missing, then re-check every socket.
+    Recheck(String),
+}
+
+/// The event loop's handle on the fixer thread; dropping it stops the thread.
+pub struct SocketFixer {
+    commands: mpsc::Sender<Command>,
+    wake: UnixStream,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl SocketFixer {
+    /// Starts the thread, watching the sockets of `config`; reports go to `reports`.
+    pub fn spawn(config: Config, state_dir: PathBuf, reports: UnboundedSender<Fixed>) -> io::Result<SocketFixer> {
+        let watches = Watches::new(&socket_paths(&config))?;
+        let (wake, woken) = UnixStream::pair()?;
+        woken.set_nonblocking(true)?;
+        let (commands, received) = mpsc::channel();
+        let fixer = Fixer {
+            config,
+            generation: 0,
+            state_dir,
+            cache: None,
+            watches,
+            woken,
+            commands: received,
+            reports,
+        };
+        let thread = std::thread::Builder::new()
+            .name("socket-fixer".into())
+            .spawn(move || fixer.run())?;
+        Ok(SocketFixer {
+            commands,
+            wake,
+            thread: Some(thread),
+        })
+    }
+
+    /// Watches the sockets of a new config; reports of applies with the old one carry an older
+    /// `generation`.
+    pub fn reconfigure(&mut self, config: Config, generation: u64) {
+        self.send(Command::Reconfigure(Box::new(config), generation));
+    }
+
+    /// Watches directories that appeared since, and re-checks every socket.
+    pub fn recheck(&mut self, trigger: String) {
+        self.send(Command::Recheck(trigger));
+    }
+
+    fn send(&mut self, command: Command) {
+        if self.commands.send(command).is_err() || self.wake.write_all(&[1]).is_err() {
+            error!("the socket fixer thread is gone");
+        }
+    }
+}
+
+impl Drop for SocketFixer {
+    fn drop(&mut self) {
+        let _ = self.wake.shutdown(std::net::Shutdown::Both);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// The thread's state.
+struct Fixer {
+    config: Config,
+    generation: u64,
+    state_dir: PathBuf,
+    cache: Option<StateCache>,
+    watches: Watches,
+    woken: UnixStream,
+    commands: mpsc::Receiver<Command>,
+    reports: UnboundedSender<Fixed>,
+}
+
+impl Fixer {
+    fn run(mut self) {
+        open_cache(&mut self.cache, &self.state_dir);
+        loop {
+            let (events, woken) = match self.wait() {
+                Ok(ready) => ready,
+                Err(e) => {
+                    error!("socket fixer: poll failed: {e}");
+                    std::thread::sleep(Duration::from_secs(1));
+                    continue;
+                }
+            };
+            // Socket events first: they are what this thread exists for.
+            if events {
+                match self.watches.read() {
+                    Ok(Some(Cue::Socket(paths))) => {
+                        for path in paths {
+                            let trigger = format!("{} changed", path.display());
+                            self.apply(Some(path), trigger);
+                        }
+                    }
+                    Ok(Some(Cue::All)) => self.apply(None, "inotify queue overflow".into()),
+                    Ok(None) => {}
+                    Err(e) => {
+                        error!("inotify failed: {e}");
+                        std::thread::sleep(Duration::from_secs(1));
+                    }
+                }
+            }
+            if woken && !self.take_commands() {
+                return;
+            }
+        }
+    }
+
+    /// Blocks until inotify has events or the handle wrote (or went away).
+    fn wait(&self) -> io::Result<(bool, bool)> {
+        let mut fds = [
+            PollFd::new(self.watches.inotify.as_fd(), PollFlags::POLLIN),
+            PollFd::new(self.woken.as_fd(), PollFlags::POLLIN),
+        ];
+        loop {
+            match poll(&mut fds, PollTimeout::NONE) {
+                Ok(_) => break,
+                Err(Errno::EINTR) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let ready = |fd: &PollFd| fd.revents().is_some_and(|r| !r.is_empty());
+        Ok((ready(&fds[0]), ready(&fds[1])))
+    }
+
+    /// Serves queued commands; false once the handle is gone.
+    fn take_commands(&mut self) -> bool {
+        let mut buf = [0u8; 64];
+        loop {
+            match self.woken.read(&mut buf) {
+                Ok(0) => return false,
+                Ok(_) => continue,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => return false,
+            }
+        }
+        loop {
+            match self.commands.try_recv() {
+                Ok(Command::Reconfigure(config, generation)) => {
+                    match Watches::new(&socket_paths(&config)) {
+                        Ok(watches) => self.watches = watches,
+                        Err(e) => error!("cannot set up inotify, keeping the old watches: {e}"),
+                    }
+                    self.config = *config;
+                    self.generation = generation;
+                }
+                Ok(Command::Recheck(trigger)) => {
+                    self.watches.watch_missing();
+                    self.apply(None, trigger);
+                }
+                Err(mpsc::TryRecvError::Empty) => return true,
+                Err(mpsc::TryRecvError::Disconnected) => return false,
+            }
+        }
+    }
+
+    /// Applies the sockets duty for one socket that changed (or all), and reports to the
+    /// event loop.
+    fn apply(&mut self, socket: Option<PathBuf>, trigger: String) {
+        let Some(cache) = open_cache(&mut self.cache, &self.state_dir) else {
+            error!("apply after {trigger} failed; retrying on the next event");
+            return;
+        };
+        let host = BeneathDirs {
+            dirs: &self.watches.dirs,
+        };
+        let engine = Engine {
+            host: &host,
+            ids: &SystemIds,
+            daemon_json: Path::new(DOCKER_DAEMON_JSON),
+        };
+        let applied = match socket {
+            Some(socket) => cache.apply_new_socket(&engine, &self.config, &socket, LOCK_TIMEOUT),
+            None => {
+                let request = Request {
+                    duties: DutySet::NONE.with(Duty::Sockets),
+                    socket: None,
+                    dry_run: false,
+                };
+                cache.apply(&engine, &self.config, &request, LOCK_TIMEOUT)
+            }
+        };
+        let report = match applied {
+            Ok(report) => report,
+            Err(e) => {
+                error!("apply after {trigger} failed: {e}; retrying on the next event");
+                return;
+            }
+        };
+        let _ = self.reports.send(Fixed {
+            report,
+            trigger,
+            generation: self.generation,
+        });
+    }
+}
+
+/// The state cache, opened and loaded on first use (a state directory that cannot be made yet
+/// is tried again at the next event).
+fn open_cache<'a>(cache: &'a mut Option<StateCache>, state_dir: &Path) -> Option<&'a mut StateCache> {
+    if cache.is_none() {
+        let opened = StateCache::open(state_dir).and_then(|mut opened| {
+            opened.preload(LOCK_TIMEOUT)?;
+            Ok(opened)
+        });
+        match opened {
+            Ok(opened) => *cache = Some(opened),
+            Err(e) => error!("socket fixer: {e}"),
+        }
+    }
+    cache.as_mut()
+}
+
+fn socket_paths(config: &Config) -> Vec<PathBuf> {
+    config.sockets.iter().map(|s| s.path.clone()).collect()
+}
+
+/// What a batch of inotify events asks for.
+#[derive(Debug, PartialEq, Eq)]
+enum Cue {
+    /// These sockets' names were touched.
+    Socket(BTreeSet<PathBuf>),
+    /// Events were lost (queue overflow): re-check every socket.
+    All,
+}
+
+const MASK: WatchMask = WatchMask::CREATE
+    .union(WatchMask::MOVED_TO)
+    .union(WatchMask::ATTRIB)
+    .union(WatchMask::DELETE_SELF)
+    .union(WatchMask::MOVE_SELF)
+    .union(WatchMask::ONLYDIR);
+
+/// inotify watches on the sockets' directories, each placed through a descriptor from the safe
+/// walk, which is kept for opening the sockets.
+struct Watches {
+    inotify: Inotify,
+    sockets: Vec<PathBuf>,
+    /// The configured directories each watch stands for (several spellings can share one).
+    by_watch: HashMap<WatchDescriptor, Vec<PathBuf>>,
+    /// A checked `O_PATH` descriptor of each watched directory.
+    dirs: HashMap<PathBuf, OwnedFd>,
+    /// Directories that were missing or refused when last tried.
+    unwatched: BTreeSet<PathBuf>,
+    buffer: Vec<u8>,
+}
+
+impl Watches {
+    fn new(sockets: &[PathBuf]) -> io::Result<Watches> {
+        let mut watches = Watches {
+            inotify: Inotify::init()?,
+            sockets: sockets.to_vec(),
+            by_watch: HashMap::new(),
+            dirs: HashMap::new(),
+            unwatched: sockets
+                .iter()
+                .filter_map(|s| s.parent())
+                .map(Path::to_path_buf)
+                .collect(),
+            buffer: vec![0; 16 * 1024],
+        };
+        watches.watch_missing();
+        Ok(watches)
+    }
+
+    /// Tries again to watch directories that were missing or refused.
+    fn watch_missing(&mut self) {
+        for dir in std::mem::take(&mut self.unwatched) {
+            let watched = open_directory_beneath_root(&dir).map_err(|e| match e {
+                OpenError::Missing => "it does not exist".to_string(),
+                OpenError::Refused(why) => why.to_string(),
+                OpenError::Io(e) => e.to_string(),
+            });
+            let watched = watched.and_then(|(fd, _)| {
+                // The magic link names the inode the walk checked, not whatever the path names now.
+                let inode = format!("/proc/self/fd/{}", fd.as_raw_fd());
+                let wd = self.inotify.watches().add(&inode, MASK).map_err(|e| e.to_string())?;
+                Ok((fd, wd))
+            });
+            match watched {
+                Ok((fd, wd)) => {
+                    debug!(dir = %dir.display(), "watching socket directory");
+                    self.by_watch.entry(wd).or_default().push(dir.clone());
+                    self.dirs.insert(dir, fd);
+                }
+                Err(why) => {
+                    warn!(dir = %dir.display(), "cannot watch socket directory yet: {why}");
+                    self.unwatched.insert(dir);
+                }
+            }
+        }
+    }
+
+    /// Reads what is queued; everything readable at once is one batch, so a burst costs one
+    /// apply per socket. `None`: nothing for a configured socket.
+    fn read(&mut self) -> io::Result<Option<Cue>> {
+        let mut touched = BTreeSet::new();
+        let mut overflow = false;
+        let mut lost = Vec::new();
+        let events = match self.inotify.read_events(&mut self.buffer) {
+            Ok(events) => events,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        for event in events {
+            if event.mask.contains(EventMask::Q_OVERFLOW) {
+                overflow = true;
+            } else if event.mask.intersects(EventMask::DELETE_SELF | EventMask::MOVE_SELF) {
+                lost.push(event.wd.clone());
+            } else if event.name.is_none() && event.mask.contains(EventMask::ATTRIB) {
+                // The directory's own mode or owner changed: no longer used if now unsafe.
+                let dirs = self.by_watch.get(&event.wd).into_iter().flatten();
+                let unsafe_now = dirs.filter_map(|dir| check_directory(self.dirs.get(dir)?, dir).err());
+                if unsafe_now.count() > 0 {
+                    lost.push(event.wd.clone());
+                }
+            } else if let (Some(name), Some(dirs)) = (event.name, self.by_watch.get(&event.wd)) {
+                for dir in dirs {
+                    let path = dir.join(name);
+                    if self.sockets.contains(&path) {
+                        touched.insert(path);
+                    }
+                }
+            }
+        }
+        for wd in lost {
+            let Some(dirs) = self.by_watch.remove(&wd) else {
+                continue;
+            };
+            let _ = self.inotify.watches().remove(wd);
+            for dir in dirs {
+                warn!(dir = %dir.display(), "a socket directory went away or became unsafe; watching again when it is back and safe");
+                self.dirs.remove(&dir);
+                touched.extend(self.sockets.iter().filter(|s| s.parent() == Some(&dir)).cloned());
+                self.unwatched.insert(dir);
+            }
+        }
+        Ok(if overflow {
+            Some(Cue::All)
+        } else {
+            (!touched.is_empty()).then_some(Cue::Socket(touched))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nonrootd_core::acl::Perm;
+    use nonrootd_core::report::Outcome;
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::net::UnixListener;
+    use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
+
+    struct Setup {
+        _dir: tempfile::TempDir,
+        root: PathBuf,
+        fixer: SocketFixer,
+        reports: UnboundedReceiver<Fixed>,
+    }
+
+    /// A fixer for `<tmp>/<socket>` granting uid 4321 rw, with its state in `<tmp>/state`.
+    fn setup(socket: &str) -> Setup {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().to_path_buf();
+        let text = format!(
+            "[[socket]]\npath = \"{}\"\nusers = [4321]\n",
+            root.join(socket).display()
+        );
+        let config = Config::from_sources(&[(root.join("nonrootd.toml"), text)]).unwrap();
+        let (tx, reports) = unbounded_channel();
+        let fixer = SocketFixer::spawn(config, root.join("state"), tx).unwrap();
+        Setup {
+            _dir: dir,
+            root,
+            fixer,
+            reports,
+        }
+    }
+
+    fn granted(path: &Path) -> Perm {
+        let acl = posix_acl::PosixACL::read_acl(path).unwrap();
+        let named = acl.get(posix_acl::Qualifier::User(4321)).unwrap_or(0);
+        Perm::from_bits(named & acl.get(posix_acl::Qualifier::Mask).unwrap_or(7))
+    }
+
+    async fn next_outcome(reports: &mut UnboundedReceiver<Fixed>) -> (String, Outcome) {
+        let fixed = reports.recv().await.unwrap();
+        let entry = fixed.report.entries.into_iter().next().unwrap();
+        (fixed.trigger, entry.outcome)
+    }
+
+    #[tokio::test]
+    async fn a_recreated_socket_and_an_attribute_change_are_fixed_on_the_thread() {
+        let mut s = setup("docker.sock");
+        let sock = s.root.join("docker.sock");
+        std::fs::write(s.root.join("unrelated"), "").unwrap();
+        let listener = UnixListener::bind(&sock).unwrap();
+        let (trigger, outcome) = next_outcome(&mut s.reports).await;
+        assert_eq!(trigger, format!("{} changed", sock.display()));
+        assert_eq!(outcome.label(), "changed", "{outcome:?}");
+        assert_eq!(granted(&sock), Perm::RW);
+        // Our own write is an attribute change too: seen, and found correct.
+        assert_eq!(next_outcome(&mut s.reports).await.1, Outcome::Correct);
+
+        // Re-created: a new inode, fixed again from the cached record and directory.
+        drop(listener);
+        std::fs::remove_file(&sock).unwrap();
+        let _listener = UnixListener::bind(&sock).unwrap();
+        assert_eq!(next_outcome(&mut s.reports).await.1.label(), "changed");
+        assert_eq!(granted(&sock), Perm::RW);
+        assert_eq!(next_outcome(&mut s.reports).await.1, Outcome::Correct);
+
+        // chmod 0600 clears the mask: repaired.
+        std::fs::set_permissions(&sock, PermissionsExt::from_mode(0o600)).unwrap();
+        assert_eq!(next_outcome(&mut s.reports).await.1.label(), "changed");
+        assert_eq!(granted(&sock), Perm::RW);
+        assert_eq!(next_outcome(&mut s.reports).await.1, Outcome::Correct);
+        let record = std::fs::read_to_string(s.root.join("state/grants.json")).unwrap();
+        assert!(record.contains("\"user:4321\": \"rw-\""), "{record}");
+        s.fixer.recheck("test".into());
+        assert_eq!(
+            next_outcome(&mut s.reports).await,
+            ("test".to_string(), Outcome::Correct)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_directory_reached_through_a_root_owned_symlink_is_watched_at_its_target() {
+        let mut s = setup("var/run/docker.sock");
+        std::fs::create_dir_all(s.root.join("run")).unwrap();
+        std::fs::create_dir(s.root.join("var")).unwrap();
+        std::os::unix::fs::symlink("../run", s.root.join("var/run")).unwrap();
+        s.fixer.recheck("docker.socket active".into());
+        assert_eq!(next_outcome(&mut s.reports).await.1, Outcome::Missing);
+        let _listener = UnixListener::bind(s.root.join("run/docker.sock")).unwrap();
+        let (trigger, outcome) = next_outcome(&mut s.reports).await;
+        assert_eq!(
+            trigger,
+            format!("{} changed", s.root.join("var/run/docker.sock").display())
+        );
+        assert_eq!(outcome.label(), "changed", "{outcome:?}");
+        assert_eq!(granted(&s.root.join("run/docker.sock")), Perm::RW);
+    }
+
+    #[tokio::test]
+    async fn a_directory_made_unsafe_after_it_was_watched_is_refused() {
+        let mut s = setup("run/docker.sock");
+        let run = s.root.join("run");
+        std::fs::create_dir(&run).unwrap();
+        s.fixer.recheck("docker.socket active".into());
+        assert_eq!(next_outcome(&mut s.reports).await.1, Outcome::Missing);
+        std::fs::set_permissions(&run, PermissionsExt::from_mode(0o777)).unwrap();
+        let _listener = UnixListener::bind(run.join("docker.sock")).unwrap();
+        let (_, outcome) = next_outcome(&mut s.reports).await;
+        let Outcome::Refused { reason } = outcome else {
+            panic!("{outcome:?}")
+        };
+        assert!(reason.starts_with(&format!("{}: ", run.display())), "{reason}");
+        assert_eq!(granted(&run.join("docker.sock")), Perm::NONE);
+    }
+
+    #[tokio::test]
+    async fn a_replaced_directory_is_watched_again_and_the_old_one_is_not_used() {
+        let mut s = setup("run/docker.sock");
+        let run = s.root.join("run");
+        std::fs::create_dir(&run).unwrap();
+        s.fixer.recheck("first".into());
+        assert_eq!(next_outcome(&mut s.reports).await.1, Outcome::Missing);
+        std::fs::rename(&run, s.root.join("old")).unwrap();
+        // Losing the directory re-checks its socket, which is now missing.
+        assert_eq!(next_outcome(&mut s.reports).await.1, Outcome::Missing);
+        // A socket in the moved-away directory is nobody's business.
+        let _old = UnixListener::bind(s.root.join("old/docker.sock")).unwrap();
+        std::fs::create_dir(&run).unwrap();
+        s.fixer.recheck("docker.socket active".into());
+        let (trigger, outcome) = next_outcome(&mut s.reports).await;
+        assert_eq!((trigger.as_str(), outcome), ("docker.socket active", Outcome::Missing));
+        let _new = UnixListener::bind(run.join("docker.sock")).unwrap();
+        assert_eq!(next_outcome(&mut s.reports).await.1.label(), "changed");
+        assert_eq!(granted(&run.join("docker.sock")), Perm::RW);
+        assert_eq!(granted(&s.root.join("old/docker.sock")), Perm::NONE);
+    }
+}
