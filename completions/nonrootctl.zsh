@@ -121,7 +121,7 @@ _arguments "${_arguments_options[@]}" : \
 '*--verbose[Log more (-v\: changes, -vv\: debugging)]' \
 '-h[Print help]' \
 '--help[Print help]' \
-':name:_default' \
+'*::names:_default' \
 && ret=0
 ;;
 (release)
@@ -420,7 +420,7 @@ _nonrootctl__subcmd__help__subcmd__status_commands() {
 (( $+functions[_nonrootctl__subcmd__help__subcmd__subids_commands] )) ||
 _nonrootctl__subcmd__help__subcmd__subids_commands() {
     local commands; commands=(
-'allocate:Give NAME (a user name or numeric uid) a range in both files; prints NAME START COUNT' \
+'allocate:Give each NAME (a user name or numeric uid) a range in both files, all in one write (or none when one is refused); prints NAME START COUNT' \
 'release:Remove NAME'\''s lines (by name and by uid) from both files and quarantine the ranges' \
 'list:Every owner, start, count, file, line, and whether nonrootd manages it' \
 'check:Validate both files; exit 1 when anything is wrong' \
@@ -477,7 +477,7 @@ _nonrootctl__subcmd__status_commands() {
 (( $+functions[_nonrootctl__subcmd__subids_commands] )) ||
 _nonrootctl__subcmd__subids_commands() {
     local commands; commands=(
-'allocate:Give NAME (a user name or numeric uid) a range in both files; prints NAME START COUNT' \
+'allocate:Give each NAME (a user name or numeric uid) a range in both files, all in one write (or none when one is refused); prints NAME START COUNT' \
 'release:Remove NAME'\''s lines (by name and by uid) from both files and quarantine the ranges' \
 'list:Every owner, start, count, file, line, and whether nonrootd manages it' \
 'check:Validate both files; exit 1 when anything is wrong' \
@@ -498,7 +498,7 @@ _nonrootctl__subcmd__subids__subcmd__check_commands() {
 (( $+functions[_nonrootctl__subcmd__subids__subcmd__help_commands] )) ||
 _nonrootctl__subcmd__subids__subcmd__help_commands() {
     local commands; commands=(
-'allocate:Give NAME (a user name or numeric uid) a range in both files; prints NAME START COUNT' \
+'allocate:Give each NAME (a user name or numeric uid) a range in both files, all in one write (or none when one is refused); prints NAME START COUNT' \
 'release:Remove NAME'\''s lines (by name and by uid) from both files and quarantine the ranges' \
 'list:Every owner, start, count, file, line, and whether nonrootd manages it' \
 'check:Validate both files; exit 1 when anything is wrong' \

@@ -23,6 +23,28 @@ fn getsubids_reads_what_nonrootd_writes() {
 }
 
 #[test]
+fn a_batch_is_one_write_that_getsubids_reads() {
+    let etc = TempEtc::copy_of_host();
+    let before = etc.read("subuid");
+    assert_ok(&etc.shadow(
+        "useradd -K SUB_UID_COUNT=0 -K SUB_GID_COUNT=0 b1\n\
+         useradd -K SUB_UID_COUNT=0 -K SUB_GID_COUNT=0 b2",
+    ));
+    let tenants = ["b1".to_string(), "b2".to_string()];
+    let all = subids::allocate_many(&etc.settings(""), &tenants, Some(1000), false).unwrap();
+    assert_eq!(all.len(), 2);
+    let (b1, b2) = (all[0].subuid[0].start, all[1].subuid[0].start);
+    assert_eq!(b2, b1 + 1000, "the second tenant sees the first one's range as taken");
+    assert_eq!(
+        etc.read("subuid-"),
+        before,
+        "one replacement: the backup is the file before the batch"
+    );
+    assert_eq!(getsubids(&etc, "", "b1"), format!("0: b1 {b1} 1000\n"));
+    assert_eq!(getsubids(&etc, "-g", "b2"), format!("0: b2 {b2} 1000\n"));
+}
+
+#[test]
 fn ranges_added_by_usermod_are_taken() {
     let etc = TempEtc::copy_of_host();
     assert_ok(&etc.shadow(

@@ -324,16 +324,27 @@ impl SubidFile {
         problems
     }
 
-    /// The file with `owner:start:count` lines appended; every other byte kept, ending in a newline.
-    pub fn with_added(&self, owner: &str, ranges: &[Range]) -> Vec<u8> {
-        let mut out = self.bytes.clone();
-        if !out.is_empty() && !out.ends_with(b"\n") {
-            out.push(b'\n');
+    /// Appends `owner:start:count` lines, read as they will be after writing: every other byte
+    /// is kept, and the file ends in a newline.
+    pub fn append(&mut self, owner: &str, ranges: &[Range]) {
+        if ranges.is_empty() {
+            return;
+        }
+        if !self.bytes.is_empty() && !self.bytes.ends_with(b"\n") {
+            self.bytes.push(b'\n');
+            *self.line_starts.last_mut().expect("not empty") = self.bytes.len();
         }
         for r in ranges {
-            out.extend_from_slice(format!("{owner}:{}:{}\n", r.start, r.count).as_bytes());
+            self.bytes
+                .extend_from_slice(format!("{owner}:{}:{}\n", r.start, r.count).as_bytes());
+            self.line_starts.push(self.bytes.len());
+            self.entries.push(Entry {
+                owner: owner.to_string(),
+                range: *r,
+                other_reading: None,
+                line: self.line_starts.len() - 1,
+            });
         }
-        out
     }
 
     /// The file without the lines of `tenant`, and those lines; every other line kept as is.
@@ -1079,14 +1090,22 @@ mod tests {
     #[test]
     fn writer_keeps_every_other_byte() {
         let text = "# c\n#x:1:2\nacme:100000:65536  \n junk\n1001:200000:10\nb:0200000:5";
-        let f = file(text);
-        let added = f.with_added("new", &[Range::new(7, 8)]);
-        assert_eq!(String::from_utf8(added).unwrap(), format!("{text}\nnew:7:8\n"));
+        let mut f = file(text);
+        let mut added = f.clone();
+        added.append("new", &[Range::new(7, 8), Range::new(20, 1)]);
+        let expected = format!("{text}\nnew:7:8\nnew:20:1\n");
+        assert_eq!(String::from_utf8(added.bytes().to_vec()).unwrap(), expected);
+        // Read as a parse of the written bytes would read it.
+        assert_eq!(added, file(&expected));
         let t = Tenant::new(&Spelling::Name("acme".into()), Some("1001".into()));
         let (out, removed) = f.without(&t);
         assert_eq!(String::from_utf8(out).unwrap(), "# c\n#x:1:2\n junk\nb:0200000:5\n");
         assert_eq!(removed.iter().map(|e| e.line).collect::<Vec<_>>(), [3, 5]);
-        assert_eq!(file("").with_added("a", &[Range::new(1, 2)]), b"a:1:2\n");
+        let mut empty = file("");
+        empty.append("a", &[Range::new(1, 2)]);
+        assert_eq!((empty.bytes(), empty.entries.len()), (&b"a:1:2\n"[..], 1));
+        f.append("none", &[]);
+        assert_eq!(f, file(text));
     }
 
     #[test]

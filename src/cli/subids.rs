@@ -10,9 +10,11 @@ use crate::subids::{self, Settings};
 /// Subordinate uid/gid ranges in /etc/subuid and /etc/subgid.
 #[derive(Clone, Debug, PartialEq, Eq, clap::Subcommand)]
 pub enum SubidsCommand {
-    /// Give NAME (a user name or numeric uid) a range in both files; prints NAME START COUNT
+    /// Give each NAME (a user name or numeric uid) a range in both files, all in one write
+    /// (or none when one is refused); prints NAME START COUNT
     Allocate {
-        name: String,
+        #[arg(value_name = "NAME", required = true)]
+        names: Vec<String>,
         /// Ids wanted (default: the tenant's count in the config, else [subids] count)
         #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
         count: Option<u32>,
@@ -43,8 +45,13 @@ pub struct Output {
 pub fn execute(command: SubidsCommand, config: &Config, state_dir: &Path) -> Output {
     let settings = Settings::new(config, state_dir);
     let result = match command {
-        SubidsCommand::Allocate { name, count, grow } => {
-            subids::allocate(&settings, &name, count, grow).map(|a| (a.to_string(), true))
+        SubidsCommand::Allocate { names, count, grow } => {
+            let batch = names.len() > 1;
+            match subids::allocate_many(&settings, &names, count, grow) {
+                Ok(all) => Ok((all.iter().map(ToString::to_string).collect(), true)),
+                Err(e) if batch => return refused(format!("{e}\nnonrootctl: no tenant of the batch was allocated")),
+                Err(e) => Err(e),
+            }
         }
         SubidsCommand::Release { name } => subids::release(&settings, &name).map(|r| (r.to_string(), true)),
         SubidsCommand::List { json: false } => subids::list(&settings).map(|l| (l.to_string(), true)),
@@ -62,11 +69,15 @@ pub fn execute(command: SubidsCommand, config: &Config, state_dir: &Path) -> Out
             stderr: String::new(),
             success,
         },
-        Err(e) => Output {
-            stdout: String::new(),
-            stderr: format!("nonrootctl: {e}\n"),
-            success: false,
-        },
+        Err(e) => refused(e.to_string()),
+    }
+}
+
+fn refused(message: String) -> Output {
+    Output {
+        stdout: String::new(),
+        stderr: format!("nonrootctl: {message}\n"),
+        success: false,
     }
 }
 

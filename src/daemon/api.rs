@@ -147,7 +147,7 @@ impl Manager {
         require_root(conn, &header, "AllocateSubids").await?;
         let count = (count > 0).then_some(count);
         self.subids(SubidsCommand::Allocate {
-            name,
+            names: vec![name],
             count,
             grow: false,
         })

@@ -7,7 +7,7 @@
 //! when it writes its own backup).
 
 use std::fs::{self, File, Metadata, OpenOptions, Permissions};
-use std::io::{self, Read, Write};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt, fchown};
 use std::path::{Path, PathBuf};
 
@@ -125,15 +125,128 @@ pub(crate) fn read_state<T: DeserializeOwned + Default>(path: &Path) -> Result<T
 /// Writes a JSON state file atomically, creating its directory if needed. Only a `durable`
 /// write is fsynced: the others record facts that are merely informative.
 pub(crate) fn write_state<T: Serialize>(path: &Path, value: &T, durable: bool) -> Result<(), SubidsError> {
-    let dir = parent(path);
-    fs::create_dir_all(&dir).map_err(|e| SubidsError::io(&dir, "create", e))?;
     let mut bytes = serde_json::to_vec(value).expect("state serializes");
     bytes.push(b'\n');
+    write_state_bytes(path, &bytes, durable)
+}
+
+fn write_state_bytes(path: &Path, bytes: &[u8], durable: bool) -> Result<(), SubidsError> {
+    let dir = parent(path);
+    fs::create_dir_all(&dir).map_err(|e| SubidsError::io(&dir, "create", e))?;
     let tmp = suffixed(path, ".tmp");
-    write_new(&tmp, &bytes, None, durable)?;
+    write_new(&tmp, bytes, None, durable)?;
     if let Err(e) = fs::rename(&tmp, path) {
         let _ = fs::remove_file(&tmp);
         return Err(SubidsError::io(path, "replace", e));
     }
     if durable { sync_dir(path) } else { Ok(()) }
+}
+
+/// Reads a state file of JSON lines; a missing file is empty. A last line without its newline
+/// (an append cut short by a crash) is not read.
+pub(crate) fn read_lines<T: DeserializeOwned>(path: &Path) -> Result<Vec<T>, SubidsError> {
+    let bytes = match fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(SubidsError::io(path, "read", e)),
+    };
+    complete_lines(&bytes)
+        .split(|b| *b == b'\n')
+        .enumerate()
+        .filter(|(_, line)| !line.is_empty())
+        .map(|(index, line)| {
+            serde_json::from_slice(line).map_err(|e| SubidsError::State {
+                path: path.to_path_buf(),
+                message: format!("line {}: {e}", index + 1),
+            })
+        })
+        .collect()
+}
+
+/// Appends `values` as JSON lines with one `write`, first cutting off a last line that an
+/// earlier append left without its newline. Not fsynced (see [`write_state`]).
+pub(crate) fn append_lines<T: Serialize>(path: &Path, values: &[T]) -> Result<(), SubidsError> {
+    let dir = parent(path);
+    fs::create_dir_all(&dir).map_err(|e| SubidsError::io(&dir, "create", e))?;
+    let bytes = json_lines(values);
+    let append = || -> io::Result<()> {
+        let mut file = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(path)?;
+        let len = file.metadata()?.len();
+        if len > 0 {
+            let tail_start = len.saturating_sub(TAIL);
+            let mut tail = Vec::new();
+            file.seek(SeekFrom::Start(tail_start))?;
+            Read::by_ref(&mut file).take(TAIL).read_to_end(&mut tail)?;
+            if tail.last() != Some(&b'\n') {
+                let keep = tail.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+                file.set_len(tail_start + keep as u64)?;
+            }
+        }
+        file.write_all(&bytes)
+    };
+    append().map_err(|e| SubidsError::io(path, "append", e))
+}
+
+/// Replaces a state file of JSON lines atomically. Not fsynced (see [`write_state`]).
+pub(crate) fn write_lines<T: Serialize>(path: &Path, values: &[T]) -> Result<(), SubidsError> {
+    write_state_bytes(path, &json_lines(values), false)
+}
+
+fn json_lines<T: Serialize>(values: &[T]) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    for value in values {
+        serde_json::to_writer(&mut bytes, value).expect("state serializes");
+        bytes.push(b'\n');
+    }
+    bytes
+}
+
+/// How far back a line cut short by a crash is looked for: longer than any line written.
+const TAIL: u64 = 4096;
+
+/// The bytes up to and including the last newline.
+fn complete_lines(bytes: &[u8]) -> &[u8] {
+    bytes.iter().rposition(|b| *b == b'\n').map_or(&[], |i| &bytes[..=i])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_lines_survive_an_append_cut_short() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state/managed.jsonl");
+        assert!(read_lines::<u32>(&path).unwrap().is_empty());
+        append_lines(&path, &[1u32, 2]).unwrap();
+        append_lines(&path, &[3u32]).unwrap();
+        assert_eq!(read_lines::<u32>(&path).unwrap(), [1, 2, 3]);
+        // A crash in the middle of an append leaves a line without its newline.
+        fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap()
+            .write_all(b"4")
+            .unwrap();
+        assert_eq!(read_lines::<u32>(&path).unwrap(), [1, 2, 3]);
+        append_lines(&path, &[5u32]).unwrap();
+        assert_eq!(fs::read_to_string(&path).unwrap(), "1\n2\n3\n5\n");
+        write_lines(&path, &[7u32]).unwrap();
+        assert_eq!(read_lines::<u32>(&path).unwrap(), [7]);
+    }
+
+    #[test]
+    fn a_bad_json_line_is_an_error_naming_the_file_and_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("managed.jsonl");
+        fs::write(&path, "1\nx\n3\n").unwrap();
+        let err = read_lines::<u32>(&path).unwrap_err().to_string();
+        assert!(err.starts_with(&format!("{}: line 2: ", path.display())), "{err}");
+    }
 }

@@ -2,8 +2,9 @@
 //! shadow-utils' own locks (held for milliseconds) with atomic replacement.
 //!
 //! The rules (lenient reading, first fit with one start for both files, strict writing) are
-//! in [`nonrootd_core::subids`]. State under the state directory: `subids.json` (the ranges
-//! nonrootd allocated) and `subids-quarantine.json` (released ranges held back).
+//! in [`nonrootd_core::subids`]. State under the state directory: `subids-managed.jsonl` (the
+//! ranges nonrootd allocated, one JSON line each) and `subids-quarantine.json` (released
+//! ranges held back).
 
 mod files;
 mod lock;
@@ -20,8 +21,7 @@ use nonrootd_core::duty::Duty;
 use nonrootd_core::ids::{IdRef, IdResolver};
 use nonrootd_core::report::{Outcome, Report};
 use nonrootd_core::subids::{
-    self as rules, AllocError, Kind, Limits, Problem, Quarantined, Range, Request, Spelling, SubidFile, Tenant,
-    login_defs_number,
+    self as rules, AllocError, Kind, Limits, Problem, Quarantined, Range, Request, Spelling, Tenant, login_defs_number,
 };
 use serde::{Deserialize, Serialize};
 
@@ -91,7 +91,7 @@ impl Settings {
     }
 
     fn managed_path(&self) -> PathBuf {
-        self.state_dir.join("subids.json")
+        self.state_dir.join("subids-managed.jsonl")
     }
 
     fn quarantine_path(&self) -> PathBuf {
@@ -220,7 +220,7 @@ impl fmt::Display for SubidsError {
             SubidsError::Io { path, action, error } => write!(f, "{}: cannot {action}: {error}", path.display()),
             SubidsError::State { path, message } => write!(
                 f,
-                "{}: {message}: nonrootd's state is unreadable; fix it, or remove it to forget quarantines",
+                "{}: {message}: nonrootd's state is unreadable; fix it, or remove it to forget what it records (quarantines, or which ranges nonrootd allocated)",
                 path.display()
             ),
         }
@@ -229,13 +229,10 @@ impl fmt::Display for SubidsError {
 
 impl std::error::Error for SubidsError {}
 
-/// Ranges nonrootd allocated, for `list`.
-#[derive(Debug, Default, Serialize, Deserialize)]
-struct ManagedState {
-    ranges: Vec<ManagedRange>,
-}
-
+/// A range nonrootd allocated, for `list`: one JSON line each in `subids-managed.jsonl`,
+/// appended per allocation so that an allocation costs the same at any number of tenants.
 #[derive(Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct ManagedRange {
     owner: String,
     kind: Kind,
@@ -405,28 +402,54 @@ fn now() -> u64 {
 /// `[[tenant]]` count, else `[subids] count`); idempotent. With `grow`, a tenant owning
 /// fewer gets a second range for the difference.
 pub fn allocate(settings: &Settings, tenant: &str, count: Option<u32>, grow: bool) -> Result<Allocation, SubidsError> {
-    let tenant = identify(tenant)?;
-    let count = count
-        .or_else(|| {
-            settings
-                .tenant_counts
-                .iter()
-                .find(|(t, _)| tenant.owns(t))
-                .map(|(_, c)| *c)
-        })
-        .unwrap_or(settings.count);
-    allocate_tenant(settings, &tenant, count, grow)
+    let mut allocations = allocate_many(settings, &[tenant.to_string()], count, grow)?;
+    Ok(allocations.pop().expect("one allocation per tenant"))
 }
 
-fn allocate_tenant(settings: &Settings, tenant: &Tenant, count: u32, grow: bool) -> Result<Allocation, SubidsError> {
-    if count == 0 {
-        return Err(SubidsError::ZeroCount {
-            tenant: tenant.owner().to_string(),
-        });
+/// [`allocate`] for several tenants in one transaction: one lock, one read and at most one
+/// replacement of each file. All or nothing: when one tenant is refused, nothing is written
+/// and the first refusal is the error.
+pub fn allocate_many(
+    settings: &Settings,
+    tenants: &[String],
+    count: Option<u32>,
+    grow: bool,
+) -> Result<Vec<Allocation>, SubidsError> {
+    let wanted = tenants.iter().map(|text| {
+        let tenant = identify(text)?;
+        let count = count
+            .or_else(|| {
+                settings
+                    .tenant_counts
+                    .iter()
+                    .find(|(t, _)| tenant.owns(t))
+                    .map(|(_, c)| *c)
+            })
+            .unwrap_or(settings.count);
+        Ok((tenant, count))
+    });
+    let wanted = wanted.collect::<Result<Vec<_>, _>>()?;
+    allocate_tenants(settings, wanted.into_iter().map(Ok).collect(), grow, AllOrNothing(true))?
+        .into_iter()
+        .collect()
+}
+
+/// Whether one refused tenant keeps the others of a batch from being written.
+struct AllOrNothing(bool);
+
+/// Plans each tenant in order against the files as the earlier ones left them, then writes.
+fn allocate_tenants(
+    settings: &Settings,
+    wanted: Vec<Result<(Tenant, u32), SubidsError>>,
+    grow: bool,
+    all_or_nothing: AllOrNothing,
+) -> Result<Vec<Result<Allocation, SubidsError>>, SubidsError> {
+    if wanted.iter().all(Result::is_err) {
+        return Ok(wanted.into_iter().filter_map(Result::err).map(Err).collect());
     }
     let _locks = settings.lock()?;
-    let (subuid, subuid_meta) = files::read(&settings.subuid_file)?;
-    let (subgid, subgid_meta) = files::read(&settings.subgid_file)?;
+    let (mut subuid, subuid_meta) = files::read(&settings.subuid_file)?;
+    let (mut subgid, subgid_meta) = files::read(&settings.subgid_file)?;
     let quarantine: QuarantineState = files::read_state(&settings.quarantine_path())?;
     let now = now();
     let held: Vec<Range> = quarantine
@@ -435,65 +458,63 @@ fn allocate_tenant(settings: &Settings, tenant: &Tenant, count: u32, grow: bool)
         .filter(|q| q.active(now, settings.quarantine_days))
         .map(Quarantined::range)
         .collect();
-    let request = Request {
-        subuid: &subuid,
-        subgid: &subgid,
-        quarantined: &held,
-        limits: settings.limits,
-        tenant,
-        count,
-        grow,
-    };
-    let plan = rules::plan(&request).map_err(|e| SubidsError::from_alloc(tenant, settings, e))?;
-    if plan.changes() {
-        // The record first: a crash then leaves a record without lines, which `list` ignores.
-        // Not fsynced: losing it loses only the "managed" mark.
-        let mut managed: ManagedState = files::read_state(&settings.managed_path())?;
-        for (kind, ranges) in [(Kind::Subuid, &plan.add_subuid), (Kind::Subgid, &plan.add_subgid)] {
-            managed.ranges.extend(ranges.iter().map(|r| ManagedRange {
-                owner: tenant.owner().to_string(),
-                kind,
-                start: r.start,
-                count: r.count,
-            }));
-        }
-        files::write_state(&settings.managed_path(), &managed, false)?;
-        write_added(
-            &settings.subuid_file,
-            &subuid,
-            subuid_meta.as_ref(),
-            tenant,
-            &plan.add_subuid,
-        )?;
-        write_added(
-            &settings.subgid_file,
-            &subgid,
-            subgid_meta.as_ref(),
-            tenant,
-            &plan.add_subgid,
-        )?;
-        settings.sync_dirs()?;
+    let mut added = Vec::new();
+    let mut results = Vec::with_capacity(wanted.len());
+    for want in wanted {
+        results.push(want.and_then(|(tenant, count)| {
+            if count == 0 {
+                return Err(SubidsError::ZeroCount {
+                    tenant: tenant.owner().to_string(),
+                });
+            }
+            let request = Request {
+                subuid: &subuid,
+                subgid: &subgid,
+                quarantined: &held,
+                limits: settings.limits,
+                tenant: &tenant,
+                count,
+                grow,
+            };
+            let plan = rules::plan(&request).map_err(|e| SubidsError::from_alloc(&tenant, settings, e))?;
+            // The next tenant of the batch sees these as taken.
+            subuid.append(tenant.owner(), &plan.add_subuid);
+            subgid.append(tenant.owner(), &plan.add_subgid);
+            for (kind, ranges) in [(Kind::Subuid, &plan.add_subuid), (Kind::Subgid, &plan.add_subgid)] {
+                added.extend(ranges.iter().map(|r| ManagedRange {
+                    owner: tenant.owner().to_string(),
+                    kind,
+                    start: r.start,
+                    count: r.count,
+                }));
+            }
+            Ok(Allocation {
+                tenant: tenant.owner().to_string(),
+                subuid: plan.subuid,
+                subgid: plan.subgid,
+                added_subuid: plan.add_subuid,
+                added_subgid: plan.add_subgid,
+            })
+        }));
     }
-    Ok(Allocation {
-        tenant: tenant.owner().to_string(),
-        subuid: plan.subuid,
-        subgid: plan.subgid,
-        added_subuid: plan.add_subuid,
-        added_subgid: plan.add_subgid,
-    })
-}
-
-fn write_added(
-    path: &Path,
-    file: &SubidFile,
-    meta: Option<&std::fs::Metadata>,
-    tenant: &Tenant,
-    added: &[Range],
-) -> Result<(), SubidsError> {
-    if added.is_empty() {
-        return Ok(());
+    if added.is_empty() || (all_or_nothing.0 && results.iter().any(Result::is_err)) {
+        return Ok(results);
     }
-    files::replace(path, &file.with_added(tenant.owner(), added), meta)
+    // The record first: a crash then leaves a record without lines, which `list` ignores.
+    // Not fsynced: losing it loses only the "managed" mark.
+    let (uid_added, gid_added) = (
+        added.iter().any(|m| m.kind == Kind::Subuid),
+        added.iter().any(|m| m.kind == Kind::Subgid),
+    );
+    files::append_lines(&settings.managed_path(), &added)?;
+    if uid_added {
+        files::replace(&settings.subuid_file, subuid.bytes(), subuid_meta.as_ref())?;
+    }
+    if gid_added {
+        files::replace(&settings.subgid_file, subgid.bytes(), subgid_meta.as_ref())?;
+    }
+    settings.sync_dirs()?;
+    Ok(results)
 }
 
 /// Removes every line of `tenant` (by name and by uid) from both files and quarantines the
@@ -545,20 +566,19 @@ pub fn release(settings: &Settings, tenant: &str) -> Result<Released, SubidsErro
         files::replace(path, bytes, meta.as_ref())?;
     }
     settings.sync_dirs()?;
-    let mut managed: ManagedState = files::read_state(&settings.managed_path())?;
-    let before = managed.ranges.len();
-    managed.ranges.retain(|m| !tenant.owns(&m.owner));
-    if managed.ranges.len() != before {
-        files::write_state(&settings.managed_path(), &managed, false)?;
+    let mut managed: Vec<ManagedRange> = files::read_lines(&settings.managed_path())?;
+    let before = managed.len();
+    managed.retain(|m| !tenant.owns(&m.owner));
+    if managed.len() != before {
+        files::write_lines(&settings.managed_path(), &managed)?;
     }
     Ok(released)
 }
 
 /// Every range in both files, with its file and line and whether nonrootd allocated it.
 pub fn list(settings: &Settings) -> Result<Listing, SubidsError> {
-    let managed: ManagedState = files::read_state(&settings.managed_path())?;
+    let managed: Vec<ManagedRange> = files::read_lines(&settings.managed_path())?;
     let ours: HashSet<(Kind, &str, u64, u64)> = managed
-        .ranges
         .iter()
         .map(|m| (m.kind, m.owner.as_str(), m.start, m.count))
         .collect();
@@ -604,28 +624,42 @@ pub fn tenant_ranges(config: &Config, tenant: &IdRef, uid: u32) -> Result<[(Path
     Ok([ranges(&config.subids.subuid_file)?, ranges(&config.subids.subgid_file)?])
 }
 
-/// Makes every `[[tenant]]` own a range in both files (never releases). One report entry per
-/// tenant and file.
+/// Makes every `[[tenant]]` own a range in both files (never releases), all in one
+/// transaction. One report entry per tenant and file.
 pub fn ensure_tenants(config: &Config, ids: &dyn IdResolver, state_dir: &Path) -> Report {
     let settings = Settings::new(config, state_dir);
-    let mut report = Report::default();
+    let paths = [&settings.subuid_file, &settings.subgid_file];
+    let mut desired = Vec::new();
+    let mut wanted = Vec::new();
     for t in &config.tenants {
         let count = t.count.unwrap_or(settings.count);
-        let spelling = spelling_of(&t.name.value);
-        let desired = format!("{spelling}: {count} ids");
-        let paths = [&settings.subuid_file, &settings.subgid_file];
-        let tenant = match (&t.name.value, t.name.value.resolve_user(ids)) {
-            (_, Err(reason)) => {
-                for path in paths {
-                    let reason = format!("{reason} ({})", t.name.origin);
-                    report.push(Duty::Subids, path, &desired, Outcome::Refused { reason });
-                }
-                continue;
+        desired.push(format!("{}: {count} ids", spelling_of(&t.name.value)));
+        wanted.push(match (&t.name.value, t.name.value.resolve_user(ids)) {
+            (_, Err(reason)) => Err(SubidsError::InvalidTenant {
+                tenant: spelling_of(&t.name.value),
+                reason: format!("{reason} ({})", t.name.origin),
+            }),
+            (IdRef::Name(name), Ok(uid)) => {
+                Ok((Tenant::new(&Spelling::Name(name.clone()), Some(uid.to_string())), count))
             }
-            (IdRef::Name(name), Ok(uid)) => Tenant::new(&Spelling::Name(name.clone()), Some(uid.to_string())),
-            (IdRef::Id(_), Ok(uid)) => Tenant::new(&Spelling::Uid(uid.0), name_of_uid(uid.0)),
-        };
-        match allocate_tenant(&settings, &tenant, count, false) {
+            (IdRef::Id(_), Ok(uid)) => Ok((Tenant::new(&Spelling::Uid(uid.0), name_of_uid(uid.0)), count)),
+        });
+    }
+    let mut report = Report::default();
+    let results = match allocate_tenants(&settings, wanted, false, AllOrNothing(false)) {
+        Ok(results) => results,
+        Err(e) => {
+            for desired in &desired {
+                for path in paths {
+                    let error = e.to_string();
+                    report.push(Duty::Subids, path, desired, Outcome::Failed { error });
+                }
+            }
+            return report;
+        }
+    };
+    for (desired, result) in desired.iter().zip(results) {
+        match result {
             Ok(a) => {
                 for (path, added) in paths.into_iter().zip([&a.added_subuid, &a.added_subgid]) {
                     let outcome = if added.is_empty() {
@@ -639,7 +673,13 @@ pub fn ensure_tenants(config: &Config, ids: &dyn IdResolver, state_dir: &Path) -
                             change: format!("added {}", lines.join(", ")),
                         }
                     };
-                    report.push(Duty::Subids, path, &desired, outcome);
+                    report.push(Duty::Subids, path, desired, outcome);
+                }
+            }
+            Err(SubidsError::InvalidTenant { reason, .. }) => {
+                for path in paths {
+                    let reason = reason.clone();
+                    report.push(Duty::Subids, path, desired, Outcome::Refused { reason });
                 }
             }
             Err(e) => {
@@ -649,7 +689,7 @@ pub fn ensure_tenants(config: &Config, ids: &dyn IdResolver, state_dir: &Path) -
                     } else {
                         Outcome::Failed { error: e.to_string() }
                     };
-                    report.push(Duty::Subids, path, &desired, outcome);
+                    report.push(Duty::Subids, path, desired, outcome);
                 }
             }
         }
