@@ -274,13 +274,13 @@ impl<H: Host> Engine<'_, H> {
         let Some(new) = plan.write else {
             return (Outcome::Correct, Some(plan.granted));
         };
-        let change = describe_change(&observed, &new);
         let allowed = match writes {
             Writes::None => false,
             Writes::All => true,
             Writes::OnlyAdding => adds_only,
         };
         if !allowed {
+            let change = describe_change(&observed, &new);
             return (Outcome::WouldChange { change }, None);
         }
         if let Err(e) = self.host.write_acl(file, &new) {
@@ -291,6 +291,8 @@ impl<H: Host> Engine<'_, H> {
                 None,
             );
         }
+        // Described after the write: nothing but the write is on a new socket's critical path.
+        let change = describe_change(&observed, &new);
         let outcome = match self.host.read_acl(file) {
             Err(e) => Outcome::Failed {
                 error: format!("read ACL back: {e}"),

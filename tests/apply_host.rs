@@ -331,3 +331,50 @@ fn revoke_removes_every_recorded_grant_and_nothing_else() {
         "{\n  \"sockets\": {}\n}"
     );
 }
+
+/// nonrootd reads and writes `system.posix_acl_access` itself (no libacl on the socket's
+/// critical path); libacl, through the posix-acl crate, and getfacl are the oracles.
+#[test]
+fn the_acl_codec_agrees_with_libacl_on_ext4_and_tmpfs() {
+    use nonrootd::host::Host;
+    use nonrootd_core::acl::{Perm, Qualifier};
+    use nonrootd_core::ids::{Gid, Uid};
+    use posix_acl::{PosixACL, Qualifier as Lib};
+    for scratch in [Scratch::disk(), Scratch::tmpfs()] {
+        let path = scratch.path().join("f");
+        std::fs::write(&path, "").unwrap();
+        chmod(&path, 0o640);
+        let (fd, _) = nonrootd::host::walk::open_beneath_root(&path).map_err(|_| ()).unwrap();
+        let host = RealHost::default();
+        let plain = host.read_acl(&fd).unwrap();
+        assert_eq!(plain.to_string(), "user::rw-,group::r--,other::---");
+
+        run(
+            "setfacl",
+            &["-m", "u:4321:rw,u:1000:r,g:7:r,m::rw", path.to_str().unwrap()],
+        );
+        let ours = host.read_acl(&fd).unwrap();
+        let lib = PosixACL::read_acl(&path).unwrap();
+        assert_eq!(
+            ours.named[&Qualifier::User(Uid(4321))].bits(),
+            lib.get(Lib::User(4321)).unwrap()
+        );
+        assert_eq!(
+            ours.named[&Qualifier::Group(Gid(7))].bits(),
+            lib.get(Lib::Group(7)).unwrap()
+        );
+        assert_eq!(ours.mask.map(Perm::bits), lib.get(Lib::Mask));
+        assert_eq!(ours.named.len(), 3);
+
+        let mut more = ours.clone();
+        more.named.insert(Qualifier::Group(Gid(8)), Perm::RWX);
+        more.mask = Some(Perm::RWX);
+        host.write_acl(&fd, &more).unwrap();
+        let lib = PosixACL::read_acl(&path).unwrap();
+        assert_eq!(lib.get(Lib::Group(8)), Some(7));
+        assert_eq!(lib.get(Lib::User(1000)), Some(4));
+        assert_eq!(host.read_acl(&fd).unwrap(), more);
+        let text = getfacl(&path);
+        assert!(text.contains("group:8:rwx") && text.contains("mask::rwx"), "{text}");
+    }
+}

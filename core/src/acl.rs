@@ -143,7 +143,85 @@ impl Acl {
     pub fn effective_group_obj(&self) -> Perm {
         self.mask.map_or(self.group_obj, |m| self.group_obj.intersect(m))
     }
+
+    /// The value of the `system.posix_acl_access` extended attribute (the kernel's format,
+    /// `linux/posix_acl_xattr.h`): version 2, then one little-endian (tag, perm, id) entry of
+    /// 8 bytes each, in the order the kernel requires (tag, then id).
+    pub fn to_xattr(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(4 + 8 * (4 + self.named.len()));
+        out.extend_from_slice(&XATTR_VERSION.to_le_bytes());
+        let mut entry = |tag: u16, perm: Perm, id: u32| {
+            out.extend_from_slice(&tag.to_le_bytes());
+            out.extend_from_slice(&(perm.bits() as u16).to_le_bytes());
+            out.extend_from_slice(&id.to_le_bytes());
+        };
+        entry(TAG_USER_OBJ, self.user_obj, UNDEFINED_ID);
+        for (who, perm) in &self.named {
+            if let Qualifier::User(uid) = who {
+                entry(TAG_USER, *perm, uid.0);
+            }
+        }
+        entry(TAG_GROUP_OBJ, self.group_obj, UNDEFINED_ID);
+        for (who, perm) in &self.named {
+            if let Qualifier::Group(gid) = who {
+                entry(TAG_GROUP, *perm, gid.0);
+            }
+        }
+        if let Some(mask) = self.mask {
+            entry(TAG_MASK, mask, UNDEFINED_ID);
+        }
+        entry(TAG_OTHER, self.other, UNDEFINED_ID);
+        out
+    }
+
+    /// Reads a `system.posix_acl_access` value; says what is wrong with a malformed one.
+    pub fn from_xattr(bytes: &[u8]) -> Result<Acl, String> {
+        let (version, entries) = bytes.split_at_checked(4).ok_or("shorter than its header")?;
+        let version = u32::from_le_bytes(version.try_into().expect("4 bytes"));
+        if version != XATTR_VERSION {
+            return Err(format!("version {version}, not {XATTR_VERSION}"));
+        }
+        if entries.len() % 8 != 0 {
+            return Err(format!("{} bytes of entries, not a multiple of 8", entries.len()));
+        }
+        let (mut user_obj, mut group_obj, mut other) = (None, None, None);
+        let mut acl = Acl::from_mode(0);
+        for raw in entries.chunks_exact(8) {
+            let tag = u16::from_le_bytes([raw[0], raw[1]]);
+            let perm = Perm::from_bits(u32::from(u16::from_le_bytes([raw[2], raw[3]])));
+            let id = u32::from_le_bytes([raw[4], raw[5], raw[6], raw[7]]);
+            match tag {
+                TAG_USER_OBJ => user_obj = Some(perm),
+                TAG_GROUP_OBJ => group_obj = Some(perm),
+                TAG_OTHER => other = Some(perm),
+                TAG_MASK => acl.mask = Some(perm),
+                TAG_USER => {
+                    acl.named.insert(Qualifier::User(Uid(id)), perm);
+                }
+                TAG_GROUP => {
+                    acl.named.insert(Qualifier::Group(Gid(id)), perm);
+                }
+                _ => return Err(format!("entry of unknown type {tag:#x}")),
+            }
+        }
+        match (user_obj, group_obj, other) {
+            (Some(u), Some(g), Some(o)) => {
+                (acl.user_obj, acl.group_obj, acl.other) = (u, g, o);
+                Ok(acl)
+            }
+            _ => Err("an owner, owning group or other entry is missing".into()),
+        }
+    }
 }
+
+const XATTR_VERSION: u32 = 2;
+const TAG_USER_OBJ: u16 = 0x01;
+const TAG_USER: u16 = 0x02;
+const TAG_GROUP_OBJ: u16 = 0x04;
+const TAG_GROUP: u16 = 0x08;
+const TAG_MASK: u16 = 0x10;
+const TAG_OTHER: u16 = 0x20;
+const UNDEFINED_ID: u32 = u32::MAX;
 
 impl fmt::Display for Acl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -291,6 +369,48 @@ mod tests {
     }
     fn grants(entries: &[(Qualifier, Perm)]) -> Grants {
         entries.iter().copied().collect()
+    }
+
+    #[test]
+    fn xattr_values_round_trip_in_the_kernels_order() {
+        let mut acl = Acl::from_mode(0o640);
+        acl.mask = Some(Perm::RW);
+        acl.named.insert(group(7), Perm::R);
+        acl.named.insert(user(4321), Perm::RW);
+        acl.named.insert(user(1000), Perm::R);
+        let bytes = acl.to_xattr();
+        // What `setfacl -m u:1000:r,u:4321:rw,g:7:r,m::rw` stores (getfattr -e hex).
+        let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(
+            hex,
+            "02000000\
+             01000600ffffffff\
+             02000400e8030000\
+             02000600e1100000\
+             04000400ffffffff\
+             0800040007000000\
+             10000600ffffffff\
+             20000000ffffffff"
+        );
+        assert_eq!(Acl::from_xattr(&bytes), Ok(acl));
+    }
+
+    #[test]
+    fn malformed_xattr_values_are_refused() {
+        let good = Acl::from_mode(0o600).to_xattr();
+        assert!(Acl::from_xattr(&good[..3]).is_err());
+        assert!(Acl::from_xattr(&good[..good.len() - 1]).is_err());
+        assert!(
+            Acl::from_xattr(&good[..good.len() - 8])
+                .unwrap_err()
+                .contains("missing")
+        );
+        let mut version = good.clone();
+        version[0] = 1;
+        assert!(Acl::from_xattr(&version).unwrap_err().contains("version 1"));
+        let mut tag = good;
+        tag[4] = 0x40;
+        assert!(Acl::from_xattr(&tag).unwrap_err().contains("unknown type 0x40"));
     }
 
     #[test]

@@ -10,7 +10,7 @@ use nonrootd_core::mode::Mode;
 use nonrootd_core::plan::{Refusal, Stat};
 
 mod real;
-pub(crate) mod walk;
+pub mod walk;
 
 #[cfg(test)]
 pub mod fake;

@@ -1,6 +1,7 @@
 //! The real host: changes made through `O_PATH` descriptors from the safe walk.
 
 use std::collections::HashMap;
+use std::ffi::{CStr, CString};
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
@@ -9,11 +10,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use nix::fcntl::AtFlags;
 use nix::sys::stat::{FchmodatFlags, Mode as NixMode, fchmodat};
 use nix::unistd::fchownat;
-use nonrootd_core::acl::{Acl, Perm, Qualifier};
-use nonrootd_core::ids::{Gid, Uid};
+use nonrootd_core::acl::Acl;
+use nonrootd_core::ids::Gid;
 use nonrootd_core::mode::Mode;
 use nonrootd_core::plan::Stat;
-use posix_acl::{PosixACL, Qualifier as AclQualifier};
 
 use super::walk::{open_beneath, open_beneath_root, stat_fd};
 use super::{Host, OpenError, Opened};
@@ -35,12 +35,32 @@ fn proc_fd_path(fd: &OwnedFd) -> PathBuf {
     PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()))
 }
 
-fn acl_error(e: posix_acl::ACLError) -> io::Error {
-    match e.as_io_error() {
-        Some(err) => io::Error::new(err.kind(), e.to_string()),
-        None => io::Error::other(e.to_string()),
-    }
+fn proc_fd_cpath(fd: &OwnedFd) -> CString {
+    CString::new(format!("/proc/self/fd/{}", fd.as_raw_fd())).expect("no NUL in a number")
 }
+
+fn parse_acl(value: &[u8]) -> io::Result<Acl> {
+    Acl::from_xattr(value).map_err(|why| io::Error::new(io::ErrorKind::InvalidData, format!("ACL: {why}")))
+}
+
+/// Reads an ACL too large for the buffer on the stack.
+fn read_large_acl(path: &CStr) -> io::Result<Acl> {
+    // SAFETY: NUL-terminated path and name; size 0 only asks for the length.
+    let len = unsafe { libc::getxattr(path.as_ptr(), ACL_XATTR.as_ptr(), std::ptr::null_mut(), 0) };
+    if len < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut buf = vec![0u8; len as usize];
+    // SAFETY: as above, with a buffer of `buf.len()` bytes.
+    let len = unsafe { libc::getxattr(path.as_ptr(), ACL_XATTR.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    if len < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    parse_acl(&buf[..len as usize])
+}
+
+/// Where the kernel keeps a file's access ACL (see `Acl::to_xattr`).
+const ACL_XATTR: &CStr = c"system.posix_acl_access";
 
 /// The real host, opening a path whose parent directory is in `dirs` (descriptors from
 /// [`super::walk::open_directory_beneath_root`], kept only while they pass
@@ -136,47 +156,31 @@ impl Host for RealHost {
     }
 
     fn read_acl(&self, file: &OwnedFd) -> io::Result<Acl> {
-        let raw = PosixACL::read_acl(proc_fd_path(file)).map_err(acl_error)?;
-        let mut acl = Acl::from_mode(0);
-        for entry in raw.entries() {
-            let perm = Perm::from_bits(entry.perm);
-            match entry.qual {
-                AclQualifier::UserObj => acl.user_obj = perm,
-                AclQualifier::GroupObj => acl.group_obj = perm,
-                AclQualifier::Other => acl.other = perm,
-                AclQualifier::Mask => acl.mask = Some(perm),
-                AclQualifier::User(uid) => {
-                    acl.named.insert(Qualifier::User(Uid(uid)), perm);
-                }
-                AclQualifier::Group(gid) => {
-                    acl.named.insert(Qualifier::Group(Gid(gid)), perm);
-                }
-                AclQualifier::Undefined => {
-                    return Err(io::Error::new(
-                        io::ErrorKind::InvalidData,
-                        "ACL has an entry of unknown type",
-                    ));
-                }
-            }
+        let path = proc_fd_cpath(file);
+        let mut buf = [0u8; 4 + 8 * 64];
+        // SAFETY: NUL-terminated path and name; the kernel writes at most `buf.len()` bytes.
+        let len = unsafe { libc::getxattr(path.as_ptr(), ACL_XATTR.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+        if len < 0 {
+            let e = io::Error::last_os_error();
+            return match e.raw_os_error() {
+                // No ACL beyond the mode bits.
+                Some(libc::ENODATA) => Ok(Acl::from_mode(stat_fd(file)?.mode.bits())),
+                Some(libc::ERANGE) => read_large_acl(&path),
+                _ => Err(e),
+            };
         }
-        Ok(acl)
+        parse_acl(&buf[..len as usize])
     }
 
     fn write_acl(&self, file: &OwnedFd, acl: &Acl) -> io::Result<()> {
-        let mut raw = PosixACL::empty();
-        raw.set(AclQualifier::UserObj, acl.user_obj.bits());
-        raw.set(AclQualifier::GroupObj, acl.group_obj.bits());
-        raw.set(AclQualifier::Other, acl.other.bits());
-        if let Some(mask) = acl.mask {
-            raw.set(AclQualifier::Mask, mask.bits());
+        let path = proc_fd_cpath(file);
+        let value = acl.to_xattr();
+        // SAFETY: NUL-terminated path and name; the kernel reads `value.len()` bytes.
+        let ret = unsafe { libc::setxattr(path.as_ptr(), ACL_XATTR.as_ptr(), value.as_ptr().cast(), value.len(), 0) };
+        if ret == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
         }
-        for (who, perm) in &acl.named {
-            let qual = match who {
-                Qualifier::User(uid) => AclQualifier::User(uid.0),
-                Qualifier::Group(gid) => AclQualifier::Group(gid.0),
-            };
-            raw.set(qual, perm.bits());
-        }
-        raw.write_acl(proc_fd_path(file)).map_err(acl_error)
     }
 }
