@@ -189,13 +189,22 @@ impl Watcher {
                 let (interface, changed, _): (String, HashMap<String, OwnedVariant>, Vec<String>) =
                     msg.body().deserialize().ok()?;
                 let state: String = changed.get("ActiveState")?.try_clone().ok()?.try_into().ok()?;
-                let active = interface == UNIT_INTERFACE && state == "active";
-                self.states.insert(unit.clone(), state);
-                active.then(|| format!("{unit} became active"))
+                let previous = self.states.insert(unit.clone(), state);
+                let state = &self.states[&unit];
+                (interface == UNIT_INTERFACE && became_active(previous.as_deref(), state))
+                    .then(|| format!("{unit} became active"))
             }
             _ => None,
         }
     }
+}
+
+/// Whether a unit's ActiveState of `state` is a start. systemd sends ActiveState with every
+/// change of a Unit property, so an active unit reports "active" again and again (docker.socket
+/// does each time docker.service starts or stops, just before a restart re-creates the socket):
+/// only a change to "active" counts, or the first state seen.
+fn became_active(previous: Option<&str>, state: &str) -> bool {
+    state == "active" && previous != Some("active")
 }
 
 fn object_path(unit: &str) -> OwnedObjectPath {
@@ -205,6 +214,16 @@ fn object_path(unit: &str) -> OwnedObjectPath {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_change_to_active_is_a_start() {
+        assert!(became_active(None, "active"));
+        assert!(became_active(Some("activating"), "active"));
+        assert!(became_active(Some("inactive"), "active"));
+        assert!(!became_active(Some("active"), "active"));
+        assert!(!became_active(Some("active"), "deactivating"));
+        assert!(!became_active(None, "inactive"));
+    }
 
     #[test]
     fn unit_paths_are_escaped_like_systemd() {
