@@ -491,7 +491,7 @@ fn probe(args: &[String]) -> Result<Value, String> {
                 } else {
                     let us = (t1.saturating_sub(t0)) as f64 / 1000.0;
                     windows_us.push(us);
-                    raw.push_str(&format!("{round}\t{us:.1}\n"));
+                    raw.push_str(&format!("{round}\t{us:.1}\t{t0}\n"));
                 }
             }
         }
@@ -728,7 +728,7 @@ fn apply_profile(args: &[String]) -> Result<Value, String> {
             xattr.extend_from_slice(&id.to_ne_bytes());
         }
         let names = [
-            "whole apply_with_state (daemon path)",
+            "whole apply_with_state (CLI and hook path)",
             "  state dir: mkdir -p",
             "  apply lock: open + flock",
             "  grant record: read + parse grants.json",
