@@ -1,10 +1,11 @@
 //! The engine: for each duty, observe the host, plan with `nonrootd_core`, execute through a
 //! [`Host`], verify, and report per path. A refused or failed path never stops the others.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use nonrootd_core::acl::{Grants, Qualifier, describe_change, plan_grants, shortfalls};
+use nonrootd_core::acl::{Grants, Qualifier, added_bits, describe_change, plan_grants, shortfalls};
 use nonrootd_core::config::{Config, DmiAccess, DockerConfig, SocketConfig};
 use nonrootd_core::duty::{Duty, DutySet};
 use nonrootd_core::ids::{Gid, IdResolver};
@@ -101,9 +102,9 @@ impl<H: Host> Engine<'_, H> {
     /// For a socket re-created a moment ago: grants `socket`'s users and groups at once when
     /// `previous` (the record as last read) already holds exactly them and the write only adds
     /// (see [`only_adds_to`](nonrootd_core::acl::AclPlan::only_adds_to)). Returns the report
-    /// entry and the record for the path when the ACL was written; `None` leaves everything
-    /// to the apply under the lock.
-    fn grant_early(&self, socket: &SocketConfig, previous: &Grants) -> Option<(Report, Grants)> {
+    /// entry, the record for the path and the bits the write added, when the ACL was written;
+    /// `None` leaves everything to the apply under the lock.
+    fn grant_early(&self, socket: &SocketConfig, previous: &Grants) -> Option<(Report, Grants, Grants)> {
         let mut report = Report::default();
         let desired = self.desired_grants(socket, &mut report);
         // Only grants the record already has: the write then needs no change of the record,
@@ -111,11 +112,10 @@ impl<H: Host> Engine<'_, H> {
         if !report.entries.is_empty() || *previous != desired {
             return None;
         }
-        let (outcome, granted) = self.apply_grants(&socket.path, &desired, previous, Writes::OnlyAdding);
-        let written = matches!(outcome, Outcome::Changed { .. } | Outcome::Failed { .. });
-        let granted = granted.filter(|_| written)?;
-        report.push(Duty::Sockets, &socket.path, describe_grants(&desired), outcome);
-        Some((report, granted))
+        let applied = self.apply_grants(&socket.path, &desired, previous, Writes::OnlyAdding);
+        let granted = applied.granted.filter(|_| applied.added.is_some())?;
+        report.push(Duty::Sockets, &socket.path, describe_grants(&desired), applied.outcome);
+        Some((report, granted, applied.added?))
     }
 
     fn apply_docker(&self, docker: &DockerConfig, dry_run: bool, report: &mut Report) {
@@ -183,7 +183,8 @@ impl<H: Host> Engine<'_, H> {
         for socket in config.sockets.iter().filter(|s| wanted(&s.path)) {
             let desired = self.desired_grants(socket, report);
             let previous = record.sockets.get(&socket.path).cloned().unwrap_or_default();
-            let (outcome, granted) = self.apply_grants(&socket.path, &desired, &previous, Writes::of(request));
+            let Applied { outcome, granted, .. } =
+                self.apply_grants(&socket.path, &desired, &previous, Writes::of(request));
             if let Some(granted) = granted {
                 record.sockets.insert(socket.path.clone(), granted);
             }
@@ -198,7 +199,8 @@ impl<H: Host> Engine<'_, H> {
             .collect();
         for path in stale {
             let previous = record.sockets[&path].clone();
-            let (outcome, granted) = self.apply_grants(&path, &Grants::new(), &previous, Writes::of(request));
+            let Applied { outcome, granted, .. } =
+                self.apply_grants(&path, &Grants::new(), &previous, Writes::of(request));
             if granted.is_some() || outcome == Outcome::Missing {
                 record.sockets.remove(&path);
             }
@@ -244,35 +246,33 @@ impl<H: Host> Engine<'_, H> {
         desired
     }
 
-    /// Grants `desired` on a socket and revokes stale grants of `previous`. Returns the outcome
-    /// and, when the ACL is now as planned, the new record for the path.
-    fn apply_grants(
-        &self,
-        path: &Path,
-        desired: &Grants,
-        previous: &Grants,
-        writes: Writes,
-    ) -> (Outcome, Option<Grants>) {
+    /// Grants `desired` on a socket and revokes stale grants of `previous`.
+    fn apply_grants(&self, path: &Path, desired: &Grants, previous: &Grants, writes: Writes) -> Applied {
+        let not_applied = |outcome| Applied {
+            outcome,
+            granted: None,
+            added: None,
+        };
         let opened = match self.open_target(path, FileKind::Socket) {
             Ok(opened) => opened,
-            Err(outcome) => return (outcome, None),
+            Err(outcome) => return not_applied(outcome),
         };
         let file = &opened.handle;
         let observed = match self.host.read_acl(file) {
             Ok(acl) => acl,
             Err(e) => {
-                return (
-                    Outcome::Failed {
-                        error: format!("read ACL: {e}"),
-                    },
-                    None,
-                );
+                let error = format!("read ACL: {e}");
+                return not_applied(Outcome::Failed { error });
             }
         };
         let plan = plan_grants(&observed, desired, previous);
         let adds_only = plan.only_adds_to(&observed);
         let Some(new) = plan.write else {
-            return (Outcome::Correct, Some(plan.granted));
+            return Applied {
+                outcome: Outcome::Correct,
+                granted: Some(plan.granted),
+                added: None,
+            };
         };
         let allowed = match writes {
             Writes::None => false,
@@ -281,15 +281,12 @@ impl<H: Host> Engine<'_, H> {
         };
         if !allowed {
             let change = describe_change(&observed, &new);
-            return (Outcome::WouldChange { change }, None);
+            return not_applied(Outcome::WouldChange { change });
         }
         if let Err(e) = self.host.write_acl(file, &new) {
-            return (
-                Outcome::Failed {
-                    error: format!("write ACL: {e}"),
-                },
-                None,
-            );
+            return not_applied(Outcome::Failed {
+                error: format!("write ACL: {e}"),
+            });
         }
         // Described after the write: nothing but the write is on a new socket's critical path.
         let change = describe_change(&observed, &new);
@@ -308,8 +305,21 @@ impl<H: Host> Engine<'_, H> {
             },
         };
         // The write happened: what was planned as granted is on the file either way.
-        (outcome, Some(plan.granted))
+        Applied {
+            outcome,
+            granted: Some(plan.granted),
+            added: Some(added_bits(&observed, &new)),
+        }
     }
+}
+
+/// What [`Engine::apply_grants`] did to one socket.
+struct Applied {
+    outcome: Outcome,
+    /// The record for the path, when the ACL is now as planned.
+    granted: Option<Grants>,
+    /// The bits a write added; `None`: nothing was written.
+    added: Option<Grants>,
 }
 
 /// Which planned ACL writes are made.
@@ -403,6 +413,9 @@ pub struct StateCache {
     state_dir: PathBuf,
     lock: LockFile,
     cached: CachedRecord,
+    /// Bits written before the lock was taken and not yet in a saved record (the lock could
+    /// not be taken after the write): counted as nonrootd's at the next apply under the lock.
+    unrecorded: BTreeMap<PathBuf, Grants>,
 }
 
 /// The grant record as last read or written, and the stamp of the file it came from.
@@ -445,6 +458,7 @@ impl StateCache {
             state_dir: state_dir.to_path_buf(),
             lock: opened.map_err(|e| state_error(state_dir, e))?,
             cached: CachedRecord::default(),
+            unrecorded: BTreeMap::new(),
         })
     }
 
@@ -467,8 +481,10 @@ impl StateCache {
         let _lock = self.lock.acquire(lock_timeout).map_err(|e| state_error(dir, e))?;
         self.cached.refresh(dir)?;
         let before = self.cached.record.clone();
+        claim(&mut self.cached.record, &self.unrecorded);
         let mut report = engine.apply(config, request, &mut self.cached.record);
         self.cached.save_if_changed(dir, &before)?;
+        self.unrecorded.clear();
         ensure_tenants(engine, config, request, dir, &mut report);
         Ok(report)
     }
@@ -499,27 +515,44 @@ impl StateCache {
             socket: Some(socket.to_path_buf()),
             dry_run: false,
         };
-        let Some((report, granted)) = early else {
+        let Some((report, granted, added)) = early else {
             return self.apply(engine, config, &request, lock_timeout);
         };
         log_entries(&report);
+        // Until a record with them is saved, the bits just added are nonrootd's to revoke.
+        claim_bits(&mut self.unrecorded, socket, &added);
         let dir = &self.state_dir;
         let _lock = self.lock.acquire(lock_timeout).map_err(|e| state_error(dir, e))?;
         let before = self.cached.record.clone();
         if self.cached.refresh(dir)? {
+            // No other apply saved a record since it was read: the early plan was the locked one.
+            claim(&mut self.cached.record, &self.unrecorded);
             self.cached.record.sockets.insert(socket.to_path_buf(), granted);
             self.cached.save_if_changed(dir, &before)?;
+            self.unrecorded.clear();
             return Ok(report);
         }
         let saved = self.cached.record.clone();
-        let ours = self.cached.record.sockets.entry(socket.to_path_buf()).or_default();
-        for (who, bits) in granted {
-            let perm = ours.entry(who).or_default();
-            *perm = perm.union(bits);
-        }
+        claim(&mut self.cached.record, &self.unrecorded);
         let report = engine.apply(config, &request, &mut self.cached.record);
         self.cached.save_if_changed(dir, &saved)?;
+        self.unrecorded.clear();
         Ok(report)
+    }
+}
+
+/// Counts `unrecorded` bits as granted by nonrootd in `record`.
+fn claim(record: &mut GrantRecord, unrecorded: &BTreeMap<PathBuf, Grants>) {
+    for (path, bits) in unrecorded {
+        claim_bits(&mut record.sockets, path, bits);
+    }
+}
+
+fn claim_bits(grants: &mut BTreeMap<PathBuf, Grants>, path: &Path, bits: &Grants) {
+    let ours = grants.entry(path.to_path_buf()).or_default();
+    for (who, bits) in bits {
+        let perm = ours.entry(*who).or_default();
+        *perm = perm.union(*bits);
     }
 }
 
@@ -784,6 +817,66 @@ mod tests {
         assert_eq!(GrantRecord::load(state.path()).unwrap().sockets[sock][&who], Perm::RW);
         apply_with_state(&engine, &config(""), &sockets(), state.path(), Duration::ZERO).unwrap();
         assert!(host.file("/run/docker.sock").acl.named.is_empty());
+    }
+
+    #[test]
+    fn bits_written_early_are_recorded_by_the_next_apply_when_the_lock_was_busy() {
+        let (state, host, mut cache) = granted_before();
+        let engine = Engine {
+            host: &host,
+            ids: &Ids,
+            daemon_json: Path::new("/nonexistent/daemon.json"),
+        };
+        // Another process forgets the grant, saves its record and keeps the lock.
+        apply_with_state(&engine, &config(""), &sockets(), state.path(), Duration::ZERO).unwrap();
+        let other = LockFile::open(state.path()).unwrap();
+        let held = other.acquire(Duration::ZERO).unwrap();
+        let sock = Path::new("/run/docker.sock");
+        assert!(
+            cache
+                .apply_new_socket(&engine, &granting(), sock, Duration::ZERO)
+                .is_err()
+        );
+        drop(held);
+        // Our own attribute change comes next: the grant is found in place, and recorded.
+        cache
+            .apply_new_socket(&engine, &granting(), sock, Duration::ZERO)
+            .unwrap();
+        let who = Qualifier::User(Uid(4321));
+        assert_eq!(GrantRecord::load(state.path()).unwrap().sockets[sock][&who], Perm::RW);
+        apply_with_state(&engine, &config(""), &sockets(), state.path(), Duration::ZERO).unwrap();
+        assert!(host.file("/run/docker.sock").acl.named.is_empty(), "revoked after all");
+    }
+
+    #[test]
+    fn only_the_bits_written_early_are_claimed_when_planned_again() {
+        let (state, host, mut cache) = granted_before();
+        let engine = Engine {
+            host: &host,
+            ids: &Ids,
+            daemon_json: Path::new("/nonexistent/daemon.json"),
+        };
+        apply_with_state(&engine, &config(""), &sockets(), state.path(), Duration::ZERO).unwrap();
+        // An admin gives uid 4321 read access by hand; nonrootd adds only w.
+        let who = Qualifier::User(Uid(4321));
+        let mut foreign = FakeFile::new(FileKind::Socket, 0o660, 0);
+        foreign.acl.named.insert(who, Perm::R);
+        foreign.acl.mask = Some(Perm::RW);
+        host.files.borrow_mut().insert("/run/docker.sock".into(), foreign);
+        let sock = Path::new("/run/docker.sock");
+        cache
+            .apply_new_socket(&engine, &granting(), sock, Duration::ZERO)
+            .unwrap();
+        assert_eq!(
+            GrantRecord::load(state.path()).unwrap().sockets[sock][&who],
+            Perm::from_bits(2)
+        );
+        apply_with_state(&engine, &config(""), &sockets(), state.path(), Duration::ZERO).unwrap();
+        assert_eq!(
+            host.file("/run/docker.sock").acl.named[&who],
+            Perm::R,
+            "the admin's bit stays"
+        );
     }
 
     #[test]

@@ -274,6 +274,19 @@ impl AclPlan {
     }
 }
 
+/// The bits of named entries that `new` has and `old` had not: what a write of `new` over
+/// `old` added.
+pub fn added_bits(old: &Acl, new: &Acl) -> Grants {
+    let mut added = Grants::new();
+    for (who, perm) in &new.named {
+        let bits = perm.without(old.named.get(who).copied().unwrap_or_default());
+        if !bits.is_empty() {
+            added.insert(*who, bits);
+        }
+    }
+    added
+}
+
 /// Plans the ACL that grants `desired`, keeps foreign entries, and revokes bits of `previous`
 /// (what nonrootd granted earlier) for ids that are no longer desired.
 ///
@@ -457,6 +470,21 @@ mod tests {
         assert_eq!(acl.effective(user(4321)), Perm::RW);
         assert_eq!(acl.effective_group_obj(), Perm::NONE);
         assert_eq!(acl.effective(user(1000)), Perm::NONE);
+    }
+
+    #[test]
+    fn added_bits_are_the_new_bits_of_named_entries() {
+        let mut old = Acl::from_mode(0o660);
+        old.named.insert(user(1000), Perm::R);
+        old.named.insert(user(7), Perm::RW);
+        let mut new = old.clone();
+        new.named.insert(user(1000), Perm::RW);
+        new.named.insert(user(4321), Perm::RW);
+        new.mask = Some(Perm::RW);
+        assert_eq!(
+            added_bits(&old, &new),
+            grants(&[(user(1000), Perm(2)), (user(4321), Perm::RW)])
+        );
     }
 
     #[test]

@@ -27,7 +27,7 @@ use tokio::sync::mpsc::UnboundedSender;
 use tracing::{debug, error, warn};
 
 use crate::apply::{DOCKER_DAEMON_JSON, Engine, Request, StateCache};
-use crate::host::walk::{check_directory, open_directory_beneath_root};
+use crate::host::walk::{check_directory, open_directory_beneath_root, same_inode};
 use crate::host::{BeneathDirs, OpenError};
 use crate::ids::SystemIds;
 
@@ -133,7 +133,12 @@ impl Fixer {
                     continue;
                 }
             };
-            // Socket events first: they are what this thread exists for.
+            // Commands first: a new config must be in force before the next socket event is
+            // served (an event caused by a reload's revocation must not be re-granted with
+            // the old config).
+            if woken && !self.take_commands() {
+                return;
+            }
             if events {
                 match self.watches.read() {
                     Ok(Some(Cue::Socket(paths))) => {
@@ -149,9 +154,6 @@ impl Fixer {
                         std::thread::sleep(Duration::from_secs(1));
                     }
                 }
-            }
-            if woken && !self.take_commands() {
-                return;
             }
         }
     }
@@ -194,9 +196,11 @@ impl Fixer {
                     }
                     self.config = *config;
                     self.generation = generation;
+                    // Whatever was applied with the old config meanwhile is made right.
+                    self.apply(None, "reload".into());
                 }
                 Ok(Command::Recheck(trigger)) => {
-                    self.watches.watch_missing();
+                    self.watches.revalidate();
                     self.apply(None, trigger);
                 }
                 Err(mpsc::TryRecvError::Empty) => return true,
@@ -314,6 +318,45 @@ impl Watches {
         Ok(watches)
     }
 
+    /// Drops kept directories that were removed or replaced since (with a descriptor held, a
+    /// removal sends no event), then tries again to watch the missing or refused ones.
+    fn revalidate(&mut self) {
+        let stale: Vec<PathBuf> = self
+            .dirs
+            .iter()
+            .filter(|(dir, kept)| {
+                let current = open_directory_beneath_root(dir);
+                !current.is_ok_and(|(fd, _)| same_inode(&fd, kept)) || check_directory(kept, dir).is_err()
+            })
+            .map(|(dir, _)| dir.clone())
+            .collect();
+        for dir in stale {
+            warn!(dir = %dir.display(), "a socket directory was removed, replaced or became unsafe; watching again");
+            self.forget(&dir);
+        }
+        self.watch_missing();
+    }
+
+    /// Stops using `dir`: its descriptor is closed and its watch removed once no other
+    /// spelling needs it; it is tried again by [`Self::watch_missing`].
+    fn forget(&mut self, dir: &Path) {
+        self.dirs.remove(dir);
+        let wd = self
+            .by_watch
+            .iter()
+            .find(|(_, dirs)| dirs.iter().any(|d| d == dir))
+            .map(|(wd, _)| wd.clone());
+        if let Some(wd) = wd {
+            let dirs = self.by_watch.get_mut(&wd).expect("just found");
+            dirs.retain(|d| d != dir);
+            if dirs.is_empty() {
+                self.by_watch.remove(&wd);
+                let _ = self.inotify.watches().remove(wd);
+            }
+        }
+        self.unwatched.insert(dir.to_path_buf());
+    }
+
     /// Tries again to watch directories that were missing or refused.
     fn watch_missing(&mut self) {
         for dir in std::mem::take(&mut self.unwatched) {
@@ -375,15 +418,10 @@ impl Watches {
             }
         }
         for wd in lost {
-            let Some(dirs) = self.by_watch.remove(&wd) else {
-                continue;
-            };
-            let _ = self.inotify.watches().remove(wd);
-            for dir in dirs {
+            for dir in self.by_watch.get(&wd).cloned().unwrap_or_default() {
                 warn!(dir = %dir.display(), "a socket directory went away or became unsafe; watching again when it is back and safe");
-                self.dirs.remove(&dir);
                 touched.extend(self.sockets.iter().filter(|s| s.parent() == Some(&dir)).cloned());
-                self.unwatched.insert(dir);
+                self.forget(&dir);
             }
         }
         Ok(if overflow {
@@ -492,6 +530,41 @@ mod tests {
         );
         assert_eq!(outcome.label(), "changed", "{outcome:?}");
         assert_eq!(granted(&s.root.join("run/docker.sock")), Perm::RW);
+    }
+
+    #[tokio::test]
+    async fn a_new_config_is_applied_to_every_socket_before_the_next_event() {
+        let mut s = setup("docker.sock");
+        let sock = s.root.join("docker.sock");
+        let _listener = UnixListener::bind(&sock).unwrap();
+        assert_eq!(next_outcome(&mut s.reports).await.1.label(), "changed");
+        assert_eq!(next_outcome(&mut s.reports).await.1, Outcome::Correct);
+        let text = format!("[[socket]]\npath = \"{}\"\nusers = [1234]\n", sock.display());
+        let config = Config::from_sources(&[(s.root.join("nonrootd.toml"), text)]).unwrap();
+        s.fixer.reconfigure(config, 1);
+        let fixed = s.reports.recv().await.unwrap();
+        assert_eq!((fixed.trigger.as_str(), fixed.generation), ("reload", 1));
+        assert_eq!(granted(&sock), Perm::NONE, "the old grant is revoked");
+        let acl = posix_acl::PosixACL::read_acl(&sock).unwrap();
+        assert_eq!(acl.get(posix_acl::Qualifier::User(1234)), Some(6));
+    }
+
+    #[tokio::test]
+    async fn a_directory_removed_and_made_again_is_watched_again_at_the_next_recheck() {
+        let mut s = setup("run/docker.sock");
+        let run = s.root.join("run");
+        std::fs::create_dir(&run).unwrap();
+        s.fixer.recheck("first".into());
+        assert_eq!(next_outcome(&mut s.reports).await.1, Outcome::Missing);
+        // The kept descriptor keeps the old inode alive: its removal sends no event.
+        std::fs::remove_dir(&run).unwrap();
+        std::fs::create_dir(&run).unwrap();
+        s.fixer.recheck("docker.socket active".into());
+        let (trigger, _) = next_outcome(&mut s.reports).await;
+        assert_eq!(trigger, "docker.socket active");
+        let _listener = UnixListener::bind(run.join("docker.sock")).unwrap();
+        assert_eq!(next_outcome(&mut s.reports).await.1.label(), "changed");
+        assert_eq!(granted(&run.join("docker.sock")), Perm::RW);
     }
 
     #[tokio::test]

@@ -72,10 +72,21 @@ pub fn open_beneath(dir: &OwnedFd, dir_path: &Path, name: &OsStr) -> Result<(Own
     Ok((fd, stat))
 }
 
-/// Whether a directory opened earlier still passes the transit rules.
+/// Whether a directory opened earlier still exists and passes the transit rules.
 pub fn check_directory(dir: &OwnedFd, dir_path: &Path) -> Result<(), OpenError> {
     let stat = stat_fd(dir).map_err(io)?;
+    if stat.nlink == 0 {
+        return Err(OpenError::Missing);
+    }
     check_directory_transit(&stat).map_err(|r| refused(dir_path, r))
+}
+
+/// Whether two descriptors refer to the same inode.
+pub fn same_inode(a: &OwnedFd, b: &OwnedFd) -> bool {
+    match (fstat(a), fstat(b)) {
+        (Ok(a), Ok(b)) => (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino),
+        _ => false,
+    }
 }
 
 fn walk(path: &Path, as_directory: bool) -> Result<(OwnedFd, Stat), OpenError> {
