@@ -133,11 +133,15 @@ impl Fixer {
                     continue;
                 }
             };
-            // Commands first: a new config must be in force before the next socket event is
-            // served (an event caused by a reload's revocation must not be re-granted with
-            // the old config).
-            if woken && !self.take_commands() {
-                return;
+            // A new config first: it must be in force before the next socket event is served
+            // (an event caused by a reload's revocation must not be re-granted with the old
+            // config). Re-checks of every socket last: a new socket must not wait for them.
+            let mut rechecks = Vec::new();
+            if woken {
+                match self.take_commands() {
+                    Some(queued) => rechecks = queued,
+                    None => return,
+                }
             }
             if events {
                 match self.watches.read() {
@@ -154,6 +158,14 @@ impl Fixer {
                         std::thread::sleep(Duration::from_secs(1));
                     }
                 }
+            }
+            if let Some(first) = rechecks.first() {
+                let trigger = match rechecks.len() {
+                    1 => first.clone(),
+                    n => format!("{first} (and {} more)", n - 1),
+                };
+                self.watches.revalidate();
+                self.apply(None, trigger);
             }
         }
     }
@@ -175,18 +187,19 @@ impl Fixer {
         Ok((ready(&fds[0]), ready(&fds[1])))
     }
 
-    /// Serves queued commands; false once the handle is gone.
-    fn take_commands(&mut self) -> bool {
+    /// Serves a new config at once and returns the queued re-checks; `None` once the handle is gone.
+    fn take_commands(&mut self) -> Option<Vec<String>> {
         let mut buf = [0u8; 64];
         loop {
             match self.woken.read(&mut buf) {
-                Ok(0) => return false,
+                Ok(0) => return None,
                 Ok(_) => continue,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(_) => return false,
+                Err(_) => return None,
             }
         }
+        let mut rechecks = Vec::new();
         loop {
             match self.commands.try_recv() {
                 Ok(Command::Reconfigure(config, generation)) => {
@@ -199,12 +212,9 @@ impl Fixer {
                     // Whatever was applied with the old config meanwhile is made right.
                     self.apply(None, "reload".into());
                 }
-                Ok(Command::Recheck(trigger)) => {
-                    self.watches.revalidate();
-                    self.apply(None, trigger);
-                }
-                Err(mpsc::TryRecvError::Empty) => return true,
-                Err(mpsc::TryRecvError::Disconnected) => return false,
+                Ok(Command::Recheck(trigger)) => rechecks.push(trigger),
+                Err(mpsc::TryRecvError::Empty) => return Some(rechecks),
+                Err(mpsc::TryRecvError::Disconnected) => return None,
             }
         }
     }
