@@ -413,9 +413,6 @@ pub struct StateCache {
     state_dir: PathBuf,
     lock: LockFile,
     cached: CachedRecord,
-    /// Bits written before the lock was taken and not yet in a saved record (the lock could
-    /// not be taken after the write): counted as nonrootd's at the next apply under the lock.
-    unrecorded: BTreeMap<PathBuf, Grants>,
 }
 
 /// The grant record as last read or written, and the stamp of the file it came from.
@@ -424,6 +421,9 @@ struct CachedRecord {
     record: GrantRecord,
     /// `None`: nothing cached (yet, or after a failure); `Some(None)`: there was no file.
     stamp: Option<Option<RecordStamp>>,
+    /// Bits written before the lock was taken and not yet in a saved record (the lock could
+    /// not be taken after the write): counted as nonrootd's at the next change under the lock.
+    unrecorded: BTreeMap<PathBuf, Grants>,
 }
 
 impl CachedRecord {
@@ -440,13 +440,21 @@ impl CachedRecord {
         Ok(false)
     }
 
-    fn save_if_changed(&mut self, dir: &Path, before: &GrantRecord) -> Result<(), String> {
-        if self.record != *before {
+    /// Under the lock: `change` runs on the record with the unrecorded bits counted as
+    /// nonrootd's, and the record is saved when it differs from the file.
+    fn update<T>(&mut self, dir: &Path, change: impl FnOnce(&mut GrantRecord) -> T) -> Result<T, String> {
+        let before = self.record.clone();
+        for (path, bits) in &self.unrecorded {
+            claim_bits(&mut self.record.sockets, path, bits);
+        }
+        let result = change(&mut self.record);
+        if self.record != before {
             self.stamp = None;
             self.record.save(dir).map_err(|e| state_error(dir, e))?;
             self.stamp = Some(RecordStamp::of(dir).map_err(|e| state_error(dir, e))?);
         }
-        Ok(())
+        self.unrecorded.clear();
+        Ok(result)
     }
 }
 
@@ -458,7 +466,6 @@ impl StateCache {
             state_dir: state_dir.to_path_buf(),
             lock: opened.map_err(|e| state_error(state_dir, e))?,
             cached: CachedRecord::default(),
-            unrecorded: BTreeMap::new(),
         })
     }
 
@@ -480,11 +487,9 @@ impl StateCache {
         let dir = &self.state_dir;
         let _lock = self.lock.acquire(lock_timeout).map_err(|e| state_error(dir, e))?;
         self.cached.refresh(dir)?;
-        let before = self.cached.record.clone();
-        claim(&mut self.cached.record, &self.unrecorded);
-        let mut report = engine.apply(config, request, &mut self.cached.record);
-        self.cached.save_if_changed(dir, &before)?;
-        self.unrecorded.clear();
+        let mut report = self
+            .cached
+            .update(dir, |record| engine.apply(config, request, record))?;
         ensure_tenants(engine, config, request, dir, &mut report);
         Ok(report)
     }
@@ -520,31 +525,17 @@ impl StateCache {
         };
         log_entries(&report);
         // Until a record with them is saved, the bits just added are nonrootd's to revoke.
-        claim_bits(&mut self.unrecorded, socket, &added);
+        claim_bits(&mut self.cached.unrecorded, socket, &added);
         let dir = &self.state_dir;
         let _lock = self.lock.acquire(lock_timeout).map_err(|e| state_error(dir, e))?;
-        let before = self.cached.record.clone();
         if self.cached.refresh(dir)? {
             // No other apply saved a record since it was read: the early plan was the locked one.
-            claim(&mut self.cached.record, &self.unrecorded);
-            self.cached.record.sockets.insert(socket.to_path_buf(), granted);
-            self.cached.save_if_changed(dir, &before)?;
-            self.unrecorded.clear();
+            self.cached.update(dir, |record| {
+                record.sockets.insert(socket.to_path_buf(), granted);
+            })?;
             return Ok(report);
         }
-        let saved = self.cached.record.clone();
-        claim(&mut self.cached.record, &self.unrecorded);
-        let report = engine.apply(config, &request, &mut self.cached.record);
-        self.cached.save_if_changed(dir, &saved)?;
-        self.unrecorded.clear();
-        Ok(report)
-    }
-}
-
-/// Counts `unrecorded` bits as granted by nonrootd in `record`.
-fn claim(record: &mut GrantRecord, unrecorded: &BTreeMap<PathBuf, Grants>) {
-    for (path, bits) in unrecorded {
-        claim_bits(&mut record.sockets, path, bits);
+        self.cached.update(dir, |record| engine.apply(config, &request, record))
     }
 }
 
@@ -594,12 +585,16 @@ mod tests {
         Config::from_sources(&[(PathBuf::from("/etc/nonrootd/nonrootd.toml"), text.to_string())]).unwrap()
     }
 
-    fn run(host: &FakeHost, config: &Config, dry_run: bool, record: &mut GrantRecord) -> Report {
-        let engine = Engine {
+    fn engine(host: &FakeHost) -> Engine<'_, FakeHost> {
+        Engine {
             host,
             ids: &Ids,
             daemon_json: Path::new("/nonexistent/daemon.json"),
-        };
+        }
+    }
+
+    fn run(host: &FakeHost, config: &Config, dry_run: bool, record: &mut GrantRecord) -> Report {
+        let engine = engine(host);
         engine.apply(
             config,
             &Request {
@@ -685,26 +680,16 @@ mod tests {
     fn a_cached_record_is_read_again_after_another_apply_saved_one() {
         let state = tempfile::tempdir().unwrap();
         let host = FakeHost::default().with("/run/docker.sock", FakeFile::new(FileKind::Socket, 0o660, 0));
-        let engine = Engine {
-            host: &host,
-            ids: &Ids,
-            daemon_json: Path::new("/nonexistent/daemon.json"),
-        };
-        let sockets = Request {
-            duties: DutySet::NONE.with(Duty::Sockets),
-            socket: None,
-            dry_run: false,
-        };
-        let granting = config("[[socket]]\npath = \"/run/docker.sock\"\nusers = [4321]\n");
+        let engine = engine(&host);
         let recorded = || GrantRecord::load(state.path()).unwrap().sockets;
         let mut cache = StateCache::open(state.path()).unwrap();
-        cache.apply(&engine, &granting, &sockets, Duration::ZERO).unwrap();
+        cache.apply(&engine, &granting(), &sockets(), Duration::ZERO).unwrap();
         assert_eq!(recorded().len(), 1);
         // Another process (a CLI with a new config) revokes the grant and saves its record.
-        apply_with_state(&engine, &config(""), &sockets, state.path(), Duration::ZERO).unwrap();
+        apply_with_state(&engine, &config(""), &sockets(), state.path(), Duration::ZERO).unwrap();
         assert!(recorded().is_empty());
         // The cache sees the new record: its grant is made and recorded again, not assumed.
-        cache.apply(&engine, &granting, &sockets, Duration::ZERO).unwrap();
+        cache.apply(&engine, &granting(), &sockets(), Duration::ZERO).unwrap();
         assert_eq!(recorded().len(), 1);
         assert_eq!(host.file("/run/docker.sock").acl.named.len(), 1);
     }
@@ -714,11 +699,7 @@ mod tests {
     fn granted_before() -> (tempfile::TempDir, FakeHost, StateCache) {
         let state = tempfile::tempdir().unwrap();
         let host = FakeHost::default().with("/run/docker.sock", FakeFile::new(FileKind::Socket, 0o660, 0));
-        let engine = Engine {
-            host: &host,
-            ids: &Ids,
-            daemon_json: Path::new("/nonexistent/daemon.json"),
-        };
+        let engine = engine(&host);
         apply_with_state(&engine, &granting(), &sockets(), state.path(), Duration::ZERO).unwrap();
         let mut cache = StateCache::open(state.path()).unwrap();
         cache.preload(Duration::ZERO).unwrap();
@@ -743,11 +724,7 @@ mod tests {
     #[test]
     fn a_new_socket_with_recorded_grants_is_granted_before_the_lock() {
         let (state, host, mut cache) = granted_before();
-        let engine = Engine {
-            host: &host,
-            ids: &Ids,
-            daemon_json: Path::new("/nonexistent/daemon.json"),
-        };
+        let engine = engine(&host);
         let other = LockFile::open(state.path()).unwrap();
         let held = other.acquire(Duration::ZERO).unwrap();
         let sock = Path::new("/run/docker.sock");
@@ -772,11 +749,7 @@ mod tests {
     #[test]
     fn nothing_is_written_early_without_a_recorded_grant_or_when_it_would_take_bits_away() {
         let (state, host, mut cache) = granted_before();
-        let engine = Engine {
-            host: &host,
-            ids: &Ids,
-            daemon_json: Path::new("/nonexistent/daemon.json"),
-        };
+        let engine = engine(&host);
         let other = LockFile::open(state.path()).unwrap();
         let _held = other.acquire(Duration::ZERO).unwrap();
         let sock = Path::new("/run/docker.sock");
@@ -800,11 +773,7 @@ mod tests {
     #[test]
     fn an_early_grant_is_planned_again_when_another_apply_saved_a_record_meanwhile() {
         let (state, host, mut cache) = granted_before();
-        let engine = Engine {
-            host: &host,
-            ids: &Ids,
-            daemon_json: Path::new("/nonexistent/daemon.json"),
-        };
+        let engine = engine(&host);
         // Another process forgets the grant (its config has no socket) and saves its record.
         apply_with_state(&engine, &config(""), &sockets(), state.path(), Duration::ZERO).unwrap();
         assert!(GrantRecord::load(state.path()).unwrap().sockets.is_empty());
@@ -822,11 +791,7 @@ mod tests {
     #[test]
     fn bits_written_early_are_recorded_by_the_next_apply_when_the_lock_was_busy() {
         let (state, host, mut cache) = granted_before();
-        let engine = Engine {
-            host: &host,
-            ids: &Ids,
-            daemon_json: Path::new("/nonexistent/daemon.json"),
-        };
+        let engine = engine(&host);
         // Another process forgets the grant, saves its record and keeps the lock.
         apply_with_state(&engine, &config(""), &sockets(), state.path(), Duration::ZERO).unwrap();
         let other = LockFile::open(state.path()).unwrap();
@@ -851,11 +816,7 @@ mod tests {
     #[test]
     fn only_the_bits_written_early_are_claimed_when_planned_again() {
         let (state, host, mut cache) = granted_before();
-        let engine = Engine {
-            host: &host,
-            ids: &Ids,
-            daemon_json: Path::new("/nonexistent/daemon.json"),
-        };
+        let engine = engine(&host);
         apply_with_state(&engine, &config(""), &sockets(), state.path(), Duration::ZERO).unwrap();
         // An admin gives uid 4321 read access by hand; nonrootd adds only w.
         let who = Qualifier::User(Uid(4321));

@@ -153,11 +153,7 @@ impl Daemon {
                 BusEvent::Cue(what) => rechecks.push(what),
             }
         }
-        if let Some(first) = rechecks.first() {
-            let what = match rechecks.len() {
-                1 => first.clone(),
-                n => format!("{first} (and {} more)", n - 1),
-            };
+        if let Some(what) = super::batch_trigger(&rechecks) {
             self.apply(DutySet::HOST.without(Duty::Sockets), None, &what);
             self.fixer.recheck(what);
         }

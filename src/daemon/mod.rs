@@ -76,3 +76,12 @@ pub fn main() -> ExitCode {
         ExitCode::SUCCESS
     })
 }
+
+/// One trigger text for a batch of cues served by one apply: the first, and how many more.
+fn batch_trigger(cues: &[String]) -> Option<String> {
+    let first = cues.first()?;
+    Some(match cues.len() {
+        1 => first.clone(),
+        n => format!("{first} (and {} more)", n - 1),
+    })
+}

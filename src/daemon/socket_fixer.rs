@@ -159,11 +159,7 @@ impl Fixer {
                     }
                 }
             }
-            if let Some(first) = rechecks.first() {
-                let trigger = match rechecks.len() {
-                    1 => first.clone(),
-                    n => format!("{first} (and {} more)", n - 1),
-                };
+            if let Some(trigger) = super::batch_trigger(&rechecks) {
                 self.watches.revalidate();
                 self.apply(None, trigger);
             }

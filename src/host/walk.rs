@@ -36,6 +36,13 @@ fn refused(walked: &Path, why: Refusal) -> OpenError {
     OpenError::Refused(Refusal(format!("{}: {why}", walked.display())))
 }
 
+fn symlink_at_the_end(walked: &Path) -> OpenError {
+    refused(
+        walked,
+        Refusal("is a symlink; the last component is never followed".into()),
+    )
+}
+
 fn io(errno: Errno) -> OpenError {
     match errno {
         Errno::ENOENT => OpenError::Missing,
@@ -64,10 +71,7 @@ pub fn open_beneath(dir: &OwnedFd, dir_path: &Path, name: &OsStr) -> Result<(Own
     let fd = openat(dir, name, PATH_FLAGS, NixMode::empty()).map_err(io)?;
     let stat = stat_fd(&fd).map_err(io)?;
     if stat.kind == FileKind::Symlink {
-        return Err(refused(
-            &dir_path.join(name),
-            Refusal("is a symlink; the last component is never followed".into()),
-        ));
+        return Err(symlink_at_the_end(&dir_path.join(name)));
     }
     Ok((fd, stat))
 }
@@ -113,12 +117,7 @@ fn walk(path: &Path, as_directory: bool) -> Result<(OwnedFd, Stat), OpenError> {
         let stat = stat_fd(&fd).map_err(io)?;
         let is_last = pending.is_empty() && !as_directory;
         match stat.kind {
-            FileKind::Symlink if is_last => {
-                return Err(refused(
-                    &walked,
-                    Refusal("is a symlink; the last component is never followed".into()),
-                ));
-            }
+            FileKind::Symlink if is_last => return Err(symlink_at_the_end(&walked)),
             FileKind::Symlink => {
                 check_symlink_transit(&stat).map_err(|r| refused(&walked, r))?;
                 symlinks += 1;
