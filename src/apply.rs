@@ -686,7 +686,7 @@ mod tests {
         cache.apply(&engine, &granting(), &sockets(), Duration::ZERO).unwrap();
         assert_eq!(recorded().len(), 1);
         // Another process (a CLI with a new config) revokes the grant and saves its record.
-        apply_with_state(&engine, &config(""), &sockets(), state.path(), Duration::ZERO).unwrap();
+        revoke_all(&engine, state.path());
         assert!(recorded().is_empty());
         // The cache sees the new record: its grant is made and recorded again, not assumed.
         cache.apply(&engine, &granting(), &sockets(), Duration::ZERO).unwrap();
@@ -707,6 +707,18 @@ mod tests {
             .borrow_mut()
             .insert("/run/docker.sock".into(), FakeFile::new(FileKind::Socket, 0o660, 0));
         (state, host, cache)
+    }
+
+    /// Another process applies a config without sockets and saves its record: what nonrootd
+    /// recorded as granted is revoked.
+    fn revoke_all(engine: &Engine<'_, FakeHost>, state: &Path) {
+        apply_with_state(engine, &config(""), &sockets(), state, Duration::ZERO).unwrap();
+    }
+
+    /// What the saved record holds as granted to uid 4321 on /run/docker.sock.
+    fn recorded_for_4321(state: &Path) -> Perm {
+        let record = GrantRecord::load(state).unwrap();
+        record.sockets[Path::new("/run/docker.sock")][&Qualifier::User(Uid(4321))]
     }
 
     fn granting() -> Config {
@@ -743,7 +755,7 @@ mod tests {
             .apply_new_socket(&engine, &granting(), sock, Duration::ZERO)
             .unwrap();
         assert_eq!(report.entries[0].outcome, Outcome::Correct);
-        assert_eq!(GrantRecord::load(state.path()).unwrap().sockets[sock][&who], Perm::RW);
+        assert_eq!(recorded_for_4321(state.path()), Perm::RW);
     }
 
     #[test]
@@ -775,16 +787,15 @@ mod tests {
         let (state, host, mut cache) = granted_before();
         let engine = engine(&host);
         // Another process forgets the grant (its config has no socket) and saves its record.
-        apply_with_state(&engine, &config(""), &sockets(), state.path(), Duration::ZERO).unwrap();
+        revoke_all(&engine, state.path());
         assert!(GrantRecord::load(state.path()).unwrap().sockets.is_empty());
         let sock = Path::new("/run/docker.sock");
         cache
             .apply_new_socket(&engine, &granting(), sock, Duration::ZERO)
             .unwrap();
         // The bits added early are recorded as nonrootd's, so a later config can revoke them.
-        let who = Qualifier::User(Uid(4321));
-        assert_eq!(GrantRecord::load(state.path()).unwrap().sockets[sock][&who], Perm::RW);
-        apply_with_state(&engine, &config(""), &sockets(), state.path(), Duration::ZERO).unwrap();
+        assert_eq!(recorded_for_4321(state.path()), Perm::RW);
+        revoke_all(&engine, state.path());
         assert!(host.file("/run/docker.sock").acl.named.is_empty());
     }
 
@@ -793,7 +804,7 @@ mod tests {
         let (state, host, mut cache) = granted_before();
         let engine = engine(&host);
         // Another process forgets the grant, saves its record and keeps the lock.
-        apply_with_state(&engine, &config(""), &sockets(), state.path(), Duration::ZERO).unwrap();
+        revoke_all(&engine, state.path());
         let other = LockFile::open(state.path()).unwrap();
         let held = other.acquire(Duration::ZERO).unwrap();
         let sock = Path::new("/run/docker.sock");
@@ -807,9 +818,8 @@ mod tests {
         cache
             .apply_new_socket(&engine, &granting(), sock, Duration::ZERO)
             .unwrap();
-        let who = Qualifier::User(Uid(4321));
-        assert_eq!(GrantRecord::load(state.path()).unwrap().sockets[sock][&who], Perm::RW);
-        apply_with_state(&engine, &config(""), &sockets(), state.path(), Duration::ZERO).unwrap();
+        assert_eq!(recorded_for_4321(state.path()), Perm::RW);
+        revoke_all(&engine, state.path());
         assert!(host.file("/run/docker.sock").acl.named.is_empty(), "revoked after all");
     }
 
@@ -817,7 +827,7 @@ mod tests {
     fn only_the_bits_written_early_are_claimed_when_planned_again() {
         let (state, host, mut cache) = granted_before();
         let engine = engine(&host);
-        apply_with_state(&engine, &config(""), &sockets(), state.path(), Duration::ZERO).unwrap();
+        revoke_all(&engine, state.path());
         // An admin gives uid 4321 read access by hand; nonrootd adds only w.
         let who = Qualifier::User(Uid(4321));
         let mut foreign = FakeFile::new(FileKind::Socket, 0o660, 0);
@@ -828,11 +838,8 @@ mod tests {
         cache
             .apply_new_socket(&engine, &granting(), sock, Duration::ZERO)
             .unwrap();
-        assert_eq!(
-            GrantRecord::load(state.path()).unwrap().sockets[sock][&who],
-            Perm::from_bits(2)
-        );
-        apply_with_state(&engine, &config(""), &sockets(), state.path(), Duration::ZERO).unwrap();
+        assert_eq!(recorded_for_4321(state.path()), Perm::from_bits(2));
+        revoke_all(&engine, state.path());
         assert_eq!(
             host.file("/run/docker.sock").acl.named[&who],
             Perm::R,

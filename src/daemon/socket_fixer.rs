@@ -473,6 +473,17 @@ mod tests {
         }
     }
 
+    /// A fixer for `<tmp>/run/docker.sock` whose directory exists, is watched (after a
+    /// re-check) and holds no socket yet; returns the directory too.
+    async fn watching_an_empty_run_dir() -> (Setup, PathBuf) {
+        let mut s = setup("run/docker.sock");
+        let run = s.root.join("run");
+        std::fs::create_dir(&run).unwrap();
+        s.fixer.recheck("first".into());
+        assert_eq!(next_outcome(&mut s.reports).await.1, Outcome::Missing);
+        (s, run)
+    }
+
     fn granted(path: &Path) -> Perm {
         let acl = posix_acl::PosixACL::read_acl(path).unwrap();
         let named = acl.get(posix_acl::Qualifier::User(4321)).unwrap_or(0);
@@ -557,11 +568,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_directory_removed_and_made_again_is_watched_again_at_the_next_recheck() {
-        let mut s = setup("run/docker.sock");
-        let run = s.root.join("run");
-        std::fs::create_dir(&run).unwrap();
-        s.fixer.recheck("first".into());
-        assert_eq!(next_outcome(&mut s.reports).await.1, Outcome::Missing);
+        let (mut s, run) = watching_an_empty_run_dir().await;
         // The kept descriptor keeps the old inode alive: its removal sends no event.
         std::fs::remove_dir(&run).unwrap();
         std::fs::create_dir(&run).unwrap();
@@ -575,11 +582,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_directory_made_unsafe_after_it_was_watched_is_refused() {
-        let mut s = setup("run/docker.sock");
-        let run = s.root.join("run");
-        std::fs::create_dir(&run).unwrap();
-        s.fixer.recheck("docker.socket active".into());
-        assert_eq!(next_outcome(&mut s.reports).await.1, Outcome::Missing);
+        let (mut s, run) = watching_an_empty_run_dir().await;
         std::fs::set_permissions(&run, PermissionsExt::from_mode(0o777)).unwrap();
         let _listener = UnixListener::bind(run.join("docker.sock")).unwrap();
         let (_, outcome) = next_outcome(&mut s.reports).await;
@@ -592,11 +595,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_replaced_directory_is_watched_again_and_the_old_one_is_not_used() {
-        let mut s = setup("run/docker.sock");
-        let run = s.root.join("run");
-        std::fs::create_dir(&run).unwrap();
-        s.fixer.recheck("first".into());
-        assert_eq!(next_outcome(&mut s.reports).await.1, Outcome::Missing);
+        let (mut s, run) = watching_an_empty_run_dir().await;
         std::fs::rename(&run, s.root.join("old")).unwrap();
         // Losing the directory re-checks its socket, which is now missing.
         assert_eq!(next_outcome(&mut s.reports).await.1, Outcome::Missing);
