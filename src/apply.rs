@@ -494,19 +494,11 @@ impl StateCache {
         Ok(report)
     }
 
-    /// The sockets duty for `socket` the moment it appeared: when the cached record already
-    /// holds its grants and granting them only adds to its ACL, the grant is written before the
-    /// lock is taken.
-    /// Under the lock, a record that nobody saved since confirms that plan; otherwise the
-    /// socket is planned again with the new record, the bits just added counted as granted
-    /// by nonrootd. Anything else is [`apply`](Self::apply).
-    pub fn apply_new_socket<H: Host>(
-        &mut self,
-        engine: &Engine<'_, H>,
-        config: &Config,
-        socket: &Path,
-        lock_timeout: Duration,
-    ) -> Result<Report, String> {
+    /// Step one for a socket that just appeared, before any lock or log: when the cached
+    /// record already holds its grants and granting them only adds to its ACL, the grant is
+    /// written now. Until a record with them is saved, the bits it added are nonrootd's to
+    /// revoke.
+    pub fn grant_new_socket<H: Host>(&mut self, engine: &Engine<'_, H>, config: &Config, socket: &Path) -> EarlyGrant {
         let configured = config.sockets.iter().find(|s| s.path == socket);
         let early = match (configured, &self.cached.stamp) {
             (Some(configured), Some(_)) => {
@@ -515,17 +507,33 @@ impl StateCache {
             }
             _ => None,
         };
+        EarlyGrant(early.map(|(report, granted, added)| {
+            claim_bits(&mut self.cached.unrecorded, socket, &added);
+            (report, granted)
+        }))
+    }
+
+    /// Step two: logs the early grant and records it under the lock. A record that nobody
+    /// saved since confirms the early plan; otherwise the socket is planned again with the new
+    /// record, the bits just added counted as granted by nonrootd. Without an early grant this
+    /// is [`apply`](Self::apply) of the socket.
+    pub fn record_new_socket<H: Host>(
+        &mut self,
+        engine: &Engine<'_, H>,
+        config: &Config,
+        socket: &Path,
+        early: EarlyGrant,
+        lock_timeout: Duration,
+    ) -> Result<Report, String> {
         let request = Request {
             duties: DutySet::NONE.with(Duty::Sockets),
             socket: Some(socket.to_path_buf()),
             dry_run: false,
         };
-        let Some((report, granted, added)) = early else {
+        let Some((report, granted)) = early.0 else {
             return self.apply(engine, config, &request, lock_timeout);
         };
         log_entries(&report);
-        // Until a record with them is saved, the bits just added are nonrootd's to revoke.
-        claim_bits(&mut self.cached.unrecorded, socket, &added);
         let dir = &self.state_dir;
         let _lock = self.lock.acquire(lock_timeout).map_err(|e| state_error(dir, e))?;
         if self.cached.refresh(dir)? {
@@ -538,6 +546,10 @@ impl StateCache {
         self.cached.update(dir, |record| engine.apply(config, &request, record))
     }
 }
+
+/// A new socket's grant written by [`StateCache::grant_new_socket`] (its report and the grants
+/// to record), or none.
+pub struct EarlyGrant(Option<(Report, Grants)>);
 
 fn claim_bits(grants: &mut BTreeMap<PathBuf, Grants>, path: &Path, bits: &Grants) {
     let ours = grants.entry(path.to_path_buf()).or_default();
@@ -570,6 +582,20 @@ mod tests {
     use crate::host::fake::{FakeFile, FakeHost};
     use nonrootd_core::acl::Perm;
     use nonrootd_core::ids::{Gid, Uid};
+
+    impl StateCache {
+        /// Both steps of a new socket at once, as the socket fixer runs them.
+        fn apply_new_socket<H: Host>(
+            &mut self,
+            engine: &Engine<'_, H>,
+            config: &Config,
+            socket: &Path,
+            lock_timeout: Duration,
+        ) -> Result<Report, String> {
+            let early = self.grant_new_socket(engine, config, socket);
+            self.record_new_socket(engine, config, socket, early, lock_timeout)
+        }
+    }
 
     struct Ids;
     impl IdResolver for Ids {

@@ -133,3 +133,73 @@ fn a_reload_that_changes_the_followed_units_takes_effect() {
     let status = testbed.sh("nonrootctl status");
     assert!(status.contains("runtime-prep.service"), "{status}");
 }
+
+/// `SCHED_FIFO|SCHED_RESET_ON_FORK 1` or `SCHED_OTHER 0`: the policy and
+/// priority of the daemon's thread named `comm`.
+fn policy_of(testbed: &Testbed, comm: &str) -> String {
+    testbed
+        .sh(&format!(
+            "pid=$(systemctl show -P MainPID nonrootd)
+             for t in /proc/$pid/task/*; do
+               [ \"$(cat $t/comm)\" = {comm} ] && chrt -p ${{t##*/}} | sed 's/.*: //' | tr '\\n' ' '
+             done; true"
+        ))
+        .trim()
+        .to_string()
+}
+
+#[test]
+fn the_socket_fixer_waits_at_real_time_priority_where_the_kernel_allows_it() {
+    let testbed = Testbed::boot("realtime");
+    install(&testbed);
+    all_right(&testbed);
+    assert!(
+        testbed
+            .sh("grep 'Max realtime timeout' /proc/$(systemctl show -P MainPID nonrootd)/limits")
+            .contains("200000")
+    );
+    // With CONFIG_RT_GROUP_SCHED (cgroup v1 `cpu.rt_runtime_us`), the service's cpu cgroup has
+    // no real-time budget unless someone gives it one: the fixer says so and runs normally.
+    let group_budgets = testbed
+        .try_sh("test -e /sys/fs/cgroup/cpu/cpu.rt_runtime_us")
+        .status
+        .success();
+    if group_budgets {
+        assert_eq!(policy_of(&testbed, "socket-fixer"), "SCHED_OTHER 0");
+        let log = testbed.sh("journalctl -u nonrootd -o cat");
+        assert!(log.contains("socket fixer: no real-time priority"), "{log}");
+        testbed.sh(&format!(
+            "mkdir -p /etc/systemd/system/nonrootd.service.d
+             cat > /etc/systemd/system/nonrootd.service.d/rt-budget.conf <<'EOF'\n{RT_BUDGET}EOF
+             systemctl daemon-reload && systemctl restart nonrootd"
+        ));
+    }
+    assert_eq!(policy_of(&testbed, "socket-fixer"), "SCHED_FIFO|SCHED_RESET_ON_FORK 1");
+    assert_eq!(policy_of(&testbed, "nonrootd"), "SCHED_OTHER 0");
+    // Back at real-time after every kind of work: a new socket, a re-check, a reload.
+    for trigger in [
+        "systemctl restart docker.socket",
+        "systemctl restart docker",
+        "systemctl reload nonrootd",
+    ] {
+        break_things(&testbed);
+        testbed.sh(trigger);
+        all_right(&testbed);
+        common::bus::wait_for(
+            LIMIT,
+            || policy_of(&testbed, "socket-fixer") == "SCHED_FIFO|SCHED_RESET_ON_FORK 1",
+            "the socket fixer back at real-time priority",
+        );
+    }
+    let log = testbed.sh("journalctl -u nonrootd -o cat");
+    assert!(
+        log.contains("socket fixer: real-time priority 1 while granting new sockets"),
+        "{log}"
+    );
+}
+
+/// A drop-in giving the service's cpu cgroup (and its parents) a real-time budget of 10 ms per
+/// second, as a kernel without `CONFIG_RT_GROUP_SCHED` (Debian's, Fedora's) needs none.
+const RT_BUDGET: &str = "[Service]
+ExecStartPre=+/bin/sh -c 'cd /sys/fs/cgroup/cpu && for g in . system.slice system.slice/nonrootd.service; do echo 10000 > $g/cpu.rt_runtime_us; done'
+";

@@ -16,6 +16,7 @@ pub mod api;
 mod bus;
 mod event_loop;
 mod logging;
+mod realtime;
 mod socket_fixer;
 mod systemd;
 mod volume_job;

@@ -31,6 +31,8 @@ use crate::host::walk::{check_directory, open_directory_beneath_root, same_inode
 use crate::host::{BeneathDirs, OpenError};
 use crate::ids::SystemIds;
 
+use super::realtime::Priority;
+
 /// How long an apply waits for the host-wide lock (held by a concurrent hook or CLI).
 pub const LOCK_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -124,7 +126,9 @@ struct Fixer {
 impl Fixer {
     fn run(mut self) {
         open_cache(&mut self.cache, &self.state_dir);
+        let mut priority = Priority::request();
         loop {
+            priority.raise();
             let (events, woken) = match self.wait() {
                 Ok(ready) => ready,
                 Err(e) => {
@@ -138,6 +142,7 @@ impl Fixer {
             // config). Re-checks of every socket last: a new socket must not wait for them.
             let mut rechecks = Vec::new();
             if woken {
+                priority.lower();
                 match self.take_commands() {
                     Some(queued) => rechecks = queued,
                     None => return,
@@ -145,13 +150,11 @@ impl Fixer {
             }
             if events {
                 match self.watches.read() {
-                    Ok(Some(Cue::Socket(paths))) => {
-                        for path in paths {
-                            let trigger = format!("{} changed", path.display());
-                            self.apply(Some(path), trigger);
-                        }
+                    Ok(Some(Cue::Socket(paths))) => self.fix_new_sockets(paths, &mut priority),
+                    Ok(Some(Cue::All)) => {
+                        priority.lower();
+                        self.apply_all("inotify queue overflow".into());
                     }
-                    Ok(Some(Cue::All)) => self.apply(None, "inotify queue overflow".into()),
                     Ok(None) => {}
                     Err(e) => {
                         error!("inotify failed: {e}");
@@ -160,8 +163,9 @@ impl Fixer {
                 }
             }
             if let Some(trigger) = super::batch_trigger(&rechecks) {
+                priority.lower();
                 self.watches.revalidate();
-                self.apply(None, trigger);
+                self.apply_all(trigger);
             }
         }
     }
@@ -206,7 +210,7 @@ impl Fixer {
                     self.config = *config;
                     self.generation = generation;
                     // Whatever was applied with the old config meanwhile is made right.
-                    self.apply(None, "reload".into());
+                    self.apply_all("reload".into());
                 }
                 Ok(Command::Recheck(trigger)) => rechecks.push(trigger),
                 Err(mpsc::TryRecvError::Empty) => return Some(rechecks),
@@ -215,9 +219,34 @@ impl Fixer {
         }
     }
 
-    /// Applies the sockets duty for one socket that changed (or all), and reports to the
-    /// event loop.
-    fn apply(&mut self, socket: Option<PathBuf>, trigger: String) {
+    /// Grants the sockets that just changed, still at real-time priority, then records and
+    /// reports them at normal priority: a client waits only for the writes.
+    fn fix_new_sockets(&mut self, sockets: BTreeSet<PathBuf>, priority: &mut Priority) {
+        let Some(cache) = open_cache(&mut self.cache, &self.state_dir) else {
+            error!("apply after a socket change failed; retrying on the next event");
+            return;
+        };
+        let host = BeneathDirs {
+            dirs: &self.watches.dirs,
+        };
+        let engine = engine(&host);
+        let early: Vec<_> = sockets
+            .into_iter()
+            .map(|socket| {
+                let early = cache.grant_new_socket(&engine, &self.config, &socket);
+                (socket, early)
+            })
+            .collect();
+        priority.lower();
+        for (socket, early) in early {
+            let trigger = format!("{} changed", socket.display());
+            let applied = cache.record_new_socket(&engine, &self.config, &socket, early, LOCK_TIMEOUT);
+            report(&self.reports, self.generation, applied, trigger);
+        }
+    }
+
+    /// Applies the sockets duty to every socket and reports to the event loop.
+    fn apply_all(&mut self, trigger: String) {
         let Some(cache) = open_cache(&mut self.cache, &self.state_dir) else {
             error!("apply after {trigger} failed; retrying on the next event");
             return;
@@ -225,34 +254,36 @@ impl Fixer {
         let host = BeneathDirs {
             dirs: &self.watches.dirs,
         };
-        let engine = Engine {
-            host: &host,
-            ids: &SystemIds,
-            daemon_json: Path::new(DOCKER_DAEMON_JSON),
+        let request = Request {
+            duties: DutySet::NONE.with(Duty::Sockets),
+            socket: None,
+            dry_run: false,
         };
-        let applied = match socket {
-            Some(socket) => cache.apply_new_socket(&engine, &self.config, &socket, LOCK_TIMEOUT),
-            None => {
-                let request = Request {
-                    duties: DutySet::NONE.with(Duty::Sockets),
-                    socket: None,
-                    dry_run: false,
-                };
-                cache.apply(&engine, &self.config, &request, LOCK_TIMEOUT)
-            }
-        };
-        let report = match applied {
-            Ok(report) => report,
-            Err(e) => {
-                error!("apply after {trigger} failed: {e}; retrying on the next event");
-                return;
-            }
-        };
-        let _ = self.reports.send(Fixed {
-            report,
-            trigger,
-            generation: self.generation,
-        });
+        let applied = cache.apply(&engine(&host), &self.config, &request, LOCK_TIMEOUT);
+        report(&self.reports, self.generation, applied, trigger);
+    }
+}
+
+/// The engine on the fixer's kept directories.
+fn engine<'a>(host: &'a BeneathDirs<'a>) -> Engine<'a, BeneathDirs<'a>> {
+    Engine {
+        host,
+        ids: &SystemIds,
+        daemon_json: Path::new(DOCKER_DAEMON_JSON),
+    }
+}
+
+/// Sends an apply's report to the event loop, or logs why there is none.
+fn report(reports: &UnboundedSender<Fixed>, generation: u64, applied: Result<Report, String>, trigger: String) {
+    match applied {
+        Ok(report) => {
+            let _ = reports.send(Fixed {
+                report,
+                trigger,
+                generation,
+            });
+        }
+        Err(e) => error!("apply after {trigger} failed: {e}; retrying on the next event"),
     }
 }
 
