@@ -142,8 +142,7 @@ impl Fixer {
             // config). Re-checks of every socket last: a new socket must not wait for them.
             let mut rechecks = Vec::new();
             if woken {
-                priority.lower();
-                match self.take_commands() {
+                match self.take_commands(&mut priority) {
                     Some(queued) => rechecks = queued,
                     None => return,
                 }
@@ -187,8 +186,9 @@ impl Fixer {
         Ok((ready(&fds[0]), ready(&fds[1])))
     }
 
-    /// Serves a new config at once and returns the queued re-checks; `None` once the handle is gone.
-    fn take_commands(&mut self) -> Option<Vec<String>> {
+    /// Serves a new config at once (at normal priority) and returns the queued re-checks;
+    /// `None` once the handle is gone.
+    fn take_commands(&mut self, priority: &mut Priority) -> Option<Vec<String>> {
         let mut buf = [0u8; 64];
         loop {
             match self.woken.read(&mut buf) {
@@ -203,6 +203,7 @@ impl Fixer {
         loop {
             match self.commands.try_recv() {
                 Ok(Command::Reconfigure(config, generation)) => {
+                    priority.lower();
                     match Watches::new(&socket_paths(&config)) {
                         Ok(watches) => self.watches = watches,
                         Err(e) => error!("cannot set up inotify, keeping the old watches: {e}"),
