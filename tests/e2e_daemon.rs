@@ -134,8 +134,8 @@ fn a_reload_that_changes_the_followed_units_takes_effect() {
     assert!(status.contains("runtime-prep.service"), "{status}");
 }
 
-/// `SCHED_FIFO|SCHED_RESET_ON_FORK 1` or `SCHED_OTHER 0`: the policy and
-/// priority of the daemon's thread named `comm`.
+/// What `chrt -p` says of the daemon's thread named `comm`, on one line: policy, priority and,
+/// for deadline scheduling, runtime/deadline/period in ns.
 fn policy_of(testbed: &Testbed, comm: &str) -> String {
     testbed
         .sh(&format!(
@@ -148,58 +148,85 @@ fn policy_of(testbed: &Testbed, comm: &str) -> String {
         .to_string()
 }
 
+const DEADLINE: &str = "SCHED_DEADLINE|SCHED_RESET_ON_FORK 0 1000000/10000000/10000000";
+const FIFO: &str = "SCHED_FIFO|SCHED_RESET_ON_FORK 1";
+const NORMAL: &str = "SCHED_OTHER 0";
+
+fn set_drop_in(testbed: &Testbed, text: &str) {
+    testbed.sh(&format!(
+        "mkdir -p /etc/systemd/system/nonrootd.service.d
+         cat > /etc/systemd/system/nonrootd.service.d/scheduling.conf <<'EOF'\n[Service]\n{text}EOF
+         systemctl daemon-reload && systemctl restart nonrootd"
+    ));
+}
+
+/// A new socket is fixed, and the fixer is back at `policy` while it waits.
+fn recreated_and_waiting_at(testbed: &Testbed, policy: &str) {
+    break_things(testbed);
+    testbed.sh("systemctl restart docker.socket");
+    all_right(testbed);
+    common::bus::wait_for(
+        LIMIT,
+        || policy_of(testbed, "socket-fixer") == policy,
+        &format!("the socket fixer waiting at {policy}"),
+    );
+}
+
 #[test]
-fn the_socket_fixer_waits_at_real_time_priority_where_the_kernel_allows_it() {
-    let testbed = Testbed::boot("realtime");
+fn the_socket_fixer_waits_urgent_and_works_normal() {
+    let testbed = Testbed::boot("scheduling");
     install(&testbed);
     all_right(&testbed);
-    assert!(
-        testbed
-            .sh("grep 'Max realtime timeout' /proc/$(systemctl show -P MainPID nonrootd)/limits")
-            .contains("200000")
-    );
-    // With CONFIG_RT_GROUP_SCHED (cgroup v1 `cpu.rt_runtime_us`), the service's cpu cgroup has
-    // no real-time budget unless someone gives it one: the fixer says so and runs normally.
+    let pid_limits = testbed.sh("cat /proc/$(systemctl show -P MainPID nonrootd)/limits");
+    assert!(pid_limits.contains("Max realtime timeout      200000"), "{pid_limits}");
+    assert_eq!(policy_of(&testbed, "nonrootd"), NORMAL);
+    // Kernels with CONFIG_RT_GROUP_SCHED (cgroup v1 `cpu.rt_runtime_us`) give the service's
+    // cpu cgroup no real-time budget: deadline scheduling instead, which a thread kept off a
+    // CPU cannot have either.
     let group_budgets = testbed
         .try_sh("test -e /sys/fs/cgroup/cpu/cpu.rt_runtime_us")
         .status
         .success();
-    if group_budgets {
-        assert_eq!(policy_of(&testbed, "socket-fixer"), "SCHED_OTHER 0");
-        let log = testbed.sh("journalctl -u nonrootd -o cat");
-        assert!(log.contains("socket fixer: no real-time priority"), "{log}");
-        testbed.sh(&format!(
-            "mkdir -p /etc/systemd/system/nonrootd.service.d
-             cat > /etc/systemd/system/nonrootd.service.d/rt-budget.conf <<'EOF'\n{RT_BUDGET}EOF
-             systemctl daemon-reload && systemctl restart nonrootd"
-        ));
-    }
-    assert_eq!(policy_of(&testbed, "socket-fixer"), "SCHED_FIFO|SCHED_RESET_ON_FORK 1");
-    assert_eq!(policy_of(&testbed, "nonrootd"), "SCHED_OTHER 0");
-    // Back at real-time after every kind of work: a new socket, a re-check, a reload.
-    for trigger in [
-        "systemctl restart docker.socket",
-        "systemctl restart docker",
-        "systemctl reload nonrootd",
-    ] {
+    let (shipped, on_cpu_0_only, said) = if group_budgets {
+        (
+            DEADLINE,
+            NORMAL,
+            "socket fixer: deadline scheduling (1 ms per 10 ms) while granting new sockets",
+        )
+    } else {
+        (
+            FIFO,
+            FIFO,
+            "socket fixer: real-time priority 1 while granting new sockets",
+        )
+    };
+    assert_eq!(policy_of(&testbed, "socket-fixer"), shipped);
+    // Urgent again after every kind of work: a new socket, a re-check, a reload.
+    for trigger in ["systemctl restart docker", "systemctl reload nonrootd"] {
         break_things(&testbed);
         testbed.sh(trigger);
         all_right(&testbed);
-        common::bus::wait_for(
-            LIMIT,
-            || policy_of(&testbed, "socket-fixer") == "SCHED_FIFO|SCHED_RESET_ON_FORK 1",
-            "the socket fixer back at real-time priority",
-        );
+        common::bus::wait_for(LIMIT, || policy_of(&testbed, "socket-fixer") == shipped, trigger);
     }
+    recreated_and_waiting_at(&testbed, shipped);
     let log = testbed.sh("journalctl -u nonrootd -o cat");
-    assert!(
-        log.contains("socket fixer: real-time priority 1 while granting new sockets"),
-        "{log}"
-    );
+    assert!(log.contains(said), "{log}");
+
+    set_drop_in(&testbed, "CPUAffinity=0\n");
+    recreated_and_waiting_at(&testbed, on_cpu_0_only);
+    if group_budgets {
+        let log = testbed.sh("journalctl -u nonrootd -o cat");
+        assert!(log.contains("socket fixer: new sockets are granted at normal priority; refused: real-time priority 1: Operation not permitted (os error 1), deadline scheduling (1 ms per 10 ms): Operation not permitted"), "{log}");
+        set_drop_in(&testbed, RT_BUDGET);
+        recreated_and_waiting_at(&testbed, FIFO);
+    }
+
+    // Turned off by the system call filter: normal priority.
+    set_drop_in(&testbed, "SystemCallFilter=~sched_setattr\n");
+    recreated_and_waiting_at(&testbed, NORMAL);
 }
 
-/// A drop-in giving the service's cpu cgroup (and its parents) a real-time budget of 10 ms per
-/// second, as a kernel without `CONFIG_RT_GROUP_SCHED` (Debian's, Fedora's) needs none.
-const RT_BUDGET: &str = "[Service]
-ExecStartPre=+/bin/sh -c 'cd /sys/fs/cgroup/cpu && for g in . system.slice system.slice/nonrootd.service; do echo 10000 > $g/cpu.rt_runtime_us; done'
+/// A line giving the service's cpu cgroup (and its parents) a real-time budget of 10 ms per
+/// second, which kernels without `CONFIG_RT_GROUP_SCHED` (Debian's, Fedora's) do not need.
+const RT_BUDGET: &str = "ExecStartPre=+/bin/sh -c 'cd /sys/fs/cgroup/cpu && for g in . system.slice system.slice/nonrootd.service; do echo 10000 > $g/cpu.rt_runtime_us; done'
 ";

@@ -5,12 +5,14 @@
 //!                      [--timeout-ms 5000] [--interval-us 20] [--label L] [--raw FILE]
 //!                      [--dead-if CMD]
 //!     The socket window: watches the socket's directory with inotify, runs CMD (sh -c) COUNT
-//!     times, stamps CLOCK_MONOTONIC at the socket's IN_CREATE and lets a forked child that
-//!     dropped to UID retry connect() every INTERVAL µs until it succeeds; the window is the
-//!     difference.  A re-creation not connectable within TIMEOUT is "never fixed"; with
-//!     --dead-if, also one not connectable yet when CMD (sh -c, run every 50 ms while
-//!     waiting) says the method can fix nothing any more (counted apart as cut short).
-//!     The parent runs SCHED_FIFO when allowed (prompt IN_CREATE stamps); the child not.
+//!     times and stamps CLOCK_MONOTONIC when the socket's IN_CREATE woke it (the stamp less
+//!     the time it then waited for a CPU, from /proc/thread-self/schedstat).  A forked child
+//!     that dropped to UID is woken by the same IN_CREATE on a watch of its own and retries
+//!     connect() every INTERVAL µs until it succeeds; the window is the difference.  A
+//!     re-creation not connectable within TIMEOUT is "never fixed"; with --dead-if, also one
+//!     not connectable yet when CMD (sh -c, run every 50 ms while waiting) says the method
+//!     can fix nothing any more (counted apart as cut short).  The parent runs SCHED_FIFO
+//!     when allowed (prompt stamps); the child not.
 //! nonrootd-bench loop --n N [--first I] [--bucket B] [--count C] [--min M] [--label L] -- PROG ARG...
 //!     Runs PROG N times one after another (stdout/stderr discarded, a failure stops the loop)
 //!     and times each run.  In the arguments {i} is the run's number (from I), {start} and
@@ -235,8 +237,14 @@ extern "C" fn on_usr1(_: libc::c_int) {
     ABORT.store(true, std::sync::atomic::Ordering::SeqCst);
 }
 
-/// The uid-dropped child: for every t0 read from `go`, retries connect() until it succeeds or
-/// `timeout` after t0 passes, and answers the success time (0: never).
+/// The child's answer when it is armed: it watches the socket's directory from now on.
+const ARMED: u64 = u64::MAX;
+
+/// The uid-dropped client. For every byte read from `go` it arms (answers [`ARMED`]), waits
+/// for the socket's `IN_CREATE` on an inotify watch of its own, then retries connect() every
+/// `interval` until it succeeds or `timeout` passes, and answers the success time (0: never,
+/// also when SIGUSR1 aborts the round). Woken by the event itself, like a client that waits
+/// for the socket, it does not depend on when the parent gets a CPU.
 fn connector(
     uid: u32,
     path: &str,
@@ -269,41 +277,51 @@ fn connector(
         libc::sched_setscheduler(0, libc::SCHED_OTHER, &normal);
         libc::signal(libc::SIGUSR1, on_usr1 as *const () as libc::sighandler_t);
     }
-    let (addr, len) = sockaddr(path).unwrap_or_else(|e| {
+    let exit_with = |e: String| -> ! {
         eprintln!("probe child: {e}");
         // SAFETY: as above.
         unsafe { libc::_exit(1) }
-    });
+    };
+    let (addr, len) = sockaddr(path).unwrap_or_else(|e| exit_with(e));
+    let socket = std::path::Path::new(path);
+    let dir = socket.parent().and_then(|p| p.to_str()).unwrap_or("/");
+    let name = socket.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+    let inotify = Inotify::watch(dir).unwrap_or_else(|e| exit_with(e));
     let pause = libc::timespec {
         tv_sec: 0,
         tv_nsec: interval.as_nanos() as libc::c_long,
     };
-    let mut buf = [0u8; 8];
-    while go.read_exact(&mut buf).is_ok() {
-        let t0 = u64::from_ne_bytes(buf);
-        let mut answer = 0u64;
+    let mut byte = [0u8; 1];
+    while go.read_exact(&mut byte).is_ok() {
         ABORT.store(false, std::sync::atomic::Ordering::SeqCst);
-        loop {
-            // SAFETY: a fresh socket per attempt (a failed connect() leaves no state behind
-            // worth reusing), closed right away.
-            let fd = unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
-            if fd < 0 {
-                fail("socket");
+        inotify.read_names();
+        if done.write_all(&ARMED.to_ne_bytes()).is_err() {
+            break;
+        }
+        let mut answer = 0u64;
+        if let Some((woken, _)) = inotify.wait_for(name, Duration::from_secs(3600), None) {
+            loop {
+                // SAFETY: a fresh socket per attempt (a failed connect() leaves no state
+                // behind worth reusing), closed right away.
+                let fd = unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
+                if fd < 0 {
+                    fail("socket");
+                }
+                // SAFETY: addr/len describe a valid sockaddr_un.
+                let rc = unsafe { libc::connect(fd, (&raw const addr).cast(), len) };
+                let now = monotonic_ns();
+                // SAFETY: fd is ours.
+                unsafe { libc::close(fd) };
+                if rc == 0 {
+                    answer = now;
+                    break;
+                }
+                if now.saturating_sub(woken) > timeout_ns || ABORT.load(std::sync::atomic::Ordering::SeqCst) {
+                    break;
+                }
+                // SAFETY: sleeps; a signal interruption only shortens the pause.
+                unsafe { libc::nanosleep(&pause, std::ptr::null_mut()) };
             }
-            // SAFETY: addr/len describe a valid sockaddr_un.
-            let rc = unsafe { libc::connect(fd, (&raw const addr).cast(), len) };
-            let now = monotonic_ns();
-            // SAFETY: fd is ours.
-            unsafe { libc::close(fd) };
-            if rc == 0 {
-                answer = now;
-                break;
-            }
-            if now.saturating_sub(t0) > timeout_ns || ABORT.load(std::sync::atomic::Ordering::SeqCst) {
-                break;
-            }
-            // SAFETY: sleeps; a signal interruption only shortens the pause.
-            unsafe { libc::nanosleep(&pause, std::ptr::null_mut()) };
         }
         if done.write_all(&answer.to_ne_bytes()).is_err() {
             break;
@@ -355,8 +373,9 @@ impl Inotify {
         }
     }
 
-    /// Waits until an event for `name` arrives; returns CLOCK_MONOTONIC at the wake-up.
-    fn wait_for(&self, name: &str, limit: Duration) -> Option<u64> {
+    /// Waits until an event for `name` arrives; returns CLOCK_MONOTONIC at the wake-up, and
+    /// how long the thread had waited for a CPU after the event woke it (0 without `delay`).
+    fn wait_for(&self, name: &str, limit: Duration, delay: Option<&RunDelay>) -> Option<(u64, u64)> {
         let deadline = Instant::now() + limit;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -368,13 +387,47 @@ impl Inotify {
                 events: libc::POLLIN,
                 revents: 0,
             };
+            let before = delay.and_then(RunDelay::ns);
             // SAFETY: one valid pollfd.
             let rc = unsafe { libc::poll(&mut pfd, 1, left.as_millis().max(1) as libc::c_int) };
             let stamp = monotonic_ns();
+            let after = delay.and_then(RunDelay::ns);
+            let waited = after.zip(before).map_or(0, |(a, b)| a.saturating_sub(b));
             if rc > 0 && self.read_names().iter().any(|n| n == name) {
-                return Some(stamp);
+                return Some((stamp, waited));
+            }
+            if ABORT.load(std::sync::atomic::Ordering::SeqCst) {
+                return None;
             }
         }
+    }
+}
+
+/// The calling thread's time spent runnable but not running (the second field of
+/// /proc/thread-self/schedstat, in ns), read with one pread().
+struct RunDelay {
+    file: std::fs::File,
+}
+
+impl RunDelay {
+    /// `None` where the kernel keeps no such count.
+    fn open() -> Option<RunDelay> {
+        let delay = RunDelay {
+            file: std::fs::File::open("/proc/thread-self/schedstat").ok()?,
+        };
+        delay.ns().map(|_| delay)
+    }
+
+    fn ns(&self) -> Option<u64> {
+        use std::os::unix::fs::FileExt;
+        let mut buf = [0u8; 96];
+        let n = self.file.read_at(&mut buf, 0).ok()?;
+        std::str::from_utf8(&buf[..n])
+            .ok()?
+            .split_whitespace()
+            .nth(1)?
+            .parse()
+            .ok()
     }
 }
 
@@ -439,23 +492,41 @@ fn probe(args: &[String]) -> Result<Value, String> {
     let param = libc::sched_param { sched_priority: 50 };
     // SAFETY: changes our own scheduling policy only.
     let realtime = unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) } == 0;
+    // Opened after the policy change: schedstat is per thread, and this is the thread that waits.
+    let run_delay = RunDelay::open();
+    let mut stamp_delays_us = Vec::new();
     let started = Instant::now();
+    let mut answer = [0u8; 8];
+    let mut read_answer = |done: &mut std::fs::File| -> Result<u64, String> {
+        done.read_exact(&mut answer)
+            .map_err(|e| format!("probe child died: {e}"))?;
+        Ok(u64::from_ne_bytes(answer))
+    };
     for round in 0..count {
         inotify.read_names();
+        go_w.write_all(&[1]).map_err(|e| format!("probe child: {e}"))?;
+        if read_answer(&mut done_r)? != ARMED {
+            return Err("probe child: out of step".into());
+        }
         let mut cmd = Command::new("/bin/sh")
             .args(["-c", &trigger])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .spawn()
             .map_err(|e| format!("sh -c {trigger}: {e}"))?;
-        match inotify.wait_for(name, Duration::from_secs(30)) {
+        match inotify.wait_for(name, Duration::from_secs(30), run_delay.as_ref()) {
             None => {
                 no_event += 1;
                 raw.push_str(&format!("{round}\tno-create\n"));
+                // SAFETY: signalling our own child, which then answers 0.
+                unsafe { libc::kill(child, libc::SIGUSR1) };
+                read_answer(&mut done_r)?;
             }
-            Some(t0) => {
-                go_w.write_all(&t0.to_ne_bytes())
-                    .map_err(|e| format!("probe child: {e}"))?;
+            Some((stamp, waited)) => {
+                // The window starts when IN_CREATE woke the parent, not when it got a CPU (a
+                // fixer that ran first must not shorten it).
+                let t0 = stamp - waited;
+                stamp_delays_us.push(waited as f64 / 1000.0);
                 let mut dead = false;
                 if let Some(check) = &dead_if {
                     // While no answer: is the method provably dead (it can fix nothing any
@@ -475,11 +546,7 @@ fn probe(args: &[String]) -> Result<Value, String> {
                         }
                     }
                 }
-                let mut buf = [0u8; 8];
-                done_r
-                    .read_exact(&mut buf)
-                    .map_err(|e| format!("probe child died: {e}"))?;
-                let t1 = u64::from_ne_bytes(buf);
+                let t1 = read_answer(&mut done_r)?;
                 if t1 == 0 {
                     never += 1;
                     if dead {
@@ -491,7 +558,7 @@ fn probe(args: &[String]) -> Result<Value, String> {
                 } else {
                     let us = (t1.saturating_sub(t0)) as f64 / 1000.0;
                     windows_us.push(us);
-                    raw.push_str(&format!("{round}\t{us:.1}\t{t0}\n"));
+                    raw.push_str(&format!("{round}\t{us:.1}\t{t0}\t{:.1}\n", waited as f64 / 1000.0));
                 }
             }
         }
@@ -515,6 +582,8 @@ fn probe(args: &[String]) -> Result<Value, String> {
     obj.insert("never_cut_short".into(), json!(cut_short));
     obj.insert("no_create_event".into(), json!(no_event));
     obj.insert("realtime_stamps".into(), json!(realtime));
+    obj.insert("stamp_corrected".into(), json!(run_delay.is_some()));
+    obj.insert("stamp_delay_us".into(), summary(&mut stamp_delays_us));
     obj.insert("unit".into(), json!("us"));
     obj.insert("seconds".into(), json!(started.elapsed().as_secs_f64()));
     Ok(stats)
@@ -850,7 +919,7 @@ fn fixer(args: &[String]) -> Result<Value, String> {
     let inotify = Inotify::watch(dir)?;
     let mut fixed = 0u64;
     loop {
-        if inotify.wait_for(name, Duration::from_secs(3600)).is_some() {
+        if inotify.wait_for(name, Duration::from_secs(3600), None).is_some() {
             // SAFETY: valid path, name and buffer.
             let rc = unsafe {
                 libc::setxattr(

@@ -7,6 +7,9 @@
 //!
 //! Kept between events: a descriptor of each checked directory (the watch is placed on that
 //! very inode), the lock file and the grant record ([`StateCache`]).
+//!
+//! The thread waits and writes new sockets' grants at real-time priority, and does everything
+//! else at normal priority ([`Priority`]).
 
 use std::collections::{BTreeSet, HashMap};
 use std::io::{self, Read, Write};

@@ -53,14 +53,17 @@ It tells systemd it is ready only after it owns \fBorg.nonrootd1\fR on the syste
 bus and the first apply is done.
 Without a system bus it logs one warning and keeps working on inotify.
 .PP
-The thread that restores sockets waits for inotify at real-time priority
-(\fBSCHED_FIFO\fR 1, never inherited by child processes) and returns to normal
-priority as soon as a new socket's grant is written, so a client connecting to a
-recreated socket does not wait for a CPU behind the processes starting Docker.
-This needs \fBCAP_SYS_NICE\fR (in the unit's bounding set) and, on kernels with
-\fBCONFIG_RT_GROUP_SCHED\fR, a real-time budget for the service's cpu cgroup;
-refused, the thread runs at normal priority and one warning says so.
-\fBRestrictRealtime=yes\fR in a drop-in turns it off.
+The thread that restores sockets waits for inotify and writes a new socket's
+grant at real-time priority (\fBSCHED_FIFO\fR 1), and returns to normal priority
+right after the write, so a client connecting to a recreated socket does not
+wait for a CPU behind the processes starting Docker.
+Where real-time priority is refused (kernels with \fBCONFIG_RT_GROUP_SCHED\fR
+give the service's cpu cgroup no real-time budget), it uses \fBSCHED_DEADLINE\fR
+with 1 ms of CPU per 10 ms instead.
+Neither is inherited by child processes.
+Both need \fBCAP_SYS_NICE\fR (in the unit's bounding set); refused both, the thread
+runs at normal priority and one warning says so.
+\fBSystemCallFilter=~sched_setattr\fR in a drop-in turns it off.
 .PP
 On the system bus it serves \fBorg.nonrootd1\fR, object \fB/org/nonrootd1\fR,
 interface \fBorg.nonrootd1.Manager\fR: status is open to every user; applying
