@@ -8,8 +8,8 @@
 //! Kept between events: a descriptor of each checked directory (the watch is placed on that
 //! very inode), the lock file and the grant record ([`StateCache`]).
 //!
-//! The thread waits and writes new sockets' grants at real-time priority, and does everything
-//! else at normal priority ([`Priority`]).
+//! The thread waits and writes new sockets' grants urgent (real-time, or deadline scheduling
+//! where that is refused), and does everything else at normal priority ([`Priority`]).
 
 use std::collections::{BTreeSet, HashMap};
 use std::io::{self, Read, Write};
@@ -223,8 +223,8 @@ impl Fixer {
         }
     }
 
-    /// Grants the sockets that just changed, still at real-time priority, then records and
-    /// reports them at normal priority: a client waits only for the writes.
+    /// Grants the sockets that just changed, still urgent, then records and reports them at
+    /// normal priority: a client waits only for the writes.
     fn fix_new_sockets(&mut self, sockets: BTreeSet<PathBuf>, priority: &mut Priority) {
         let Some(cache) = open_cache(&mut self.cache, &self.state_dir) else {
             error!("apply after a socket change failed; retrying on the next event");
