@@ -33,7 +33,7 @@ const DEADLINE_RUNTIME_NS: u64 = 1_000_000;
 /// The period (and relative deadline: a constrained deadline would throttle a thread that
 /// wakes between its deadline and the next period).
 const DEADLINE_PERIOD_NS: u64 = 10_000_000;
-/// The lowest real-time priority: above every normal thread, below any real-time one.
+/// The lowest real-time priority: above every normal thread, below every other real-time one.
 const FIFO_PRIORITY: u32 = 1;
 
 impl Urgent {
