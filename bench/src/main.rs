@@ -388,8 +388,9 @@ impl Inotify {
                 revents: 0,
             };
             let before = delay.and_then(RunDelay::ns);
+            // At most a second per poll(): a SIGUSR1 that lands just before it is seen then.
             // SAFETY: one valid pollfd.
-            let rc = unsafe { libc::poll(&mut pfd, 1, left.as_millis().max(1) as libc::c_int) };
+            let rc = unsafe { libc::poll(&mut pfd, 1, left.as_millis().clamp(1, 1000) as libc::c_int) };
             let stamp = monotonic_ns();
             let after = delay.and_then(RunDelay::ns);
             let waited = after.zip(before).map_or(0, |(a, b)| a.saturating_sub(b));
