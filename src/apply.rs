@@ -424,6 +424,9 @@ struct CachedRecord {
     /// Bits written before the lock was taken and not yet in a saved record (the lock could
     /// not be taken after the write): counted as nonrootd's at the next change under the lock.
     unrecorded: BTreeMap<PathBuf, Grants>,
+    /// How many times the record was read from the file: an early plan made on one read is
+    /// confirmed only while no other was made since.
+    reads: u64,
 }
 
 impl CachedRecord {
@@ -435,6 +438,7 @@ impl CachedRecord {
         }
         // Forget the cached record first: if the load fails, the next apply retries it.
         self.stamp = None;
+        self.reads += 1;
         self.record = GrantRecord::load(dir).map_err(|e| state_error(dir, e))?;
         self.stamp = Some(stamp);
         Ok(false)
@@ -509,14 +513,15 @@ impl StateCache {
         };
         EarlyGrant(early.map(|(report, granted, added)| {
             claim_bits(&mut self.cached.unrecorded, socket, &added);
-            (report, granted)
+            (report, granted, self.cached.reads)
         }))
     }
 
-    /// Step two: logs the early grant and records it under the lock. A record that nobody
-    /// saved since confirms the early plan; otherwise the socket is planned again with the new
-    /// record, the bits just added counted as granted by nonrootd. Without an early grant this
-    /// is [`apply`](Self::apply) of the socket.
+    /// Step two: logs the early grant and records it under the lock. The record the early plan
+    /// was made on, not read again since (another apply saved none, also not while an earlier
+    /// socket of the same batch was recorded), confirms it; otherwise the socket is planned
+    /// again with the new record, the bits just added counted as granted by nonrootd. Without
+    /// an early grant this is [`apply`](Self::apply) of the socket.
     pub fn record_new_socket<H: Host>(
         &mut self,
         engine: &Engine<'_, H>,
@@ -530,13 +535,14 @@ impl StateCache {
             socket: Some(socket.to_path_buf()),
             dry_run: false,
         };
-        let Some((report, granted)) = early.0 else {
+        let Some((report, granted, planned_on)) = early.0 else {
             return self.apply(engine, config, &request, lock_timeout);
         };
         log_entries(&report);
         let dir = &self.state_dir;
         let _lock = self.lock.acquire(lock_timeout).map_err(|e| state_error(dir, e))?;
-        if self.cached.refresh(dir)? {
+        self.cached.refresh(dir)?;
+        if self.cached.reads == planned_on {
             // No other apply saved a record since it was read: the early plan was the locked one.
             self.cached.update(dir, |record| {
                 record.sockets.insert(socket.to_path_buf(), granted);
@@ -547,9 +553,9 @@ impl StateCache {
     }
 }
 
-/// A new socket's grant written by [`StateCache::grant_new_socket`] (its report and the grants
-/// to record), or none.
-pub struct EarlyGrant(Option<(Report, Grants)>);
+/// A new socket's grant written by [`StateCache::grant_new_socket`] (its report, the grants to
+/// record and the read of the record it was planned on), or none.
+pub struct EarlyGrant(Option<(Report, Grants, u64)>);
 
 fn claim_bits(grants: &mut BTreeMap<PathBuf, Grants>, path: &Path, bits: &Grants) {
     let ours = grants.entry(path.to_path_buf()).or_default();
@@ -823,6 +829,49 @@ mod tests {
         assert_eq!(recorded_for_4321(state.path()), Perm::RW);
         revoke_all(&engine, state.path());
         assert!(host.file("/run/docker.sock").acl.named.is_empty());
+    }
+
+    #[test]
+    fn a_batch_confirms_no_early_plan_made_on_a_record_read_before_another_apply_saved_one() {
+        let state = tempfile::tempdir().unwrap();
+        let fresh = || FakeFile::new(FileKind::Socket, 0o660, 0);
+        let host = FakeHost::default()
+            .with("/run/a.sock", fresh())
+            .with("/run/b.sock", fresh());
+        let engine = engine(&host);
+        let ours = config(
+            "[[socket]]\npath = \"/run/a.sock\"\nusers = [4321]\n[[socket]]\npath = \"/run/b.sock\"\nusers = [4321]\n",
+        );
+        apply_with_state(&engine, &ours, &sockets(), state.path(), Duration::ZERO).unwrap();
+        let mut cache = StateCache::open(state.path()).unwrap();
+        cache.preload(Duration::ZERO).unwrap();
+        for sock in ["/run/a.sock", "/run/b.sock"] {
+            host.files.borrow_mut().insert(sock.into(), fresh());
+        }
+        let (a, b) = (Path::new("/run/a.sock"), Path::new("/run/b.sock"));
+        let early_a = cache.grant_new_socket(&engine, &ours, a);
+        let early_b = cache.grant_new_socket(&engine, &ours, b);
+        // Meanwhile another apply (a CLI with another config) grants uid 1234 on b and saves.
+        let theirs = config(
+            "[[socket]]\npath = \"/run/a.sock\"\nusers = [4321]\n[[socket]]\npath = \"/run/b.sock\"\nusers = [4321, 1234]\n",
+        );
+        apply_with_state(&engine, &theirs, &sockets(), state.path(), Duration::ZERO).unwrap();
+        let other = Qualifier::User(Uid(1234));
+        assert_eq!(host.file("/run/b.sock").acl.named.get(&other), Some(&Perm::RW));
+        // a reads that record and saves its own; b must not be confirmed on the old read,
+        // which would forget that nonrootd granted 1234 and leave the grant in place for good.
+        cache
+            .record_new_socket(&engine, &ours, a, early_a, Duration::ZERO)
+            .unwrap();
+        cache
+            .record_new_socket(&engine, &ours, b, early_b, Duration::ZERO)
+            .unwrap();
+        assert_eq!(host.file("/run/b.sock").acl.named.get(&other), None, "revoked");
+        let record = GrantRecord::load(state.path()).unwrap();
+        assert_eq!(
+            record.sockets[b].keys().collect::<Vec<_>>(),
+            [&Qualifier::User(Uid(4321))]
+        );
     }
 
     #[test]

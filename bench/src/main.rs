@@ -12,7 +12,7 @@
 //!     re-creation not connectable within TIMEOUT is "never fixed"; with --dead-if, also one
 //!     not connectable yet when CMD (sh -c, run every 50 ms while waiting) says the method
 //!     can fix nothing any more (counted apart as cut short).  The parent runs SCHED_FIFO
-//!     when allowed (prompt stamps); the child not.
+//!     when allowed (prompt stamps); the child and the commands it runs not.
 //! nonrootd-bench loop --n N [--first I] [--bucket B] [--count C] [--min M] [--label L] -- PROG ARG...
 //!     Runs PROG N times one after another (stdout/stderr discarded, a failure stops the loop)
 //!     and times each run.  In the arguments {i} is the run's number (from I), {start} and
@@ -411,22 +411,28 @@ struct RunDelay {
 }
 
 impl RunDelay {
-    /// `None` where the kernel keeps no such count.
+    /// `None` where the kernel keeps no such count (the file is missing, or all zeros: even
+    /// the time this thread ran is not counted).
     fn open() -> Option<RunDelay> {
         let delay = RunDelay {
             file: std::fs::File::open("/proc/thread-self/schedstat").ok()?,
         };
-        delay.ns().map(|_| delay)
+        let ran = delay.field(0)?;
+        delay.ns().filter(|_| ran > 0).map(|_| delay)
     }
 
     fn ns(&self) -> Option<u64> {
+        self.field(1)
+    }
+
+    fn field(&self, i: usize) -> Option<u64> {
         use std::os::unix::fs::FileExt;
         let mut buf = [0u8; 96];
         let n = self.file.read_at(&mut buf, 0).ok()?;
         std::str::from_utf8(&buf[..n])
             .ok()?
             .split_whitespace()
-            .nth(1)?
+            .nth(i)?
             .parse()
             .ok()
     }
@@ -489,10 +495,12 @@ fn probe(args: &[String]) -> Result<Value, String> {
     let mut cut_short = 0usize;
     let mut no_event = 0usize;
     // Stamp IN_CREATE at once: a parent waiting for the CPU would stamp late and shorten the
-    // window it measures. Best effort (a cgroup without real-time budget refuses).
+    // window it measures. Best effort (a cgroup without real-time budget refuses). Not
+    // inherited: the trigger and --dead-if commands run like any process.
     let param = libc::sched_param { sched_priority: 50 };
+    let policy = libc::SCHED_FIFO | libc::SCHED_RESET_ON_FORK;
     // SAFETY: changes our own scheduling policy only.
-    let realtime = unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) } == 0;
+    let realtime = unsafe { libc::sched_setscheduler(0, policy, &param) } == 0;
     // Opened after the policy change: schedstat is per thread, and this is the thread that waits.
     let run_delay = RunDelay::open();
     let mut stamp_delays_us = Vec::new();
@@ -504,11 +512,12 @@ fn probe(args: &[String]) -> Result<Value, String> {
         Ok(u64::from_ne_bytes(answer))
     };
     for round in 0..count {
-        inotify.read_names();
         go_w.write_all(&[1]).map_err(|e| format!("probe child: {e}"))?;
         if read_answer(&mut done_r)? != ARMED {
             return Err("probe child: out of step".into());
         }
+        // Only events after this point count (the child armed its own watch alike).
+        inotify.read_names();
         let mut cmd = Command::new("/bin/sh")
             .args(["-c", &trigger])
             .stdin(Stdio::null())

@@ -18,6 +18,7 @@ use zbus::object_server::SignalEmitter;
 
 use super::api::{Manager, OBJECT_PATH, Request};
 use super::bus::BusEvent;
+use super::realtime::Confined;
 use super::socket_fixer::{Fixed, LOCK_TIMEOUT, SocketFixer};
 use super::volume_job::{Finished, VolumeJobs, Waiter};
 use crate::apply::{Request as ApplyRequest, apply_on_host};
@@ -62,9 +63,10 @@ impl Daemon {
         state_dir: PathBuf,
         config: Config,
         units: watch::Sender<Vec<String>>,
+        confined: Option<Confined>,
     ) -> std::io::Result<Daemon> {
         let (reports, fixed) = mpsc::unbounded_channel();
-        let fixer = SocketFixer::spawn(config.clone(), state_dir.clone(), reports)?;
+        let fixer = SocketFixer::spawn(config.clone(), state_dir.clone(), reports, confined)?;
         Ok(Daemon {
             config_path,
             state_dir,

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use tokio::sync::{mpsc, watch};
-use tracing::error;
+use tracing::{error, warn};
 
 use crate::config_file::{self, DEFAULT_CONFIG};
 use crate::state::default_state_dir;
@@ -44,6 +44,12 @@ pub fn command() -> clap::Command {
 pub fn main() -> ExitCode {
     let cli = DaemonCli::parse();
     logging::init();
+    // Before any other thread starts: they all inherit the filter.
+    let confined = realtime::confine()
+        .inspect_err(|e| {
+            warn!("socket fixer: new sockets are granted at normal priority: cannot confine sched_setattr to the calling thread: {e}")
+        })
+        .ok();
     let config = match config_file::load(&cli.config) {
         Ok(config) => config,
         Err(errors) => {
@@ -63,7 +69,7 @@ pub fn main() -> ExitCode {
         }
     };
     runtime.block_on(async move {
-        let daemon = match event_loop::Daemon::new(cli.config, state_dir, config, units) {
+        let daemon = match event_loop::Daemon::new(cli.config, state_dir, config, units, confined) {
             Ok(daemon) => daemon,
             Err(e) => {
                 error!("cannot start the socket fixer: {e}");

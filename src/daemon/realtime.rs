@@ -3,14 +3,16 @@
 //! urgent, the write does not wait for a CPU behind the processes busy starting Docker, or
 //! behind the very client that wants to connect.
 //!
-//! Urgent is `SCHED_FIFO` priority 1: above every normal thread, below any other real-time
-//! one; the unit's `LimitRTTIME=` ends the daemon should it ever run long without sleeping.
-//! Where that is refused (kernels with `CONFIG_RT_GROUP_SCHED` give a service's cpu cgroup no
-//! real-time budget), it is `SCHED_DEADLINE` with 1 ms of CPU per 10 ms, which needs no budget
-//! and which the kernel throttles past that share. Both need `CAP_SYS_NICE`; refused both
-//! (also: `SCHED_DEADLINE` for a thread kept off some CPUs), the fixer runs at normal priority
-//! and says so once. `SCHED_RESET_ON_FORK` always: nothing started from this thread inherits
-//! either.
+//! Urgent is `SCHED_DEADLINE` with 1 ms of CPU per 10 ms: the kernel throttles the thread past
+//! that share, and it needs no real-time budget (kernels with `CONFIG_RT_GROUP_SCHED` give a
+//! service's cpu cgroup none, and there a real-time thread in a service's cgroup keeps the
+//! cgroup v2 cpu controller from being enabled). Where deadline scheduling is refused (a
+//! thread kept off some CPUs, the deadline bandwidth used up), it is `SCHED_FIFO` priority 1:
+//! above every normal thread, below any other real-time one; the unit's `LimitRTTIME=` ends
+//! the daemon should it ever run long without sleeping. Both need `CAP_SYS_NICE`, and are used
+//! only once [`confine`] made `sched_setattr` unable to reach any other thread or process;
+//! refused both, the fixer runs at normal priority and says so. `SCHED_RESET_ON_FORK` always:
+//! nothing started from this thread inherits either.
 
 use std::fmt;
 use std::io;
@@ -24,9 +26,8 @@ enum Urgent {
     Deadline,
 }
 
-/// In order of preference: real-time where allowed (it yields to every other real-time thread;
-/// deadline threads run before all of them).
-const PREFERENCE: [Urgent; 2] = [Urgent::Fifo, Urgent::Deadline];
+/// In order of preference: deadline scheduling, bounded by the kernel, else real-time.
+const PREFERENCE: [Urgent; 2] = [Urgent::Deadline, Urgent::Fifo];
 
 /// CPU time the fixer may use per period at deadline scheduling, in ns.
 const DEADLINE_RUNTIME_NS: u64 = 1_000_000;
@@ -69,56 +70,143 @@ impl fmt::Display for Urgent {
     }
 }
 
+/// Proof that `sched_setattr` reaches only the calling thread in this process (see [`confine`]).
+pub struct Confined(());
+
+/// Makes `sched_setattr` fail with `EPERM` for any target but the calling thread (pid 0), in
+/// this thread and every thread it starts from now on: `CAP_SYS_NICE` would let it change any
+/// process's scheduling. Also sets no_new_privs (which the filter needs without
+/// `CAP_SYS_ADMIN`; the unit sets it anyway). Call before starting other threads.
+pub fn confine() -> io::Result<Confined> {
+    let mut filter = own_thread_only_filter();
+    let program = libc::sock_fprog {
+        len: filter.len() as u16,
+        filter: filter.as_mut_ptr(),
+    };
+    // SAFETY: prctl with integer arguments only.
+    if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `program` points at `filter`, which outlives the call; the kernel copies it.
+    let ret = unsafe {
+        libc::prctl(
+            libc::PR_SET_SECCOMP,
+            libc::SECCOMP_MODE_FILTER,
+            std::ptr::from_ref(&program),
+        )
+    };
+    if ret != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(Confined(()))
+}
+
+#[cfg(target_arch = "x86_64")]
+const AUDIT_ARCH_NATIVE: u32 = 0xc000_003e;
+#[cfg(target_arch = "aarch64")]
+const AUDIT_ARCH_NATIVE: u32 = 0xc000_00b7;
+/// x32 system calls share x86-64's audit arch and carry this bit in their number.
+const X32_SYSCALL_BIT: u32 = 0x4000_0000;
+
+/// A classic BPF seccomp program: other architectures' calls and x32 calls fail (the daemon
+/// makes none), `sched_setattr` passes only with pid 0 (the kernel reads the low 32 bits of
+/// the argument as its `pid_t`), everything else passes on to the other filters.
+fn own_thread_only_filter() -> Vec<libc::sock_filter> {
+    const LOAD: u16 = (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16;
+    const IF_EQUAL: u16 = (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16;
+    const IF_AT_LEAST: u16 = (libc::BPF_JMP | libc::BPF_JGE | libc::BPF_K) as u16;
+    const RETURN: u16 = (libc::BPF_RET | libc::BPF_K) as u16;
+    let op = |code, k, jt, jf| libc::sock_filter { code, jt, jf, k };
+    let arch = std::mem::offset_of!(libc::seccomp_data, arch) as u32;
+    let nr = std::mem::offset_of!(libc::seccomp_data, nr) as u32;
+    let low_half = if cfg!(target_endian = "little") { 0 } else { 4 };
+    let pid = (std::mem::offset_of!(libc::seccomp_data, args) + low_half) as u32;
+    // Jump offsets count the instructions skipped: `n` lands n + 1 further down.
+    vec![
+        /* 0 */ op(LOAD, arch, 0, 0),
+        /* 1 */ op(IF_EQUAL, AUDIT_ARCH_NATIVE, 0, 7),
+        /* 2 */ op(LOAD, nr, 0, 0),
+        /* 3 */ op(IF_AT_LEAST, X32_SYSCALL_BIT, 5, 0),
+        /* 4 */ op(IF_EQUAL, libc::SYS_sched_setattr as u32, 0, 2),
+        /* 5 */ op(LOAD, pid, 0, 0),
+        /* 6 */ op(IF_EQUAL, 0, 0, 2),
+        /* 7 */ op(RETURN, libc::SECCOMP_RET_ALLOW, 0, 0),
+        /* 8 */ op(RETURN, libc::SECCOMP_RET_ALLOW, 0, 0),
+        /* 9 */ op(RETURN, libc::SECCOMP_RET_ERRNO | libc::EPERM as u32, 0, 0),
+    ]
+}
+
 /// Where the calling thread is scheduled.
 pub struct Priority {
-    /// What was granted at start, if anything.
+    /// What may be tried, best first (nothing without [`Confined`]).
+    preference: &'static [Urgent],
+    /// What was granted, if anything.
     urgent: Option<Urgent>,
     /// The thread is urgent now.
     raised: bool,
 }
 
 impl Priority {
-    /// Makes the calling thread urgent (real-time, else deadline) and logs what it got.
-    pub fn request() -> Priority {
-        Self::request_from(&PREFERENCE)
+    /// Makes the calling thread urgent (deadline, else real-time) and logs what it got; always
+    /// normal without [`Confined`].
+    pub fn request(confined: Option<&Confined>) -> Priority {
+        Self::request_from(if confined.is_some() { &PREFERENCE } else { &[] })
     }
 
-    fn request_from(choices: &[Urgent]) -> Priority {
+    fn request_from(preference: &'static [Urgent]) -> Priority {
+        let mut priority = Priority {
+            preference,
+            urgent: None,
+            raised: false,
+        };
+        priority.grant_first_of(preference);
+        priority
+    }
+
+    /// Tries the choices in turn; refused all (and some were tried), says so.
+    fn grant_first_of(&mut self, choices: &[Urgent]) {
         let mut refusals = Vec::new();
         for &urgent in choices {
             match set(&urgent.attr()) {
                 Ok(()) => {
                     info!("socket fixer: {urgent} while granting new sockets");
-                    return Priority {
-                        urgent: Some(urgent),
-                        raised: true,
-                    };
+                    (self.urgent, self.raised) = (Some(urgent), true);
+                    return;
                 }
                 Err(e) => refusals.push(format!("{urgent}: {e}")),
             }
         }
-        warn!(
-            "socket fixer: new sockets are granted at normal priority; refused: {} \
-             (CAP_SYS_NICE, the system call filter, or a cgroup without a real-time budget)",
-            refusals.join(", ")
-        );
-        Priority {
-            urgent: None,
-            raised: false,
+        self.urgent = None;
+        if !refusals.is_empty() {
+            warn!(
+                "socket fixer: new sockets are granted at normal priority until the next \
+                 reload; refused: {} (CAP_SYS_NICE, the system call filter, CPU affinity, or a \
+                 cgroup without a real-time budget)",
+                refusals.join(", ")
+            );
         }
     }
 
-    /// Urgent again, before waiting for the next socket.
+    /// Urgent again, before waiting for the next socket; refused now, the next choice.
     pub fn raise(&mut self) {
         if let (Some(urgent), false) = (self.urgent, self.raised) {
             match set(&urgent.attr()) {
                 Ok(()) => self.raised = true,
                 Err(e) => {
-                    warn!("socket fixer: {urgent} refused now ({e}); staying at normal priority");
-                    self.urgent = None;
+                    warn!("socket fixer: {urgent} refused now ({e})");
+                    let preference = self.preference;
+                    let next = preference.iter().position(|&c| c == urgent).map_or(0, |i| i + 1);
+                    self.grant_first_of(&preference[next..]);
                 }
             }
         }
+    }
+
+    /// At a reload: tries every choice again from the best, then normal priority.
+    pub fn renew(&mut self) {
+        let preference = self.preference;
+        self.grant_first_of(preference);
+        self.lower();
     }
 
     /// Normal priority, for everything after the writes.
@@ -184,9 +272,8 @@ mod tests {
         }
     }
 
-    /// On a thread of its own (scheduling is per thread): request, then lower and raise twice.
-    fn request_lower_raise(choices: &[Urgent]) -> Option<Urgent> {
-        let mut priority = Priority::request_from(choices);
+    /// Lowers and raises twice, checking the policy each time.
+    fn lower_raise(priority: &mut Priority) {
         let urgent = priority.urgent;
         assert_eq!(policy(), expected(urgent));
         for _ in 0..2 {
@@ -196,49 +283,131 @@ mod tests {
             priority.raise();
             assert_eq!(policy(), expected(urgent));
         }
-        urgent
     }
 
-    fn is_root() -> bool {
-        nix::unistd::geteuid().is_root()
+    /// The test runs with CAP_SYS_NICE in its effective set (root usually is, not always).
+    fn may_nice() -> bool {
+        const CAP_SYS_NICE: u32 = 23;
+        let status = std::fs::read_to_string("/proc/thread-self/status").unwrap();
+        let effective = status.lines().find_map(|l| l.strip_prefix("CapEff:")).unwrap();
+        u64::from_str_radix(effective.trim(), 16).unwrap() & (1 << CAP_SYS_NICE) != 0
     }
 
-    /// Keeps the calling thread on CPU 0.
-    fn only_cpu_0() {
-        // SAFETY: a zeroed cpu_set_t is an empty set; CPU_SET writes inside it, and
-        // sched_setaffinity reads `size_of` bytes of it for the calling thread.
+    /// Deadline scheduling refuses threads kept off some CPUs only while the kernel enforces
+    /// real-time bandwidth (`sched_rt_runtime_us` not -1).
+    fn deadline_checks_affinity() -> bool {
+        let runtime = std::fs::read_to_string("/proc/sys/kernel/sched_rt_runtime_us").unwrap();
+        runtime.trim() != "-1"
+    }
+
+    /// Keeps the calling thread on one of the CPUs it may use; false when it may use only one.
+    fn keep_on_one_cpu() -> bool {
+        // SAFETY: a zeroed cpu_set_t is an empty set; sched_getaffinity and sched_setaffinity
+        // read and write `size_of` bytes of it for the calling thread, CPU_ISSET/CPU_SET
+        // stay inside it.
         unsafe {
-            let mut one_cpu: libc::cpu_set_t = std::mem::zeroed();
-            libc::CPU_SET(0, &mut one_cpu);
-            let ret = libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &one_cpu);
+            let mut allowed: libc::cpu_set_t = std::mem::zeroed();
+            let ret = libc::sched_getaffinity(0, size_of::<libc::cpu_set_t>(), &mut allowed);
+            assert_eq!(ret, 0, "{}", io::Error::last_os_error());
+            if libc::CPU_COUNT(&allowed) < 2 {
+                return false;
+            }
+            let first = (0..libc::CPU_SETSIZE as usize).find(|&cpu| libc::CPU_ISSET(cpu, &allowed));
+            let mut one: libc::cpu_set_t = std::mem::zeroed();
+            libc::CPU_SET(first.unwrap(), &mut one);
+            let ret = libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &one);
             assert_eq!(ret, 0, "{}", io::Error::last_os_error());
         }
+        true
+    }
+
+    /// `sched_setattr` of a target as raw as the kernel sees it.
+    fn set_of(pid: libc::c_long) -> io::Result<()> {
+        // SAFETY: the kernel reads `attr.size` bytes of a valid `sched_attr`; flags 0.
+        let ret = unsafe { libc::syscall(libc::SYS_sched_setattr, pid, std::ptr::from_ref(&normal()), 0) };
+        if ret == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
+        }
+    }
+
+    /// On a thread of its own (a filter and scheduling are per thread; the filter goes with it).
+    fn on_a_confined_thread<T: Send + 'static>(test: impl FnOnce(Confined) -> T + Send + 'static) -> T {
+        std::thread::spawn(|| test(confine().expect("confine"))).join().unwrap()
     }
 
     #[test]
     fn urgent_only_between_raise_and_lower_and_never_inherited() {
-        let urgent = std::thread::spawn(|| request_lower_raise(&PREFERENCE)).join().unwrap();
-        if is_root() {
-            assert!(urgent.is_some());
+        let urgent = on_a_confined_thread(|confined| {
+            let mut priority = Priority::request(Some(&confined));
+            lower_raise(&mut priority);
+            priority.renew();
+            assert_eq!(policy().0, libc::SCHED_OTHER, "renewed, then lowered");
+            priority.raise();
+            lower_raise(&mut priority);
+            priority.urgent
+        });
+        if may_nice() {
+            assert_eq!(urgent, Some(Urgent::Deadline));
+        }
+        let unconfined = std::thread::spawn(|| {
+            let mut priority = Priority::request(None);
+            lower_raise(&mut priority);
+            priority.urgent
+        });
+        assert_eq!(unconfined.join().unwrap(), None, "never urgent unconfined");
+    }
+
+    #[test]
+    fn a_choice_refused_later_gives_way_to_the_next() {
+        if !may_nice() || !deadline_checks_affinity() {
+            return;
+        }
+        let urgent = on_a_confined_thread(|confined| {
+            let mut priority = Priority::request(Some(&confined));
+            assert_eq!(priority.urgent, Some(Urgent::Deadline));
+            priority.lower();
+            if !keep_on_one_cpu() {
+                return None;
+            }
+            priority.raise();
+            // Real-time where this test's cgroup has a budget, else normal.
+            assert_ne!(priority.urgent, Some(Urgent::Deadline));
+            lower_raise(&mut priority);
+            Some(priority.urgent)
+        });
+        if let Some(urgent) = urgent {
+            eprintln!("on one CPU: {urgent:?}");
         }
     }
 
     #[test]
-    fn deadline_where_real_time_is_refused_and_normal_for_a_thread_kept_off_some_cpus() {
-        let urgent = std::thread::spawn(|| request_lower_raise(&[Urgent::Deadline]))
-            .join()
-            .unwrap();
-        if is_root() {
-            assert_eq!(urgent, Some(Urgent::Deadline));
-        }
-        if std::thread::available_parallelism().map_or(1, |n| n.get()) >= 2 {
-            let urgent = std::thread::spawn(|| {
-                only_cpu_0();
-                request_lower_raise(&[Urgent::Deadline])
-            })
-            .join()
-            .unwrap();
-            assert_eq!(urgent, None);
-        }
+    fn sched_setattr_reaches_only_the_calling_thread_once_confined() {
+        let main_thread = libc::c_long::from(std::process::id() as i32);
+        on_a_confined_thread(move |_| {
+            // SAFETY: gettid has no arguments.
+            let own_tid = unsafe { libc::gettid() };
+            set_of(0).expect("the calling thread, as pid 0");
+            // The kernel reads the low 32 bits: 1 << 32 | 1 is pid 1.
+            for target in [libc::c_long::from(own_tid), main_thread, 1, 1 << 32 | 1] {
+                let err = set_of(target).unwrap_err();
+                assert_eq!(err.raw_os_error(), Some(libc::EPERM), "target {target}");
+            }
+        });
+        // Other threads are not confined by that one.
+        set_of(0).unwrap();
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn x32_calls_fail_once_confined() {
+        let getpid_x32 = libc::c_long::from(X32_SYSCALL_BIT) | libc::SYS_getpid;
+        let err = on_a_confined_thread(move |_| {
+            // SAFETY: getpid has no arguments, x32 or not.
+            let ret = unsafe { libc::syscall(getpid_x32) };
+            (ret == -1).then(io::Error::last_os_error)
+        });
+        assert_eq!(err.and_then(|e| e.raw_os_error()), Some(libc::EPERM));
     }
 }

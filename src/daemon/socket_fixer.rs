@@ -8,7 +8,7 @@
 //! Kept between events: a descriptor of each checked directory (the watch is placed on that
 //! very inode), the lock file and the grant record ([`StateCache`]).
 //!
-//! The thread waits and writes new sockets' grants urgent (real-time, or deadline scheduling
+//! The thread waits and writes new sockets' grants urgent (deadline scheduling, or real-time
 //! where that is refused), and does everything else at normal priority ([`Priority`]).
 
 use std::collections::{BTreeSet, HashMap};
@@ -34,7 +34,7 @@ use crate::host::walk::{check_directory, open_directory_beneath_root, same_inode
 use crate::host::{BeneathDirs, OpenError};
 use crate::ids::SystemIds;
 
-use super::realtime::Priority;
+use super::realtime::{Confined, Priority};
 
 /// How long an apply waits for the host-wide lock (held by a concurrent hook or CLI).
 pub const LOCK_TIMEOUT: Duration = Duration::from_secs(5);
@@ -61,8 +61,14 @@ pub struct SocketFixer {
 }
 
 impl SocketFixer {
-    /// Starts the thread, watching the sockets of `config`; reports go to `reports`.
-    pub fn spawn(config: Config, state_dir: PathBuf, reports: UnboundedSender<Fixed>) -> io::Result<SocketFixer> {
+    /// Starts the thread, watching the sockets of `config`; reports go to `reports`. New
+    /// sockets are granted urgent only when `confined`.
+    pub fn spawn(
+        config: Config,
+        state_dir: PathBuf,
+        reports: UnboundedSender<Fixed>,
+        confined: Option<Confined>,
+    ) -> io::Result<SocketFixer> {
         let watches = Watches::new(&socket_paths(&config))?;
         let (wake, woken) = UnixStream::pair()?;
         woken.set_nonblocking(true)?;
@@ -76,6 +82,7 @@ impl SocketFixer {
             woken,
             commands: received,
             reports,
+            confined,
         };
         let thread = std::thread::Builder::new()
             .name("socket-fixer".into())
@@ -124,12 +131,13 @@ struct Fixer {
     woken: UnixStream,
     commands: mpsc::Receiver<Command>,
     reports: UnboundedSender<Fixed>,
+    confined: Option<Confined>,
 }
 
 impl Fixer {
     fn run(mut self) {
         open_cache(&mut self.cache, &self.state_dir);
-        let mut priority = Priority::request();
+        let mut priority = Priority::request(self.confined.as_ref());
         loop {
             priority.raise();
             let (events, woken) = match self.wait() {
@@ -206,7 +214,8 @@ impl Fixer {
         loop {
             match self.commands.try_recv() {
                 Ok(Command::Reconfigure(config, generation)) => {
-                    priority.lower();
+                    // A reload also tries urgent scheduling again, should it have been refused.
+                    priority.renew();
                     match Watches::new(&socket_paths(&config)) {
                         Ok(watches) => self.watches = watches,
                         Err(e) => error!("cannot set up inotify, keeping the old watches: {e}"),
@@ -226,6 +235,10 @@ impl Fixer {
     /// Grants the sockets that just changed, still urgent, then records and reports them at
     /// normal priority: a client waits only for the writes.
     fn fix_new_sockets(&mut self, sockets: BTreeSet<PathBuf>, priority: &mut Priority) {
+        if self.cache.is_none() {
+            // Opening and loading it takes a lock and reads a file: not urgent work.
+            priority.lower();
+        }
         let Some(cache) = open_cache(&mut self.cache, &self.state_dir) else {
             error!("apply after a socket change failed; retrying on the next event");
             return;
@@ -499,7 +512,7 @@ mod tests {
         );
         let config = Config::from_sources(&[(root.join("nonrootd.toml"), text)]).unwrap();
         let (tx, reports) = unbounded_channel();
-        let fixer = SocketFixer::spawn(config, root.join("state"), tx).unwrap();
+        let fixer = SocketFixer::spawn(config, root.join("state"), tx, None).unwrap();
         Setup {
             _dir: dir,
             root,

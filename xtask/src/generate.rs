@@ -54,15 +54,19 @@ bus and the first apply is done.
 Without a system bus it logs one warning and keeps working on inotify.
 .PP
 The thread that restores sockets waits for inotify and writes a new socket's
-grant at real-time priority (\fBSCHED_FIFO\fR 1), and returns to normal priority
-right after the write, so a client connecting to a recreated socket does not
-wait for a CPU behind the processes starting Docker.
-Where real-time priority is refused (kernels with \fBCONFIG_RT_GROUP_SCHED\fR
-give the service's cpu cgroup no real-time budget), it uses \fBSCHED_DEADLINE\fR
-with 1 ms of CPU per 10 ms instead.
+grant at deadline scheduling (\fBSCHED_DEADLINE\fR, 1 ms of CPU per 10 ms, which
+the kernel enforces), and returns to normal priority right after the write, so a
+client connecting to a recreated socket does not wait for a CPU behind the
+processes starting Docker.
+Where deadline scheduling is refused (a \fBCPUAffinity=\fR that keeps the
+daemon off some CPUs), it uses real-time priority (\fBSCHED_FIFO\fR 1) instead.
 Neither is inherited by child processes.
-Both need \fBCAP_SYS_NICE\fR (in the unit's bounding set); refused both, the thread
-runs at normal priority and one warning says so.
+Both need \fBCAP_SYS_NICE\fR (in the unit's bounding set); at start, before any
+other thread, the daemon installs a seccomp filter that lets
+\fBsched_setattr\fR(2) change only the calling thread, and it never asks for
+either without that filter.
+Refused both, the thread runs at normal priority and a warning says so;
+\fBsystemctl reload nonrootd\fR tries again.
 \fBSystemCallFilter=~sched_setattr\fR in a drop-in turns it off.
 .PP
 On the system bus it serves \fBorg.nonrootd1\fR, object \fB/org/nonrootd1\fR,
