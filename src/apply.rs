@@ -430,18 +430,18 @@ struct CachedRecord {
 }
 
 impl CachedRecord {
-    /// Reads the record again unless the file is the one cached; true when it was.
-    fn refresh(&mut self, dir: &Path) -> Result<bool, String> {
+    /// Reads the record again unless the file is the one cached.
+    fn refresh(&mut self, dir: &Path) -> Result<(), String> {
         let stamp = RecordStamp::of(dir).map_err(|e| state_error(dir, e))?;
         if self.stamp == Some(stamp) {
-            return Ok(true);
+            return Ok(());
         }
         // Forget the cached record first: if the load fails, the next apply retries it.
         self.stamp = None;
         self.reads += 1;
         self.record = GrantRecord::load(dir).map_err(|e| state_error(dir, e))?;
         self.stamp = Some(stamp);
-        Ok(false)
+        Ok(())
     }
 
     /// Under the lock: `change` runs on the record with the unrecorded bits counted as
@@ -477,7 +477,7 @@ impl StateCache {
     pub fn preload(&mut self, lock_timeout: Duration) -> Result<(), String> {
         let dir = &self.state_dir;
         let _lock = self.lock.acquire(lock_timeout).map_err(|e| state_error(dir, e))?;
-        self.cached.refresh(dir).map(|_| ())
+        self.cached.refresh(dir)
     }
 
     /// Applies under the lock (see [`apply_with_state`]); not for dry runs.
@@ -858,7 +858,7 @@ mod tests {
         apply_with_state(&engine, &theirs, &sockets(), state.path(), Duration::ZERO).unwrap();
         let other = Qualifier::User(Uid(1234));
         assert_eq!(host.file("/run/b.sock").acl.named.get(&other), Some(&Perm::RW));
-        // a reads that record and saves its own; b must not be confirmed on the old read,
+        // a reads that record (which holds a's grants already); b must not be confirmed on the old read,
         // which would forget that nonrootd granted 1234 and leave the grant in place for good.
         cache
             .record_new_socket(&engine, &ours, a, early_a, Duration::ZERO)

@@ -204,7 +204,8 @@ fn the_socket_fixer_waits_urgent_and_works_normal() {
     // A thread kept off some CPUs cannot have deadline scheduling (while the kernel enforces
     // real-time bandwidth): real-time priority 1 instead where its cgroup has a real-time
     // budget, else normal priority and a warning.
-    let allowed = testbed.sh("sed -n 's/^Cpus_allowed_list:[[:space:]]*//p' /proc/self/status");
+    let allowed =
+        testbed.sh("sed -n 's/^Cpus_allowed_list:[[:space:]]*//p' /proc/$(systemctl show -P MainPID nonrootd)/status");
     let first_cpu: String = allowed.chars().take_while(char::is_ascii_digit).collect();
     let several_cpus = allowed.trim() != first_cpu;
     let bandwidth = testbed.sh("cat /proc/sys/kernel/sched_rt_runtime_us").trim() != "-1";

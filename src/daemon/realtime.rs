@@ -76,9 +76,17 @@ pub struct Confined(());
 /// Makes `sched_setattr` fail with `EPERM` for any target but the calling thread (pid 0), in
 /// this thread and every thread it starts from now on: `CAP_SYS_NICE` would let it change any
 /// process's scheduling. Also sets no_new_privs (which the filter needs without
-/// `CAP_SYS_ADMIN`; the unit sets it anyway). Call before starting other threads.
+/// `CAP_SYS_ADMIN`; the unit sets it anyway). Call before starting other threads. It bounds
+/// whom the call reaches, not what the thread may give itself; the unit's own filter blocks
+/// the other scheduling calls.
 pub fn confine() -> io::Result<Confined> {
-    let mut filter = own_thread_only_filter();
+    let Some(arch) = AUDIT_ARCH_NATIVE else {
+        return Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "no seccomp filter for this architecture",
+        ));
+    };
+    let mut filter = own_thread_only_filter(arch);
     let program = libc::sock_fprog {
         len: filter.len() as u16,
         filter: filter.as_mut_ptr(),
@@ -101,17 +109,20 @@ pub fn confine() -> io::Result<Confined> {
     Ok(Confined(()))
 }
 
+/// This build's `AUDIT_ARCH_*`, where the filter knows it.
 #[cfg(target_arch = "x86_64")]
-const AUDIT_ARCH_NATIVE: u32 = 0xc000_003e;
+const AUDIT_ARCH_NATIVE: Option<u32> = Some(0xc000_003e);
 #[cfg(target_arch = "aarch64")]
-const AUDIT_ARCH_NATIVE: u32 = 0xc000_00b7;
+const AUDIT_ARCH_NATIVE: Option<u32> = Some(0xc000_00b7);
+#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+const AUDIT_ARCH_NATIVE: Option<u32> = None;
 /// x32 system calls share x86-64's audit arch and carry this bit in their number.
 const X32_SYSCALL_BIT: u32 = 0x4000_0000;
 
 /// A classic BPF seccomp program: other architectures' calls and x32 calls fail (the daemon
 /// makes none), `sched_setattr` passes only with pid 0 (the kernel reads the low 32 bits of
 /// the argument as its `pid_t`), everything else passes on to the other filters.
-fn own_thread_only_filter() -> Vec<libc::sock_filter> {
+fn own_thread_only_filter(native_arch: u32) -> Vec<libc::sock_filter> {
     const LOAD: u16 = (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16;
     const IF_EQUAL: u16 = (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16;
     const IF_AT_LEAST: u16 = (libc::BPF_JMP | libc::BPF_JGE | libc::BPF_K) as u16;
@@ -124,15 +135,14 @@ fn own_thread_only_filter() -> Vec<libc::sock_filter> {
     // Jump offsets count the instructions skipped: `n` lands n + 1 further down.
     vec![
         /* 0 */ op(LOAD, arch, 0, 0),
-        /* 1 */ op(IF_EQUAL, AUDIT_ARCH_NATIVE, 0, 7),
+        /* 1 */ op(IF_EQUAL, native_arch, 0, 6),
         /* 2 */ op(LOAD, nr, 0, 0),
-        /* 3 */ op(IF_AT_LEAST, X32_SYSCALL_BIT, 5, 0),
+        /* 3 */ op(IF_AT_LEAST, X32_SYSCALL_BIT, 4, 0),
         /* 4 */ op(IF_EQUAL, libc::SYS_sched_setattr as u32, 0, 2),
         /* 5 */ op(LOAD, pid, 0, 0),
-        /* 6 */ op(IF_EQUAL, 0, 0, 2),
+        /* 6 */ op(IF_EQUAL, 0, 0, 1),
         /* 7 */ op(RETURN, libc::SECCOMP_RET_ALLOW, 0, 0),
-        /* 8 */ op(RETURN, libc::SECCOMP_RET_ALLOW, 0, 0),
-        /* 9 */ op(RETURN, libc::SECCOMP_RET_ERRNO | libc::EPERM as u32, 0, 0),
+        /* 8 */ op(RETURN, libc::SECCOMP_RET_ERRNO | libc::EPERM as u32, 0, 0),
     ]
 }
 
@@ -159,17 +169,21 @@ impl Priority {
             urgent: None,
             raised: false,
         };
-        priority.grant_first_of(preference);
+        priority.grant_first_of(preference, Vec::new());
         priority
     }
 
-    /// Tries the choices in turn; refused all (and some were tried), says so.
-    fn grant_first_of(&mut self, choices: &[Urgent]) {
-        let mut refusals = Vec::new();
+    /// Tries the choices in turn; ends at normal priority with any refusals (those given
+    /// included), says so.
+    fn grant_first_of(&mut self, choices: &[Urgent], mut refusals: Vec<String>) {
         for &urgent in choices {
             match set(&urgent.attr()) {
                 Ok(()) => {
-                    info!("socket fixer: {urgent} while granting new sockets");
+                    let refused = match refusals.is_empty() {
+                        true => String::new(),
+                        false => format!("; refused: {}", refusals.join(", ")),
+                    };
+                    info!("socket fixer: {urgent} while granting new sockets{refused}");
                     (self.urgent, self.raised) = (Some(urgent), true);
                     return;
                 }
@@ -180,23 +194,23 @@ impl Priority {
         if !refusals.is_empty() {
             warn!(
                 "socket fixer: new sockets are granted at normal priority until the next \
-                 reload; refused: {} (CAP_SYS_NICE, the system call filter, CPU affinity, or a \
-                 cgroup without a real-time budget)",
+                 reload; refused: {} (CAP_SYS_NICE, the system call filter, CPU affinity or a \
+                 cpuset, or a cgroup without a real-time budget)",
                 refusals.join(", ")
             );
         }
     }
 
-    /// Urgent again, before waiting for the next socket; refused now, the next choice.
+    /// Urgent again (to wait, or to grant after a reload lowered it); refused now, the next
+    /// choice.
     pub fn raise(&mut self) {
         if let (Some(urgent), false) = (self.urgent, self.raised) {
             match set(&urgent.attr()) {
                 Ok(()) => self.raised = true,
                 Err(e) => {
-                    warn!("socket fixer: {urgent} refused now ({e})");
                     let preference = self.preference;
                     let next = preference.iter().position(|&c| c == urgent).map_or(0, |i| i + 1);
-                    self.grant_first_of(&preference[next..]);
+                    self.grant_first_of(&preference[next..], vec![format!("{urgent}, refused now: {e}")]);
                 }
             }
         }
@@ -205,7 +219,7 @@ impl Priority {
     /// At a reload: tries every choice again from the best, then normal priority.
     pub fn renew(&mut self) {
         let preference = self.preference;
-        self.grant_first_of(preference);
+        self.grant_first_of(preference, Vec::new());
         self.lower();
     }
 
@@ -264,44 +278,77 @@ mod tests {
         )
     }
 
-    fn expected(urgent: Option<Urgent>) -> (libc::c_int, bool) {
+    /// The thread is scheduled as `urgent` says, never inherited by children when urgent.
+    fn assert_policy(urgent: Option<Urgent>) {
+        let (policy, reset_on_fork) = policy();
         match urgent {
-            Some(Urgent::Deadline) => (libc::SCHED_DEADLINE, true),
-            Some(Urgent::Fifo) => (libc::SCHED_FIFO, true),
-            None => (libc::SCHED_OTHER, false),
+            Some(Urgent::Deadline) => assert_eq!((policy, reset_on_fork), (libc::SCHED_DEADLINE, true)),
+            Some(Urgent::Fifo) => assert_eq!((policy, reset_on_fork), (libc::SCHED_FIFO, true)),
+            // The flag stays once a lower() set it.
+            None => assert_eq!(policy, libc::SCHED_OTHER),
         }
     }
 
     /// Lowers and raises twice, checking the policy each time.
     fn lower_raise(priority: &mut Priority) {
         let urgent = priority.urgent;
-        assert_eq!(policy(), expected(urgent));
+        assert_policy(urgent);
         for _ in 0..2 {
             priority.lower();
             priority.lower();
             assert_eq!(policy().0, libc::SCHED_OTHER);
             priority.raise();
-            assert_eq!(policy(), expected(urgent));
+            assert_policy(urgent);
         }
     }
 
-    /// The test runs with CAP_SYS_NICE in its effective set (root usually is, not always).
-    fn may_nice() -> bool {
+    /// The kernel must grant this test's threads deadline scheduling: CAP_SYS_NICE in the
+    /// initial user namespace, every CPU allowed, real-time bandwidth left to give.
+    fn deadline_grantable() -> bool {
         const CAP_SYS_NICE: u32 = 23;
-        let status = std::fs::read_to_string("/proc/thread-self/status").unwrap();
-        let effective = status.lines().find_map(|l| l.strip_prefix("CapEff:")).unwrap();
-        u64::from_str_radix(effective.trim(), 16).unwrap() & (1 << CAP_SYS_NICE) != 0
+        let read = |path| std::fs::read_to_string(path).unwrap_or_default();
+        let status = read("/proc/thread-self/status");
+        let capable = status
+            .lines()
+            .find_map(|l| l.strip_prefix("CapEff:"))
+            .and_then(|caps| u64::from_str_radix(caps.trim(), 16).ok())
+            .is_some_and(|caps| caps & (1 << CAP_SYS_NICE) != 0);
+        let initial_user_ns = read("/proc/self/uid_map")
+            .split_whitespace()
+            .eq(["0", "0", "4294967295"]);
+        let has_budget = !matches!(read("/proc/sys/kernel/sched_rt_runtime_us").trim(), "" | "0");
+        capable && initial_user_ns && has_budget && allowed_cpus() == online_cpus()
     }
 
     /// Deadline scheduling refuses threads kept off some CPUs only while the kernel enforces
     /// real-time bandwidth (`sched_rt_runtime_us` not -1).
     fn deadline_checks_affinity() -> bool {
-        let runtime = std::fs::read_to_string("/proc/sys/kernel/sched_rt_runtime_us").unwrap();
-        runtime.trim() != "-1"
+        let runtime = std::fs::read_to_string("/proc/sys/kernel/sched_rt_runtime_us").unwrap_or_default();
+        !matches!(runtime.trim(), "" | "-1")
+    }
+
+    fn online_cpus() -> usize {
+        // SAFETY: sysconf has no memory arguments.
+        unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) }.try_into().unwrap()
+    }
+
+    /// The CPUs the calling thread may run on.
+    fn allowed_cpus() -> usize {
+        // SAFETY: a zeroed cpu_set_t is an empty set; sched_getaffinity writes `size_of` bytes
+        // of it for the calling thread.
+        unsafe {
+            let mut allowed: libc::cpu_set_t = std::mem::zeroed();
+            let ret = libc::sched_getaffinity(0, size_of::<libc::cpu_set_t>(), &mut allowed);
+            assert_eq!(ret, 0, "{}", io::Error::last_os_error());
+            libc::CPU_COUNT(&allowed) as usize
+        }
     }
 
     /// Keeps the calling thread on one of the CPUs it may use; false when it may use only one.
     fn keep_on_one_cpu() -> bool {
+        if allowed_cpus() < 2 {
+            return false;
+        }
         // SAFETY: a zeroed cpu_set_t is an empty set; sched_getaffinity and sched_setaffinity
         // read and write `size_of` bytes of it for the calling thread, CPU_ISSET/CPU_SET
         // stay inside it.
@@ -309,9 +356,6 @@ mod tests {
             let mut allowed: libc::cpu_set_t = std::mem::zeroed();
             let ret = libc::sched_getaffinity(0, size_of::<libc::cpu_set_t>(), &mut allowed);
             assert_eq!(ret, 0, "{}", io::Error::last_os_error());
-            if libc::CPU_COUNT(&allowed) < 2 {
-                return false;
-            }
             let first = (0..libc::CPU_SETSIZE as usize).find(|&cpu| libc::CPU_ISSET(cpu, &allowed));
             let mut one: libc::cpu_set_t = std::mem::zeroed();
             libc::CPU_SET(first.unwrap(), &mut one);
@@ -321,15 +365,18 @@ mod tests {
         true
     }
 
-    /// `sched_setattr` of a target as raw as the kernel sees it.
-    fn set_of(pid: libc::c_long) -> io::Result<()> {
+    /// `sched_setattr` of a target as raw as the kernel sees it, with a policy the kernel
+    /// refuses (`EINVAL`) before it even looks the target up: nothing is ever changed, and
+    /// `EPERM` can only come from the filter.
+    fn set_invalid_of(pid: libc::c_long) -> io::Error {
+        let invalid = libc::sched_attr {
+            sched_policy: u32::MAX,
+            ..normal()
+        };
         // SAFETY: the kernel reads `attr.size` bytes of a valid `sched_attr`; flags 0.
-        let ret = unsafe { libc::syscall(libc::SYS_sched_setattr, pid, std::ptr::from_ref(&normal()), 0) };
-        if ret == 0 {
-            Ok(())
-        } else {
-            Err(io::Error::last_os_error())
-        }
+        let ret = unsafe { libc::syscall(libc::SYS_sched_setattr, pid, std::ptr::from_ref(&invalid), 0) };
+        assert_eq!(ret, -1, "an invalid policy was accepted for {pid}");
+        io::Error::last_os_error()
     }
 
     /// On a thread of its own (a filter and scheduling are per thread; the filter goes with it).
@@ -348,7 +395,7 @@ mod tests {
             lower_raise(&mut priority);
             priority.urgent
         });
-        if may_nice() {
+        if deadline_grantable() {
             assert_eq!(urgent, Some(Urgent::Deadline));
         }
         let unconfined = std::thread::spawn(|| {
@@ -361,7 +408,7 @@ mod tests {
 
     #[test]
     fn a_choice_refused_later_gives_way_to_the_next() {
-        if !may_nice() || !deadline_checks_affinity() {
+        if !deadline_grantable() || !deadline_checks_affinity() {
             return;
         }
         let urgent = on_a_confined_thread(|confined| {
@@ -384,19 +431,24 @@ mod tests {
 
     #[test]
     fn sched_setattr_reaches_only_the_calling_thread_once_confined() {
+        // SAFETY: gettid has no arguments.
+        let own_tid = || libc::c_long::from(unsafe { libc::gettid() });
         let main_thread = libc::c_long::from(std::process::id() as i32);
         on_a_confined_thread(move |_| {
-            // SAFETY: gettid has no arguments.
-            let own_tid = unsafe { libc::gettid() };
-            set_of(0).expect("the calling thread, as pid 0");
+            let passed = set_invalid_of(0);
+            assert_eq!(
+                passed.raw_os_error(),
+                Some(libc::EINVAL),
+                "the calling thread, as pid 0"
+            );
             // The kernel reads the low 32 bits: 1 << 32 | 1 is pid 1.
-            for target in [libc::c_long::from(own_tid), main_thread, 1, 1 << 32 | 1] {
-                let err = set_of(target).unwrap_err();
+            for target in [own_tid(), main_thread, 1, 1 << 32 | 1] {
+                let err = set_invalid_of(target);
                 assert_eq!(err.raw_os_error(), Some(libc::EPERM), "target {target}");
             }
         });
         // Other threads are not confined by that one.
-        set_of(0).unwrap();
+        assert_eq!(set_invalid_of(own_tid()).raw_os_error(), Some(libc::EINVAL));
     }
 
     #[cfg(target_arch = "x86_64")]

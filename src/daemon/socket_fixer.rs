@@ -143,6 +143,7 @@ impl Fixer {
             let (events, woken) = match self.wait() {
                 Ok(ready) => ready,
                 Err(e) => {
+                    priority.lower();
                     error!("socket fixer: poll failed: {e}");
                     std::thread::sleep(Duration::from_secs(1));
                     continue;
@@ -159,6 +160,8 @@ impl Fixer {
                 }
             }
             if events {
+                // Urgent again after a reload (it ends at normal priority).
+                priority.raise();
                 match self.watches.read() {
                     Ok(Some(Cue::Socket(paths))) => self.fix_new_sockets(paths, &mut priority),
                     Ok(Some(Cue::All)) => {
@@ -167,6 +170,7 @@ impl Fixer {
                     }
                     Ok(None) => {}
                     Err(e) => {
+                        priority.lower();
                         error!("inotify failed: {e}");
                         std::thread::sleep(Duration::from_secs(1));
                     }
@@ -243,6 +247,7 @@ impl Fixer {
             error!("apply after a socket change failed; retrying on the next event");
             return;
         };
+        priority.raise();
         let host = BeneathDirs {
             dirs: &self.watches.dirs,
         };

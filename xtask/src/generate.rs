@@ -58,9 +58,13 @@ grant at deadline scheduling (\fBSCHED_DEADLINE\fR, 1 ms of CPU per 10 ms, which
 the kernel enforces), and returns to normal priority right after the write, so a
 client connecting to a recreated socket does not wait for a CPU behind the
 processes starting Docker.
-Where deadline scheduling is refused (a \fBCPUAffinity=\fR that keeps the
-daemon off some CPUs), it uses real-time priority (\fBSCHED_FIFO\fR 1) instead.
+Where deadline scheduling is refused (a \fBCPUAffinity=\fR, \fBAllowedCPUs=\fR
+or container cpuset that keeps the daemon off some CPUs), it uses real-time
+priority (\fBSCHED_FIFO\fR 1) instead.
 Neither is inherited by child processes.
+While the thread is at deadline scheduling, \fBtaskset\fR(1) cannot keep it
+off some CPUs (\fBEBUSY\fR): set \fBCPUAffinity=\fR in a drop-in and restart the
+daemon instead.
 Both need \fBCAP_SYS_NICE\fR (in the unit's bounding set); at start, before any
 other thread, the daemon installs a seccomp filter that lets
 \fBsched_setattr\fR(2) change only the calling thread, and it never asks for
