@@ -557,6 +557,13 @@ impl StateCache {
 /// record and the read of the record it was planned on), or none.
 pub struct EarlyGrant(Option<(Report, Grants, u64)>);
 
+impl EarlyGrant {
+    /// A grant was written.
+    pub fn written(&self) -> bool {
+        self.0.is_some()
+    }
+}
+
 fn claim_bits(grants: &mut BTreeMap<PathBuf, Grants>, path: &Path, bits: &Grants) {
     let ours = grants.entry(path.to_path_buf()).or_default();
     for (who, bits) in bits {

@@ -9,7 +9,9 @@
 //! very inode), the lock file and the grant record ([`StateCache`]).
 //!
 //! The thread waits and writes new sockets' grants urgent (deadline scheduling, or real-time
-//! where that is refused), and does everything else at normal priority ([`Priority`]).
+//! where that is refused), and does everything else at normal priority ([`Priority`]). The
+//! rest of a new socket's work (log, record, report) waits [`RECORD_DELAY`] after its grant,
+//! so that it does not compete for a CPU with the clients connecting to the new socket.
 
 use std::collections::{BTreeSet, HashMap};
 use std::io::{self, Read, Write};
@@ -18,7 +20,7 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use inotify::{EventMask, Inotify, WatchDescriptor, WatchMask};
 use nix::errno::Errno;
@@ -29,7 +31,7 @@ use nonrootd_core::report::Report;
 use tokio::sync::mpsc::UnboundedSender;
 use tracing::{debug, error, warn};
 
-use crate::apply::{DOCKER_DAEMON_JSON, Engine, Request, StateCache};
+use crate::apply::{DOCKER_DAEMON_JSON, EarlyGrant, Engine, Request, StateCache};
 use crate::host::walk::{check_directory, open_directory_beneath_root, same_inode};
 use crate::host::{BeneathDirs, OpenError};
 use crate::ids::SystemIds;
@@ -38,6 +40,13 @@ use super::realtime::{Confined, Priority};
 
 /// How long an apply waits for the host-wide lock (held by a concurrent hook or CLI).
 pub const LOCK_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long after a new socket's early grant its log, record and report wait (with those of
+/// the events that follow meanwhile, its own attribute change among them): the clients that
+/// wait for the socket connect meanwhile without the daemon, the journal and the bus taking
+/// CPUs from them. An early grant is made only when the record already holds it, so a crash
+/// in between loses nothing but the log line.
+const RECORD_DELAY: Duration = Duration::from_millis(2);
 
 /// A socket apply the fixer did, for the event loop's status book and signals.
 pub struct Fixed {
@@ -83,6 +92,8 @@ impl SocketFixer {
             commands: received,
             reports,
             confined,
+            granted: Vec::new(),
+            record_at: None,
         };
         let thread = std::thread::Builder::new()
             .name("socket-fixer".into())
@@ -132,6 +143,10 @@ struct Fixer {
     commands: mpsc::Receiver<Command>,
     reports: UnboundedSender<Fixed>,
     confined: Option<Confined>,
+    /// Sockets granted (or not) at once and not yet recorded, in the order of their events.
+    granted: Vec<(PathBuf, EarlyGrant)>,
+    /// When to record them: [`RECORD_DELAY`] after the first.
+    record_at: Option<Instant>,
 }
 
 impl Fixer {
@@ -139,12 +154,15 @@ impl Fixer {
         open_cache(&mut self.cache, &self.state_dir);
         let mut priority = Priority::request(self.confined.as_ref());
         loop {
-            priority.raise();
+            if self.record_at.is_none() {
+                priority.raise();
+            }
             let (events, woken) = match self.wait() {
                 Ok(ready) => ready,
                 Err(e) => {
                     priority.lower();
                     error!("socket fixer: poll failed: {e}");
+                    self.record_granted(&mut priority);
                     std::thread::sleep(Duration::from_secs(1));
                     continue;
                 }
@@ -152,8 +170,10 @@ impl Fixer {
             // A new config first: it must be in force before the next socket event is served
             // (an event caused by a reload's revocation must not be re-granted with the old
             // config). Re-checks of every socket last: a new socket must not wait for them.
+            // Grants made with the old config are recorded before it changes.
             let mut rechecks = Vec::new();
             if woken {
+                self.record_granted(&mut priority);
                 match self.take_commands(&mut priority) {
                     Some(queued) => rechecks = queued,
                     None => return,
@@ -163,9 +183,9 @@ impl Fixer {
                 // Urgent again after a reload (it ends at normal priority).
                 priority.raise();
                 match self.watches.read() {
-                    Ok(Some(Cue::Socket(paths))) => self.fix_new_sockets(paths, &mut priority),
+                    Ok(Some(Cue::Socket(paths))) => self.grant_new_sockets(paths, &mut priority),
                     Ok(Some(Cue::All)) => {
-                        priority.lower();
+                        self.record_granted(&mut priority);
                         self.apply_all("inotify queue overflow".into());
                     }
                     Ok(None) => {}
@@ -177,28 +197,46 @@ impl Fixer {
                 }
             }
             if let Some(trigger) = super::batch_trigger(&rechecks) {
-                priority.lower();
+                self.record_granted(&mut priority);
                 self.watches.revalidate();
                 self.apply_all(trigger);
+            }
+            if self.record_at.is_some_and(|at| Instant::now() >= at) {
+                self.record_granted(&mut priority);
             }
         }
     }
 
-    /// Blocks until inotify has events or the handle wrote (or went away).
+    /// Blocks until inotify has events or the handle wrote (or went away). While granted
+    /// sockets wait to be recorded, inotify is left unread until they are due: the events that
+    /// follow a grant (its own attribute change first) would take a CPU from the clients.
     fn wait(&self) -> io::Result<(bool, bool)> {
         let mut fds = [
-            PollFd::new(self.watches.inotify.as_fd(), PollFlags::POLLIN),
             PollFd::new(self.woken.as_fd(), PollFlags::POLLIN),
+            PollFd::new(self.watches.inotify.as_fd(), PollFlags::POLLIN),
         ];
+        let polled = if self.record_at.is_some() {
+            &mut fds[..1]
+        } else {
+            &mut fds[..]
+        };
         loop {
-            match poll(&mut fds, PollTimeout::NONE) {
+            // In whole milliseconds, rounded up: never woken before it is due.
+            let timeout = match self.record_at {
+                None => PollTimeout::NONE,
+                Some(at) => {
+                    let ms = at.saturating_duration_since(Instant::now()).as_micros().div_ceil(1000);
+                    PollTimeout::from(u16::try_from(ms).unwrap_or(u16::MAX))
+                }
+            };
+            match poll(polled, timeout) {
                 Ok(_) => break,
                 Err(Errno::EINTR) => continue,
                 Err(e) => return Err(e.into()),
             }
         }
         let ready = |fd: &PollFd| fd.revents().is_some_and(|r| !r.is_empty());
-        Ok((ready(&fds[0]), ready(&fds[1])))
+        Ok((polled.get(1).is_some_and(ready), ready(&polled[0])))
     }
 
     /// Serves a new config at once (at normal priority) and returns the queued re-checks;
@@ -236,9 +274,9 @@ impl Fixer {
         }
     }
 
-    /// Grants the sockets that just changed, still urgent, then records and reports them at
-    /// normal priority: a client waits only for the writes.
-    fn fix_new_sockets(&mut self, sockets: BTreeSet<PathBuf>, priority: &mut Priority) {
+    /// Grants the sockets that just changed, still urgent; after an early grant they are
+    /// recorded and reported [`RECORD_DELAY`] later: a client waits only for the writes.
+    fn grant_new_sockets(&mut self, sockets: BTreeSet<PathBuf>, priority: &mut Priority) {
         if self.cache.is_none() {
             // Opening and loading it takes a lock and reads a file: not urgent work.
             priority.lower();
@@ -252,15 +290,38 @@ impl Fixer {
             dirs: &self.watches.dirs,
         };
         let engine = engine(&host);
-        let early: Vec<_> = sockets
-            .into_iter()
-            .map(|socket| {
-                let early = cache.grant_new_socket(&engine, &self.config, &socket);
-                (socket, early)
-            })
-            .collect();
+        let mut written = false;
+        for socket in sockets {
+            let early = cache.grant_new_socket(&engine, &self.config, &socket);
+            written |= early.written();
+            self.granted.push((socket, early));
+        }
         priority.lower();
-        for (socket, early) in early {
+        if written || self.record_at.is_some() {
+            self.record_at.get_or_insert_with(|| Instant::now() + RECORD_DELAY);
+        } else {
+            // Nothing written early (it needs the lock, or nothing is missing): no client
+            // is connecting yet, or it waits for this very apply.
+            self.record_granted(priority);
+        }
+    }
+
+    /// Logs, records and reports the sockets granted since the last time, at normal priority.
+    fn record_granted(&mut self, priority: &mut Priority) {
+        priority.lower();
+        self.record_at = None;
+        let granted = std::mem::take(&mut self.granted);
+        if granted.is_empty() {
+            return;
+        }
+        let Some(cache) = self.cache.as_mut() else {
+            return;
+        };
+        let host = BeneathDirs {
+            dirs: &self.watches.dirs,
+        };
+        let engine = engine(&host);
+        for (socket, early) in granted {
             let trigger = format!("{} changed", socket.display());
             let applied = cache.record_new_socket(&engine, &self.config, &socket, early, LOCK_TIMEOUT);
             report(&self.reports, self.generation, applied, trigger);
@@ -582,6 +643,35 @@ mod tests {
             next_outcome(&mut s.reports).await,
             ("test".to_string(), Outcome::Correct)
         );
+    }
+
+    #[tokio::test]
+    async fn an_early_grant_is_recorded_and_reported_also_when_the_fixer_stops_before_it_is_due() {
+        let mut s = setup("docker.sock");
+        let sock = s.root.join("docker.sock");
+        let listener = UnixListener::bind(&sock).unwrap();
+        assert_eq!(next_outcome(&mut s.reports).await.1.label(), "changed");
+        assert_eq!(next_outcome(&mut s.reports).await.1, Outcome::Correct);
+        // Re-created: granted at once from the record, recorded RECORD_DELAY later; the fixer
+        // is stopped as soon as the grant is there.
+        drop(listener);
+        std::fs::remove_file(&sock).unwrap();
+        let _listener = UnixListener::bind(&sock).unwrap();
+        let give_up = Instant::now() + Duration::from_secs(10);
+        while granted(&sock) != Perm::RW {
+            assert!(Instant::now() < give_up, "never granted");
+            std::thread::sleep(Duration::from_micros(100));
+        }
+        let Setup {
+            _dir,
+            fixer,
+            mut reports,
+            ..
+        } = s;
+        drop(fixer);
+        let (trigger, outcome) = next_outcome(&mut reports).await;
+        assert_eq!(trigger, format!("{} changed", sock.display()));
+        assert_eq!(outcome.label(), "changed", "{outcome:?}");
     }
 
     #[tokio::test]
