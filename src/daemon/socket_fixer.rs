@@ -598,6 +598,17 @@ mod tests {
         (s, run)
     }
 
+    /// A fixer for `<tmp>/docker.sock` that granted a socket bound there once and saw its own
+    /// attribute change; returns the socket's path and listener too.
+    async fn granted_once() -> (Setup, PathBuf, UnixListener) {
+        let mut s = setup("docker.sock");
+        let sock = s.root.join("docker.sock");
+        let listener = UnixListener::bind(&sock).unwrap();
+        assert_eq!(next_outcome(&mut s.reports).await.1.label(), "changed");
+        assert_eq!(next_outcome(&mut s.reports).await.1, Outcome::Correct);
+        (s, sock, listener)
+    }
+
     fn granted(path: &Path) -> Perm {
         let acl = posix_acl::PosixACL::read_acl(path).unwrap();
         let named = acl.get(posix_acl::Qualifier::User(4321)).unwrap_or(0);
@@ -647,11 +658,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_early_grant_is_recorded_and_reported_also_when_the_fixer_stops_before_it_is_due() {
-        let mut s = setup("docker.sock");
-        let sock = s.root.join("docker.sock");
-        let listener = UnixListener::bind(&sock).unwrap();
-        assert_eq!(next_outcome(&mut s.reports).await.1.label(), "changed");
-        assert_eq!(next_outcome(&mut s.reports).await.1, Outcome::Correct);
+        let (s, sock, listener) = granted_once().await;
         // Re-created: granted at once from the record, recorded RECORD_DELAY later; the fixer
         // is stopped as soon as the grant is there.
         drop(listener);
@@ -694,11 +701,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_new_config_is_applied_to_every_socket_before_the_next_event() {
-        let mut s = setup("docker.sock");
-        let sock = s.root.join("docker.sock");
-        let _listener = UnixListener::bind(&sock).unwrap();
-        assert_eq!(next_outcome(&mut s.reports).await.1.label(), "changed");
-        assert_eq!(next_outcome(&mut s.reports).await.1, Outcome::Correct);
+        let (mut s, sock, _listener) = granted_once().await;
         let text = format!("[[socket]]\npath = \"{}\"\nusers = [1234]\n", sock.display());
         let config = Config::from_sources(&[(s.root.join("nonrootd.toml"), text)]).unwrap();
         s.fixer.reconfigure(config, 1);
