@@ -143,8 +143,9 @@ struct Fixer {
     commands: mpsc::Receiver<Command>,
     reports: UnboundedSender<Fixed>,
     confined: Option<Confined>,
-    /// Sockets granted (or not) at once and not yet recorded, in the order of their events.
-    granted: Vec<(PathBuf, EarlyGrant)>,
+    /// Sockets granted (or not) at once and not yet recorded, in the order of their events,
+    /// with the generation of the config they were granted with.
+    granted: Vec<(PathBuf, EarlyGrant, u64)>,
     /// When to record them: [`RECORD_DELAY`] after the first.
     record_at: Option<Instant>,
 }
@@ -170,13 +171,14 @@ impl Fixer {
             // A new config first: it must be in force before the next socket event is served
             // (an event caused by a reload's revocation must not be re-granted with the old
             // config). Re-checks of every socket last: a new socket must not wait for them.
-            // Grants made with the old config are recorded before it changes.
             let mut rechecks = Vec::new();
             if woken {
-                self.record_granted(&mut priority);
                 match self.take_commands(&mut priority) {
                     Some(queued) => rechecks = queued,
-                    None => return,
+                    None => {
+                        self.record_granted(&mut priority);
+                        return;
+                    }
                 }
             }
             if events {
@@ -264,6 +266,9 @@ impl Fixer {
                     }
                     self.config = *config;
                     self.generation = generation;
+                    // Grants written with the old config are recorded as written; one to plan
+                    // again (the loop saved a record meanwhile) is planned with the new one.
+                    self.record_granted(priority);
                     // Whatever was applied with the old config meanwhile is made right.
                     self.apply_all("reload".into());
                 }
@@ -294,7 +299,7 @@ impl Fixer {
         for socket in sockets {
             let early = cache.grant_new_socket(&engine, &self.config, &socket);
             written |= early.written();
-            self.granted.push((socket, early));
+            self.granted.push((socket, early, self.generation));
         }
         priority.lower();
         if written || self.record_at.is_some() {
@@ -321,10 +326,10 @@ impl Fixer {
             dirs: &self.watches.dirs,
         };
         let engine = engine(&host);
-        for (socket, early) in granted {
+        for (socket, early, generation) in granted {
             let trigger = format!("{} changed", socket.display());
             let applied = cache.record_new_socket(&engine, &self.config, &socket, early, LOCK_TIMEOUT);
-            report(&self.reports, self.generation, applied, trigger);
+            report(&self.reports, generation, applied, trigger);
         }
     }
 
