@@ -20,6 +20,10 @@ fn script() -> PathBuf {
 impl Testbed {
     /// Boots a fresh testbed in its own directory under /var/tmp (a disk file system).
     pub fn boot(name: &str) -> Testbed {
+        assert!(
+            !Path::new(env!("CARGO_MANIFEST_DIR")).starts_with("/tmp"),
+            "the testbed has a /tmp of its own and cannot see this checkout: clone it outside /tmp"
+        );
         let turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
         let dir = PathBuf::from(format!("/var/tmp/nonrootd-e2e-{name}-{}", std::process::id()));
         let testbed = Testbed { dir, _turn: turn };
