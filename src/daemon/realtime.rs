@@ -316,15 +316,20 @@ mod tests {
         let initial_user_ns = read("/proc/self/uid_map")
             .split_whitespace()
             .eq(["0", "0", "4294967295"]);
-        let has_budget = !matches!(read("/proc/sys/kernel/sched_rt_runtime_us").trim(), "" | "0");
+        let has_budget = !matches!(rt_runtime().as_str(), "" | "0");
         capable && initial_user_ns && has_budget && allowed_cpus() == online_cpus()
     }
 
     /// Deadline scheduling refuses threads kept off some CPUs only while the kernel enforces
     /// real-time bandwidth (`sched_rt_runtime_us` not -1).
     fn deadline_checks_affinity() -> bool {
+        !matches!(rt_runtime().as_str(), "" | "-1")
+    }
+
+    /// `sched_rt_runtime_us`, empty where it cannot be read.
+    fn rt_runtime() -> String {
         let runtime = std::fs::read_to_string("/proc/sys/kernel/sched_rt_runtime_us").unwrap_or_default();
-        !matches!(runtime.trim(), "" | "-1")
+        runtime.trim().to_string()
     }
 
     fn online_cpus() -> usize {
@@ -332,30 +337,33 @@ mod tests {
         unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) }.try_into().unwrap()
     }
 
-    /// The CPUs the calling thread may run on.
-    fn allowed_cpus() -> usize {
+    /// The set of CPUs the calling thread may run on.
+    fn allowed() -> libc::cpu_set_t {
         // SAFETY: a zeroed cpu_set_t is an empty set; sched_getaffinity writes `size_of` bytes
         // of it for the calling thread.
         unsafe {
             let mut allowed: libc::cpu_set_t = std::mem::zeroed();
             let ret = libc::sched_getaffinity(0, size_of::<libc::cpu_set_t>(), &mut allowed);
             assert_eq!(ret, 0, "{}", io::Error::last_os_error());
-            libc::CPU_COUNT(&allowed) as usize
+            allowed
         }
+    }
+
+    /// How many CPUs the calling thread may run on.
+    fn allowed_cpus() -> usize {
+        // SAFETY: CPU_COUNT reads the set it is given.
+        unsafe { libc::CPU_COUNT(&allowed()) as usize }
     }
 
     /// Keeps the calling thread on one of the CPUs it may use; false when it may use only one.
     fn keep_on_one_cpu() -> bool {
-        if allowed_cpus() < 2 {
-            return false;
-        }
-        // SAFETY: a zeroed cpu_set_t is an empty set; sched_getaffinity and sched_setaffinity
-        // read and write `size_of` bytes of it for the calling thread, CPU_ISSET/CPU_SET
-        // stay inside it.
+        let allowed = allowed();
+        // SAFETY: CPU_COUNT and CPU_ISSET read the set, CPU_SET writes inside a zeroed (empty)
+        // one, and sched_setaffinity reads `size_of` bytes of it for the calling thread.
         unsafe {
-            let mut allowed: libc::cpu_set_t = std::mem::zeroed();
-            let ret = libc::sched_getaffinity(0, size_of::<libc::cpu_set_t>(), &mut allowed);
-            assert_eq!(ret, 0, "{}", io::Error::last_os_error());
+            if libc::CPU_COUNT(&allowed) < 2 {
+                return false;
+            }
             let first = (0..libc::CPU_SETSIZE as usize).find(|&cpu| libc::CPU_ISSET(cpu, &allowed));
             let mut one: libc::cpu_set_t = std::mem::zeroed();
             libc::CPU_SET(first.unwrap(), &mut one);
