@@ -9,8 +9,11 @@
 //!
 //! Pure: bytes in, bytes out. Locking and atomic replacement live in the `nonrootd` crate.
 
+use std::borrow::Cow;
+use std::cell::OnceCell;
 use std::collections::HashMap;
 use std::fmt;
+use std::ops::Range as Span;
 
 use serde::{Deserialize, Serialize};
 
@@ -74,8 +77,9 @@ impl fmt::Display for Range {
 /// One line that some consumer reads as a range.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Entry {
-    /// The owner, a user name or numeric uid, without surrounding whitespace.
-    pub owner: String,
+    /// Where the owner, a user name or numeric uid, stands in the file's bytes (without
+    /// surrounding whitespace): [`SubidFile::owner`] reads it.
+    owner: Span<usize>,
     /// shadow's reading when shadow reads the line, else the Go tools' reading.
     pub range: Range,
     /// The Go tools' reading when it differs from shadow's (`0200000`); also taken.
@@ -157,42 +161,48 @@ impl fmt::Display for Problem {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SubidFile {
     bytes: Vec<u8>,
-    /// Byte offset where each line starts; a final entry for the end of the file.
-    line_starts: Vec<usize>,
+    /// How many lines, a last one without its newline included.
+    lines: usize,
     /// The lines some consumer reads, in file order.
     pub entries: Vec<Entry>,
     /// Malformed and ambiguous lines, in file order.
     pub line_problems: Vec<Problem>,
 }
 
-/// How one consumer reads a line.
-struct Reading<'a> {
-    owner: &'a [u8],
+/// How one consumer reads a line: where the owner stands in the line, and the range.
+struct Reading {
+    owner: Span<usize>,
     range: Range,
 }
 
 impl SubidFile {
     /// Reads a file leniently; never fails: what no consumer reads is reported and kept.
     pub fn parse(bytes: Vec<u8>) -> SubidFile {
-        let mut line_starts = vec![0];
-        line_starts.extend(
-            bytes
-                .iter()
-                .enumerate()
-                .filter(|(_, b)| **b == b'\n')
-                .map(|(i, _)| i + 1),
-        );
-        if *line_starts.last().expect("not empty") != bytes.len() {
-            line_starts.push(bytes.len());
-        }
-        let mut entries = Vec::new();
+        // One entry per line at most, allocated once: files of 100 000 lines are read per call.
+        let mut entries = Vec::with_capacity(bytes.iter().filter(|b| **b == b'\n').count() + 1);
         let mut line_problems = Vec::new();
-        for (index, span) in line_starts.windows(2).enumerate() {
-            let raw = &bytes[span[0]..span[1]];
-            let raw = raw.strip_suffix(b"\n").unwrap_or(raw);
-            let line = index + 1;
-            if let Some(plain) = plain_reading(raw) {
-                entries.push(entry(&plain, None, line));
+        let mut lines = 0;
+        let mut start = 0;
+        while start < bytes.len() {
+            let rest = &bytes[start..];
+            let plain = plain_line(rest);
+            let len = match &plain {
+                Some((_, len)) => *len,
+                None => rest.iter().position(|b| *b == b'\n').unwrap_or(rest.len()),
+            };
+            let raw = &rest[..len];
+            let line_start = start;
+            start += len + 1;
+            lines += 1;
+            let line = lines;
+            let entry = |reading: &Reading, other_reading| Entry {
+                owner: trimmed(raw, &reading.owner, line_start),
+                range: reading.range,
+                other_reading,
+                line,
+            };
+            if let Some((plain, _)) = plain {
+                entries.push(entry(&plain, None));
                 continue;
             }
             let (shadow, go) = (shadow_reading(raw), go_reading(raw));
@@ -210,7 +220,7 @@ impl SubidFile {
                         "shadow reads ids {} (octal) but Go tools read {} (decimal)",
                         s.range, g.range
                     );
-                    entries.push(entry(&s, Some(g.range), line));
+                    entries.push(entry(&s, Some(g.range)));
                     line_problems.push(Problem::Ambiguous { line, why });
                     continue;
                 }
@@ -227,7 +237,7 @@ impl SubidFile {
                     Some("Go tools read this line, shadow ignores it (spaces at an end, a leading +/- or too long)"),
                 ),
             };
-            entries.push(entry(&first, None, line));
+            entries.push(entry(&first, None));
             if let Some(why) = why {
                 line_problems.push(Problem::Ambiguous {
                     line,
@@ -237,7 +247,7 @@ impl SubidFile {
         }
         SubidFile {
             bytes,
-            line_starts,
+            lines,
             entries,
             line_problems,
         }
@@ -255,9 +265,18 @@ impl SubidFile {
             .flat_map(|e| std::iter::once(e.range).chain(e.other_reading))
     }
 
+    /// The owner of `entry`, an entry of this file.
+    pub fn owner(&self, entry: &Entry) -> Cow<'_, str> {
+        String::from_utf8_lossy(self.owner_bytes(entry))
+    }
+
+    fn owner_bytes(&self, entry: &Entry) -> &[u8] {
+        &self.bytes[entry.owner.clone()]
+    }
+
     /// The entries of `tenant` (by name or by numeric uid).
     pub fn owned_by<'a>(&'a self, tenant: &'a Tenant) -> impl Iterator<Item = &'a Entry> + 'a {
-        self.entries.iter().filter(|e| tenant.owns(&e.owner))
+        self.entries.iter().filter(|e| tenant.owns(self.owner_bytes(e)))
     }
 
     /// Everything wrong in the file: malformed and ambiguous lines, empty ranges, ranges
@@ -277,17 +296,22 @@ impl SubidFile {
         // owners; each entry overlapping earlier ones is reported against those.
         let mut furthest: Option<&Entry> = None;
         let mut furthest_other: Option<&Entry> = None;
-        let mut furthest_own: HashMap<&str, &Entry> = HashMap::new();
+        let mut furthest_own: HashMap<&[u8], &Entry> = HashMap::new();
+        let owner = |e: &Entry| self.owner(e).into_owned();
+        let same_owner = |a: &Entry, b: &Entry| self.owner_bytes(a) == self.owner_bytes(b);
         for e in sorted {
-            if let Some(&own) = furthest_own.get(e.owner.as_str()).filter(|o| o.range.overlaps(e.range)) {
+            if let Some(&own) = furthest_own
+                .get(self.owner_bytes(e))
+                .filter(|o| o.range.overlaps(e.range))
+            {
                 let (first, second) = if own.line < e.line { (own, e) } else { (e, own) };
                 problems.push(Problem::Duplicate {
                     line: second.line,
-                    owner: second.owner.clone(),
+                    owner: owner(second),
                     other_line: first.line,
                 });
             }
-            let other = if furthest.is_some_and(|f| f.owner != e.owner) {
+            let other = if furthest.is_some_and(|f| !same_owner(f, e)) {
                 furthest
             } else {
                 furthest_other
@@ -296,28 +320,28 @@ impl SubidFile {
                 let (first, second) = if o.line < e.line { (o, e) } else { (e, o) };
                 problems.push(Problem::Overlap {
                     line: second.line,
-                    owner: second.owner.clone(),
+                    owner: owner(second),
                     other_line: first.line,
-                    other_owner: first.owner.clone(),
+                    other_owner: owner(first),
                 });
             }
             let reaches = |x: Option<&Entry>| x.is_none_or(|x| e.range.last() > x.range.last());
             match furthest {
                 Some(f) if reaches(furthest) => {
-                    if f.owner != e.owner {
+                    if !same_owner(f, e) {
                         furthest_other = Some(f);
                     }
                     furthest = Some(e);
                 }
                 None => furthest = Some(e),
                 Some(f) => {
-                    if f.owner != e.owner && reaches(furthest_other) {
+                    if !same_owner(f, e) && reaches(furthest_other) {
                         furthest_other = Some(e);
                     }
                 }
             }
-            if reaches(furthest_own.get(e.owner.as_str()).copied()) {
-                furthest_own.insert(&e.owner, e);
+            if reaches(furthest_own.get(self.owner_bytes(e)).copied()) {
+                furthest_own.insert(self.owner_bytes(e), e);
             }
         }
         problems.sort_by_key(Problem::line);
@@ -332,31 +356,31 @@ impl SubidFile {
         }
         if !self.bytes.is_empty() && !self.bytes.ends_with(b"\n") {
             self.bytes.push(b'\n');
-            *self.line_starts.last_mut().expect("not empty") = self.bytes.len();
         }
         for r in ranges {
+            let start = self.bytes.len();
             self.bytes
                 .extend_from_slice(format!("{owner}:{}:{}\n", r.start, r.count).as_bytes());
-            self.line_starts.push(self.bytes.len());
+            self.lines += 1;
             self.entries.push(Entry {
-                owner: owner.to_string(),
+                owner: start..start + owner.len(),
                 range: *r,
                 other_reading: None,
-                line: self.line_starts.len() - 1,
+                line: self.lines,
             });
         }
     }
 
     /// The file without the lines of `tenant`, and those lines; every other line kept as is.
-    pub fn without(&self, tenant: &Tenant) -> (Vec<u8>, Vec<Entry>) {
-        let removed: Vec<Entry> = self.owned_by(tenant).cloned().collect();
+    pub fn without<'a>(&'a self, tenant: &'a Tenant) -> (Vec<u8>, Vec<&'a Entry>) {
+        let removed: Vec<&Entry> = self.owned_by(tenant).collect();
         let mut out = Vec::with_capacity(self.bytes.len());
         let mut next = removed.iter().map(|e| e.line).peekable();
-        for (index, span) in self.line_starts.windows(2).enumerate() {
+        for (index, line) in self.bytes.split_inclusive(|b| *b == b'\n').enumerate() {
             if next.peek() == Some(&(index + 1)) {
                 next.next();
             } else {
-                out.extend_from_slice(&self.bytes[span[0]..span[1]]);
+                out.extend_from_slice(line);
             }
         }
         if !out.is_empty() && !out.ends_with(b"\n") {
@@ -366,44 +390,48 @@ impl SubidFile {
     }
 }
 
-fn entry(reading: &Reading<'_>, other_reading: Option<Range>, line: usize) -> Entry {
-    let owner = String::from_utf8_lossy(reading.owner.trim_ascii()).into_owned();
-    Entry {
-        owner,
-        range: reading.range,
-        other_reading,
-        line,
-    }
+/// `owner` of the line `raw` without surrounding whitespace, as a span of the file whose
+/// line starts at `line_start`.
+fn trimmed(raw: &[u8], owner: &Span<usize>, line_start: usize) -> Span<usize> {
+    let bytes = &raw[owner.clone()];
+    let start = line_start + owner.start + (bytes.len() - bytes.trim_ascii_start().len());
+    start..start + bytes.trim_ascii().len()
 }
 
-/// The common line both readings agree on, read once: `owner:start:count` with a printable
-/// owner not starting with `#`, `+` or `-`, and decimal numbers without leading zeros.
-fn plain_reading(raw: &[u8]) -> Option<Reading<'_>> {
-    let decimal = |s: &[u8]| -> Option<u64> {
-        if s.is_empty() || s.len() > 18 || (s.len() > 1 && s[0] == b'0') {
-            return None;
-        }
-        s.iter()
-            .try_fold(0u64, |n, &b| b.is_ascii_digit().then(|| n * 10 + u64::from(b - b'0')))
-    };
-    let colon = raw.iter().position(|&b| b == b':')?;
-    let (owner, rest) = (&raw[..colon], &raw[colon + 1..]);
-    let colon = rest.iter().position(|&b| b == b':')?;
-    let plain_owner =
-        owner.first().is_some_and(|b| !matches!(b, b'#' | b'+' | b'-')) && owner.iter().all(u8::is_ascii_graphic);
-    if raw.len() >= 1024 || !plain_owner {
+/// The common line both readings agree on, read in one pass from the start of `rest`:
+/// `owner:start:count` up to a newline or the end, with a printable owner not starting with
+/// `#`, `+` or `-`, and decimal numbers without leading zeros. Also returns the line's
+/// length without its newline.
+fn plain_line(rest: &[u8]) -> Option<(Reading, usize)> {
+    let owner = rest.iter().position(|b| !b.is_ascii_graphic() || *b == b':')?;
+    if owner == 0 || rest[owner] != b':' || matches!(rest[0], b'#' | b'+' | b'-') {
         return None;
     }
-    Some(Reading {
-        owner,
-        range: Range::new(decimal(&rest[..colon])?, decimal(&rest[colon + 1..])?),
-    })
+    let (start, colon) = plain_decimal(rest, owner + 1)?;
+    let (count, end) = plain_decimal(rest, colon + 1)?;
+    let ends = rest.get(colon) == Some(&b':') && rest.get(end).is_none_or(|b| *b == b'\n');
+    let reading = Reading {
+        owner: 0..owner,
+        range: Range::new(start, count),
+    };
+    (ends && end < 1024).then_some((reading, end))
+}
+
+/// The decimal number at `rest[from..]` (1 to 18 digits, no leading zero) and where it ends.
+fn plain_decimal(rest: &[u8], from: usize) -> Option<(u64, usize)> {
+    let digits = rest.get(from..)?;
+    let len = digits.iter().position(|b| !b.is_ascii_digit()).unwrap_or(digits.len());
+    if len == 0 || len > 18 || (len > 1 && digits[0] == b'0') {
+        return None;
+    }
+    let value = digits[..len].iter().fold(0u64, |n, b| n * 10 + u64::from(b - b'0'));
+    Some((value, from + len))
 }
 
 /// shadow's `subordinate_parse`: the raw line (up to a NUL) split at `:`, at least three
 /// non-empty fields (more are ignored), numbers as shadow's `getulong`. Lines starting
 /// with `+` or `-` are NIS entries shadow does not parse.
-fn shadow_reading(raw: &[u8]) -> Option<Reading<'_>> {
+fn shadow_reading(raw: &[u8]) -> Option<Reading> {
     let raw = &raw[..raw.iter().position(|&b| b == 0).unwrap_or(raw.len())];
     if raw.len() >= 1024 || raw.starts_with(b"+") || raw.starts_with(b"-") {
         return None;
@@ -414,12 +442,16 @@ fn shadow_reading(raw: &[u8]) -> Option<Reading<'_>> {
         return None;
     }
     let range = Range::new(strtoul(start)?, strtoul(count)?);
-    Some(Reading { owner, range })
+    Some(Reading {
+        owner: 0..owner.len(),
+        range,
+    })
 }
 
 /// The Go tools' reading: the line trimmed, `#` lines skipped, exactly three fields, decimal.
-fn go_reading(raw: &[u8]) -> Option<Reading<'_>> {
+fn go_reading(raw: &[u8]) -> Option<Reading> {
     let line = raw.trim_ascii();
+    let lead = raw.len() - raw.trim_ascii_start().len();
     if line.starts_with(b"#") {
         return None;
     }
@@ -442,7 +474,7 @@ fn go_reading(raw: &[u8]) -> Option<Reading<'_>> {
             .filter(|&n| n <= i64::MAX as u64)
     };
     Some(Reading {
-        owner,
+        owner: lead..lead + owner.len(),
         range: Range::new(decimal(start)?, decimal(count)?),
     })
 }
@@ -486,11 +518,18 @@ pub fn login_defs_number(text: &str, key: &str) -> Option<u64> {
 
 /// A tenant as it is looked up in the files: its own spelling, and the other spelling of
 /// the same user when known (the numeric uid of a name, or the name of a uid).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct Tenant {
     owner: String,
-    alias: Option<String>,
+    is_uid: bool,
+    /// The other spelling, given or looked up on first need.
+    alias: OnceCell<Option<String>>,
+    /// Looks up the other spelling of `owner` on the host.
+    lookup: Option<AliasLookup>,
 }
+
+/// Finds the other spelling of a tenant's owner on the host (the host's user database).
+pub type AliasLookup = fn(owner: &str) -> Option<String>;
 
 /// How a tenant was written.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -517,11 +556,30 @@ impl Spelling {
 impl Tenant {
     /// `alias` is the other spelling of the same user, if the host knows it.
     pub fn new(spelling: &Spelling, alias: Option<String>) -> Tenant {
-        let owner = match spelling {
-            Spelling::Name(name) => name.clone(),
-            Spelling::Uid(uid) => uid.to_string(),
+        Tenant {
+            alias: OnceCell::from(alias),
+            ..Tenant::with_lookup(spelling, None)
+        }
+    }
+
+    /// A tenant whose other spelling `lookup` finds when a line could be written with it:
+    /// a name's uid only for numeric owners (a user database holding 100 000 users takes
+    /// milliseconds to search), a uid's name for any other owner.
+    pub fn looked_up(spelling: &Spelling, lookup: AliasLookup) -> Tenant {
+        Tenant::with_lookup(spelling, Some(lookup))
+    }
+
+    fn with_lookup(spelling: &Spelling, lookup: Option<AliasLookup>) -> Tenant {
+        let (owner, is_uid) = match spelling {
+            Spelling::Name(name) => (name.clone(), false),
+            Spelling::Uid(uid) => (uid.to_string(), true),
         };
-        Tenant { owner, alias }
+        Tenant {
+            owner,
+            is_uid,
+            alias: OnceCell::new(),
+            lookup,
+        }
     }
 
     /// What new lines are written with.
@@ -530,8 +588,20 @@ impl Tenant {
     }
 
     /// Whether a line's owner is this tenant.
-    pub fn owns(&self, owner: &str) -> bool {
-        owner == self.owner || self.alias.as_deref() == Some(owner)
+    pub fn owns(&self, owner: impl AsRef<[u8]>) -> bool {
+        let owner = owner.as_ref();
+        if owner == self.owner.as_bytes() {
+            return true;
+        }
+        // A name's other spelling is its uid, in digits.
+        let could_be_alias = self.is_uid || owner.iter().all(u8::is_ascii_digit);
+        could_be_alias && self.alias().is_some_and(|alias| alias.as_bytes() == owner)
+    }
+
+    fn alias(&self) -> Option<&str> {
+        self.alias
+            .get_or_init(|| self.lookup.and_then(|lookup| lookup(&self.owner)))
+            .as_deref()
     }
 }
 
@@ -571,6 +641,8 @@ struct Taken(Vec<Range>);
 impl Taken {
     fn new(ranges: impl IntoIterator<Item = Range>) -> Taken {
         let mut all: Vec<Range> = ranges.into_iter().filter(|r| r.count > 0).collect();
+        // Stable sort finds sorted runs: files written first fit, and two merged lists, sort
+        // in linear time.
         all.sort_unstable();
         let mut merged: Vec<Range> = Vec::with_capacity(all.len());
         for r in all {
@@ -855,6 +927,13 @@ mod tests {
             ("a:100000", None, Some("no tool reads")),
             ("a::1", None, Some("no tool reads")),
             ("garbage", None, Some("no tool reads")),
+            ("a:01:5", Some(("a", 1, 5, None)), None),
+            (
+                "a:1234567890123456789:1",
+                Some(("a", 1_234_567_890_123_456_789, 1, None)),
+                Some("4294967295"),
+            ),
+            (" a :100000:65536", Some(("a", 100_000, 65536, None)), None),
             ("# a comment", None, None),
             ("", None, None),
             ("   ", None, None),
@@ -864,13 +943,14 @@ mod tests {
             let got = parsed.entries.first().map(|e| {
                 assert_eq!(e.line, 1);
                 (
-                    e.owner.as_str(),
+                    parsed.owner(e).into_owned(),
                     e.range.start,
                     e.range.count,
                     e.other_reading.map(|r| r.start),
                 )
             });
-            assert_eq!(got, *want, "{line:?}");
+            let want = want.map(|(owner, start, count, other)| (owner.to_string(), start, count, other));
+            assert_eq!(got, want, "{line:?}");
             let problems: Vec<String> = parsed.check().iter().map(|p| p.to_string()).collect();
             match problem {
                 Some(p) => assert!(problems.len() == 1 && problems[0].contains(p), "{line:?}: {problems:?}"),
@@ -1106,6 +1186,36 @@ mod tests {
         assert_eq!((empty.bytes(), empty.entries.len()), (&b"a:1:2\n"[..], 1));
         f.append("none", &[]);
         assert_eq!(f, file(text));
+    }
+
+    #[test]
+    fn owners_are_read_from_the_bytes_as_written() {
+        let f = SubidFile::parse(b"\xffa:1:2\nb:3:4".to_vec());
+        let owners: Vec<String> = f.entries.iter().map(|e| f.owner(e).into_owned()).collect();
+        assert_eq!(owners, ["\u{fffd}a", "b"]);
+        assert_eq!(f.entries.iter().map(|e| e.line).collect::<Vec<_>>(), [1, 2]);
+    }
+
+    static LOOKUPS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+    fn counted_lookup(owner: &str) -> Option<String> {
+        LOOKUPS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Some(if owner == "acme" { "1001" } else { "acme" }.to_string())
+    }
+
+    #[test]
+    fn the_other_spelling_is_looked_up_once_and_only_where_a_line_could_use_it() {
+        let lookups = || LOOKUPS.load(std::sync::atomic::Ordering::SeqCst);
+        let named = file("a:100000:10\nacme:200000:10\nb:300000:10\n");
+        let name = Tenant::looked_up(&Spelling::Name("acme".into()), counted_lookup);
+        assert_eq!(named.owned_by(&name).count(), 1);
+        assert_eq!(lookups(), 0, "a name's uid is never needed among named owners");
+        let mixed = file("a:100000:10\n1001:200000:10\n7:300000:10\nacme:400000:10\n");
+        assert_eq!(named.owned_by(&name).count() + mixed.owned_by(&name).count(), 3);
+        assert_eq!(lookups(), 1, "looked up at the first numeric owner, then remembered");
+        let uid = Tenant::looked_up(&Spelling::Uid(1001), counted_lookup);
+        assert_eq!(mixed.owned_by(&uid).map(|e| e.line).collect::<Vec<_>>(), [2, 4]);
+        assert_eq!(lookups(), 2);
     }
 
     #[test]

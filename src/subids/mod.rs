@@ -383,11 +383,15 @@ fn identify(text: &str) -> Result<Tenant, SubidsError> {
         tenant: text.to_string(),
         reason,
     })?;
-    let alias = match &spelling {
-        Spelling::Name(name) => User::from_name(name).ok().flatten().map(|u| u.uid.to_string()),
-        Spelling::Uid(uid) => name_of_uid(*uid),
-    };
-    Ok(Tenant::new(&spelling, alias))
+    Ok(Tenant::looked_up(&spelling, other_spelling))
+}
+
+/// The uid of a user name, or the name of a uid, in the host's user database.
+fn other_spelling(owner: &str) -> Option<String> {
+    match owner.parse::<u32>() {
+        Ok(uid) => name_of_uid(uid),
+        Err(_) => User::from_name(owner).ok().flatten().map(|u| u.uid.to_string()),
+    }
 }
 
 fn name_of_uid(uid: u32) -> Option<String> {
@@ -531,20 +535,12 @@ pub fn release(settings: &Settings, tenant: &str) -> Result<Released, SubidsErro
         if entries.is_empty() {
             continue;
         }
-        removed.extend(entries.into_iter().map(|e| (kind, e)));
+        removed.extend(entries.into_iter().map(|e| (kind, listed(&file, path, e))));
         rewrites.push((path, bytes, meta));
     }
-    let listed = |kind: Kind, e: &rules::Entry| Listed {
-        owner: e.owner.clone(),
-        start: e.range.start,
-        count: e.range.count,
-        file: settings.path(kind).to_path_buf(),
-        line: e.line,
-        managed: false,
-    };
     let released = Released {
         tenant: tenant.owner().to_string(),
-        removed: removed.iter().map(|(kind, e)| listed(*kind, e)).collect(),
+        removed: removed.iter().map(|(_, listed)| listed.clone()).collect(),
         quarantine_days: settings.quarantine_days,
     };
     if removed.is_empty() {
@@ -554,13 +550,15 @@ pub fn release(settings: &Settings, tenant: &str) -> Result<Released, SubidsErro
     let now = now();
     let mut quarantine: QuarantineState = files::read_state(&settings.quarantine_path())?;
     quarantine.ranges.retain(|q| q.active(now, settings.quarantine_days));
-    quarantine.ranges.extend(removed.iter().map(|(kind, e)| Quarantined {
-        owner: e.owner.clone(),
-        kind: *kind,
-        start: e.range.start,
-        count: e.range.count,
-        released_at: now,
-    }));
+    quarantine
+        .ranges
+        .extend(removed.into_iter().map(|(kind, e)| Quarantined {
+            owner: e.owner,
+            kind,
+            start: e.start,
+            count: e.count,
+            released_at: now,
+        }));
     files::write_state(&settings.quarantine_path(), &quarantine, true)?;
     for (path, bytes, meta) in &rewrites {
         files::replace(path, bytes, meta.as_ref())?;
@@ -586,16 +584,28 @@ pub fn list(settings: &Settings) -> Result<Listing, SubidsError> {
     for kind in [Kind::Subuid, Kind::Subgid] {
         let path = settings.path(kind);
         let (file, _) = files::read(path)?;
-        entries.extend(file.entries.iter().map(|e| Listed {
-            owner: e.owner.clone(),
-            start: e.range.start,
-            count: e.range.count,
-            file: path.to_path_buf(),
-            line: e.line,
-            managed: ours.contains(&(kind, e.owner.as_str(), e.range.start, e.range.count)),
+        entries.extend(file.entries.iter().map(|e| {
+            let listed = listed(&file, path, e);
+            let key = (kind, listed.owner.as_str(), listed.start, listed.count);
+            Listed {
+                managed: ours.contains(&key),
+                ..listed
+            }
         }));
     }
     Ok(Listing { entries })
+}
+
+/// `e`, an entry of `file` at `path`, as `list` and `release` show it (not managed).
+fn listed(file: &rules::SubidFile, path: &Path, e: &rules::Entry) -> Listed {
+    Listed {
+        owner: file.owner(e).into_owned(),
+        start: e.range.start,
+        count: e.range.count,
+        file: path.to_path_buf(),
+        line: e.line,
+        managed: false,
+    }
 }
 
 /// Validates both files: malformed and ambiguous lines, overlaps, duplicates, ranges touching
