@@ -11,8 +11,11 @@
 //!     connect() every INTERVAL µs until it succeeds; the window is the difference.  A
 //!     re-creation not connectable within TIMEOUT is "never fixed"; with --dead-if, also one
 //!     not connectable yet when CMD (sh -c, run every 50 ms while waiting) says the method
-//!     can fix nothing any more (counted apart as cut short).  The parent runs SCHED_FIFO
-//!     when allowed (prompt stamps); the child and the commands it runs not.
+//!     can fix nothing any more (counted apart as cut short).  The parent also stamps when
+//!     the socket's ACL first gave UID read and write (at the IN_CREATE for a socket born with
+//!     it, else at the IN_ATTRIB of the write): "ACL in place", free of the child's own wait
+//!     for a CPU.  The parent runs SCHED_FIFO when allowed (prompt stamps); the child and the
+//!     commands it runs not.
 //! nonrootd-bench loop --n N [--first I] [--bucket B] [--count C] [--min M] [--label L] -- PROG ARG...
 //!     Runs PROG N times one after another (stdout/stderr discarded, a failure stops the loop)
 //!     and times each run.  In the arguments {i} is the run's number (from I), {start} and
@@ -286,7 +289,7 @@ fn connector(
     let socket = std::path::Path::new(path);
     let dir = socket.parent().and_then(|p| p.to_str()).unwrap_or("/");
     let name = socket.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-    let inotify = Inotify::watch(dir).unwrap_or_else(|e| exit_with(e));
+    let inotify = Inotify::watch(dir, CREATED).unwrap_or_else(|e| exit_with(e));
     let pause = libc::timespec {
         tv_sec: 0,
         tv_nsec: interval.as_nanos() as libc::c_long,
@@ -335,8 +338,12 @@ struct Inotify {
     fd: OwnedFd,
 }
 
+/// A name appearing in a directory.
+const CREATED: u32 = libc::IN_CREATE | libc::IN_MOVED_TO;
+
 impl Inotify {
-    fn watch(dir: &str) -> Result<Inotify, String> {
+    /// Watches `dir` for the events in `mask`.
+    fn watch(dir: &str, mask: u32) -> Result<Inotify, String> {
         // SAFETY: inotify_init1 returns a new descriptor or -1.
         let raw = unsafe { libc::inotify_init1(libc::IN_CLOEXEC | libc::IN_NONBLOCK) };
         if raw < 0 {
@@ -346,7 +353,7 @@ impl Inotify {
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
         let c = CString::new(dir).map_err(|e| e.to_string())?;
         // SAFETY: valid descriptor and NUL-terminated path.
-        if unsafe { libc::inotify_add_watch(fd.as_raw_fd(), c.as_ptr(), libc::IN_CREATE | libc::IN_MOVED_TO) } < 0 {
+        if unsafe { libc::inotify_add_watch(fd.as_raw_fd(), c.as_ptr(), mask) } < 0 {
             return Err(last_os_error(&format!("inotify_add_watch {dir}")));
         }
         Ok(Inotify { fd })
@@ -438,6 +445,38 @@ impl RunDelay {
     }
 }
 
+/// Whether the access ACL of `path` gives `uid` read and write (a `user:UID:rw` entry, and a
+/// mask that lets it through): what the methods write, and what a default ACL passes on.
+fn grants_access(path: &std::ffi::CStr, uid: u32) -> bool {
+    const ACL_USER: u16 = 0x02;
+    const ACL_MASK: u16 = 0x10;
+    let mut buf = [0u8; 1024];
+    // SAFETY: NUL-terminated names and a buffer of the length given.
+    let n = unsafe {
+        libc::getxattr(
+            path.as_ptr(),
+            c"system.posix_acl_access".as_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+        )
+    };
+    let Some(value) = usize::try_from(n).ok().and_then(|n| buf.get(4..n)) else {
+        return false;
+    };
+    // The kernel's little-endian encoding: a 4-byte version, then (tag, perm, id) entries.
+    let entries = value.chunks_exact(8).map(|e| {
+        let u16_at = |i: usize| u16::from_le_bytes([e[i], e[i + 1]]);
+        (u16_at(0), u16_at(2), u32::from_le_bytes([e[4], e[5], e[6], e[7]]))
+    });
+    let rw = |perm: u16| perm & 6 == 6;
+    let user = entries
+        .clone()
+        .any(|(tag, perm, id)| tag == ACL_USER && id == uid && rw(perm));
+    user && entries
+        .filter(|(tag, ..)| *tag == ACL_MASK)
+        .all(|(_, perm, _)| rw(perm))
+}
+
 fn readable(file: &std::fs::File, limit: Duration) -> bool {
     let mut pfd = libc::pollfd {
         fd: file.as_raw_fd(),
@@ -487,7 +526,11 @@ fn probe(args: &[String]) -> Result<Value, String> {
     }
     drop(go_r);
     drop(done_w);
-    let inotify = Inotify::watch(dir)?;
+    let inotify = Inotify::watch(dir, CREATED)?;
+    // The writes of the ACL (and systemd's chown) are IN_ATTRIB of the socket.
+    let attrib = Inotify::watch(dir, libc::IN_ATTRIB)?;
+    let socket_c = CString::new(socket.as_str()).map_err(|e| e.to_string())?;
+    let mut granted_us = Vec::new();
 
     let mut windows_us = Vec::new();
     let mut raw = String::new();
@@ -518,6 +561,7 @@ fn probe(args: &[String]) -> Result<Value, String> {
         }
         // Only events after this point count (the child armed its own watch alike).
         inotify.read_names();
+        attrib.read_names();
         let mut cmd = Command::new("/bin/sh")
             .args(["-c", &trigger])
             .stdin(Stdio::null())
@@ -537,26 +581,45 @@ fn probe(args: &[String]) -> Result<Value, String> {
                 // fixer that ran first must not shorten it).
                 let t0 = stamp - waited;
                 stamp_delays_us.push(waited as f64 / 1000.0);
+                // Until the child answers: when was the ACL in place, whatever the client's
+                // own wait for a CPU? Born with it (a default ACL; or written before this
+                // look): now at the latest. Else the wake-up by the IN_ATTRIB of its write.
+                let mut granted = grants_access(&socket_c, uid).then(monotonic_ns);
                 let mut dead = false;
-                if let Some(check) = &dead_if {
-                    // While no answer: is the method provably dead (it can fix nothing any
-                    // more)? Then the child stops waiting out the timeout.
-                    while !readable(&done_r, Duration::from_millis(50)) {
-                        let st = Command::new("/bin/sh")
-                            .args(["-c", check])
-                            .stdin(Stdio::null())
-                            .stdout(Stdio::null())
-                            .stderr(Stdio::null())
-                            .status();
-                        if st.is_ok_and(|s| s.success()) {
-                            dead = true;
-                            // SAFETY: signalling our own child.
-                            unsafe { libc::kill(child, libc::SIGUSR1) };
-                            break;
+                while !dead && !readable(&done_r, Duration::ZERO) {
+                    if granted.is_none() {
+                        if let Some((stamp, waited)) =
+                            attrib.wait_for(name, Duration::from_millis(50), run_delay.as_ref())
+                        {
+                            granted = grants_access(&socket_c, uid).then_some(stamp - waited);
+                            continue;
                         }
+                    } else if readable(&done_r, Duration::from_millis(50)) {
+                        break;
+                    }
+                    // 50 ms without an answer: is the method provably dead (it can fix
+                    // nothing any more)? Then the child stops waiting out the timeout.
+                    let Some(check) = &dead_if else { continue };
+                    let st = Command::new("/bin/sh")
+                        .args(["-c", check])
+                        .stdin(Stdio::null())
+                        .stdout(Stdio::null())
+                        .stderr(Stdio::null())
+                        .status();
+                    if st.is_ok_and(|s| s.success()) {
+                        dead = true;
+                        // SAFETY: signalling our own child.
+                        unsafe { libc::kill(child, libc::SIGUSR1) };
                     }
                 }
                 let t1 = read_answer(&mut done_r)?;
+                // Connected before this probe saw the write: in place at the connect at the latest.
+                if granted.is_none() && t1 != 0 && grants_access(&socket_c, uid) {
+                    granted = Some(t1);
+                }
+                let granted = granted.map(|g| g.saturating_sub(t0) as f64 / 1000.0);
+                granted_us.extend(granted);
+                let granted = granted.map_or("-".to_string(), |us| format!("{us:.1}"));
                 if t1 == 0 {
                     never += 1;
                     if dead {
@@ -568,7 +631,10 @@ fn probe(args: &[String]) -> Result<Value, String> {
                 } else {
                     let us = (t1.saturating_sub(t0)) as f64 / 1000.0;
                     windows_us.push(us);
-                    raw.push_str(&format!("{round}\t{us:.1}\t{t0}\t{:.1}\n", waited as f64 / 1000.0));
+                    raw.push_str(&format!(
+                        "{round}\t{us:.1}\t{t0}\t{:.1}\t{granted}\n",
+                        waited as f64 / 1000.0
+                    ));
                 }
             }
         }
@@ -594,6 +660,7 @@ fn probe(args: &[String]) -> Result<Value, String> {
     obj.insert("realtime_stamps".into(), json!(realtime));
     obj.insert("stamp_corrected".into(), json!(run_delay.is_some()));
     obj.insert("stamp_delay_us".into(), summary(&mut stamp_delays_us));
+    obj.insert("granted_us".into(), summary(&mut granted_us));
     obj.insert("unit".into(), json!("us"));
     obj.insert("seconds".into(), json!(started.elapsed().as_secs_f64()));
     Ok(stats)
@@ -926,7 +993,7 @@ fn fixer(args: &[String]) -> Result<Value, String> {
     let name = path.file_name().and_then(|n| n.to_str()).ok_or("socket has no name")?;
     let c_path = CString::new(socket.as_str()).map_err(|e| e.to_string())?;
     let xattr = acl_xattr(uid);
-    let inotify = Inotify::watch(dir)?;
+    let inotify = Inotify::watch(dir, CREATED)?;
     let mut fixed = 0u64;
     loop {
         if inotify.wait_for(name, Duration::from_secs(3600), None).is_some() {
