@@ -445,21 +445,20 @@ impl RunDelay {
     }
 }
 
+/// Where the kernel keeps a file's access ACL, and the tags of its entries.
+const ACL_XATTR: &std::ffi::CStr = c"system.posix_acl_access";
+const ACL_USER_OBJ: u16 = 0x01;
+const ACL_USER: u16 = 0x02;
+const ACL_GROUP_OBJ: u16 = 0x04;
+const ACL_MASK: u16 = 0x10;
+const ACL_OTHER: u16 = 0x20;
+
 /// Whether the access ACL of `path` gives `uid` read and write (a `user:UID:rw` entry, and a
 /// mask that lets it through): what the methods write, and what a default ACL passes on.
 fn grants_access(path: &std::ffi::CStr, uid: u32) -> bool {
-    const ACL_USER: u16 = 0x02;
-    const ACL_MASK: u16 = 0x10;
     let mut buf = [0u8; 1024];
     // SAFETY: NUL-terminated names and a buffer of the length given.
-    let n = unsafe {
-        libc::getxattr(
-            path.as_ptr(),
-            c"system.posix_acl_access".as_ptr(),
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-        )
-    };
+    let n = unsafe { libc::getxattr(path.as_ptr(), ACL_XATTR.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
     let Some(value) = usize::try_from(n).ok().and_then(|n| buf.get(4..n)) else {
         return false;
     };
@@ -860,19 +859,8 @@ fn apply_profile(args: &[String]) -> Result<Value, String> {
         let mut desired = Grants::new();
         desired.insert(Qualifier::User(Uid(4321)), Perm::RW);
         let c_path = CString::new(sock.as_os_str().as_encoded_bytes()).map_err(|e| e.to_string())?;
-        // The xattr value setfacl would write for user::rw-,user:4321:rw-,group::---,mask::rw-,other::---
-        let mut xattr = vec![2u8, 0, 0, 0];
-        for (tag, perm, id) in [
-            (1u16, 6u16, u32::MAX),
-            (2, 6, 4321),
-            (4, 0, u32::MAX),
-            (0x10, 6, u32::MAX),
-            (0x20, 0, u32::MAX),
-        ] {
-            xattr.extend_from_slice(&tag.to_ne_bytes());
-            xattr.extend_from_slice(&perm.to_ne_bytes());
-            xattr.extend_from_slice(&id.to_ne_bytes());
-        }
+        // What setfacl would write for user::rw-,user:4321:rw-,group::---,mask::rw-,other::---
+        let xattr = acl_xattr(4321, 0);
         let names = [
             "whole apply_with_state (CLI and hook path)",
             "  state dir: mkdir -p",
@@ -936,7 +924,7 @@ fn apply_profile(args: &[String]) -> Result<Value, String> {
             let rc = unsafe {
                 libc::setxattr(
                     c_path.as_ptr(),
-                    c"system.posix_acl_access".as_ptr(),
+                    ACL_XATTR.as_ptr(),
                     xattr.as_ptr().cast(),
                     xattr.len(),
                     0,
@@ -964,19 +952,20 @@ fn apply_profile(args: &[String]) -> Result<Value, String> {
 
 // ---------------------------------------------------------------- fixer
 
-/// The POSIX ACL xattr (version 2) for user::rw-, user:UID:rw-, group::rw-, mask::rw-, other::---.
-fn acl_xattr(uid: u32) -> Vec<u8> {
+/// The POSIX ACL xattr (version 2, little-endian) for user::rw-, user:UID:rw-, group::GROUP,
+/// mask::rw-, other::---.
+fn acl_xattr(uid: u32, group: u16) -> Vec<u8> {
     let mut x = vec![2u8, 0, 0, 0];
     for (tag, perm, id) in [
-        (1u16, 6u16, u32::MAX),
-        (2, 6, uid),
-        (4, 6, u32::MAX),
-        (0x10, 6, u32::MAX),
-        (0x20, 0, u32::MAX),
+        (ACL_USER_OBJ, 6, u32::MAX),
+        (ACL_USER, 6, uid),
+        (ACL_GROUP_OBJ, group, u32::MAX),
+        (ACL_MASK, 6, u32::MAX),
+        (ACL_OTHER, 0, u32::MAX),
     ] {
-        x.extend_from_slice(&tag.to_ne_bytes());
-        x.extend_from_slice(&perm.to_ne_bytes());
-        x.extend_from_slice(&id.to_ne_bytes());
+        x.extend_from_slice(&tag.to_le_bytes());
+        x.extend_from_slice(&perm.to_le_bytes());
+        x.extend_from_slice(&id.to_le_bytes());
     }
     x
 }
@@ -992,7 +981,7 @@ fn fixer(args: &[String]) -> Result<Value, String> {
         .ok_or("socket has no directory")?;
     let name = path.file_name().and_then(|n| n.to_str()).ok_or("socket has no name")?;
     let c_path = CString::new(socket.as_str()).map_err(|e| e.to_string())?;
-    let xattr = acl_xattr(uid);
+    let xattr = acl_xattr(uid, 6);
     let inotify = Inotify::watch(dir, CREATED)?;
     let mut fixed = 0u64;
     loop {
@@ -1001,7 +990,7 @@ fn fixer(args: &[String]) -> Result<Value, String> {
             let rc = unsafe {
                 libc::setxattr(
                     c_path.as_ptr(),
-                    c"system.posix_acl_access".as_ptr(),
+                    ACL_XATTR.as_ptr(),
                     xattr.as_ptr().cast(),
                     xattr.len(),
                     0,
