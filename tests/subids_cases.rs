@@ -131,6 +131,25 @@ fn mode_owner_and_backup_are_kept() {
     assert!(!env.path("subgid-").exists(), "no backup of a file that did not exist");
 }
 
+#[test]
+fn a_file_too_large_to_read_is_named_and_left_alone() {
+    let env = TempEtc::new();
+    env.write("subgid", "old:100000:65536\n");
+    // Sparse: reading it touches no disk.
+    let big = fs::File::create(env.path("subuid")).unwrap();
+    big.set_len(nonrootd_core::subids::MAX_FILE_BYTES as u64 + 1).unwrap();
+    let err = subids::allocate(&env.settings(""), "acme", None, false).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "{}: 67108865 bytes, more than the 64 MiB nonrootd reads: nothing was written",
+            env.path("subuid").display()
+        )
+    );
+    assert_eq!(env.read("subgid"), "old:100000:65536\n");
+    assert!(!env.path("subuid.lock").exists() && !env.path("subgid.lock").exists());
+}
+
 /// A resolver with fixed users, standing in for NSS.
 struct Users(&'static [(&'static str, u32)]);
 

@@ -74,18 +74,52 @@ impl fmt::Display for Range {
     }
 }
 
-/// One line that some consumer reads as a range.
+/// One line that some consumer reads as a range. 32 bytes: a call reads every line of both
+/// files into a fresh process, where each page of entries costs a page fault.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Entry {
-    /// Where the owner, a user name or numeric uid, stands in the file's bytes (without
-    /// surrounding whitespace): [`SubidFile::owner`] reads it.
-    owner: Span<usize>,
     /// shadow's reading when shadow reads the line, else the Go tools' reading.
     pub range: Range,
-    /// The Go tools' reading when it differs from shadow's (`0200000`); also taken.
-    pub other_reading: Option<Range>,
+    /// Where the owner, a user name or numeric uid, stands in the file's bytes (without
+    /// surrounding whitespace): [`SubidFile::owner`] reads it.
+    owner: Span<u32>,
     /// 1-based line number.
+    line: u32,
+}
+
+impl Entry {
+    /// 1-based line number.
+    pub fn line(&self) -> usize {
+        self.line as usize
+    }
+}
+
+/// The Go tools' reading of a line that shadow reads otherwise (`0200000`): taken too.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SecondReading {
     pub line: usize,
+    pub range: Range,
+}
+
+/// The largest file read: positions in it fit in the `u32`s of [`Entry`] with room for the
+/// lines a call appends. 64 MiB is some three million lines; shadow takes hours on a tenth.
+pub const MAX_FILE_BYTES: usize = 64 << 20;
+
+/// A file larger than [`MAX_FILE_BYTES`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TooLarge {
+    pub bytes: usize,
+}
+
+impl fmt::Display for TooLarge {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} bytes, more than the {} MiB nonrootd reads",
+            self.bytes,
+            MAX_FILE_BYTES >> 20
+        )
+    }
 }
 
 /// Something wrong in a file, for `check`.
@@ -165,6 +199,8 @@ pub struct SubidFile {
     lines: usize,
     /// The lines some consumer reads, in file order.
     pub entries: Vec<Entry>,
+    /// Second readings of ambiguous lines, in file order.
+    pub second_readings: Vec<SecondReading>,
     /// Malformed and ambiguous lines, in file order.
     pub line_problems: Vec<Problem>,
 }
@@ -176,10 +212,16 @@ struct Reading {
 }
 
 impl SubidFile {
-    /// Reads a file leniently; never fails: what no consumer reads is reported and kept.
-    pub fn parse(bytes: Vec<u8>) -> SubidFile {
-        // One entry per line at most, allocated once: files of 100 000 lines are read per call.
-        let mut entries = Vec::with_capacity(bytes.iter().filter(|b| **b == b'\n').count() + 1);
+    /// Reads a file leniently: what no consumer reads is reported and kept. Fails only on a
+    /// file larger than [`MAX_FILE_BYTES`].
+    pub fn parse(bytes: Vec<u8>) -> Result<SubidFile, TooLarge> {
+        if bytes.len() > MAX_FILE_BYTES {
+            return Err(TooLarge { bytes: bytes.len() });
+        }
+        // Allocated once, for files of 100 000 lines are read per call: an entry's line takes
+        // at least 6 bytes (`a:1:2` and its newline), and pages never filled cost nothing.
+        let mut entries = Vec::with_capacity(bytes.len() / 6 + 1);
+        let mut second_readings = Vec::new();
         let mut line_problems = Vec::new();
         let mut lines = 0;
         let mut start = 0;
@@ -195,14 +237,18 @@ impl SubidFile {
             start += len + 1;
             lines += 1;
             let line = lines;
-            let entry = |reading: &Reading, other_reading| Entry {
+            let entry = |reading: &Reading| Entry {
                 owner: trimmed(raw, &reading.owner, line_start),
                 range: reading.range,
-                other_reading,
-                line,
+                line: position(line),
             };
             if let Some((plain, _)) = plain {
-                entries.push(entry(&plain, None));
+                // Nothing to trim: a plain owner is all graphic characters from the line start.
+                entries.push(Entry {
+                    owner: position(line_start)..position(line_start + plain.owner.end),
+                    range: plain.range,
+                    line: position(line),
+                });
                 continue;
             }
             let (shadow, go) = (shadow_reading(raw), go_reading(raw));
@@ -220,7 +266,8 @@ impl SubidFile {
                         "shadow reads ids {} (octal) but Go tools read {} (decimal)",
                         s.range, g.range
                     );
-                    entries.push(entry(&s, Some(g.range)));
+                    entries.push(entry(&s));
+                    second_readings.push(SecondReading { line, range: g.range });
                     line_problems.push(Problem::Ambiguous { line, why });
                     continue;
                 }
@@ -237,7 +284,7 @@ impl SubidFile {
                     Some("Go tools read this line, shadow ignores it (spaces at an end, a leading +/- or too long)"),
                 ),
             };
-            entries.push(entry(&first, None));
+            entries.push(entry(&first));
             if let Some(why) = why {
                 line_problems.push(Problem::Ambiguous {
                     line,
@@ -245,12 +292,13 @@ impl SubidFile {
                 });
             }
         }
-        SubidFile {
+        Ok(SubidFile {
             bytes,
             lines,
             entries,
+            second_readings,
             line_problems,
-        }
+        })
     }
 
     /// The file as read.
@@ -260,9 +308,8 @@ impl SubidFile {
 
     /// Every range some consumer honours, including second readings.
     pub fn taken(&self) -> impl Iterator<Item = Range> + '_ {
-        self.entries
-            .iter()
-            .flat_map(|e| std::iter::once(e.range).chain(e.other_reading))
+        let seconds = self.second_readings.iter().map(|s| s.range);
+        self.entries.iter().map(|e| e.range).chain(seconds)
     }
 
     /// The owner of `entry`, an entry of this file.
@@ -271,7 +318,7 @@ impl SubidFile {
     }
 
     fn owner_bytes(&self, entry: &Entry) -> &[u8] {
-        &self.bytes[entry.owner.clone()]
+        &self.bytes[entry.owner.start as usize..entry.owner.end as usize]
     }
 
     /// The entries of `tenant` (by name or by numeric uid).
@@ -285,13 +332,13 @@ impl SubidFile {
         let mut problems = self.line_problems.clone();
         for e in &self.entries {
             if e.range.count == 0 {
-                problems.push(Problem::Empty { line: e.line });
+                problems.push(Problem::Empty { line: e.line() });
             } else if e.range.touches_invalid() {
-                problems.push(Problem::TouchesInvalid { line: e.line });
+                problems.push(Problem::TouchesInvalid { line: e.line() });
             }
         }
         let mut sorted: Vec<&Entry> = self.entries.iter().filter(|e| e.range.count > 0).collect();
-        sorted.sort_by_key(|e| (e.range.start, e.line));
+        sorted.sort_by_key(|e| (e.range.start, e.line()));
         // The entry reaching furthest so far, and the one reaching furthest among the other
         // owners; each entry overlapping earlier ones is reported against those.
         let mut furthest: Option<&Entry> = None;
@@ -304,11 +351,11 @@ impl SubidFile {
                 .get(self.owner_bytes(e))
                 .filter(|o| o.range.overlaps(e.range))
             {
-                let (first, second) = if own.line < e.line { (own, e) } else { (e, own) };
+                let (first, second) = if own.line() < e.line() { (own, e) } else { (e, own) };
                 problems.push(Problem::Duplicate {
-                    line: second.line,
+                    line: second.line(),
                     owner: owner(second),
-                    other_line: first.line,
+                    other_line: first.line(),
                 });
             }
             let other = if furthest.is_some_and(|f| !same_owner(f, e)) {
@@ -317,11 +364,11 @@ impl SubidFile {
                 furthest_other
             };
             if let Some(o) = other.filter(|o| o.range.overlaps(e.range)) {
-                let (first, second) = if o.line < e.line { (o, e) } else { (e, o) };
+                let (first, second) = if o.line() < e.line() { (o, e) } else { (e, o) };
                 problems.push(Problem::Overlap {
-                    line: second.line,
+                    line: second.line(),
                     owner: owner(second),
-                    other_line: first.line,
+                    other_line: first.line(),
                     other_owner: owner(first),
                 });
             }
@@ -363,10 +410,9 @@ impl SubidFile {
                 .extend_from_slice(format!("{owner}:{}:{}\n", r.start, r.count).as_bytes());
             self.lines += 1;
             self.entries.push(Entry {
-                owner: start..start + owner.len(),
+                owner: position(start)..position(start + owner.len()),
                 range: *r,
-                other_reading: None,
-                line: self.lines,
+                line: position(self.lines),
             });
         }
     }
@@ -375,7 +421,7 @@ impl SubidFile {
     pub fn without<'a>(&'a self, tenant: &'a Tenant) -> (Vec<u8>, Vec<&'a Entry>) {
         let removed: Vec<&Entry> = self.owned_by(tenant).collect();
         let mut out = Vec::with_capacity(self.bytes.len());
-        let mut next = removed.iter().map(|e| e.line).peekable();
+        let mut next = removed.iter().map(|e| e.line()).peekable();
         for (index, line) in self.bytes.split_inclusive(|b| *b == b'\n').enumerate() {
             if next.peek() == Some(&(index + 1)) {
                 next.next();
@@ -392,10 +438,16 @@ impl SubidFile {
 
 /// `owner` of the line `raw` without surrounding whitespace, as a span of the file whose
 /// line starts at `line_start`.
-fn trimmed(raw: &[u8], owner: &Span<usize>, line_start: usize) -> Span<usize> {
+fn trimmed(raw: &[u8], owner: &Span<usize>, line_start: usize) -> Span<u32> {
     let bytes = &raw[owner.clone()];
     let start = line_start + owner.start + (bytes.len() - bytes.trim_ascii_start().len());
-    start..start + bytes.trim_ascii().len()
+    position(start)..position(start + bytes.trim_ascii().len())
+}
+
+/// A byte offset or line number of a file of at most [`MAX_FILE_BYTES`] plus the lines a
+/// call appends, which always fits.
+fn position(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
 }
 
 /// The common line both readings agree on, read in one pass from the start of `rest`:
@@ -419,13 +471,17 @@ fn plain_line(rest: &[u8]) -> Option<(Reading, usize)> {
 
 /// The decimal number at `rest[from..]` (1 to 18 digits, no leading zero) and where it ends.
 fn plain_decimal(rest: &[u8], from: usize) -> Option<(u64, usize)> {
-    let digits = rest.get(from..)?;
-    let len = digits.iter().position(|b| !b.is_ascii_digit()).unwrap_or(digits.len());
-    if len == 0 || len > 18 || (len > 1 && digits[0] == b'0') {
-        return None;
+    let mut value = 0u64;
+    let mut end = from;
+    while let Some(digit) = rest.get(end).map(|b| b.wrapping_sub(b'0')).filter(|d| *d <= 9) {
+        if end - from == 18 {
+            return None;
+        }
+        value = value * 10 + u64::from(digit);
+        end += 1;
     }
-    let value = digits[..len].iter().fold(0u64, |n, b| n * 10 + u64::from(b - b'0'));
-    Some((value, from + len))
+    let len = end - from;
+    (len == 1 || (len > 1 && rest[from] != b'0')).then_some((value, end))
 }
 
 /// shadow's `subordinate_parse`: the raw line (up to a NUL) split at `:`, at least three
@@ -640,18 +696,19 @@ struct Taken(Vec<Range>);
 
 impl Taken {
     fn new(ranges: impl IntoIterator<Item = Range>) -> Taken {
-        let mut all: Vec<Range> = ranges.into_iter().filter(|r| r.count > 0).collect();
-        // Stable sort finds sorted runs: files written first fit, and two merged lists, sort
-        // in linear time.
-        all.sort_unstable();
-        let mut merged: Vec<Range> = Vec::with_capacity(all.len());
-        for r in all {
-            match merged.last_mut() {
-                Some(m) if r.start <= m.last().saturating_add(1) => {
-                    let last = m.last().max(r.last());
-                    m.count = last - m.start + 1;
-                }
-                _ => merged.push(r),
+        // Files written first fit list their ranges in order, mostly adjoining: merged as they
+        // come, they need neither a list of all ranges nor a sort.
+        let mut merged = Vec::new();
+        let mut in_order = true;
+        for r in ranges.into_iter().filter(|r| r.count > 0) {
+            in_order &= merged.last().is_none_or(|m: &Range| m.start <= r.start);
+            push_merged(&mut merged, r);
+        }
+        if !in_order {
+            merged.sort_unstable();
+            let unsorted = std::mem::take(&mut merged);
+            for r in unsorted {
+                push_merged(&mut merged, r);
             }
         }
         Taken(merged)
@@ -683,6 +740,18 @@ impl Taken {
         }
         let fits = count > 0 && low.checked_add(count - 1).is_some_and(|last| last <= max);
         fits.then_some(low)
+    }
+}
+
+/// Adds `r` to `merged`, joining it with the last range when they overlap or adjoin and `r`
+/// starts no earlier; a range that starts earlier is pushed as it is.
+fn push_merged(merged: &mut Vec<Range>, r: Range) {
+    match merged.last_mut() {
+        Some(m) if m.start <= r.start && r.start <= m.last().saturating_add(1) => {
+            let last = m.last().max(r.last());
+            m.count = last - m.start + 1;
+        }
+        _ => merged.push(r),
     }
 }
 
@@ -845,7 +914,7 @@ mod tests {
     use super::*;
 
     fn file(text: &str) -> SubidFile {
-        SubidFile::parse(text.as_bytes().to_vec())
+        SubidFile::parse(text.as_bytes().to_vec()).unwrap()
     }
 
     fn tenant(name: &str) -> Tenant {
@@ -941,12 +1010,12 @@ mod tests {
         for (line, want, problem) in cases {
             let parsed = file(&format!("{line}\n"));
             let got = parsed.entries.first().map(|e| {
-                assert_eq!(e.line, 1);
+                assert_eq!(e.line(), 1);
                 (
                     parsed.owner(e).into_owned(),
                     e.range.start,
                     e.range.count,
-                    e.other_reading.map(|r| r.start),
+                    parsed.second_readings.first().map(|s| s.range.start),
                 )
             });
             let want = want.map(|(owner, start, count, other)| (owner.to_string(), start, count, other));
@@ -1000,6 +1069,44 @@ mod tests {
         };
         assert_eq!(Taken::default().first_fit(top, 295), Some(4_294_967_000));
         assert_eq!(Taken::default().first_fit(top, 296), None, "never reaches 4294967295");
+    }
+
+    #[test]
+    fn taken_merges_ranges_in_any_order() {
+        // Against the plain way: sort everything, then join what overlaps or adjoins.
+        let by_sorting = |ranges: &[Range]| {
+            let mut all: Vec<Range> = ranges.iter().copied().filter(|r| r.count > 0).collect();
+            all.sort_unstable();
+            let mut merged: Vec<Range> = Vec::new();
+            for r in all {
+                match merged.last_mut() {
+                    Some(m) if r.start <= m.last() + 1 => m.count = m.last().max(r.last()) - m.start + 1,
+                    _ => merged.push(r),
+                }
+            }
+            merged
+        };
+        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        for round in 0..2000 {
+            let len = next(12);
+            let mut ranges: Vec<Range> = (0..len).map(|_| Range::new(next(60), next(8))).collect();
+            if round % 3 == 0 {
+                ranges.sort_unstable();
+            }
+            assert_eq!(Taken::new(ranges.iter().copied()).0, by_sorting(&ranges), "{ranges:?}");
+        }
+    }
+
+    #[test]
+    fn files_over_the_limit_are_refused() {
+        let err = SubidFile::parse(vec![0; MAX_FILE_BYTES + 1]).unwrap_err();
+        assert_eq!(err.to_string(), "67108865 bytes, more than the 64 MiB nonrootd reads");
     }
 
     fn request<'a>(uid: &'a SubidFile, gid: &'a SubidFile, t: &'a Tenant, count: u32, grow: bool) -> Request<'a> {
@@ -1180,7 +1287,7 @@ mod tests {
         let t = Tenant::new(&Spelling::Name("acme".into()), Some("1001".into()));
         let (out, removed) = f.without(&t);
         assert_eq!(String::from_utf8(out).unwrap(), "# c\n#x:1:2\n junk\nb:0200000:5\n");
-        assert_eq!(removed.iter().map(|e| e.line).collect::<Vec<_>>(), [3, 5]);
+        assert_eq!(removed.iter().map(|e| e.line()).collect::<Vec<_>>(), [3, 5]);
         let mut empty = file("");
         empty.append("a", &[Range::new(1, 2)]);
         assert_eq!((empty.bytes(), empty.entries.len()), (&b"a:1:2\n"[..], 1));
@@ -1190,10 +1297,10 @@ mod tests {
 
     #[test]
     fn owners_are_read_from_the_bytes_as_written() {
-        let f = SubidFile::parse(b"\xffa:1:2\nb:3:4".to_vec());
+        let f = SubidFile::parse(b"\xffa:1:2\nb:3:4".to_vec()).unwrap();
         let owners: Vec<String> = f.entries.iter().map(|e| f.owner(e).into_owned()).collect();
         assert_eq!(owners, ["\u{fffd}a", "b"]);
-        assert_eq!(f.entries.iter().map(|e| e.line).collect::<Vec<_>>(), [1, 2]);
+        assert_eq!(f.entries.iter().map(|e| e.line()).collect::<Vec<_>>(), [1, 2]);
     }
 
     static LOOKUPS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
@@ -1214,7 +1321,7 @@ mod tests {
         assert_eq!(named.owned_by(&name).count() + mixed.owned_by(&name).count(), 3);
         assert_eq!(lookups(), 1, "looked up at the first numeric owner, then remembered");
         let uid = Tenant::looked_up(&Spelling::Uid(1001), counted_lookup);
-        assert_eq!(mixed.owned_by(&uid).map(|e| e.line).collect::<Vec<_>>(), [2, 4]);
+        assert_eq!(mixed.owned_by(&uid).map(|e| e.line()).collect::<Vec<_>>(), [2, 4]);
         assert_eq!(lookups(), 2);
     }
 

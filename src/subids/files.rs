@@ -11,7 +11,7 @@ use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt, fchown};
 use std::path::{Path, PathBuf};
 
-use nonrootd_core::subids::SubidFile;
+use nonrootd_core::subids::{MAX_FILE_BYTES, SubidFile};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -20,16 +20,22 @@ use super::lock::suffixed;
 
 /// Reads and parses a subordinate id file; a missing file is an empty one.
 pub(crate) fn read(path: &Path) -> Result<(SubidFile, Option<Metadata>), SubidsError> {
-    let mut file = match File::open(path) {
+    let file = match File::open(path) {
         Ok(file) => file,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((SubidFile::default(), None)),
         Err(e) => return Err(SubidsError::io(path, "open", e)),
     };
     let meta = file.metadata().map_err(|e| SubidsError::io(path, "stat", e))?;
-    let mut bytes = Vec::with_capacity(meta.len() as usize);
-    file.read_to_end(&mut bytes)
+    let limit = MAX_FILE_BYTES as u64 + 1;
+    let mut bytes = Vec::with_capacity(meta.len().min(limit) as usize);
+    file.take(limit)
+        .read_to_end(&mut bytes)
         .map_err(|e| SubidsError::io(path, "read", e))?;
-    Ok((SubidFile::parse(bytes), Some(meta)))
+    let file = SubidFile::parse(bytes).map_err(|error| SubidsError::TooLarge {
+        path: path.to_path_buf(),
+        error,
+    })?;
+    Ok((file, Some(meta)))
 }
 
 /// Replaces `path` with `bytes`, keeping the old file's mode and owner (new files get 0644)

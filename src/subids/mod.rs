@@ -145,6 +145,8 @@ pub enum SubidsError {
     },
     /// A state file of nonrootd cannot be read.
     State { path: PathBuf, message: String },
+    /// A subordinate id file too large to read (it may have grown while being read).
+    TooLarge { path: PathBuf, error: rules::TooLarge },
 }
 
 impl SubidsError {
@@ -218,6 +220,9 @@ impl fmt::Display for SubidsError {
                 )
             }
             SubidsError::Io { path, action, error } => write!(f, "{}: cannot {action}: {error}", path.display()),
+            SubidsError::TooLarge { path, error } => {
+                write!(f, "{}: {error}: nothing was written", path.display())
+            }
             SubidsError::State { path, message } => write!(
                 f,
                 "{}: {message}: nonrootd's state is unreadable; fix it, or remove it to forget what it records (quarantines, or which ranges nonrootd allocated)",
@@ -603,7 +608,7 @@ fn listed(file: &rules::SubidFile, path: &Path, e: &rules::Entry) -> Listed {
         start: e.range.start,
         count: e.range.count,
         file: path.to_path_buf(),
-        line: e.line,
+        line: e.line(),
         managed: false,
     }
 }
