@@ -74,8 +74,8 @@ impl fmt::Display for Range {
     }
 }
 
-/// One line that some consumer reads as a range. 32 bytes: a call reads every line of both
-/// files into a fresh process, where each page of entries costs a page fault.
+/// One line that some consumer reads as a range. 32 bytes: each `nonrootctl subids` call
+/// reads every line of both files into fresh pages, each costing a page fault.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Entry {
     /// shadow's reading when shadow reads the line, else the Go tools' reading.
@@ -108,7 +108,15 @@ pub const MAX_FILE_BYTES: usize = 64 << 20;
 /// A file larger than [`MAX_FILE_BYTES`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TooLarge {
-    pub bytes: usize,
+    pub bytes: u64,
+}
+
+/// Whether a file of `bytes` may be read and written.
+pub fn size_allowed(bytes: u64) -> Result<(), TooLarge> {
+    if bytes > MAX_FILE_BYTES as u64 {
+        return Err(TooLarge { bytes });
+    }
+    Ok(())
 }
 
 impl fmt::Display for TooLarge {
@@ -215,12 +223,11 @@ impl SubidFile {
     /// Reads a file leniently: what no consumer reads is reported and kept. Fails only on a
     /// file larger than [`MAX_FILE_BYTES`].
     pub fn parse(bytes: Vec<u8>) -> Result<SubidFile, TooLarge> {
-        if bytes.len() > MAX_FILE_BYTES {
-            return Err(TooLarge { bytes: bytes.len() });
-        }
-        // Allocated once, for files of 100 000 lines are read per call: an entry's line takes
-        // at least 6 bytes (`a:1:2` and its newline), and pages never filled cost nothing.
-        let mut entries = Vec::with_capacity(bytes.len() / 6 + 1);
+        size_allowed(bytes.len() as u64)?;
+        // Files of 100 000 lines are read per call. Lines usually take 16 bytes or more, and
+        // pages never filled cost nothing; files of shorter lines grow the list, which glibc
+        // moves with mremap, without copying.
+        let mut entries = Vec::with_capacity(bytes.len() / 16 + 1);
         let mut second_readings = Vec::new();
         let mut line_problems = Vec::new();
         let mut lines = 0;
@@ -696,8 +703,9 @@ struct Taken(Vec<Range>);
 
 impl Taken {
     fn new(ranges: impl IntoIterator<Item = Range>) -> Taken {
-        // Files written first fit list their ranges in order, mostly adjoining: merged as they
-        // come, they need neither a list of all ranges nor a sort.
+        // A file written first fit lists its ranges in order, mostly adjoining: merged as they
+        // come they need no list of all ranges. What comes out of order (a second list,
+        // quarantined ranges, holes refilled) is sorted after that merge, when it is short.
         let mut merged = Vec::new();
         let mut in_order = true;
         for r in ranges.into_iter().filter(|r| r.count > 0) {
@@ -748,8 +756,8 @@ impl Taken {
 fn push_merged(merged: &mut Vec<Range>, r: Range) {
     match merged.last_mut() {
         Some(m) if m.start <= r.start && r.start <= m.last().saturating_add(1) => {
-            let last = m.last().max(r.last());
-            m.count = last - m.start + 1;
+            // Saturating: 0 to u64::MAX has no count; ids that high are never handed out.
+            m.count = (m.last().max(r.last()) - m.start).saturating_add(1);
         }
         _ => merged.push(r),
     }
@@ -1080,7 +1088,9 @@ mod tests {
             let mut merged: Vec<Range> = Vec::new();
             for r in all {
                 match merged.last_mut() {
-                    Some(m) if r.start <= m.last() + 1 => m.count = m.last().max(r.last()) - m.start + 1,
+                    Some(m) if r.start <= m.last().saturating_add(1) => {
+                        m.count = (m.last().max(r.last()) - m.start).saturating_add(1)
+                    }
                     _ => merged.push(r),
                 }
             }
@@ -1096,6 +1106,10 @@ mod tests {
         for round in 0..2000 {
             let len = next(12);
             let mut ranges: Vec<Range> = (0..len).map(|_| Range::new(next(60), next(8))).collect();
+            if round % 5 == 0 {
+                // Near the top: counts saturating at u64::MAX.
+                ranges.push(Range::new(next(3), u64::MAX - next(2)));
+            }
             if round % 3 == 0 {
                 ranges.sort_unstable();
             }
@@ -1268,6 +1282,12 @@ mod tests {
     #[test]
     fn full_pool_is_an_error() {
         let (uid, gid, t) = (file("a:100000:600000001\n"), file(""), tenant("acme"));
+        assert!(matches!(
+            plan(&request(&uid, &gid, &t, 1, false)),
+            Err(AllocError::Full { .. })
+        ));
+        // shadow reads -1 as u64::MAX: with 0 joined, every id up to the top is taken.
+        let (uid, gid) = (file("x:0:1\ny:1:-1\n"), file(""));
         assert!(matches!(
             plan(&request(&uid, &gid, &t, 1, false)),
             Err(AllocError::Full { .. })

@@ -11,7 +11,7 @@ use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt, fchown};
 use std::path::{Path, PathBuf};
 
-use nonrootd_core::subids::{MAX_FILE_BYTES, SubidFile};
+use nonrootd_core::subids::{MAX_FILE_BYTES, SubidFile, TooLarge, size_allowed};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -26,16 +26,24 @@ pub(crate) fn read(path: &Path) -> Result<(SubidFile, Option<Metadata>), SubidsE
         Err(e) => return Err(SubidsError::io(path, "open", e)),
     };
     let meta = file.metadata().map_err(|e| SubidsError::io(path, "stat", e))?;
-    let limit = MAX_FILE_BYTES as u64 + 1;
-    let mut bytes = Vec::with_capacity(meta.len().min(limit) as usize);
-    file.take(limit)
-        .read_to_end(&mut bytes)
-        .map_err(|e| SubidsError::io(path, "read", e))?;
-    let file = SubidFile::parse(bytes).map_err(|error| SubidsError::TooLarge {
+    let too_large = |error| SubidsError::TooLarge {
         path: path.to_path_buf(),
         error,
-    })?;
-    Ok((file, Some(meta)))
+        growing: false,
+    };
+    size_allowed(meta.len()).map_err(too_large)?;
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    (&file)
+        .take(MAX_FILE_BYTES as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| SubidsError::io(path, "read", e))?;
+    match SubidFile::parse(bytes) {
+        Ok(parsed) => Ok((parsed, Some(meta))),
+        // It grew while being read: name the size it has now.
+        Err(error) => Err(too_large(
+            file.metadata().map_or(error, |m| TooLarge { bytes: m.len() }),
+        )),
+    }
 }
 
 /// Replaces `path` with `bytes`, keeping the old file's mode and owner (new files get 0644)

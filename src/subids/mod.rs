@@ -145,8 +145,12 @@ pub enum SubidsError {
     },
     /// A state file of nonrootd cannot be read.
     State { path: PathBuf, message: String },
-    /// A subordinate id file too large to read (it may have grown while being read).
-    TooLarge { path: PathBuf, error: rules::TooLarge },
+    /// A subordinate id file too large to read, or that the allocation would make so.
+    TooLarge {
+        path: PathBuf,
+        error: rules::TooLarge,
+        growing: bool,
+    },
 }
 
 impl SubidsError {
@@ -220,8 +224,9 @@ impl fmt::Display for SubidsError {
                 )
             }
             SubidsError::Io { path, action, error } => write!(f, "{}: cannot {action}: {error}", path.display()),
-            SubidsError::TooLarge { path, error } => {
-                write!(f, "{}: {error}: nothing was written", path.display())
+            SubidsError::TooLarge { path, error, growing } => {
+                let would = if *growing { "the allocation would make it " } else { "" };
+                write!(f, "{}: {would}{error}: nothing was written", path.display())
             }
             SubidsError::State { path, message } => write!(
                 f,
@@ -508,6 +513,13 @@ fn allocate_tenants(
     }
     if added.is_empty() || (all_or_nothing.0 && results.iter().any(Result::is_err)) {
         return Ok(results);
+    }
+    for (path, file) in [(&settings.subuid_file, &subuid), (&settings.subgid_file, &subgid)] {
+        rules::size_allowed(file.bytes().len() as u64).map_err(|error| SubidsError::TooLarge {
+            path: path.clone(),
+            error,
+            growing: true,
+        })?;
     }
     // The record first: a crash then leaves a record without lines, which `list` ignores.
     // Not fsynced: losing it loses only the "managed" mark.
