@@ -137,31 +137,23 @@ fn a_file_too_large_to_read_is_named_and_left_alone() {
     env.write("subgid", "old:100000:65536\n");
     // Sparse: reading it touches no disk.
     let big = fs::File::create(env.path("subuid")).unwrap();
+    let refusal = |why: &str| {
+        let err = subids::allocate(&env.settings(""), "acme", None, false).unwrap_err();
+        let subuid = env.path("subuid");
+        assert_eq!(
+            err.to_string(),
+            format!("{}: {why}: nothing was written", subuid.display())
+        );
+    };
     big.set_len(1 << 30).unwrap();
-    let err = subids::allocate(&env.settings(""), "acme", None, false).unwrap_err();
-    assert_eq!(
-        err.to_string(),
-        format!(
-            "{}: 1073741824 bytes, more than the 64 MiB nonrootd reads: nothing was written",
-            env.path("subuid").display()
-        )
-    );
+    refusal("1073741824 bytes, more than the 64 MiB nonrootd reads");
     assert_eq!(env.read("subgid"), "old:100000:65536\n");
     assert!(!env.path("subuid.lock").exists() && !env.path("subgid.lock").exists());
     // Just under the limit: read, but not grown past it (a newline and an 18-byte line).
-    big.set_len(nonrootd_core::subids::MAX_FILE_BYTES as u64 - 9).unwrap();
-    let err = subids::allocate(&env.settings(""), "acme", None, false).unwrap_err();
-    assert_eq!(
-        err.to_string(),
-        format!(
-            "{}: the allocation would make it 67108874 bytes, more than the 64 MiB nonrootd reads: nothing was written",
-            env.path("subuid").display()
-        )
-    );
-    assert_eq!(
-        fs::metadata(env.path("subuid")).unwrap().len(),
-        nonrootd_core::subids::MAX_FILE_BYTES as u64 - 9
-    );
+    let just_under = nonrootd_core::subids::MAX_FILE_BYTES as u64 - 9;
+    big.set_len(just_under).unwrap();
+    refusal("the allocation would make it 67108874 bytes, more than the 64 MiB nonrootd reads");
+    assert_eq!(fs::metadata(env.path("subuid")).unwrap().len(), just_under);
     assert!(!env.path("subuid-").exists() && !env.path("subuid+").exists());
 }
 
