@@ -562,6 +562,12 @@ impl EarlyGrant {
     pub fn written(&self) -> bool {
         self.0.is_some()
     }
+
+    /// Drops the plan of a grant made with NSS answers that changed since: the socket is then
+    /// planned again when it is recorded, the bits written counted as nonrootd's to revoke.
+    pub fn outdated(self) -> EarlyGrant {
+        EarlyGrant(None)
+    }
 }
 
 fn claim_bits(grants: &mut BTreeMap<PathBuf, Grants>, path: &Path, bits: &Grants) {

@@ -1,5 +1,8 @@
 //! Name lookups through the host's user and group databases (NSS).
 
+use std::cell::RefCell;
+use std::collections::HashMap;
+
 use nix::unistd::{Group, User};
 use nonrootd_core::ids::{Gid, IdResolver, Uid};
 
@@ -13,5 +16,122 @@ impl IdResolver for SystemIds {
 
     fn group(&self, name: &str) -> Option<Gid> {
         Group::from_name(name).ok().flatten().map(|g| Gid(g.gid.as_raw()))
+    }
+}
+
+/// Answers of `lookup` kept for the socket fixer, whose urgent path must not wait for NSS (a
+/// directory server may take seconds): a name is looked up the first time it is asked, and
+/// again only by [`refresh`](Self::refresh), which the fixer calls at normal priority.
+pub struct RememberedIds {
+    lookup: Box<dyn IdResolver + Send>,
+    users: RefCell<HashMap<String, Option<Uid>>>,
+    groups: RefCell<HashMap<String, Option<Gid>>>,
+}
+
+impl RememberedIds {
+    pub fn new(lookup: Box<dyn IdResolver + Send>) -> RememberedIds {
+        RememberedIds {
+            lookup,
+            users: RefCell::default(),
+            groups: RefCell::default(),
+        }
+    }
+
+    /// Looks every remembered name up again; whether an answer changed.
+    pub fn refresh(&self) -> bool {
+        let mut changed = false;
+        for (name, uid) in self.users.borrow_mut().iter_mut() {
+            let now = self.lookup.user(name);
+            changed |= now != *uid;
+            *uid = now;
+        }
+        for (name, gid) in self.groups.borrow_mut().iter_mut() {
+            let now = self.lookup.group(name);
+            changed |= now != *gid;
+            *gid = now;
+        }
+        changed
+    }
+
+    /// Forgets every answer (names of an old config).
+    pub fn forget(&self) {
+        self.users.borrow_mut().clear();
+        self.groups.borrow_mut().clear();
+    }
+}
+
+impl IdResolver for RememberedIds {
+    fn user(&self, name: &str) -> Option<Uid> {
+        if let Some(uid) = self.users.borrow().get(name) {
+            return *uid;
+        }
+        let uid = self.lookup.user(name);
+        self.users.borrow_mut().insert(name.to_string(), uid);
+        uid
+    }
+
+    fn group(&self, name: &str) -> Option<Gid> {
+        if let Some(gid) = self.groups.borrow().get(name) {
+            return *gid;
+        }
+        let gid = self.lookup.group(name);
+        self.groups.borrow_mut().insert(name.to_string(), gid);
+        gid
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+
+    /// "app" is the uid in `uid` (none when 0); every group is gid 50. Counts lookups.
+    struct Moving {
+        uid: Arc<AtomicU32>,
+        lookups: Arc<AtomicUsize>,
+    }
+
+    impl IdResolver for Moving {
+        fn user(&self, name: &str) -> Option<Uid> {
+            self.lookups.fetch_add(1, Ordering::SeqCst);
+            let uid = self.uid.load(Ordering::SeqCst);
+            (name == "app" && uid != 0).then_some(Uid(uid))
+        }
+        fn group(&self, _: &str) -> Option<Gid> {
+            self.lookups.fetch_add(1, Ordering::SeqCst);
+            Some(Gid(50))
+        }
+    }
+
+    #[test]
+    fn names_are_looked_up_once_until_refreshed() {
+        let (uid, lookups) = (Arc::new(AtomicU32::new(1001)), Arc::new(AtomicUsize::new(0)));
+        let ids = RememberedIds::new(Box::new(Moving {
+            uid: uid.clone(),
+            lookups: lookups.clone(),
+        }));
+        let count = || lookups.load(Ordering::SeqCst);
+        assert_eq!(
+            (ids.user("app"), ids.user("ghost"), ids.group("g")),
+            (Some(Uid(1001)), None, Some(Gid(50)))
+        );
+        assert_eq!(
+            (ids.user("app"), ids.user("ghost"), ids.group("g")),
+            (Some(Uid(1001)), None, Some(Gid(50)))
+        );
+        assert_eq!(count(), 3, "answers, absent ones too, are remembered");
+        assert!(!ids.refresh(), "nothing changed");
+        assert_eq!(count(), 6);
+        uid.store(1002, Ordering::SeqCst);
+        assert_eq!(ids.user("app"), Some(Uid(1001)), "the old answer until refreshed");
+        assert!(ids.refresh());
+        assert_eq!(ids.user("app"), Some(Uid(1002)));
+        uid.store(0, Ordering::SeqCst);
+        assert!(ids.refresh(), "a user gone is a change too");
+        assert_eq!(ids.user("app"), None);
+        ids.forget();
+        assert!(!ids.refresh());
+        assert_eq!(count(), 12, "a refresh after forgetting looks nothing up");
     }
 }

@@ -82,6 +82,41 @@ fn every_way_docker_restarts_is_followed_without_anyone_running_nonrootctl() {
 }
 
 #[test]
+fn a_named_user_whose_uid_changed_gets_its_new_uid_on_the_recreated_socket() {
+    let testbed = Testbed::boot("names");
+    // The testbed's /etc is its own overlay: the user exists there only.
+    testbed.sh("useradd -M -N -s /usr/sbin/nologin -u 4321 dockerapp");
+    testbed.install_built(
+        "[docker]\n\n[[socket]]\npath = \"/run/docker.sock\"\nusers = [\"dockerapp\"]\n",
+        None,
+    );
+    // Numeric (-n): getfacl would print the name.
+    let granted_only = |uid: u32, other: u32| {
+        testbed.wait_until(
+            LIMIT,
+            &format!(
+                "acl=$(getfacl -ncp /run/docker.sock) && echo \"$acl\" | grep -qx 'user:{uid}:rw-' && ! echo \"$acl\" | grep -q 'user:{other}:'"
+            ),
+        );
+        testbed.wait_until(LIMIT, &AS_4321.replace("4321", &uid.to_string()));
+    };
+    granted_only(4321, 4322);
+    testbed.sh("usermod -u 4322 dockerapp");
+    for trigger in [
+        "systemctl restart docker.socket",
+        "systemctl stop docker.service docker.socket; systemctl start docker.socket",
+    ] {
+        testbed.sh(trigger);
+        granted_only(4322, 4321);
+        let record = testbed.sh("cat /var/lib/nonrootd/grants.json");
+        assert!(
+            record.contains("user:4322") && !record.contains("user:4321"),
+            "{trigger}: {record}"
+        );
+    }
+}
+
+#[test]
 fn two_hundred_socket_recreations_are_all_fixed_without_growth() {
     let testbed = Testbed::boot("recreate");
     install(&testbed);

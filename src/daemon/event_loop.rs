@@ -23,6 +23,7 @@ use super::socket_fixer::{Fixed, LOCK_TIMEOUT, SocketFixer};
 use super::volume_job::{Finished, VolumeJobs, Waiter};
 use crate::apply::{Request as ApplyRequest, apply_on_host};
 use crate::config_file;
+use crate::ids::SystemIds;
 use crate::message_id;
 
 fn now() -> u64 {
@@ -66,7 +67,13 @@ impl Daemon {
         confined: Option<Confined>,
     ) -> std::io::Result<Daemon> {
         let (reports, fixed) = mpsc::unbounded_channel();
-        let fixer = SocketFixer::spawn(config.clone(), state_dir.clone(), reports, confined)?;
+        let fixer = SocketFixer::spawn(
+            config.clone(),
+            Box::new(SystemIds),
+            state_dir.clone(),
+            reports,
+            confined,
+        )?;
         Ok(Daemon {
             config_path,
             state_dir,

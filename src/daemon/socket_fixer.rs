@@ -12,6 +12,10 @@
 //! where that is refused), and does everything else at normal priority ([`Priority`]). The
 //! rest of a new socket's work (log, record, report) waits [`RECORD_DELAY`] after its grant,
 //! so that it does not compete for a CPU with the clients connecting to the new socket.
+//!
+//! The urgent path asks NSS nothing: configured names are looked up at normal priority and
+//! remembered ([`RememberedIds`]). Recording looks them up again; when an answer changed, the
+//! early grant (the access the old socket had) is planned again right then.
 
 use std::collections::{BTreeSet, HashMap};
 use std::io::{self, Read, Write};
@@ -27,6 +31,7 @@ use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nonrootd_core::config::Config;
 use nonrootd_core::duty::{Duty, DutySet};
+use nonrootd_core::ids::IdResolver;
 use nonrootd_core::report::Report;
 use tokio::sync::mpsc::UnboundedSender;
 use tracing::{debug, error, warn};
@@ -34,7 +39,7 @@ use tracing::{debug, error, warn};
 use crate::apply::{DOCKER_DAEMON_JSON, EarlyGrant, Engine, Request, StateCache};
 use crate::host::walk::{check_directory, open_directory_beneath_root, same_inode};
 use crate::host::{BeneathDirs, OpenError};
-use crate::ids::SystemIds;
+use crate::ids::RememberedIds;
 
 use super::realtime::{Confined, Priority};
 
@@ -70,10 +75,11 @@ pub struct SocketFixer {
 }
 
 impl SocketFixer {
-    /// Starts the thread, watching the sockets of `config`; reports go to `reports`. New
-    /// sockets are granted urgent only when `confined`.
+    /// Starts the thread, watching the sockets of `config` and resolving its names with
+    /// `ids`; reports go to `reports`. New sockets are granted urgent only when `confined`.
     pub fn spawn(
         config: Config,
+        ids: Box<dyn IdResolver + Send>,
         state_dir: PathBuf,
         reports: UnboundedSender<Fixed>,
         confined: Option<Confined>,
@@ -84,6 +90,7 @@ impl SocketFixer {
         let (commands, received) = mpsc::channel();
         let fixer = Fixer {
             config,
+            ids: RememberedIds::new(ids),
             generation: 0,
             state_dir,
             cache: None,
@@ -135,6 +142,8 @@ impl Drop for SocketFixer {
 /// The thread's state.
 struct Fixer {
     config: Config,
+    /// The NSS answers for the names of `config`, for the urgent path.
+    ids: RememberedIds,
     generation: u64,
     state_dir: PathBuf,
     cache: Option<StateCache>,
@@ -153,6 +162,7 @@ struct Fixer {
 impl Fixer {
     fn run(mut self) {
         open_cache(&mut self.cache, &self.state_dir);
+        learn_names(&self.ids, &self.config);
         let mut priority = Priority::request(self.confined.as_ref());
         loop {
             if self.record_at.is_none() {
@@ -266,6 +276,8 @@ impl Fixer {
                     }
                     self.config = *config;
                     self.generation = generation;
+                    self.ids.forget();
+                    learn_names(&self.ids, &self.config);
                     // Grants written with the old config are recorded as written; one to plan
                     // again (the loop saved a record meanwhile) is planned with the new one.
                     self.record_granted(priority);
@@ -294,7 +306,7 @@ impl Fixer {
         let host = BeneathDirs {
             dirs: &self.watches.dirs,
         };
-        let engine = engine(&host);
+        let engine = engine(&host, &self.ids);
         let mut written = false;
         for socket in sockets {
             let early = cache.grant_new_socket(&engine, &self.config, &socket);
@@ -322,19 +334,23 @@ impl Fixer {
         let Some(cache) = self.cache.as_mut() else {
             return;
         };
+        let answers_changed = self.ids.refresh();
         let host = BeneathDirs {
             dirs: &self.watches.dirs,
         };
-        let engine = engine(&host);
+        let engine = engine(&host, &self.ids);
         for (socket, early, generation) in granted {
             let trigger = format!("{} changed", socket.display());
+            let early = if answers_changed { early.outdated() } else { early };
             let applied = cache.record_new_socket(&engine, &self.config, &socket, early, LOCK_TIMEOUT);
             report(&self.reports, generation, applied, trigger);
         }
     }
 
-    /// Applies the sockets duty to every socket and reports to the event loop.
+    /// Applies the sockets duty to every socket, with names looked up again, and reports to
+    /// the event loop.
     fn apply_all(&mut self, trigger: String) {
+        self.ids.refresh();
         let Some(cache) = open_cache(&mut self.cache, &self.state_dir) else {
             error!("apply after {trigger} failed; retrying on the next event");
             return;
@@ -347,17 +363,29 @@ impl Fixer {
             socket: None,
             dry_run: false,
         };
-        let applied = cache.apply(&engine(&host), &self.config, &request, LOCK_TIMEOUT);
+        let applied = cache.apply(&engine(&host, &self.ids), &self.config, &request, LOCK_TIMEOUT);
         report(&self.reports, self.generation, applied, trigger);
     }
 }
 
-/// The engine on the fixer's kept directories.
-fn engine<'a>(host: &'a BeneathDirs<'a>) -> Engine<'a, BeneathDirs<'a>> {
+/// The engine on the fixer's kept directories and remembered names.
+fn engine<'a>(host: &'a BeneathDirs<'a>, ids: &'a RememberedIds) -> Engine<'a, BeneathDirs<'a>> {
     Engine {
         host,
-        ids: &SystemIds,
+        ids,
         daemon_json: Path::new(DOCKER_DAEMON_JSON),
+    }
+}
+
+/// Looks up the names of the sockets' grants, so that the urgent path finds them remembered.
+fn learn_names(ids: &RememberedIds, config: &Config) {
+    for socket in &config.sockets {
+        for user in &socket.users {
+            let _ = user.value.resolve_user(ids);
+        }
+        for group in &socket.groups {
+            let _ = group.value.resolve_group(ids);
+        }
     }
 }
 
@@ -560,6 +588,7 @@ impl Watches {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ids::SystemIds;
     use nonrootd_core::acl::Perm;
     use nonrootd_core::report::Outcome;
     use std::os::unix::fs::PermissionsExt;
@@ -583,7 +612,7 @@ mod tests {
         );
         let config = Config::from_sources(&[(root.join("nonrootd.toml"), text)]).unwrap();
         let (tx, reports) = unbounded_channel();
-        let fixer = SocketFixer::spawn(config, root.join("state"), tx, None).unwrap();
+        let fixer = SocketFixer::spawn(config, Box::new(SystemIds), root.join("state"), tx, None).unwrap();
         Setup {
             _dir: dir,
             root,
@@ -715,6 +744,59 @@ mod tests {
         assert_eq!(granted(&sock), Perm::NONE, "the old grant is revoked");
         let acl = posix_acl::PosixACL::read_acl(&sock).unwrap();
         assert_eq!(acl.get(posix_acl::Qualifier::User(1234)), Some(6));
+    }
+
+    /// The user "app" has the uid in the cell; there are no groups.
+    struct App(std::sync::Arc<std::sync::atomic::AtomicU32>);
+
+    impl IdResolver for App {
+        fn user(&self, name: &str) -> Option<nonrootd_core::ids::Uid> {
+            let uid = self.0.load(std::sync::atomic::Ordering::SeqCst);
+            (name == "app").then_some(nonrootd_core::ids::Uid(uid))
+        }
+        fn group(&self, _: &str) -> Option<nonrootd_core::ids::Gid> {
+            None
+        }
+    }
+
+    #[tokio::test]
+    async fn a_name_whose_uid_changed_is_granted_the_new_uid_when_the_socket_is_recorded() {
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("docker.sock");
+        let text = format!("[[socket]]\npath = \"{}\"\nusers = [\"app\"]\n", sock.display());
+        let config = Config::from_sources(&[(dir.path().join("nonrootd.toml"), text)]).unwrap();
+        let uid = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(4321));
+        let (tx, mut reports) = unbounded_channel();
+        let ids = Box::new(App(uid.clone()));
+        let _fixer = SocketFixer::spawn(config, ids, dir.path().join("state"), tx, None).unwrap();
+        let named = |uid| {
+            posix_acl::PosixACL::read_acl(&sock)
+                .unwrap()
+                .get(posix_acl::Qualifier::User(uid))
+        };
+        let listener = UnixListener::bind(&sock).unwrap();
+        assert_eq!(next_outcome(&mut reports).await.1.label(), "changed");
+        assert_eq!(next_outcome(&mut reports).await.1, Outcome::Correct);
+        assert_eq!(named(4321), Some(6));
+        // "app" is made again with another uid, then the socket is re-created: granted at
+        // once as the old socket was (the remembered answer), planned again when recorded.
+        uid.store(4322, std::sync::atomic::Ordering::SeqCst);
+        drop(listener);
+        std::fs::remove_file(&sock).unwrap();
+        let _listener = UnixListener::bind(&sock).unwrap();
+        let first = reports.recv().await.unwrap().report.entries.remove(0);
+        assert_eq!(
+            (first.desired.as_str(), first.outcome.label()),
+            ("user:4322:rw-", "changed")
+        );
+        let settled = async { while next_outcome(&mut reports).await.1 != Outcome::Correct {} };
+        tokio::time::timeout(Duration::from_secs(10), settled).await.unwrap();
+        assert_eq!((named(4322), named(4321)), (Some(6), None));
+        let record = std::fs::read_to_string(dir.path().join("state/grants.json")).unwrap();
+        assert!(
+            record.contains("user:4322") && !record.contains("user:4321"),
+            "{record}"
+        );
     }
 
     #[tokio::test]

@@ -58,6 +58,9 @@ grant at deadline scheduling (\fBSCHED_DEADLINE\fR, 1 ms of CPU per 10 ms, which
 the kernel enforces), and returns to normal priority right after the write, so a
 client connecting to a recreated socket does not wait for a CPU behind the
 processes starting Docker.
+It asks NSS nothing meanwhile: the user and group names of \fB[[socket]]\fR are
+looked up at normal priority (at start, on reload and re-checks, and again as each
+grant is recorded, 2 ms after it), and a name whose id changed gets its new id then.
 Where deadline scheduling is refused (a \fBCPUAffinity=\fR, \fBAllowedCPUs=\fR
 or container cpuset that keeps the daemon off some CPUs), it uses real-time
 priority (\fBSCHED_FIFO\fR 1) instead.
