@@ -15,7 +15,7 @@
 //!
 //! The urgent path asks NSS nothing: configured names are looked up at normal priority and
 //! remembered ([`RememberedIds`]). Recording looks them up again; when an answer changed, the
-//! early grant (the access the old socket had) is planned again right then.
+//! early grant (the access the old socket had) is planned again right then, under the lock.
 
 use std::collections::{BTreeSet, HashMap};
 use std::io::{self, Read, Write};
@@ -34,7 +34,7 @@ use nonrootd_core::duty::{Duty, DutySet};
 use nonrootd_core::ids::IdResolver;
 use nonrootd_core::report::Report;
 use tokio::sync::mpsc::UnboundedSender;
-use tracing::{debug, error, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::apply::{DOCKER_DAEMON_JSON, EarlyGrant, Engine, Request, StateCache};
 use crate::host::walk::{check_directory, open_directory_beneath_root, same_inode};
@@ -84,32 +84,12 @@ impl SocketFixer {
         reports: UnboundedSender<Fixed>,
         confined: Option<Confined>,
     ) -> io::Result<SocketFixer> {
-        let watches = Watches::new(&socket_paths(&config))?;
-        let (wake, woken) = UnixStream::pair()?;
-        woken.set_nonblocking(true)?;
-        let (commands, received) = mpsc::channel();
-        let fixer = Fixer {
-            config,
-            ids: RememberedIds::new(ids),
-            generation: 0,
-            state_dir,
-            cache: None,
-            watches,
-            woken,
-            commands: received,
-            reports,
-            confined,
-            granted: Vec::new(),
-            record_at: None,
-        };
+        let (fixer, mut handle) = Fixer::new(config, ids, state_dir, reports, confined)?;
         let thread = std::thread::Builder::new()
             .name("socket-fixer".into())
             .spawn(move || fixer.run())?;
-        Ok(SocketFixer {
-            commands,
-            wake,
-            thread: Some(thread),
-        })
+        handle.thread = Some(thread);
+        Ok(handle)
     }
 
     /// Watches the sockets of a new config; reports of applies with the old one carry an older
@@ -160,6 +140,40 @@ struct Fixer {
 }
 
 impl Fixer {
+    /// The thread's state, and the handle on it without the thread.
+    fn new(
+        config: Config,
+        ids: Box<dyn IdResolver + Send>,
+        state_dir: PathBuf,
+        reports: UnboundedSender<Fixed>,
+        confined: Option<Confined>,
+    ) -> io::Result<(Fixer, SocketFixer)> {
+        let watches = Watches::new(&socket_paths(&config))?;
+        let (wake, woken) = UnixStream::pair()?;
+        woken.set_nonblocking(true)?;
+        let (commands, received) = mpsc::channel();
+        let fixer = Fixer {
+            config,
+            ids: RememberedIds::new(ids),
+            generation: 0,
+            state_dir,
+            cache: None,
+            watches,
+            woken,
+            commands: received,
+            reports,
+            confined,
+            granted: Vec::new(),
+            record_at: None,
+        };
+        let handle = SocketFixer {
+            commands,
+            wake,
+            thread: None,
+        };
+        Ok((fixer, handle))
+    }
+
     fn run(mut self) {
         open_cache(&mut self.cache, &self.state_dir);
         learn_names(&self.ids, &self.config);
@@ -276,11 +290,13 @@ impl Fixer {
                     }
                     self.config = *config;
                     self.generation = generation;
+                    // Grants written with the old config are recorded as written; one to plan
+                    // again (the loop saved a record meanwhile, or an id it used changed) is
+                    // planned with the new one. Its names are learned after that: learned
+                    // before, an id changed since the grant would pass as unchanged.
+                    self.record_granted(priority);
                     self.ids.forget();
                     learn_names(&self.ids, &self.config);
-                    // Grants written with the old config are recorded as written; one to plan
-                    // again (the loop saved a record meanwhile) is planned with the new one.
-                    self.record_granted(priority);
                     // Whatever was applied with the old config meanwhile is made right.
                     self.apply_all("reload".into());
                 }
@@ -335,6 +351,9 @@ impl Fixer {
             return;
         };
         let answers_changed = self.ids.refresh();
+        if answers_changed {
+            info!("the id of a configured user or group name changed: planning the new sockets again");
+        }
         let host = BeneathDirs {
             dirs: &self.watches.dirs,
         };
@@ -590,9 +609,12 @@ mod tests {
     use super::*;
     use crate::ids::SystemIds;
     use nonrootd_core::acl::Perm;
+    use nonrootd_core::ids::{Gid, Uid};
     use nonrootd_core::report::Outcome;
     use std::os::unix::fs::PermissionsExt;
     use std::os::unix::net::UnixListener;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering::SeqCst};
     use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
 
     struct Setup {
@@ -746,15 +768,27 @@ mod tests {
         assert_eq!(acl.get(posix_acl::Qualifier::User(1234)), Some(6));
     }
 
-    /// The user "app" has the uid in the cell; there are no groups.
-    struct App(std::sync::Arc<std::sync::atomic::AtomicU32>);
+    /// The user "app" has the uid in `uid`; there are no groups. Counts the lookups made while
+    /// `socket` exists without a named entry: only the urgent path could make those.
+    struct App {
+        uid: Arc<AtomicU32>,
+        socket: PathBuf,
+        urgent_lookups: Arc<AtomicUsize>,
+    }
 
     impl IdResolver for App {
-        fn user(&self, name: &str) -> Option<nonrootd_core::ids::Uid> {
-            let uid = self.0.load(std::sync::atomic::Ordering::SeqCst);
-            (name == "app").then_some(nonrootd_core::ids::Uid(uid))
+        fn user(&self, name: &str) -> Option<Uid> {
+            let named = posix_acl::PosixACL::read_acl(&self.socket).map(|acl| {
+                acl.entries()
+                    .iter()
+                    .any(|e| matches!(e.qual, posix_acl::Qualifier::User(_)))
+            });
+            if named.is_ok_and(|named| !named) {
+                self.urgent_lookups.fetch_add(1, SeqCst);
+            }
+            (name == "app").then_some(Uid(self.uid.load(SeqCst)))
         }
-        fn group(&self, _: &str) -> Option<nonrootd_core::ids::Gid> {
+        fn group(&self, _: &str) -> Option<Gid> {
             None
         }
     }
@@ -765,9 +799,13 @@ mod tests {
         let sock = dir.path().join("docker.sock");
         let text = format!("[[socket]]\npath = \"{}\"\nusers = [\"app\"]\n", sock.display());
         let config = Config::from_sources(&[(dir.path().join("nonrootd.toml"), text)]).unwrap();
-        let uid = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(4321));
+        let (uid, urgent_lookups) = (Arc::new(AtomicU32::new(4321)), Arc::new(AtomicUsize::new(0)));
         let (tx, mut reports) = unbounded_channel();
-        let ids = Box::new(App(uid.clone()));
+        let ids = Box::new(App {
+            uid: uid.clone(),
+            socket: sock.clone(),
+            urgent_lookups: urgent_lookups.clone(),
+        });
         let _fixer = SocketFixer::spawn(config, ids, dir.path().join("state"), tx, None).unwrap();
         let named = |uid| {
             posix_acl::PosixACL::read_acl(&sock)
@@ -779,10 +817,12 @@ mod tests {
         assert_eq!(next_outcome(&mut reports).await.1, Outcome::Correct);
         assert_eq!(named(4321), Some(6));
         // "app" is made again with another uid, then the socket is re-created: granted at
-        // once as the old socket was (the remembered answer), planned again when recorded.
-        uid.store(4322, std::sync::atomic::Ordering::SeqCst);
+        // once as the old socket was (the remembered answer, no lookup), planned again when
+        // recorded.
+        uid.store(4322, SeqCst);
         drop(listener);
         std::fs::remove_file(&sock).unwrap();
+        urgent_lookups.store(0, SeqCst);
         let _listener = UnixListener::bind(&sock).unwrap();
         let first = reports.recv().await.unwrap().report.entries.remove(0);
         assert_eq!(
@@ -792,11 +832,44 @@ mod tests {
         let settled = async { while next_outcome(&mut reports).await.1 != Outcome::Correct {} };
         tokio::time::timeout(Duration::from_secs(10), settled).await.unwrap();
         assert_eq!((named(4322), named(4321)), (Some(6), None));
+        assert_eq!(urgent_lookups.load(SeqCst), 0, "a lookup before the grant");
         let record = std::fs::read_to_string(dir.path().join("state/grants.json")).unwrap();
         assert!(
             record.contains("user:4322") && !record.contains("user:4321"),
             "{record}"
         );
+    }
+
+    #[test]
+    fn a_reload_before_an_early_grant_is_recorded_plans_it_with_the_new_answer() {
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("docker.sock");
+        let text = format!("[[socket]]\npath = \"{}\"\nusers = [\"app\"]\n", sock.display());
+        let config = Config::from_sources(&[(dir.path().join("nonrootd.toml"), text)]).unwrap();
+        let uid = Arc::new(AtomicU32::new(4321));
+        let ids = Box::new(App {
+            uid: uid.clone(),
+            socket: sock.clone(),
+            urgent_lookups: Arc::default(),
+        });
+        let (tx, mut reports) = unbounded_channel();
+        let (mut fixer, mut handle) = Fixer::new(config.clone(), ids, dir.path().join("state"), tx, None).unwrap();
+        let mut priority = Priority::request(None);
+        let listener = UnixListener::bind(&sock).unwrap();
+        fixer.apply_all("first".into());
+        assert_eq!(reports.try_recv().unwrap().report.entries[0].desired, "user:4321:rw-");
+        // The uid changes, the socket is re-created and granted at once with the remembered
+        // answer; a reload comes before the grant is recorded.
+        uid.store(4322, SeqCst);
+        drop(listener);
+        std::fs::remove_file(&sock).unwrap();
+        let _listener = UnixListener::bind(&sock).unwrap();
+        fixer.grant_new_sockets(BTreeSet::from([sock.clone()]), &mut priority);
+        handle.reconfigure(config, 1);
+        fixer.take_commands(&mut priority).unwrap();
+        let recorded = reports.try_recv().unwrap();
+        assert_eq!(recorded.trigger, format!("{} changed", sock.display()));
+        assert_eq!(recorded.report.entries[0].desired, "user:4322:rw-");
     }
 
     #[tokio::test]

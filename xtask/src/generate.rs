@@ -60,7 +60,8 @@ client connecting to a recreated socket does not wait for a CPU behind the
 processes starting Docker.
 It asks NSS nothing meanwhile: the user and group names of \fB[[socket]]\fR are
 looked up at normal priority (at start, on reload and re-checks, and again as each
-grant is recorded, 2 ms after it), and a name whose id changed gets its new id then.
+grant is recorded, 2 ms after it), and a name whose id changed gets its new id then;
+until then the new socket keeps the id the old one had.
 Where deadline scheduling is refused (a \fBCPUAffinity=\fR, \fBAllowedCPUs=\fR
 or container cpuset that keeps the daemon off some CPUs), it uses real-time
 priority (\fBSCHED_FIFO\fR 1) instead.
