@@ -24,8 +24,8 @@ impl IdResolver for SystemIds {
 /// again only by [`refresh`](Self::refresh), which the fixer calls at normal priority.
 pub struct RememberedIds {
     lookup: Box<dyn IdResolver + Send>,
-    users: RefCell<HashMap<String, Option<Uid>>>,
-    groups: RefCell<HashMap<String, Option<Gid>>>,
+    users: Answers<Uid>,
+    groups: Answers<Gid>,
 }
 
 impl RememberedIds {
@@ -39,18 +39,9 @@ impl RememberedIds {
 
     /// Looks every remembered name up again; whether an answer changed.
     pub fn refresh(&self) -> bool {
-        let mut changed = false;
-        for (name, uid) in self.users.borrow_mut().iter_mut() {
-            let now = self.lookup.user(name);
-            changed |= now != *uid;
-            *uid = now;
-        }
-        for (name, gid) in self.groups.borrow_mut().iter_mut() {
-            let now = self.lookup.group(name);
-            changed |= now != *gid;
-            *gid = now;
-        }
-        changed
+        let users = look_up_again(&self.users, |name| self.lookup.user(name));
+        let groups = look_up_again(&self.groups, |name| self.lookup.group(name));
+        users | groups
     }
 
     /// Forgets every answer (names of an old config).
@@ -62,22 +53,35 @@ impl RememberedIds {
 
 impl IdResolver for RememberedIds {
     fn user(&self, name: &str) -> Option<Uid> {
-        if let Some(uid) = self.users.borrow().get(name) {
-            return *uid;
-        }
-        let uid = self.lookup.user(name);
-        self.users.borrow_mut().insert(name.to_string(), uid);
-        uid
+        remembered(&self.users, name, |name| self.lookup.user(name))
     }
 
     fn group(&self, name: &str) -> Option<Gid> {
-        if let Some(gid) = self.groups.borrow().get(name) {
-            return *gid;
-        }
-        let gid = self.lookup.group(name);
-        self.groups.borrow_mut().insert(name.to_string(), gid);
-        gid
+        remembered(&self.groups, name, |name| self.lookup.group(name))
     }
+}
+
+type Answers<T> = RefCell<HashMap<String, Option<T>>>;
+
+/// The remembered answer for `name`, looked up the first time.
+fn remembered<T: Copy>(answers: &Answers<T>, name: &str, lookup: impl Fn(&str) -> Option<T>) -> Option<T> {
+    if let Some(answer) = answers.borrow().get(name) {
+        return *answer;
+    }
+    let answer = lookup(name);
+    answers.borrow_mut().insert(name.to_string(), answer);
+    answer
+}
+
+/// Looks every name of `answers` up again; whether an answer changed.
+fn look_up_again<T: PartialEq>(answers: &Answers<T>, lookup: impl Fn(&str) -> Option<T>) -> bool {
+    let mut changed = false;
+    for (name, answer) in answers.borrow_mut().iter_mut() {
+        let now = lookup(name);
+        changed |= now != *answer;
+        *answer = now;
+    }
+    changed
 }
 
 #[cfg(test)]
