@@ -292,12 +292,12 @@ impl Fixer {
                     self.generation = generation;
                     // Grants written with the old config are recorded as written; one to plan
                     // again (the loop saved a record meanwhile, or an id it used changed) is
-                    // planned with the new one. Its names are learned after that: learned
-                    // before, an id changed since the grant would pass as unchanged.
+                    // planned with the new one. The old names are forgotten only after that:
+                    // forgotten before, an id changed since the grant would pass as unchanged.
                     self.record_granted(priority);
                     self.ids.forget();
-                    learn_names(&self.ids, &self.config);
-                    // Whatever was applied with the old config meanwhile is made right.
+                    // Whatever was applied with the old config meanwhile is made right; this
+                    // looks the new config's names up.
                     self.apply_all("reload".into());
                 }
                 Ok(Command::Recheck(trigger)) => rechecks.push(trigger),
