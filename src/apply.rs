@@ -112,7 +112,7 @@ impl<H: Host> Engine<'_, H> {
         if !report.entries.is_empty() || *previous != desired {
             return None;
         }
-        let applied = self.apply_grants(&socket.path, &desired, previous, Writes::OnlyAdding);
+        let applied = self.apply_grants(&socket.path, &desired, previous, Writes::OnlyAdding, true);
         let granted = applied.granted.filter(|_| applied.added.is_some())?;
         report.push(Duty::Sockets, &socket.path, describe_grants(&desired), applied.outcome);
         Some((report, granted, applied.added?))
@@ -180,11 +180,12 @@ impl<H: Host> Engine<'_, H> {
 
     fn apply_sockets(&self, config: &Config, request: &Request, record: &mut GrantRecord, report: &mut Report) {
         let wanted = |path: &Path| request.socket.as_deref().is_none_or(|only| only == path);
+        let after_event = request.socket.is_some();
         for socket in config.sockets.iter().filter(|s| wanted(&s.path)) {
             let desired = self.desired_grants(socket, report);
             let previous = record.sockets.get(&socket.path).cloned().unwrap_or_default();
             let Applied { outcome, granted, .. } =
-                self.apply_grants(&socket.path, &desired, &previous, Writes::of(request));
+                self.apply_grants(&socket.path, &desired, &previous, Writes::of(request), after_event);
             if let Some(granted) = granted {
                 record.sockets.insert(socket.path.clone(), granted);
             }
@@ -200,7 +201,7 @@ impl<H: Host> Engine<'_, H> {
         for path in stale {
             let previous = record.sockets[&path].clone();
             let Applied { outcome, granted, .. } =
-                self.apply_grants(&path, &Grants::new(), &previous, Writes::of(request));
+                self.apply_grants(&path, &Grants::new(), &previous, Writes::of(request), false);
             if granted.is_some() || outcome == Outcome::Missing {
                 record.sockets.remove(&path);
             }
@@ -246,8 +247,17 @@ impl<H: Host> Engine<'_, H> {
         desired
     }
 
-    /// Grants `desired` on a socket and revokes stale grants of `previous`.
-    fn apply_grants(&self, path: &Path, desired: &Grants, previous: &Grants, writes: Writes) -> Applied {
+    /// Grants `desired` on a socket and revokes stale grants of `previous`. Right after an
+    /// event on it, a socket its creator has yet to give a mode is left for the event of that
+    /// change (see [`awaits_its_mode`](nonrootd_core::acl::Acl::awaits_its_mode)).
+    fn apply_grants(
+        &self,
+        path: &Path,
+        desired: &Grants,
+        previous: &Grants,
+        writes: Writes,
+        after_event: bool,
+    ) -> Applied {
         let not_applied = |outcome| Applied {
             outcome,
             granted: None,
@@ -265,6 +275,9 @@ impl<H: Host> Engine<'_, H> {
                 return not_applied(Outcome::Failed { error });
             }
         };
+        if after_event && observed.awaits_its_mode() {
+            return not_applied(Outcome::Missing);
+        }
         let plan = plan_grants(&observed, desired, previous);
         let adds_only = plan.only_adds_to(&observed);
         let Some(new) = plan.write else {
@@ -480,7 +493,8 @@ impl StateCache {
         self.cached.refresh(dir)
     }
 
-    /// Applies under the lock (see [`apply_with_state`]); not for dry runs.
+    /// Applies under the lock (see [`apply_with_state`]); not for dry runs. The tenants come
+    /// after the lock is released: shadow's own locks may keep them waiting.
     pub fn apply<H: Host>(
         &mut self,
         engine: &Engine<'_, H>,
@@ -489,11 +503,12 @@ impl StateCache {
         lock_timeout: Duration,
     ) -> Result<Report, String> {
         let dir = &self.state_dir;
-        let _lock = self.lock.acquire(lock_timeout).map_err(|e| state_error(dir, e))?;
-        self.cached.refresh(dir)?;
-        let mut report = self
-            .cached
-            .update(dir, |record| engine.apply(config, request, record))?;
+        let mut report = {
+            let _lock = self.lock.acquire(lock_timeout).map_err(|e| state_error(dir, e))?;
+            self.cached.refresh(dir)?;
+            self.cached
+                .update(dir, |record| engine.apply(config, request, record))?
+        };
         ensure_tenants(engine, config, request, dir, &mut report);
         Ok(report)
     }

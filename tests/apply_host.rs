@@ -237,6 +237,25 @@ fn grants_for_ids_no_longer_configured_are_removed_and_foreign_entries_kept() {
 }
 
 #[test]
+fn narrowed_access_takes_back_the_bits_dropped_from_the_config() {
+    let scratch = Scratch::tmpfs();
+    let state = scratch.mkdir("state", 0o700);
+    let sock = scratch.join("docker.sock");
+    let _listener = listen(&sock, 0o640);
+    apply(&config(&socket_config(&sock, "4321")), &state);
+    assert!(can_connect_as(4321, 4321, &[], &sock));
+    let narrowed = socket_config(&sock, "4321") + "access = \"r\"\n";
+    let report = apply(&config(&narrowed), &state);
+    assert_eq!(labels(&report), ["changed"]);
+    assert!(!can_connect_as(4321, 4321, &[], &sock), "write access kept");
+    assert_eq!(
+        getfacl(&sock),
+        "user::rw-\nuser:4321:r--\ngroup::r--\nmask::r--\nother::---\n\n"
+    );
+    assert_eq!(labels(&apply(&config(&narrowed), &state)), ["correct"]);
+}
+
+#[test]
 fn chmod_0600_after_the_grant_is_repaired_without_opening_the_socket_to_its_group() {
     let scratch = Scratch::tmpfs();
     let state = scratch.mkdir("state", 0o700);

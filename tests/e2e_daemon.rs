@@ -117,6 +117,29 @@ fn a_named_user_whose_uid_changed_gets_its_new_uid_on_the_recreated_socket() {
 }
 
 #[test]
+fn a_socket_dockerd_makes_itself_keeps_its_group_and_gets_the_grant() {
+    let testbed = Testbed::boot("own-socket");
+    testbed.sh("systemctl start docker && docker info >/dev/null");
+    install(&testbed);
+    all_right(&testbed);
+    // dockerd without socket activation: it binds the socket itself with umask 0777 (mode
+    // 0000), then gives it to root:docker and chmods it 0660.
+    testbed.sh("systemctl stop docker.service docker.socket; \
+         systemd-run --unit=own-socket-dockerd /usr/sbin/dockerd -H unix:///run/docker.sock \
+         --containerd=/run/containerd/containerd.sock");
+    testbed.wait_until(LIMIT, "docker info >/dev/null");
+    testbed.wait_until(
+        LIMIT,
+        "acl=$(getfacl -ncp /run/docker.sock) && echo \"$acl\" | grep -qx 'user:4321:rw-' && echo \"$acl\" | grep -qx 'group::rw-'",
+    );
+    testbed.wait_until(LIMIT, AS_4321);
+    let docker_gid = testbed.sh("getent group docker | cut -d: -f3");
+    let as_member = AS_4321.replace("--clear-groups", &format!("--groups {}", docker_gid.trim()));
+    testbed.wait_until(LIMIT, &as_member.replace("4321", "4323"));
+    testbed.sh("systemctl stop own-socket-dockerd");
+}
+
+#[test]
 fn two_hundred_socket_recreations_are_all_fixed_without_growth() {
     let testbed = Testbed::boot("recreate");
     install(&testbed);

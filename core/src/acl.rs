@@ -133,6 +133,14 @@ impl Acl {
         }
     }
 
+    /// Mode 0000 and no ACL: a socket whose creator has yet to give it its mode. Go's listeners
+    /// (dockerd's, containerd's) create sockets with umask 0777, then chown and chmod them. An
+    /// ACL written before that chmod would keep the owning group at `---` for good: a chmod of
+    /// a file with an ACL sets only the mask.
+    pub fn awaits_its_mode(&self) -> bool {
+        *self == Acl::from_mode(0)
+    }
+
     /// What a named entry really allows: its bits limited by the mask.
     pub fn effective(&self, who: Qualifier) -> Perm {
         let perm = self.named.get(&who).copied().unwrap_or_default();
@@ -287,8 +295,9 @@ pub fn added_bits(old: &Acl, new: &Acl) -> Grants {
     added
 }
 
-/// Plans the ACL that grants `desired`, keeps foreign entries, and revokes bits of `previous`
-/// (what nonrootd granted earlier) for ids that are no longer desired.
+/// Plans the ACL that grants `desired`, keeps foreign entries, and revokes the bits of
+/// `previous` (what nonrootd granted earlier) that are no longer desired: all of an id that is
+/// no longer configured, the dropped bits of one whose access was narrowed.
 ///
 /// Every entry is first clamped to the old mask (which keeps its effective access), then the
 /// grants are added and the mask is set to the union of the group class, as `acl_calc_mask`
@@ -297,11 +306,12 @@ pub fn plan_grants(observed: &Acl, desired: &Grants, previous: &Grants) -> AclPl
     let mut acl = observed.clone();
 
     for (who, bits) in previous {
-        if desired.contains_key(who) {
+        let stale = bits.without(desired.get(who).copied().unwrap_or_default());
+        if stale.is_empty() {
             continue;
         }
         if let Some(perm) = acl.named.get(who).copied() {
-            let left = perm.without(*bits);
+            let left = perm.without(stale);
             if left.is_empty() {
                 acl.named.remove(who);
             } else {
@@ -503,6 +513,26 @@ mod tests {
         assert_eq!(acl.named.get(&user(55)), Some(&Perm::R));
         assert_eq!(acl.named.get(&user(1000)), Some(&Perm::R));
         assert!(plan.granted.is_empty());
+    }
+
+    #[test]
+    fn narrowed_access_takes_back_only_the_dropped_bits_nonrootd_added() {
+        let mut observed = Acl::from_mode(0o640);
+        observed.mask = Some(Perm::RW);
+        // nonrootd created user:4321:rw-; user:55 had r-- before nonrootd added w.
+        observed.named.insert(user(4321), Perm::RW);
+        observed.named.insert(user(55), Perm::RW);
+        let previous = grants(&[(user(4321), Perm::RW), (user(55), Perm(2))]);
+        let desired = grants(&[(user(4321), Perm::R), (user(55), Perm::R)]);
+        let plan = plan_grants(&observed, &desired, &previous);
+        let acl = plan.write.unwrap();
+        assert_eq!(
+            describe_change(&observed, &acl),
+            "mask::rw- → r--, user:55:rw- → r--, user:4321:rw- → r--"
+        );
+        assert_eq!(plan.granted, grants(&[(user(4321), Perm::R), (user(55), Perm::NONE)]));
+        let again = plan_grants(&acl, &desired, &plan.granted);
+        assert_eq!(again.write, None);
     }
 
     #[test]

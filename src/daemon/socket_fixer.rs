@@ -713,6 +713,37 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_socket_made_as_go_makes_them_is_granted_once_it_has_its_mode() {
+        let (mut s, sock, listener) = granted_once().await;
+        drop(listener);
+        std::fs::remove_file(&sock).unwrap();
+        // As Go's listeners (dockerd's own socket) do: born with mode 0000 (umask 0777), then
+        // chmod 0660. Made elsewhere and moved in, to leave the test's umask alone.
+        let staging = s.root.join("staging");
+        std::fs::create_dir(&staging).unwrap();
+        let _listener = UnixListener::bind(staging.join("docker.sock")).unwrap();
+        std::fs::set_permissions(staging.join("docker.sock"), PermissionsExt::from_mode(0)).unwrap();
+        std::fs::rename(staging.join("docker.sock"), &sock).unwrap();
+        assert_eq!(next_outcome(&mut s.reports).await.1, Outcome::Missing);
+        assert!(
+            posix_acl::PosixACL::read_acl(&sock)
+                .unwrap()
+                .get(posix_acl::Qualifier::Mask)
+                .is_none()
+        );
+
+        std::fs::set_permissions(&sock, PermissionsExt::from_mode(0o660)).unwrap();
+        assert_eq!(next_outcome(&mut s.reports).await.1.label(), "changed");
+        assert_eq!(granted(&sock), Perm::RW);
+        let acl = posix_acl::PosixACL::read_acl(&sock).unwrap();
+        assert_eq!(
+            acl.get(posix_acl::Qualifier::GroupObj),
+            Some(6),
+            "the owning group keeps rw"
+        );
+    }
+
+    #[tokio::test]
     async fn an_early_grant_is_recorded_and_reported_also_when_the_fixer_stops_before_it_is_due() {
         let (s, sock, listener) = granted_once().await;
         // Re-created: granted at once from the record, recorded RECORD_DELAY later; the fixer
