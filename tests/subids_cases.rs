@@ -33,20 +33,8 @@ fn run_case(dir: &Path, bless: bool) -> Vec<String> {
         }
     }
     let extra = fs::read_to_string(dir.join("subids.toml")).unwrap_or_default();
-    let config = env.config(&extra);
-    let mut transcript = String::new();
-    for line in fs::read_to_string(dir.join("command")).unwrap().lines() {
-        let words = std::iter::once("subids").chain(line.split_whitespace());
-        let command = Line::try_parse_from(words)
-            .unwrap_or_else(|e| panic!("{}: {line}: {e}", dir.display()))
-            .command;
-        let out = execute(command, &config, &env.state());
-        transcript += &format!("$ nonrootctl subids {line}\n{}{}", out.stdout, out.stderr);
-        if !out.success {
-            transcript += "[exit 1]\n";
-        }
-    }
-    let transcript = transcript.replace(&env.etc().display().to_string(), "/etc");
+    let commands = fs::read_to_string(dir.join("command")).unwrap();
+    let transcript = run_commands(&env, &extra, commands.lines()).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
     let mut results = vec![("output.expected".to_string(), Some(transcript.into_bytes()), None)];
     for name in ["subuid", "subgid"] {
         let got = fs::read(env.path(name)).ok();
@@ -76,6 +64,32 @@ fn run_case(dir: &Path, bless: bool) -> Vec<String> {
         }
     }
     failures
+}
+
+/// Runs `nonrootctl subids LINE` for each line, with `extra` lines in `[subids]`: what it
+/// prints, with `[exit 1]` after a failure and `env`'s directory shown as `/etc`.
+fn run_commands<'a>(env: &TempEtc, extra: &str, lines: impl Iterator<Item = &'a str>) -> Result<String, String> {
+    let config = env.config(extra);
+    let mut transcript = String::new();
+    for line in lines {
+        let words = std::iter::once("subids").chain(line.split_whitespace());
+        let command = Line::try_parse_from(words).map_err(|e| format!("{line}: {e}"))?.command;
+        let out = execute(command, &config, &env.state());
+        transcript += &format!("$ nonrootctl subids {line}\n{}{}", out.stdout, out.stderr);
+        if !out.success {
+            transcript += "[exit 1]\n";
+        }
+    }
+    Ok(transcript.replace(&env.etc().display().to_string(), "/etc"))
+}
+
+/// [`run_commands`] on files holding `subuid` and `subgid`, without extra settings.
+fn run(subuid: &str, subgid: &str, lines: &[&str]) -> (TempEtc, String) {
+    let env = TempEtc::new();
+    env.write("subuid", subuid);
+    env.write("subgid", subgid);
+    let transcript = run_commands(&env, "", lines.iter().copied()).unwrap();
+    (env, transcript)
 }
 
 #[test]
@@ -199,4 +213,112 @@ fn ensure_tenants_allocates_once_and_refuses_unknown_users() {
     let outcomes: Vec<&Outcome> = second.entries.iter().map(|e| &e.outcome).collect();
     assert_eq!(outcomes.iter().filter(|o| ***o == Outcome::Correct).count(), 4);
     assert_eq!(env.read("subgid"), "acme:165536:2000\ncadvisor:100000:65536\n");
+}
+
+#[test]
+fn a_range_is_never_mirrored_onto_root_or_outside_the_limits() {
+    let (env, out) = run("acme:0:65536\n", "", &["allocate acme", "check"]);
+    assert_eq!(
+        out,
+        "$ nonrootctl subids allocate acme\nacme 0 65536 subuid\nacme 100000 65536 subgid\n\
+         $ nonrootctl subids check\n\
+         /etc/subuid:1: range includes id 0, which maps the host's root: remove it\n\
+         /etc/subgid: ok\n[exit 1]\n"
+    );
+    assert_eq!(
+        env.read("subgid"),
+        "acme:100000:65536\n",
+        "never acme:0:65536 in subgid"
+    );
+    assert_eq!(env.read("subuid"), "acme:0:65536\n");
+    // Past max in subgid: subuid gets the lowest free start instead.
+    let (env, _) = run("", "acme:600090000:65536\n", &["allocate acme"]);
+    assert_eq!(env.read("subuid"), "acme:100000:65536\n");
+}
+
+#[test]
+fn owners_are_read_as_shadow_reads_them() {
+    let text = " acme :100000:65536\n";
+    let (env, out) = run(text, text, &["allocate acme", "release acme", "check"]);
+    assert_eq!(
+        out,
+        "$ nonrootctl subids allocate acme\nacme 165536 65536\n\
+         $ nonrootctl subids release acme\n\
+         released acme 165536 65536 (/etc/subuid:2)\nreleased acme 165536 65536 (/etc/subgid:2)\n\
+         quarantined for 30 days\n\
+         $ nonrootctl subids check\n\
+         /etc/subuid:1: shadow reads the owner \" acme \", Go tools \"acme \"; counted as taken, rewrite it as OWNER:START:COUNT in decimal\n\
+         /etc/subgid:1: shadow reads the owner \" acme \", Go tools \"acme \"; counted as taken, rewrite it as OWNER:START:COUNT in decimal\n\
+         [exit 1]\n"
+    );
+    assert_eq!((env.read("subuid"), env.read("subgid")), (text.into(), text.into()));
+}
+
+#[test]
+fn lines_shadow_ignores_are_taken_but_no_tenants_range() {
+    let (env, out) = run("acme:100000:65536\r\n", "acme:100000:65536:x\n", &["allocate acme"]);
+    assert_eq!(out, "$ nonrootctl subids allocate acme\nacme 165536 65536\n");
+    assert_eq!(env.read("subuid"), "acme:100000:65536\r\nacme:165536:65536\n");
+    assert_eq!(env.read("subgid"), "acme:100000:65536:x\nacme:165536:65536\n");
+}
+
+#[test]
+fn numeric_owners_are_compared_by_value() {
+    let (env, out) = run(
+        "root:100000:10\n00:200000:10\nother:300000:10\n",
+        "root:100000:10\n",
+        &["check", "release root"],
+    );
+    assert_eq!(
+        out,
+        "$ nonrootctl subids check\n\
+         /etc/subuid:2: owner \"00\" is uid 0 only to shadow 4.20 and later (a name to older shadow and Go tools): write it as 0\n\
+         /etc/subgid: ok\n[exit 1]\n\
+         $ nonrootctl subids release root\n\
+         released root 100000 10 (/etc/subuid:1)\nreleased 00 200000 10 (/etc/subuid:2)\n\
+         released root 100000 10 (/etc/subgid:1)\nquarantined for 30 days\n"
+    );
+    assert_eq!(env.read("subuid"), "other:300000:10\n");
+}
+
+#[test]
+fn a_last_line_without_its_newline_is_reported_and_never_glued_to() {
+    let (env, out) = run(
+        "a:100000:65536",
+        "a:100000:65536\n",
+        &["check", "allocate acme", "check"],
+    );
+    assert_eq!(
+        out,
+        "$ nonrootctl subids check\n\
+         /etc/subuid:1: no newline at the end: shadow 4.19 and later refuse the whole file, end the line with one\n\
+         /etc/subgid: ok\n[exit 1]\n\
+         $ nonrootctl subids allocate acme\nacme 165536 65536\n\
+         $ nonrootctl subids check\n/etc/subuid: ok\n/etc/subgid: ok\n"
+    );
+    assert_eq!(env.read("subuid"), "a:100000:65536\nacme:165536:65536\n");
+}
+
+#[test]
+fn a_lock_file_without_a_pid_is_refused_at_once() {
+    let env = TempEtc::new();
+    env.write("subuid", "old:100000:65536\n");
+    env.write("subgid", "old:100000:65536\n");
+    env.write("subgid.lock", "not a pid");
+    let settings = env.settings("");
+    let started = std::time::Instant::now();
+    let err = subids::allocate(&settings, "acme", None, false).unwrap_err();
+    assert!(started.elapsed() < settings.lock_timeout / 3, "no wait for the timeout");
+    assert!(matches!(err, SubidsError::InvalidLock { .. }), "{err}");
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "{}: lock file whose content is not a pid (shadow refuses it too): remove it by hand once no useradd, usermod or nonrootd is running; nothing was written",
+            env.path("subgid.lock").display()
+        )
+    );
+    assert_eq!(env.read("subuid"), "old:100000:65536\n");
+    assert_eq!(env.read("subgid"), "old:100000:65536\n");
+    assert_eq!(env.read("subgid.lock"), "not a pid", "left for a person to remove");
+    assert!(!env.path("subuid.lock").exists(), "our own lock is removed");
 }

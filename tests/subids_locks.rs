@@ -131,6 +131,6 @@ fn lock_without_a_pid_is_not_reclaimed() {
     let (etc, settings) = prepared();
     etc.write("subuid.lock", "garbage");
     let err = subids::allocate(&settings, "acme", None, false).unwrap_err();
-    assert!(matches!(err, SubidsError::Locked { holder: None, .. }), "{err}");
+    assert!(matches!(err, SubidsError::InvalidLock { .. }), "{err}");
     assert_nothing_written(&etc);
 }

@@ -101,9 +101,10 @@ pub struct DmiConfig {
 pub struct SubidsConfig {
     pub subuid_file: PathBuf,
     pub subgid_file: PathBuf,
-    /// `None`: SUB_UID_MIN from login.defs, else 100000.
+    /// `None`: the higher of SUB_UID_MIN and SUB_GID_MIN from login.defs, else 100000.
     pub min: Option<u32>,
-    /// `None`: SUB_UID_MAX from login.defs, else 600100000 (inclusive).
+    /// `None`: the lower of SUB_UID_MAX and SUB_GID_MAX from login.defs, else 600100000
+    /// (inclusive).
     pub max: Option<u32>,
     pub count: u32,
     pub quarantine_days: u32,

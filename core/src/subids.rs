@@ -5,13 +5,17 @@
 //! `getsubids`, `useradd`) splits the raw line at `:` and reads numbers like
 //! `strtoul(s, 0)`: `0200000` is octal, `0x` is hex, a `#` line is an owner named `#…`, and a
 //! line with trailing spaces is ignored. Go tools (Docker, containers/storage) trim the line,
-//! skip `#` comments and read decimal. A line counts as taken when either reads it.
+//! skip `#` comments and read decimal. A line counts as taken when either reads it. It is a
+//! tenant's only when every shadow version from 4.13 on reads it as the tenant's (newer ones
+//! refuse extra fields, negative numbers and ids past 4294967295); `release` removes every
+//! line that any reader gives the tenant.
 //!
 //! Pure: bytes in, bytes out. Locking and atomic replacement live in the `nonrootd` crate.
 
 use std::borrow::Cow;
 use std::cell::OnceCell;
-use std::collections::HashMap;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
 use std::fmt;
 use std::ops::Range as Span;
 
@@ -80,17 +84,50 @@ impl fmt::Display for Range {
 pub struct Entry {
     /// shadow's reading when shadow reads the line, else the Go tools' reading.
     pub range: Range,
-    /// Where the owner, a user name or numeric uid, stands in the file's bytes (without
-    /// surrounding whitespace): [`SubidFile::owner`] reads it.
+    /// Where the owner, a user name or numeric uid, stands in the file's bytes, as shadow
+    /// reads it (whitespace included), else as the Go tools do: [`SubidFile::owner`] reads it.
     owner: Span<u32>,
     /// 1-based line number.
     line: u32,
+    /// How many bytes of leading whitespace of the owner the Go tools skip.
+    go_skip: u16,
+    shadow: ShadowReads,
+    /// Whether the Go tools read the line.
+    go_reads: bool,
 }
 
 impl Entry {
     /// 1-based line number.
     pub fn line(&self) -> usize {
         self.line as usize
+    }
+
+    /// Which shadow versions read the line.
+    pub fn shadow(&self) -> ShadowReads {
+        self.shadow
+    }
+}
+
+/// Which shadow versions read a line as its entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ShadowReads {
+    /// Every version from 4.13 on, alike.
+    All,
+    /// Only older ones: extra fields (until 4.17), a negative number (until 4.14), ids past
+    /// 4294967295 (until 4.19).
+    OlderOnly,
+    /// None: only the Go tools read it.
+    Never,
+}
+
+impl ShadowReads {
+    /// For a plain `owner:start:count` line in decimal.
+    fn of_plain(range: Range) -> ShadowReads {
+        if fits_id_t(range) {
+            ShadowReads::All
+        } else {
+            ShadowReads::OlderOnly
+        }
     }
 }
 
@@ -141,12 +178,21 @@ pub enum Problem {
     Empty { line: usize },
     /// The range includes 4294967295, the invalid id.
     TouchesInvalid { line: usize },
-    /// Overlaps the range of another owner.
+    /// The range includes id 0: it maps the host's root.
+    MapsRoot { line: usize },
+    /// A numeric owner not written as shadow writes a uid (`00`, ` 0`, `+0`): shadow 4.20
+    /// and later read it as `uid`, older shadow and Go tools as a name.
+    NumericOwner { line: usize, owner: String, uid: u32 },
+    /// The last line has no newline: shadow 4.19 and later refuse the whole file.
+    NoFinalNewline { line: usize },
+    /// Overlaps the range of another owner on `other_line`, and `others` more ranges of
+    /// other owners.
     Overlap {
         line: usize,
         owner: String,
         other_line: usize,
         other_owner: String,
+        others: usize,
     },
     /// The same owner twice over the same ids: `newuidmap` then fails with EINVAL.
     Duplicate {
@@ -163,6 +209,9 @@ impl Problem {
             | Problem::Ambiguous { line, .. }
             | Problem::Empty { line }
             | Problem::TouchesInvalid { line }
+            | Problem::MapsRoot { line }
+            | Problem::NumericOwner { line, .. }
+            | Problem::NoFinalNewline { line }
             | Problem::Overlap { line, .. }
             | Problem::Duplicate { line, .. } => *line,
         }
@@ -180,16 +229,30 @@ impl fmt::Display for Problem {
             }
             Problem::Empty { .. } => f.write_str("a range of 0 ids"),
             Problem::TouchesInvalid { .. } => f.write_str("range includes 4294967295, the invalid id"),
+            Problem::MapsRoot { .. } => f.write_str("range includes id 0, which maps the host's root: remove it"),
+            Problem::NumericOwner { owner, uid, .. } => write!(
+                f,
+                "owner {owner:?} is uid {uid} only to shadow 4.20 and later (a name to older shadow and Go tools): write it as {uid}"
+            ),
+            Problem::NoFinalNewline { .. } => {
+                f.write_str("no newline at the end: shadow 4.19 and later refuse the whole file, end the line with one")
+            }
             Problem::Overlap {
                 owner,
                 other_line,
                 other_owner,
+                others,
                 ..
             } => {
                 write!(
                     f,
                     "range of {owner:?} overlaps the range of {other_owner:?} on line {other_line}"
-                )
+                )?;
+                match others {
+                    0 => Ok(()),
+                    1 => f.write_str(" and 1 other"),
+                    n => write!(f, " and {n} others"),
+                }
             }
             Problem::Duplicate { owner, other_line, .. } => write!(
                 f,
@@ -219,6 +282,14 @@ struct Reading {
     range: Range,
 }
 
+/// shadow's reading of a line, which versions read it so, and whether it has fields past the
+/// third (which shadow 4.18 and later refuse).
+struct ShadowLine {
+    reading: Reading,
+    versions: ShadowReads,
+    extra_fields: bool,
+}
+
 impl SubidFile {
     /// Reads a file leniently: what no consumer reads is reported and kept. Fails only on a
     /// file larger than [`MAX_FILE_BYTES`].
@@ -244,22 +315,20 @@ impl SubidFile {
             start += len + 1;
             lines += 1;
             let line = lines;
-            let entry = |reading: &Reading| Entry {
-                owner: trimmed(raw, &reading.owner, line_start),
+            let entry = |reading: &Reading, shadow: ShadowReads, go_skip: usize, go_reads: bool| Entry {
+                owner: position(line_start + reading.owner.start)..position(line_start + reading.owner.end),
                 range: reading.range,
                 line: position(line),
+                go_skip: u16::try_from(go_skip).unwrap_or(u16::MAX),
+                shadow,
+                go_reads,
             };
             if let Some((plain, _)) = plain {
-                // Nothing to trim: a plain owner is all graphic characters from the line start.
-                entries.push(Entry {
-                    owner: position(line_start)..position(line_start + plain.owner.end),
-                    range: plain.range,
-                    line: position(line),
-                });
+                entries.push(entry(&plain, ShadowReads::of_plain(plain.range), 0, true));
                 continue;
             }
             let (shadow, go) = (shadow_reading(raw), go_reading(raw));
-            let (first, why) = match (shadow, go) {
+            let (read, why) = match (shadow, go) {
                 (None, None) => {
                     let trimmed = raw.trim_ascii();
                     if !trimmed.is_empty() && !trimmed.starts_with(b"#") {
@@ -267,36 +336,47 @@ impl SubidFile {
                     }
                     continue;
                 }
-                (Some(s), Some(g)) if s.range == g.range => (s, None),
+                // The Go tools' owner is shadow's without its leading whitespace.
                 (Some(s), Some(g)) => {
-                    let why = format!(
-                        "shadow reads ids {} (octal) but Go tools read {} (decimal)",
-                        s.range, g.range
-                    );
-                    entries.push(entry(&s));
-                    second_readings.push(SecondReading { line, range: g.range });
-                    line_problems.push(Problem::Ambiguous { line, why });
-                    continue;
+                    let why = if s.reading.range != g.range {
+                        second_readings.push(SecondReading { line, range: g.range });
+                        Some(format!(
+                            "shadow reads ids {} (octal) but Go tools read {} (decimal)",
+                            s.reading.range, g.range
+                        ))
+                    } else if g.owner != s.reading.owner {
+                        let owner = |span: &Span<usize>| String::from_utf8_lossy(&raw[span.clone()]).into_owned();
+                        Some(format!(
+                            "shadow reads the owner {:?}, Go tools {:?}",
+                            owner(&s.reading.owner),
+                            owner(&g.owner)
+                        ))
+                    } else {
+                        None
+                    };
+                    (entry(&s.reading, s.versions, g.owner.start, true), why)
                 }
                 (Some(s), None) => {
                     let why = if raw.trim_ascii_start().starts_with(b"#") {
                         "shadow reads this as a range of an owner named \"#…\", Go tools skip it as a comment"
+                    } else if s.extra_fields {
+                        "shadow before 4.18 reads this line, shadow 4.18 and later and Go tools ignore it (extra fields)"
                     } else {
-                        "shadow reads this line, Go tools reject it (hex, sign or extra fields)"
+                        "shadow reads this line, Go tools reject it (hex, a sign or spaces)"
                     };
-                    (s, Some(why))
+                    (entry(&s.reading, s.versions, 0, false), Some(why.to_string()))
                 }
                 (None, Some(g)) => (
-                    g,
-                    Some("Go tools read this line, shadow ignores it (spaces at an end, a leading +/- or too long)"),
+                    entry(&g, ShadowReads::Never, 0, true),
+                    Some(
+                        "Go tools read this line, shadow ignores it (spaces at an end, a leading +/- or too long)"
+                            .into(),
+                    ),
                 ),
             };
-            entries.push(entry(&first));
+            entries.push(read);
             if let Some(why) = why {
-                line_problems.push(Problem::Ambiguous {
-                    line,
-                    why: why.to_string(),
-                });
+                line_problems.push(Problem::Ambiguous { line, why });
             }
         }
         Ok(SubidFile {
@@ -319,7 +399,7 @@ impl SubidFile {
         self.entries.iter().map(|e| e.range).chain(seconds)
     }
 
-    /// The owner of `entry`, an entry of this file.
+    /// The owner of `entry`, an entry of this file, as shadow reads it (else as the Go tools do).
     pub fn owner(&self, entry: &Entry) -> Cow<'_, str> {
         String::from_utf8_lossy(self.owner_bytes(entry))
     }
@@ -328,32 +408,80 @@ impl SubidFile {
         &self.bytes[entry.owner.start as usize..entry.owner.end as usize]
     }
 
-    /// The entries of `tenant` (by name or by numeric uid).
+    /// The owner as the Go tools read it, if they read the line.
+    fn go_owner_bytes(&self, entry: &Entry) -> Option<&[u8]> {
+        let owner = self.owner_bytes(entry);
+        if entry.go_reads {
+            owner.get(usize::from(entry.go_skip)..)
+        } else {
+            None
+        }
+    }
+
+    /// The entries of `tenant` (by name or by numeric uid) as every shadow version from 4.13
+    /// on reads them: what newuidmap gives the tenant wherever it runs.
     pub fn owned_by<'a>(&'a self, tenant: &'a Tenant) -> impl Iterator<Item = &'a Entry> + 'a {
-        self.entries.iter().filter(|e| tenant.owns(self.owner_bytes(e)))
+        self.entries.iter().filter(|e| {
+            let owner = self.owner_bytes(e);
+            e.shadow == ShadowReads::All && tenant.owns(owner) && uid_spelled_by_all(owner)
+        })
+    }
+
+    /// The entries that some reader (a shadow version or the Go tools) gives `tenant`.
+    pub fn claimed_by<'a>(&'a self, tenant: &'a Tenant) -> impl Iterator<Item = &'a Entry> + 'a {
+        self.entries.iter().filter(|e| {
+            (e.shadow != ShadowReads::Never && tenant.owns(self.owner_bytes(e)))
+                || self.go_owner_bytes(e).is_some_and(|owner| tenant.owns(owner))
+        })
     }
 
     /// Everything wrong in the file: malformed and ambiguous lines, empty ranges, ranges
-    /// touching the invalid id, overlaps between owners and within one owner.
+    /// including id 0 or the invalid id, numeric owners not written as uids, a last line
+    /// without its newline, overlaps between owners and within one owner.
     pub fn check(&self) -> Vec<Problem> {
         let mut problems = self.line_problems.clone();
         for e in &self.entries {
+            let line = e.line();
             if e.range.count == 0 {
-                problems.push(Problem::Empty { line: e.line() });
-            } else if e.range.touches_invalid() {
-                problems.push(Problem::TouchesInvalid { line: e.line() });
+                problems.push(Problem::Empty { line });
+            } else {
+                if e.range.start == 0 {
+                    problems.push(Problem::MapsRoot { line });
+                }
+                if e.range.touches_invalid() {
+                    problems.push(Problem::TouchesInvalid { line });
+                }
             }
+            let owner = self.owner_bytes(e);
+            if let Some(uid) = shadow_uid(owner).filter(|_| e.shadow != ShadowReads::Never)
+                && !uid_spelled_by_all(owner)
+            {
+                let owner = self.owner(e).into_owned();
+                problems.push(Problem::NumericOwner { line, owner, uid });
+            }
+        }
+        if self.bytes.last().is_some_and(|b| *b != b'\n') {
+            problems.push(Problem::NoFinalNewline { line: self.lines });
         }
         let mut sorted: Vec<&Entry> = self.entries.iter().filter(|e| e.range.count > 0).collect();
         sorted.sort_by_key(|e| (e.range.start, e.line()));
-        // The entry reaching furthest so far, and the one reaching furthest among the other
-        // owners; each entry overlapping earlier ones is reported against those.
+        // Each entry is checked against those before it in `sorted` that reach its start
+        // (`active`, counted per owner): it names the one of another owner reaching furthest
+        // and counts the others; one of its own owner is a duplicate.
         let mut furthest: Option<&Entry> = None;
         let mut furthest_other: Option<&Entry> = None;
         let mut furthest_own: HashMap<&[u8], &Entry> = HashMap::new();
+        let mut active: BinaryHeap<Reverse<(u64, usize)>> = BinaryHeap::new();
+        let mut active_own: HashMap<&[u8], usize> = HashMap::new();
         let owner = |e: &Entry| self.owner(e).into_owned();
         let same_owner = |a: &Entry, b: &Entry| self.owner_bytes(a) == self.owner_bytes(b);
-        for e in sorted {
+        for (index, &e) in sorted.iter().enumerate() {
+            while let Some(&Reverse((last, ended))) = active.peek()
+                && last < e.range.start
+            {
+                active.pop();
+                *active_own.entry(self.owner_bytes(sorted[ended])).or_default() -= 1;
+            }
             if let Some(&own) = furthest_own
                 .get(self.owner_bytes(e))
                 .filter(|o| o.range.overlaps(e.range))
@@ -370,15 +498,18 @@ impl SubidFile {
             } else {
                 furthest_other
             };
+            let others = active.len() - active_own.get(self.owner_bytes(e)).copied().unwrap_or(0);
             if let Some(o) = other.filter(|o| o.range.overlaps(e.range)) {
-                let (first, second) = if o.line() < e.line() { (o, e) } else { (e, o) };
                 problems.push(Problem::Overlap {
-                    line: second.line(),
-                    owner: owner(second),
-                    other_line: first.line(),
-                    other_owner: owner(first),
+                    line: e.line(),
+                    owner: owner(e),
+                    other_line: o.line(),
+                    other_owner: owner(o),
+                    others: others.saturating_sub(1),
                 });
             }
+            active.push(Reverse((e.range.last(), index)));
+            *active_own.entry(self.owner_bytes(e)).or_default() += 1;
             let reaches = |x: Option<&Entry>| x.is_none_or(|x| e.range.last() > x.range.last());
             match furthest {
                 Some(f) if reaches(furthest) => {
@@ -420,13 +551,17 @@ impl SubidFile {
                 owner: position(start)..position(start + owner.len()),
                 range: *r,
                 line: position(self.lines),
+                go_skip: 0,
+                shadow: ShadowReads::of_plain(*r),
+                go_reads: true,
             });
         }
     }
 
-    /// The file without the lines of `tenant`, and those lines; every other line kept as is.
+    /// The file without the lines some reader gives `tenant` ([`SubidFile::claimed_by`]), and
+    /// those lines; every other line kept as is.
     pub fn without<'a>(&'a self, tenant: &'a Tenant) -> (Vec<u8>, Vec<&'a Entry>) {
-        let removed: Vec<&Entry> = self.owned_by(tenant).collect();
+        let removed: Vec<&Entry> = self.claimed_by(tenant).collect();
         let mut out = Vec::with_capacity(self.bytes.len());
         let mut next = removed.iter().map(|e| e.line()).peekable();
         for (index, line) in self.bytes.split_inclusive(|b| *b == b'\n').enumerate() {
@@ -441,14 +576,6 @@ impl SubidFile {
         }
         (out, removed)
     }
-}
-
-/// `owner` of the line `raw` without surrounding whitespace, as a span of the file whose
-/// line starts at `line_start`.
-fn trimmed(raw: &[u8], owner: &Span<usize>, line_start: usize) -> Span<u32> {
-    let bytes = &raw[owner.clone()];
-    let start = line_start + owner.start + (bytes.len() - bytes.trim_ascii_start().len());
-    position(start)..position(start + bytes.trim_ascii().len())
 }
 
 /// A byte offset or line number of a file of at most [`MAX_FILE_BYTES`] plus the lines a
@@ -492,9 +619,10 @@ fn plain_decimal(rest: &[u8], from: usize) -> Option<(u64, usize)> {
 }
 
 /// shadow's `subordinate_parse`: the raw line (up to a NUL) split at `:`, at least three
-/// non-empty fields (more are ignored), numbers as shadow's `getulong`. Lines starting
-/// with `+` or `-` are NIS entries shadow does not parse.
-fn shadow_reading(raw: &[u8]) -> Option<Reading> {
+/// non-empty fields, numbers as shadow's `getulong`. Lines starting with `+` or `-` are NIS
+/// entries shadow does not parse. Read by every version when 4.20's stricter rules agree:
+/// exactly three fields, no negative number, ids within 0…4294967295.
+fn shadow_reading(raw: &[u8]) -> Option<ShadowLine> {
     let raw = &raw[..raw.iter().position(|&b| b == 0).unwrap_or(raw.len())];
     if raw.len() >= 1024 || raw.starts_with(b"+") || raw.starts_with(b"-") {
         return None;
@@ -504,11 +632,54 @@ fn shadow_reading(raw: &[u8]) -> Option<Reading> {
     if owner.is_empty() || start.is_empty() || count.is_empty() {
         return None;
     }
+    let extra_fields = fields.next().is_some();
     let range = Range::new(strtoul(start)?, strtoul(count)?);
-    Some(Reading {
-        owner: 0..owner.len(),
-        range,
+    // strtoul wraps a negative number around; shadow 4.15 and later refuse it.
+    let wraps = |field: &[u8], value: u64| field.trim_ascii_start().starts_with(b"-") && value != 0;
+    let all = !extra_fields && !wraps(start, range.start) && !wraps(count, range.count) && fits_id_t(range);
+    Some(ShadowLine {
+        reading: Reading {
+            owner: 0..owner.len(),
+            range,
+        },
+        versions: if all { ShadowReads::All } else { ShadowReads::OlderOnly },
+        extra_fields,
     })
+}
+
+/// Whether shadow 4.20 and later read `range` (`id_t` ids: start and count up to 4294967295,
+/// the last id at most 4294967295); older ones read anything up to 2⁶⁴ − 1.
+fn fits_id_t(range: Range) -> bool {
+    let max = u64::from(u32::MAX);
+    range.start <= max && range.count <= max && range.start + range.count <= max + 1
+}
+
+/// A numeric owner as shadow 4.20 and later read it (`get_uid`): whitespace and a sign
+/// allowed in front, then decimal digits, leading zeros included, up to 4294967295; `-0` is 0.
+/// Older versions compare owners with the uid written as `%lu`.
+fn shadow_uid(owner: &[u8]) -> Option<u32> {
+    // C's isspace: space, \t, \n, \v, \f, \r.
+    let blanks = owner.iter().take_while(|b| matches!(b, b' ' | b'\t'..=b'\r')).count();
+    let s = &owner[blanks..];
+    let (negative, digits) = match s.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        Some((b'+', rest)) => (false, rest),
+        _ => (false, s),
+    };
+    if digits.is_empty() {
+        return None;
+    }
+    let mut uid: u32 = 0;
+    for &b in digits {
+        let digit = char::from(b).to_digit(10)?;
+        uid = uid.checked_mul(10)?.checked_add(digit)?;
+    }
+    (!negative || uid == 0).then_some(uid)
+}
+
+/// Whether every shadow version reads `owner` alike: a name, or a uid written as `%lu`.
+fn uid_spelled_by_all(owner: &[u8]) -> bool {
+    shadow_uid(owner).is_none_or(|uid| owner == uid.to_string().as_bytes())
 }
 
 /// The Go tools' reading: the line trimmed, `#` lines skipped, exactly three fields, decimal.
@@ -568,15 +739,19 @@ pub fn strtoul(s: &[u8]) -> Option<u64> {
     Some(if negative { value.wrapping_neg() } else { value })
 }
 
-/// A number from login.defs text (`SUB_UID_MIN 100000`), read like shadow's `getdef_ulong`.
+/// A number from login.defs text (`SUB_UID_MIN 100000`), read like shadow's `def_load` and
+/// `getdef_ulong`: the last line setting `key` wins, and its value (up to a `"`, after
+/// blanks and quotes) must be wholly a number (`0x` hex and `0` octal too). `None` when
+/// unset or when that value is not a number (`100000 # comment`): shadow then takes its
+/// default.
 pub fn login_defs_number(text: &str, key: &str) -> Option<u64> {
-    text.lines().find_map(|line| {
-        let mut words = line.split_ascii_whitespace();
-        if words.next()? != key {
-            return None;
-        }
-        strtoul(words.next()?.trim_matches('"').as_bytes())
-    })
+    let value = text.lines().rev().find_map(|line| {
+        let name = line.trim_ascii_end().trim_start_matches([' ', '\t']);
+        let (name, rest) = name.split_once([' ', '\t'])?;
+        let value = rest.trim_start_matches([' ', '\t', '"']);
+        (name == key).then(|| value.split('"').next().unwrap_or_default())
+    })?;
+    strtoul(value.as_bytes())
 }
 
 /// A tenant as it is looked up in the files: its own spelling, and the other spelling of
@@ -650,15 +825,24 @@ impl Tenant {
         &self.owner
     }
 
-    /// Whether a line's owner is this tenant.
+    /// Whether a line's owner is this tenant: its spelling, or a numeric owner of the same
+    /// uid by value as shadow reads it (`00` is uid 0), or its name when spelled as a uid.
     pub fn owns(&self, owner: impl AsRef<[u8]>) -> bool {
         let owner = owner.as_ref();
         if owner == self.owner.as_bytes() {
             return true;
         }
-        // A name's other spelling is its uid, in digits.
-        let could_be_alias = self.is_uid || owner.iter().all(u8::is_ascii_digit);
-        could_be_alias && self.alias().is_some_and(|alias| alias.as_bytes() == owner)
+        match shadow_uid(owner) {
+            Some(uid) => {
+                let spelled = if self.is_uid {
+                    Some(self.owner.as_str())
+                } else {
+                    self.alias()
+                };
+                spelled.and_then(|uid| uid.parse::<u32>().ok()) == Some(uid)
+            }
+            None => self.is_uid && self.alias().is_some_and(|alias| alias.as_bytes() == owner),
+        }
     }
 
     fn alias(&self) -> Option<&str> {
@@ -695,6 +879,13 @@ impl Quarantined {
 pub struct Limits {
     pub min: u32,
     pub max: u32,
+}
+
+impl Limits {
+    /// Whether every id of `r`, a non-empty range, lies within the limits.
+    fn contain(self, r: Range) -> bool {
+        r.count > 0 && r.start >= u64::from(self.min) && r.last() <= u64::from(self.max)
+    }
 }
 
 /// Taken ids as sorted, merged, non-empty ranges.
@@ -898,12 +1089,13 @@ pub fn plan(req: &Request<'_>) -> Result<Plan, AllocError> {
     Ok(plan)
 }
 
-/// The ranges of one file copied into the other: same start where free there, else first fit.
+/// The ranges of one file copied into the other: same start where free there and within the
+/// limits (never 0 from `acme:0:65536`), else first fit.
 fn mirror(ranges: &[Range], taken: &Taken, limits: Limits) -> Result<Vec<Range>, AllocError> {
     let mut taken = taken.clone();
     let mut out = Vec::new();
     for &r in ranges {
-        let start = if taken.is_free(r) {
+        let start = if limits.contain(r) && taken.is_free(r) {
             r.start
         } else {
             taken
@@ -1010,7 +1202,13 @@ mod tests {
                 Some(("a", 1_234_567_890_123_456_789, 1, None)),
                 Some("4294967295"),
             ),
-            (" a :100000:65536", Some(("a", 100_000, 65536, None)), None),
+            (
+                " a :100000:65536",
+                Some((" a ", 100_000, 65536, None)),
+                Some("shadow reads the owner \" a \", Go tools \"a \""),
+            ),
+            ("00:100000:5", Some(("00", 100_000, 5, None)), Some("write it as 0")),
+            ("a:0:5", Some(("a", 0, 5, None)), Some("host's root")),
             ("# a comment", None, None),
             ("", None, None),
             ("   ", None, None),
@@ -1239,6 +1437,24 @@ mod tests {
     }
 
     #[test]
+    fn a_range_is_mirrored_only_within_the_limits() {
+        // subuid acme:0:65536 must never become subgid acme:0:65536 (host gid 0).
+        let cases: &[(&str, u64)] = &[
+            ("acme:0:65536\n", 100_000),
+            ("acme:99999:10\n", 100_000),
+            ("acme:600100000:2\n", 100_000),
+            ("acme:600099999:2\n", 600_099_999),
+        ];
+        for (uid, want) in cases {
+            let (uid, gid, t) = (file(uid), file(""), tenant("acme"));
+            let to_gid = plan(&request(&uid, &gid, &t, 1, false)).unwrap();
+            assert_eq!(to_gid.add_subgid.first().map(|r| r.start), Some(*want), "{uid:?}");
+            let to_uid = plan(&request(&gid, &uid, &t, 1, false)).unwrap();
+            assert_eq!(to_uid.add_subuid.first().map(|r| r.start), Some(*want), "{uid:?}");
+        }
+    }
+
+    #[test]
     fn owner_by_alias_and_too_small() {
         let (uid, gid) = (file("1001:500000:1000\n"), file("acme:500000:1000\n"));
         let t = Tenant::new(&Spelling::Name("acme".into()), Some("1001".into()));
@@ -1360,5 +1576,172 @@ mod tests {
         assert_eq!(login_defs_number(text, "SUB_UID_MIN"), Some(100_000));
         assert_eq!(login_defs_number(text, "SUB_UID_MAX"), Some(0x1000_0000));
         assert_eq!(login_defs_number(text, "SUB_GID_MIN"), None);
+    }
+
+    #[test]
+    fn login_defs_take_the_last_line_and_only_whole_numbers() {
+        let number = |text: &str| login_defs_number(text, "SUB_GID_MIN");
+        assert_eq!(
+            number("SUB_GID_MIN 1\nSUB_GID_MIN 200000\n"),
+            Some(200_000),
+            "the last wins"
+        );
+        assert_eq!(number("SUB_GID_MIN 100000 # comment\n"), None);
+        assert_eq!(
+            number("SUB_GID_MIN 200000\nSUB_GID_MIN 1e5\n"),
+            None,
+            "a refused last value"
+        );
+        assert_eq!(
+            number("SUB_GID_MIN 200000\nSUB_GID_MIN\n"),
+            Some(200_000),
+            "no value: no setting"
+        );
+        assert_eq!(number("  SUB_GID_MIN \"0200000\"  \r\n"), Some(65536), "quotes, octal");
+        assert_eq!(
+            number("SUB_GID_MIN 0x186a0\n#SUB_GID_MIN 7\nSUB_GID_MINIMUM 7\n"),
+            Some(100_000)
+        );
+        assert_eq!(
+            number("SUB_GID_MIN\t-5\n"),
+            Some(u64::MAX - 4),
+            "as strtoul: too large for an id"
+        );
+    }
+
+    #[test]
+    fn owners_are_read_as_shadow_reads_them() {
+        // shadow reads " acme " (no such user), the Go tools "acme ": nobody reads "acme".
+        let f = file(" acme :100000:65536\n");
+        let t = tenant("acme");
+        assert_eq!((f.owned_by(&t).count(), f.claimed_by(&t).count()), (0, 0));
+        let problems: Vec<String> = f.check().iter().map(|p| p.to_string()).collect();
+        assert_eq!(
+            problems,
+            [
+                "1: shadow reads the owner \" acme \", Go tools \"acme \"; counted as taken, rewrite it as OWNER:START:COUNT in decimal"
+            ]
+        );
+        let p = plan(&request(&f, &f, &t, 65536, false)).unwrap();
+        assert_eq!(p.add_subuid, [Range::new(165_536, 65536)], "taken, not acme's");
+        // The Go tools give " acme:…" to acme: released, but not counted as acme's range.
+        let f = file(" acme:100000:65536\n");
+        assert_eq!((f.owned_by(&t).count(), f.claimed_by(&t).count()), (0, 1));
+        assert_eq!(f.without(&t).0, b"");
+    }
+
+    #[test]
+    fn only_lines_every_shadow_version_reads_are_a_tenants() {
+        let text = "acme:100000:65536\r\nacme:200000:10:x\nacme:300000:-1\nacme:4294967290:7\nacme:400000:10\n";
+        let f = file(text);
+        let shadow: Vec<ShadowReads> = f.entries.iter().map(Entry::shadow).collect();
+        use ShadowReads::*;
+        assert_eq!(shadow, [Never, OlderOnly, OlderOnly, OlderOnly, All]);
+        let t = tenant("acme");
+        assert_eq!(f.owned_by(&t).map(Entry::line).collect::<Vec<_>>(), [5]);
+        assert_eq!(
+            f.claimed_by(&t).count(),
+            5,
+            "release takes every line a reader gives acme"
+        );
+        // Ignored lines are not acme's, but their ids stay taken.
+        let (uid, gid) = (file("acme:100000:65536\r\n"), file("acme:100000:65536:x\n"));
+        let p = plan(&request(&uid, &gid, &t, 65536, false)).unwrap();
+        assert_eq!((p.add_subuid[0].start, p.add_subgid[0].start), (165_536, 165_536));
+    }
+
+    #[test]
+    fn numeric_owners_are_compared_by_value() {
+        let cases: &[(&str, Option<u32>)] = &[
+            ("0", Some(0)),
+            ("00", Some(0)),
+            (" \x0b7", Some(7)),
+            ("+7", Some(7)),
+            ("-0", Some(0)),
+            ("-1", None),
+            ("4294967295", Some(u32::MAX)),
+            ("4294967296", None),
+            ("7 ", None),
+            ("0x10", None),
+            ("", None),
+            ("root", None),
+        ];
+        for (owner, want) in cases {
+            assert_eq!(shadow_uid(owner.as_bytes()), *want, "{owner:?}");
+        }
+        let f = file("root:100000:10\n00:200000:10\n0:300000:10\n");
+        let root = Tenant::new(&Spelling::Name("root".into()), Some("0".into()));
+        let uid0 = Tenant::new(&Spelling::Uid(0), Some("root".into()));
+        for t in [&root, &uid0] {
+            assert_eq!(f.claimed_by(t).map(Entry::line).collect::<Vec<_>>(), [1, 2, 3]);
+            // shadow before 4.20 compares "00" with "0" as strings.
+            assert_eq!(f.owned_by(t).map(Entry::line).collect::<Vec<_>>(), [1, 3]);
+        }
+        assert_eq!(f.without(&root).0, b"");
+        let problems: Vec<String> = f.check().iter().map(|p| p.to_string()).collect();
+        assert_eq!(
+            problems,
+            [
+                "2: owner \"00\" is uid 0 only to shadow 4.20 and later (a name to older shadow and Go tools): write it as 0"
+            ]
+        );
+    }
+
+    #[test]
+    fn check_reports_ranges_mapping_root() {
+        let f = file("a:0:1\nb:00:5\nc:0:0\nd:0:4294967296\n");
+        let problems: Vec<String> = f.check().iter().map(|p| p.to_string()).collect();
+        let root = "range includes id 0, which maps the host's root: remove it";
+        assert_eq!(problems[0], format!("1: {root}"));
+        assert!(problems.contains(&format!("2: {root}")), "{problems:?}");
+        assert!(
+            problems.iter().all(|p| !p.starts_with("3: range includes id 0")),
+            "{problems:?}"
+        );
+        assert!(problems.contains(&format!("4: {root}")), "{problems:?}");
+        assert!(problems.contains(&"4: range includes 4294967295, the invalid id".to_string()));
+    }
+
+    #[test]
+    fn check_reports_a_last_line_without_its_newline() {
+        let mut f = file("a:100000:5\nb:200000:5");
+        let problems: Vec<String> = f.check().iter().map(|p| p.to_string()).collect();
+        assert_eq!(
+            problems,
+            ["2: no newline at the end: shadow 4.19 and later refuse the whole file, end the line with one"]
+        );
+        f.append("c", &[Range::new(300_000, 5)]);
+        assert_eq!(f.bytes(), b"a:100000:5\nb:200000:5\nc:300000:5\n");
+        assert_eq!(f.check(), []);
+        assert_eq!(file("").check(), []);
+    }
+
+    #[test]
+    fn check_counts_every_overlap_with_other_owners() {
+        let problems = |text: &str| -> Vec<String> { file(text).check().iter().map(|p| p.to_string()).collect() };
+        assert_eq!(
+            problems("x:100:10\ny:105:10\nz:108:10\n"),
+            [
+                "2: range of \"y\" overlaps the range of \"x\" on line 1",
+                "3: range of \"z\" overlaps the range of \"y\" on line 2 and 1 other",
+            ]
+        );
+        // Named is the range reaching furthest; its own owner's ranges are not counted.
+        assert_eq!(
+            problems("x:100:10\ny:105:10\nz:108:10\nx:109:1\nw:0:1000\n"),
+            [
+                "1: range of \"x\" overlaps the range of \"w\" on line 5",
+                "2: range of \"y\" overlaps the range of \"w\" on line 5 and 1 other",
+                "3: range of \"z\" overlaps the range of \"w\" on line 5 and 2 others",
+                "4: range of \"x\" overlaps its own range on line 1 (newuidmap fails with EINVAL): remove one",
+                "4: range of \"x\" overlaps the range of \"w\" on line 5 and 2 others",
+                "5: range includes id 0, which maps the host's root: remove it",
+            ]
+        );
+    }
+
+    #[test]
+    fn entries_take_32_bytes() {
+        assert_eq!(std::mem::size_of::<Entry>(), 32);
     }
 }

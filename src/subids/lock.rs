@@ -1,6 +1,7 @@
 //! shadow-utils' own locks, taken in shadow's order: lckpwdf's `.pwd.lock` (an fcntl write
 //! lock on the whole file), then `<file>.lock` for each file (a hard link to `<file>.<pid>`,
-//! which holds `<pid>\0`). A `<file>.lock` whose pid is dead is stale and reclaimed.
+//! which holds `<pid>\0`). A `<file>.lock` whose pid is dead is stale and reclaimed; one
+//! holding no valid pid is refused at once, as shadow refuses it, for a person to remove.
 //!
 //! Waits are bounded: both locks are polled until a deadline instead of blocking.
 
@@ -156,8 +157,10 @@ fn try_lock_file(tmp: &Path, lock: &Path, pid: u32) -> Result<Attempt, SubidsErr
         Err(e) => return Err(SubidsError::io(lock, "read", e)),
     };
     match holder {
-        // No valid pid: shadow does not reclaim it either.
-        None => Ok(Attempt::Held(None)),
+        // No valid pid: shadow refuses it too, and it never clears by itself.
+        None => Err(SubidsError::InvalidLock {
+            path: lock.to_path_buf(),
+        }),
         Some(holder) if holder != pid && alive(holder) => Ok(Attempt::Held(Some(holder))),
         // Dead, or a leftover of an earlier process with our pid (we never hold it here).
         Some(_) => {

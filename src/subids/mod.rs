@@ -53,8 +53,11 @@ impl Settings {
         Settings::with_login_defs(config, state_dir, Path::new(LOGIN_DEFS))
     }
 
-    /// Settings from the config, with min and max defaulting to SUB_UID_MIN and SUB_UID_MAX
-    /// in `login_defs` (missing or unreadable: 100000 and 600100000).
+    /// Settings from the config, with min and max defaulting to what `login_defs` allows in
+    /// both files, as one start serves both: the higher of SUB_UID_MIN and SUB_GID_MIN, the
+    /// lower of SUB_UID_MAX and SUB_GID_MAX. A key unset, set to something other than a
+    /// number (as shadow reads it) or beyond 4294967295 takes shadow's default, 100000 or
+    /// 600100000, as does a missing or unreadable file.
     pub fn with_login_defs(config: &Config, state_dir: &Path, login_defs: &Path) -> Settings {
         let text = std::fs::read_to_string(login_defs).unwrap_or_default();
         let def = |key, default| {
@@ -62,6 +65,8 @@ impl Settings {
                 .and_then(|n| u32::try_from(n).ok())
                 .unwrap_or(default)
         };
+        let min = || def("SUB_UID_MIN", DEFAULT_MIN).max(def("SUB_GID_MIN", DEFAULT_MIN));
+        let max = || def("SUB_UID_MAX", DEFAULT_MAX).min(def("SUB_GID_MAX", DEFAULT_MAX));
         let s = &config.subids;
         let tenant_counts = config
             .tenants
@@ -72,8 +77,8 @@ impl Settings {
             subuid_file: s.subuid_file.clone(),
             subgid_file: s.subgid_file.clone(),
             limits: Limits {
-                min: s.min.unwrap_or_else(|| def("SUB_UID_MIN", DEFAULT_MIN)),
-                max: s.max.unwrap_or_else(|| def("SUB_UID_MAX", DEFAULT_MAX)),
+                min: s.min.unwrap_or_else(min),
+                max: s.max.unwrap_or_else(max),
             },
             count: s.count,
             tenant_counts,
@@ -137,6 +142,8 @@ pub enum SubidsError {
     Full { tenant: String, count: u64, limits: Limits },
     /// Another process held a lock past the timeout.
     Locked { path: PathBuf, holder: Option<u32> },
+    /// A `<file>.lock` that holds no valid pid: left by a crash, it never clears by itself.
+    InvalidLock { path: PathBuf },
     /// A system call on `path` failed.
     Io {
         path: PathBuf,
@@ -223,6 +230,11 @@ impl fmt::Display for SubidsError {
                     " past the timeout (another useradd, usermod or nonrootd is running?): nothing was written, try again",
                 )
             }
+            SubidsError::InvalidLock { path } => write!(
+                f,
+                "{}: lock file whose content is not a pid (shadow refuses it too): remove it by hand once no useradd, usermod or nonrootd is running; nothing was written",
+                path.display()
+            ),
             SubidsError::Io { path, action, error } => write!(f, "{}: cannot {action}: {error}", path.display()),
             SubidsError::TooLarge { path, error, growing } => {
                 let would = if *growing { "the allocation would make it " } else { "" };
@@ -722,4 +734,32 @@ pub fn ensure_tenants(config: &Config, ids: &dyn IdResolver, state_dir: &Path) -
         }
     }
     report
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_default_to_what_login_defs_allows_in_both_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let defs = dir.path().join("login.defs");
+        let config_with = |subids: &str| {
+            let text = format!("[subids]\n{subids}");
+            Config::from_sources(&[(PathBuf::from("/test/nonrootd.toml"), text)]).unwrap()
+        };
+        let limits = |config: &Config, text: &str| {
+            std::fs::write(&defs, text).unwrap();
+            let limits = Settings::with_login_defs(config, dir.path(), &defs).limits;
+            (limits.min, limits.max)
+        };
+        let config = config_with("");
+        assert_eq!(limits(&config, ""), (100_000, 600_100_000));
+        let both = "SUB_UID_MIN 200000\nSUB_UID_MAX 900000000\nSUB_GID_MIN 300000\nSUB_GID_MAX 800000000\n";
+        assert_eq!(limits(&config, both), (300_000, 800_000_000));
+        // The last line wins; a value that is not wholly a number is shadow's default.
+        let text = "SUB_GID_MIN 300000\nSUB_GID_MIN 250000\nSUB_UID_MAX 500000000 # comment\n";
+        assert_eq!(limits(&config, text), (250_000, 600_100_000));
+        assert_eq!(limits(&config_with("min = 1000\nmax = 2000\n"), both), (1000, 2000));
+    }
 }
