@@ -5,9 +5,12 @@
 
 mod common;
 
-use std::ffi::CString;
+use std::ffi::{CStr, CString};
+use std::fs::File;
+use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, symlink};
+use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -74,7 +77,7 @@ fn build_tree(vol: &Path, outside: &Path) -> Vec<PathBuf> {
     symlink(outside.join("dir"), vol.join("link-to-dir")).unwrap();
     std::fs::hard_link(&secret, vol.join("hardlink-to-secret")).unwrap();
     run("mkfifo", &[vol.join("fifo").to_str().unwrap()]);
-    let _socket = std::os::unix::net::UnixListener::bind(vol.join("sock")).unwrap();
+    let _socket = UnixListener::bind(vol.join("sock")).unwrap();
     mknod(&vol.join("null-dev"), libc::S_IFCHR | 0o666, libc::makedev(1, 3));
     // A tmpfs mounted inside the volume: never crossed.
     let mnt = vol.join("mnt");
@@ -162,6 +165,67 @@ fn the_report_says_how_many_changed_and_why_some_were_skipped() {
     );
 }
 
+/// FIFOs, sockets and symlinks of root's hard-linked into a volume (which
+/// fs.protected_hardlinks=0 lets any user do) are left alone like hard-linked regular files, and
+/// the walk counts them as skipped.
+#[test]
+fn hard_links_of_every_kind_are_left_alone() {
+    let dir = disk();
+    let (vol, outside) = (dir.path().join("vol"), dir.path().join("outside"));
+    std::fs::create_dir(&vol).unwrap();
+    std::fs::create_dir(&outside).unwrap();
+    lchown(&vol, 999, 999);
+    run("mkfifo", &[outside.join("fifo").to_str().unwrap()]);
+    let _socket = UnixListener::bind(outside.join("sock")).unwrap();
+    symlink("/etc/shadow", outside.join("symlink")).unwrap();
+    for name in ["fifo", "sock", "symlink"] {
+        // linkat without AT_SYMLINK_FOLLOW: a second name for the symlink itself.
+        std::fs::hard_link(outside.join(name), vol.join(name)).unwrap();
+        assert_eq!(std::fs::symlink_metadata(vol.join(name)).unwrap().nlink(), 2, "{name}");
+    }
+    let config = volume_config(&vol, "");
+    let walked = walk_volume(
+        &config.volumes[0],
+        &config,
+        &SystemIds,
+        &options(&AtomicBool::new(false)),
+    )
+    .unwrap();
+    for name in ["fifo", "sock", "symlink"] {
+        assert_eq!(owner(&outside.join(name)), (0, 0), "{name} changed owner");
+    }
+    assert!(std::fs::symlink_metadata(vol.join("symlink")).unwrap().is_symlink());
+    let told = walked.summary.describe("changed");
+    assert!(
+        told.starts_with("0 of 4 changed (3 skipped: 3 with hard links (e.g. "),
+        "{told}"
+    );
+}
+
+/// A failure after the walk (the top's chmod, refused on an immutable directory) keeps what the
+/// walk did in the report.
+#[test]
+fn a_failure_at_the_top_after_the_walk_keeps_what_the_walk_did() {
+    let dir = disk();
+    let vol = dir.path().join("vol");
+    std::fs::create_dir(&vol).unwrap();
+    std::fs::write(vol.join("a"), "").unwrap();
+    std::fs::write(vol.join("b"), "").unwrap();
+    lchown(&vol, 999, 999);
+    chmod(&vol, 0o755);
+    let config = volume_config(&vol, "mode = \"0750\"\n");
+    run("chattr", &["+i", vol.to_str().unwrap()]);
+    let report = apply(&config, &SystemIds, &options(&AtomicBool::new(false)));
+    run("chattr", &["-i", vol.to_str().unwrap()]);
+    assert_eq!(
+        report.entries[0].outcome,
+        Outcome::Failed {
+            error: "2 of 3 changed; 1 failed, first .: chmod: EPERM: Operation not permitted".into()
+        }
+    );
+    assert_eq!(owner(&vol.join("a")), (999, 999));
+}
+
 #[test]
 fn wide_and_deep_trees_are_walked_completely() {
     let dir = disk();
@@ -246,12 +310,15 @@ fn a_symlink_top_or_an_unsafe_parent_is_refused() {
 
 /// renameat2(RENAME_EXCHANGE) of two names in one directory.
 fn exchange(dir: &Path, a: &str, b: &str) {
-    let d = CString::new(dir.as_os_str().as_bytes()).unwrap();
-    let (a, b) = (CString::new(a).unwrap(), CString::new(b).unwrap());
-    // SAFETY: NUL-terminated paths; the descriptor is closed right after.
+    let dir = File::open(dir).unwrap();
+    exchange_in(&dir, &CString::new(a).unwrap(), &CString::new(b).unwrap());
+}
+
+/// renameat2(RENAME_EXCHANGE) of two names in an open directory.
+fn exchange_in(dir: &File, a: &CStr, b: &CStr) {
+    let fd = dir.as_raw_fd();
+    // SAFETY: NUL-terminated names and an open directory descriptor; renameat2(2) only reads them.
     unsafe {
-        let fd = libc::open(d.as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC);
-        assert!(fd >= 0);
         libc::syscall(
             libc::SYS_renameat2,
             fd,
@@ -259,9 +326,8 @@ fn exchange(dir: &Path, a: &str, b: &str) {
             fd,
             b.as_ptr(),
             libc::RENAME_EXCHANGE,
-        );
-        libc::close(fd);
-    }
+        )
+    };
 }
 
 #[test]
@@ -350,4 +416,61 @@ fn tenant_ids_are_mapped_through_the_subids_files_and_refused_outside_them() {
     assert!(not.to_string().contains("tenant 4343"), "{not}");
     assert!(not.to_string().contains("has no subordinate range"), "{not}");
     assert_eq!(owner(&vol.join("x")), (4242, 300000), "a refused volume is not touched");
+}
+
+/// A directory walked by name and re-owned meanwhile (as another walk of it does when it ends)
+/// lets its new owner swap names, here its last entry for a hard link to an outside file (with
+/// fs.protected_hardlinks=0). The walk must stop changing entries by name there.
+#[test]
+fn a_directory_re_owned_during_its_walk_is_no_longer_changed_by_name() {
+    let dir = disk();
+    let (vol, d, secret) = (
+        dir.path().join("vol"),
+        dir.path().join("vol/d"),
+        dir.path().join("secret"),
+    );
+    std::fs::create_dir_all(&d).unwrap();
+    std::fs::write(&secret, "s").unwrap();
+    std::fs::hard_link(&secret, d.join("link")).unwrap();
+    for i in 0..500 {
+        std::fs::write(d.join(format!("f{i}")), "").unwrap();
+    }
+    // In the walk's (getdents) order: re-owning the first entry starts the "tenant", which
+    // swaps the last one.
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(&d)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|path| !path.ends_with("link"))
+        .collect();
+    let (first, last) = (entries[0].clone(), entries[entries.len() - 1].clone());
+    let last_name = CString::new(last.file_name().unwrap().as_bytes()).unwrap();
+    let secret_ino = std::fs::metadata(&secret).unwrap().ino();
+    entries.extend([vol.clone(), d.clone()]);
+    let config = volume_config(&vol, "");
+    let cancel = AtomicBool::new(false);
+    for round in 0..150 {
+        for path in &entries {
+            lchown(path, 0, 0);
+        }
+        let walking = AtomicBool::new(true);
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                while walking.load(Ordering::Relaxed) && owner(&first).0 != 999 {
+                    std::hint::spin_loop();
+                }
+                lchown(&d, 999, 999);
+                let open = File::open(&d).unwrap();
+                while walking.load(Ordering::Relaxed) {
+                    exchange_in(&open, &last_name, c"link");
+                }
+            });
+            let walked = walk_volume(&config.volumes[0], &config, &SystemIds, &options(&cancel)).unwrap();
+            walking.store(false, Ordering::Relaxed);
+            assert_eq!(walked.summary.failed, 0, "{:?}", walked.summary);
+        });
+        if std::fs::symlink_metadata(&last).unwrap().ino() == secret_ino {
+            exchange(&d, last.file_name().unwrap().to_str().unwrap(), "link");
+        }
+        assert_eq!(owner(&secret), (0, 0), "round {round}: re-owned through a swapped name");
+    }
 }

@@ -103,7 +103,8 @@ pub struct Seen {
 /// Why an entry is left alone.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Skip {
-    /// A regular file with more than one link: it could be another file's alias (`/etc/shadow`).
+    /// Anything but a directory with more than one link: it could be another file's alias
+    /// (`/etc/shadow`, or a socket, FIFO or symlink of root's linked in from elsewhere).
     HardLinks,
     /// On another file system (a mount point inside the volume): never crossed.
     OtherFilesystem,
@@ -128,6 +129,11 @@ impl Skip {
             Skip::TooDeep => "too deep",
         }
     }
+
+    /// Leaves an entry (and what is below it) unjudged, so the walk is incomplete.
+    pub fn unjudged(self) -> bool {
+        matches!(self, Skip::Replaced | Skip::TooDeep)
+    }
 }
 
 /// What to do with one entry.
@@ -150,7 +156,8 @@ pub fn judge(seen: &Seen, owner: Owner, top: &Seen) -> Verdict {
     }
     match seen.kind {
         FileKind::CharDevice | FileKind::BlockDevice => Verdict::Skip(Skip::Device),
-        FileKind::Regular if seen.nlink > 1 => Verdict::Skip(Skip::HardLinks),
+        FileKind::Directory => Verdict::Change,
+        _ if seen.nlink > 1 => Verdict::Skip(Skip::HardLinks),
         _ => Verdict::Change,
     }
 }
@@ -237,6 +244,11 @@ impl Summary {
         self.skipped.values().sum()
     }
 
+    /// Did it leave part of the tree unjudged (see [`Skip::unjudged`])?
+    pub fn incomplete(&self) -> bool {
+        self.skipped.keys().any(|why| why.unjudged())
+    }
+
     /// "3 skipped: 2 with hard links (e.g. a/b), 1 on another file system (e.g. mnt)".
     fn describe_skips(&self) -> Option<String> {
         if self.skipped.is_empty() {
@@ -314,15 +326,17 @@ pub fn desired(owner: Owner, mode: Option<Mode>, container: Option<(&str, Mappin
     text
 }
 
-/// The outcome of a walk: failed when cancelled or something failed, changed when it changed
-/// anything (the top directory's mode included), else correct.
+/// The outcome of a walk: failed when it did not finish (cancelled, something failed, part of
+/// the tree unjudged); changed when it changed anything (the top directory's mode included),
+/// its skips told; else correct. Skips by design alone (hard links, other file systems,
+/// devices) leave a walk correct: `nonrootctl volumes check` lists them.
 pub fn outcome(summary: &Summary, mode_change: Option<(Mode, Mode)>, dry_run: bool) -> Outcome {
     let verb = if dry_run { "would change" } else { "changed" };
     let mut text = summary.describe(verb);
     if let Some((from, to)) = mode_change {
         text.push_str(&format!("; top mode {from} → {to}"));
     }
-    if summary.cancelled || summary.failed > 0 {
+    if summary.cancelled || summary.failed > 0 || summary.incomplete() {
         return Outcome::Failed { error: text };
     }
     if summary.changed == 0 && mode_change.is_none() {
@@ -414,6 +428,14 @@ mod tests {
             judge(&seen(FileKind::Regular, 999, 2, 1), owner, &top),
             Verdict::Correct
         );
+        for kind in [FileKind::Socket, FileKind::Fifo, FileKind::Symlink] {
+            assert_eq!(
+                judge(&seen(kind, 0, 2, 1), owner, &top),
+                Verdict::Skip(Skip::HardLinks),
+                "{kind}"
+            );
+        }
+        assert_eq!(judge(&seen(FileKind::Directory, 0, 5, 1), owner, &top), Verdict::Change);
         assert_eq!(
             judge(&seen(FileKind::Directory, 999, 2, 2), owner, &top),
             Verdict::Skip(Skip::OtherFilesystem)
@@ -487,6 +509,35 @@ mod tests {
                 change: "0 of 3 would change; top mode 0755 → 0750".into()
             }
         );
+    }
+
+    #[test]
+    fn skips_by_design_leave_a_walk_correct_and_an_unjudged_part_is_a_failure() {
+        let mut left_alone = Summary {
+            seen: 4,
+            ..Summary::default()
+        };
+        left_alone.skip(Skip::HardLinks, || PathBuf::from("fifo"));
+        assert_eq!(outcome(&left_alone, None, false), Outcome::Correct);
+        assert_eq!(outcome(&left_alone, None, true), Outcome::Correct);
+        let mut changed = left_alone.clone();
+        changed.wrong(0, 0);
+        assert_eq!(
+            outcome(&changed, None, false),
+            Outcome::Changed {
+                change: "1 of 4 changed (1 skipped: 1 with hard links (e.g. fifo))".into()
+            }
+        );
+        for why in [Skip::TooDeep, Skip::Replaced] {
+            let mut unjudged = left_alone.clone();
+            unjudged.wrong(0, 0);
+            unjudged.skip(why, || PathBuf::from("a/b"));
+            let Outcome::Failed { error } = outcome(&unjudged, None, false) else {
+                panic!("{why:?}: {:?}", outcome(&unjudged, None, false))
+            };
+            assert!(error.starts_with("1 of 4 changed (2 skipped: "), "{error}");
+            assert!(error.contains(&format!("1 {} (e.g. a/b)", why.describe())), "{error}");
+        }
     }
 
     #[test]

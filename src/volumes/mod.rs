@@ -6,6 +6,7 @@ pub mod walk;
 
 use std::fmt;
 use std::io::{IsTerminal, Write};
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -88,7 +89,7 @@ fn desired(volume: &VolumeConfig, owner: Owner) -> String {
     rules::desired(owner, volume.mode, container)
 }
 
-/// Why a volume was not walked.
+/// Why a volume was not walked (nothing was changed).
 #[derive(Debug)]
 pub struct NotWalked {
     pub desired: String,
@@ -106,7 +107,8 @@ impl fmt::Display for NotWalked {
 }
 
 /// Walks one volume: the top path must be a directory reached through root-owned directories
-/// (never a symlink); the top gets the owner and mode, everything below the owner.
+/// (never a symlink); the top gets the owner and mode, everything below the owner. Once the walk
+/// has begun, a failure (the top's mode included) is counted in the summary of what it did.
 pub fn walk_volume(
     volume: &VolumeConfig,
     config: &Config,
@@ -166,16 +168,9 @@ pub fn walk_volume(
     summary.seen += 1;
     let mut mode_change = None;
     if let Some(mode) = volume.mode {
-        // After chown, which may clear set-id bits.
-        let now = crate::host::walk::stat_fd(&top_again)
-            .map_err(|e| failed("stat", e))?
-            .mode;
-        if now != mode {
-            if !options.check_only {
-                let bits = NixMode::from_bits_truncate(mode.bits() as libc::mode_t);
-                fchmod(&top_again, bits).map_err(|e| failed("chmod", e))?;
-            }
-            mode_change = Some((now, mode));
+        match set_top_mode(&top_again, mode, options.check_only) {
+            Ok(change) => mode_change = change,
+            Err(error) => summary.fail(Path::new(""), error),
         }
     }
     Ok(Walked {
@@ -184,6 +179,22 @@ pub fn walk_volume(
         summary,
         mode_change,
     })
+}
+
+/// Gives the walked top directory `mode` (after chown, which may clear set-id bits), or with
+/// `check_only` only looks; returns the change it needed, if any.
+fn set_top_mode(top: &OwnedFd, mode: Mode, check_only: bool) -> Result<Option<(Mode, Mode)>, String> {
+    let now = crate::host::walk::stat_fd(top)
+        .map_err(|e| format!("stat: {}", explain(e)))?
+        .mode;
+    if now == mode {
+        return Ok(None);
+    }
+    if !check_only {
+        let bits = NixMode::from_bits_truncate(mode.bits() as libc::mode_t);
+        fchmod(top, bits).map_err(|e| format!("chmod: {}", explain(e)))?;
+    }
+    Ok(Some((now, mode)))
 }
 
 /// Errors with a hint where the cause is usually the unit's sandbox.

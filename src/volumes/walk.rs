@@ -2,10 +2,12 @@
 //! directories.
 //!
 //! An entry is changed by name (`fchownat(dir, name, AT_SYMLINK_NOFOLLOW)`) only in a directory
-//! where nobody but root can rename or add entries ([`entries_fixed`]); elsewhere through an
-//! `O_PATH` descriptor of the very inode that was judged, so a name swapped for a hard link to
-//! another file after the look is never the one changed. A directory is re-owned after its
-//! entries, so that re-owning it opens no window for its new owner during its own walk.
+//! where nobody but root can rename or add entries ([`entries_fixed`]), looked at again right
+//! before each such change (another walk of the same directory, reached twice through renames
+//! or in another process, may have re-owned it); elsewhere through an `O_PATH` descriptor of the
+//! very inode that was judged, so a name swapped for a hard link to another file after the look
+//! is never the one changed. A directory is re-owned after its entries, so that re-owning it
+//! opens no window for its new owner during its own walk.
 //!
 //! Threads share a bounded stack of open directories; a thread that finds the stack full walks
 //! the subdirectory itself (depth first, at most [`MAX_DEPTH`] levels), so open descriptors stay
@@ -95,6 +97,12 @@ pub fn statx(dir: BorrowedFd<'_>, name: &CStr, empty_path: bool) -> Result<(Seen
         mnt,
     };
     Ok((seen, st.stx_ino))
+}
+
+/// Are `dir`'s entries still only root's to change ([`entries_fixed`] of a fresh `statx`)? A
+/// failed look says no.
+fn entries_still_fixed(dir: &OwnedFd) -> bool {
+    statx(dir.as_fd(), c"", true).is_ok_and(|(now, _)| entries_fixed(&now))
 }
 
 /// Reads directory entries into `buf`; returns the bytes filled, 0 at the end.
@@ -319,15 +327,20 @@ impl Worker<'_, '_> {
             }
             _ if seen.kind == FileKind::Directory => self.open_subdirectory(dir, name, ino, path, depth),
             Verdict::Correct => false,
-            Verdict::Change => {
-                if !self.walk.check_only {
-                    let (uid, gid) = self.ids();
-                    if let Err(e) = fchownat(dir, name, Some(uid), Some(gid), AtFlags::AT_SYMLINK_NOFOLLOW) {
-                        self.summary.fail(&child(), format!("chown: {e}"));
-                        return true;
-                    }
-                }
+            Verdict::Change if self.walk.check_only => {
                 self.summary.wrong(seen.uid, seen.gid);
+                true
+            }
+            // Re-owned since it was opened (by another walk of it): its new owner may swap names.
+            Verdict::Change if !entries_still_fixed(dir) => {
+                self.change_by_descriptor(dir, name, path, Some(ino), depth)
+            }
+            Verdict::Change => {
+                let (uid, gid) = self.ids();
+                match fchownat(dir, name, Some(uid), Some(gid), AtFlags::AT_SYMLINK_NOFOLLOW) {
+                    Ok(()) => self.summary.wrong(seen.uid, seen.gid),
+                    Err(e) => self.summary.fail(&child(), format!("chown: {e}")),
+                }
                 true
             }
         }
