@@ -56,7 +56,7 @@ complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand reload" -l timeout
 complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand reload" -l config -d 'Main config file; drop-ins are read from nonrootd.d/ beside it [default: /etc/nonrootd/nonrootd.toml]. With it, `apply` works in-process instead of asking the daemon' -r -F
 complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand reload" -l state-dir -d 'Where nonrootd records what it granted [default: $STATE_DIRECTORY or /var/lib/nonrootd]' -r -F
 complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand reload" -s v -l verbose -d 'Log more (-v: changes, -vv: debugging)'
-complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand reload" -s h -l help -d 'Print help'
+complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand reload" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand check-config" -l unit-dir -d 'Where to look for nonrootd.service and its drop-ins, lowest priority first [default: /lib/systemd/system /usr/lib/systemd/system /run/systemd/system /etc/systemd/system]' -r -F
 complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand check-config" -l config -d 'Main config file; drop-ins are read from nonrootd.d/ beside it [default: /etc/nonrootd/nonrootd.toml]. With it, `apply` works in-process instead of asking the daemon' -r -F
 complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand check-config" -l state-dir -d 'Where nonrootd records what it granted [default: $STATE_DIRECTORY or /var/lib/nonrootd]' -r -F

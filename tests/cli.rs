@@ -282,3 +282,57 @@ fn check_config_names_paths_the_shipped_unit_may_not_write_and_the_drop_in_to_ad
     let out = nonrootctl(&["--config", &main, "check-config", "--unit-dir", unit_dir]);
     assert!(out.status.success(), "{}", text(&out.stderr));
 }
+
+#[test]
+fn check_config_advises_protect_home_read_only_for_paths_below_home() {
+    let scratch = Scratch::disk();
+    let units = scratch.mkdir("units", 0o755);
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("systemd/nonrootd.service"),
+        units.join("nonrootd.service"),
+    )
+    .unwrap();
+    let unit_dir = units.to_str().unwrap();
+    let main = write_config(
+        scratch.path(),
+        "nonrootd.toml",
+        "[docker]\ndata_root = \"/home/docker\"\n",
+    );
+    let out = nonrootctl(&["--config", &main, "check-config", "--unit-dir", unit_dir]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("\"[Service]\\nProtectHome=read-only\\nReadWritePaths=/home/docker\""),
+        "{stderr}"
+    );
+
+    let main = write_config(
+        scratch.path(),
+        "nonrootd.toml",
+        "[[volume]]\npath = \"/home/app/data\"\nuid = 999\ngid = 999\n",
+    );
+    let out = nonrootctl(&["--config", &main, "check-config", "--unit-dir", unit_dir]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("note: volume /home/app/data is read-only to the shipped nonrootd.service"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("\"[Service]\\nProtectHome=read-only\\nReadWritePaths=/home/app/data\""),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn a_timeout_too_long_to_wait_for_is_a_usage_error() {
+    let out = nonrootctl(&["status", "--timeout", "1e30s"]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr
+            .contains("invalid value '1e30s' for '--timeout <DURATION>': \"1e30s\" is longer than a year (31536000s)"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}

@@ -122,6 +122,10 @@ fn ready_after_the_first_apply_and_status_is_open_to_everyone() {
         human.contains(&format!("✓ sockets {} (user:4321:rw-)", setup.sock.display())),
         "{human}"
     );
+    assert!(
+        human.contains("Bus: connected, not following systemd (re-applies on inotify and API calls only)"),
+        "{human}"
+    );
 
     daemon.signal(Signal::SIGTERM);
     daemon.wait_note("STOPPING=1");
@@ -244,11 +248,81 @@ fn a_broken_config_on_reload_is_refused_and_the_old_one_stays() {
     write_root_file(&config, &good.replace("users = [4321]", "users = [4322]"));
     daemon.signal(Signal::SIGHUP);
     daemon.wait_note("reload (SIGHUP)");
-    assert!(can_connect_as(4322, 4322, &[], &setup.sock));
-    assert!(
-        !can_connect_as(4321, 4321, &[], &setup.sock),
-        "the old grant was not revoked"
+    // An apply of the old config still waiting for the lock may come last; the new one follows.
+    wait_for(
+        Duration::from_secs(5),
+        || can_connect_as(4322, 4322, &[], &setup.sock) && !can_connect_as(4321, 4321, &[], &setup.sock),
+        "the new grant, and the old one revoked",
     );
+}
+
+/// The status as root sees it.
+fn status_json(setup: &Setup) -> serde_json::Value {
+    let out = setup.ctl(None, &["status", "--json"]);
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out.stderr)))
+}
+
+#[test]
+fn reload_answers_once_the_config_is_in_force_and_the_apply_follows() {
+    let setup = setup();
+    let _daemon = setup.start();
+    let config = setup.scratch.join("etc/nonrootd.toml");
+    let good = std::fs::read_to_string(&config).unwrap();
+    write_root_file(&config, &good.replace("users = [4321]", "users = [4322]"));
+    // The apply that follows waits for this lock; the answer must not.
+    let lock_file = nonrootd::lock::LockFile::open(&setup.scratch.join("state")).unwrap();
+    let held = lock_file.acquire(Duration::from_secs(5)).unwrap();
+    let out = setup.ctl(None, &["reload", "--timeout", "3s"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        "nonrootd reloaded its config and applies it now (see nonrootctl status)\n"
+    );
+    drop(held);
+    wait_for(
+        Duration::from_secs(10),
+        || {
+            let status = status_json(&setup);
+            let paths = status["paths"].as_array().unwrap().clone();
+            // The docker row comes from the loop's apply only (the fixer's are of sockets).
+            paths.iter().any(|p| p["duty"] == "docker")
+                && paths.len() == 2
+                && paths.iter().all(|p| p["outcome"] != "failed")
+                && paths
+                    .iter()
+                    .any(|p| p["duty"] == "sockets" && p["desired"] == "user:4322:rw-")
+        },
+        "the reload's apply in the status",
+    );
+    // The socket fixer's apply of the old config, waiting for the lock too, may come last; its
+    // own apply of the new config follows.
+    wait_for(
+        Duration::from_secs(10),
+        || can_connect_as(4322, 4322, &[], &setup.sock),
+        "the new config's ACL",
+    );
+}
+
+#[test]
+fn a_bus_that_never_answers_holds_up_readiness_only_for_the_connection_limit() {
+    let setup = setup();
+    // Where DaemonProcess points the daemon when it is given no bus: accepts, never answers.
+    let _silent_bus = listen(&setup.scratch.join("no-bus-here"), 0o666);
+    let started = std::time::Instant::now();
+    let daemon = DaemonProcess::start(
+        setup.scratch.path(),
+        None,
+        &setup.scratch.join("etc/nonrootd.toml"),
+        &setup.scratch.join("state"),
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(9),
+        "READY=1 after {:?}",
+        started.elapsed()
+    );
+    let log = daemon.log_text();
+    assert!(log.contains("no system bus (no answer within 5s)"), "{log}");
+    assert_eq!(mode_of(&setup.image), 0o750);
 }
 
 #[test]
@@ -273,7 +347,7 @@ fn without_a_system_bus_it_warns_once_and_works_on_inotify() {
 }
 
 #[test]
-fn subordinate_ids_over_the_bus_need_root_to_change_and_anyone_may_list() {
+fn subordinate_ids_over_the_bus_need_root() {
     let setup = setup();
     let etc = setup.scratch.mkdir("subids", 0o755);
     write_root_file(&etc.join("subuid"), "root:100000:65536\n");
@@ -317,7 +391,13 @@ fn subordinate_ids_over_the_bus_need_root_to_change_and_anyone_may_list() {
         std::fs::read_to_string(etc.join("subgid")).unwrap(),
         "root:100000:65536\nacme:165536:1000\n"
     );
-    let listed = busctl(Some(65534), &["ListSubids"]);
+    // Which ranges nonrootd manages is in its state directory, closed to others.
+    let refused = busctl(Some(65534), &["ListSubids"]);
+    assert!(!refused.status.success());
+    let stderr = text(&refused.stderr);
+    assert!(stderr.contains("ListSubids needs root; :1."), "{stderr}");
+    assert!(stderr.contains("runs as uid 65534 (try sudo)"), "{stderr}");
+    let listed = busctl(None, &["ListSubids"]);
     assert!(listed.status.success(), "{}", text(&listed.stderr));
     assert!(text(&listed.stdout).contains("acme"), "{}", text(&listed.stdout));
     let released = busctl(None, &["ReleaseSubids", "s", "acme"]);

@@ -77,10 +77,20 @@ pub fn uncovered(written: &[WrittenPath], allowed: &[PathBuf]) -> Vec<WrittenPat
         .collect()
 }
 
-/// The drop-in an admin adds so that nonrootd may write `path`.
+/// What the unit's `ProtectHome=yes` hides from nonrootd; `ReadWritePaths=` cannot open a path
+/// below them again.
+const PROTECTED_HOMES: [&str; 3] = ["/home", "/root", "/run/user"];
+
+/// The drop-in an admin adds so that nonrootd may write `path`. Below /home, /root or
+/// /run/user it also turns `ProtectHome=yes` into `read-only`, below which `ReadWritePaths=`
+/// works.
 pub fn drop_in_advice(path: &Path) -> String {
+    let protect_home = match PROTECTED_HOMES.iter().any(|home| path.starts_with(home)) {
+        true => "ProtectHome=read-only\\n",
+        false => "",
+    };
     format!(
-        "add /etc/systemd/system/nonrootd.service.d/paths.conf with \"[Service]\\nReadWritePaths={}\", then systemctl daemon-reload and restart nonrootd",
+        "add /etc/systemd/system/nonrootd.service.d/paths.conf with \"[Service]\\n{protect_home}ReadWritePaths={}\", then systemctl daemon-reload and restart nonrootd",
         path.display()
     )
 }
@@ -124,5 +134,21 @@ mod tests {
         );
         assert!(uncovered(&written_paths(&config, Some(Path::new("/var/lib/docker"))), &allowed).len() == 1);
         assert!(drop_in_advice(Path::new("/srv")).contains("ReadWritePaths=/srv"));
+    }
+
+    #[test]
+    fn paths_below_the_protected_homes_are_advised_protect_home_read_only() {
+        for path in ["/home/app/data", "/root/data", "/run/user/1000/data"] {
+            let advice = drop_in_advice(Path::new(path));
+            assert!(
+                advice.contains(&format!(
+                    "\"[Service]\\nProtectHome=read-only\\nReadWritePaths={path}\""
+                )),
+                "{advice}"
+            );
+        }
+        for path in ["/srv/data", "/homestead", "/run/docker.sock"] {
+            assert!(!drop_in_advice(Path::new(path)).contains("ProtectHome"), "{path}");
+        }
     }
 }

@@ -1,9 +1,9 @@
 //! The daemon's status document (what `Status()` returns over D-Bus) and its rendering for
 //! `nonrootctl status`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
@@ -58,8 +58,20 @@ pub struct PathBook {
 }
 
 impl PathBook {
-    /// Records what an apply found at time `now`.
+    /// Records what an apply found at time `now`. A report covers each path it names
+    /// completely (an apply of one socket leaves the other paths out, never part of that
+    /// socket's entries), so the rows of a named path that it no longer has are dropped: a
+    /// refusal whose cause is gone (a user created since) does not linger.
     pub fn record(&mut self, report: &Report, now: u64) {
+        let named: BTreeSet<(Duty, &Path)> = report.entries.iter().map(|e| (e.duty, e.path.as_path())).collect();
+        let current: BTreeSet<(Duty, &Path, &str)> = report
+            .entries
+            .iter()
+            .map(|e| (e.duty, e.path.as_path(), e.desired.as_str()))
+            .collect();
+        self.paths.retain(|(duty, path, desired), _| {
+            !named.contains(&(*duty, path.as_path())) || current.contains(&(*duty, path.as_path(), desired.as_str()))
+        });
         for entry in &report.entries {
             let key = (entry.duty, entry.path.clone(), entry.desired.clone());
             let status = self.paths.entry(key).or_insert_with(|| PathStatus {
@@ -145,10 +157,10 @@ pub fn render(status: &DaemonStatus, color: bool) -> String {
         ago(status.now.saturating_sub(status.started_at))
     );
     let _ = writeln!(out, "    Config: {}", status.config.display());
-    let bus = if status.system_bus {
-        "connected, following systemd"
-    } else {
-        "not connected (inotify only)"
+    let bus = match (status.system_bus, status.following_systemd) {
+        (true, true) => "connected, following systemd",
+        (true, false) => "connected, not following systemd (re-applies on inotify and API calls only)",
+        (false, _) => "not connected (inotify only)",
     };
     let _ = writeln!(out, "       Bus: {bus}");
     if let Some(trigger) = &status.last_trigger {
@@ -253,6 +265,86 @@ mod tests {
             })
         );
         assert_eq!(rows[0].last_error, None);
+    }
+
+    #[test]
+    fn a_path_reported_again_loses_the_rows_it_no_longer_has_and_other_paths_keep_theirs() {
+        let mut book = PathBook::default();
+        let refused = Entry {
+            desired: "user cadvisor".into(),
+            ..entry(
+                "/run/docker.sock",
+                Outcome::Refused {
+                    reason: "no such user \"cadvisor\"".into(),
+                },
+            )
+        };
+        let other = entry(
+            "/run/containerd.sock",
+            Outcome::Refused {
+                reason: "is a symlink".into(),
+            },
+        );
+        book.record(
+            &Report {
+                entries: vec![refused, entry("/run/docker.sock", Outcome::Correct), other.clone()],
+            },
+            100,
+        );
+        // The user exists now: one socket's apply grants it.
+        let granted = Entry {
+            desired: "user:4321:rw-, user:999:rw-".into(),
+            ..entry(
+                "/run/docker.sock",
+                Outcome::Changed {
+                    change: "+user:999:rw-".into(),
+                },
+            )
+        };
+        book.record(
+            &Report {
+                entries: vec![granted.clone()],
+            },
+            160,
+        );
+        let rows: Vec<Entry> = book.snapshot().into_iter().map(|row| row.entry).collect();
+        assert_eq!(rows, [other, granted]);
+        // An empty report (a failed apply) names no path and drops nothing.
+        book.record(&Report::default(), 200);
+        assert_eq!(book.snapshot().len(), 2);
+    }
+
+    #[test]
+    fn the_bus_line_tells_following_systemd_apart_from_being_connected() {
+        let mut status = DaemonStatus {
+            version: "0.1.0".into(),
+            pid: 42,
+            started_at: 0,
+            now: 0,
+            config: PathBuf::from("/etc/nonrootd/nonrootd.toml"),
+            system_bus: true,
+            following_systemd: false,
+            last_trigger: None,
+            reload_error: None,
+            paths: Vec::new(),
+        };
+        let bus_line = |status: &DaemonStatus| {
+            render(status, false)
+                .lines()
+                .find(|l| l.trim_start().starts_with("Bus:"))
+                .unwrap()
+                .trim()
+                .to_string()
+        };
+        assert_eq!(
+            bus_line(&status),
+            "Bus: connected, not following systemd (re-applies on inotify and API calls only)"
+        );
+        status.following_systemd = true;
+        assert_eq!(bus_line(&status), "Bus: connected, following systemd");
+        status.system_bus = false;
+        status.following_systemd = false;
+        assert_eq!(bus_line(&status), "Bus: not connected (inotify only)");
     }
 
     #[test]

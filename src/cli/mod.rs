@@ -49,6 +49,9 @@ enum Command {
     /// in-process otherwise.
     Apply(ApplyArgs),
     /// Make the daemon re-read its config; a broken config is refused and the old one kept.
+    ///
+    /// Returns once the new config is in force (or refused); the daemon applies it right
+    /// after, and `nonrootctl status` shows the outcome.
     Reload(TimeoutArgs),
     /// Validate the main file and its drop-ins; exit 1 naming file, line and key of every problem,
     /// and every configured path the installed nonrootd.service may not write.
@@ -121,14 +124,21 @@ struct ApplyArgs {
     timeout: Duration,
 }
 
-/// Parses "5", "5s", "500ms" or "1.5s".
+/// The longest `--timeout`: a year. Longer ones are refused: a deadline much further away
+/// cannot be computed.
+const LONGEST_TIMEOUT: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// Parses "5", "5s", "500ms" or "1.5s", up to [`LONGEST_TIMEOUT`].
 fn parse_duration(text: &str) -> Result<Duration, String> {
     let (number, scale) = match text.strip_suffix("ms") {
         Some(ms) => (ms, 0.001),
         None => (text.strip_suffix('s').unwrap_or(text), 1.0),
     };
     match number.parse::<f64>() {
-        Ok(n) if n.is_finite() && n >= 0.0 => Ok(Duration::from_secs_f64(n * scale)),
+        Ok(n) if n.is_finite() && n >= 0.0 => Duration::try_from_secs_f64(n * scale)
+            .ok()
+            .filter(|duration| *duration <= LONGEST_TIMEOUT)
+            .ok_or_else(|| format!("{text:?} is longer than a year ({}s)", LONGEST_TIMEOUT.as_secs())),
         _ => Err(format!("{text:?} is not a duration like 5s or 500ms")),
     }
 }
@@ -262,8 +272,9 @@ fn check_config(path: &std::path::Path, args: &CheckConfigArgs) -> ExitCode {
     println!("{}: valid ({drop_ins} drop-ins)", path.display());
     for volume in crate::volumes::outside_unit(&config) {
         println!(
-            "note: volume {0} is read-only to the shipped nonrootd.service; give it with `systemctl edit nonrootd`: [Service] ReadWritePaths={0}",
-            volume.display()
+            "note: volume {} is read-only to the shipped nonrootd.service: {}",
+            volume.display(),
+            sandbox::drop_in_advice(&volume)
         );
     }
     ExitCode::SUCCESS
@@ -342,7 +353,7 @@ fn status(config_path: &std::path::Path, state_dir: &std::path::Path, args: &Sta
 fn reload(args: &TimeoutArgs) -> ExitCode {
     match client::call(args.timeout, |daemon| async move { daemon.reload().await }) {
         Ok(()) => {
-            println!("nonrootd reloaded its config");
+            println!("nonrootd reloaded its config and applies it now (see nonrootctl status)");
             ExitCode::SUCCESS
         }
         Err(e @ CallError::NoDaemon(_)) => {
@@ -479,6 +490,12 @@ mod tests {
         assert_eq!(parse_duration("2"), Ok(Duration::from_secs(2)));
         assert!(parse_duration("-1s").is_err());
         assert!(parse_duration("soon").is_err());
+        assert_eq!(parse_duration("31536000s"), Ok(LONGEST_TIMEOUT));
+        assert_eq!(
+            parse_duration("1e30s"),
+            Err("\"1e30s\" is longer than a year (31536000s)".into())
+        );
+        assert!(parse_duration("31536001s").is_err());
     }
 
     #[test]

@@ -4,6 +4,7 @@
 use nonrootd_core::duty::DutySet;
 use nonrootd_core::report::Report;
 use nonrootd_core::status::DaemonStatus;
+use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::cli::subids::{Output, SubidsCommand};
@@ -34,6 +35,8 @@ pub enum ApiError {
     InvalidArgs(String),
     /// The daemon tried and failed.
     Failed(String),
+    /// The daemon's queue is full; try again.
+    Busy(String),
 }
 
 /// The object served at `/org/nonrootd1`.
@@ -41,50 +44,77 @@ pub struct Manager {
     pub requests: mpsc::Sender<Request>,
 }
 
-/// The uid of the process that sent a call: asked of the bus daemon, or taken from the socket's
-/// peer credentials on a peer-to-peer connection.
-async fn caller_uid(conn: &Connection, header: &Header<'_>) -> Result<u32, ApiError> {
-    match header.sender() {
-        Some(sender) if conn.is_bus() => {
-            let dbus = zbus::fdo::DBusProxy::new(conn).await?;
-            dbus.get_connection_unix_user(sender.clone().into())
-                .await
-                .map_err(|e| ApiError::Failed(format!("cannot identify the caller: {e}")))
-        }
-        _ => {
-            let creds = conn.peer_creds().await.map_err(|e| ApiError::Failed(e.to_string()))?;
-            creds
-                .unix_user_id()
-                .ok_or_else(|| ApiError::AccessDenied("the caller's uid is unknown".into()))
-        }
+/// Who sent a call: its unique bus name ("the caller" on a peer-to-peer connection) and uid.
+struct Caller {
+    name: String,
+    uid: u32,
+}
+
+impl Caller {
+    /// Identifies the sender of a call: its uid is asked of the bus daemon, or taken from the
+    /// socket's peer credentials on a peer-to-peer connection.
+    async fn of(conn: &Connection, header: &Header<'_>) -> Result<Caller, ApiError> {
+        let uid = match header.sender() {
+            Some(sender) if conn.is_bus() => {
+                let dbus = zbus::fdo::DBusProxy::new(conn).await?;
+                dbus.get_connection_unix_user(sender.clone().into())
+                    .await
+                    .map_err(|e| ApiError::Failed(format!("cannot identify the caller: {e}")))?
+            }
+            _ => {
+                let creds = conn.peer_creds().await.map_err(|e| ApiError::Failed(e.to_string()))?;
+                creds
+                    .unix_user_id()
+                    .ok_or_else(|| ApiError::AccessDenied("the caller's uid is unknown".into()))?
+            }
+        };
+        let name = header
+            .sender()
+            .map_or_else(|| "the caller".to_string(), |s| s.to_string());
+        Ok(Caller { name, uid })
+    }
+
+    fn is_root(&self) -> bool {
+        self.uid == 0
     }
 }
 
-async fn require_root(conn: &Connection, header: &Header<'_>, action: &str) -> Result<(), ApiError> {
-    let uid = caller_uid(conn, header).await?;
-    if uid == 0 {
-        return Ok(());
+/// Identifies the caller and refuses anyone but root.
+async fn require_root(conn: &Connection, header: &Header<'_>, action: &str) -> Result<Caller, ApiError> {
+    let caller = Caller::of(conn, header).await?;
+    if caller.is_root() {
+        return Ok(caller);
     }
-    let who = header
-        .sender()
-        .map_or_else(|| "the caller".to_string(), |s| s.to_string());
     Err(ApiError::AccessDenied(format!(
-        "{action} needs root; {who} runs as uid {uid} (try sudo)"
+        "{action} needs root; {} runs as uid {} (try sudo)",
+        caller.name, caller.uid
     )))
 }
 
 impl Manager {
-    async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Request) -> Result<T, ApiError> {
+    /// Hands a request to the event loop and waits for the answer. Root waits for a slot in the
+    /// loop's queue; anyone else is told at once that the daemon is busy when the queue is full,
+    /// so that no user can hold up root's calls by filling it.
+    async fn ask<T>(&self, caller: &Caller, make: impl FnOnce(oneshot::Sender<T>) -> Request) -> Result<T, ApiError> {
         let (reply, answer) = oneshot::channel();
         let gone = || ApiError::Failed("the daemon is shutting down".into());
-        self.requests.send(make(reply)).await.map_err(|_| gone())?;
+        let request = make(reply);
+        if caller.is_root() {
+            self.requests.send(request).await.map_err(|_| gone())?;
+        } else {
+            self.requests.try_send(request).map_err(|e| match e {
+                TrySendError::Full(_) => ApiError::Busy(format!(
+                    "nonrootd is busy, try again: its queue is full and only root's calls wait for a slot ({} runs as uid {})",
+                    caller.name, caller.uid
+                )),
+                TrySendError::Closed(_) => gone(),
+            })?;
+        }
         answer.await.map_err(|_| gone())
     }
-}
 
-impl Manager {
-    async fn subids(&self, command: SubidsCommand) -> Result<String, ApiError> {
-        let output = self.ask(|reply| Request::Subids(command, reply)).await?;
+    async fn subids(&self, caller: &Caller, command: SubidsCommand) -> Result<String, ApiError> {
+        let output = self.ask(caller, |reply| Request::Subids(command, reply)).await?;
         if output.success {
             Ok(output.stdout)
         } else {
@@ -105,9 +135,15 @@ fn to_json<T: serde::Serialize>(value: &T) -> Result<String, ApiError> {
 #[interface(name = "org.nonrootd1.Manager")]
 impl Manager {
     /// The daemon's status as JSON: version, uptime, last trigger, and per duty and path the
-    /// desired and observed state, last change and last error. Open to every user.
-    async fn status(&self) -> Result<String, ApiError> {
-        to_json(&self.ask(Request::Status).await?)
+    /// desired and observed state, last change and last error. Open to every user; others than
+    /// root are answered Busy while the daemon's queue is full.
+    async fn status(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> Result<String, ApiError> {
+        let caller = Caller::of(conn, &header).await?;
+        to_json(&self.ask(&caller, Request::Status).await?)
     }
 
     /// Applies the named duties now (all when empty) and returns the report as JSON. Root only.
@@ -117,22 +153,24 @@ impl Manager {
         #[zbus(connection)] conn: &Connection,
         duties: Vec<String>,
     ) -> Result<String, ApiError> {
-        require_root(conn, &header, "Apply").await?;
+        let caller = require_root(conn, &header, "Apply").await?;
         let duties = match duties.is_empty() {
             true => DutySet::ALL,
             false => DutySet::parse(&duties.join(",")).map_err(ApiError::InvalidArgs)?,
         };
-        to_json(&self.ask(|reply| Request::Apply(duties, reply)).await?)
+        to_json(&self.ask(&caller, |reply| Request::Apply(duties, reply)).await?)
     }
 
-    /// Re-reads the config; an invalid config is refused and the old one stays in force. Root only.
+    /// Re-reads the config and answers once it is in force; an invalid config is refused (the
+    /// error names file and line) and the old one stays. The apply of every duty follows the
+    /// answer; its outcome shows in Status(). Root only.
     async fn reload(
         &self,
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &Connection,
     ) -> Result<(), ApiError> {
-        require_root(conn, &header, "Reload").await?;
-        self.ask(Request::Reload).await?.map_err(ApiError::Failed)
+        let caller = require_root(conn, &header, "Reload").await?;
+        self.ask(&caller, Request::Reload).await?.map_err(ApiError::Failed)
     }
 
     /// Gives tenant NAME (user name or uid) COUNT subordinate uids and gids (0: the configured
@@ -144,14 +182,14 @@ impl Manager {
         name: String,
         count: u32,
     ) -> Result<String, ApiError> {
-        require_root(conn, &header, "AllocateSubids").await?;
+        let caller = require_root(conn, &header, "AllocateSubids").await?;
         let count = (count > 0).then_some(count);
-        self.subids(SubidsCommand::Allocate {
+        let command = SubidsCommand::Allocate {
             names: vec![name],
             count,
             grow: false,
-        })
-        .await
+        };
+        self.subids(&caller, command).await
     }
 
     /// Removes tenant NAME's ranges from both files and quarantines them. Root only.
@@ -161,28 +199,49 @@ impl Manager {
         #[zbus(connection)] conn: &Connection,
         name: String,
     ) -> Result<String, ApiError> {
-        require_root(conn, &header, "ReleaseSubids").await?;
-        self.subids(SubidsCommand::Release { name }).await
+        let caller = require_root(conn, &header, "ReleaseSubids").await?;
+        self.subids(&caller, SubidsCommand::Release { name }).await
     }
 
-    /// Every range in both files as JSON (owner, start, count, file, line, managed).
-    async fn list_subids(&self) -> Result<String, ApiError> {
-        self.subids(SubidsCommand::List { json: true }).await
+    /// Every range in both files as JSON (owner, start, count, file, line, managed). Root only:
+    /// which ranges nonrootd manages is in its state directory (mode 0700); the files
+    /// themselves are world-readable.
+    async fn list_subids(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> Result<String, ApiError> {
+        let caller = require_root(conn, &header, "ListSubids").await?;
+        self.subids(&caller, SubidsCommand::List { json: true }).await
     }
 
     /// The daemon's version.
-    #[zbus(property)]
+    #[zbus(property(emits_changed_signal = "const"))]
     fn version(&self) -> String {
         env!("CARGO_PKG_VERSION").to_string()
     }
 
     /// "running" when every path is right, "degraded" when something is refused or failed.
-    #[zbus(property)]
-    async fn state(&self) -> String {
-        match self.ask(Request::Status).await {
-            Ok(status) if status.healthy() => "running".into(),
-            Ok(_) => "degraded".into(),
-            Err(_) => "stopping".into(),
+    /// Read on demand: no change signal is sent (PathChanged tells of each change).
+    #[zbus(property(emits_changed_signal = "false"))]
+    async fn state(
+        &self,
+        #[zbus(header)] header: Option<Header<'_>>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> zbus::fdo::Result<String> {
+        let Some(header) = header else {
+            return Err(zbus::fdo::Error::NotSupported(
+                "State is answered to bus callers only".into(),
+            ));
+        };
+        let caller = Caller::of(conn, &header)
+            .await
+            .map_err(|e| zbus::fdo::Error::Failed(e.to_string()))?;
+        match self.ask(&caller, Request::Status).await {
+            Ok(status) if status.healthy() => Ok("running".into()),
+            Ok(_) => Ok("degraded".into()),
+            Err(ApiError::Busy(why)) => Err(zbus::fdo::Error::LimitsExceeded(why)),
+            Err(_) => Ok("stopping".into()),
         }
     }
 
@@ -238,6 +297,39 @@ mod tests {
                 })),
             }
         }
+    }
+
+    #[tokio::test]
+    async fn others_than_root_are_told_busy_when_the_queue_is_full_and_root_waits() {
+        let (requests, mut request_rx) = mpsc::channel(1);
+        let manager = Manager { requests };
+        let (filler, _) = oneshot::channel();
+        manager.requests.try_send(Request::Status(filler)).unwrap();
+        let user = Caller {
+            name: ":1.7".into(),
+            uid: 65534,
+        };
+        match manager.ask(&user, Request::Status).await {
+            Err(ApiError::Busy(message)) => {
+                assert!(message.starts_with("nonrootd is busy, try again"), "{message}");
+                assert!(message.contains(":1.7 runs as uid 65534"), "{message}");
+            }
+            Err(other) => panic!("{other:?}"),
+            Ok(_) => panic!("a user's call waited for a slot"),
+        }
+        let root = Caller {
+            name: ":1.8".into(),
+            uid: 0,
+        };
+        let serve = async {
+            drop(request_rx.recv().await);
+            match request_rx.recv().await {
+                Some(Request::Status(reply)) => drop(reply.send(status())),
+                _ => panic!("root's call did not arrive"),
+            }
+        };
+        let (answer, ()) = tokio::join!(manager.ask(&root, Request::Status), serve);
+        assert_eq!(answer.unwrap().pid, 7);
     }
 
     #[tokio::test]

@@ -13,6 +13,10 @@ use super::systemd::{Cue, Watcher};
 
 const FIRST_RETRY: Duration = Duration::from_millis(100);
 const LAST_RETRY: Duration = Duration::from_secs(10);
+/// How long one attempt to connect and own the name may take: READY=1 waits for the first,
+/// and a bus that accepts but does not answer must not hold it until `TimeoutStartSec=`.
+/// Past it the daemon works without the bus and keeps trying, as when there is none.
+const CONNECT_LIMIT: Duration = Duration::from_secs(5);
 
 /// What the bus side tells the event loop.
 pub enum BusEvent {
@@ -65,7 +69,7 @@ async fn session(
     requests: &mpsc::Sender<Request>,
     events: &mpsc::Sender<BusEvent>,
 ) -> zbus::Result<()> {
-    let conn = zbus::connection::Builder::system()
+    let connect = zbus::connection::Builder::system()
         .serve_at(
             OBJECT_PATH,
             Manager {
@@ -73,8 +77,10 @@ async fn session(
             },
         )
         .name(BUS_NAME)
-        .build()
-        .await?;
+        .build();
+    let conn = tokio::time::timeout(CONNECT_LIMIT, connect)
+        .await
+        .map_err(|_| zbus::Error::Failure(format!("no answer within {CONNECT_LIMIT:?}")))??;
     if events.send(BusEvent::Connected(conn.clone())).await.is_err() {
         return Ok(());
     }

@@ -49,6 +49,9 @@ pub struct Daemon {
     started_at: u64,
     last_trigger: Option<Stamped>,
     reload_error: Option<Stamped>,
+    /// The trigger of the apply a reload left for the loop's next turn, so that its caller is
+    /// answered first.
+    reload_apply: Option<String>,
     bus: Option<Connection>,
     following_systemd: bool,
     ready: bool,
@@ -85,6 +88,7 @@ impl Daemon {
             started_at: now(),
             last_trigger: None,
             reload_error: None,
+            reload_apply: None,
             bus: None,
             following_systemd: false,
             ready: false,
@@ -112,6 +116,11 @@ impl Daemon {
             env!("CARGO_PKG_VERSION")
         );
         loop {
+            if let Some(trigger) = self.reload_apply.take() {
+                // The tasks woken meanwhile run first: the Reload() reply is written by then.
+                tokio::task::yield_now().await;
+                self.apply(DutySet::ALL, None, &trigger);
+            }
             tokio::select! {
                 Some(fixed) = self.fixed.recv() => {
                     if fixed.generation == self.generation {
@@ -204,7 +213,8 @@ impl Daemon {
         }
     }
 
-    /// READY=1 once the first apply is done and the bus was tried (owned, or found missing).
+    /// READY=1 once the first apply is done and the bus was tried (owned, found missing, or
+    /// silent for the bus side's connection limit).
     fn mark_ready(&mut self) {
         if !self.ready {
             self.ready = true;
@@ -228,6 +238,8 @@ impl Daemon {
     }
 
     /// Re-reads the config. An invalid one is refused and logged; the old one stays in force.
+    /// The apply of the new one is left for the loop's next turn, so that a caller waiting for
+    /// the reload is answered without waiting for it.
     fn reload(&mut self, why: &str) -> Result<(), String> {
         let config = match config_file::load(&self.config_path) {
             Ok(config) => config,
@@ -258,7 +270,7 @@ impl Daemon {
         });
         self.reload_error = None;
         self.book.clear();
-        self.apply(DutySet::ALL, None, &format!("reload ({why})"));
+        self.reload_apply = Some(format!("reload ({why})"));
         Ok(())
     }
 

@@ -722,7 +722,7 @@ mod tests {
         let staging = s.root.join("staging");
         std::fs::create_dir(&staging).unwrap();
         let _listener = UnixListener::bind(staging.join("docker.sock")).unwrap();
-        std::fs::set_permissions(staging.join("docker.sock"), PermissionsExt::from_mode(0)).unwrap();
+        std::fs::set_permissions(staging.join("docker.sock"), PermissionsExt::from_mode(0o000)).unwrap();
         std::fs::rename(staging.join("docker.sock"), &sock).unwrap();
         assert_eq!(next_outcome(&mut s.reports).await.1, Outcome::Missing);
         assert!(

@@ -51,7 +51,8 @@ restores a socket's ACL the moment the socket is recreated or the ACL is removed
 (inotify on the socket's directory).
 It tells systemd it is ready only after it owns \fBorg.nonrootd1\fR on the system
 bus and the first apply is done.
-Without a system bus it logs one warning and keeps working on inotify.
+Without a system bus it logs one warning and keeps working on inotify; a bus that
+does not answer within 5 seconds counts as none, and it keeps trying to connect.
 .PP
 The thread that restores sockets waits for inotify and writes a new socket's
 grant at deadline scheduling (\fBSCHED_DEADLINE\fR, 1 ms of CPU per 10 ms, which
@@ -62,6 +63,11 @@ It asks NSS nothing meanwhile: the user and group names of \fB[[socket]]\fR are
 looked up at normal priority (at start, on reload and re-checks, and again as each
 grant is recorded, 2 ms after it), and a name whose id changed gets its new id then;
 until then the new socket keeps the id the old one had.
+A socket that appears with mode 0000 and no ACL (Go programs such as dockerd
+without socket activation bind with umask 0777, then chown and chmod) is granted
+at the change of mode that follows, not before: a grant written first would keep
+the socket's group at no access, since a chmod of a file with an ACL changes only
+its mask.
 Where deadline scheduling is refused (a \fBCPUAffinity=\fR, \fBAllowedCPUs=\fR
 or container cpuset that keeps the daemon off some CPUs), it uses real-time
 priority (\fBSCHED_FIFO\fR 1) instead.
@@ -78,8 +84,13 @@ Refused both, the thread runs at normal priority and a warning says so;
 \fBSystemCallFilter=~sched_setattr\fR in a drop-in turns it off.
 .PP
 On the system bus it serves \fBorg.nonrootd1\fR, object \fB/org/nonrootd1\fR,
-interface \fBorg.nonrootd1.Manager\fR: status is open to every user; applying
-and reloading need uid 0.
+interface \fBorg.nonrootd1.Manager\fR: status is open to every user (while the
+daemon's request queue is full, callers other than root are told it is busy
+instead of waiting); applying, reloading and the subordinate id calls, listing
+included, need uid 0.
+A reload is answered once the new configuration is in force, or refused with the
+file and line at fault; the apply of every duty follows, and its outcome shows in
+the status.
 "#;
 
 const NONROOTD_SECTIONS: &str = r#".SH SIGNALS
@@ -110,6 +121,8 @@ The hardened unit.
 Paths outside \fI/etc\fR, \fI/run\fR, \fI/var/lib/docker\fR and
 \fI/sys/firmware/dmi/tables\fR are read-only to the daemon: give others with a
 drop-in (\fBsystemctl edit nonrootd\fR, \fBReadWritePaths=\fR\fIPATH\fR).
+Below \fI/home\fR, \fI/root\fR and \fI/run/user\fR, which the unit's
+\fBProtectHome=yes\fR hides, the drop-in also needs \fBProtectHome=read-only\fR.
 .TP
 .I /usr/lib/systemd/system/docker.service.d/nonrootd.conf
 .TQ
