@@ -450,7 +450,7 @@ _nonrootctl__subcmd__help__subcmd__subids__subcmd__release_commands() {
 (( $+functions[_nonrootctl__subcmd__help__subcmd__volumes_commands] )) ||
 _nonrootctl__subcmd__help__subcmd__volumes_commands() {
     local commands; commands=(
-'check:Walk every volume without changing it; count what is not owned as wanted (exit 1 then)' \
+'check:Walk every volume without changing it; count what is not owned as wanted or could not be judged (exit 1 then)' \
     )
     _describe -t commands 'nonrootctl help volumes commands' commands "$@"
 }
@@ -544,7 +544,7 @@ _nonrootctl__subcmd__subids__subcmd__release_commands() {
 (( $+functions[_nonrootctl__subcmd__volumes_commands] )) ||
 _nonrootctl__subcmd__volumes_commands() {
     local commands; commands=(
-'check:Walk every volume without changing it; count what is not owned as wanted (exit 1 then)' \
+'check:Walk every volume without changing it; count what is not owned as wanted or could not be judged (exit 1 then)' \
 'help:Print this message or the help of the given subcommand(s)' \
     )
     _describe -t commands 'nonrootctl volumes commands' commands "$@"
@@ -557,7 +557,7 @@ _nonrootctl__subcmd__volumes__subcmd__check_commands() {
 (( $+functions[_nonrootctl__subcmd__volumes__subcmd__help_commands] )) ||
 _nonrootctl__subcmd__volumes__subcmd__help_commands() {
     local commands; commands=(
-'check:Walk every volume without changing it; count what is not owned as wanted (exit 1 then)' \
+'check:Walk every volume without changing it; count what is not owned as wanted or could not be judged (exit 1 then)' \
 'help:Print this message or the help of the given subcommand(s)' \
     )
     _describe -t commands 'nonrootctl volumes help commands' commands "$@"

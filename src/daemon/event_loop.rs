@@ -119,7 +119,9 @@ impl Daemon {
             if let Some(trigger) = self.reload_apply.take() {
                 // The tasks woken meanwhile run first: the Reload() reply is written by then.
                 tokio::task::yield_now().await;
-                self.apply(DutySet::ALL, None, &trigger);
+                // The fixer applies the sockets with the new config itself, after whatever it
+                // was doing with the old one: done here too, its old apply could land last.
+                self.apply(DutySet::ALL.without(Duty::Sockets), None, &trigger);
             }
             tokio::select! {
                 Some(fixed) = self.fixed.recv() => {
