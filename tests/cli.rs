@@ -2,7 +2,7 @@
 
 mod common;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use common::*;
@@ -246,15 +246,18 @@ fn a_held_lock_times_out_cleanly() {
     );
 }
 
+/// A unit directory holding the shipped nonrootd.service.
+fn shipped_unit_dir(scratch: &Scratch) -> PathBuf {
+    let units = scratch.mkdir("units", 0o755);
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("systemd/nonrootd.service");
+    std::fs::copy(shipped, units.join("nonrootd.service")).unwrap();
+    units
+}
+
 #[test]
 fn check_config_names_paths_the_shipped_unit_may_not_write_and_the_drop_in_to_add() {
     let scratch = Scratch::disk();
-    let units = scratch.mkdir("units", 0o755);
-    std::fs::copy(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("systemd/nonrootd.service"),
-        units.join("nonrootd.service"),
-    )
-    .unwrap();
+    let units = shipped_unit_dir(&scratch);
     let main = write_config(
         scratch.path(),
         "nonrootd.toml",
@@ -286,12 +289,7 @@ fn check_config_names_paths_the_shipped_unit_may_not_write_and_the_drop_in_to_ad
 #[test]
 fn check_config_advises_protect_home_read_only_for_paths_below_home() {
     let scratch = Scratch::disk();
-    let units = scratch.mkdir("units", 0o755);
-    std::fs::copy(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("systemd/nonrootd.service"),
-        units.join("nonrootd.service"),
-    )
-    .unwrap();
+    let units = shipped_unit_dir(&scratch);
     let unit_dir = units.to_str().unwrap();
     let main = write_config(
         scratch.path(),

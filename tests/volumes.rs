@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use common::{Scratch, chmod, config, mount_tmpfs, run};
 use nonrootd::ids::SystemIds;
-use nonrootd::volumes::{Options, apply, walk_volume};
+use nonrootd::volumes::{Options, Walked, apply, walk_volume};
 use nonrootd_core::config::Config;
 use nonrootd_core::report::Outcome;
 use nonrootd_core::volumes::Skip;
@@ -42,6 +42,17 @@ fn mknod(path: &Path, mode: u32, dev: u64) {
     let c = CString::new(path.as_os_str().as_bytes()).unwrap();
     // SAFETY: a NUL-terminated path; mknod(2) reads it only.
     assert_eq!(unsafe { libc::mknod(c.as_ptr(), mode, dev) }, 0, "mknod {path:?}");
+}
+
+/// The walk of the first volume, never cancelled.
+fn walk_to_the_end(config: &Config) -> Walked {
+    walk_volume(
+        &config.volumes[0],
+        config,
+        &SystemIds,
+        &options(&AtomicBool::new(false)),
+    )
+    .unwrap()
 }
 
 fn volume_config(path: &Path, extra: &str) -> Config {
@@ -184,13 +195,7 @@ fn hard_links_of_every_kind_are_left_alone() {
         assert_eq!(std::fs::symlink_metadata(vol.join(name)).unwrap().nlink(), 2, "{name}");
     }
     let config = volume_config(&vol, "");
-    let walked = walk_volume(
-        &config.volumes[0],
-        &config,
-        &SystemIds,
-        &options(&AtomicBool::new(false)),
-    )
-    .unwrap();
+    let walked = walk_to_the_end(&config);
     for name in ["fifo", "sock", "symlink"] {
         assert_eq!(owner(&outside.join(name)), (0, 0), "{name} changed owner");
     }
@@ -241,13 +246,7 @@ fn wide_and_deep_trees_are_walked_completely() {
     std::fs::create_dir_all(&deep).unwrap();
     std::fs::write(deep.join("bottom"), "").unwrap();
     let config = volume_config(&vol, "");
-    let walked = walk_volume(
-        &config.volumes[0],
-        &config,
-        &SystemIds,
-        &options(&AtomicBool::new(false)),
-    )
-    .unwrap();
+    let walked = walk_to_the_end(&config);
     assert_eq!(walked.summary.changed, 1 + 1200 + 151 + 1, "{:?}", walked.summary);
     assert_eq!(owner(&deep.join("bottom")), (999, 999));
 }
