@@ -255,11 +255,16 @@ fn owners_are_read_as_shadow_reads_them() {
 }
 
 #[test]
-fn lines_shadow_ignores_are_taken_but_no_tenants_range() {
-    let (env, out) = run("acme:100000:65536\r\n", "acme:100000:65536:x\n", &["allocate acme"]);
-    assert_eq!(out, "$ nonrootctl subids allocate acme\nacme 165536 65536\n");
-    assert_eq!(env.read("subuid"), "acme:100000:65536\r\nacme:165536:65536\n");
-    assert_eq!(env.read("subgid"), "acme:100000:65536:x\nacme:165536:65536\n");
+fn a_line_only_some_readers_give_the_tenant_stops_its_allocation() {
+    let (subuid, subgid) = ("acme:100000:65536\r\n", "acme:100000:65536:x\n");
+    let (env, out) = run(subuid, subgid, &["allocate acme"]);
+    assert_eq!(
+        out,
+        "$ nonrootctl subids allocate acme\n\
+         nonrootctl: /etc/subuid: line 1: tenant acme owns it to some readers only (see nonrootctl subids check): fix or remove it first; nothing was written\n\
+         [exit 1]\n"
+    );
+    assert_eq!((env.read("subuid"), env.read("subgid")), (subuid.into(), subgid.into()));
 }
 
 #[test]

@@ -665,6 +665,15 @@ fn validate_subids(s: SubidsLayer, c: &mut Checker) -> SubidsConfig {
             format!("{} is below min {}", max.value, min.value),
         );
     }
+    if let Some(min) = &s.min
+        && min.value == 0
+    {
+        c.error(
+            &min.origin,
+            "subids.min",
+            "0 would hand out id 0, which maps the host's root: the lowest is 1",
+        );
+    }
     if let Some(max) = &s.max
         && max.value == u32::MAX
     {

@@ -427,11 +427,17 @@ impl SubidFile {
         })
     }
 
-    /// The entries that some reader (a shadow version or the Go tools) gives `tenant`.
+    /// The entries that some reader (a shadow version or the Go tools) gives `tenant`. Only
+    /// shadow 4.20 and later compare numeric owners by value, and they read only the lines
+    /// every version reads; the others compare the owner as written.
     pub fn claimed_by<'a>(&'a self, tenant: &'a Tenant) -> impl Iterator<Item = &'a Entry> + 'a {
         self.entries.iter().filter(|e| {
-            (e.shadow != ShadowReads::Never && tenant.owns(self.owner_bytes(e)))
-                || self.go_owner_bytes(e).is_some_and(|owner| tenant.owns(owner))
+            let by_shadow = match e.shadow {
+                ShadowReads::All => tenant.owns(self.owner_bytes(e)),
+                ShadowReads::OlderOnly => tenant.spelled(self.owner_bytes(e)),
+                ShadowReads::Never => false,
+            };
+            by_shadow || self.go_owner_bytes(e).is_some_and(|owner| tenant.spelled(owner))
         })
     }
 
@@ -845,6 +851,12 @@ impl Tenant {
         }
     }
 
+    /// Whether `owner` is written as this tenant: its spelling or the other one (name or uid).
+    pub fn spelled(&self, owner: impl AsRef<[u8]>) -> bool {
+        let owner = owner.as_ref();
+        owner == self.owner.as_bytes() || self.alias().is_some_and(|alias| alias.as_bytes() == owner)
+    }
+
     fn alias(&self) -> Option<&str> {
         self.alias
             .get_or_init(|| self.lookup.and_then(|lookup| lookup(&self.owner)))
@@ -959,6 +971,9 @@ fn push_merged(merged: &mut Vec<Range>, r: Range) {
 pub enum AllocError {
     /// The tenant owns fewer ids than asked in `kind`; `--grow` adds a second range.
     TooSmall { kind: Kind, owned: u64, asked: u64 },
+    /// Line `line` of `kind` is the tenant's to some readers only: a new range would give it
+    /// two to those.
+    Unclear { kind: Kind, line: usize },
     /// No free run of `count` ids between min and max.
     Full { count: u64, limits: Limits },
 }
@@ -974,6 +989,10 @@ impl fmt::Display for AllocError {
                 f,
                 "no {count} free ids left between {} and {} in both files: raise [subids] max or release a tenant",
                 limits.min, limits.max
+            ),
+            AllocError::Unclear { kind, line } => write!(
+                f,
+                "line {line} of {kind} is the tenant's to some readers only (see nonrootctl subids check): fix or remove it first"
             ),
         }
     }
@@ -1013,6 +1032,15 @@ pub struct Request<'a> {
 /// else the lowest free ones. Owning fewer than `count` ids is an error unless `grow`, which
 /// adds the difference as a second range (one start for both files when both lack the same).
 pub fn plan(req: &Request<'_>) -> Result<Plan, AllocError> {
+    for (kind, file) in [(Kind::Subuid, req.subuid), (Kind::Subgid, req.subgid)] {
+        let owned: Vec<usize> = file.owned_by(req.tenant).map(Entry::line).collect();
+        if let Some(unclear) = file.claimed_by(req.tenant).find(|e| !owned.contains(&e.line())) {
+            return Err(AllocError::Unclear {
+                kind,
+                line: unclear.line(),
+            });
+        }
+    }
     let owned = |file: &SubidFile| -> Vec<Range> {
         file.owned_by(req.tenant)
             .map(|e| e.range)
@@ -1644,10 +1672,54 @@ mod tests {
             5,
             "release takes every line a reader gives acme"
         );
-        // Ignored lines are not acme's, but their ids stay taken.
-        let (uid, gid) = (file("acme:100000:65536\r\n"), file("acme:100000:65536:x\n"));
-        let p = plan(&request(&uid, &gid, &t, 65536, false)).unwrap();
+        // A line some readers give acme and others don't: a new range would give acme two
+        // to some, so nothing is planned until it is fixed.
+        let (crlf, extra, plain) = (
+            file("acme:100000:65536\r\n"),
+            file("acme:100000:65536:x\n"),
+            file("acme:100000:65536\n"),
+        );
+        let unclear = |uid, gid| plan(&request(uid, gid, &t, 65536, false)).unwrap_err();
+        assert_eq!(
+            unclear(&crlf, &plain),
+            AllocError::Unclear {
+                kind: Kind::Subuid,
+                line: 1
+            }
+        );
+        assert_eq!(
+            unclear(&plain, &extra),
+            AllocError::Unclear {
+                kind: Kind::Subgid,
+                line: 1
+            }
+        );
+        // What no reader gives acme is only taken.
+        let other = file("acme :100000:65536\n");
+        let p = plan(&request(&other, &other, &t, 65536, false)).unwrap();
         assert_eq!((p.add_subuid[0].start, p.add_subgid[0].start), (165_536, 165_536));
+    }
+
+    #[test]
+    fn a_numeric_owner_is_the_tenants_by_value_only_where_shadow_4_20_reads_the_line() {
+        let t = Tenant::new(&Spelling::parse("acme").unwrap(), Some("1001".into()));
+        let cases = [
+            // (line, owned: what every shadow gives acme, claimed: what some reader gives it)
+            ("1001:100000:65536\n", 1, 1),
+            ("01001:100000:65536\n", 0, 1),
+            ("+1001:100000:65536\n", 0, 0),
+            ("0001001:100000:65536 \n", 0, 0),
+            ("01001:100000:65536:x\n", 0, 0),
+            ("1001:100000:65536:x\n", 0, 1),
+        ];
+        for (line, owned, claimed) in cases {
+            let f = file(line);
+            assert_eq!(
+                (f.owned_by(&t).count(), f.claimed_by(&t).count()),
+                (owned, claimed),
+                "{line:?}"
+            );
+        }
     }
 
     #[test]

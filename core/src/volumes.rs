@@ -112,8 +112,12 @@ pub enum Skip {
     Device,
     /// Gone between reading the directory and looking at it.
     Vanished,
-    /// Replaced by something else between looking at it and opening it.
+    /// Replaced by something else between looking at it and opening it: a new file, judged
+    /// at the next walk.
     Replaced,
+    /// A directory replaced by another between looking at it and opening it: what is below
+    /// it is unjudged.
+    DirectoryReplaced,
     /// Nested deeper than the walk holds directories open.
     TooDeep,
 }
@@ -126,13 +130,14 @@ impl Skip {
             Skip::Device => "device nodes",
             Skip::Vanished => "vanished",
             Skip::Replaced => "replaced during the walk",
+            Skip::DirectoryReplaced => "directories replaced during the walk",
             Skip::TooDeep => "too deep",
         }
     }
 
     /// Leaves an entry (and what is below it) unjudged, so the walk is incomplete.
     pub fn unjudged(self) -> bool {
-        matches!(self, Skip::Replaced | Skip::TooDeep)
+        matches!(self, Skip::DirectoryReplaced | Skip::TooDeep)
     }
 }
 
@@ -528,7 +533,7 @@ mod tests {
                 change: "1 of 4 changed (1 skipped: 1 with hard links (e.g. fifo))".into()
             }
         );
-        for why in [Skip::TooDeep, Skip::Replaced] {
+        for why in [Skip::TooDeep, Skip::DirectoryReplaced] {
             let mut unjudged = left_alone.clone();
             unjudged.wrong(0, 0);
             unjudged.skip(why, || PathBuf::from("a/b"));

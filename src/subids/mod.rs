@@ -65,7 +65,12 @@ impl Settings {
                 .and_then(|n| u32::try_from(n).ok())
                 .unwrap_or(default)
         };
-        let min = || def("SUB_UID_MIN", DEFAULT_MIN).max(def("SUB_GID_MIN", DEFAULT_MIN));
+        // Never id 0: it maps the host's root.
+        let min = || {
+            def("SUB_UID_MIN", DEFAULT_MIN)
+                .max(def("SUB_GID_MIN", DEFAULT_MIN))
+                .max(1)
+        };
         let max = || def("SUB_UID_MAX", DEFAULT_MAX).min(def("SUB_GID_MAX", DEFAULT_MAX));
         let s = &config.subids;
         let tenant_counts = config
@@ -140,6 +145,9 @@ pub enum SubidsError {
     },
     /// No free run of `count` ids between min and max in both files.
     Full { tenant: String, count: u64, limits: Limits },
+    /// Line `line` of `file` is the tenant's to some readers only: a new range would give it
+    /// two to those.
+    Unclear { tenant: String, file: PathBuf, line: usize },
     /// Another process held a lock past the timeout.
     Locked { path: PathBuf, holder: Option<u32> },
     /// A `<file>.lock` that holds no valid pid: left by a crash, it never clears by itself.
@@ -179,6 +187,11 @@ impl SubidsError {
                 asked,
             },
             AllocError::Full { count, limits } => SubidsError::Full { tenant, count, limits },
+            AllocError::Unclear { kind, line } => SubidsError::Unclear {
+                tenant,
+                file: settings.path(kind).to_path_buf(),
+                line,
+            },
         }
     }
 
@@ -190,6 +203,7 @@ impl SubidsError {
                 | SubidsError::ZeroCount { .. }
                 | SubidsError::TooSmall { .. }
                 | SubidsError::Full { .. }
+                | SubidsError::Unclear { .. }
         )
     }
 }
@@ -220,6 +234,11 @@ impl fmt::Display for SubidsError {
                 f,
                 "tenant {tenant}: no {count} free ids left between {} and {} in both files: raise [subids] max or release a tenant",
                 limits.min, limits.max
+            ),
+            SubidsError::Unclear { tenant, file, line } => write!(
+                f,
+                "{}: line {line}: tenant {tenant} owns it to some readers only (see nonrootctl subids check): fix or remove it first; nothing was written",
+                file.display()
             ),
             SubidsError::Locked { path, holder } => {
                 write!(f, "{}: locked", path.display())?;
@@ -550,7 +569,8 @@ fn allocate_tenants(
     Ok(results)
 }
 
-/// Removes every line of `tenant` (by name and by uid) from both files and quarantines the
+/// Removes every line that some reader gives `tenant` (by name or by uid,
+/// [`SubidFile::claimed_by`](rules::SubidFile::claimed_by)) from both files and quarantines the
 /// ranges for `quarantine_days`.
 pub fn release(settings: &Settings, tenant: &str) -> Result<Released, SubidsError> {
     let tenant = identify(tenant)?;
@@ -637,8 +657,8 @@ fn listed(file: &rules::SubidFile, path: &Path, e: &rules::Entry) -> Listed {
     }
 }
 
-/// Validates both files: malformed and ambiguous lines, overlaps, duplicates, ranges touching
-/// 4294967295.
+/// Validates both files: malformed and ambiguous lines, overlaps, duplicates, ranges including
+/// id 0 or 4294967295, numeric owners not written as uids, a last line without its newline.
 pub fn check(settings: &Settings) -> Result<CheckReport, SubidsError> {
     let mut files = Vec::new();
     for kind in [Kind::Subuid, Kind::Subgid] {
@@ -761,5 +781,13 @@ mod tests {
         let text = "SUB_GID_MIN 300000\nSUB_GID_MIN 250000\nSUB_UID_MAX 500000000 # comment\n";
         assert_eq!(limits(&config, text), (250_000, 600_100_000));
         assert_eq!(limits(&config_with("min = 1000\nmax = 2000\n"), both), (1000, 2000));
+        // Never id 0, the host's root.
+        assert_eq!(limits(&config, "SUB_UID_MIN 0\nSUB_GID_MIN 0\n"), (1, 600_100_000));
+        let zero = Config::from_sources(&[(PathBuf::from("/test/nonrootd.toml"), "[subids]\nmin = 0\n".into())]);
+        let errors: Vec<String> = zero.unwrap_err().iter().map(ToString::to_string).collect();
+        assert_eq!(
+            errors,
+            ["/test/nonrootd.toml:2: subids.min: 0 would hand out id 0, which maps the host's root: the lowest is 1"]
+        );
     }
 }

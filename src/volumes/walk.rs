@@ -447,7 +447,7 @@ impl Worker<'_, '_> {
             _ if seen.kind == FileKind::Directory => match openat(dir, name, DIR_FLAGS, NixMode::empty()) {
                 Ok(dir_fd) => self.subdirectory(dir_fd, Some(now), name, path, depth),
                 Err(_) => {
-                    self.summary.skip(Skip::Replaced, child);
+                    self.summary.skip(Skip::DirectoryReplaced, child);
                     false
                 }
             },
@@ -488,7 +488,7 @@ impl Worker<'_, '_> {
             }
         };
         if ino.is_some_and(|ino| ino != now) {
-            self.summary.skip(Skip::Replaced, || child);
+            self.summary.skip(Skip::DirectoryReplaced, || child);
             return false;
         }
         let verdict = judge(&seen, self.walk.owner, &self.walk.top);
