@@ -885,9 +885,15 @@ impl Tenant {
     }
 
     /// Whether `owner` is written as this tenant: its spelling or the other one (name or uid).
+    /// The other spelling is looked up only for an owner that could be it (a uid for a name,
+    /// a name for a uid): a lookup may read all of /etc/passwd.
     pub fn spelled(&self, owner: impl AsRef<[u8]>) -> bool {
         let owner = owner.as_ref();
-        owner == self.owner.as_bytes() || self.alias().is_some_and(|alias| alias.as_bytes() == owner)
+        if owner == self.owner.as_bytes() {
+            return true;
+        }
+        let numeric = !owner.is_empty() && owner.iter().all(u8::is_ascii_digit);
+        numeric != self.is_uid && self.alias().is_some_and(|alias| alias.as_bytes() == owner)
     }
 
     fn alias(&self) -> Option<&str> {
@@ -1613,6 +1619,7 @@ mod tests {
         let named = file("a:100000:10\nacme:200000:10\nb:300000:10\n");
         let name = Tenant::looked_up(&Spelling::Name("acme".into()), counted_lookup);
         assert_eq!(named.owned_by(&name).count(), 1);
+        assert_eq!(named.claimed_by(&name).count(), 1);
         assert_eq!(lookups(), 0, "a name's uid is never needed among named owners");
         let mixed = file("a:100000:10\n1001:200000:10\n7:300000:10\nacme:400000:10\n");
         assert_eq!(named.owned_by(&name).count() + mixed.owned_by(&name).count(), 3);
