@@ -451,10 +451,13 @@ impl SubidFile {
     /// The entries of `tenant` (by name or by numeric uid) as every shadow version from 4.13
     /// on reads them: what newuidmap gives the tenant wherever it runs.
     pub fn owned_by<'a>(&'a self, tenant: &'a Tenant) -> impl Iterator<Item = &'a Entry> + 'a {
-        self.entries.iter().filter(|e| {
-            let owner = self.owner_bytes(e);
-            e.shadow == ShadowReads::All && tenant.owns(owner) && uid_spelled_by_all(owner)
-        })
+        self.entries.iter().filter(|e| self.gives_everywhere(e, tenant))
+    }
+
+    /// Whether every shadow version from 4.13 on reads `entry` as `tenant`'s.
+    fn gives_everywhere(&self, entry: &Entry, tenant: &Tenant) -> bool {
+        let owner = self.owner_bytes(entry);
+        entry.shadow == ShadowReads::All && tenant.owns(owner) && uid_spelled_by_all(owner)
     }
 
     /// The entries that some reader (a shadow version or the Go tools) gives `tenant`. Only
@@ -467,7 +470,9 @@ impl SubidFile {
                 ShadowReads::OlderOnly => tenant.spelled(self.owner_bytes(e)),
                 ShadowReads::Never => false,
             };
-            by_shadow || self.go_owner_bytes(e).is_some_and(|owner| tenant.spelled(owner))
+            // Where the Go tools read shadow's very owner, shadow's reading already said it.
+            let go_differs = e.shadow == ShadowReads::Never || e.go_skip > 0;
+            by_shadow || go_differs && self.go_owner_bytes(e).is_some_and(|owner| tenant.spelled(owner))
         })
     }
 
@@ -871,6 +876,13 @@ impl Tenant {
         if owner == self.owner.as_bytes() {
             return true;
         }
+        // Besides its name, only a uid can be a name's: most owners are settled here.
+        let could_be_uid = owner
+            .first()
+            .is_some_and(|b| b.is_ascii_digit() || matches!(b, b' ' | b'\t'..=b'\r' | b'+' | b'-'));
+        if !self.is_uid && !could_be_uid {
+            return false;
+        }
         match shadow_uid(owner) {
             Some(uid) => {
                 let spelled = if self.is_uid {
@@ -1071,22 +1083,20 @@ pub struct Request<'a> {
 /// else the lowest free ones. Owning fewer than `count` ids is an error unless `grow`, which
 /// adds the difference as a second range (one start for both files when both lack the same).
 pub fn plan(req: &Request<'_>) -> Result<Plan, AllocError> {
-    for (kind, file) in [(Kind::Subuid, req.subuid), (Kind::Subgid, req.subgid)] {
-        let owned: Vec<usize> = file.owned_by(req.tenant).map(Entry::line).collect();
-        if let Some(unclear) = file.claimed_by(req.tenant).find(|e| !owned.contains(&e.line())) {
-            return Err(AllocError::Unclear {
-                kind,
-                line: unclear.line(),
-            });
+    // The tenant's ranges; a line only some readers give it stops the plan.
+    let owned = |kind, file: &SubidFile| -> Result<Vec<Range>, AllocError> {
+        let mut ranges = Vec::new();
+        for e in file.claimed_by(req.tenant) {
+            if !file.gives_everywhere(e, req.tenant) {
+                return Err(AllocError::Unclear { kind, line: e.line() });
+            }
+            if e.range.count > 0 {
+                ranges.push(e.range);
+            }
         }
-    }
-    let owned = |file: &SubidFile| -> Vec<Range> {
-        file.owned_by(req.tenant)
-            .map(|e| e.range)
-            .filter(|r| r.count > 0)
-            .collect()
+        Ok(ranges)
     };
-    let (uid_owned, gid_owned) = (owned(req.subuid), owned(req.subgid));
+    let (uid_owned, gid_owned) = (owned(Kind::Subuid, req.subuid)?, owned(Kind::Subgid, req.subgid)?);
     let uid_taken = Taken::new(req.subuid.taken().chain(req.quarantined.iter().copied()));
     let gid_taken = Taken::new(req.subgid.taken().chain(req.quarantined.iter().copied()));
     let count = u64::from(req.count);
