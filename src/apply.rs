@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use nonrootd_core::acl::{Grants, Qualifier, added_bits, describe_change, plan_grants, shortfalls};
+use nonrootd_core::acl::{Grants, Perm, Qualifier, added_bits, describe_change, plan_grants, shortfalls};
 use nonrootd_core::config::{Config, DmiAccess, DockerConfig, SocketConfig};
 use nonrootd_core::duty::{Duty, DutySet};
 use nonrootd_core::ids::{Gid, IdResolver};
@@ -47,6 +47,11 @@ pub fn data_root(docker: &DockerConfig, daemon_json: &Path) -> PathBuf {
     from_json.unwrap_or_else(|| PathBuf::from(DOCKER_DEFAULT_DATA_ROOT))
 }
 
+/// Saves the grant record before a write grants bits it does not hold yet, so that a crash
+/// or a failed save after the write cannot leave a grant of nonrootd's unrecorded (nothing
+/// would ever revoke it). `None` where nothing is written or recorded (dry runs).
+pub type SaveAhead<'a> = Option<&'a mut dyn FnMut(&GrantRecord) -> Result<(), String>>;
+
 /// Applies host duties; `record` is what nonrootd granted before and is updated in place.
 pub struct Engine<'a, H: Host> {
     pub host: &'a H,
@@ -55,7 +60,7 @@ pub struct Engine<'a, H: Host> {
 }
 
 impl<H: Host> Engine<'_, H> {
-    pub fn apply(&self, config: &Config, request: &Request, record: &mut GrantRecord) -> Report {
+    pub fn apply(&self, config: &Config, request: &Request, record: &mut GrantRecord, save_ahead: SaveAhead) -> Report {
         let mut report = Report::default();
         if request.duties.contains(Duty::Docker)
             && let Some(docker) = &config.docker
@@ -63,7 +68,7 @@ impl<H: Host> Engine<'_, H> {
             self.apply_docker(docker, request.dry_run, &mut report);
         }
         if request.duties.contains(Duty::Sockets) {
-            self.apply_sockets(config, request, record, &mut report);
+            self.apply_sockets(config, request, record, save_ahead, &mut report);
         }
         if request.duties.contains(Duty::Dmi)
             && let Some(dmi) = &config.dmi
@@ -112,7 +117,10 @@ impl<H: Host> Engine<'_, H> {
         if !report.entries.is_empty() || *previous != desired {
             return None;
         }
-        let applied = self.apply_grants(&socket.path, &desired, previous, Writes::OnlyAdding, true);
+        // Only bits the record holds are written here: nothing to save ahead.
+        let applied = self.apply_grants(&socket.path, &desired, previous, Writes::OnlyAdding, true, &mut |_| {
+            Ok(())
+        });
         let granted = applied.granted.filter(|_| applied.added.is_some())?;
         report.push(Duty::Sockets, &socket.path, describe_grants(&desired), applied.outcome);
         Some((report, granted, applied.added?))
@@ -178,14 +186,30 @@ impl<H: Host> Engine<'_, H> {
         }
     }
 
-    fn apply_sockets(&self, config: &Config, request: &Request, record: &mut GrantRecord, report: &mut Report) {
+    fn apply_sockets(
+        &self,
+        config: &Config,
+        request: &Request,
+        record: &mut GrantRecord,
+        mut save_ahead: SaveAhead,
+        report: &mut Report,
+    ) {
         let wanted = |path: &Path| request.socket.as_deref().is_none_or(|only| only == path);
         let after_event = request.socket.is_some();
         for socket in config.sockets.iter().filter(|s| wanted(&s.path)) {
             let desired = self.desired_grants(socket, report);
             let previous = record.sockets.get(&socket.path).cloned().unwrap_or_default();
+            let mut claim = |granted: &Grants| match save_ahead.as_deref_mut() {
+                Some(save) => {
+                    let mut ahead = record.clone();
+                    claim_bits(&mut ahead.sockets, &socket.path, granted);
+                    save(&ahead)
+                }
+                None => Ok(()),
+            };
+            let writes = Writes::of(request);
             let Applied { outcome, granted, .. } =
-                self.apply_grants(&socket.path, &desired, &previous, Writes::of(request), after_event);
+                self.apply_grants(&socket.path, &desired, &previous, writes, after_event, &mut claim);
             if let Some(granted) = granted {
                 record.sockets.insert(socket.path.clone(), granted);
             }
@@ -200,8 +224,15 @@ impl<H: Host> Engine<'_, H> {
             .collect();
         for path in stale {
             let previous = record.sockets[&path].clone();
-            let Applied { outcome, granted, .. } =
-                self.apply_grants(&path, &Grants::new(), &previous, Writes::of(request), false);
+            // A revocation grants nothing: nothing to save ahead.
+            let Applied { outcome, granted, .. } = self.apply_grants(
+                &path,
+                &Grants::new(),
+                &previous,
+                Writes::of(request),
+                false,
+                &mut |_| Ok(()),
+            );
             if granted.is_some() || outcome == Outcome::Missing {
                 record.sockets.remove(&path);
             }
@@ -247,7 +278,8 @@ impl<H: Host> Engine<'_, H> {
         desired
     }
 
-    /// Grants `desired` on a socket and revokes stale grants of `previous`. Right after an
+    /// Grants `desired` on a socket and revokes stale grants of `previous`; a write that
+    /// grants bits `previous` lacks is made only once `claim` recorded them. Right after an
     /// event on it, a socket its creator has yet to give a mode is left for the event of that
     /// change (see [`awaits_its_mode`](nonrootd_core::acl::Acl::awaits_its_mode)).
     fn apply_grants(
@@ -257,6 +289,7 @@ impl<H: Host> Engine<'_, H> {
         previous: &Grants,
         writes: Writes,
         after_event: bool,
+        claim: &mut dyn FnMut(&Grants) -> Result<(), String>,
     ) -> Applied {
         let not_applied = |outcome| Applied {
             outcome,
@@ -295,6 +328,15 @@ impl<H: Host> Engine<'_, H> {
         if !allowed {
             let change = describe_change(&observed, &new);
             return not_applied(Outcome::WouldChange { change });
+        }
+        let unrecorded =
+            |(who, bits): (&Qualifier, &Perm)| !previous.get(who).copied().unwrap_or_default().contains(*bits);
+        if plan.granted.iter().any(unrecorded)
+            && let Err(e) = claim(&plan.granted)
+        {
+            return not_applied(Outcome::Failed {
+                error: format!("not written: recording the grant first failed: {e}"),
+            });
         }
         if let Err(e) = self.host.write_acl(file, &new) {
             return not_applied(Outcome::Failed {
@@ -391,12 +433,12 @@ pub fn apply_with_state<H: Host>(
 ) -> Result<Report, String> {
     if request.dry_run {
         let mut record = GrantRecord::load(state_dir).map_err(|e| state_error(state_dir, e))?;
-        return Ok(engine.apply(config, request, &mut record));
+        return Ok(engine.apply(config, request, &mut record, None));
     }
     if request.duties.contains(Duty::Sockets) {
         return StateCache::open(state_dir)?.apply(engine, config, request, lock_timeout);
     }
-    let mut report = engine.apply(config, request, &mut GrantRecord::default());
+    let mut report = engine.apply(config, request, &mut GrantRecord::default(), None);
     ensure_tenants(engine, config, request, state_dir, &mut report);
     Ok(report)
 }
@@ -458,14 +500,24 @@ impl CachedRecord {
     }
 
     /// Under the lock: `change` runs on the record with the unrecorded bits counted as
-    /// nonrootd's, and the record is saved when it differs from the file.
-    fn update<T>(&mut self, dir: &Path, change: impl FnOnce(&mut GrantRecord) -> T) -> Result<T, String> {
+    /// nonrootd's, and may save a record ahead of a write ([`SaveAhead`]); the record is saved
+    /// when it differs from the file.
+    fn update<T>(
+        &mut self,
+        dir: &Path,
+        change: impl FnOnce(&mut GrantRecord, &mut dyn FnMut(&GrantRecord) -> Result<(), String>) -> T,
+    ) -> Result<T, String> {
         let before = self.record.clone();
         for (path, bits) in &self.unrecorded {
             claim_bits(&mut self.record.sockets, path, bits);
         }
-        let result = change(&mut self.record);
-        if self.record != before {
+        let mut saved_ahead = false;
+        let result = change(&mut self.record, &mut |ahead| {
+            let saved = ahead.save(dir).map_err(|e| state_error(dir, e));
+            saved_ahead |= saved.is_ok();
+            saved
+        });
+        if self.record != before || saved_ahead {
             self.stamp = None;
             self.record.save(dir).map_err(|e| state_error(dir, e))?;
             self.stamp = Some(RecordStamp::of(dir).map_err(|e| state_error(dir, e))?);
@@ -507,7 +559,7 @@ impl StateCache {
             let _lock = self.lock.acquire(lock_timeout).map_err(|e| state_error(dir, e))?;
             self.cached.refresh(dir)?;
             self.cached
-                .update(dir, |record| engine.apply(config, request, record))?
+                .update(dir, |record, save| engine.apply(config, request, record, Some(save)))?
         };
         ensure_tenants(engine, config, request, dir, &mut report);
         Ok(report)
@@ -559,12 +611,13 @@ impl StateCache {
         self.cached.refresh(dir)?;
         if self.cached.reads == planned_on {
             // No other apply saved a record since it was read: the early plan was the locked one.
-            self.cached.update(dir, |record| {
+            self.cached.update(dir, |record, _| {
                 record.sockets.insert(socket.to_path_buf(), granted);
             })?;
             return Ok(report);
         }
-        self.cached.update(dir, |record| engine.apply(config, &request, record))
+        self.cached
+            .update(dir, |record, save| engine.apply(config, &request, record, Some(save)))
     }
 }
 
@@ -654,16 +707,61 @@ mod tests {
     }
 
     fn run(host: &FakeHost, config: &Config, dry_run: bool, record: &mut GrantRecord) -> Report {
-        let engine = engine(host);
-        engine.apply(
-            config,
-            &Request {
-                duties: DutySet::HOST,
-                socket: None,
-                dry_run,
-            },
-            record,
-        )
+        run_saving(host, config, dry_run, record, None)
+    }
+
+    fn run_saving(
+        host: &FakeHost,
+        config: &Config,
+        dry_run: bool,
+        record: &mut GrantRecord,
+        save_ahead: SaveAhead,
+    ) -> Report {
+        let request = Request {
+            duties: DutySet::HOST,
+            socket: None,
+            dry_run,
+        };
+        engine(host).apply(config, &request, record, save_ahead)
+    }
+
+    #[test]
+    fn a_grant_of_new_bits_is_recorded_before_it_is_written_and_not_written_unrecorded() {
+        let socket = || FakeFile::new(FileKind::Socket, 0o660, 0);
+        let host = FakeHost::default().with("/run/docker.sock", socket());
+        let config = config("[[socket]]\npath = \"/run/docker.sock\"\nusers = [4321]\n");
+        let mut saved = Vec::new();
+        let mut save = |ahead: &GrantRecord| {
+            saved.push((ahead.clone(), host.calls.borrow().len()));
+            Ok(())
+        };
+        let mut record = GrantRecord::default();
+        let report = run_saving(&host, &config, false, &mut record, Some(&mut save));
+        assert_eq!(report.entries[0].outcome.label(), "changed");
+        let granted = grants_of(&record, "/run/docker.sock");
+        assert_eq!(granted, [(Qualifier::User(Uid(4321)), Perm::RW)].into());
+        // Saved with the grant before any call changed the file.
+        assert_eq!(saved, [(record.clone(), 0)]);
+
+        // The same grant again: nothing new to record, nothing saved ahead.
+        let host = FakeHost::default().with("/run/docker.sock", socket());
+        let mut save = |_: &GrantRecord| -> Result<(), String> { panic!("saved ahead again") };
+        run_saving(&host, &config, false, &mut record, Some(&mut save));
+        assert_eq!(host.calls.borrow().len(), 1, "re-granted");
+
+        // The record cannot be saved: the ACL is left alone.
+        let host = FakeHost::default().with("/run/docker.sock", socket());
+        let mut failing = |_: &GrantRecord| Err("disk full".to_string());
+        let report = run_saving(&host, &config, false, &mut GrantRecord::default(), Some(&mut failing));
+        let Outcome::Failed { error } = &report.entries[0].outcome else {
+            panic!("{:?}", report.entries[0].outcome)
+        };
+        assert!(error.contains("recording the grant first failed: disk full"), "{error}");
+        assert!(host.calls.borrow().is_empty());
+    }
+
+    fn grants_of(record: &GrantRecord, path: &str) -> Grants {
+        record.sockets.get(Path::new(path)).cloned().unwrap_or_default()
     }
 
     const DOCKER: &str = "[docker]\ndata_root = \"/d\"\nimage_dirs = [\"a\", \"b\", \"c\"]\n";

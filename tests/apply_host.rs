@@ -256,6 +256,32 @@ fn narrowed_access_takes_back_the_bits_dropped_from_the_config() {
 }
 
 #[test]
+fn a_grant_the_record_cannot_hold_is_not_written() {
+    let scratch = Scratch::disk();
+    let state = scratch.mkdir("state", 0o700);
+    let sock = scratch.join("docker.sock");
+    let _listener = listen(&sock, 0o660);
+    apply(&config(&socket_config(&sock, "4321")), &state);
+    // Nothing can be created in the state directory: the record of a new grant cannot be saved.
+    run("chattr", &["+i", state.to_str().unwrap()]);
+    let report = apply(&config(&socket_config(&sock, "4321, 4322")), &state);
+    run("chattr", &["-i", state.to_str().unwrap()]);
+    let Outcome::Failed { error } = &report.entries[0].outcome else {
+        panic!("{:?}", report.entries[0].outcome)
+    };
+    assert!(
+        error.starts_with("not written: recording the grant first failed: "),
+        "{error}"
+    );
+    assert!(!getfacl(&sock).contains("user:4322"), "{}", getfacl(&sock));
+    // Once it can, the grant is made and recorded: dropping 4322 later revokes it.
+    apply(&config(&socket_config(&sock, "4321, 4322")), &state);
+    assert!(getfacl(&sock).contains("user:4322:rw-"));
+    apply(&config(&socket_config(&sock, "4321")), &state);
+    assert!(!getfacl(&sock).contains("user:4322"), "{}", getfacl(&sock));
+}
+
+#[test]
 fn chmod_0600_after_the_grant_is_repaired_without_opening_the_socket_to_its_group() {
     let scratch = Scratch::tmpfs();
     let state = scratch.mkdir("state", 0o700);
