@@ -422,7 +422,7 @@ fn describe_grants(grants: &Grants) -> String {
 /// Applies, with the grant record loaded from and saved to `state_dir` under the host-wide
 /// lock when the sockets duty (the only one that reads or writes the record) is asked for;
 /// then gives every `[[tenant]]` its subordinate ids when asked to. A dry run takes no lock,
-/// writes nothing and leaves the subid files alone. The volumes duty is not done here: its
+/// writes nothing, and plans the tenants without taking shadow's locks. The volumes duty is not done here: its
 /// walks may take seconds and run outside the lock ([`crate::volumes::apply`]).
 pub fn apply_with_state<H: Host>(
     engine: &Engine<'_, H>,
@@ -433,7 +433,9 @@ pub fn apply_with_state<H: Host>(
 ) -> Result<Report, String> {
     if request.dry_run {
         let mut record = GrantRecord::load(state_dir).map_err(|e| state_error(state_dir, e))?;
-        return Ok(engine.apply(config, request, &mut record, None));
+        let mut report = engine.apply(config, request, &mut record, None);
+        ensure_tenants(engine, config, request, state_dir, &mut report);
+        return Ok(report);
     }
     if request.duties.contains(Duty::Sockets) {
         return StateCache::open(state_dir)?.apply(engine, config, request, lock_timeout);
@@ -452,7 +454,7 @@ fn ensure_tenants<H: Host>(
     report: &mut Report,
 ) {
     if request.duties.contains(Duty::Subids) {
-        let tenants = crate::subids::ensure_tenants(config, engine.ids, state_dir);
+        let tenants = crate::subids::ensure_tenants(config, engine.ids, state_dir, request.dry_run);
         report.entries.extend(tenants.entries);
     }
 }

@@ -190,7 +190,23 @@ fn ensure_tenants_allocates_once_and_refuses_unknown_users() {
     let extra = "count = 1000\n[[tenant]]\nname = \"acme\"\ncount = 2000\n[[tenant]]\nname = \"ghost\"\n[[tenant]]\nname = \"cadvisor\"\n";
     let config = config_for(&env.etc(), extra);
     let users = Users(&[("acme", 1001), ("cadvisor", 4321)]);
-    let first = subids::ensure_tenants(&config, &users, &env.state());
+    // A dry run tells what would be added and writes nothing.
+    let dry = subids::ensure_tenants(&config, &users, &env.state(), true);
+    let would: Vec<&str> = dry.entries.iter().map(|e| e.outcome.label()).collect();
+    assert_eq!(
+        would,
+        [
+            "would change",
+            "would change",
+            "refused",
+            "refused",
+            "correct",
+            "would change"
+        ]
+    );
+    assert_eq!(env.read("subuid"), "4321:100000:65536\n");
+    assert!(!env.etc().join("subgid").exists() && !env.state().exists());
+    let first = subids::ensure_tenants(&config, &users, &env.state(), false);
     let lines: Vec<String> = first
         .entries
         .iter()
@@ -209,7 +225,7 @@ fn ensure_tenants_allocates_once_and_refuses_unknown_users() {
     );
     assert!(first.entries.iter().all(|e| e.duty == Duty::Subids));
     assert!(!first.succeeded());
-    let second = subids::ensure_tenants(&config, &users, &env.state());
+    let second = subids::ensure_tenants(&config, &users, &env.state(), false);
     let outcomes: Vec<&Outcome> = second.entries.iter().map(|e| &e.outcome).collect();
     assert_eq!(outcomes.iter().filter(|o| ***o == Outcome::Correct).count(), 4);
     assert_eq!(env.read("subgid"), "acme:165536:2000\ncadvisor:100000:65536\n");

@@ -474,9 +474,15 @@ pub fn allocate_many(
         Ok((tenant, count))
     });
     let wanted = wanted.collect::<Result<Vec<_>, _>>()?;
-    allocate_tenants(settings, wanted.into_iter().map(Ok).collect(), grow, AllOrNothing(true))?
-        .into_iter()
-        .collect()
+    allocate_tenants(
+        settings,
+        wanted.into_iter().map(Ok).collect(),
+        grow,
+        AllOrNothing(true),
+        false,
+    )?
+    .into_iter()
+    .collect()
 }
 
 /// Whether one refused tenant keeps the others of a batch from being written.
@@ -488,11 +494,13 @@ fn allocate_tenants(
     wanted: Vec<Result<(Tenant, u32), SubidsError>>,
     grow: bool,
     all_or_nothing: AllOrNothing,
+    dry_run: bool,
 ) -> Result<Vec<Result<Allocation, SubidsError>>, SubidsError> {
     if wanted.iter().all(Result::is_err) {
         return Ok(wanted.into_iter().filter_map(Result::err).map(Err).collect());
     }
-    let _locks = settings.lock()?;
+    // A dry run only reads: no locks, nothing written.
+    let _locks = if dry_run { None } else { Some(settings.lock()?) };
     let (mut subuid, subuid_meta) = files::read(&settings.subuid_file)?;
     let (mut subgid, subgid_meta) = files::read(&settings.subgid_file)?;
     let quarantine: QuarantineState = files::read_state(&settings.quarantine_path())?;
@@ -542,7 +550,7 @@ fn allocate_tenants(
             })
         }));
     }
-    if added.is_empty() || (all_or_nothing.0 && results.iter().any(Result::is_err)) {
+    if dry_run || added.is_empty() || (all_or_nothing.0 && results.iter().any(Result::is_err)) {
         return Ok(results);
     }
     for (path, file) in [(&settings.subuid_file, &subuid), (&settings.subgid_file, &subgid)] {
@@ -685,7 +693,7 @@ pub fn tenant_ranges(config: &Config, tenant: &IdRef, uid: u32) -> Result<[(Path
 
 /// Makes every `[[tenant]]` own a range in both files (never releases), all in one
 /// transaction. One report entry per tenant and file.
-pub fn ensure_tenants(config: &Config, ids: &dyn IdResolver, state_dir: &Path) -> Report {
+pub fn ensure_tenants(config: &Config, ids: &dyn IdResolver, state_dir: &Path, dry_run: bool) -> Report {
     let settings = Settings::new(config, state_dir);
     let paths = [&settings.subuid_file, &settings.subgid_file];
     let mut desired = Vec::new();
@@ -705,7 +713,7 @@ pub fn ensure_tenants(config: &Config, ids: &dyn IdResolver, state_dir: &Path) -
         });
     }
     let mut report = Report::default();
-    let results = match allocate_tenants(&settings, wanted, false, AllOrNothing(false)) {
+    let results = match allocate_tenants(&settings, wanted, false, AllOrNothing(false), dry_run) {
         Ok(results) => results,
         Err(e) => {
             for desired in &desired {
@@ -728,8 +736,11 @@ pub fn ensure_tenants(config: &Config, ids: &dyn IdResolver, state_dir: &Path) -
                             .iter()
                             .map(|r| format!("{}:{}:{}", a.tenant, r.start, r.count))
                             .collect();
-                        Outcome::Changed {
-                            change: format!("added {}", lines.join(", ")),
+                        let change = format!("added {}", lines.join(", "));
+                        if dry_run {
+                            Outcome::WouldChange { change }
+                        } else {
+                            Outcome::Changed { change }
                         }
                     };
                     report.push(Duty::Subids, path, desired, outcome);
