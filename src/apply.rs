@@ -166,11 +166,11 @@ impl<H: Host> Engine<'_, H> {
         let file = &opened.handle;
         let result = (|| {
             if let Some((_, gid)) = change.group {
-                self.host.set_group(file, gid).map_err(|e| format!("chown: {e}"))?;
+                self.host.set_group(file, gid).map_err(|e| failed("chown", &e))?;
             }
             // Always after chown, which may clear set-id bits.
             if change.mode.is_some() || change.group.is_some() {
-                self.host.set_mode(file, mode).map_err(|e| format!("chmod: {e}"))?;
+                self.host.set_mode(file, mode).map_err(|e| failed("chmod", &e))?;
             }
             let after = self.host.stat(file).map_err(|e| format!("stat: {e}"))?;
             match plan_attrs(&after, group, mode) {
@@ -366,6 +366,17 @@ impl<H: Host> Engine<'_, H> {
             added: Some(added_bits(&observed, &new)),
         }
     }
+}
+
+/// Says which call failed and, for a read-only file system, the likely reason under the unit.
+fn failed(call: &str, e: &std::io::Error) -> String {
+    if e.raw_os_error() == Some(libc::EROFS) {
+        // ReadWritePaths=-/var/lib/docker is skipped while the directory does not exist.
+        return format!(
+            "{call}: {e}: read-only for nonrootd; a directory made after nonrootd started (Docker installed later) is outside its ReadWritePaths= until nonrootd restarts"
+        );
+    }
+    format!("{call}: {e}")
 }
 
 /// What [`Engine::apply_grants`] did to one socket.
@@ -760,6 +771,19 @@ mod tests {
         };
         assert!(error.contains("recording the grant first failed: disk full"), "{error}");
         assert!(host.calls.borrow().is_empty());
+    }
+
+    #[test]
+    fn a_read_only_file_system_is_explained() {
+        let erofs = std::io::Error::from_raw_os_error(libc::EROFS);
+        let text = failed("chmod", &erofs);
+        assert!(
+            text.starts_with("chmod: Read-only file system (os error 30): read-only for nonrootd;"),
+            "{text}"
+        );
+        assert!(text.ends_with("until nonrootd restarts"), "{text}");
+        let eperm = std::io::Error::from_raw_os_error(libc::EPERM);
+        assert_eq!(failed("chown", &eperm), "chown: Operation not permitted (os error 1)");
     }
 
     fn grants_of(record: &GrantRecord, path: &str) -> Grants {
