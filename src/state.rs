@@ -2,6 +2,7 @@
 //! that are no longer configured can be revoked, and nothing else is.
 
 use std::collections::BTreeMap;
+use std::ffi::OsString;
 use std::fs::{self, File};
 use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
@@ -16,9 +17,14 @@ const GRANTS_FILE: &str = "grants.json";
 
 /// The state directory: `$STATE_DIRECTORY` (set by systemd's `StateDirectory=`), else the default.
 pub fn default_state_dir() -> PathBuf {
-    std::env::var_os("STATE_DIRECTORY")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR))
+    state_dir_from(std::env::var_os("STATE_DIRECTORY"))
+}
+
+/// An empty `$STATE_DIRECTORY` counts as unset: it would put the state in the current directory.
+fn state_dir_from(variable: Option<OsString>) -> PathBuf {
+    variable
+        .filter(|dir| !dir.is_empty())
+        .map_or_else(|| PathBuf::from(DEFAULT_STATE_DIR), PathBuf::from)
 }
 
 /// ACL entries granted per socket path.
@@ -87,21 +93,41 @@ impl GrantRecord {
     }
 }
 
+/// Puts `path` in front of an error's message.
+fn naming(path: &Path) -> impl Fn(io::Error) -> io::Error + '_ {
+    move |e| io::Error::new(e.kind(), format!("{}: {e}", path.display()))
+}
+
 /// Replaces `path` with `bytes` so that a crash leaves either the old or the new content.
+/// The caller holds the lock that serializes writers of `path`; errors name the file involved.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("/"));
+    let dir = match path.parent() {
+        Some(parent) if parent.as_os_str().is_empty() => Path::new("."),
+        Some(parent) => parent,
+        None => Path::new("/"),
+    };
     let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
+    // A temp file of this name is a crashed process's leftover: no live process has our pid.
+    if let Err(e) = fs::remove_file(&tmp)
+        && e.kind() != io::ErrorKind::NotFound
+    {
+        return Err(naming(&tmp)(e));
+    }
     let result = (|| {
         let mut file = File::options()
             .write(true)
             .create_new(true)
             .mode(0o600)
             .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        fs::rename(&tmp, path)?;
-        File::open(dir)?.sync_all()
+            .open(&tmp)
+            .map_err(naming(&tmp))?;
+        file.write_all(bytes).map_err(naming(&tmp))?;
+        file.sync_all().map_err(naming(&tmp))?;
+        fs::rename(&tmp, path).map_err(|e| {
+            let message = format!("renaming {} to {}: {e}", tmp.display(), path.display());
+            io::Error::new(e.kind(), message)
+        })?;
+        File::open(dir).and_then(|d| d.sync_all()).map_err(naming(dir))
     })();
     if result.is_err() {
         let _ = fs::remove_file(&tmp);
@@ -129,6 +155,36 @@ mod tests {
         let text = fs::read_to_string(dir.path().join(GRANTS_FILE)).unwrap();
         assert!(text.contains("\"user:4321\": \"rw-\""), "{text}");
         assert_eq!(GrantRecord::load(dir.path()).unwrap(), record);
+    }
+
+    #[test]
+    fn an_empty_state_directory_variable_counts_as_unset() {
+        assert_eq!(state_dir_from(None), Path::new(DEFAULT_STATE_DIR));
+        assert_eq!(state_dir_from(Some("".into())), Path::new(DEFAULT_STATE_DIR));
+        assert_eq!(
+            state_dir_from(Some("/var/lib/nonrootd-test".into())),
+            Path::new("/var/lib/nonrootd-test")
+        );
+    }
+
+    #[test]
+    fn a_crashed_writers_temp_file_with_our_pid_does_not_block_saving() {
+        let dir = tempfile::tempdir().unwrap();
+        let leftover = dir.path().join(format!("grants.tmp.{}", std::process::id()));
+        fs::write(&leftover, "half a record").unwrap();
+        GrantRecord::default().save(dir.path()).unwrap();
+        assert_eq!(GrantRecord::load(dir.path()).unwrap(), GrantRecord::default());
+        assert!(!leftover.exists());
+    }
+
+    #[test]
+    fn write_errors_name_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("no-such-dir/grants.json");
+        let err = write_atomically(&missing, b"{}").unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::NotFound);
+        let tmp = missing.with_extension(format!("tmp.{}", std::process::id()));
+        assert!(err.to_string().starts_with(&format!("{}: ", tmp.display())), "{err}");
     }
 
     #[test]

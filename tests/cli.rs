@@ -334,3 +334,22 @@ fn a_timeout_too_long_to_wait_for_is_a_usage_error() {
     );
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+#[test]
+fn check_config_refuses_a_system_tree_as_volume_and_a_count_that_never_fits() {
+    let scratch = Scratch::disk();
+    let main = write_config(
+        scratch.path(),
+        "nonrootd.toml",
+        "[subids]\nmin = 1000\nmax = 2000\ncount = 5000\n\n[[volume]]\npath = \"/var/lib\"\nuid = 999\ngid = 999\n",
+    );
+    let out = nonrootctl(&["--config", &main, "check-config"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        text(&out.stderr),
+        format!(
+            "nonrootctl: {main}:4: subids.count: 5000 ids never fit between min 1000 and max 2000 (1001 ids)\n\
+             nonrootctl: {main}:7: volume.path: /var/lib is a system directory: its walk would re-own the whole tree (a directory below it can be a volume)\n"
+        )
+    );
+}

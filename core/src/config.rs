@@ -456,6 +456,64 @@ pub fn check_user_name(name: &str) -> Result<(), String> {
     }
 }
 
+/// The unit types systemd knows.
+const UNIT_TYPES: [&str; 11] = [
+    "service",
+    "socket",
+    "target",
+    "device",
+    "mount",
+    "automount",
+    "swap",
+    "timer",
+    "path",
+    "slice",
+    "scope",
+];
+
+/// Accepts the names of units that can become active, as systemd spells them: `NAME.TYPE`
+/// or `NAME@INSTANCE.TYPE`, at most 255 bytes of ASCII letters, digits and `:-_.\`.
+fn check_unit_name(name: &str) -> Result<(), String> {
+    let refuse = |why: &str| Err(format!("{name:?} is not a unit name: {why}"));
+    let valid_char = |c: char| c.is_ascii_alphanumeric() || ":-_.\\@".contains(c);
+    if name.len() > 255 {
+        return refuse("longer than 255 bytes");
+    }
+    if !name.chars().all(valid_char) {
+        return refuse("only ASCII letters, digits and \":-_.\\@\" may appear in one");
+    }
+    let Some((stem, suffix)) = name.rsplit_once('.').filter(|(_, suffix)| UNIT_TYPES.contains(suffix)) else {
+        return refuse("it needs a type suffix, like \".service\" or \".socket\"");
+    };
+    if stem.is_empty() {
+        return refuse(&format!("nothing comes before \".{suffix}\""));
+    }
+    match stem.split_once('@') {
+        None => Ok(()),
+        Some((prefix, instance)) if !prefix.is_empty() && !instance.is_empty() && !instance.contains('@') => Ok(()),
+        Some(_) => refuse("write NAME@INSTANCE.TYPE, like \"getty@tty1.service\""),
+    }
+}
+
+/// Refuses image directory modes beyond the duty's point, read access for a group: write for
+/// others, set-uid, set-gid and sticky bits.
+fn check_image_dir_mode(text: &str, mode: Mode) -> Result<(), String> {
+    let mut excess = Vec::new();
+    if mode.bits() & 0o7000 != 0 {
+        excess.push("set-uid, set-gid or sticky bits");
+    }
+    if mode.bits() & 0o002 != 0 {
+        excess.push("write for others");
+    }
+    if excess.is_empty() {
+        return Ok(());
+    }
+    Err(format!(
+        "{text:?} gives {}: the directories need only read access for a group, like \"0750\"",
+        excess.join(" and ")
+    ))
+}
+
 impl Config {
     /// Parses and merges `sources` (path, contents) in order, then validates the result.
     pub fn from_sources(sources: &[(PathBuf, String)]) -> Result<Config, Vec<ConfigError>> {
@@ -539,8 +597,9 @@ impl Layers {
         let docker = self.docker.map(|d| validate_docker(d, c));
         let sockets = validate_sockets(self.sockets, c);
         let dmi = self.dmi.and_then(|d| validate_dmi(d, c));
+        let count_is_builtin = self.subids.count.is_none();
         let subids = validate_subids(self.subids, c);
-        let tenants = validate_tenants(self.tenants, c);
+        let tenants = validate_tenants(self.tenants, &subids, count_is_builtin, c);
         let volumes = validate_volumes(self.volumes, c);
         Config {
             docker,
@@ -557,9 +616,8 @@ fn validate_docker(d: DockerLayer, c: &mut Checker) -> DockerConfig {
     let units = match d.units {
         Some(units) => {
             for unit in &units.value {
-                let valid = unit.contains('.') && !unit.contains('/') && !unit.chars().any(char::is_whitespace);
-                if !valid {
-                    c.error(&units.origin, "docker.units", format!("{unit:?} is not a unit name"));
+                if let Err(m) = check_unit_name(unit) {
+                    c.error(&units.origin, "docker.units", m);
                 }
             }
             units.value
@@ -579,10 +637,12 @@ fn validate_docker(d: DockerLayer, c: &mut Checker) -> DockerConfig {
         None => DEFAULT_IMAGE_DIRS.iter().map(PathBuf::from).collect(),
     };
     let image_dir_mode = match d.image_dir_mode {
-        Some(mode) => Mode::parse(&mode.value).unwrap_or_else(|m| {
-            c.error(&mode.origin, "docker.image_dir_mode", m);
-            Mode::from_st_mode(0)
-        }),
+        Some(mode) => Mode::parse(&mode.value)
+            .and_then(|parsed| check_image_dir_mode(&mode.value, parsed).map(|()| parsed))
+            .unwrap_or_else(|m| {
+                c.error(&mode.origin, "docker.image_dir_mode", m);
+                Mode::from_st_mode(0)
+            }),
         None => Mode::parse(DEFAULT_IMAGE_DIR_MODE).expect("default mode parses"),
     };
     DockerConfig {
@@ -686,17 +746,45 @@ fn validate_subids(s: SubidsLayer, c: &mut Checker) -> SubidsConfig {
     if let Some(count) = s.count.as_ref().filter(|n| n.value == 0) {
         c.error(&count.origin, "subids.count", "must be at least 1");
     }
-    SubidsConfig {
+    let config = SubidsConfig {
         subuid_file,
         subgid_file,
         min: s.min.map(|m| m.value),
         max: s.max.map(|m| m.value),
-        count: s.count.map_or(DEFAULT_SUBID_COUNT, |n| n.value),
+        count: s.count.as_ref().map_or(DEFAULT_SUBID_COUNT, |n| n.value),
         quarantine_days: s.quarantine_days.map_or(DEFAULT_QUARANTINE_DAYS, |n| n.value),
+    };
+    if let Some(count) = &s.count
+        && let Err(m) = check_fits(count.value, &config)
+    {
+        c.error(&count.origin, "subids.count", m);
     }
+    config
 }
 
-fn validate_tenants(layers: Vec<TenantLayer>, c: &mut Checker) -> Vec<TenantConfig> {
+/// Refuses a range size that never fits between `min` and `max` when the config sets both in
+/// order (an unset one comes from login.defs at run time; `min` above `max` is refused apart).
+fn check_fits(count: u32, subids: &SubidsConfig) -> Result<(), String> {
+    let (Some(min), Some(max)) = (subids.min, subids.max) else {
+        return Ok(());
+    };
+    let room = (u64::from(max) + 1).saturating_sub(u64::from(min));
+    if min > max || u64::from(count) <= room {
+        return Ok(());
+    }
+    Err(format!(
+        "{count} ids never fit between min {min} and max {max} ({room} ids)"
+    ))
+}
+
+/// Checks the tenants; `count_is_builtin` says `[subids] count` is unset, so its default was
+/// not checked against `min` and `max` yet.
+fn validate_tenants(
+    layers: Vec<TenantLayer>,
+    subids: &SubidsConfig,
+    count_is_builtin: bool,
+    c: &mut Checker,
+) -> Vec<TenantConfig> {
     let mut tenants: Vec<TenantConfig> = Vec::new();
     for t in layers {
         if let IdRef::Name(name) = &t.name.value
@@ -713,8 +801,20 @@ fn validate_tenants(layers: Vec<TenantLayer>, c: &mut Checker) -> Vec<TenantConf
             c.error(&t.name.origin, "tenant.name", message);
             continue;
         }
-        if let Some(count) = t.count.as_ref().filter(|n| n.value == 0) {
-            c.error(&count.origin, "tenant.count", "must be at least 1");
+        match &t.count {
+            Some(count) if count.value == 0 => c.error(&count.origin, "tenant.count", "must be at least 1"),
+            Some(count) => {
+                if let Err(m) = check_fits(count.value, subids) {
+                    c.error(&count.origin, "tenant.count", m);
+                }
+            }
+            None if count_is_builtin => {
+                if let Err(m) = check_fits(subids.count, subids) {
+                    let message = format!("not given, so [subids] count applies: {m}");
+                    c.error(&t.name.origin, "tenant.count", message);
+                }
+            }
+            None => {}
         }
         tenants.push(TenantConfig {
             name: t.name,
@@ -727,12 +827,22 @@ fn validate_tenants(layers: Vec<TenantLayer>, c: &mut Checker) -> Vec<TenantConf
 /// The largest id the kernel accepts (`u32::MAX` is `(uid_t)-1`).
 const MAX_ID: u32 = u32::MAX - 1;
 
+/// Directories that are never a volume themselves, only directories below them.
+const SYSTEM_TREES: [&str; 22] = [
+    "/", "/etc", "/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/boot", "/dev", "/proc", "/sys",
+    "/run", "/var", "/var/lib", "/home", "/root", "/opt", "/srv", "/tmp", "/var/tmp",
+];
+
 fn validate_volumes(layers: Vec<VolumeLayer>, c: &mut Checker) -> Vec<VolumeConfig> {
     let mut volumes: Vec<VolumeConfig> = Vec::new();
     for v in layers {
         let path = c.absolute("volume.path", &v.path);
-        if path == Path::new("/") {
-            c.error(&v.path.origin, "volume.path", "\"/\" cannot be a volume");
+        if SYSTEM_TREES.iter().any(|tree| path == Path::new(tree)) {
+            let message = format!(
+                "{} is a system directory: its walk would re-own the whole tree (a directory below it can be a volume)",
+                path.display()
+            );
+            c.error(&v.path.origin, "volume.path", message);
             continue;
         }
         if let Some(first) = volumes.iter().find(|other| other.path == path) {
@@ -985,8 +1095,132 @@ mod tests {
                 "/etc/n.toml:9: volume.tenant: needs mapping = \"remap\" (dockerd userns-remap) or \"rootless\"",
                 "/etc/n.toml:14: volume.mapping: \"userns\" is not a mapping: use \"remap\" or \"rootless\"",
                 "/etc/n.toml:14: volume.mapping: only means something with tenant",
-                "/etc/n.toml:16: volume.path: \"/\" cannot be a volume",
+                "/etc/n.toml:16: volume.path: / is a system directory: its walk would re-own the whole tree (a directory below it can be a volume)",
             ]
+        );
+    }
+
+    #[test]
+    fn system_trees_are_not_volumes_but_directories_below_them_are() {
+        let volume = |path: &str| {
+            parse(&[(
+                "/etc/n.toml",
+                &format!("[[volume]]\npath = {path:?}\nuid = 1\ngid = 1\n"),
+            )])
+        };
+        for tree in [
+            "/etc",
+            "/usr",
+            "/var/lib",
+            "/var/lib/",
+            "/home",
+            "/tmp",
+            "/var/tmp",
+            "/libx32",
+            "/srv",
+        ] {
+            let errs = volume(tree).unwrap_err();
+            assert_eq!(
+                errs,
+                [format!(
+                    "/etc/n.toml:2: volume.path: {tree} is a system directory: its walk would re-own the whole tree (a directory below it can be a volume)"
+                )]
+            );
+        }
+        for below in ["/srv/redis-data", "/var/lib/app", "/home/app/data", "/etcetera"] {
+            assert!(volume(below).is_ok(), "{below}");
+        }
+    }
+
+    #[test]
+    fn image_dir_modes_give_no_write_to_others_and_no_special_bits() {
+        let mode = |mode: &str| parse(&[("/etc/n.toml", &format!("[docker]\nimage_dir_mode = {mode:?}\n"))]);
+        assert_eq!(
+            mode("0757").unwrap_err(),
+            [
+                "/etc/n.toml:2: docker.image_dir_mode: \"0757\" gives write for others: the directories need only read access for a group, like \"0750\""
+            ]
+        );
+        assert_eq!(
+            mode("7777").unwrap_err(),
+            [
+                "/etc/n.toml:2: docker.image_dir_mode: \"7777\" gives set-uid, set-gid or sticky bits and write for others: the directories need only read access for a group, like \"0750\""
+            ]
+        );
+        for special in ["4750", "2750", "1750"] {
+            assert!(
+                mode(special).unwrap_err()[0].contains("gives set-uid, set-gid or sticky bits:"),
+                "{special}"
+            );
+        }
+        for good in ["0750", "755", "0775", "0700"] {
+            assert!(mode(good).is_ok(), "{good}");
+        }
+    }
+
+    #[test]
+    fn units_must_be_unit_names() {
+        let units = |units: &str| parse(&[("/etc/n.toml", &format!("[docker]\nunits = {units}\n"))]);
+        let refused = |unit: &str| units(&format!("[{unit:?}]")).unwrap_err();
+        assert_eq!(
+            refused("."),
+            [
+                "/etc/n.toml:2: docker.units: \".\" is not a unit name: it needs a type suffix, like \".service\" or \".socket\""
+            ]
+        );
+        for (unit, why) in [
+            ("", "it needs a type suffix"),
+            ("docker", "it needs a type suffix"),
+            ("docker.conf", "it needs a type suffix"),
+            (".service", "nothing comes before \".service\""),
+            (
+                "a/b.service",
+                "only ASCII letters, digits and \":-_.\\@\" may appear in one",
+            ),
+            ("a b.service", "only ASCII letters"),
+            ("getty@.service", "write NAME@INSTANCE.TYPE"),
+            ("@tty1.service", "write NAME@INSTANCE.TYPE"),
+            ("a@b@c.service", "write NAME@INSTANCE.TYPE"),
+        ] {
+            let errs = refused(unit);
+            assert!(
+                errs.len() == 1 && errs[0].contains(&format!("{unit:?} is not a unit name: {why}")),
+                "{unit:?}: {errs:?}"
+            );
+        }
+        assert!(refused(&format!("{}.service", "a".repeat(250)))[0].contains("longer than 255 bytes"));
+        let ok = units("[\"docker.socket\", \"containerd.service\", \"getty@tty1.service\", \"x-y_z:1.target\"]");
+        assert_eq!(ok.unwrap().docker.unwrap().units.len(), 4);
+        assert!(units("[]").is_ok());
+    }
+
+    #[test]
+    fn a_count_that_never_fits_between_min_and_max_is_refused() {
+        let subids = |text: &str| parse(&[("/etc/n.toml", text)]);
+        assert_eq!(
+            subids("[subids]\nmin = 1000\nmax = 2000\ncount = 1002\n").unwrap_err(),
+            ["/etc/n.toml:4: subids.count: 1002 ids never fit between min 1000 and max 2000 (1001 ids)"]
+        );
+        assert!(subids("[subids]\nmin = 1000\nmax = 2000\ncount = 1001\n").is_ok());
+        let tenants = "[subids]\nmin = 1000\nmax = 2000\n\
+                       [[tenant]]\nname = \"acme\"\ncount = 500\n\
+                       [[tenant]]\nname = \"big\"\ncount = 4000\n\
+                       [[tenant]]\nname = \"plain\"\n";
+        assert_eq!(
+            subids(tenants).unwrap_err(),
+            [
+                "/etc/n.toml:9: tenant.count: 4000 ids never fit between min 1000 and max 2000 (1001 ids)",
+                "/etc/n.toml:11: tenant.count: not given, so [subids] count applies: 65536 ids never fit between min 1000 and max 2000 (1001 ids)",
+            ]
+        );
+        // A range left to login.defs is checked at run time; the default count alone is no
+        // error while no tenant takes it (`subids allocate --count` may fit).
+        assert!(subids("[subids]\nmax = 2000\n[[tenant]]\nname = \"plain\"\n").is_ok());
+        assert!(subids("[subids]\nmin = 1000\nmax = 2000\n").is_ok());
+        // A count that is too large is reported once, not again for each tenant taking it.
+        assert_eq!(
+            subids("[subids]\nmin = 1\nmax = 10\ncount = 11\n[[tenant]]\nname = \"plain\"\n").unwrap_err(),
+            ["/etc/n.toml:4: subids.count: 11 ids never fit between min 1 and max 10 (10 ids)"]
         );
     }
 

@@ -45,9 +45,9 @@ pub struct DaemonStatus {
 }
 
 impl DaemonStatus {
-    /// True when no path is refused or failed.
+    /// True when no path is refused or failed and the last reload was not refused.
     pub fn healthy(&self) -> bool {
-        !self.paths.iter().any(|p| p.entry.outcome.is_problem())
+        self.reload_error.is_none() && !self.paths.iter().any(|p| p.entry.outcome.is_problem())
     }
 }
 
@@ -174,8 +174,10 @@ pub fn render(status: &DaemonStatus, color: bool) -> String {
     if let Some(error) = &status.reload_error {
         let _ = writeln!(
             out,
-            "    Reload: {} (previous config still in force)",
-            paint.paint("31", &error.text)
+            "    Reload: {} {} ago, previous config still in force: {}",
+            paint.paint("31", "refused"),
+            ago(status.now.saturating_sub(error.at)),
+            error.text
         );
     }
     let _ = writeln!(out);
@@ -397,5 +399,42 @@ mod tests {
         assert!(render(&status, true).contains("\x1b[31m✗\x1b[0m"));
         let json = serde_json::to_string(&status).unwrap();
         assert_eq!(serde_json::from_str::<DaemonStatus>(&json).unwrap(), status);
+    }
+
+    #[test]
+    fn a_refused_reload_is_degraded_and_says_why() {
+        let mut status = DaemonStatus {
+            version: "0.1.0".into(),
+            pid: 42,
+            started_at: 880,
+            now: 1060,
+            config: PathBuf::from("/etc/nonrootd/nonrootd.toml"),
+            system_bus: true,
+            following_systemd: true,
+            last_trigger: None,
+            reload_error: None,
+            paths: vec![PathStatus {
+                entry: entry("/run/docker.sock", Outcome::Correct),
+                last_change: None,
+                last_error: None,
+            }],
+        };
+        assert!(status.healthy());
+        assert!(render(&status, false).starts_with("● nonrootd 0.1.0 - active (running) since 3min ago\n"));
+        status.reload_error = Some(Stamped {
+            at: 1000,
+            text: "/etc/nonrootd/nonrootd.toml:8: socket.access: \"rwx\" is not an access: use \"rw\" or \"r\"".into(),
+        });
+        assert!(!status.healthy());
+        assert_eq!(
+            render(&status, false),
+            "● nonrootd 0.1.0 - active (degraded) since 3min ago\n\
+             \x20   Config: /etc/nonrootd/nonrootd.toml\n\
+             \x20      Bus: connected, following systemd\n\
+             \x20   Reload: refused 1min ago, previous config still in force: \
+             /etc/nonrootd/nonrootd.toml:8: socket.access: \"rwx\" is not an access: use \"rw\" or \"r\"\n\n\
+             ✓ sockets /run/docker.sock (user:4321:rw-)\n"
+        );
+        assert!(render(&status, true).contains("\x1b[31mrefused\x1b[0m"));
     }
 }

@@ -221,7 +221,8 @@ impl Manager {
         env!("CARGO_PKG_VERSION").to_string()
     }
 
-    /// "running" when every path is right, "degraded" when something is refused or failed.
+    /// "running" when every path is right, "degraded" when something is refused or failed or
+    /// a reload was refused (the previous config still in force).
     /// Read on demand: no change signal is sent (PathChanged tells of each change).
     #[zbus(property(emits_changed_signal = "false"))]
     async fn state(

@@ -143,9 +143,15 @@ configuration is valid).
 .B 1
 Something was refused or failed, or the configuration is invalid; the reason is
 printed per path.
+For \fBstatus\fR, also when the daemon refused the last reload and keeps the
+previous configuration.
 .TP
 .B 2
 Wrong usage.
+.TP
+.B 3
+The daemon is not running (\fBstatus\fR, which then shows a local read-only
+inspection, and \fBreload\fR).
 .SH ENVIRONMENT
 .TP
 .B STATE_DIRECTORY
@@ -165,6 +171,49 @@ The configuration; see \fBnonrootd.toml\fR(5).
 What nonrootd granted, and the apply lock.
 .SH "SEE ALSO"
 \fBnonrootd\fR(8), \fBnonrootd.toml\fR(5)
+"#;
+
+/// The EXIT STATUS section of a subcommand page (`page`: its file name), for the
+/// subcommands whose exit status tells that the daemon is not running.
+fn exit_status_section(page: &str) -> &'static str {
+    match page {
+        "nonrootctl-status.1" => STATUS_EXIT_STATUS,
+        "nonrootctl-reload.1" => RELOAD_EXIT_STATUS,
+        _ => "",
+    }
+}
+
+const STATUS_EXIT_STATUS: &str = r#".SH "EXIT STATUS"
+.TP
+.B 0
+No path is refused or failed, and the daemon did not refuse its last reload.
+.TP
+.B 1
+A path is refused or failed; or the daemon refused its last reload and keeps the
+previous configuration (the \fBReload:\fR line says why); or the daemon did not
+answer in time.
+.TP
+.B 2
+Wrong usage.
+.TP
+.B 3
+The daemon is not running; a local read-only inspection follows.
+"#;
+
+const RELOAD_EXIT_STATUS: &str = r#".SH "EXIT STATUS"
+.TP
+.B 0
+The new configuration is in force.
+.TP
+.B 1
+The configuration was refused (the old one stays in force; the error names
+file, line and key), permission was denied, or the daemon did not answer in time.
+.TP
+.B 2
+Wrong usage.
+.TP
+.B 3
+The daemon is not running.
 "#;
 
 /// Every generated file, in memory.
@@ -194,14 +243,16 @@ pub fn all() -> Vec<Generated> {
     fn subcommand_pages(cmd: &clap::Command, files: &mut Vec<Generated>) {
         for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
             let man = Man::new(sub.clone()).manual(MANUAL);
-            let path = format!("man/{}", man.get_filename());
-            let see_also = format!(
-                ".SH \"SEE ALSO\"\n\\fB{}\\fR(1), \\fBnonrootd.toml\\fR(5)\n",
+            let page = man.get_filename();
+            let path = format!("man/{page}");
+            let sections = format!(
+                "{}.SH \"SEE ALSO\"\n\\fB{}\\fR(1), \\fBnonrootd.toml\\fR(5)\n",
+                exit_status_section(&page),
                 cmd.get_display_name().unwrap_or(cmd.get_name()).replace('-', "\\-")
             );
             files.push(Generated {
                 path,
-                bytes: man_page(man, sub, "", &see_also),
+                bytes: man_page(man, sub, "", &sections),
             });
             subcommand_pages(sub, files);
         }
@@ -291,6 +342,23 @@ mod tests {
     fn generated_files_are_current() {
         let problems = stale(&crate::root());
         assert!(problems.is_empty(), "run `cargo xtask gen`: {problems:#?}");
+    }
+
+    #[test]
+    fn the_pages_of_commands_that_ask_the_daemon_document_exit_3() {
+        let files = all();
+        for page in ["man/nonrootctl.1", "man/nonrootctl-status.1", "man/nonrootctl-reload.1"] {
+            let text = files
+                .iter()
+                .find(|f| f.path == page)
+                .map(|f| String::from_utf8_lossy(&f.bytes));
+            let text = text.unwrap_or_else(|| panic!("{page} missing"));
+            let exit_status = text.split(".SH \"EXIT STATUS\"").nth(1).unwrap_or_default();
+            assert!(
+                exit_status.contains(".B 3\nThe daemon is not running"),
+                "{page}: {text}"
+            );
+        }
     }
 
     #[test]
