@@ -921,7 +921,7 @@ mod tests {
     fn a_new_socket_with_recorded_grants_is_granted_before_the_lock() {
         let (state, host, mut cache) = granted_before();
         let engine = engine(&host);
-        let other = LockFile::open(state.path()).unwrap();
+        let mut other = LockFile::open(state.path()).unwrap();
         let held = other.acquire(Duration::ZERO).unwrap();
         let sock = Path::new("/run/docker.sock");
         let err = cache
@@ -946,7 +946,7 @@ mod tests {
     fn nothing_is_written_early_without_a_recorded_grant_or_when_it_would_take_bits_away() {
         let (state, host, mut cache) = granted_before();
         let engine = engine(&host);
-        let other = LockFile::open(state.path()).unwrap();
+        let mut other = LockFile::open(state.path()).unwrap();
         let _held = other.acquire(Duration::ZERO).unwrap();
         let sock = Path::new("/run/docker.sock");
         // A user the record does not hold yet.
@@ -1032,7 +1032,7 @@ mod tests {
         let engine = engine(&host);
         // Another process forgets the grant, saves its record and keeps the lock.
         revoke_all(&engine, state.path());
-        let other = LockFile::open(state.path()).unwrap();
+        let mut other = LockFile::open(state.path()).unwrap();
         let held = other.acquire(Duration::ZERO).unwrap();
         let sock = Path::new("/run/docker.sock");
         assert!(

@@ -3,7 +3,7 @@
 
 use std::fs::{File, TryLockError};
 use std::io;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -27,24 +27,22 @@ pub struct ApplyLock<'a> {
 impl LockFile {
     pub fn open(state_dir: &Path) -> io::Result<LockFile> {
         let path = state_dir.join(LOCK_FILE);
-        let file = File::options()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(&path)?;
+        let file = open_lock_file(&path)?;
         Ok(LockFile { file, path })
     }
 
-    /// Waits at most `timeout` for the lock.
-    pub fn acquire(&self, timeout: Duration) -> io::Result<ApplyLock<'_>> {
+    /// Waits at most `timeout` for the lock. A lock file removed (and perhaps made again) since
+    /// it was opened is another file than the one the others lock: it is opened again.
+    pub fn acquire(&mut self, timeout: Duration) -> io::Result<ApplyLock<'_>> {
         let deadline = Instant::now() + timeout;
         let mut retry = Duration::from_micros(50);
         loop {
             match self.file.try_lock() {
-                Ok(()) => return Ok(ApplyLock { file: &self.file }),
+                Ok(()) if self.is_the_named_file()? => break,
+                Ok(()) => {
+                    let _ = self.file.unlock();
+                    self.file = open_lock_file(&self.path)?;
+                }
                 Err(TryLockError::WouldBlock) if Instant::now() < deadline => {
                     std::thread::sleep(retry);
                     retry = (retry * 2).min(LONGEST_RETRY);
@@ -58,11 +56,54 @@ impl LockFile {
                 Err(TryLockError::Error(e)) => return Err(e),
             }
         }
+        Ok(ApplyLock { file: &self.file })
     }
+
+    /// Whether the path still names the open file.
+    fn is_the_named_file(&self) -> io::Result<bool> {
+        let open = self.file.metadata()?;
+        match std::fs::symlink_metadata(&self.path) {
+            Ok(named) => Ok((named.dev(), named.ino()) == (open.dev(), open.ino())),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+fn open_lock_file(path: &Path) -> io::Result<File> {
+    File::options()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
 }
 
 impl Drop for ApplyLock<'_> {
     fn drop(&mut self) {
         let _ = self.file.unlock();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lock_file_removed_and_made_again_is_the_one_locked() {
+        let state = tempfile::tempdir().unwrap();
+        let mut kept = LockFile::open(state.path()).unwrap();
+        std::fs::remove_file(state.path().join(LOCK_FILE)).unwrap();
+        let mut other = LockFile::open(state.path()).unwrap();
+        let held = other.acquire(Duration::ZERO).unwrap();
+        assert_eq!(
+            kept.acquire(Duration::ZERO).err().map(|e| e.kind()),
+            Some(io::ErrorKind::TimedOut),
+            "locked a file nobody else locks"
+        );
+        drop(held);
+        kept.acquire(Duration::ZERO).unwrap();
     }
 }

@@ -227,7 +227,7 @@ fn a_held_lock_times_out_cleanly() {
         "nonrootd.toml",
         "[docker]\ndata_root = \"/nonexistent\"\n",
     );
-    let lock_file = nonrootd::lock::LockFile::open(&state).unwrap();
+    let mut lock_file = nonrootd::lock::LockFile::open(&state).unwrap();
     let _held = lock_file.acquire(std::time::Duration::ZERO).unwrap();
     let out = nonrootctl(&[
         "--config",

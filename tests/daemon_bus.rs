@@ -270,7 +270,7 @@ fn reload_answers_once_the_config_is_in_force_and_the_apply_follows() {
     let good = std::fs::read_to_string(&config).unwrap();
     write_root_file(&config, &good.replace("users = [4321]", "users = [4322]"));
     // The apply that follows waits for this lock; the answer must not.
-    let lock_file = nonrootd::lock::LockFile::open(&setup.scratch.join("state")).unwrap();
+    let mut lock_file = nonrootd::lock::LockFile::open(&setup.scratch.join("state")).unwrap();
     let held = lock_file.acquire(Duration::from_secs(5)).unwrap();
     let out = setup.ctl(None, &["reload", "--timeout", "3s"]);
     assert!(out.status.success(), "{}", text(&out.stderr));

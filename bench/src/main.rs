@@ -892,7 +892,7 @@ fn apply_profile(args: &[String]) -> Result<Value, String> {
             ensure_dir(&state).map_err(|e| e.to_string())?;
             samples[1].push(us(t));
             let t = Instant::now();
-            let lock_file = LockFile::open(&state).map_err(|e| e.to_string())?;
+            let mut lock_file = LockFile::open(&state).map_err(|e| e.to_string())?;
             let lock = lock_file.acquire(Duration::from_secs(5)).map_err(|e| e.to_string())?;
             samples[2].push(us(t));
             let t = Instant::now();
