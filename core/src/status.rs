@@ -319,16 +319,8 @@ mod tests {
     #[test]
     fn the_bus_line_tells_following_systemd_apart_from_being_connected() {
         let mut status = DaemonStatus {
-            version: "0.1.0".into(),
-            pid: 42,
-            started_at: 0,
-            now: 0,
-            config: PathBuf::from("/etc/nonrootd/nonrootd.toml"),
-            system_bus: true,
             following_systemd: false,
-            last_trigger: None,
-            reload_error: None,
-            paths: Vec::new(),
+            ..running_for_3min(Vec::new())
         };
         let bus_line = |status: &DaemonStatus| {
             render(status, false)
@@ -372,19 +364,11 @@ mod tests {
             1000,
         );
         let status = DaemonStatus {
-            version: "0.1.0".into(),
-            pid: 42,
-            started_at: 880,
-            now: 1060,
-            config: PathBuf::from("/etc/nonrootd/nonrootd.toml"),
-            system_bus: true,
-            following_systemd: true,
             last_trigger: Some(Stamped {
                 at: 1000,
                 text: "docker.socket became active".into(),
             }),
-            reload_error: None,
-            paths: book.snapshot(),
+            ..running_for_3min(book.snapshot())
         };
         assert!(!status.healthy());
         assert_eq!(
@@ -401,9 +385,9 @@ mod tests {
         assert_eq!(serde_json::from_str::<DaemonStatus>(&json).unwrap(), status);
     }
 
-    #[test]
-    fn a_refused_reload_is_degraded_and_says_why() {
-        let mut status = DaemonStatus {
+    /// A daemon started 3 minutes ago, following systemd, with these paths and nothing else.
+    fn running_for_3min(paths: Vec<PathStatus>) -> DaemonStatus {
+        DaemonStatus {
             version: "0.1.0".into(),
             pid: 42,
             started_at: 880,
@@ -413,12 +397,17 @@ mod tests {
             following_systemd: true,
             last_trigger: None,
             reload_error: None,
-            paths: vec![PathStatus {
-                entry: entry("/run/docker.sock", Outcome::Correct),
-                last_change: None,
-                last_error: None,
-            }],
-        };
+            paths,
+        }
+    }
+
+    #[test]
+    fn a_refused_reload_is_degraded_and_says_why() {
+        let mut status = running_for_3min(vec![PathStatus {
+            entry: entry("/run/docker.sock", Outcome::Correct),
+            last_change: None,
+            last_error: None,
+        }]);
         assert!(status.healthy());
         assert!(render(&status, false).starts_with("● nonrootd 0.1.0 - active (running) since 3min ago\n"));
         status.reload_error = Some(Stamped {
