@@ -102,11 +102,6 @@ impl Entry {
     pub fn line(&self) -> usize {
         self.line as usize
     }
-
-    /// Which shadow versions read the line.
-    pub fn shadow(&self) -> ShadowReads {
-        self.shadow
-    }
 }
 
 /// What [`SubidFile::check`] knows of one owner so far: its entry reaching furthest, and how
@@ -875,13 +870,6 @@ impl Tenant {
         let owner = owner.as_ref();
         if owner == self.owner.as_bytes() {
             return true;
-        }
-        // Besides its name, only a uid can be a name's: most owners are settled here.
-        let could_be_uid = owner
-            .first()
-            .is_some_and(|b| b.is_ascii_digit() || matches!(b, b' ' | b'\t'..=b'\r' | b'+' | b'-'));
-        if !self.is_uid && !could_be_uid {
-            return false;
         }
         match shadow_uid(owner) {
             Some(uid) => {
@@ -1712,7 +1700,7 @@ mod tests {
     fn only_lines_every_shadow_version_reads_are_a_tenants() {
         let text = "acme:100000:65536\r\nacme:200000:10:x\nacme:300000:-1\nacme:4294967290:7\nacme:400000:10\n";
         let f = file(text);
-        let shadow: Vec<ShadowReads> = f.entries.iter().map(Entry::shadow).collect();
+        let shadow: Vec<ShadowReads> = f.entries.iter().map(|e| e.shadow).collect();
         use ShadowReads::*;
         assert_eq!(shadow, [Never, OlderOnly, OlderOnly, OlderOnly, All]);
         let t = tenant("acme");
