@@ -716,6 +716,15 @@ fn validate_dmi(d: DmiLayer, c: &mut Checker) -> Option<DmiConfig> {
 fn validate_subids(s: SubidsLayer, c: &mut Checker) -> SubidsConfig {
     let subuid_file = c.absolute_or("subids.subuid_file", &s.subuid_file, DEFAULT_SUBUID_FILE);
     let subgid_file = c.absolute_or("subids.subgid_file", &s.subgid_file, DEFAULT_SUBGID_FILE);
+    if subuid_file == subgid_file {
+        let (key, named) = match (&s.subgid_file, &s.subuid_file) {
+            (Some(named), _) => ("subids.subgid_file", named),
+            (None, Some(named)) => ("subids.subuid_file", named),
+            (None, None) => unreachable!("the defaults differ"),
+        };
+        let message = format!("{}: subuid_file and subgid_file must be different files", named.value);
+        c.error(&named.origin, key, message);
+    }
     if let (Some(min), Some(max)) = (&s.min, &s.max)
         && min.value > max.value
     {
@@ -1222,6 +1231,20 @@ mod tests {
             subids("[subids]\nmin = 1\nmax = 10\ncount = 11\n[[tenant]]\nname = \"plain\"\n").unwrap_err(),
             ["/etc/n.toml:4: subids.count: 11 ids never fit between min 1 and max 10 (10 ids)"]
         );
+    }
+
+    #[test]
+    fn subuid_and_subgid_must_be_different_files() {
+        let subids = |text: &str| parse(&[("/etc/n.toml", text)]);
+        assert_eq!(
+            subids("[subids]\nsubuid_file = \"/srv/ids\"\nsubgid_file = \"/srv/ids\"\n").unwrap_err(),
+            ["/etc/n.toml:3: subids.subgid_file: /srv/ids: subuid_file and subgid_file must be different files"]
+        );
+        assert_eq!(
+            subids("[subids]\nsubuid_file = \"/etc/subgid\"\n").unwrap_err(),
+            ["/etc/n.toml:2: subids.subuid_file: /etc/subgid: subuid_file and subgid_file must be different files"]
+        );
+        assert!(subids("[subids]\nsubuid_file = \"/srv/subuid\"\nsubgid_file = \"/srv/subgid\"\n").is_ok());
     }
 
     #[test]

@@ -46,16 +46,43 @@ pub(crate) fn read(path: &Path) -> Result<(SubidFile, Option<Metadata>), SubidsE
     }
 }
 
-/// Replaces `path` with `bytes`, keeping the old file's mode and owner (new files get 0644)
-/// and the old file as `<path>-`. The caller fsyncs the directory with [`sync_dir`].
-pub(crate) fn replace(path: &Path, bytes: &[u8], old: Option<&Metadata>) -> Result<(), SubidsError> {
-    let tmp = suffixed(path, "+");
-    write_new(&tmp, bytes, old, true)?;
-    let result = swap_in(path, &tmp, old.is_some());
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
+/// A file to replace: its path, its new contents and the old file's metadata, if any.
+pub(crate) type Replacement<'a> = (&'a Path, &'a [u8], Option<&'a Metadata>);
+
+/// Replaces each `path` with its `bytes`, keeping the old file's mode and owner (new files get
+/// 0644) and the old file as `<path>-`. Every `<path>+` is written and flushed first, each on
+/// its own thread so that the flushes overlap; only when all are written are they renamed in,
+/// so a failed write replaces nothing. The caller fsyncs the directories with [`sync_dir`].
+pub(crate) fn replace_all(files: &[Replacement<'_>]) -> Result<(), SubidsError> {
+    let tmps: Vec<PathBuf> = files.iter().map(|(path, ..)| suffixed(path, "+")).collect();
+    let written: Vec<Result<(), SubidsError>> = std::thread::scope(|scope| {
+        let mut writes = files.iter().zip(&tmps).map(|(&(_, bytes, old), tmp)| (tmp, bytes, old));
+        let first = writes.next();
+        let others: Vec<_> = writes
+            .map(|(tmp, bytes, old)| scope.spawn(move || write_new(tmp, bytes, old, true)))
+            .collect();
+        first
+            .map(|(tmp, bytes, old)| write_new(tmp, bytes, old, true))
+            .into_iter()
+            .chain(others.into_iter().map(|h| h.join().expect("writer thread panicked")))
+            .collect()
+    });
+    let remove_tmps = |from: usize| {
+        for tmp in &tmps[from..] {
+            let _ = fs::remove_file(tmp);
+        }
+    };
+    if let Some(error) = written.into_iter().find_map(Result::err) {
+        remove_tmps(0);
+        return Err(error);
     }
-    result
+    for (i, ((path, _, old), tmp)) in files.iter().zip(&tmps).enumerate() {
+        if let Err(error) = swap_in(path, tmp, old.is_some()) {
+            remove_tmps(i);
+            return Err(error);
+        }
+    }
+    Ok(())
 }
 
 /// Writes a fresh `tmp` with the contents, mode and owner wanted, and fsyncs it if `sync`.
@@ -232,6 +259,28 @@ fn complete_lines(bytes: &[u8]) -> &[u8] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn replacements_are_renamed_in_only_when_all_are_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("subuid"), dir.path().join("subgid"));
+        fs::write(&a, "old a\n").unwrap();
+        fs::write(&b, "old b\n").unwrap();
+        let (meta_a, meta_b) = (fs::metadata(&a).unwrap(), fs::metadata(&b).unwrap());
+        // `subgid+` cannot be made: nothing is replaced, and no temp file is left.
+        fs::create_dir_all(dir.path().join("subgid+/in-the-way")).unwrap();
+        let err = replace_all(&[(&a, b"new a\n", Some(&meta_a)), (&b, b"new b\n", Some(&meta_b))]).unwrap_err();
+        assert!(err.to_string().contains("subgid+"), "{err}");
+        assert_eq!(fs::read_to_string(&a).unwrap(), "old a\n");
+        assert!(!dir.path().join("subuid+").exists());
+        fs::remove_dir_all(dir.path().join("subgid+")).unwrap();
+
+        replace_all(&[(&a, b"new a\n", Some(&meta_a)), (&b, b"new b\n", Some(&meta_b))]).unwrap();
+        assert_eq!(fs::read_to_string(&a).unwrap(), "new a\n");
+        assert_eq!(fs::read_to_string(&b).unwrap(), "new b\n");
+        assert_eq!(fs::read_to_string(dir.path().join("subuid-")).unwrap(), "old a\n");
+        assert_eq!(fs::read_to_string(dir.path().join("subgid-")).unwrap(), "old b\n");
+    }
 
     #[test]
     fn json_lines_survive_an_append_cut_short() {

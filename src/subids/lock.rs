@@ -52,12 +52,18 @@ pub(crate) fn lock(files: &[&Path], timeout: Duration) -> Result<Locks, SubidsEr
         _pwd: pwd,
         _in_process: in_process,
     };
+    let mut pid_file: Option<PidFile> = None;
     for (i, file) in files.iter().enumerate() {
         if files[..i].contains(file) {
             continue;
         }
+        let pid_file = match pid_file.take() {
+            Some(same_dir) if same_dir.path.parent() == file.parent() => pid_file.insert(same_dir),
+            // Dropping the other one removes it: its locks hold their own links.
+            _ => pid_file.insert(PidFile::create(file)?),
+        };
         let lock = suffixed(file, ".lock");
-        lock_file(file, &lock, deadline)?;
+        lock_file(pid_file, &lock, deadline)?;
         locks.lock_files.push(lock);
     }
     Ok(locks)
@@ -108,6 +114,42 @@ fn lock_pwd(path: &Path, deadline: Instant) -> Result<File, SubidsError> {
     }
 }
 
+/// shadow's `<file>.<pid>`: it holds `<pid>\0`, flushed as shadow flushes it so that the pid
+/// of a lock is readable after a crash. One is made per directory and linked as every lock
+/// there, so taking both locks of /etc costs one flush; it is removed once they are taken.
+struct PidFile {
+    path: PathBuf,
+    pid: u32,
+    /// Its link count: 1, plus one per lock taken through it.
+    links: u64,
+}
+
+impl PidFile {
+    fn create(file: &Path) -> Result<PidFile, SubidsError> {
+        let pid = std::process::id();
+        let path = suffixed(file, &format!(".{pid}"));
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|e| SubidsError::io(&path, "create", e))?;
+        // From here on, dropping it removes it.
+        let pid_file = PidFile { path, pid, links: 1 };
+        file.write_all(format!("{pid}\0").as_bytes())
+            .and_then(|()| file.sync_data())
+            .map_err(|e| SubidsError::io(&pid_file.path, "write", e))?;
+        Ok(pid_file)
+    }
+}
+
+impl Drop for PidFile {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.path);
+    }
+}
+
 /// What one attempt at `<file>.lock` found.
 enum Attempt {
     Got,
@@ -116,14 +158,13 @@ enum Attempt {
 }
 
 /// shadow's `commonio_lock_nowait`, retried until the deadline.
-fn lock_file(file: &Path, lock: &Path, deadline: Instant) -> Result<(), SubidsError> {
-    let pid = std::process::id();
-    let tmp = suffixed(file, &format!(".{pid}"));
+fn lock_file(pid_file: &mut PidFile, lock: &Path, deadline: Instant) -> Result<(), SubidsError> {
     loop {
-        let attempt = try_lock_file(&tmp, lock, pid);
-        let _ = fs::remove_file(&tmp);
-        match attempt? {
-            Attempt::Got => return Ok(()),
+        match try_lock_file(pid_file, lock)? {
+            Attempt::Got => {
+                pid_file.links += 1;
+                return Ok(());
+            }
             Attempt::Held(_) if Instant::now() < deadline => sleep(POLL),
             Attempt::Held(holder) => {
                 return Err(SubidsError::Locked {
@@ -135,19 +176,8 @@ fn lock_file(file: &Path, lock: &Path, deadline: Instant) -> Result<(), SubidsEr
     }
 }
 
-fn try_lock_file(tmp: &Path, lock: &Path, pid: u32) -> Result<Attempt, SubidsError> {
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(tmp)
-        .map_err(|e| SubidsError::io(tmp, "create", e))?;
-    f.write_all(format!("{pid}\0").as_bytes())
-        .and_then(|()| f.sync_data())
-        .map_err(|e| SubidsError::io(tmp, "write", e))?;
-    drop(f);
-    if let Some(attempt) = link(tmp, lock)? {
+fn try_lock_file(pid_file: &PidFile, lock: &Path) -> Result<Attempt, SubidsError> {
+    if let Some(attempt) = link(pid_file, lock)? {
         return Ok(attempt);
     }
     let holder = match read_pid(lock) {
@@ -161,7 +191,7 @@ fn try_lock_file(tmp: &Path, lock: &Path, pid: u32) -> Result<Attempt, SubidsErr
         None => Err(SubidsError::InvalidLock {
             path: lock.to_path_buf(),
         }),
-        Some(holder) if holder != pid && alive(holder) => Ok(Attempt::Held(Some(holder))),
+        Some(holder) if holder != pid_file.pid && alive(holder) => Ok(Attempt::Held(Some(holder))),
         // Dead, or a leftover of an earlier process with our pid (we never hold it here).
         Some(_) => {
             match fs::remove_file(lock) {
@@ -169,18 +199,20 @@ fn try_lock_file(tmp: &Path, lock: &Path, pid: u32) -> Result<Attempt, SubidsErr
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 Err(e) => return Err(SubidsError::io(lock, "remove stale lock", e)),
             }
-            Ok(link(tmp, lock)?.unwrap_or(Attempt::Held(None)))
+            Ok(link(pid_file, lock)?.unwrap_or(Attempt::Held(None)))
         }
     }
 }
 
-/// `link(tmp, lock)`: `Some(Got)` when it made the lock and `tmp` has exactly two links (as
-/// shadow checks), `Some(Held)` on a wrong link count, `None` when the lock exists.
-fn link(tmp: &Path, lock: &Path) -> Result<Option<Attempt>, SubidsError> {
+/// `link(pid file, lock)`: `Some(Got)` when it made the lock and the pid file gained exactly
+/// that link (shadow checks the count), `Some(Held)` on a wrong count, `None` when the lock
+/// exists.
+fn link(pid_file: &PidFile, lock: &Path) -> Result<Option<Attempt>, SubidsError> {
+    let tmp = &pid_file.path;
     match fs::hard_link(tmp, lock) {
         Ok(()) => {
             let links = fs::metadata(tmp).map_err(|e| SubidsError::io(tmp, "stat", e))?.nlink();
-            if links == 2 {
+            if links == pid_file.links + 1 {
                 Ok(Some(Attempt::Got))
             } else {
                 let _ = fs::remove_file(lock);
@@ -203,4 +235,65 @@ fn read_pid(lock: &Path) -> io::Result<Option<u32>> {
 
 fn alive(pid: u32) -> bool {
     !matches!(kill(Pid::from_raw(pid as i32), None), Err(Errno::ESRCH))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lock_of(file: &Path) -> (u64, u64, Vec<u8>) {
+        let lock = suffixed(file, ".lock");
+        let meta = fs::metadata(&lock).unwrap();
+        (meta.ino(), meta.nlink(), fs::read(&lock).unwrap())
+    }
+
+    #[test]
+    fn locks_in_one_directory_share_one_flushed_pid_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let (subuid, subgid) = (dir.path().join("subuid"), dir.path().join("subgid"));
+        let locks = lock(&[&subuid, &subgid], Duration::from_secs(1)).unwrap();
+        let pid = format!("{}\0", std::process::id()).into_bytes();
+        let (uid_lock, gid_lock) = (lock_of(&subuid), lock_of(&subgid));
+        assert_eq!(uid_lock, (gid_lock.0, 2, pid.clone()), "one inode, linked twice");
+        assert_eq!(gid_lock.2, pid);
+        assert!(!suffixed(&subuid, &format!(".{}", std::process::id())).exists());
+        drop(locks);
+        assert!(!suffixed(&subuid, ".lock").exists() && !suffixed(&subgid, ".lock").exists());
+    }
+
+    #[test]
+    fn locks_in_two_directories_have_their_own_pid_files() {
+        let (one, two) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (subuid, subgid) = (one.path().join("subuid"), two.path().join("subgid"));
+        let _locks = lock(&[&subuid, &subgid], Duration::from_secs(1)).unwrap();
+        let (uid_lock, gid_lock) = (lock_of(&subuid), lock_of(&subgid));
+        assert_ne!(uid_lock.0, gid_lock.0);
+        assert_eq!((uid_lock.1, gid_lock.1), (1, 1));
+        assert_eq!(fs::read_dir(two.path()).unwrap().count(), 1, "only subgid.lock");
+    }
+
+    #[test]
+    fn a_lock_not_taken_leaves_no_lock_and_no_pid_file_of_ours() {
+        let dir = tempfile::tempdir().unwrap();
+        let (subuid, subgid) = (dir.path().join("subuid"), dir.path().join("subgid"));
+        // Held by a live process: our parent (the test harness's own pid would be ours).
+        let holder = nix::unistd::getppid().as_raw();
+        fs::write(suffixed(&subgid, ".lock"), format!("{holder}\0")).unwrap();
+        let Err(err) = lock(&[&subuid, &subgid], Duration::from_millis(30)) else {
+            panic!("locked a file that another process holds");
+        };
+        assert!(
+            matches!(err, SubidsError::Locked { holder: Some(h), .. } if h as i32 == holder),
+            "{err}"
+        );
+        let names: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names.len(), 2, "{names:?}");
+        assert!(
+            names.contains(&".pwd.lock".into()) && names.contains(&"subgid.lock".into()),
+            "{names:?}"
+        );
+    }
 }

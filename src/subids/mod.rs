@@ -567,12 +567,14 @@ fn allocate_tenants(
         added.iter().any(|m| m.kind == Kind::Subgid),
     );
     files::append_lines(&settings.managed_path(), &added)?;
+    let mut replacements = Vec::with_capacity(2);
     if uid_added {
-        files::replace(&settings.subuid_file, subuid.bytes(), subuid_meta.as_ref())?;
+        replacements.push((settings.subuid_file.as_path(), subuid.bytes(), subuid_meta.as_ref()));
     }
     if gid_added {
-        files::replace(&settings.subgid_file, subgid.bytes(), subgid_meta.as_ref())?;
+        replacements.push((settings.subgid_file.as_path(), subgid.bytes(), subgid_meta.as_ref()));
     }
+    files::replace_all(&replacements)?;
     settings.sync_dirs()?;
     Ok(results)
 }
@@ -617,9 +619,11 @@ pub fn release(settings: &Settings, tenant: &str) -> Result<Released, SubidsErro
             released_at: now,
         }));
     files::write_state(&settings.quarantine_path(), &quarantine, true)?;
-    for (path, bytes, meta) in &rewrites {
-        files::replace(path, bytes, meta.as_ref())?;
-    }
+    let replacements: Vec<files::Replacement<'_>> = rewrites
+        .iter()
+        .map(|(path, bytes, meta)| (*path, bytes.as_slice(), meta.as_ref()))
+        .collect();
+    files::replace_all(&replacements)?;
     settings.sync_dirs()?;
     let mut managed: Vec<ManagedRange> = files::read_lines(&settings.managed_path())?;
     let before = managed.len();
