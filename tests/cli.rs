@@ -323,6 +323,42 @@ fn check_config_advises_protect_home_read_only_for_paths_below_home() {
 }
 
 #[test]
+fn check_config_names_a_socket_in_tmp_that_private_tmp_hides_even_when_writable() {
+    let scratch = Scratch::disk();
+    let units = shipped_unit_dir(&scratch);
+    let unit_dir = units.to_str().unwrap();
+    let main = write_config(
+        scratch.path(),
+        "nonrootd.toml",
+        "[[socket]]\npath = \"/tmp/app/app.sock\"\nusers = [4321]\n",
+    );
+    // ReadWritePaths= alone does not help: nonrootd's /tmp is not the host's.
+    write_config(
+        &units,
+        "nonrootd.service.d/paths.conf",
+        "[Service]\nReadWritePaths=/tmp/app\n",
+    );
+    let out = nonrootctl(&["--config", &main, "check-config", "--unit-dir", unit_dir]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("socket.path /tmp/app/app.sock is not the host's for nonrootd.service, which has a /tmp of its own (PrivateTmp=yes)"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("\"[Service]\\nPrivateTmp=no\\nReadWritePaths=/tmp/app/app.sock\""),
+        "{stderr}"
+    );
+    write_config(
+        &units,
+        "nonrootd.service.d/paths.conf",
+        "[Service]\nPrivateTmp=no\nReadWritePaths=/tmp/app\n",
+    );
+    let out = nonrootctl(&["--config", &main, "check-config", "--unit-dir", unit_dir]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}
+
+#[test]
 fn a_timeout_too_long_to_wait_for_is_a_usage_error() {
     let out = nonrootctl(&["status", "--timeout", "1e30s"]);
     assert_eq!(out.status.code(), Some(2));

@@ -50,47 +50,105 @@ pub fn written_paths(config: &Config, data_root: Option<&Path>) -> Vec<WrittenPa
     paths
 }
 
-/// The `ReadWritePaths=` of a unit file or drop-in, in order; an empty assignment resets the
-/// list, a leading `-` (ignore if missing) or `+` is dropped.
-pub fn read_write_paths(unit: &str, mut paths: Vec<PathBuf>) -> Vec<PathBuf> {
-    for line in unit.lines().map(str::trim) {
-        let Some(value) = line.strip_prefix("ReadWritePaths=") else {
-            continue;
-        };
-        if value.trim().is_empty() {
-            paths.clear();
-            continue;
-        }
-        for word in value.split_whitespace() {
-            paths.push(PathBuf::from(word.trim_start_matches(['-', '+'])));
-        }
-    }
-    paths
+/// What nonrootd.service with its drop-ins lets nonrootd write.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct UnitSandbox {
+    /// `ReadWritePaths=`, in order.
+    pub read_write_paths: Vec<PathBuf>,
+    /// `ProtectHome=yes` or `tmpfs`: /home, /root and /run/user are hidden.
+    pub hides_homes: bool,
+    /// `PrivateTmp=`: /tmp and /var/tmp are the unit's own.
+    pub private_tmp: bool,
 }
 
-/// The written paths that no allowed path covers.
-pub fn uncovered(written: &[WrittenPath], allowed: &[PathBuf]) -> Vec<WrittenPath> {
-    written
-        .iter()
-        .filter(|w| !allowed.iter().any(|a| w.path.starts_with(a)))
-        .cloned()
-        .collect()
+/// Why nonrootd.service cannot write a path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Blocked {
+    ReadOnly,
+    HiddenHome,
+    PrivateTmp,
+}
+
+impl std::fmt::Display for Blocked {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Blocked::ReadOnly => "is read-only for nonrootd.service (ProtectSystem=strict)",
+            Blocked::HiddenHome => "is hidden from nonrootd.service (ProtectHome=yes)",
+            Blocked::PrivateTmp => {
+                "is not the host's for nonrootd.service, which has a /tmp of its own (PrivateTmp=yes)"
+            }
+        })
+    }
+}
+
+impl UnitSandbox {
+    /// Reads a unit file or drop-in over what the earlier ones set: an empty `ReadWritePaths=`
+    /// resets the list, a leading `-` (ignore if missing) or `+` is dropped, and the last
+    /// `ProtectHome=` and `PrivateTmp=` win (empty: systemd's default, off).
+    pub fn read(&mut self, unit: &str) {
+        for line in unit.lines().map(str::trim) {
+            let Some((key, value)) = line.split_once('=') else {
+                continue;
+            };
+            let value = value.trim();
+            match key.trim() {
+                "ReadWritePaths" if value.is_empty() => self.read_write_paths.clear(),
+                "ReadWritePaths" => self.read_write_paths.extend(
+                    value
+                        .split_whitespace()
+                        .map(|w| PathBuf::from(w.trim_start_matches(['-', '+']))),
+                ),
+                "ProtectHome" => self.hides_homes = value == "tmpfs" || is_true(value),
+                // Anything but off makes a private /tmp (systemd 257 adds "disconnected").
+                "PrivateTmp" => self.private_tmp = !value.is_empty() && !is_false(value),
+                _ => {}
+            }
+        }
+    }
+
+    /// Why nonrootd cannot write `path`, or `None` when it can.
+    pub fn blocks(&self, path: &Path) -> Option<Blocked> {
+        if self.private_tmp && is_tmp(path) {
+            Some(Blocked::PrivateTmp)
+        } else if self.hides_homes && is_home(path) {
+            Some(Blocked::HiddenHome)
+        } else if !self.read_write_paths.iter().any(|a| path.starts_with(a)) {
+            Some(Blocked::ReadOnly)
+        } else {
+            None
+        }
+    }
+}
+
+fn is_true(value: &str) -> bool {
+    matches!(value, "1" | "yes" | "y" | "true" | "t" | "on")
+}
+
+fn is_false(value: &str) -> bool {
+    matches!(value, "0" | "no" | "n" | "false" | "f" | "off")
 }
 
 /// What the unit's `ProtectHome=yes` hides from nonrootd; `ReadWritePaths=` cannot open a path
 /// below them again.
 const PROTECTED_HOMES: [&str; 3] = ["/home", "/root", "/run/user"];
 
+fn is_home(path: &Path) -> bool {
+    PROTECTED_HOMES.iter().any(|home| path.starts_with(home))
+}
+
+/// What `PrivateTmp=yes` replaces with directories of the unit's own.
+fn is_tmp(path: &Path) -> bool {
+    path.starts_with("/tmp") || path.starts_with("/var/tmp")
+}
+
 /// The drop-in an admin adds so that nonrootd may write `path`. Below /home, /root or
 /// /run/user it also turns `ProtectHome=yes` into `read-only`, below which `ReadWritePaths=`
-/// works.
+/// works; below /tmp or /var/tmp it turns `PrivateTmp=` off, so that nonrootd sees the host's.
 pub fn drop_in_advice(path: &Path) -> String {
-    let protect_home = match PROTECTED_HOMES.iter().any(|home| path.starts_with(home)) {
-        true => "ProtectHome=read-only\\n",
-        false => "",
-    };
+    let protect_home = if is_home(path) { "ProtectHome=read-only\\n" } else { "" };
+    let private_tmp = if is_tmp(path) { "PrivateTmp=no\\n" } else { "" };
     format!(
-        "add /etc/systemd/system/nonrootd.service.d/paths.conf with \"[Service]\\n{protect_home}ReadWritePaths={}\", then systemctl daemon-reload and restart nonrootd",
+        "add /etc/systemd/system/nonrootd.service.d/paths.conf with \"[Service]\\n{protect_home}{private_tmp}ReadWritePaths={}\", then systemctl daemon-reload and restart nonrootd",
         path.display()
     )
 }
@@ -103,13 +161,21 @@ mod tests {
         Config::from_sources(&[(PathBuf::from("/etc/nonrootd/nonrootd.toml"), text.to_string())]).unwrap()
     }
 
+    fn sandbox(units: &[&str]) -> UnitSandbox {
+        let mut sandbox = UnitSandbox::default();
+        for unit in units {
+            sandbox.read(unit);
+        }
+        sandbox
+    }
+
     #[test]
     fn unit_paths_are_read_with_resets_and_prefixes() {
         let unit = "[Service]\nReadWritePaths=/etc\nReadWritePaths=/run -/var/lib/docker\n";
-        let paths = read_write_paths(unit, Vec::new());
+        let paths = sandbox(&[unit]).read_write_paths;
         assert_eq!(paths, [PathBuf::from("/etc"), "/run".into(), "/var/lib/docker".into()]);
         let drop_in = "[Service]\nReadWritePaths=\nReadWritePaths=+/srv\n";
-        assert_eq!(read_write_paths(drop_in, paths), [PathBuf::from("/srv")]);
+        assert_eq!(sandbox(&[unit, drop_in]).read_write_paths, [PathBuf::from("/srv")]);
     }
 
     #[test]
@@ -117,23 +183,44 @@ mod tests {
         let config = config(
             "[docker]\n[[socket]]\npath = \"/run/docker.sock\"\nusers = [1]\n[[socket]]\npath = \"/srv/podman/podman.sock\"\nusers = [1]\n",
         );
-        let allowed: Vec<PathBuf> = ["/etc", "/run", "/var/lib/docker", "/sys/firmware/dmi/tables"]
-            .map(PathBuf::from)
-            .into();
-        let written = written_paths(&config, Some(Path::new("/data/docker")));
-        let names: Vec<_> = uncovered(&written, &allowed)
-            .into_iter()
-            .map(|w| (w.key, w.path))
-            .collect();
+        let unit = sandbox(&["ReadWritePaths=/etc /run -/var/lib/docker -/sys/firmware/dmi/tables\n"]);
+        let blocked = |data_root: &str| -> Vec<_> {
+            written_paths(&config, Some(Path::new(data_root)))
+                .into_iter()
+                .filter_map(|w| Some((w.key, w.path.clone(), unit.blocks(&w.path)?)))
+                .collect()
+        };
         assert_eq!(
-            names,
+            blocked("/data/docker"),
             [
-                ("docker.data_root", PathBuf::from("/data/docker")),
-                ("socket.path", "/srv/podman/podman.sock".into())
+                ("docker.data_root", PathBuf::from("/data/docker"), Blocked::ReadOnly),
+                ("socket.path", "/srv/podman/podman.sock".into(), Blocked::ReadOnly)
             ]
         );
-        assert!(uncovered(&written_paths(&config, Some(Path::new("/var/lib/docker"))), &allowed).len() == 1);
+        assert_eq!(blocked("/var/lib/docker").len(), 1);
         assert!(drop_in_advice(Path::new("/srv")).contains("ReadWritePaths=/srv"));
+    }
+
+    #[test]
+    fn private_tmp_and_protect_home_hide_what_read_write_paths_name() {
+        let shipped = "[Service]\nReadWritePaths=/run /tmp/x.sock /home/app\nProtectHome=yes\nPrivateTmp=yes\n";
+        let unit = sandbox(&[shipped]);
+        assert_eq!(unit.blocks(Path::new("/tmp/x.sock")), Some(Blocked::PrivateTmp));
+        assert_eq!(unit.blocks(Path::new("/var/tmp/y.sock")), Some(Blocked::PrivateTmp));
+        assert_eq!(unit.blocks(Path::new("/home/app/data")), Some(Blocked::HiddenHome));
+        assert_eq!(unit.blocks(Path::new("/run/docker.sock")), None);
+        assert_eq!(unit.blocks(Path::new("/tmpx/a.sock")), Some(Blocked::ReadOnly));
+        let opened = sandbox(&[shipped, "[Service]\nPrivateTmp=no\nProtectHome=read-only\n"]);
+        assert_eq!(opened.blocks(Path::new("/tmp/x.sock")), None);
+        assert_eq!(opened.blocks(Path::new("/home/app/data")), None);
+        let defaults = sandbox(&[shipped, "PrivateTmp=\nProtectHome=\n"]);
+        assert_eq!((defaults.private_tmp, defaults.hides_homes), (false, false));
+        assert!(sandbox(&["ProtectHome=tmpfs\nPrivateTmp=disconnected\n"]).hides_homes);
+        assert!(sandbox(&["PrivateTmp=disconnected\n"]).private_tmp);
+        assert!(
+            drop_in_advice(Path::new("/tmp/x.sock"))
+                .contains("\"[Service]\\nPrivateTmp=no\\nReadWritePaths=/tmp/x.sock\"")
+        );
     }
 
     #[test]

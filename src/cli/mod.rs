@@ -207,15 +207,16 @@ const UNIT_DIRS: [&str; 4] = [
     "/etc/systemd/system",
 ];
 
-/// The `ReadWritePaths=` of the installed nonrootd.service with its drop-ins, or `None` when the
-/// unit is not installed.
-fn unit_read_write_paths(unit_dirs: &[PathBuf]) -> Option<Vec<PathBuf>> {
+/// What the installed nonrootd.service with its drop-ins lets nonrootd write, or `None` when
+/// the unit is not installed.
+fn unit_sandbox(unit_dirs: &[PathBuf]) -> Option<sandbox::UnitSandbox> {
     let unit = unit_dirs
         .iter()
         .rev()
         .map(|d| d.join("nonrootd.service"))
         .find(|p| p.is_file())?;
-    let mut paths = sandbox::read_write_paths(&std::fs::read_to_string(unit).ok()?, Vec::new());
+    let mut sandbox = sandbox::UnitSandbox::default();
+    sandbox.read(&std::fs::read_to_string(unit).ok()?);
     let mut drop_ins = std::collections::BTreeMap::new();
     for dir in unit_dirs {
         let Ok(entries) = std::fs::read_dir(dir.join("nonrootd.service.d")) else {
@@ -229,9 +230,9 @@ fn unit_read_write_paths(unit_dirs: &[PathBuf]) -> Option<Vec<PathBuf>> {
         }
     }
     for path in drop_ins.values() {
-        paths = sandbox::read_write_paths(&std::fs::read_to_string(path).unwrap_or_default(), paths);
+        sandbox.read(&std::fs::read_to_string(path).unwrap_or_default());
     }
-    Some(paths)
+    Some(sandbox)
 }
 
 fn check_config(path: &std::path::Path, args: &CheckConfigArgs) -> ExitCode {
@@ -249,22 +250,26 @@ fn check_config(path: &std::path::Path, args: &CheckConfigArgs) -> ExitCode {
         true => UNIT_DIRS.iter().map(PathBuf::from).collect(),
         false => args.unit_dir.clone(),
     };
-    if let Some(allowed) = unit_read_write_paths(&unit_dirs) {
+    if let Some(unit) = unit_sandbox(&unit_dirs) {
         let data_root = config
             .docker
             .as_ref()
             .map(|d| data_root(d, std::path::Path::new(DOCKER_DAEMON_JSON)));
-        let outside = sandbox::uncovered(&sandbox::written_paths(&config, data_root.as_deref()), &allowed);
-        for written in &outside {
+        let mut blocked = false;
+        for written in sandbox::written_paths(&config, data_root.as_deref()) {
+            let Some(why) = unit.blocks(&written.path) else {
+                continue;
+            };
             eprintln!(
-                "nonrootctl: {}: {} {} is read-only for nonrootd.service (ProtectSystem=strict): {}",
+                "nonrootctl: {}: {} {} {why}: {}",
                 path.display(),
                 written.key,
                 written.path.display(),
                 sandbox::drop_in_advice(&written.path)
             );
+            blocked = true;
         }
-        if !outside.is_empty() {
+        if blocked {
             return ExitCode::FAILURE;
         }
     }

@@ -123,6 +123,9 @@ Paths outside \fI/etc\fR, \fI/run\fR, \fI/var/lib/docker\fR and
 drop-in (\fBsystemctl edit nonrootd\fR, \fBReadWritePaths=\fR\fIPATH\fR).
 Below \fI/home\fR, \fI/root\fR and \fI/run/user\fR, which the unit's
 \fBProtectHome=yes\fR hides, the drop-in also needs \fBProtectHome=read-only\fR.
+The unit's \fBPrivateTmp=yes\fR gives the daemon a \fI/tmp\fR and \fI/var/tmp\fR of its
+own: a path below them also needs \fBPrivateTmp=no\fR.
+\fBnonrootctl check\-config\fR names each such path and the drop-in it needs.
 .TP
 .I /usr/lib/systemd/system/docker.service.d/nonrootd.conf
 .TQ
