@@ -407,6 +407,32 @@ impl Checker {
     }
 }
 
+/// The dotted key of the value that starts at `offset`, when it is written on its key's line
+/// (`key = value` below a `[table]` or `[[table]]` header): serde's type errors name the value,
+/// not the key.
+fn key_of_value_at(text: &str, offset: usize) -> Option<String> {
+    let before = text.get(..offset)?;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let (key, _) = before[line_start..].rsplit_once('=')?;
+    let key = key.trim();
+    let bare = |k: &str| !k.is_empty() && k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if !bare(key) {
+        return None;
+    }
+    let table = before[..line_start]
+        .lines()
+        .rev()
+        .map(str::trim_start)
+        .find(|line| line.starts_with('['))
+        .and_then(|header| header.trim_start_matches('[').split(']').next())
+        .map(str::trim);
+    match table {
+        Some(table) if bare(table) => Some(format!("{table}.{key}")),
+        Some(_) => None,
+        None => Some(key.to_string()),
+    }
+}
+
 /// Accepts only absolute, normalized paths: no `.`, `..` or empty components.
 pub fn check_absolute(path: &str) -> Result<(), String> {
     if !path.starts_with('/') {
@@ -526,11 +552,14 @@ impl Config {
             };
             match toml::from_str::<RawFile>(text) {
                 Ok(raw) => layers.add(&src, raw),
-                Err(e) => errors.push(ConfigError {
-                    origin: src.origin(e.span().map_or(0, |s| s.start)),
-                    key: String::new(),
-                    message: e.message().trim().to_string(),
-                }),
+                Err(e) => {
+                    let at = e.span().map_or(0, |s| s.start);
+                    errors.push(ConfigError {
+                        origin: src.origin(at),
+                        key: key_of_value_at(text, at).unwrap_or_default(),
+                        message: e.message().trim().to_string(),
+                    })
+                }
             }
         }
         if !errors.is_empty() {
@@ -973,6 +1002,34 @@ mod tests {
         assert!(
             errs[0].starts_with("/etc/n.toml:3: unknown field `image_dir`"),
             "{errs:?}"
+        );
+    }
+
+    #[test]
+    fn type_errors_name_the_key() {
+        let error = |text: &str| parse(&[("/etc/n.toml", text)]).unwrap_err();
+        assert_eq!(
+            error("[subids]\ncount = \"many\"\n"),
+            ["/etc/n.toml:2: subids.count: invalid type: string \"many\", expected u32"]
+        );
+        assert_eq!(
+            error("# sockets\n[[socket]] # the first\npath = 5\n"),
+            ["/etc/n.toml:3: socket.path: invalid type: integer `5`, expected a string"]
+        );
+        assert_eq!(
+            error("[subids]\ncount = -5\n"),
+            ["/etc/n.toml:2: subids.count: invalid value: integer `-5`, expected u32"]
+        );
+        // A value not on its key's line keeps the line alone.
+        assert_eq!(
+            error("[[socket]]\npath = \"/run/a.sock\"\nusers = [\n  1,\n  -2,\n]\n"),
+            ["/etc/n.toml:5: invalid value: integer `-2`, expected a name or a numeric id from 0 to 4294967295"]
+        );
+        assert_eq!(
+            error("[[socket]]\npath = \"/run/a.sock\"\ngroups = [1.5]\n"),
+            [
+                "/etc/n.toml:3: socket.groups: invalid type: floating point `1.5`, expected a name or a numeric id from 0 to 4294967295"
+            ]
         );
     }
 

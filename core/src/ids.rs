@@ -31,11 +31,41 @@ impl fmt::Display for Gid {
 }
 
 /// A user or group as written in the config: a number, or a name to look up on the host.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Deserialize)]
-#[serde(untagged)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum IdRef {
     Id(u32),
     Name(String),
+}
+
+/// By hand rather than `untagged`, whose error names neither the value nor what was expected.
+impl<'de> Deserialize<'de> for IdRef {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<IdRef, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = IdRef;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a name or a numeric id from 0 to 4294967295")
+            }
+
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<IdRef, E> {
+                u32::try_from(v)
+                    .map(IdRef::Id)
+                    .map_err(|_| E::invalid_value(serde::de::Unexpected::Unsigned(v), &self))
+            }
+
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<IdRef, E> {
+                u64::try_from(v)
+                    .map_err(|_| E::invalid_value(serde::de::Unexpected::Signed(v), &self))
+                    .and_then(|v| self.visit_u64(v))
+            }
+
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<IdRef, E> {
+                Ok(IdRef::Name(v.to_string()))
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
 }
 
 impl fmt::Display for IdRef {
