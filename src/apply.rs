@@ -17,7 +17,7 @@ use tracing::{info, warn};
 use crate::host::{Host, OpenError, Opened};
 use crate::lock::LockFile;
 use crate::message_id;
-use crate::state::{GrantRecord, RecordStamp};
+use crate::state::{GrantRecord, HeldRecord, RecordStamp};
 
 /// Docker's own config, where `data-root` may be set.
 pub const DOCKER_DAEMON_JSON: &str = "/etc/docker/daemon.json";
@@ -487,8 +487,9 @@ pub struct StateCache {
 #[derive(Default)]
 struct CachedRecord {
     record: GrantRecord,
-    /// `None`: nothing cached (yet, or after a failure); `Some(None)`: there was no file.
-    stamp: Option<Option<RecordStamp>>,
+    /// The file it came from, held open. `None`: nothing cached (yet, or after a failure);
+    /// `Some(None)`: there was no file.
+    file: Option<Option<HeldRecord>>,
     /// Bits written before the lock was taken and not yet in a saved record (the lock could
     /// not be taken after the write): counted as nonrootd's at the next change under the lock.
     unrecorded: BTreeMap<PathBuf, Grants>,
@@ -501,14 +502,17 @@ impl CachedRecord {
     /// Reads the record again unless the file is the one cached.
     fn refresh(&mut self, dir: &Path) -> Result<(), String> {
         let stamp = RecordStamp::of(dir).map_err(|e| state_error(dir, e))?;
-        if self.stamp == Some(stamp) {
+        if let Some(held) = &self.file
+            && held.as_ref().map(|h| h.stamp) == stamp
+        {
             return Ok(());
         }
         // Forget the cached record first: if the load fails, the next apply retries it.
-        self.stamp = None;
+        self.file = None;
         self.reads += 1;
-        self.record = GrantRecord::load(dir).map_err(|e| state_error(dir, e))?;
-        self.stamp = Some(stamp);
+        let (record, held) = GrantRecord::load_held(dir).map_err(|e| state_error(dir, e))?;
+        self.record = record;
+        self.file = Some(held);
         Ok(())
     }
 
@@ -531,9 +535,9 @@ impl CachedRecord {
             saved
         });
         if self.record != before || saved_ahead {
-            self.stamp = None;
+            self.file = None;
             self.record.save(dir).map_err(|e| state_error(dir, e))?;
-            self.stamp = Some(RecordStamp::of(dir).map_err(|e| state_error(dir, e))?);
+            self.file = Some(HeldRecord::open(dir).map_err(|e| state_error(dir, e))?);
         }
         self.unrecorded.clear();
         Ok(result)
@@ -584,7 +588,7 @@ impl StateCache {
     /// revoke.
     pub fn grant_new_socket<H: Host>(&mut self, engine: &Engine<'_, H>, config: &Config, socket: &Path) -> EarlyGrant {
         let configured = config.sockets.iter().find(|s| s.path == socket);
-        let early = match (configured, &self.cached.stamp) {
+        let early = match (configured, &self.cached.file) {
             (Some(configured), Some(_)) => {
                 let previous = self.cached.record.sockets.get(socket).cloned().unwrap_or_default();
                 engine.grant_early(configured, &previous)

@@ -3,8 +3,8 @@
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
-use std::fs::{self, File};
-use std::io::{self, Write};
+use std::fs::{self, File, Metadata};
+use std::io::{self, Read, Write};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
@@ -34,8 +34,9 @@ pub struct GrantRecord {
     pub sockets: BTreeMap<PathBuf, Grants>,
 }
 
-/// Identifies one version of `grants.json`: a save renames a new inode into place, so a
-/// record read earlier is still true while the stamp is unchanged.
+/// Identifies one version of `grants.json`: a save renames a new inode into place and
+/// nothing writes the file in place, so a record read earlier is still true while the stamp is
+/// unchanged, as long as that version is held open ([`HeldRecord`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RecordStamp {
     dev: u64,
@@ -49,16 +50,45 @@ impl RecordStamp {
     /// The stamp of the record in `state_dir` now; `None` when there is none.
     pub fn of(state_dir: &Path) -> io::Result<Option<RecordStamp>> {
         match fs::symlink_metadata(state_dir.join(GRANTS_FILE)) {
-            Ok(m) => Ok(Some(RecordStamp {
-                dev: m.dev(),
-                ino: m.ino(),
-                size: m.size(),
-                mtime_ns: m.mtime() * 1_000_000_000 + m.mtime_nsec(),
-                ctime_ns: m.ctime() * 1_000_000_000 + m.ctime_nsec(),
-            })),
+            Ok(m) => Ok(Some(RecordStamp::from_metadata(&m))),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e),
         }
+    }
+
+    fn from_metadata(m: &Metadata) -> RecordStamp {
+        RecordStamp {
+            dev: m.dev(),
+            ino: m.ino(),
+            size: m.size(),
+            mtime_ns: m.mtime() * 1_000_000_000 + m.mtime_nsec(),
+            ctime_ns: m.ctime() * 1_000_000_000 + m.ctime_nsec(),
+        }
+    }
+}
+
+/// One version of `grants.json`, kept open: while it is, its inode cannot be freed and given
+/// to a later save, so an equal stamp (timestamps are coarse) means this very file.
+pub struct HeldRecord {
+    pub stamp: RecordStamp,
+    _file: File,
+}
+
+impl HeldRecord {
+    /// Opens the record in `state_dir` now; `None` when there is none.
+    pub fn open(state_dir: &Path) -> io::Result<Option<HeldRecord>> {
+        let path = state_dir.join(GRANTS_FILE);
+        let file = match File::options()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(&path)
+        {
+            Ok(file) => file,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(naming(&path)(e)),
+        };
+        let stamp = RecordStamp::from_metadata(&file.metadata().map_err(naming(&path))?);
+        Ok(Some(HeldRecord { stamp, _file: file }))
     }
 }
 
@@ -70,20 +100,27 @@ pub fn ensure_dir(dir: &Path) -> io::Result<()> {
 impl GrantRecord {
     /// Reads the record; a missing file is an empty record.
     pub fn load(state_dir: &Path) -> io::Result<GrantRecord> {
+        Ok(GrantRecord::load_held(state_dir)?.0)
+    }
+
+    /// Reads the record and keeps the version read open; a missing file is an empty record.
+    pub fn load_held(state_dir: &Path) -> io::Result<(GrantRecord, Option<HeldRecord>)> {
         let path = state_dir.join(GRANTS_FILE);
-        match fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
-                io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!(
-                        "{} is corrupt ({e}); it records the ACL entries nonrootd granted",
-                        path.display()
-                    ),
-                )
-            }),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(GrantRecord::default()),
-            Err(e) => Err(io::Error::new(e.kind(), format!("{}: {e}", path.display()))),
-        }
+        let Some(held) = HeldRecord::open(state_dir)? else {
+            return Ok((GrantRecord::default(), None));
+        };
+        let mut bytes = Vec::new();
+        (&held._file).read_to_end(&mut bytes).map_err(naming(&path))?;
+        let record = serde_json::from_slice(&bytes).map_err(|e| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "{} is corrupt ({e}); it records the ACL entries nonrootd granted",
+                    path.display()
+                ),
+            )
+        })?;
+        Ok((record, Some(held)))
     }
 
     /// Writes the record atomically: a temp file, fsync, rename, fsync of the directory.
@@ -155,6 +192,22 @@ mod tests {
         let text = fs::read_to_string(dir.path().join(GRANTS_FILE)).unwrap();
         assert!(text.contains("\"user:4321\": \"rw-\""), "{text}");
         assert_eq!(GrantRecord::load(dir.path()).unwrap(), record);
+    }
+
+    #[test]
+    fn a_held_record_keeps_its_inode_from_later_saves() {
+        // On disk: ext4 gives a freed inode number to the next file made, tmpfs never.
+        let dir = tempfile::tempdir_in("/var/tmp").unwrap();
+        for _ in 0..3 {
+            GrantRecord::default().save(dir.path()).unwrap();
+        }
+        let (_, held) = GrantRecord::load_held(dir.path()).unwrap();
+        let held = held.unwrap();
+        for _ in 0..4 {
+            GrantRecord::default().save(dir.path()).unwrap();
+            let now = RecordStamp::of(dir.path()).unwrap().unwrap();
+            assert_ne!(now.ino, held.stamp.ino, "a save was given the inode of the record held");
+        }
     }
 
     #[test]
