@@ -343,3 +343,31 @@ fn a_lock_file_without_a_pid_is_refused_at_once() {
     assert_eq!(env.read("subgid.lock"), "not a pid", "left for a person to remove");
     assert!(!env.path("subuid.lock").exists(), "our own lock is removed");
 }
+
+#[test]
+fn subuid_and_subgid_paths_naming_one_file_are_refused() {
+    let env = TempEtc::new();
+    env.write("subuid", "old:100000:65536\n");
+    // Through a symlinked directory: the config's own check compares the paths as written.
+    std::os::unix::fs::symlink(env.etc(), env.path("alias")).unwrap();
+    for (other, exists) in [("alias/subuid", true), ("alias/subgid-new", false)] {
+        let mut settings = env.settings("");
+        settings.subgid_file = env.path(other);
+        if !exists {
+            settings.subuid_file = env.path("subgid-new");
+        }
+        let err = subids::allocate(&settings, "acme", None, false).unwrap_err();
+        assert!(matches!(err, SubidsError::SameFile { .. }), "{other}: {err}");
+        assert!(
+            err.to_string()
+                .ends_with("are one file: subuid and subgid ranges need a file each; nothing was written"),
+            "{err}"
+        );
+        assert!(matches!(
+            subids::release(&settings, "old"),
+            Err(SubidsError::SameFile { .. })
+        ));
+    }
+    assert_eq!(env.read("subuid"), "old:100000:65536\n");
+    assert!(!env.path("subgid-new").exists());
+}

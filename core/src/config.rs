@@ -407,30 +407,33 @@ impl Checker {
     }
 }
 
-/// The dotted key of the value that starts at `offset`, when it is written on its key's line
-/// (`key = value` below a `[table]` or `[[table]]` header): serde's type errors name the value,
-/// not the key.
+/// The dotted key of the value that starts at `offset`, as the parser sees the file: serde's
+/// type errors point at the value, not the key. Array elements count as their array's key.
 fn key_of_value_at(text: &str, offset: usize) -> Option<String> {
-    let before = text.get(..offset)?;
-    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-    let (key, _) = before[line_start..].rsplit_once('=')?;
-    let key = key.trim();
-    let bare = |k: &str| !k.is_empty() && k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-    if !bare(key) {
-        return None;
+    let table = toml::de::DeTable::parse(text).ok()?;
+    let mut path = Vec::new();
+    key_in_table(table.get_ref(), offset, &mut path).then(|| path.join("."))
+}
+
+fn key_in_table(table: &toml::de::DeTable<'_>, offset: usize, path: &mut Vec<String>) -> bool {
+    for (key, value) in table {
+        path.push(key.get_ref().to_string());
+        if key_in_value(value, offset, path) {
+            return true;
+        }
+        path.pop();
     }
-    let table = before[..line_start]
-        .lines()
-        .rev()
-        .map(str::trim_start)
-        .find(|line| line.starts_with('['))
-        .and_then(|header| header.trim_start_matches('[').split(']').next())
-        .map(str::trim);
-    match table {
-        Some(table) if bare(table) => Some(format!("{table}.{key}")),
-        Some(_) => None,
-        None => Some(key.to_string()),
-    }
+    false
+}
+
+/// Whether the value starting at `offset` is `value` or inside it (`path` then names it).
+fn key_in_value(value: &toml::Spanned<toml::de::DeValue<'_>>, offset: usize, path: &mut Vec<String>) -> bool {
+    let inside = match value.get_ref() {
+        toml::de::DeValue::Table(table) => key_in_table(table, offset, path),
+        toml::de::DeValue::Array(array) => array.iter().any(|element| key_in_value(element, offset, path)),
+        _ => false,
+    };
+    inside || value.span().start == offset
 }
 
 /// Accepts only absolute, normalized paths: no `.`, `..` or empty components.
@@ -745,7 +748,12 @@ fn validate_dmi(d: DmiLayer, c: &mut Checker) -> Option<DmiConfig> {
 fn validate_subids(s: SubidsLayer, c: &mut Checker) -> SubidsConfig {
     let subuid_file = c.absolute_or("subids.subuid_file", &s.subuid_file, DEFAULT_SUBUID_FILE);
     let subgid_file = c.absolute_or("subids.subgid_file", &s.subgid_file, DEFAULT_SUBGID_FILE);
-    if subuid_file == subgid_file {
+    // As written: a path refused above (`/etc//subgid`) is not reported twice. The files are
+    // compared again at run time, through links.
+    let written = |value: &Option<Located<String>>, default: &'static str| {
+        value.as_ref().map_or(default.to_string(), |v| v.value.clone())
+    };
+    if written(&s.subuid_file, DEFAULT_SUBUID_FILE) == written(&s.subgid_file, DEFAULT_SUBGID_FILE) {
         let (key, named) = match (&s.subgid_file, &s.subuid_file) {
             (Some(named), _) => ("subids.subgid_file", named),
             (None, Some(named)) => ("subids.subuid_file", named),
@@ -1020,10 +1028,29 @@ mod tests {
             error("[subids]\ncount = -5\n"),
             ["/etc/n.toml:2: subids.count: invalid value: integer `-5`, expected u32"]
         );
-        // A value not on its key's line keeps the line alone.
+        // Keys as the parser reads them: elements of arrays, inline tables over several lines,
+        // dotted and quoted keys, headers inside multi-line strings.
         assert_eq!(
             error("[[socket]]\npath = \"/run/a.sock\"\nusers = [\n  1,\n  -2,\n]\n"),
-            ["/etc/n.toml:5: invalid value: integer `-2`, expected a name or a numeric id from 0 to 4294967295"]
+            [
+                "/etc/n.toml:5: socket.users: invalid value: integer `-2`, expected a name or a numeric id from 0 to 4294967295"
+            ]
+        );
+        assert_eq!(
+            error("subids = {\n  count = \"many\",\n}\n"),
+            ["/etc/n.toml:2: subids.count: invalid type: string \"many\", expected u32"]
+        );
+        assert_eq!(
+            error("tenant = [\n  { name = \"alice\",\n    count = \"lots\" },\n]\n"),
+            ["/etc/n.toml:3: tenant.count: invalid type: string \"lots\", expected u32"]
+        );
+        assert_eq!(
+            error("subids.\"count\" = true\n"),
+            ["/etc/n.toml:1: subids.count: invalid type: boolean `true`, expected u32"]
+        );
+        assert_eq!(
+            error("[docker]\ndata_root = \'\'\'\n[dmi]\n\'\'\'\nunits = 5\n"),
+            ["/etc/n.toml:5: docker.units: invalid type: integer `5`, expected a sequence"]
         );
         assert_eq!(
             error("[[socket]]\npath = \"/run/a.sock\"\ngroups = [1.5]\n"),

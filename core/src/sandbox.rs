@@ -82,9 +82,10 @@ impl std::fmt::Display for Blocked {
 }
 
 impl UnitSandbox {
-    /// Reads a unit file or drop-in over what the earlier ones set: an empty `ReadWritePaths=`
-    /// resets the list, a leading `-` (ignore if missing) or `+` is dropped, and the last
-    /// `ProtectHome=` and `PrivateTmp=` win (empty: systemd's default, off).
+    /// Reads a unit file or drop-in over what the earlier ones set, as systemd 252 does: an
+    /// empty `ReadWritePaths=` resets the list, a leading `-` (ignore if missing) or `+` is
+    /// dropped; the last valid `ProtectHome=` and `PrivateTmp=` win, and an empty or invalid
+    /// one is ignored (systemd logs it and keeps the earlier value).
     pub fn read(&mut self, unit: &str) {
         for line in unit.lines().map(str::trim) {
             let Some((key, value)) = line.split_once('=') else {
@@ -98,9 +99,18 @@ impl UnitSandbox {
                         .split_whitespace()
                         .map(|w| PathBuf::from(w.trim_start_matches(['-', '+']))),
                 ),
-                "ProtectHome" => self.hides_homes = value == "tmpfs" || is_true(value),
-                // Anything but off makes a private /tmp (systemd 257 adds "disconnected").
-                "PrivateTmp" => self.private_tmp = !value.is_empty() && !is_false(value),
+                "ProtectHome" => match (boolean(value), value) {
+                    (Some(hides), _) => self.hides_homes = hides,
+                    (None, "read-only") => self.hides_homes = false,
+                    (None, "tmpfs") => self.hides_homes = true,
+                    (None, _) => {}
+                },
+                // systemd 257 adds "disconnected", another private /tmp.
+                "PrivateTmp" => match (boolean(value), value) {
+                    (Some(private), _) => self.private_tmp = private,
+                    (None, "disconnected") => self.private_tmp = true,
+                    (None, _) => {}
+                },
                 _ => {}
             }
         }
@@ -120,12 +130,16 @@ impl UnitSandbox {
     }
 }
 
-fn is_true(value: &str) -> bool {
-    matches!(value, "1" | "yes" | "y" | "true" | "t" | "on")
-}
-
-fn is_false(value: &str) -> bool {
-    matches!(value, "0" | "no" | "n" | "false" | "f" | "off")
+/// systemd's `parse_boolean`: case-insensitive.
+fn boolean(value: &str) -> Option<bool> {
+    let any = |words: [&str; 6]| words.iter().any(|w| value.eq_ignore_ascii_case(w));
+    if any(["1", "yes", "y", "true", "t", "on"]) {
+        Some(true)
+    } else if any(["0", "no", "n", "false", "f", "off"]) {
+        Some(false)
+    } else {
+        None
+    }
 }
 
 /// What the unit's `ProtectHome=yes` hides from nonrootd; `ReadWritePaths=` cannot open a path
@@ -213,9 +227,16 @@ mod tests {
         let opened = sandbox(&[shipped, "[Service]\nPrivateTmp=no\nProtectHome=read-only\n"]);
         assert_eq!(opened.blocks(Path::new("/tmp/x.sock")), None);
         assert_eq!(opened.blocks(Path::new("/home/app/data")), None);
-        let defaults = sandbox(&[shipped, "PrivateTmp=\nProtectHome=\n"]);
-        assert_eq!((defaults.private_tmp, defaults.hides_homes), (false, false));
-        assert!(sandbox(&["ProtectHome=tmpfs\nPrivateTmp=disconnected\n"]).hides_homes);
+        // systemd ignores an empty or invalid value (enum names are case-sensitive), and reads
+        // booleans in any case.
+        let ignored = sandbox(&[
+            shipped,
+            "PrivateTmp=\nProtectHome=\nPrivateTmp=maybe\nProtectHome=Read-Only\n",
+        ]);
+        assert_eq!((ignored.private_tmp, ignored.hides_homes), (true, true));
+        let off = sandbox(&[shipped, "PrivateTmp=No\nProtectHome=FALSE\n"]);
+        assert_eq!((off.private_tmp, off.hides_homes), (false, false));
+        assert!(sandbox(&["ProtectHome=tmpfs\n"]).hides_homes);
         assert!(sandbox(&["PrivateTmp=disconnected\n"]).private_tmp);
         assert!(
             drop_in_advice(Path::new("/tmp/x.sock"))

@@ -46,25 +46,55 @@ pub(crate) fn read(path: &Path) -> Result<(SubidFile, Option<Metadata>), SubidsE
     }
 }
 
+/// Whether `a` and `b` name one file: one inode, or one name in one directory (the files may
+/// not exist yet).
+pub(crate) fn same_file(a: &Path, b: &Path) -> io::Result<bool> {
+    let identity = |path: &Path| -> io::Result<Option<(u64, u64)>> {
+        match fs::metadata(path) {
+            Ok(m) => Ok(Some((m.dev(), m.ino()))),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    };
+    if let (Some(a), Some(b)) = (identity(a)?, identity(b)?) {
+        return Ok(a == b);
+    }
+    if a.file_name() != b.file_name() {
+        return Ok(false);
+    }
+    let (a_dir, b_dir) = (identity(&parent(a))?, identity(&parent(b))?);
+    Ok(a_dir.is_some() && a_dir == b_dir)
+}
+
 /// A file to replace: its path, its new contents and the old file's metadata, if any.
 pub(crate) type Replacement<'a> = (&'a Path, &'a [u8], Option<&'a Metadata>);
 
 /// Replaces each `path` with its `bytes`, keeping the old file's mode and owner (new files get
 /// 0644) and the old file as `<path>-`. Every `<path>+` is written and flushed first, each on
 /// its own thread so that the flushes overlap; only when all are written are they renamed in,
-/// so a failed write replaces nothing. The caller fsyncs the directories with [`sync_dir`].
+/// so a failed write replaces nothing (a failed rename, not expected in a directory of root's,
+/// leaves the files before it replaced). The paths must name different files. The caller
+/// fsyncs the directories with [`sync_dir`].
 pub(crate) fn replace_all(files: &[Replacement<'_>]) -> Result<(), SubidsError> {
     let tmps: Vec<PathBuf> = files.iter().map(|(path, ..)| suffixed(path, "+")).collect();
     let written: Vec<Result<(), SubidsError>> = std::thread::scope(|scope| {
         let mut writes = files.iter().zip(&tmps).map(|(&(_, bytes, old), tmp)| (tmp, bytes, old));
         let first = writes.next();
         let others: Vec<_> = writes
-            .map(|(tmp, bytes, old)| scope.spawn(move || write_new(tmp, bytes, old, true)))
+            .map(|(tmp, bytes, old)| {
+                std::thread::Builder::new()
+                    .spawn_scoped(scope, move || write_new(tmp, bytes, old, true))
+                    // No thread to be had (a tasks limit): written here, after the first.
+                    .map_err(|_| (tmp, bytes, old))
+            })
             .collect();
         first
             .map(|(tmp, bytes, old)| write_new(tmp, bytes, old, true))
             .into_iter()
-            .chain(others.into_iter().map(|h| h.join().expect("writer thread panicked")))
+            .chain(others.into_iter().map(|other| match other {
+                Ok(thread) => thread.join().expect("writer thread panicked"),
+                Err((tmp, bytes, old)) => write_new(tmp, bytes, old, true),
+            }))
             .collect()
     });
     let remove_tmps = |from: usize| {

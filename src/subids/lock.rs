@@ -1,7 +1,8 @@
 //! shadow-utils' own locks, taken in shadow's order: lckpwdf's `.pwd.lock` (an fcntl write
 //! lock on the whole file), then `<file>.lock` for each file (a hard link to `<file>.<pid>`,
-//! which holds `<pid>\0`). A `<file>.lock` whose pid is dead is stale and reclaimed; one
-//! holding no valid pid is refused at once, as shadow refuses it, for a person to remove.
+//! which holds `<pid>\0`; a second lock in the same directory is a link to the first). A
+//! `<file>.lock` whose pid is dead is stale and reclaimed; one holding no valid pid is refused
+//! at once, as shadow refuses it, for a person to remove.
 //!
 //! Waits are bounded: both locks are polled until a deadline instead of blocking.
 
@@ -52,18 +53,18 @@ pub(crate) fn lock(files: &[&Path], timeout: Duration) -> Result<Locks, SubidsEr
         _pwd: pwd,
         _in_process: in_process,
     };
-    let mut pid_file: Option<PidFile> = None;
     for (i, file) in files.iter().enumerate() {
         if files[..i].contains(file) {
             continue;
         }
-        let pid_file = match pid_file.take() {
-            Some(same_dir) if same_dir.path.parent() == file.parent() => pid_file.insert(same_dir),
-            // Dropping the other one removes it: its locks hold their own links.
-            _ => pid_file.insert(PidFile::create(file)?),
-        };
         let lock = suffixed(file, ".lock");
-        lock_file(pid_file, &lock, deadline)?;
+        // A lock of ours in the same directory already holds our flushed pid: link that.
+        let ours = locks.lock_files.iter().find(|l| l.parent() == lock.parent());
+        let source = match ours {
+            Some(ours) => Source::Held(ours),
+            None => Source::PidFile(file),
+        };
+        lock_file(source, &lock, deadline)?;
         locks.lock_files.push(lock);
     }
     Ok(locks)
@@ -114,40 +115,16 @@ fn lock_pwd(path: &Path, deadline: Instant) -> Result<File, SubidsError> {
     }
 }
 
-/// shadow's `<file>.<pid>`: it holds `<pid>\0`, flushed as shadow flushes it so that the pid
-/// of a lock is readable after a crash. One is made per directory and linked as every lock
-/// there, so taking both locks of /etc costs one flush; it is removed once they are taken.
-struct PidFile {
-    path: PathBuf,
-    pid: u32,
-    /// Its link count: 1, plus one per lock taken through it.
-    links: u64,
-}
-
-impl PidFile {
-    fn create(file: &Path) -> Result<PidFile, SubidsError> {
-        let pid = std::process::id();
-        let path = suffixed(file, &format!(".{pid}"));
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&path)
-            .map_err(|e| SubidsError::io(&path, "create", e))?;
-        // From here on, dropping it removes it.
-        let pid_file = PidFile { path, pid, links: 1 };
-        file.write_all(format!("{pid}\0").as_bytes())
-            .and_then(|()| file.sync_data())
-            .map_err(|e| SubidsError::io(&pid_file.path, "write", e))?;
-        Ok(pid_file)
-    }
-}
-
-impl Drop for PidFile {
-    fn drop(&mut self) {
-        let _ = fs::remove_file(&self.path);
-    }
+/// What a lock is linked from.
+#[derive(Clone, Copy)]
+enum Source<'a> {
+    /// shadow's way, for the first lock in a directory: a fresh `<file>.<pid>` holding
+    /// `<pid>\0`, flushed so that the pid is readable after a crash, and removed after the
+    /// attempt.
+    PidFile(&'a Path),
+    /// A lock of ours in the same directory, which already is such a file: taking both locks
+    /// of /etc costs one flush, and nothing but our locks is left if we are killed.
+    Held(&'a Path),
 }
 
 /// What one attempt at `<file>.lock` found.
@@ -158,13 +135,20 @@ enum Attempt {
 }
 
 /// shadow's `commonio_lock_nowait`, retried until the deadline.
-fn lock_file(pid_file: &mut PidFile, lock: &Path, deadline: Instant) -> Result<(), SubidsError> {
+fn lock_file(source: Source<'_>, lock: &Path, deadline: Instant) -> Result<(), SubidsError> {
+    let pid = std::process::id();
     loop {
-        match try_lock_file(pid_file, lock)? {
-            Attempt::Got => {
-                pid_file.links += 1;
-                return Ok(());
+        let attempt = match source {
+            Source::Held(ours) => try_lock_file(ours, lock, pid),
+            Source::PidFile(file) => {
+                let tmp = suffixed(file, &format!(".{pid}"));
+                let attempt = write_pid_file(&tmp, pid).and_then(|()| try_lock_file(&tmp, lock, pid));
+                let _ = fs::remove_file(&tmp);
+                attempt
             }
+        };
+        match attempt? {
+            Attempt::Got => return Ok(()),
             Attempt::Held(_) if Instant::now() < deadline => sleep(POLL),
             Attempt::Held(holder) => {
                 return Err(SubidsError::Locked {
@@ -176,8 +160,28 @@ fn lock_file(pid_file: &mut PidFile, lock: &Path, deadline: Instant) -> Result<(
     }
 }
 
-fn try_lock_file(pid_file: &PidFile, lock: &Path) -> Result<Attempt, SubidsError> {
-    if let Some(attempt) = link(pid_file, lock)? {
+/// A new inode at `tmp` (a leftover of a crashed process with our pid is removed first)
+/// holding `<pid>\0`, flushed.
+fn write_pid_file(tmp: &Path, pid: u32) -> Result<(), SubidsError> {
+    match fs::remove_file(tmp) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(SubidsError::io(tmp, "remove", e)),
+    }
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(tmp)
+        .map_err(|e| SubidsError::io(tmp, "create", e))?;
+    f.write_all(format!("{pid}\0").as_bytes())
+        .and_then(|()| f.sync_data())
+        .map_err(|e| SubidsError::io(tmp, "write", e))
+}
+
+fn try_lock_file(source: &Path, lock: &Path, pid: u32) -> Result<Attempt, SubidsError> {
+    if let Some(attempt) = link(source, lock)? {
         return Ok(attempt);
     }
     let holder = match read_pid(lock) {
@@ -191,7 +195,7 @@ fn try_lock_file(pid_file: &PidFile, lock: &Path) -> Result<Attempt, SubidsError
         None => Err(SubidsError::InvalidLock {
             path: lock.to_path_buf(),
         }),
-        Some(holder) if holder != pid_file.pid && alive(holder) => Ok(Attempt::Held(Some(holder))),
+        Some(holder) if holder != pid && alive(holder) => Ok(Attempt::Held(Some(holder))),
         // Dead, or a leftover of an earlier process with our pid (we never hold it here).
         Some(_) => {
             match fs::remove_file(lock) {
@@ -199,20 +203,21 @@ fn try_lock_file(pid_file: &PidFile, lock: &Path) -> Result<Attempt, SubidsError
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 Err(e) => return Err(SubidsError::io(lock, "remove stale lock", e)),
             }
-            Ok(link(pid_file, lock)?.unwrap_or(Attempt::Held(None)))
+            Ok(link(source, lock)?.unwrap_or(Attempt::Held(None)))
         }
     }
 }
 
-/// `link(pid file, lock)`: `Some(Got)` when it made the lock and the pid file gained exactly
-/// that link (shadow checks the count), `Some(Held)` on a wrong count, `None` when the lock
+/// `link(source, lock)`: `Some(Got)` when it made the lock and `source` has exactly two links
+/// (as shadow checks its `<file>.<pid>`), `Some(Held)` on a wrong count, `None` when the lock
 /// exists.
-fn link(pid_file: &PidFile, lock: &Path) -> Result<Option<Attempt>, SubidsError> {
-    let tmp = &pid_file.path;
-    match fs::hard_link(tmp, lock) {
+fn link(source: &Path, lock: &Path) -> Result<Option<Attempt>, SubidsError> {
+    match fs::hard_link(source, lock) {
         Ok(()) => {
-            let links = fs::metadata(tmp).map_err(|e| SubidsError::io(tmp, "stat", e))?.nlink();
-            if links == pid_file.links + 1 {
+            let links = fs::metadata(source)
+                .map_err(|e| SubidsError::io(source, "stat", e))?
+                .nlink();
+            if links == 2 {
                 Ok(Some(Attempt::Got))
             } else {
                 let _ = fs::remove_file(lock);
@@ -220,6 +225,8 @@ fn link(pid_file: &PidFile, lock: &Path) -> Result<Option<Attempt>, SubidsError>
             }
         }
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(None),
+        // The lock's directory is the source's: the source is what went missing.
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Err(SubidsError::io(source, "link", e)),
         Err(e) => Err(SubidsError::io(lock, "create", e)),
     }
 }
@@ -259,6 +266,20 @@ mod tests {
         assert!(!suffixed(&subuid, &format!(".{}", std::process::id())).exists());
         drop(locks);
         assert!(!suffixed(&subuid, ".lock").exists() && !suffixed(&subgid, ".lock").exists());
+    }
+
+    #[test]
+    fn a_crashed_process_with_our_pid_leaves_nothing_in_the_way() {
+        let dir = tempfile::tempdir().unwrap();
+        let (subuid, subgid) = (dir.path().join("subuid"), dir.path().join("subgid"));
+        // It died holding both locks, its subuid.<pid> still linked as both.
+        let leftover = suffixed(&subuid, &format!(".{}", std::process::id()));
+        fs::write(&leftover, format!("{}\0", std::process::id())).unwrap();
+        fs::hard_link(&leftover, suffixed(&subuid, ".lock")).unwrap();
+        fs::hard_link(&leftover, suffixed(&subgid, ".lock")).unwrap();
+        let locks = lock(&[&subuid, &subgid], Duration::from_millis(300));
+        assert!(locks.is_ok(), "the stale lock is reclaimed through a fresh pid file");
+        assert!(!leftover.exists());
     }
 
     #[test]

@@ -11,6 +11,7 @@ mod lock;
 
 use std::collections::HashSet;
 use std::fmt;
+use std::fs::Metadata;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -117,6 +118,18 @@ impl Settings {
         Ok(())
     }
 
+    /// Reads both files, refusing paths that name one file: their `<file>+` would be too.
+    fn read_for_writing(&self) -> Result<[(rules::SubidFile, Option<Metadata>); 2], SubidsError> {
+        let (subuid, subgid) = (&self.subuid_file, &self.subgid_file);
+        if files::same_file(subuid, subgid).map_err(|e| SubidsError::io(subgid, "stat", e))? {
+            return Err(SubidsError::SameFile {
+                subuid: subuid.clone(),
+                subgid: subgid.clone(),
+            });
+        }
+        Ok([files::read(subuid)?, files::read(subgid)?])
+    }
+
     fn lock(&self) -> Result<lock::Locks, SubidsError> {
         lock::lock(&[&self.subuid_file, &self.subgid_file], self.lock_timeout)
     }
@@ -152,6 +165,8 @@ pub enum SubidsError {
     Locked { path: PathBuf, holder: Option<u32> },
     /// A `<file>.lock` that holds no valid pid: left by a crash, it never clears by itself.
     InvalidLock { path: PathBuf },
+    /// The subuid and subgid paths name one file (through a link or a symlinked directory).
+    SameFile { subuid: PathBuf, subgid: PathBuf },
     /// A system call on `path` failed.
     Io {
         path: PathBuf,
@@ -253,6 +268,12 @@ impl fmt::Display for SubidsError {
                 f,
                 "{}: lock file whose content is not a pid (shadow refuses it too): remove it by hand once no useradd, usermod or nonrootd is running; nothing was written",
                 path.display()
+            ),
+            SubidsError::SameFile { subuid, subgid } => write!(
+                f,
+                "{} and {} are one file: subuid and subgid ranges need a file each; nothing was written",
+                subuid.display(),
+                subgid.display()
             ),
             SubidsError::Io { path, action, error } => write!(f, "{}: cannot {action}: {error}", path.display()),
             SubidsError::TooLarge { path, error, growing } => {
@@ -501,8 +522,7 @@ fn allocate_tenants(
     }
     // A dry run only reads: no locks, nothing written.
     let _locks = if dry_run { None } else { Some(settings.lock()?) };
-    let (mut subuid, subuid_meta) = files::read(&settings.subuid_file)?;
-    let (mut subgid, subgid_meta) = files::read(&settings.subgid_file)?;
+    let [(mut subuid, subuid_meta), (mut subgid, subgid_meta)] = settings.read_for_writing()?;
     let quarantine: QuarantineState = files::read_state(&settings.quarantine_path())?;
     let now = now();
     let held: Vec<Range> = quarantine
@@ -587,9 +607,11 @@ pub fn release(settings: &Settings, tenant: &str) -> Result<Released, SubidsErro
     let _locks = settings.lock()?;
     let mut removed = Vec::new();
     let mut rewrites = Vec::new();
-    for kind in [Kind::Subuid, Kind::Subgid] {
+    for (kind, (file, meta)) in [Kind::Subuid, Kind::Subgid]
+        .into_iter()
+        .zip(settings.read_for_writing()?)
+    {
         let path = settings.path(kind);
-        let (file, meta) = files::read(path)?;
         let (bytes, entries) = file.without(&tenant);
         if entries.is_empty() {
             continue;
