@@ -246,27 +246,40 @@ fn a_held_lock_times_out_cleanly() {
     );
 }
 
-/// A unit directory holding the shipped nonrootd.service.
-fn shipped_unit_dir(scratch: &Scratch) -> PathBuf {
-    let units = scratch.mkdir("units", 0o755);
-    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("systemd/nonrootd.service");
-    std::fs::copy(shipped, units.join("nonrootd.service")).unwrap();
-    units
+/// A config file and a unit directory holding the shipped nonrootd.service, for check-config.
+struct ShippedUnit {
+    scratch: Scratch,
+    units: PathBuf,
+}
+
+impl ShippedUnit {
+    fn new() -> ShippedUnit {
+        let scratch = Scratch::disk();
+        let units = scratch.mkdir("units", 0o755);
+        let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("systemd/nonrootd.service");
+        std::fs::copy(shipped, units.join("nonrootd.service")).unwrap();
+        ShippedUnit { scratch, units }
+    }
+
+    fn drop_in(&self, text: &str) {
+        write_config(&self.units, "nonrootd.service.d/paths.conf", text);
+    }
+
+    /// `check-config` of `config` against the unit and its drop-ins: (exit code, stdout, stderr).
+    fn check(&self, config: &str) -> (Option<i32>, String, String) {
+        let main = write_config(self.scratch.path(), "nonrootd.toml", config);
+        let unit_dir = self.units.to_str().unwrap();
+        let out = nonrootctl(&["--config", &main, "check-config", "--unit-dir", unit_dir]);
+        (out.status.code(), text(&out.stdout), text(&out.stderr))
+    }
 }
 
 #[test]
 fn check_config_names_paths_the_shipped_unit_may_not_write_and_the_drop_in_to_add() {
-    let scratch = Scratch::disk();
-    let units = shipped_unit_dir(&scratch);
-    let main = write_config(
-        scratch.path(),
-        "nonrootd.toml",
-        "[docker]\ndata_root = \"/srv/docker\"\n[[socket]]\npath = \"/run/docker.sock\"\nusers = [4321]\n",
-    );
-    let unit_dir = units.to_str().unwrap();
-    let out = nonrootctl(&["--config", &main, "check-config", "--unit-dir", unit_dir]);
-    assert_eq!(out.status.code(), Some(1));
-    let stderr = text(&out.stderr);
+    let unit = ShippedUnit::new();
+    let config = "[docker]\ndata_root = \"/srv/docker\"\n[[socket]]\npath = \"/run/docker.sock\"\nusers = [4321]\n";
+    let (code, _, stderr) = unit.check(config);
+    assert_eq!(code, Some(1));
     assert!(
         stderr.contains("docker.data_root /srv/docker is read-only for nonrootd.service"),
         "{stderr}"
@@ -277,41 +290,23 @@ fn check_config_names_paths_the_shipped_unit_may_not_write_and_the_drop_in_to_ad
     );
     assert!(!stderr.contains("docker.sock"), "{stderr}");
 
-    write_config(
-        &units,
-        "nonrootd.service.d/paths.conf",
-        "[Service]\nReadWritePaths=/srv/docker\n",
-    );
-    let out = nonrootctl(&["--config", &main, "check-config", "--unit-dir", unit_dir]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    unit.drop_in("[Service]\nReadWritePaths=/srv/docker\n");
+    let (code, _, stderr) = unit.check(config);
+    assert_eq!(code, Some(0), "{stderr}");
 }
 
 #[test]
 fn check_config_advises_protect_home_read_only_for_paths_below_home() {
-    let scratch = Scratch::disk();
-    let units = shipped_unit_dir(&scratch);
-    let unit_dir = units.to_str().unwrap();
-    let main = write_config(
-        scratch.path(),
-        "nonrootd.toml",
-        "[docker]\ndata_root = \"/home/docker\"\n",
-    );
-    let out = nonrootctl(&["--config", &main, "check-config", "--unit-dir", unit_dir]);
-    assert_eq!(out.status.code(), Some(1));
-    let stderr = text(&out.stderr);
+    let unit = ShippedUnit::new();
+    let (code, _, stderr) = unit.check("[docker]\ndata_root = \"/home/docker\"\n");
+    assert_eq!(code, Some(1));
     assert!(
         stderr.contains("\"[Service]\\nProtectHome=read-only\\nReadWritePaths=/home/docker\""),
         "{stderr}"
     );
 
-    let main = write_config(
-        scratch.path(),
-        "nonrootd.toml",
-        "[[volume]]\npath = \"/home/app/data\"\nuid = 999\ngid = 999\n",
-    );
-    let out = nonrootctl(&["--config", &main, "check-config", "--unit-dir", unit_dir]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    let stdout = text(&out.stdout);
+    let (code, stdout, stderr) = unit.check("[[volume]]\npath = \"/home/app/data\"\nuid = 999\ngid = 999\n");
+    assert_eq!(code, Some(0), "{stderr}");
     assert!(
         stdout.contains("note: volume /home/app/data is read-only to the shipped nonrootd.service"),
         "{stdout}"
@@ -324,23 +319,12 @@ fn check_config_advises_protect_home_read_only_for_paths_below_home() {
 
 #[test]
 fn check_config_names_a_socket_in_tmp_that_private_tmp_hides_even_when_writable() {
-    let scratch = Scratch::disk();
-    let units = shipped_unit_dir(&scratch);
-    let unit_dir = units.to_str().unwrap();
-    let main = write_config(
-        scratch.path(),
-        "nonrootd.toml",
-        "[[socket]]\npath = \"/tmp/app/app.sock\"\nusers = [4321]\n",
-    );
+    let unit = ShippedUnit::new();
+    let config = "[[socket]]\npath = \"/tmp/app/app.sock\"\nusers = [4321]\n";
     // ReadWritePaths= alone does not help: nonrootd's /tmp is not the host's.
-    write_config(
-        &units,
-        "nonrootd.service.d/paths.conf",
-        "[Service]\nReadWritePaths=/tmp/app\n",
-    );
-    let out = nonrootctl(&["--config", &main, "check-config", "--unit-dir", unit_dir]);
-    assert_eq!(out.status.code(), Some(1));
-    let stderr = text(&out.stderr);
+    unit.drop_in("[Service]\nReadWritePaths=/tmp/app\n");
+    let (code, _, stderr) = unit.check(config);
+    assert_eq!(code, Some(1));
     assert!(
         stderr.contains("socket.path /tmp/app/app.sock is not the host's for nonrootd.service, which has a /tmp of its own (PrivateTmp=yes)"),
         "{stderr}"
@@ -349,13 +333,9 @@ fn check_config_names_a_socket_in_tmp_that_private_tmp_hides_even_when_writable(
         stderr.contains("\"[Service]\\nPrivateTmp=no\\nReadWritePaths=/tmp/app/app.sock\""),
         "{stderr}"
     );
-    write_config(
-        &units,
-        "nonrootd.service.d/paths.conf",
-        "[Service]\nPrivateTmp=no\nReadWritePaths=/tmp/app\n",
-    );
-    let out = nonrootctl(&["--config", &main, "check-config", "--unit-dir", unit_dir]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    unit.drop_in("[Service]\nPrivateTmp=no\nReadWritePaths=/tmp/app\n");
+    let (code, _, stderr) = unit.check(config);
+    assert_eq!(code, Some(0), "{stderr}");
 }
 
 #[test]
