@@ -155,6 +155,11 @@ fn dmi_tables_become_readable_by_the_group_only_and_by_a_mounted_consumer() {
     std::fs::remove_dir_all(&staging).unwrap();
     testbed.docker_client_image("nonroot-client");
     install(&testbed, &format!("{CONFIG}\n[dmi]\ngroup = \"dmi\"\n"));
+    // Reload answers once the config is in force; the apply follows.
+    testbed.wait_until(
+        LIMIT,
+        "test \"$(stat -c '%a %G' /sys/firmware/dmi/tables/DMI /sys/firmware/dmi/tables/smbios_entry_point | sort -u)\" = '440 dmi'",
+    );
     let modes =
         testbed.sh("stat -c '%a %U:%G' /sys/firmware/dmi/tables/DMI /sys/firmware/dmi/tables/smbios_entry_point");
     assert_eq!(modes, "440 root:dmi\n440 root:dmi\n");
@@ -188,6 +193,8 @@ fn a_configured_tenant_gets_ranges_that_unshare_map_auto_uses() {
     );
 
     install(&testbed, &format!("{CONFIG}\n[[tenant]]\nname = \"acme\"\n"));
+    // Reload answers once the config is in force; the apply that allocates follows.
+    testbed.wait_until(LIMIT, "grep -q '^acme:' /etc/subuid && grep -q '^acme:' /etc/subgid");
     let line = testbed.sh("grep '^acme:' /etc/subuid /etc/subgid");
     assert!(
         line.contains("/etc/subuid:acme:") && line.contains("/etc/subgid:acme:"),
