@@ -54,7 +54,8 @@ enum Command {
     /// after, and `nonrootctl status` shows the outcome.
     Reload(TimeoutArgs),
     /// Validate the main file and its drop-ins; exit 1 naming file, line and key of every problem,
-    /// and every configured path the installed nonrootd.service may not write.
+    /// and (by key) every configured path the installed nonrootd.service with its drop-ins may not
+    /// write; volumes outside the shipped unit's paths are only noted.
     CheckConfig(CheckConfigArgs),
     /// Remove every ACL entry nonrootd recorded as granted (the package runs this on removal).
     Revoke(RevokeArgs),
@@ -119,7 +120,9 @@ struct ApplyArgs {
     /// starts before the bus at boot).
     #[arg(long)]
     local: bool,
-    /// Give up after this long (e.g. 5s, 500ms), so a hook never hangs Docker's start.
+    /// Give up waiting for the daemon, or in-process for apply.lock, after this long (e.g. 5s,
+    /// 500ms), so a hook never hangs Docker's start. Volume walks and shadow's locks (at most
+    /// 15 s) are not bounded by it.
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
     timeout: Duration,
 }

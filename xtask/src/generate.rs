@@ -114,7 +114,9 @@ Drop-ins, read after the main file in lexical order.
 .I /var/lib/nonrootd/
 State: \fIgrants.json\fR records the ACL entries nonrootd granted (so only those
 are ever revoked), \fIapply.lock\fR serializes the applies of the sockets duty
-(which read and write that record) by the daemon, the Docker hook and \fBnonrootctl\fR.
+(which read and write that record) by the daemon, the Docker hook and \fBnonrootctl\fR;
+\fIsubids-managed.jsonl\fR and \fIsubids-quarantine.json\fR record the subordinate
+id ranges nonrootd allocated and the released ranges it holds back.
 .TP
 .I /usr/lib/systemd/system/nonrootd.service
 The hardened unit.
@@ -171,7 +173,8 @@ Disables colours.
 The configuration; see \fBnonrootd.toml\fR(5).
 .TP
 .I /var/lib/nonrootd/
-What nonrootd granted, and the apply lock.
+What nonrootd granted, the apply lock, and the subordinate id ranges it
+allocated and holds back after a release.
 .SH "SEE ALSO"
 \fBnonrootd\fR(8), \fBnonrootd.toml\fR(5)
 "#;
