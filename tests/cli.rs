@@ -326,7 +326,7 @@ fn check_config_names_a_socket_in_tmp_that_private_tmp_hides_even_when_writable(
     let (code, _, stderr) = unit.check(config);
     assert_eq!(code, Some(1));
     assert!(
-        stderr.contains("socket.path /tmp/app/app.sock is not the host's for nonrootd.service, which has a /tmp of its own (PrivateTmp=yes)"),
+        stderr.contains("nonrootd.toml:2: socket.path /tmp/app/app.sock is not the host's for nonrootd.service, which has a /tmp of its own (PrivateTmp=yes)"),
         "{stderr}"
     );
     assert!(

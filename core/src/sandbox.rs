@@ -4,13 +4,15 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::config::Config;
+use crate::config::{Config, Origin};
 
 /// A path nonrootd will write, and the config key it comes from.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WrittenPath {
     pub key: &'static str,
     pub path: PathBuf,
+    /// Where the config says so, when it keeps that (a `[[socket]]`).
+    pub origin: Option<Origin>,
 }
 
 /// Where the configured duties write: the data root, each socket, the DMI tables and the
@@ -21,18 +23,21 @@ pub fn written_paths(config: &Config, data_root: Option<&Path>) -> Vec<WrittenPa
         paths.push(WrittenPath {
             key: "docker.data_root",
             path: root.to_path_buf(),
+            origin: None,
         });
     }
     for socket in &config.sockets {
         paths.push(WrittenPath {
             key: "socket.path",
             path: socket.path.clone(),
+            origin: Some(socket.origin.clone()),
         });
     }
     if let Some(dmi) = &config.dmi {
         paths.push(WrittenPath {
             key: "dmi.tables_dir",
             path: dmi.tables_dir.clone(),
+            origin: None,
         });
     }
     if !config.tenants.is_empty() {
@@ -44,6 +49,7 @@ pub fn written_paths(config: &Config, data_root: Option<&Path>) -> Vec<WrittenPa
             paths.push(WrittenPath {
                 key,
                 path: dir.to_path_buf(),
+                origin: None,
             });
         }
     }

@@ -54,8 +54,9 @@ enum Command {
     /// after, and `nonrootctl status` shows the outcome.
     Reload(TimeoutArgs),
     /// Validate the main file and its drop-ins; exit 1 naming file, line and key of every problem,
-    /// and (by key) every configured path the installed nonrootd.service with its drop-ins may not
-    /// write; volumes outside the shipped unit's paths are only noted.
+    /// and (by key; a socket by its file and line) every configured path the installed
+    /// nonrootd.service with its drop-ins may not write; volumes outside the shipped unit's paths
+    /// are only noted.
     CheckConfig(CheckConfigArgs),
     /// Remove every ACL entry nonrootd recorded as granted (the package runs this on removal).
     Revoke(RevokeArgs),
@@ -263,9 +264,12 @@ fn check_config(path: &std::path::Path, args: &CheckConfigArgs) -> ExitCode {
             let Some(why) = unit.blocks(&written.path) else {
                 continue;
             };
+            let place = written
+                .origin
+                .as_ref()
+                .map_or_else(|| path.display().to_string(), |o| o.to_string());
             eprintln!(
-                "nonrootctl: {}: {} {} {why}: {}",
-                path.display(),
+                "nonrootctl: {place}: {} {} {why}: {}",
                 written.key,
                 written.path.display(),
                 sandbox::drop_in_advice(&written.path)
