@@ -370,4 +370,13 @@ fn subuid_and_subgid_paths_naming_one_file_are_refused() {
     }
     assert_eq!(env.read("subuid"), "old:100000:65536\n");
     assert!(!env.path("subgid-new").exists());
+    // Refused before any lock is taken: a lock held elsewhere is neither waited for nor
+    // touched, and no lock of ours is ever taken twice under two names.
+    let holder = format!("{}\0", nix::unistd::getppid());
+    env.write("subuid.lock", &holder);
+    let mut settings = env.settings("");
+    settings.subgid_file = env.path("alias/subuid");
+    let err = subids::allocate(&settings, "acme", None, false).unwrap_err();
+    assert!(matches!(err, SubidsError::SameFile { .. }), "{err}");
+    assert_eq!(env.read("subuid.lock"), holder);
 }

@@ -748,12 +748,10 @@ fn validate_dmi(d: DmiLayer, c: &mut Checker) -> Option<DmiConfig> {
 fn validate_subids(s: SubidsLayer, c: &mut Checker) -> SubidsConfig {
     let subuid_file = c.absolute_or("subids.subuid_file", &s.subuid_file, DEFAULT_SUBUID_FILE);
     let subgid_file = c.absolute_or("subids.subgid_file", &s.subgid_file, DEFAULT_SUBGID_FILE);
-    // As written: a path refused above (`/etc//subgid`) is not reported twice. The files are
-    // compared again at run time, through links.
-    let written = |value: &Option<Located<String>>, default: &'static str| {
-        value.as_ref().map_or(default.to_string(), |v| v.value.clone())
-    };
-    if written(&s.subuid_file, DEFAULT_SUBUID_FILE) == written(&s.subgid_file, DEFAULT_SUBGID_FILE) {
+    // Only paths accepted above (`/etc//subgid` is refused there, and not reported twice). The
+    // files are compared again at run time, through links.
+    let accepted = |value: &Option<Located<String>>| value.as_ref().is_none_or(|v| check_absolute(&v.value).is_ok());
+    if accepted(&s.subuid_file) && accepted(&s.subgid_file) && subuid_file == subgid_file {
         let (key, named) = match (&s.subgid_file, &s.subuid_file) {
             (Some(named), _) => ("subids.subgid_file", named),
             (None, Some(named)) => ("subids.subuid_file", named),
@@ -1327,6 +1325,14 @@ mod tests {
         assert_eq!(
             subids("[subids]\nsubuid_file = \"/etc/subgid\"\n").unwrap_err(),
             ["/etc/n.toml:2: subids.subuid_file: /etc/subgid: subuid_file and subgid_file must be different files"]
+        );
+        assert_eq!(
+            subids("[subids]\nsubuid_file = \"/etc/subgid/\"\n").unwrap_err(),
+            ["/etc/n.toml:2: subids.subuid_file: /etc/subgid/: subuid_file and subgid_file must be different files"]
+        );
+        assert_eq!(
+            subids("[subids]\nsubgid_file = \"/etc//subuid\"\n").unwrap_err().len(),
+            1
         );
         assert!(subids("[subids]\nsubuid_file = \"/srv/subuid\"\nsubgid_file = \"/srv/subgid\"\n").is_ok());
     }

@@ -79,7 +79,9 @@ impl std::fmt::Display for Blocked {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             Blocked::ReadOnly => "is read-only for nonrootd.service (ProtectSystem=strict)",
-            Blocked::HiddenHome => "is hidden from nonrootd.service (ProtectHome=yes)",
+            Blocked::HiddenHome => {
+                "is hidden from nonrootd.service (ProtectHome=, which hides /home, /root and /run/user)"
+            }
             Blocked::PrivateTmp => {
                 "is not the host's for nonrootd.service, which has a /tmp of its own (PrivateTmp=yes)"
             }
@@ -111,7 +113,8 @@ impl UnitSandbox {
                     (None, "tmpfs") => self.hides_homes = true,
                     (None, _) => {}
                 },
-                // systemd 257 adds "disconnected", another private /tmp.
+                // systemd 257's "disconnected" is another private /tmp (252 ignores it: taking
+                // it as private errs on the side of naming the path).
                 "PrivateTmp" => match (boolean(value), value) {
                     (Some(private), _) => self.private_tmp = private,
                     (None, "disconnected") => self.private_tmp = true,

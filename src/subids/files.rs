@@ -48,13 +48,11 @@ pub(crate) fn read(path: &Path) -> Result<(SubidFile, Option<Metadata>), SubidsE
 
 /// Whether `a` and `b` name one file: one inode, or one name in one directory (the files may
 /// not exist yet).
-pub(crate) fn same_file(a: &Path, b: &Path) -> io::Result<bool> {
-    let identity = |path: &Path| -> io::Result<Option<(u64, u64)>> {
-        match fs::metadata(path) {
-            Ok(m) => Ok(Some((m.dev(), m.ino()))),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e),
-        }
+pub(crate) fn same_file(a: &Path, b: &Path) -> Result<bool, SubidsError> {
+    let identity = |path: &Path| match fs::metadata(path) {
+        Ok(m) => Ok(Some((m.dev(), m.ino()))),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(SubidsError::io(path, "stat", e)),
     };
     if let (Some(a), Some(b)) = (identity(a)?, identity(b)?) {
         return Ok(a == b);

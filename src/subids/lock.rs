@@ -196,7 +196,8 @@ fn try_lock_file(source: &Path, lock: &Path, pid: u32) -> Result<Attempt, Subids
             path: lock.to_path_buf(),
         }),
         Some(holder) if holder != pid && alive(holder) => Ok(Attempt::Held(Some(holder))),
-        // Dead, or a leftover of an earlier process with our pid (we never hold it here).
+        // Dead, or a leftover of an earlier process with our pid: we hold no lock of this
+        // name, as no two of our paths name one file (`Settings::refuse_one_file`).
         Some(_) => {
             match fs::remove_file(lock) {
                 Ok(()) => {}

@@ -118,16 +118,22 @@ impl Settings {
         Ok(())
     }
 
-    /// Reads both files, refusing paths that name one file: their `<file>+` would be too.
-    fn read_for_writing(&self) -> Result<[(rules::SubidFile, Option<Metadata>); 2], SubidsError> {
+    /// Refuses subuid and subgid paths that name one file (through a link or a symlinked
+    /// directory): their locks and `<file>+` would be one too. Checked before the locks.
+    fn refuse_one_file(&self) -> Result<(), SubidsError> {
         let (subuid, subgid) = (&self.subuid_file, &self.subgid_file);
-        if files::same_file(subuid, subgid).map_err(|e| SubidsError::io(subgid, "stat", e))? {
-            return Err(SubidsError::SameFile {
+        match files::same_file(subuid, subgid)? {
+            true => Err(SubidsError::SameFile {
                 subuid: subuid.clone(),
                 subgid: subgid.clone(),
-            });
+            }),
+            false => Ok(()),
         }
-        Ok([files::read(subuid)?, files::read(subgid)?])
+    }
+
+    /// Reads both files.
+    fn read_both(&self) -> Result<[(rules::SubidFile, Option<Metadata>); 2], SubidsError> {
+        Ok([files::read(&self.subuid_file)?, files::read(&self.subgid_file)?])
     }
 
     fn lock(&self) -> Result<lock::Locks, SubidsError> {
@@ -521,8 +527,9 @@ fn allocate_tenants(
         return Ok(wanted.into_iter().filter_map(Result::err).map(Err).collect());
     }
     // A dry run only reads: no locks, nothing written.
+    settings.refuse_one_file()?;
     let _locks = if dry_run { None } else { Some(settings.lock()?) };
-    let [(mut subuid, subuid_meta), (mut subgid, subgid_meta)] = settings.read_for_writing()?;
+    let [(mut subuid, subuid_meta), (mut subgid, subgid_meta)] = settings.read_both()?;
     let quarantine: QuarantineState = files::read_state(&settings.quarantine_path())?;
     let now = now();
     let held: Vec<Range> = quarantine
@@ -604,13 +611,11 @@ fn allocate_tenants(
 /// ranges for `quarantine_days`.
 pub fn release(settings: &Settings, tenant: &str) -> Result<Released, SubidsError> {
     let tenant = identify(tenant)?;
+    settings.refuse_one_file()?;
     let _locks = settings.lock()?;
     let mut removed = Vec::new();
     let mut rewrites = Vec::new();
-    for (kind, (file, meta)) in [Kind::Subuid, Kind::Subgid]
-        .into_iter()
-        .zip(settings.read_for_writing()?)
-    {
+    for (kind, (file, meta)) in [Kind::Subuid, Kind::Subgid].into_iter().zip(settings.read_both()?) {
         let path = settings.path(kind);
         let (bytes, entries) = file.without(&tenant);
         if entries.is_empty() {
