@@ -489,8 +489,9 @@ impl SubidFile {
                 }
             }
             let owner = self.owner_bytes(e);
+            // Not as shadow writes a uid (`uid_spelled_by_all`, with the uid already parsed).
             if let Some(uid) = shadow_uid(owner).filter(|_| e.shadow != ShadowReads::Never)
-                && !uid_spelled_by_all(owner)
+                && owner != uid.to_string().as_bytes()
             {
                 let owner = self.owner(e).into_owned();
                 problems.push(Problem::NumericOwner { line, owner, uid });
