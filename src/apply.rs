@@ -530,14 +530,13 @@ impl CachedRecord {
         }
         let mut saved_ahead = false;
         let result = change(&mut self.record, &mut |ahead| {
-            let saved = ahead.save(dir).map_err(|e| state_error(dir, e));
+            let saved = ahead.save(dir).map(drop).map_err(|e| state_error(dir, e));
             saved_ahead |= saved.is_ok();
             saved
         });
         if self.record != before || saved_ahead {
             self.file = None;
-            self.record.save(dir).map_err(|e| state_error(dir, e))?;
-            self.file = Some(HeldRecord::open(dir).map_err(|e| state_error(dir, e))?);
+            self.file = Some(Some(self.record.save(dir).map_err(|e| state_error(dir, e))?));
         }
         self.unrecorded.clear();
         Ok(result)

@@ -76,7 +76,7 @@ pub struct HeldRecord {
 
 impl HeldRecord {
     /// Opens the record in `state_dir` now; `None` when there is none.
-    pub fn open(state_dir: &Path) -> io::Result<Option<HeldRecord>> {
+    fn open(state_dir: &Path) -> io::Result<Option<HeldRecord>> {
         let path = state_dir.join(GRANTS_FILE);
         let file = match File::options()
             .read(true)
@@ -87,8 +87,12 @@ impl HeldRecord {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(naming(&path)(e)),
         };
-        let stamp = RecordStamp::from_metadata(&file.metadata().map_err(naming(&path))?);
-        Ok(Some(HeldRecord { stamp, _file: file }))
+        HeldRecord::of(file, &path).map(Some)
+    }
+
+    fn of(file: File, path: &Path) -> io::Result<HeldRecord> {
+        let stamp = RecordStamp::from_metadata(&file.metadata().map_err(naming(path))?);
+        Ok(HeldRecord { stamp, _file: file })
     }
 }
 
@@ -123,10 +127,12 @@ impl GrantRecord {
         Ok((record, Some(held)))
     }
 
-    /// Writes the record atomically: a temp file, fsync, rename, fsync of the directory.
-    pub fn save(&self, state_dir: &Path) -> io::Result<()> {
+    /// Writes the record atomically: a temp file, fsync, rename, fsync of the directory. The
+    /// version written is returned held open.
+    pub fn save(&self, state_dir: &Path) -> io::Result<HeldRecord> {
         let bytes = serde_json::to_vec_pretty(self).map_err(io::Error::other)?;
-        write_atomically(&state_dir.join(GRANTS_FILE), &bytes)
+        let path = state_dir.join(GRANTS_FILE);
+        HeldRecord::of(write_atomically(&path, &bytes, true)?, &path)
     }
 }
 
@@ -135,9 +141,11 @@ fn naming(path: &Path) -> impl Fn(io::Error) -> io::Error + '_ {
     move |e| io::Error::new(e.kind(), format!("{}: {e}", path.display()))
 }
 
-/// Replaces `path` with `bytes` so that a crash leaves either the old or the new content.
-/// The caller holds the lock that serializes writers of `path`; errors name the file involved.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
+/// Replaces `path` with `bytes` (a new file of mode 0600) so that a crash leaves either the
+/// old or the new content; only a `durable` replacement is flushed, file and directory, to
+/// outlast a power loss. The caller holds the lock that serializes writers of `path`; errors
+/// name the file involved. Returns the file written, open.
+pub fn write_atomically(path: &Path, bytes: &[u8], durable: bool) -> io::Result<File> {
     let dir = match path.parent() {
         Some(parent) if parent.as_os_str().is_empty() => Path::new("."),
         Some(parent) => parent,
@@ -159,12 +167,17 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
             .open(&tmp)
             .map_err(naming(&tmp))?;
         file.write_all(bytes).map_err(naming(&tmp))?;
-        file.sync_all().map_err(naming(&tmp))?;
+        if durable {
+            file.sync_all().map_err(naming(&tmp))?;
+        }
         fs::rename(&tmp, path).map_err(|e| {
             let message = format!("renaming {} to {}: {e}", tmp.display(), path.display());
             io::Error::new(e.kind(), message)
         })?;
-        File::open(dir).and_then(|d| d.sync_all()).map_err(naming(dir))
+        if durable {
+            File::open(dir).and_then(|d| d.sync_all()).map_err(naming(dir))?;
+        }
+        Ok(file)
     })();
     if result.is_err() {
         let _ = fs::remove_file(&tmp);
@@ -237,7 +250,7 @@ mod tests {
     fn write_errors_name_the_file() {
         let dir = tempfile::tempdir().unwrap();
         let missing = dir.path().join("no-such-dir/grants.json");
-        let err = write_atomically(&missing, b"{}").unwrap_err();
+        let err = write_atomically(&missing, b"{}", true).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::NotFound);
         let tmp = missing.with_extension(format!("tmp.{}", std::process::id()));
         assert!(err.to_string().starts_with(&format!("{}: ", tmp.display())), "{err}");

@@ -81,17 +81,17 @@ pub(crate) fn replace_all(files: &[Replacement<'_>]) -> Result<(), SubidsError> 
         let others: Vec<_> = writes
             .map(|(tmp, bytes, old)| {
                 std::thread::Builder::new()
-                    .spawn_scoped(scope, move || write_new(tmp, bytes, old, true))
+                    .spawn_scoped(scope, move || write_new(tmp, bytes, old))
                     // No thread to be had (a tasks limit): written here, after the first.
                     .map_err(|_| (tmp, bytes, old))
             })
             .collect();
         first
-            .map(|(tmp, bytes, old)| write_new(tmp, bytes, old, true))
+            .map(|(tmp, bytes, old)| write_new(tmp, bytes, old))
             .into_iter()
             .chain(others.into_iter().map(|other| match other {
                 Ok(thread) => thread.join().expect("writer thread panicked"),
-                Err((tmp, bytes, old)) => write_new(tmp, bytes, old, true),
+                Err((tmp, bytes, old)) => write_new(tmp, bytes, old),
             }))
             .collect()
     });
@@ -113,8 +113,8 @@ pub(crate) fn replace_all(files: &[Replacement<'_>]) -> Result<(), SubidsError> 
     Ok(())
 }
 
-/// Writes a fresh `tmp` with the contents, mode and owner wanted, and fsyncs it if `sync`.
-fn write_new(tmp: &Path, bytes: &[u8], old: Option<&Metadata>, sync: bool) -> Result<(), SubidsError> {
+/// Writes a fresh `tmp` with the contents, mode and owner wanted, and fsyncs it.
+fn write_new(tmp: &Path, bytes: &[u8], old: Option<&Metadata>) -> Result<(), SubidsError> {
     match fs::remove_file(tmp) {
         Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
@@ -136,7 +136,7 @@ fn write_new(tmp: &Path, bytes: &[u8], old: Option<&Metadata>, sync: bool) -> Re
             }
             None => file.set_permissions(Permissions::from_mode(0o644))?,
         }
-        if sync { file.sync_all() } else { Ok(()) }
+        file.sync_all()
     })();
     if let Err(e) = result {
         let _ = fs::remove_file(tmp);
@@ -191,24 +191,20 @@ pub(crate) fn read_state<T: DeserializeOwned + Default>(path: &Path) -> Result<T
     }
 }
 
-/// Writes a JSON state file atomically, creating its directory if needed. Only a `durable`
-/// write is fsynced: the others record facts that are merely informative.
-pub(crate) fn write_state<T: Serialize>(path: &Path, value: &T, durable: bool) -> Result<(), SubidsError> {
+/// Writes a JSON state file atomically and durably, creating its directory if needed.
+pub(crate) fn write_state<T: Serialize>(path: &Path, value: &T) -> Result<(), SubidsError> {
     let mut bytes = serde_json::to_vec(value).expect("state serializes");
     bytes.push(b'\n');
-    write_state_bytes(path, &bytes, durable)
+    write_state_bytes(path, &bytes, true)
 }
 
+/// [`crate::state::write_atomically`], creating the directory first.
 fn write_state_bytes(path: &Path, bytes: &[u8], durable: bool) -> Result<(), SubidsError> {
     let dir = parent(path);
     fs::create_dir_all(&dir).map_err(|e| SubidsError::io(&dir, "create", e))?;
-    let tmp = suffixed(path, ".tmp");
-    write_new(&tmp, bytes, None, durable)?;
-    if let Err(e) = fs::rename(&tmp, path) {
-        let _ = fs::remove_file(&tmp);
-        return Err(SubidsError::io(path, "replace", e));
-    }
-    if durable { sync_dir(path) } else { Ok(()) }
+    crate::state::write_atomically(path, bytes, durable)
+        .map(drop)
+        .map_err(|e| SubidsError::io(path, "replace", e))
 }
 
 /// Reads a state file of JSON lines; a missing file is empty. A last line without its newline
@@ -233,7 +229,7 @@ pub(crate) fn read_lines<T: DeserializeOwned>(path: &Path) -> Result<Vec<T>, Sub
 }
 
 /// Appends `values` as JSON lines with one `write`, first cutting off a last line that an
-/// earlier append left without its newline. Not fsynced (see [`write_state`]).
+/// earlier append left without its newline. Not fsynced (see [`write_lines`]).
 pub(crate) fn append_lines<T: Serialize>(path: &Path, values: &[T]) -> Result<(), SubidsError> {
     let dir = parent(path);
     fs::create_dir_all(&dir).map_err(|e| SubidsError::io(&dir, "create", e))?;
@@ -262,7 +258,8 @@ pub(crate) fn append_lines<T: Serialize>(path: &Path, values: &[T]) -> Result<()
     append().map_err(|e| SubidsError::io(path, "append", e))
 }
 
-/// Replaces a state file of JSON lines atomically. Not fsynced (see [`write_state`]).
+/// Replaces a state file of JSON lines atomically. Not flushed: it records facts that are
+/// merely informative.
 pub(crate) fn write_lines<T: Serialize>(path: &Path, values: &[T]) -> Result<(), SubidsError> {
     write_state_bytes(path, &json_lines(values), false)
 }

@@ -645,7 +645,7 @@ pub fn release(settings: &Settings, tenant: &str) -> Result<Released, SubidsErro
             count: e.count,
             released_at: now,
         }));
-    files::write_state(&settings.quarantine_path(), &quarantine, true)?;
+    files::write_state(&settings.quarantine_path(), &quarantine)?;
     let replacements: Vec<files::Replacement<'_>> = rewrites
         .iter()
         .map(|(path, bytes, meta)| (*path, bytes.as_slice(), meta.as_ref()))
