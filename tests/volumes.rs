@@ -14,7 +14,7 @@ use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use common::{Scratch, chmod, config, mount_tmpfs, run};
+use common::{Scratch, Tmpfs, chmod, config, mount_tmpfs, run};
 use nonrootd::ids::SystemIds;
 use nonrootd::volumes::{Options, Walked, apply, walk_volume};
 use nonrootd_core::config::Config;
@@ -71,8 +71,8 @@ fn options(cancel: &AtomicBool) -> Options<'_> {
 }
 
 /// Builds the usual trouble inside `vol`, with targets in `outside`; returns the paths that
-/// must keep root as owner.
-fn build_tree(vol: &Path, outside: &Path) -> Vec<PathBuf> {
+/// must keep root as owner, and the tmpfs mounted inside.
+fn build_tree(vol: &Path, outside: &Path) -> (Vec<PathBuf>, Tmpfs) {
     std::fs::create_dir_all(vol.join("data/deep/er")).unwrap();
     std::fs::create_dir_all(outside).unwrap();
     for i in 0..50 {
@@ -93,21 +93,22 @@ fn build_tree(vol: &Path, outside: &Path) -> Vec<PathBuf> {
     // A tmpfs mounted inside the volume: never crossed.
     let mnt = vol.join("mnt");
     std::fs::create_dir(&mnt).unwrap();
-    mount_tmpfs(&mnt, "nonrootd-inner");
+    let inner = mount_tmpfs(&mnt, "nonrootd-inner");
     std::fs::write(mnt.join("inner"), "i").unwrap();
-    vec![
+    let untouched = vec![
         secret,
         outside.join("dir"),
         vol.join("hardlink-to-secret"),
         vol.join("null-dev"),
         mnt.clone(),
         mnt.join("inner"),
-    ]
+    ];
+    (untouched, inner)
 }
 
 fn check_tree(base: &Path) {
     let vol = base.join("vol");
-    let untouched = build_tree(&vol, &base.join("outside"));
+    let (untouched, _inner) = build_tree(&vol, &base.join("outside"));
     let config = volume_config(&vol, "mode = \"0750\"\n");
     let cancel = AtomicBool::new(false);
     let first = walk_volume(&config.volumes[0], &config, &SystemIds, &options(&cancel)).unwrap();
@@ -142,7 +143,6 @@ fn check_tree(base: &Path) {
     let report = apply(&config, &SystemIds, &options(&cancel));
     assert_eq!(report.entries[0].outcome, Outcome::Correct);
     assert_eq!(report.entries[0].desired, "owner 999:999, mode 0750");
-    run("umount", &[vol.join("mnt").to_str().unwrap()]);
 }
 
 #[test]

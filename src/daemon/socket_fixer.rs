@@ -617,11 +617,12 @@ mod tests {
     use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering::SeqCst};
     use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
 
+    /// Fields drop in order: the fixer's thread is joined before its directory is removed.
     struct Setup {
-        _dir: tempfile::TempDir,
         root: PathBuf,
         fixer: SocketFixer,
         reports: UnboundedReceiver<Fixed>,
+        _dir: tempfile::TempDir,
     }
 
     /// A fixer for `<tmp>/<socket>` granting uid 4321 rw, with its state in `<tmp>/state`.
@@ -636,10 +637,10 @@ mod tests {
         let (tx, reports) = unbounded_channel();
         let fixer = SocketFixer::spawn(config, Box::new(SystemIds), root.join("state"), tx, None).unwrap();
         Setup {
-            _dir: dir,
             root,
             fixer,
             reports,
+            _dir: dir,
         }
     }
 

@@ -21,24 +21,25 @@ use nonrootd_core::report::Report;
 
 /// A temp directory, optionally with a tmpfs mounted on it (unmounted on drop).
 pub struct Scratch {
+    /// Dropped first: unmounted before the directory is removed.
+    tmpfs: Option<Tmpfs>,
     dir: tempfile::TempDir,
-    tmpfs: bool,
 }
 
 impl Scratch {
     /// A directory on the disk's file system (ext4 here).
     pub fn disk() -> Scratch {
         Scratch {
+            tmpfs: None,
             dir: tempfile::tempdir().expect("tempdir"),
-            tmpfs: false,
         }
     }
 
     /// A directory with a fresh tmpfs on it.
     pub fn tmpfs() -> Scratch {
         let dir = tempfile::tempdir().expect("tempdir");
-        mount_tmpfs(dir.path(), "nonrootd-test");
-        Scratch { dir, tmpfs: true }
+        let tmpfs = Some(mount_tmpfs(dir.path(), "nonrootd-test"));
+        Scratch { tmpfs, dir }
     }
 
     pub fn path(&self) -> &Path {
@@ -58,14 +59,6 @@ impl Scratch {
     }
 }
 
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        if self.tmpfs {
-            let _ = Command::new("umount").arg("-l").arg(self.dir.path()).status();
-        }
-    }
-}
-
 /// `program` run as `uid` (and the same gid, no supplementary groups) through setpriv, or as
 /// root when `uid` is `None`.
 pub fn command_as(uid: Option<u32>, program: &str) -> Command {
@@ -80,12 +73,24 @@ pub fn command_as(uid: Option<u32>, program: &str) -> Command {
     }
 }
 
+/// A mounted tmpfs, detached (with whatever is mounted below it) on drop, a failed test's
+/// too.
+#[must_use]
+pub struct Tmpfs(PathBuf);
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
 /// Mounts a fresh tmpfs (mode 0755) named `name` on `dir`.
-pub fn mount_tmpfs(dir: &Path, name: &str) {
+pub fn mount_tmpfs(dir: &Path, name: &str) -> Tmpfs {
     run(
         "mount",
         &["-t", "tmpfs", "-o", "mode=0755", name, dir.to_str().unwrap()],
     );
+    Tmpfs(dir.to_path_buf())
 }
 
 pub fn run(cmd: &str, args: &[&str]) -> String {
