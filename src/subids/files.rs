@@ -4,7 +4,9 @@
 //! mode and owner, renames it over the file and fsyncs the directory: a crash leaves the old
 //! or the new file. The old file stays as the `<file>-` backup, linked there only after the
 //! rename, so that `<file>-` and `<file>` are never the same inode (shadow truncates `<file>-`
-//! when it writes its own backup).
+//! when it writes its own backup). The backup before it is removed first, on the writer's
+//! thread, where freeing its blocks overlaps the other file's write; shadow too drops it
+//! before writing (it truncates `<file>-`), so a failed write leaves no backup either way.
 
 use std::fs::{self, File, Metadata, OpenOptions, Permissions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -32,7 +34,8 @@ pub(crate) fn read(path: &Path) -> Result<(SubidFile, Option<Metadata>), SubidsE
         growing: false,
     };
     size_allowed(meta.len()).map_err(too_large)?;
-    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    // Room for the lines an allocation appends, so that they don't move the buffer.
+    let mut bytes = Vec::with_capacity(meta.len() as usize + APPEND_ROOM);
     (&file)
         .take(MAX_FILE_BYTES as u64 + 1)
         .read_to_end(&mut bytes)
@@ -45,6 +48,9 @@ pub(crate) fn read(path: &Path) -> Result<(SubidFile, Option<Metadata>), SubidsE
         )),
     }
 }
+
+/// Bytes kept free after a file read: a batch of 100 tenants' lines.
+const APPEND_ROOM: usize = 4096;
 
 /// Whether `a` and `b` name one file: one inode, or one name in one directory (the files may
 /// not exist yet).
@@ -76,22 +82,22 @@ pub(crate) type Replacement<'a> = (&'a Path, &'a [u8], Option<&'a Metadata>);
 pub(crate) fn replace_all(files: &[Replacement<'_>]) -> Result<(), SubidsError> {
     let tmps: Vec<PathBuf> = files.iter().map(|(path, ..)| suffixed(path, "+")).collect();
     let written: Vec<Result<(), SubidsError>> = std::thread::scope(|scope| {
-        let mut writes = files.iter().zip(&tmps).map(|(&(_, bytes, old), tmp)| (tmp, bytes, old));
+        let mut writes = files.iter().zip(&tmps);
         let first = writes.next();
         let others: Vec<_> = writes
-            .map(|(tmp, bytes, old)| {
+            .map(|(file, tmp)| {
                 std::thread::Builder::new()
-                    .spawn_scoped(scope, move || write_new(tmp, bytes, old))
+                    .spawn_scoped(scope, move || write_new(file, tmp))
                     // No thread to be had (a tasks limit): written here, after the first.
-                    .map_err(|_| (tmp, bytes, old))
+                    .map_err(|_| (file, tmp))
             })
             .collect();
         first
-            .map(|(tmp, bytes, old)| write_new(tmp, bytes, old))
+            .map(|(file, tmp)| write_new(file, tmp))
             .into_iter()
             .chain(others.into_iter().map(|other| match other {
                 Ok(thread) => thread.join().expect("writer thread panicked"),
-                Err((tmp, bytes, old)) => write_new(tmp, bytes, old),
+                Err((file, tmp)) => write_new(file, tmp),
             }))
             .collect()
     });
@@ -113,13 +119,13 @@ pub(crate) fn replace_all(files: &[Replacement<'_>]) -> Result<(), SubidsError> 
     Ok(())
 }
 
-/// Writes a fresh `tmp` with the contents, mode and owner wanted, and fsyncs it.
-fn write_new(tmp: &Path, bytes: &[u8], old: Option<&Metadata>) -> Result<(), SubidsError> {
-    match fs::remove_file(tmp) {
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => return Err(SubidsError::io(tmp, "remove", e)),
+/// Removes the backup of a file that exists, then writes a fresh `tmp` with the contents, mode
+/// and owner wanted, and fsyncs it.
+fn write_new(&(path, bytes, old): &Replacement<'_>, tmp: &Path) -> Result<(), SubidsError> {
+    if old.is_some() {
+        remove_if_present(&suffixed(path, "-"))?;
     }
+    remove_if_present(tmp)?;
     let mut file = OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -145,15 +151,11 @@ fn write_new(tmp: &Path, bytes: &[u8], old: Option<&Metadata>) -> Result<(), Sub
     Ok(())
 }
 
-/// Renames `tmp` over `path`, keeps the old file as `<path>-`, fsyncs the directory.
+/// Renames `tmp` over `path` and keeps the old file as `<path>-`.
 fn swap_in(path: &Path, tmp: &Path, has_old: bool) -> Result<(), SubidsError> {
     let backup_link = suffixed(path, ".nonrootd-old");
     if has_old {
-        match fs::remove_file(&backup_link) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(SubidsError::io(&backup_link, "remove", e)),
-        }
+        remove_if_present(&backup_link)?;
         fs::hard_link(path, &backup_link).map_err(|e| SubidsError::io(&backup_link, "create", e))?;
     }
     fs::rename(tmp, path).map_err(|e| SubidsError::io(path, "replace", e))?;
@@ -162,6 +164,14 @@ fn swap_in(path: &Path, tmp: &Path, has_old: bool) -> Result<(), SubidsError> {
         fs::rename(&backup_link, &backup).map_err(|e| SubidsError::io(&backup, "replace", e))?;
     }
     Ok(())
+}
+
+fn remove_if_present(path: &Path) -> Result<(), SubidsError> {
+    match fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(SubidsError::io(path, "remove", e)),
+    }
 }
 
 /// Fsyncs the directory of `path`, making renames in it durable.
@@ -291,6 +301,7 @@ mod tests {
         let (a, b) = (dir.path().join("subuid"), dir.path().join("subgid"));
         fs::write(&a, "old a\n").unwrap();
         fs::write(&b, "old b\n").unwrap();
+        fs::write(dir.path().join("subuid-"), "older a\n").unwrap();
         let (meta_a, meta_b) = (fs::metadata(&a).unwrap(), fs::metadata(&b).unwrap());
         // `subgid+` cannot be made: nothing is replaced, and no temp file is left.
         fs::create_dir_all(dir.path().join("subgid+/in-the-way")).unwrap();
