@@ -355,7 +355,7 @@ _nonrootctl_commands() {
 'status:Show the daemon'\''s state per duty and path (exit 0 all correct, 1 something refused or failed, 3 daemon not running)' \
 'apply:Apply the configured duties now and report per path\: through the daemon when it runs, in-process otherwise' \
 'reload:Make the daemon re-read its config; a broken config is refused and the old one kept' \
-'check-config:Validate the main file and its drop-ins; exit 1 naming file, line and key of every problem, and (by key; a socket by its file and line) every configured path the installed nonrootd.service with its drop-ins may not write; volumes outside the shipped unit'\''s paths are only noted' \
+'check-config:Validate the main file and its drop-ins; exit 1 naming file, line and key of every problem, and (by file, line and key) every configured path the installed nonrootd.service with its drop-ins may not write, with the drop-in that allows it; such volumes are only noted' \
 'revoke:Remove every ACL entry nonrootd recorded as granted (the package runs this on removal)' \
 'subids:Subordinate uid/gid ranges per tenant in /etc/subuid and /etc/subgid' \
 'volumes:Ownership of the configured \[\[volume\]\] trees' \
@@ -379,7 +379,7 @@ _nonrootctl__subcmd__help_commands() {
 'status:Show the daemon'\''s state per duty and path (exit 0 all correct, 1 something refused or failed, 3 daemon not running)' \
 'apply:Apply the configured duties now and report per path\: through the daemon when it runs, in-process otherwise' \
 'reload:Make the daemon re-read its config; a broken config is refused and the old one kept' \
-'check-config:Validate the main file and its drop-ins; exit 1 naming file, line and key of every problem, and (by key; a socket by its file and line) every configured path the installed nonrootd.service with its drop-ins may not write; volumes outside the shipped unit'\''s paths are only noted' \
+'check-config:Validate the main file and its drop-ins; exit 1 naming file, line and key of every problem, and (by file, line and key) every configured path the installed nonrootd.service with its drop-ins may not write, with the drop-in that allows it; such volumes are only noted' \
 'revoke:Remove every ACL entry nonrootd recorded as granted (the package runs this on removal)' \
 'subids:Subordinate uid/gid ranges per tenant in /etc/subuid and /etc/subgid' \
 'volumes:Ownership of the configured \[\[volume\]\] trees' \

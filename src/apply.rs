@@ -37,7 +37,7 @@ pub struct Request {
 /// The data root: the config's, else `data-root` from Docker's daemon.json, else the default.
 pub fn data_root(docker: &DockerConfig, daemon_json: &Path) -> PathBuf {
     if let Some(root) = &docker.data_root {
-        return root.clone();
+        return root.value.clone();
     }
     let from_json = std::fs::read(daemon_json)
         .ok()

@@ -305,16 +305,27 @@ fn check_config_advises_protect_home_read_only_for_paths_below_home() {
         "{stderr}"
     );
 
-    let (code, stdout, stderr) = unit.check("[[volume]]\npath = \"/home/app/data\"\nuid = 999\ngid = 999\n");
+    // A volume the unit cannot write is a note: `nonrootctl volumes apply` can still walk it.
+    let volume = "\n[[volume]]\npath = \"/home/app/data\"\nuid = 999\ngid = 999\n";
+    let (code, stdout, stderr) = unit.check(volume);
     assert_eq!(code, Some(0), "{stderr}");
+    let main = unit.scratch.join("nonrootd.toml");
     assert!(
-        stdout.contains("note: volume /home/app/data is read-only to the shipped nonrootd.service"),
+        stdout.contains(&format!(
+            "note: {}:3: volume.path /home/app/data is hidden from nonrootd.service (ProtectHome=",
+            main.display()
+        )),
         "{stdout}"
     );
     assert!(
         stdout.contains("\"[Service]\\nProtectHome=read-only\\nReadWritePaths=/home/app/data\""),
         "{stdout}"
     );
+    // Once the installed unit's drop-ins let nonrootd write it, there is nothing to note.
+    unit.drop_in("[Service]\nProtectHome=read-only\nReadWritePaths=/home/app\n");
+    let (code, stdout, stderr) = unit.check(volume);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(!stdout.contains("note:"), "{stdout}");
 }
 
 #[test]

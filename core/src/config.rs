@@ -64,7 +64,7 @@ pub struct DockerConfig {
     /// Units whose activation re-triggers the docker duties.
     pub units: Vec<String>,
     /// `None`: take `data-root` from Docker's daemon.json, else `/var/lib/docker`.
-    pub data_root: Option<PathBuf>,
+    pub data_root: Option<Located<PathBuf>>,
     /// Relative to the data root.
     pub image_dirs: Vec<PathBuf>,
     pub image_dir_mode: Mode,
@@ -93,6 +93,8 @@ pub enum DmiAccess {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DmiConfig {
     pub tables_dir: PathBuf,
+    /// Where `tables_dir` is set, else where `[dmi]` is.
+    pub tables_dir_origin: Origin,
     pub access: DmiAccess,
 }
 
@@ -101,6 +103,9 @@ pub struct DmiConfig {
 pub struct SubidsConfig {
     pub subuid_file: PathBuf,
     pub subgid_file: PathBuf,
+    /// Where `subuid_file` and `subgid_file` are set; `None` for the defaults.
+    pub subuid_file_origin: Option<Origin>,
+    pub subgid_file_origin: Option<Origin>,
     /// `None`: the higher of SUB_UID_MIN and SUB_GID_MIN from login.defs, else 100000.
     pub min: Option<u32>,
     /// `None`: the lower of SUB_UID_MAX and SUB_GID_MAX from login.defs, else 600100000
@@ -656,7 +661,10 @@ fn validate_docker(d: DockerLayer, c: &mut Checker) -> DockerConfig {
         }
         None => DEFAULT_UNITS.iter().map(|u| u.to_string()).collect(),
     };
-    let data_root = d.data_root.map(|v| c.absolute("docker.data_root", &v));
+    let data_root = d.data_root.map(|v| Located {
+        value: c.absolute("docker.data_root", &v),
+        origin: v.origin,
+    });
     let image_dirs = match d.image_dirs {
         Some(dirs) => {
             for dir in &dirs.value {
@@ -723,6 +731,8 @@ fn validate_sockets(layers: Vec<SocketLayer>, c: &mut Checker) -> Vec<SocketConf
 
 fn validate_dmi(d: DmiLayer, c: &mut Checker) -> Option<DmiConfig> {
     let tables_dir = c.absolute_or("dmi.tables_dir", &d.tables_dir, DEFAULT_DMI_TABLES_DIR);
+    let declared = d.declared.expect("a [dmi] layer comes from a table");
+    let tables_dir_origin = d.tables_dir.map_or_else(|| declared.clone(), |t| t.origin);
     let world = d.world_readable.filter(|w| w.value);
     let access = match (d.group, world) {
         (Some(group), None) => DmiAccess::Group(group),
@@ -736,13 +746,16 @@ fn validate_dmi(d: DmiLayer, c: &mut Checker) -> Option<DmiConfig> {
             return None;
         }
         (None, None) => {
-            let origin = d.declared.expect("a [dmi] layer comes from a table");
             let message = "say who may read the tables: group = \"NAME\" (preferred) or world_readable = true";
-            c.error(&origin, "dmi", message);
+            c.error(&declared, "dmi", message);
             return None;
         }
     };
-    Some(DmiConfig { tables_dir, access })
+    Some(DmiConfig {
+        tables_dir,
+        tables_dir_origin,
+        access,
+    })
 }
 
 fn validate_subids(s: SubidsLayer, c: &mut Checker) -> SubidsConfig {
@@ -793,6 +806,8 @@ fn validate_subids(s: SubidsLayer, c: &mut Checker) -> SubidsConfig {
     let config = SubidsConfig {
         subuid_file,
         subgid_file,
+        subuid_file_origin: s.subuid_file.map(|f| f.origin),
+        subgid_file_origin: s.subgid_file.map(|f| f.origin),
         min: s.min.map(|m| m.value),
         max: s.max.map(|m| m.value),
         count: s.count.as_ref().map_or(DEFAULT_SUBID_COUNT, |n| n.value),

@@ -11,7 +11,8 @@ use crate::config::{Config, Origin};
 pub struct WrittenPath {
     pub key: &'static str,
     pub path: PathBuf,
-    /// Where the config says so, when it keeps that (a `[[socket]]`).
+    /// Where the config sets it, or what makes it written (the `[dmi]` table, the first
+    /// `[[tenant]]`); `None` for a data root from Docker's daemon.json or the default.
     pub origin: Option<Origin>,
 }
 
@@ -20,10 +21,11 @@ pub struct WrittenPath {
 pub fn written_paths(config: &Config, data_root: Option<&Path>) -> Vec<WrittenPath> {
     let mut paths = Vec::new();
     if let Some(root) = data_root.filter(|_| config.docker.is_some()) {
+        let configured = config.docker.as_ref().and_then(|d| d.data_root.as_ref());
         paths.push(WrittenPath {
             key: "docker.data_root",
             path: root.to_path_buf(),
-            origin: None,
+            origin: configured.map(|r| r.origin.clone()),
         });
     }
     for socket in &config.sockets {
@@ -37,19 +39,20 @@ pub fn written_paths(config: &Config, data_root: Option<&Path>) -> Vec<WrittenPa
         paths.push(WrittenPath {
             key: "dmi.tables_dir",
             path: dmi.tables_dir.clone(),
-            origin: None,
+            origin: Some(dmi.tables_dir_origin.clone()),
         });
     }
-    if !config.tenants.is_empty() {
-        for (key, file) in [
-            ("subids.subuid_file", &config.subids.subuid_file),
-            ("subids.subgid_file", &config.subids.subgid_file),
+    if let Some(first_tenant) = config.tenants.first() {
+        let subids = &config.subids;
+        for (key, file, origin) in [
+            ("subids.subuid_file", &subids.subuid_file, &subids.subuid_file_origin),
+            ("subids.subgid_file", &subids.subgid_file, &subids.subgid_file_origin),
         ] {
             let dir = file.parent().unwrap_or(Path::new("/"));
             paths.push(WrittenPath {
                 key,
                 path: dir.to_path_buf(),
-                origin: None,
+                origin: Some(origin.as_ref().unwrap_or(&first_tenant.name.origin).clone()),
             });
         }
     }
@@ -222,6 +225,38 @@ mod tests {
         );
         assert_eq!(blocked("/var/lib/docker").len(), 1);
         assert!(drop_in_advice(Path::new("/srv")).contains("ReadWritePaths=/srv"));
+    }
+
+    /// A path is named where it is set (a drop-in's line), else where what writes it is.
+    #[test]
+    fn written_paths_are_named_where_the_config_sets_them() {
+        let main = "[docker]\n\n[dmi]\ngroup = \"adm\"\n\n[[tenant]]\nname = \"acme\"\n";
+        let drop_in = "[docker]\ndata_root = \"/srv/docker\"\n[subids]\nsubgid_file = \"/srv/ids/subgid\"\n";
+        let config = Config::from_sources(&[
+            (PathBuf::from("/etc/n.toml"), main.to_string()),
+            (PathBuf::from("/etc/n.d/10.toml"), drop_in.to_string()),
+        ])
+        .unwrap();
+        let named: Vec<_> = written_paths(&config, Some(Path::new("/srv/docker")))
+            .into_iter()
+            .map(|w| (w.key, w.origin.map(|o| o.to_string())))
+            .collect();
+        let at = |place: &str| Some(place.to_string());
+        assert_eq!(
+            named,
+            [
+                ("docker.data_root", at("/etc/n.d/10.toml:2")),
+                ("dmi.tables_dir", at("/etc/n.toml:3")),
+                ("subids.subuid_file", at("/etc/n.toml:7")),
+                ("subids.subgid_file", at("/etc/n.d/10.toml:4")),
+            ]
+        );
+        // A data root from daemon.json or the default is set nowhere in the config.
+        let unset = Config::from_sources(&[(PathBuf::from("/etc/n.toml"), "[docker]\n".into())]).unwrap();
+        assert_eq!(
+            written_paths(&unset, Some(Path::new("/var/lib/docker")))[0].origin,
+            None
+        );
     }
 
     #[test]

@@ -54,9 +54,8 @@ enum Command {
     /// after, and `nonrootctl status` shows the outcome.
     Reload(TimeoutArgs),
     /// Validate the main file and its drop-ins; exit 1 naming file, line and key of every problem,
-    /// and (by key; a socket by its file and line) every configured path the installed
-    /// nonrootd.service with its drop-ins may not write; volumes outside the shipped unit's paths
-    /// are only noted.
+    /// and (by file, line and key) every configured path the installed nonrootd.service with its
+    /// drop-ins may not write, with the drop-in that allows it; such volumes are only noted.
     CheckConfig(CheckConfigArgs),
     /// Remove every ACL entry nonrootd recorded as granted (the package runs this on removal).
     Revoke(RevokeArgs),
@@ -254,7 +253,8 @@ fn check_config(path: &std::path::Path, args: &CheckConfigArgs) -> ExitCode {
         true => UNIT_DIRS.iter().map(PathBuf::from).collect(),
         false => args.unit_dir.clone(),
     };
-    if let Some(unit) = unit_sandbox(&unit_dirs) {
+    let unit = unit_sandbox(&unit_dirs);
+    if let Some(unit) = &unit {
         let data_root = config
             .docker
             .as_ref()
@@ -282,11 +282,14 @@ fn check_config(path: &std::path::Path, args: &CheckConfigArgs) -> ExitCode {
     }
     let drop_ins = config_file::drop_ins(path).map(|d| d.len()).unwrap_or(0);
     println!("{}: valid ({drop_ins} drop-ins)", path.display());
-    for volume in crate::volumes::outside_unit(&config) {
+    // Not an error: `nonrootctl volumes apply` can still walk such a volume by hand.
+    let volumes = config.volumes.iter();
+    for (volume, why) in volumes.filter_map(|v| Some((v, unit.as_ref()?.blocks(&v.path)?))) {
         println!(
-            "note: volume {} is read-only to the shipped nonrootd.service: {}",
-            volume.display(),
-            sandbox::drop_in_advice(&volume)
+            "note: {}: volume.path {} {why}: {}",
+            volume.origin,
+            volume.path.display(),
+            sandbox::drop_in_advice(&volume.path)
         );
     }
     ExitCode::SUCCESS

@@ -284,16 +284,3 @@ pub fn apply(config: &Config, ids: &dyn IdResolver, options: &Options<'_>) -> Re
 fn desired_plain(volume: &VolumeConfig) -> String {
     format!("owner {}:{}", volume.uid, volume.gid)
 }
-
-/// The paths of the shipped unit's `ReadWritePaths=`: a volume elsewhere needs a drop-in.
-pub const UNIT_WRITABLE: [&str; 4] = ["/etc", "/run", "/var/lib/docker", "/sys/firmware/dmi/tables"];
-
-/// Volumes the shipped unit cannot write without a `ReadWritePaths=` drop-in.
-pub fn outside_unit(config: &Config) -> Vec<PathBuf> {
-    config
-        .volumes
-        .iter()
-        .filter(|v| !UNIT_WRITABLE.iter().any(|w| v.path.starts_with(w)))
-        .map(|v| v.path.clone())
-        .collect()
-}
