@@ -474,3 +474,27 @@ fn apply_gives_up_on_a_daemon_that_does_not_answer() {
         text(&out.stderr)
     );
 }
+
+/// An unreadable grant record fails the sockets, visibly, and nothing else: the startup apply
+/// still fixes the image directory, Apply() answers with the failure and status is degraded.
+#[test]
+fn an_unreadable_grant_record_fails_apply_and_status_but_not_the_other_duties() {
+    let setup = setup();
+    write_root_file(&setup.scratch.join("state/grants.json"), "{ not json");
+    let _daemon = setup.start();
+    assert_eq!(mode_of(&setup.image), 0o750);
+    let out = setup.ctl(None, &["apply"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let report = text(&out.stdout);
+    assert!(report.contains("grants.json is corrupt"), "{report}");
+    assert!(
+        report.contains(&format!("failed       sockets {}", setup.sock.display())),
+        "{report}"
+    );
+    let out = setup.ctl(Some(65534), &["status"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    assert!(
+        !can_connect_as(4321, 4321, &[], &setup.sock),
+        "granted without a record"
+    );
+}

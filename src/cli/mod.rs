@@ -338,11 +338,8 @@ fn status(config_path: &std::path::Path, state_dir: &std::path::Path, args: &Sta
                 socket: None,
                 dry_run: true,
             };
-            let report = load_config(config_path).and_then(|config| {
-                apply_on_host(&config, &request, state_dir, args.wait.timeout)
-                    .map_err(|e| eprintln!("nonrootctl: {e}"))
-                    .ok()
-            });
+            let report =
+                load_config(config_path).map(|config| apply_on_host(&config, &request, state_dir, args.wait.timeout));
             let mut out = std::io::stdout().lock();
             let _ = match (&report, args.json) {
                 (Some(report), true) => {
@@ -418,13 +415,7 @@ fn apply_local(config_path: &std::path::Path, state_dir: &std::path::Path, args:
         socket: None,
         dry_run: args.dry_run,
     };
-    let mut report = match apply_on_host(&config, &request, state_dir, args.timeout) {
-        Ok(report) => report,
-        Err(error) => {
-            eprintln!("nonrootctl: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
+    let mut report = apply_on_host(&config, &request, state_dir, args.timeout);
     if request.duties.contains(Duty::Volumes) {
         let options = crate::volumes::Options {
             check_only: args.dry_run,
@@ -444,13 +435,7 @@ fn revoke(state_dir: &std::path::Path, args: &RevokeArgs) -> ExitCode {
         socket: None,
         dry_run: false,
     };
-    match apply_on_host(&nothing, &request, state_dir, args.timeout) {
-        Ok(report) => finish(&report, args.json),
-        Err(error) => {
-            eprintln!("nonrootctl: {error}");
-            ExitCode::FAILURE
-        }
-    }
+    finish(&apply_on_host(&nothing, &request, state_dir, args.timeout), args.json)
 }
 
 /// Prints the report; exit 0 when nothing was refused or failed.

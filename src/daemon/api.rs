@@ -54,18 +54,21 @@ impl Caller {
     /// Identifies the sender of a call: its uid is asked of the bus daemon, or taken from the
     /// socket's peer credentials on a peer-to-peer connection.
     async fn of(conn: &Connection, header: &Header<'_>) -> Result<Caller, ApiError> {
-        let uid = match header.sender() {
-            Some(sender) if conn.is_bus() => {
+        let uid = match (header.sender(), conn.is_bus()) {
+            (Some(sender), true) => {
                 let dbus = zbus::fdo::DBusProxy::new(conn).await?;
                 dbus.get_connection_unix_user(sender.clone().into())
                     .await
-                    .map_err(|e| ApiError::Failed(format!("cannot identify the caller: {e}")))?
+                    .map_err(|e| ApiError::Failed(format!("cannot identify the caller {sender}: {e}")))?
             }
-            _ => {
-                let creds = conn.peer_creds().await.map_err(|e| ApiError::Failed(e.to_string()))?;
+            // The bus daemon stamps every message: its own peer credentials are not the caller's.
+            (None, true) => return Err(ApiError::AccessDenied("a call without a sender is refused".into())),
+            (_, false) => {
+                let unknown = |why: String| ApiError::AccessDenied(format!("the caller's uid is unknown: {why}"));
+                let creds = conn.peer_creds().await.map_err(|e| unknown(e.to_string()))?;
                 creds
                     .unix_user_id()
-                    .ok_or_else(|| ApiError::AccessDenied("the caller's uid is unknown".into()))?
+                    .ok_or_else(|| unknown("no peer credentials".into()))?
             }
         };
         let name = header

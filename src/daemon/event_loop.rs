@@ -3,6 +3,7 @@
 //! watchdog. A failing apply is logged and retried on the next event; it never ends the loop.
 
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use nonrootd_core::config::Config;
@@ -98,15 +99,16 @@ impl Daemon {
         })
     }
 
-    /// Runs until SIGTERM or SIGINT.
-    pub async fn run(mut self, mut requests: mpsc::Receiver<Request>, mut bus: mpsc::Receiver<BusEvent>) {
+    /// Runs until SIGTERM or SIGINT; fails only when it cannot handle signals (systemd's
+    /// `Restart=on-failure` then tries again).
+    pub async fn run(mut self, mut requests: mpsc::Receiver<Request>, mut bus: mpsc::Receiver<BusEvent>) -> ExitCode {
         let (Ok(mut hup), Ok(mut term), Ok(mut int)) = (
             signal(SignalKind::hangup()),
             signal(SignalKind::terminate()),
             signal(SignalKind::interrupt()),
         ) else {
             error!("cannot install signal handlers");
-            return;
+            return ExitCode::FAILURE;
         };
         let mut watchdog = sd_notify::watchdog_enabled().map(|usec| tokio::time::interval(usec / 2));
         self.apply(DutySet::ALL, None, "startup");
@@ -149,6 +151,7 @@ impl Daemon {
         notify(&[NotifyState::Stopping, NotifyState::Status("stopping")]);
         info!("nonrootd stopping");
         self.volumes.stop().await;
+        ExitCode::SUCCESS
     }
 
     /// Handles what the bus side queued; every re-check cue in the batch (systemd sends several
@@ -298,13 +301,7 @@ impl Daemon {
             socket,
             dry_run: false,
         };
-        let report = match apply_on_host(&self.config, &request, &self.state_dir, LOCK_TIMEOUT) {
-            Ok(report) => report,
-            Err(e) => {
-                error!("apply after {trigger} failed: {e}; retrying on the next event");
-                Report::default()
-            }
-        };
+        let report = apply_on_host(&self.config, &request, &self.state_dir, LOCK_TIMEOUT);
         self.record(&report, trigger);
         report
     }

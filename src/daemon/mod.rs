@@ -79,8 +79,7 @@ pub fn main() -> ExitCode {
         let (requests, request_rx) = mpsc::channel(16);
         let (bus_events, bus_rx) = mpsc::channel(16);
         tokio::spawn(bus::run(units_rx, requests, bus_events));
-        daemon.run(request_rx, bus_rx).await;
-        ExitCode::SUCCESS
+        daemon.run(request_rx, bus_rx).await
     })
 }
 

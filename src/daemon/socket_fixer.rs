@@ -36,7 +36,7 @@ use nonrootd_core::report::Report;
 use tokio::sync::mpsc::UnboundedSender;
 use tracing::{debug, error, info, warn};
 
-use crate::apply::{DOCKER_DAEMON_JSON, EarlyGrant, Engine, Request, StateCache};
+use crate::apply::{DOCKER_DAEMON_JSON, EarlyGrant, Engine, Request, StateCache, record_unavailable};
 use crate::host::walk::{check_directory, open_directory_beneath_root, same_inode};
 use crate::host::{BeneathDirs, OpenError};
 use crate::ids::RememberedIds;
@@ -52,6 +52,11 @@ pub const LOCK_TIMEOUT: Duration = Duration::from_secs(5);
 /// CPUs from them. An early grant is made only when the record already holds it, so a crash
 /// in between loses nothing but the log line.
 const RECORD_DELAY: Duration = Duration::from_millis(2);
+
+/// After an apply that could not use the grant record, the sockets are applied again after
+/// this, doubled each time up to [`RETRY_MAX`].
+const RETRY_FIRST: Duration = Duration::from_secs(1);
+const RETRY_MAX: Duration = Duration::from_secs(60);
 
 /// A socket apply the fixer did, for the event loop's status book and signals.
 pub struct Fixed {
@@ -137,6 +142,9 @@ struct Fixer {
     granted: Vec<(PathBuf, EarlyGrant, u64)>,
     /// When to record them: [`RECORD_DELAY`] after the first.
     record_at: Option<Instant>,
+    /// When to apply every socket again, and the wait after that, while the grant record is
+    /// unavailable (no socket event may come to retry it).
+    retry: Option<(Instant, Duration)>,
 }
 
 impl Fixer {
@@ -165,6 +173,7 @@ impl Fixer {
             confined,
             granted: Vec::new(),
             record_at: None,
+            retry: None,
         };
         let handle = SocketFixer {
             commands,
@@ -175,7 +184,9 @@ impl Fixer {
     }
 
     fn run(mut self) {
-        open_cache(&mut self.cache, &self.state_dir);
+        if let Err(e) = open_cache(&mut self.cache, &self.state_dir) {
+            error!("socket fixer: {e}");
+        }
         learn_names(&self.ids, &self.config);
         let mut priority = Priority::request(self.confined.as_ref());
         loop {
@@ -212,6 +223,8 @@ impl Fixer {
                     Ok(Some(Cue::Socket(paths))) => self.grant_new_sockets(paths, &mut priority),
                     Ok(Some(Cue::All)) => {
                         self.record_granted(&mut priority);
+                        // The lost events may have been a directory's move or removal.
+                        self.watches.revalidate();
                         self.apply_all("inotify queue overflow".into());
                     }
                     Ok(None) => {}
@@ -230,6 +243,10 @@ impl Fixer {
             if self.record_at.is_some_and(|at| Instant::now() >= at) {
                 self.record_granted(&mut priority);
             }
+            if self.retry.is_some_and(|(at, _)| Instant::now() >= at) {
+                self.record_granted(&mut priority);
+                self.apply_all("a retry (the grant record was unavailable)".into());
+            }
         }
     }
 
@@ -246,9 +263,13 @@ impl Fixer {
         } else {
             &mut fds[..]
         };
+        let due = [self.record_at, self.retry.map(|(at, _)| at)]
+            .into_iter()
+            .flatten()
+            .min();
         loop {
             // In whole milliseconds, rounded up: never woken before it is due.
-            let timeout = match self.record_at {
+            let timeout = match due {
                 None => PollTimeout::NONE,
                 Some(at) => {
                     let ms = at.saturating_duration_since(Instant::now()).as_micros().div_ceil(1000);
@@ -314,9 +335,14 @@ impl Fixer {
             // Opening and loading it takes a lock and reads a file: not urgent work.
             priority.lower();
         }
-        let Some(cache) = open_cache(&mut self.cache, &self.state_dir) else {
-            error!("apply after a socket change failed; retrying on the next event");
-            return;
+        let cache = match open_cache(&mut self.cache, &self.state_dir) {
+            Ok(cache) => cache,
+            Err(e) => {
+                let changed: Vec<String> = sockets.iter().map(|s| format!("{} changed", s.display())).collect();
+                let trigger = changed.join(", ");
+                self.without_record(trigger, &e);
+                return;
+            }
         };
         priority.raise();
         let host = BeneathDirs {
@@ -358,21 +384,24 @@ impl Fixer {
             dirs: &self.watches.dirs,
         };
         let engine = engine(&host, &self.ids);
+        let mut unavailable = false;
         for (socket, early, generation) in granted {
             let trigger = format!("{} changed", socket.display());
             let early = if answers_changed { early.outdated() } else { early };
             let applied = cache.record_new_socket(&engine, &self.config, &socket, early, LOCK_TIMEOUT);
+            unavailable |= record_unavailable(&applied, &self.state_dir);
             report(&self.reports, generation, applied, trigger);
         }
+        self.schedule_retry(unavailable);
     }
 
     /// Applies the sockets duty to every socket, with names looked up again, and reports to
     /// the event loop.
     fn apply_all(&mut self, trigger: String) {
         self.ids.refresh();
-        let Some(cache) = open_cache(&mut self.cache, &self.state_dir) else {
-            error!("apply after {trigger} failed; retrying on the next event");
-            return;
+        let cache = match open_cache(&mut self.cache, &self.state_dir) {
+            Ok(cache) => cache,
+            Err(e) => return self.without_record(trigger, &e),
         };
         let host = BeneathDirs {
             dirs: &self.watches.dirs,
@@ -383,7 +412,33 @@ impl Fixer {
             dry_run: false,
         };
         let applied = cache.apply(&engine(&host, &self.ids), &self.config, &request, LOCK_TIMEOUT);
+        let unavailable = record_unavailable(&applied, &self.state_dir);
         report(&self.reports, self.generation, applied, trigger);
+        self.schedule_retry(unavailable);
+    }
+
+    /// Reports every socket failed for want of the state directory (`error`), and retries.
+    fn without_record(&mut self, trigger: String, error: &str) {
+        let host = BeneathDirs {
+            dirs: &self.watches.dirs,
+        };
+        let request = Request {
+            duties: DutySet::NONE.with(Duty::Sockets),
+            socket: None,
+            dry_run: false,
+        };
+        let failed = engine(&host, &self.ids).without_record(&self.config, &request, &self.state_dir, error);
+        report(&self.reports, self.generation, failed, trigger);
+        self.schedule_retry(true);
+    }
+
+    /// Schedules the next retry while the grant record is unavailable, backing off; ends them
+    /// once it is available again.
+    fn schedule_retry(&mut self, unavailable: bool) {
+        self.retry = unavailable.then(|| {
+            let wait = self.retry.map_or(RETRY_FIRST, |(_, wait)| (wait * 2).min(RETRY_MAX));
+            (Instant::now() + wait, wait)
+        });
     }
 }
 
@@ -408,34 +463,26 @@ fn learn_names(ids: &RememberedIds, config: &Config) {
     }
 }
 
-/// Sends an apply's report to the event loop, or logs why there is none.
-fn report(reports: &UnboundedSender<Fixed>, generation: u64, applied: Result<Report, String>, trigger: String) {
-    match applied {
-        Ok(report) => {
-            let _ = reports.send(Fixed {
-                report,
-                trigger,
-                generation,
-            });
-        }
-        Err(e) => error!("apply after {trigger} failed: {e}; retrying on the next event"),
-    }
+/// Sends an apply's report to the event loop.
+fn report(reports: &UnboundedSender<Fixed>, generation: u64, report: Report, trigger: String) {
+    let _ = reports.send(Fixed {
+        report,
+        trigger,
+        generation,
+    });
 }
 
-/// The state cache, opened and loaded on first use (a state directory that cannot be made yet
-/// is tried again at the next event).
-fn open_cache<'a>(cache: &'a mut Option<StateCache>, state_dir: &Path) -> Option<&'a mut StateCache> {
+/// The state cache, opened on first use (a state directory that cannot be made yet is tried
+/// again at the next apply) and loaded when it can be.
+fn open_cache<'a>(cache: &'a mut Option<StateCache>, state_dir: &Path) -> Result<&'a mut StateCache, String> {
     if cache.is_none() {
-        let opened = StateCache::open(state_dir).and_then(|mut opened| {
-            opened.preload(LOCK_TIMEOUT)?;
-            Ok(opened)
-        });
-        match opened {
-            Ok(opened) => *cache = Some(opened),
-            Err(e) => error!("socket fixer: {e}"),
-        }
+        let mut opened = StateCache::open(state_dir)?;
+        // Not loaded yet (the lock is held, or the record is unreadable): the next apply,
+        // which reports why, loads it.
+        let _ = opened.preload(LOCK_TIMEOUT);
+        *cache = Some(opened);
     }
-    cache.as_mut()
+    Ok(cache.as_mut().expect("opened above"))
 }
 
 fn socket_paths(config: &Config) -> Vec<PathBuf> {
@@ -902,6 +949,37 @@ mod tests {
         let recorded = reports.try_recv().unwrap();
         assert_eq!(recorded.trigger, format!("{} changed", sock.display()));
         assert_eq!(recorded.report.entries[0].desired, "user:4322:rw-");
+    }
+
+    /// A socket event met by an unreadable grant record is not lost: the fixer reports the
+    /// failure and applies every socket again until the record can be read.
+    #[tokio::test]
+    async fn sockets_are_applied_again_once_the_grant_record_can_be_read() {
+        let mut s = setup("docker.sock");
+        let state = s.root.join("state");
+        std::fs::create_dir_all(&state).unwrap();
+        std::fs::write(state.join("grants.json"), "{ not json").unwrap();
+        let sock = s.root.join("docker.sock");
+        let _listener = UnixListener::bind(&sock).unwrap();
+        let failed = s.reports.recv().await.unwrap();
+        assert!(
+            crate::apply::record_unavailable(&failed.report, &state),
+            "{:?}",
+            failed.report
+        );
+        assert_eq!(failed.report.entries[1].outcome.label(), "failed");
+        assert_eq!(granted(&sock), Perm::NONE);
+        std::fs::remove_file(state.join("grants.json")).unwrap();
+        let retry = tokio::time::timeout(Duration::from_secs(10), s.reports.recv());
+        let retried = retry.await.expect("no retry within 10 s").unwrap();
+        assert_eq!(retried.trigger, "a retry (the grant record was unavailable)");
+        assert_eq!(
+            retried.report.entries[0].outcome.label(),
+            "changed",
+            "{:?}",
+            retried.report
+        );
+        assert_eq!(granted(&sock), Perm::RW);
     }
 
     #[tokio::test]

@@ -8,6 +8,8 @@
 
 use std::collections::HashMap;
 use std::collections::HashSet;
+use std::pin::Pin;
+use std::time::Duration;
 
 use futures_util::StreamExt;
 use tokio::task::JoinHandle;
@@ -20,6 +22,12 @@ use zbus::{OwnedObjectPath, OwnedVariant};
 use zbus_systemd::systemd1::ManagerProxy;
 
 const SYSTEMD: &str = "org.freedesktop.systemd1";
+
+/// A failed subscription to a systemd that is there (a timeout while it is busy at boot) is
+/// tried again after this, doubled each time up to [`RESUBSCRIBE_MAX`]. One with no systemd on
+/// the bus is not: its `NameOwnerChanged` says when it comes.
+const RESUBSCRIBE_FIRST: Duration = Duration::from_secs(1);
+const RESUBSCRIBE_MAX: Duration = Duration::from_secs(60);
 
 /// What following systemd yields.
 pub enum Cue {
@@ -61,6 +69,10 @@ pub struct Watcher {
     owners: MessageStream,
     /// A `GetNameOwner` + `Subscribe()` in flight, answering with the owner.
     subscribing: Option<JoinHandle<zbus::Result<OwnedUniqueName>>>,
+    /// The next try after a failed one.
+    resubscribe: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// The wait before the last try, while they fail.
+    resubscribe_wait: Option<Duration>,
 }
 
 impl Watcher {
@@ -95,6 +107,8 @@ impl Watcher {
             jobs: MessageStream::for_match_rule(jobs, conn, None).await?,
             owners: MessageStream::for_match_rule(owners, conn, None).await?,
             subscribing: None,
+            resubscribe: None,
+            resubscribe_wait: None,
         };
         watcher.follow(units);
         watcher.subscribe();
@@ -146,13 +160,27 @@ impl Watcher {
                     self.subscribing = None;
                     match done {
                         Ok(Ok(owner)) => {
+                            self.resubscribe_wait = None;
                             let cue = format!("subscribed to systemd ({owner})");
                             self.owner = Some(owner);
                             return Some(Cue::Following(cue));
                         }
-                        Ok(Err(e)) => return Some(Cue::NotFollowing(e.to_string())),
+                        Ok(Err(e)) if no_systemd(&e) => return Some(Cue::NotFollowing(e.to_string())),
+                        Ok(Err(e)) => {
+                            let wait = self.resubscribe_wait.map_or(RESUBSCRIBE_FIRST, |w| (w * 2).min(RESUBSCRIBE_MAX));
+                            self.resubscribe_wait = Some(wait);
+                            self.resubscribe = Some(Box::pin(tokio::time::sleep(wait)));
+                            return Some(Cue::NotFollowing(format!("{e}; trying again in {}s", wait.as_secs())));
+                        }
                         Err(e) => return Some(Cue::NotFollowing(e.to_string())),
                     }
+                }
+                () = async { self.resubscribe.as_mut().expect("guarded").await }, if self.resubscribe.is_some() => {
+                    self.resubscribe = None;
+                    if self.subscribing.is_none() {
+                        self.subscribe();
+                    }
+                    continue;
                 }
             };
             if let Some(cue) = self.cue(&msg) {
@@ -205,6 +233,16 @@ impl Watcher {
 /// only a change to "active" counts, or the first state seen.
 fn became_active(previous: Option<&str>, state: &str) -> bool {
     state == "active" && previous != Some("active")
+}
+
+/// Whether a failed subscription says that systemd is not on the bus.
+fn no_systemd(e: &zbus::Error) -> bool {
+    const NO_OWNER: &str = "org.freedesktop.DBus.Error.NameHasNoOwner";
+    match e {
+        zbus::Error::FDO(fdo) => matches!(**fdo, zbus::fdo::Error::NameHasNoOwner(_)),
+        zbus::Error::MethodError(name, _, _) => name.as_str() == NO_OWNER,
+        _ => false,
+    }
 }
 
 fn object_path(unit: &str) -> OwnedObjectPath {

@@ -190,7 +190,7 @@ pub fn apply_with(host: &RealHost, config: &Config, state: &Path, duties: DutySe
         socket: None,
         dry_run: false,
     };
-    apply_with_state(&engine, config, &request, state, Duration::from_secs(10)).expect("apply")
+    apply_with_state(&engine, config, &request, state, Duration::from_secs(10))
 }
 
 pub fn apply(config: &Config, state: &Path) -> Report {
