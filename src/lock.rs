@@ -38,11 +38,18 @@ impl LockFile {
         let mut retry = Duration::from_micros(50);
         loop {
             match self.file.try_lock() {
-                Ok(()) if self.is_the_named_file()? => break,
-                Ok(()) => {
-                    let _ = self.file.unlock();
-                    self.file = open_lock_file(&self.path)?;
-                }
+                Ok(()) => match self.is_the_named_file() {
+                    Ok(true) => break,
+                    Ok(false) => {
+                        let _ = self.file.unlock();
+                        self.file = open_lock_file(&self.path)?;
+                    }
+                    // Not held by an error: the others must not wait for it.
+                    Err(e) => {
+                        let _ = self.file.unlock();
+                        return Err(e);
+                    }
+                },
                 Err(TryLockError::WouldBlock) if Instant::now() < deadline => {
                     std::thread::sleep(retry);
                     retry = (retry * 2).min(LONGEST_RETRY);

@@ -270,6 +270,11 @@ fn upgrade_keeps_config_restarts_nonrootd_not_docker_and_removal_leaves_nothing(
         !testbed.sh("getfacl -cp /run/docker.sock").contains("4321"),
         "a grant survived removal"
     );
+    // Installed again after the removal stopped it: running again, like a first install.
+    testbed.sh(&format!("dpkg -i {} >/dev/null", upgrade.display()));
+    testbed.sh("systemctl is-active nonrootd");
+    testbed.sh("test ! -e /var/lib/nonrootd/stopped-by-removal");
+    testbed.sh("dpkg -r nonrootd >/dev/null");
     testbed.sh("dpkg -P nonrootd >/dev/null");
     assert!(testbed.try_sh("test -e /var/lib/nonrootd").status.code() != Some(0));
     let after_files = testbed.sh("find /etc /usr /var/lib -xdev | sort");

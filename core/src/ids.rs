@@ -93,7 +93,11 @@ impl IdRef {
         match self {
             IdRef::Id(id) if *id <= MAX_ID => Ok(Uid(*id)),
             IdRef::Id(id) => Err(format!("uid {id} is not a valid id")),
-            IdRef::Name(name) => ids.user(name).ok_or_else(|| format!("no such user {name:?}")),
+            IdRef::Name(name) => match ids.user(name) {
+                Some(Uid(id)) if id > MAX_ID => Err(format!("user {name:?} has uid {id}, which is not a valid id")),
+                Some(uid) => Ok(uid),
+                None => Err(format!("no such user {name:?}")),
+            },
         }
     }
 
@@ -102,7 +106,11 @@ impl IdRef {
         match self {
             IdRef::Id(id) if *id <= MAX_ID => Ok(Gid(*id)),
             IdRef::Id(id) => Err(format!("gid {id} is not a valid id")),
-            IdRef::Name(name) => ids.group(name).ok_or_else(|| format!("no such group {name:?}")),
+            IdRef::Name(name) => match ids.group(name) {
+                Some(Gid(id)) if id > MAX_ID => Err(format!("group {name:?} has gid {id}, which is not a valid id")),
+                Some(gid) => Ok(gid),
+                None => Err(format!("no such group {name:?}")),
+            },
         }
     }
 }
@@ -133,5 +141,12 @@ pub(crate) mod tests {
             Err("no such group \"nobody-here\"".into())
         );
         assert!(IdRef::Id(u32::MAX).resolve_user(&ids).is_err());
+        // A name that the user or group database gives the invalid id (-1) is no id either.
+        let broken = TableIds(&[("minus-one", u32::MAX)]);
+        assert_eq!(
+            IdRef::Name("minus-one".into()).resolve_group(&broken),
+            Err("group \"minus-one\" has gid 4294967295, which is not a valid id".into())
+        );
+        assert!(IdRef::Name("minus-one".into()).resolve_user(&broken).is_err());
     }
 }
