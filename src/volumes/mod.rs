@@ -71,7 +71,9 @@ pub fn host_owner(volume: &VolumeConfig, config: &Config, ids: &dyn IdResolver) 
         .flatten()
         .map_or(uid.0, |u| u.gid.as_raw());
     if own_gid == u32::MAX {
-        return Err(refuse("its primary group is gid 4294967295, which is not a valid id".into()));
+        return Err(refuse(
+            "its primary group is gid 4294967295, which is not a valid id".into(),
+        ));
     }
     let [(subuid_file, subuid), (subgid_file, subgid)] =
         crate::subids::tenant_ranges(config, &name.value, uid.0).map_err(|e| refuse(e.to_string()))?;
