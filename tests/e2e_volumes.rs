@@ -33,13 +33,24 @@ fn a_container_as_999_writes_to_a_prepared_volume_and_gets_eacces_without() {
     let stderr = common::testbed::text(&before.stderr);
     assert!(stderr.contains("Permission denied"), "{stderr}");
 
-    let note = testbed.sh(&format!(
-        "printf '[[volume]]\\npath = \"/srv/redis-data\"\\nuid = 999\\ngid = 999\\n' > /tmp/v.toml && {} --config /tmp/v.toml check-config",
-        env!("CARGO_BIN_EXE_nonrootctl")
-    ));
-    assert!(note.contains("ReadWritePaths=/srv/redis-data"), "{note}");
-
     install(&testbed);
+    // check-config reads the installed unit and its drop-ins: the drop-in lets the daemon
+    // write this volume, not another one.
+    let check = |path: &str| {
+        testbed.sh(&format!(
+            "printf '[[volume]]\\npath = \"{path}\"\\nuid = 999\\ngid = 999\\n' > /tmp/v.toml && {} --config /tmp/v.toml check-config",
+            env!("CARGO_BIN_EXE_nonrootctl")
+        ))
+    };
+    let covered = check("/srv/redis-data");
+    assert!(!covered.contains("note:"), "{covered}");
+    let other = check("/srv/other-data");
+    assert!(
+        other.contains("note: /tmp/v.toml:2: volume.path /srv/other-data is read-only for nonrootd.service"),
+        "{other}"
+    );
+    assert!(other.contains("ReadWritePaths=/srv/other-data"), "{other}");
+
     testbed.wait_until(
         LIMIT,
         "test \"$(stat -c %u:%g:%a /srv/redis-data) $(stat -c %u:%g /srv/redis-data/sub/existing)\" = '999:999:750 999:999'",
