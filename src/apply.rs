@@ -547,8 +547,8 @@ impl CachedRecord {
 
     /// Under the lock: `change` runs on the record with the unrecorded bits counted as
     /// nonrootd's, and may save a record ahead of a write ([`SaveAhead`]); the record is saved
-    /// when it differs from the file. `change`'s result comes back whether or not that save
-    /// worked.
+    /// when it differs from the file. `change`'s result comes back with whether the saves
+    /// worked (ahead or after).
     fn update<T>(
         &mut self,
         dir: &Path,
@@ -558,10 +558,13 @@ impl CachedRecord {
         for (path, bits) in &self.unrecorded {
             claim_bits(&mut self.record.sockets, path, bits);
         }
-        let mut saved_ahead = false;
+        let (mut saved_ahead, mut ahead_failed) = (false, None);
         let result = change(&mut self.record, &mut |ahead| {
             let saved = ahead.save(dir).map(drop).map_err(|e| state_error(dir, e));
             saved_ahead |= saved.is_ok();
+            if let Err(e) = &saved {
+                ahead_failed.get_or_insert_with(|| e.clone());
+            }
             saved
         });
         if self.record != before || saved_ahead {
@@ -573,7 +576,8 @@ impl CachedRecord {
             }
         }
         self.unrecorded.clear();
-        (result, Ok(()))
+        // A grant not written for want of its record ahead: the record is unavailable too.
+        (result, ahead_failed.map_or(Ok(()), Err))
     }
 }
 

@@ -273,6 +273,8 @@ fn a_grant_the_record_cannot_hold_is_not_written() {
         error.starts_with("not written: recording the grant first failed: "),
         "{error}"
     );
+    // The record is reported unavailable too (the daemon's fixer retries on that).
+    assert!(nonrootd::apply::record_unavailable(&report, &state), "{report:?}");
     assert!(!getfacl(&sock).contains("user:4322"), "{}", getfacl(&sock));
     // Once it can, the grant is made and recorded: dropping 4322 later revokes it.
     apply(&config(&socket_config(&sock, "4321, 4322")), &state);

@@ -497,4 +497,11 @@ fn an_unreadable_grant_record_fails_apply_and_status_but_not_the_other_duties() 
         !can_connect_as(4321, 4321, &[], &setup.sock),
         "granted without a record"
     );
+    // Once the record can be read, the socket is granted and the daemon is healthy again.
+    std::fs::remove_file(setup.scratch.join("state/grants.json")).unwrap();
+    let out = setup.ctl(None, &["apply"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+    assert!(can_connect_as(4321, 4321, &[], &setup.sock));
+    let out = setup.ctl(Some(65534), &["status"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
 }

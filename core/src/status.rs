@@ -98,6 +98,12 @@ impl PathBook {
         }
     }
 
+    /// Forgets the rows of `path` for `duty` (a problem that a later apply found gone without
+    /// naming the path again).
+    pub fn forget(&mut self, duty: Duty, path: &Path) {
+        self.paths.retain(|(d, p, _), _| !(*d == duty && p == path));
+    }
+
     /// Forgets everything (after a reload the desired state is new).
     pub fn clear(&mut self) {
         self.paths.clear();

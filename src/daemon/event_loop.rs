@@ -22,7 +22,7 @@ use super::bus::BusEvent;
 use super::realtime::Confined;
 use super::socket_fixer::{Fixed, LOCK_TIMEOUT, SocketFixer};
 use super::volume_job::{Finished, VolumeJobs, Waiter};
-use crate::apply::{Request as ApplyRequest, apply_on_host};
+use crate::apply::{Request as ApplyRequest, apply_on_host, record_unavailable};
 use crate::config_file;
 use crate::ids::SystemIds;
 use crate::message_id;
@@ -128,7 +128,7 @@ impl Daemon {
             tokio::select! {
                 Some(fixed) = self.fixed.recv() => {
                     if fixed.generation == self.generation {
-                        self.record(&fixed.report, &fixed.trigger);
+                        self.record(&fixed.report, &fixed.trigger, true);
                     }
                 }
                 Some(event) = bus.recv() => {
@@ -282,7 +282,7 @@ impl Daemon {
     /// A volume walk ended: record it like any apply, answer whoever waits, start the next.
     fn on_volumes(&mut self, done: Finished) {
         if !done.superseded {
-            self.record(&done.report, &done.trigger);
+            self.record(&done.report, &done.trigger, false);
         }
         for waiter in done.waiters {
             waiter.answer(&done.report);
@@ -302,12 +302,17 @@ impl Daemon {
             dry_run: false,
         };
         let report = apply_on_host(&self.config, &request, &self.state_dir, LOCK_TIMEOUT);
-        self.record(&report, trigger);
+        self.record(&report, trigger, duties.contains(Duty::Sockets));
         report
     }
 
-    fn record(&mut self, report: &Report, trigger: &str) {
+    /// Records an apply's report; `sockets`: it applied the sockets duty, so the grant record
+    /// was usable unless the report says otherwise (a failure of it recorded earlier is over).
+    fn record(&mut self, report: &Report, trigger: &str, sockets: bool) {
         let at = now();
+        if sockets && !record_unavailable(report, &self.state_dir) {
+            self.book.forget(Duty::Sockets, &self.state_dir);
+        }
         self.book.record(report, at);
         self.last_trigger = Some(Stamped {
             at,

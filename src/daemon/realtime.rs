@@ -1,15 +1,20 @@
-//! The socket fixer's scheduling: urgent only while it waits for a new socket and writes its
-//! grant, normal for everything else (logs, the grant record, re-checks, reloads). Woken
-//! urgent, the write does not wait for a CPU behind the processes busy starting Docker, or
-//! behind the very client that wants to connect.
+//! The socket fixer's scheduling: urgent while it waits for a new socket and writes its grant.
+//! Woken urgent, the write does not wait for a CPU behind the processes busy starting Docker,
+//! or behind the very client that wants to connect.
 //!
 //! Urgent is `SCHED_DEADLINE` with 1 ms of CPU per 10 ms: the kernel throttles the thread past
-//! that share, and it needs no real-time budget (kernels with `CONFIG_RT_GROUP_SCHED` give a
+//! that share, so the thread keeps it for everything else too (logs, the grant record,
+//! re-checks, reloads). It must: a thread that leaves `SCHED_DEADLINE` and comes back can be
+//! left throttled with no replenishment pending (Linux 6.18 here: a C program switching
+//! between deadline and normal scheduling stalls within seconds, and the fixer stalled for
+//! minutes, a `SIGKILL` waiting on it), while one that stays never did. It needs no real-time
+//! budget (kernels with `CONFIG_RT_GROUP_SCHED` give a
 //! service's cpu cgroup none, and there a real-time thread in a service's cgroup keeps the
 //! cgroup v2 cpu controller from being enabled). Where deadline scheduling is refused (a
 //! thread kept off some CPUs, the deadline bandwidth used up), it is `SCHED_FIFO` priority 1:
-//! above every normal thread, below any other real-time one; the unit's `LimitRTTIME=` ends
-//! the daemon should it ever run long without sleeping. Both need `CAP_SYS_NICE`, and are used
+//! above every normal thread, below any other real-time one, and only while waiting and
+//! writing (normal priority for everything else); the unit's `LimitRTTIME=` ends the daemon
+//! should it ever run long without sleeping. Both need `CAP_SYS_NICE`, and are used
 //! only once [`confine`] made `sched_setattr` unable to reach any other thread or process;
 //! refused both, the fixer runs at normal priority and says so. `SCHED_RESET_ON_FORK` always:
 //! nothing started from this thread inherits either.
@@ -223,9 +228,10 @@ impl Priority {
         self.lower();
     }
 
-    /// Normal priority, for everything after the writes.
+    /// Normal priority, for everything after the writes; at deadline scheduling the thread
+    /// stays where it is (see the module's doc).
     pub fn lower(&mut self) {
-        if self.raised {
+        if self.raised && self.urgent != Some(Urgent::Deadline) {
             // Lowering one's own policy is always allowed.
             if let Err(e) = set(&normal()) {
                 warn!("socket fixer: cannot return to normal priority ({e})");
@@ -289,14 +295,15 @@ mod tests {
         }
     }
 
-    /// Lowers and raises twice, checking the policy each time.
+    /// Lowers and raises twice, checking the policy each time: normal once lowered, but
+    /// deadline scheduling is kept throughout.
     fn lower_raise(priority: &mut Priority) {
         let urgent = priority.urgent;
         assert_policy(urgent);
         for _ in 0..2 {
             priority.lower();
             priority.lower();
-            assert_eq!(policy().0, libc::SCHED_OTHER);
+            assert_policy(urgent.filter(|u| *u == Urgent::Deadline));
             priority.raise();
             assert_policy(urgent);
         }
@@ -393,12 +400,12 @@ mod tests {
     }
 
     #[test]
-    fn urgent_only_between_raise_and_lower_and_never_inherited() {
+    fn urgent_when_raised_deadline_throughout_and_never_inherited() {
         let urgent = on_a_confined_thread(|confined| {
             let mut priority = Priority::request(Some(&confined));
             lower_raise(&mut priority);
             priority.renew();
-            assert_eq!(policy().0, libc::SCHED_OTHER, "renewed, then lowered");
+            assert_policy(priority.urgent.filter(|u| *u == Urgent::Deadline));
             priority.raise();
             lower_raise(&mut priority);
             priority.urgent
@@ -422,7 +429,10 @@ mod tests {
         let urgent = on_a_confined_thread(|confined| {
             let mut priority = Priority::request(Some(&confined));
             assert_eq!(priority.urgent, Some(Urgent::Deadline));
-            priority.lower();
+            // Out of deadline scheduling as lower() never takes it (the kernel keeps a
+            // deadline thread on every CPU).
+            set(&normal()).unwrap();
+            priority.raised = false;
             if !keep_on_one_cpu() {
                 return None;
             }

@@ -8,8 +8,9 @@
 //! Kept between events: a descriptor of each checked directory (the watch is placed on that
 //! very inode), the lock file and the grant record ([`StateCache`]).
 //!
-//! The thread waits and writes new sockets' grants urgent (deadline scheduling, or real-time
-//! where that is refused), and does everything else at normal priority ([`Priority`]). The
+//! The thread waits and writes new sockets' grants urgent (deadline scheduling, which it keeps
+//! for everything else too; or real-time where that is refused, and normal priority for
+//! everything else, [`Priority`]). The
 //! rest of a new socket's work (log, record, report) waits [`RECORD_DELAY`] after its grant,
 //! so that it does not compete for a CPU with the clients connecting to the new socket.
 //!
@@ -392,7 +393,10 @@ impl Fixer {
             unavailable |= record_unavailable(&applied, &self.state_dir);
             report(&self.reports, generation, applied, trigger);
         }
-        self.schedule_retry(unavailable);
+        // Only an apply of every socket ends the retries: these were some of them.
+        if unavailable {
+            self.schedule_retry(true);
+        }
     }
 
     /// Applies the sockets duty to every socket, with names looked up again, and reports to
@@ -433,7 +437,7 @@ impl Fixer {
     }
 
     /// Schedules the next retry while the grant record is unavailable, backing off; ends them
-    /// once it is available again.
+    /// once it is available again (to an apply of every socket).
     fn schedule_retry(&mut self, unavailable: bool) {
         self.retry = unavailable.then(|| {
             let wait = self.retry.map_or(RETRY_FIRST, |(_, wait)| (wait * 2).min(RETRY_MAX));
@@ -980,6 +984,39 @@ mod tests {
             retried.report
         );
         assert_eq!(granted(&sock), Perm::RW);
+    }
+
+    /// Another socket recorded while the retries run does not end them: the socket that met
+    /// the unreadable record is still applied.
+    #[tokio::test]
+    async fn a_socket_recorded_meanwhile_does_not_end_the_retries_of_the_others() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().to_path_buf();
+        let (a, b) = (root.join("a.sock"), root.join("b.sock"));
+        let text = format!(
+            "[[socket]]\npath = \"{}\"\nusers = [4321]\n[[socket]]\npath = \"{}\"\nusers = [4321]\n",
+            a.display(),
+            b.display()
+        );
+        let config = Config::from_sources(&[(root.join("nonrootd.toml"), text)]).unwrap();
+        let state = root.join("state");
+        std::fs::create_dir_all(&state).unwrap();
+        std::fs::write(state.join("grants.json"), "{ not json").unwrap();
+        let (tx, mut reports) = unbounded_channel();
+        let fixer = SocketFixer::spawn(config, Box::new(SystemIds), state.clone(), tx, None).unwrap();
+        let _a = UnixListener::bind(&a).unwrap();
+        let failed = reports.recv().await.unwrap();
+        assert!(crate::apply::record_unavailable(&failed.report, &state));
+        std::fs::remove_file(state.join("grants.json")).unwrap();
+        let _b = UnixListener::bind(&b).unwrap();
+        let applied_again = tokio::time::timeout(Duration::from_secs(10), async {
+            while granted(&a) != Perm::RW {
+                let _ = reports.recv().await;
+            }
+        });
+        applied_again.await.expect("the first socket was never applied again");
+        assert_eq!(granted(&b), Perm::RW);
+        drop(fixer);
     }
 
     #[tokio::test]

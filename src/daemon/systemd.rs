@@ -160,7 +160,7 @@ impl Watcher {
                     self.subscribing = None;
                     match done {
                         Ok(Ok(owner)) => {
-                            self.resubscribe_wait = None;
+                            (self.resubscribe, self.resubscribe_wait) = (None, None);
                             let cue = format!("subscribed to systemd ({owner})");
                             self.owner = Some(owner);
                             return Some(Cue::Following(cue));

@@ -5,8 +5,9 @@
 //! or the new file. The old file stays as the `<file>-` backup, linked there only after the
 //! rename, so that `<file>-` and `<file>` are never the same inode (shadow truncates `<file>-`
 //! when it writes its own backup). The backup before it is removed first, on the writer's
-//! thread, where freeing its blocks overlaps the other file's write; shadow too drops it
-//! before writing (it truncates `<file>-`), so a failed write leaves no backup either way.
+//! thread, where freeing its blocks overlaps the other file's write. So a failed write leaves
+//! no `<file>-` (shadow, which truncates `<file>-` and copies the file into it before writing,
+//! leaves a copy of the file); the file itself is untouched either way.
 
 use std::fs::{self, File, Metadata, OpenOptions, Permissions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
