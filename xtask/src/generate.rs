@@ -56,9 +56,12 @@ does not answer within 5 seconds counts as none, and it keeps trying to connect.
 .PP
 The thread that restores sockets waits for inotify and writes a new socket's
 grant at deadline scheduling (\fBSCHED_DEADLINE\fR, 1 ms of CPU per 10 ms, which
-the kernel enforces), and returns to normal priority right after the write, so a
-client connecting to a recreated socket does not wait for a CPU behind the
-processes starting Docker.
+the kernel enforces), so a client connecting to a recreated socket does not wait
+for a CPU behind the processes starting Docker.
+It keeps that scheduling for its other work (the kernel bounds it): on Linux 6.18 a
+thread that leaves deadline scheduling and comes back can stay throttled for good.
+Where deadline scheduling is refused it uses real-time priority 1 instead, only
+while waiting and writing.
 It asks NSS nothing meanwhile: the user and group names of \fB[[socket]]\fR are
 looked up at normal priority (at start, on reload and re-checks, and again as each
 grant is recorded, 2 ms after it), and a name whose id changed gets its new id then;
