@@ -336,14 +336,10 @@ impl Fixer {
             // Opening and loading it takes a lock and reads a file: not urgent work.
             priority.lower();
         }
-        let cache = match open_cache(&mut self.cache, &self.state_dir) {
-            Ok(cache) => cache,
-            Err(e) => {
-                let changed: Vec<String> = sockets.iter().map(|s| format!("{} changed", s.display())).collect();
-                let trigger = changed.join(", ");
-                self.without_record(trigger, &e);
-                return;
-            }
+        let Ok(cache) = open_cache(&mut self.cache, &self.state_dir) else {
+            // No state directory: every socket is reported failed, and retried.
+            let changed: Vec<String> = sockets.iter().map(|s| format!("{} changed", s.display())).collect();
+            return self.apply_all(changed.join(", "));
         };
         priority.raise();
         let host = BeneathDirs {
@@ -400,40 +396,26 @@ impl Fixer {
     }
 
     /// Applies the sockets duty to every socket, with names looked up again, and reports to
-    /// the event loop.
+    /// the event loop; without a state directory, every socket is reported failed. Retries
+    /// while the grant record is unavailable.
     fn apply_all(&mut self, trigger: String) {
         self.ids.refresh();
-        let cache = match open_cache(&mut self.cache, &self.state_dir) {
-            Ok(cache) => cache,
-            Err(e) => return self.without_record(trigger, &e),
-        };
         let host = BeneathDirs {
             dirs: &self.watches.dirs,
         };
+        let engine = engine(&host, &self.ids);
         let request = Request {
             duties: DutySet::NONE.with(Duty::Sockets),
             socket: None,
             dry_run: false,
         };
-        let applied = cache.apply(&engine(&host, &self.ids), &self.config, &request, LOCK_TIMEOUT);
+        let applied = match open_cache(&mut self.cache, &self.state_dir) {
+            Ok(cache) => cache.apply(&engine, &self.config, &request, LOCK_TIMEOUT),
+            Err(e) => engine.without_record(&self.config, &request, &self.state_dir, &e),
+        };
         let unavailable = record_unavailable(&applied, &self.state_dir);
         report(&self.reports, self.generation, applied, trigger);
         self.schedule_retry(unavailable);
-    }
-
-    /// Reports every socket failed for want of the state directory (`error`), and retries.
-    fn without_record(&mut self, trigger: String, error: &str) {
-        let host = BeneathDirs {
-            dirs: &self.watches.dirs,
-        };
-        let request = Request {
-            duties: DutySet::NONE.with(Duty::Sockets),
-            socket: None,
-            dry_run: false,
-        };
-        let failed = engine(&host, &self.ids).without_record(&self.config, &request, &self.state_dir, error);
-        report(&self.reports, self.generation, failed, trigger);
-        self.schedule_retry(true);
     }
 
     /// Schedules the next retry while the grant record is unavailable, backing off; ends them
