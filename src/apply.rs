@@ -15,7 +15,7 @@ use nonrootd_core::report::{Outcome, Report};
 use tracing::{info, warn};
 
 use crate::host::{Host, OpenError, Opened};
-use crate::lock::LockFile;
+use crate::lock::{ApplyLock, LockFile};
 use crate::message_id;
 use crate::state::{GrantRecord, HeldRecord, RecordStamp};
 
@@ -32,6 +32,13 @@ pub struct Request {
     /// Only this socket (an inotify event in its directory); `None`: every configured socket.
     pub socket: Option<PathBuf>,
     pub dry_run: bool,
+}
+
+impl Request {
+    /// Whether the request covers the socket at `path`.
+    fn covers(&self, path: &Path) -> bool {
+        self.socket.as_deref().is_none_or(|only| only == path)
+    }
 }
 
 /// The data root: the config's, else `data-root` from Docker's daemon.json, else the default.
@@ -194,9 +201,8 @@ impl<H: Host> Engine<'_, H> {
         mut save_ahead: SaveAhead,
         report: &mut Report,
     ) {
-        let wanted = |path: &Path| request.socket.as_deref().is_none_or(|only| only == path);
         let after_event = request.socket.is_some();
-        for socket in config.sockets.iter().filter(|s| wanted(&s.path)) {
+        for socket in config.sockets.iter().filter(|s| request.covers(&s.path)) {
             let desired = self.desired_grants(socket, report);
             let previous = record.sockets.get(&socket.path).cloned().unwrap_or_default();
             let mut claim = |granted: &Grants| match save_ahead.as_deref_mut() {
@@ -219,7 +225,7 @@ impl<H: Host> Engine<'_, H> {
         let stale: Vec<PathBuf> = record
             .sockets
             .keys()
-            .filter(|path| wanted(path) && !config.sockets.iter().any(|s| &s.path == *path))
+            .filter(|path| request.covers(path) && !config.sockets.iter().any(|s| &s.path == *path))
             .cloned()
             .collect();
         for path in stale {
@@ -249,16 +255,17 @@ impl<H: Host> Engine<'_, H> {
             ..request.clone()
         };
         let mut report = self.apply(config, &others, &mut GrantRecord::default(), None);
+        push_record_failure(&mut report, state_dir, Err(error.to_string()));
         let mut sockets = Report::default();
-        let failed = |error: &str| Outcome::Failed {
-            error: error.to_string(),
-        };
-        sockets.push(Duty::Sockets, state_dir, RECORD, failed(error));
-        let wanted = |path: &Path| request.socket.as_deref().is_none_or(|only| only == path);
-        for socket in config.sockets.iter().filter(|s| wanted(&s.path)) {
+        for socket in config.sockets.iter().filter(|s| request.covers(&s.path)) {
             let desired = self.desired_grants(socket, &mut sockets);
-            let error = "not applied: nonrootd's record of its grants is unavailable";
-            sockets.push(Duty::Sockets, &socket.path, describe_grants(&desired), failed(error));
+            let error = "not applied: nonrootd's record of its grants is unavailable".to_string();
+            sockets.push(
+                Duty::Sockets,
+                &socket.path,
+                describe_grants(&desired),
+                Outcome::Failed { error },
+            );
         }
         log_entries(&sockets);
         report.entries.extend(sockets.entries);
@@ -545,6 +552,13 @@ impl CachedRecord {
         Ok(())
     }
 
+    /// Takes `lock` and brings the record up to date with `grants.json` under it.
+    fn locked<'a>(&mut self, lock: &'a mut LockFile, dir: &Path, timeout: Duration) -> Result<ApplyLock<'a>, String> {
+        let held = lock.acquire(timeout).map_err(|e| state_error(dir, e))?;
+        self.refresh(dir)?;
+        Ok(held)
+    }
+
     /// Under the lock: `change` runs on the record with the unrecorded bits counted as
     /// nonrootd's, and may save a record ahead of a write ([`SaveAhead`]); the record is saved
     /// when it differs from the file. `change`'s result comes back with whether the saves
@@ -594,9 +608,9 @@ impl StateCache {
 
     /// Reads the record under the lock, so that the first new socket can be served early.
     pub fn preload(&mut self, lock_timeout: Duration) -> Result<(), String> {
-        let dir = &self.state_dir;
-        let _lock = self.lock.acquire(lock_timeout).map_err(|e| state_error(dir, e))?;
-        self.cached.refresh(dir)
+        self.cached
+            .locked(&mut self.lock, &self.state_dir, lock_timeout)
+            .map(drop)
     }
 
     /// Applies under the lock (see [`apply_with_state`]); not for dry runs. The tenants come
@@ -609,16 +623,13 @@ impl StateCache {
         lock_timeout: Duration,
     ) -> Report {
         let dir = &self.state_dir;
-        let applied = match self.lock.acquire(lock_timeout) {
-            Err(e) => Err(state_error(dir, e)),
-            Ok(_lock) => self.cached.refresh(dir).map(|()| {
-                let (mut report, saved) = self
-                    .cached
-                    .update(dir, |record, save| engine.apply(config, request, record, Some(save)));
-                push_save_failure(&mut report, dir, saved);
-                report
-            }),
-        };
+        let applied = self.cached.locked(&mut self.lock, dir, lock_timeout).map(|_lock| {
+            let (mut report, saved) = self
+                .cached
+                .update(dir, |record, save| engine.apply(config, request, record, Some(save)));
+            push_record_failure(&mut report, dir, saved);
+            report
+        });
         let mut report = applied.unwrap_or_else(|e| engine.without_record(config, request, dir, &e));
         ensure_tenants(engine, config, request, dir, &mut report);
         report
@@ -666,15 +677,11 @@ impl StateCache {
         };
         log_entries(&report);
         let dir = &self.state_dir;
-        let refreshed = match self.lock.acquire(lock_timeout) {
-            Err(e) => Err(state_error(dir, e)),
-            Ok(lock) => self.cached.refresh(dir).map(|()| lock),
-        };
-        let _lock = match refreshed {
+        let _lock = match self.cached.locked(&mut self.lock, dir, lock_timeout) {
             Ok(lock) => lock,
             // The bits written stay unrecorded, counted as nonrootd's at the next update.
             Err(e) => {
-                push_save_failure(&mut report, dir, Err(e));
+                push_record_failure(&mut report, dir, Err(e));
                 return report;
             }
         };
@@ -683,13 +690,13 @@ impl StateCache {
             let ((), saved) = self.cached.update(dir, |record, _| {
                 record.sockets.insert(socket.to_path_buf(), granted);
             });
-            push_save_failure(&mut report, dir, saved);
+            push_record_failure(&mut report, dir, saved);
             return report;
         }
         let (mut report, saved) = self
             .cached
             .update(dir, |record, save| engine.apply(config, &request, record, Some(save)));
-        push_save_failure(&mut report, dir, saved);
+        push_record_failure(&mut report, dir, saved);
         report
     }
 }
@@ -722,8 +729,8 @@ pub fn record_unavailable(report: &Report, state_dir: &Path) -> bool {
         .any(|e| e.duty == Duty::Sockets && e.path == state_dir && e.outcome.is_problem())
 }
 
-/// Adds a failed save of the grant record to `report`, logged.
-fn push_save_failure(report: &mut Report, state_dir: &Path, saved: Result<(), String>) {
+/// Adds the grant record's failure (to lock, read or save it) to `report`, logged.
+fn push_record_failure(report: &mut Report, state_dir: &Path, saved: Result<(), String>) {
     if let Err(error) = saved {
         let mut failed = Report::default();
         failed.push(Duty::Sockets, state_dir, RECORD, Outcome::Failed { error });

@@ -391,7 +391,7 @@ impl Fixer {
         }
         // Only an apply of every socket ends the retries: these were some of them.
         if unavailable {
-            self.schedule_retry(true);
+            self.retry_later();
         }
     }
 
@@ -415,16 +415,16 @@ impl Fixer {
         };
         let unavailable = record_unavailable(&applied, &self.state_dir);
         report(&self.reports, self.generation, applied, trigger);
-        self.schedule_retry(unavailable);
+        match unavailable {
+            true => self.retry_later(),
+            false => self.retry = None,
+        }
     }
 
-    /// Schedules the next retry while the grant record is unavailable, backing off; ends them
-    /// once it is available again (to an apply of every socket).
-    fn schedule_retry(&mut self, unavailable: bool) {
-        self.retry = unavailable.then(|| {
-            let wait = self.retry.map_or(RETRY_FIRST, |(_, wait)| (wait * 2).min(RETRY_MAX));
-            (Instant::now() + wait, wait)
-        });
+    /// Schedules the next retry while the grant record is unavailable, backing off.
+    fn retry_later(&mut self) {
+        let wait = self.retry.map_or(RETRY_FIRST, |(_, wait)| (wait * 2).min(RETRY_MAX));
+        self.retry = Some((Instant::now() + wait, wait));
     }
 }
 
@@ -461,14 +461,16 @@ fn report(reports: &UnboundedSender<Fixed>, generation: u64, report: Report, tri
 /// The state cache, opened on first use (a state directory that cannot be made yet is tried
 /// again at the next apply) and loaded when it can be.
 fn open_cache<'a>(cache: &'a mut Option<StateCache>, state_dir: &Path) -> Result<&'a mut StateCache, String> {
-    if cache.is_none() {
-        let mut opened = StateCache::open(state_dir)?;
-        // Not loaded yet (the lock is held, or the record is unreadable): the next apply,
-        // which reports why, loads it.
-        let _ = opened.preload(LOCK_TIMEOUT);
-        *cache = Some(opened);
+    match cache {
+        Some(opened) => Ok(opened),
+        empty => {
+            let mut opened = StateCache::open(state_dir)?;
+            // Not loaded yet (the lock is held, or the record is unreadable): the next apply,
+            // which reports why, loads it.
+            let _ = opened.preload(LOCK_TIMEOUT);
+            Ok(empty.insert(opened))
+        }
     }
-    Ok(cache.as_mut().expect("opened above"))
 }
 
 fn socket_paths(config: &Config) -> Vec<PathBuf> {
