@@ -477,7 +477,7 @@ pub fn apply_with_state<H: Host>(
     let mut report = if !request.duties.contains(Duty::Sockets) {
         engine.apply(config, request, &mut GrantRecord::default(), None)
     } else if request.dry_run {
-        match GrantRecord::load(state_dir) {
+        match crate::state::check_dir(state_dir).and_then(|()| GrantRecord::load(state_dir)) {
             Ok(mut record) => engine.apply(config, request, &mut record, None),
             Err(e) => engine.without_record(config, request, state_dir, &state_error(state_dir, e)),
         }
@@ -596,9 +596,11 @@ impl CachedRecord {
 }
 
 impl StateCache {
-    /// Creates the state directory if needed and opens its lock file.
+    /// Checks the state directory, creates it if needed and opens its lock file.
     pub fn open(state_dir: &Path) -> Result<StateCache, String> {
-        let opened = crate::state::ensure_dir(state_dir).and_then(|()| LockFile::open(state_dir));
+        let opened = crate::state::check_dir(state_dir)
+            .and_then(|()| crate::state::ensure_dir(state_dir))
+            .and_then(|()| LockFile::open(state_dir));
         Ok(StateCache {
             state_dir: state_dir.to_path_buf(),
             lock: opened.map_err(|e| state_error(state_dir, e))?,

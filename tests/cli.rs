@@ -245,6 +245,57 @@ fn a_held_lock_times_out_cleanly() {
     assert!(stdout.contains("/nonexistent"), "{stdout}");
 }
 
+#[test]
+fn a_state_directory_others_could_change_is_refused_and_nothing_is_written() {
+    let scratch = Scratch::tmpfs();
+    let sock = scratch.join("docker.sock");
+    let _listener = listen(&sock, 0o660);
+    let ids = scratch.mkdir("ids", 0o755);
+    for file in ["subuid", "subgid"] {
+        write_config(&ids, file, "someone:100000:65536\n");
+    }
+    let main = write_config(
+        scratch.path(),
+        "nonrootd.toml",
+        &format!(
+            "[[socket]]\npath = \"{}\"\nusers = [4321]\n\n[subids]\nsubuid_file = \"{1}/subuid\"\nsubgid_file = \"{1}/subgid\"\n",
+            sock.display(),
+            ids.display()
+        ),
+    );
+    let state = scratch.mkdir("state", 0o700);
+    std::os::unix::fs::chown(&state, Some(1234), None).unwrap();
+    let refusal = "unsafe path transition: directory owned by uid 1234: refusing to use it";
+    let with_state = |args: &[&str]| {
+        let state = state.to_str().unwrap();
+        nonrootctl(&[&["--config", &main, "--state-dir", state], args].concat())
+    };
+
+    let out = with_state(&["apply", "--local", "--only", "sockets"]);
+    assert_eq!(out.status.code(), Some(1));
+    let expected = format!("state directory {}: {refusal}", state.display());
+    assert!(text(&out.stdout).contains(&expected), "{}", text(&out.stdout));
+    assert!(!can_connect_as(4321, 4321, &[], &sock), "no grant without its record");
+
+    let out = with_state(&["subids", "allocate", "tenant-a"]);
+    assert_eq!(out.status.code(), Some(1));
+    let expected = format!("{}: cannot use the state directory: {refusal}", state.display());
+    assert!(text(&out.stderr).contains(&expected), "{}", text(&out.stderr));
+    for file in ["subuid", "subgid"] {
+        assert_eq!(
+            std::fs::read_to_string(ids.join(file)).unwrap(),
+            "someone:100000:65536\n"
+        );
+    }
+    let mut left: Vec<_> = std::fs::read_dir(&ids)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    left.sort();
+    assert_eq!(left, ["subgid", "subuid"], "no lock or temp file left");
+    assert_eq!(std::fs::read_dir(&state).unwrap().count(), 0);
+}
+
 /// A config file and a unit directory holding the shipped nonrootd.service, for check-config.
 struct ShippedUnit {
     scratch: Scratch,

@@ -91,6 +91,19 @@ pub fn check_directory_transit(dir: &Stat) -> Result<(), Refusal> {
     Ok(())
 }
 
+/// May nonrootd keep its own files (its state) in this directory? Only when a walk may pass
+/// through it and nobody else can write to it: a sticky bit is no help here.
+pub fn check_private_directory(dir: &Stat) -> Result<(), Refusal> {
+    check_directory_transit(dir)?;
+    if dir.mode.bits() & 0o022 != 0 {
+        return Err(Refusal(format!(
+            "directory mode {} lets others write; nonrootd keeps its own files here",
+            dir.mode
+        )));
+    }
+    Ok(())
+}
+
 /// May a symlink in the directory part of a path be followed? Only one that root owns (its
 /// directory has passed [`check_directory_transit`] already), as systemd's CHASE_SAFE does.
 pub fn check_symlink_transit(link: &Stat) -> Result<(), Refusal> {
@@ -174,6 +187,20 @@ mod tests {
             "unsafe path transition: directory mode 0775 lets others write"
         );
         assert!(check_directory_transit(&stat(FileKind::Regular, 0o755, 0, 1)).is_err());
+    }
+
+    #[test]
+    fn a_private_directory_is_root_s_alone_even_when_sticky() {
+        assert!(check_private_directory(&stat(FileKind::Directory, 0o700, 0, 2)).is_ok());
+        assert!(check_private_directory(&stat(FileKind::Directory, 0o755, 0, 2)).is_ok());
+        let sticky = check_private_directory(&stat(FileKind::Directory, 0o1777, 0, 2)).unwrap_err();
+        assert_eq!(
+            sticky.0,
+            "directory mode 1777 lets others write; nonrootd keeps its own files here"
+        );
+        let owned = check_private_directory(&stat(FileKind::Directory, 0o700, 1000, 2)).unwrap_err();
+        assert_eq!(owned.0, "unsafe path transition: directory owned by uid 1000");
+        assert!(check_private_directory(&stat(FileKind::Regular, 0o600, 0, 1)).is_err());
     }
 
     #[test]

@@ -212,7 +212,7 @@ pub(crate) fn write_state<T: Serialize>(path: &Path, value: &T) -> Result<(), Su
 /// [`crate::state::write_atomically`], creating the directory first.
 fn write_state_bytes(path: &Path, bytes: &[u8], durable: bool) -> Result<(), SubidsError> {
     let dir = parent(path);
-    fs::create_dir_all(&dir).map_err(|e| SubidsError::io(&dir, "create", e))?;
+    crate::state::ensure_dir(&dir).map_err(|e| SubidsError::io(&dir, "create", e))?;
     crate::state::write_atomically(path, bytes, durable)
         .map(drop)
         .map_err(|e| SubidsError::io(path, "replace", e))
@@ -243,7 +243,7 @@ pub(crate) fn read_lines<T: DeserializeOwned>(path: &Path) -> Result<Vec<T>, Sub
 /// earlier append left without its newline. Not fsynced (see [`write_lines`]).
 pub(crate) fn append_lines<T: Serialize>(path: &Path, values: &[T]) -> Result<(), SubidsError> {
     let dir = parent(path);
-    fs::create_dir_all(&dir).map_err(|e| SubidsError::io(&dir, "create", e))?;
+    crate::state::ensure_dir(&dir).map_err(|e| SubidsError::io(&dir, "create", e))?;
     let bytes = json_lines(values);
     let append = || -> io::Result<()> {
         let mut file = OpenOptions::new()

@@ -101,6 +101,13 @@ impl Settings {
         }
     }
 
+    /// Refuses a state directory others could change ([`crate::state::check_dir`]), before
+    /// anything is locked, read or written.
+    fn check_state_dir(&self) -> Result<(), SubidsError> {
+        crate::state::check_dir(&self.state_dir)
+            .map_err(|e| SubidsError::io(&self.state_dir, "use the state directory", e))
+    }
+
     fn managed_path(&self) -> PathBuf {
         self.state_dir.join("subids-managed.jsonl")
     }
@@ -528,6 +535,7 @@ fn allocate_tenants(
     }
     // A dry run only reads: no locks, nothing written.
     settings.refuse_one_file()?;
+    settings.check_state_dir()?;
     let _locks = if dry_run { None } else { Some(settings.lock()?) };
     let [(mut subuid, subuid_meta), (mut subgid, subgid_meta)] = settings.read_both()?;
     let quarantine: QuarantineState = files::read_state(&settings.quarantine_path())?;
@@ -612,6 +620,7 @@ fn allocate_tenants(
 pub fn release(settings: &Settings, tenant: &str) -> Result<Released, SubidsError> {
     let tenant = identify(tenant)?;
     settings.refuse_one_file()?;
+    settings.check_state_dir()?;
     let _locks = settings.lock()?;
     let mut removed = Vec::new();
     let mut rewrites = Vec::new();
@@ -663,6 +672,7 @@ pub fn release(settings: &Settings, tenant: &str) -> Result<Released, SubidsErro
 
 /// Every range in both files, with its file and line and whether nonrootd allocated it.
 pub fn list(settings: &Settings) -> Result<Listing, SubidsError> {
+    settings.check_state_dir()?;
     let managed: Vec<ManagedRange> = files::read_lines(&settings.managed_path())?;
     let ours: HashSet<(Kind, &str, u64, u64)> = managed
         .iter()

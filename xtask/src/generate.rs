@@ -119,7 +119,10 @@ State: \fIgrants.json\fR records the ACL entries nonrootd granted (so only those
 are ever revoked), \fIapply.lock\fR serializes the applies of the sockets duty
 (which read and write that record) by the daemon, the Docker hook and \fBnonrootctl\fR;
 \fIsubids-managed.jsonl\fR and \fIsubids-quarantine.json\fR record the subordinate
-id ranges nonrootd allocated and the released ranges it holds back.
+id ranges nonrootd allocated and the released ranges it holds back. Run as root,
+nonrootd and \fBnonrootctl\fR refuse a state directory that anyone but root could
+change: it, and every directory and symlink on its path, must be root's, and it
+must be writable by root alone.
 .TP
 .I /usr/lib/systemd/system/nonrootd.service
 The hardened unit.
@@ -177,7 +180,8 @@ The configuration; see \fBnonrootd.toml\fR(5).
 .TP
 .I /var/lib/nonrootd/
 What nonrootd granted, the apply lock, and the subordinate id ranges it
-allocated and holds back after a release.
+allocated and holds back after a release. Refused when run as root if anyone but
+root could change it (see \fBnonrootd\fR(8)).
 .SH "SEE ALSO"
 \fBnonrootd\fR(8), \fBnonrootd.toml\fR(5)
 "#;
