@@ -26,8 +26,13 @@ fn write_root_file(path: &Path, text: &str) {
 }
 
 fn setup() -> Setup {
+    setup_with_policies(&[])
+}
+
+/// The setup on a bus that also has these policy files.
+fn setup_with_policies(policies: &[&Path]) -> Setup {
     let scratch = Scratch::tmpfs();
-    let bus = PrivateBus::start(scratch.path());
+    let bus = PrivateBus::start_with_policies(scratch.path(), policies);
     let data = scratch.mkdir("docker", 0o710);
     let image = scratch.mkdir("docker/image", 0o700);
     let run_dir = scratch.mkdir("run", 0o755);
@@ -473,6 +478,84 @@ fn apply_gives_up_on_a_daemon_that_does_not_answer() {
         "{}",
         text(&out.stderr)
     );
+}
+
+/// Stands in for systemd's manager: `Subscribe()` times out as often as told (as a systemd busy
+/// at boot may), then succeeds.
+struct StandInSystemd {
+    failures: usize,
+    calls: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+#[zbus::interface(name = "org.freedesktop.systemd1.Manager")]
+impl StandInSystemd {
+    async fn subscribe(&self) -> zbus::fdo::Result<()> {
+        let call = self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        if call < self.failures {
+            return Err(zbus::fdo::Error::TimedOut("busy booting".into()));
+        }
+        Ok(())
+    }
+}
+
+#[test]
+fn a_failed_subscription_to_systemd_is_tried_again_and_its_jobs_are_then_followed() {
+    let systemd_policy = Path::new("/usr/share/dbus-1/system.d/org.freedesktop.systemd1.conf");
+    let setup = setup_with_policies(&[systemd_policy]);
+    let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let (job_tx, mut job_rx) = tokio::sync::mpsc::unbounded_channel::<&'static str>();
+    let (address, manager) = (
+        setup.bus.address.clone(),
+        StandInSystemd {
+            failures: 2,
+            calls: calls.clone(),
+        },
+    );
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let conn = zbus::connection::Builder::address(address.as_str())
+                .serve_at("/org/freedesktop/systemd1", manager)
+                .name("org.freedesktop.systemd1")
+                .build()
+                .await
+                .unwrap();
+            ready_tx.send(()).unwrap();
+            while let Some(unit) = job_rx.recv().await {
+                let job = zbus::ObjectPath::try_from("/org/freedesktop/systemd1/job/7").unwrap();
+                conn.emit_signal(
+                    None::<()>,
+                    "/org/freedesktop/systemd1",
+                    "org.freedesktop.systemd1.Manager",
+                    "JobRemoved",
+                    &(7u32, job, unit, "done"),
+                )
+                .await
+                .unwrap();
+            }
+        });
+    });
+    ready_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+
+    let mut daemon = setup.start();
+    // Two timeouts: tried again after 1 s, then after 2 s; the third call subscribes.
+    daemon.wait_note("subscribed to systemd");
+    assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 3);
+    let log = daemon.log_text();
+    for wait in ["1s", "2s"] {
+        assert!(log.contains(&format!("busy booting; trying again in {wait}")), "{log}");
+    }
+    assert_eq!(status_json(&setup)["following_systemd"], true);
+
+    // Now a finished job of a followed unit is a cue: the image directory is fixed again.
+    chmod(&setup.image, 0o700);
+    job_tx.send("docker.service").unwrap();
+    daemon.wait_note("docker.service: job done");
+    assert_eq!(mode_of(&setup.image), 0o750);
 }
 
 /// An unreadable grant record fails the sockets, visibly, and nothing else: the startup apply

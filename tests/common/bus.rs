@@ -14,6 +14,11 @@ pub struct PrivateBus {
 
 impl PrivateBus {
     pub fn start(dir: &Path) -> PrivateBus {
+        PrivateBus::start_with_policies(dir, &[])
+    }
+
+    /// The bus with more policy files included (systemd's, for a stand-in systemd).
+    pub fn start_with_policies(dir: &Path, policies: &[&Path]) -> PrivateBus {
         let system = std::fs::read_to_string("/usr/share/dbus-1/system.conf").expect("dbus is installed");
         let socket = dir.join("bus.sock");
         let policy = Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging/dbus/org.nonrootd1.conf");
@@ -36,7 +41,9 @@ impl PrivateBus {
                 continue;
             }
             if trimmed == "</busconfig>" {
-                config.push_str(&format!("  <include>{}</include>\n", policy.display()));
+                for policy in std::iter::once(policy.as_path()).chain(policies.iter().copied()) {
+                    config.push_str(&format!("  <include>{}</include>\n", policy.display()));
+                }
             }
             config.push_str(line);
             config.push('\n');
