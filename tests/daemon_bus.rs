@@ -449,10 +449,18 @@ impl Hung {
     }
 }
 
-#[test]
-fn apply_gives_up_on_a_daemon_that_does_not_answer() {
-    let setup = setup();
-    let address = setup.bus.address.clone();
+/// Serves `interface` at `path` under `name` on the bus from a thread of its own until the test
+/// ends, running `then` on the connection once the name is owned; returns after that.
+fn serve_in_background<I, F>(
+    address: &str,
+    (path, name): (&'static str, &'static str),
+    interface: I,
+    then: impl FnOnce(zbus::Connection) -> F + Send + 'static,
+) where
+    I: zbus::object_server::Interface,
+    F: std::future::Future<Output = ()>,
+{
+    let address = address.to_string();
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -460,17 +468,25 @@ fn apply_gives_up_on_a_daemon_that_does_not_answer() {
             .build()
             .unwrap();
         runtime.block_on(async move {
-            let _conn = zbus::connection::Builder::address(address.as_str())
-                .serve_at("/org/nonrootd1", Hung)
-                .name("org.nonrootd1")
+            let conn = zbus::connection::Builder::address(address.as_str())
+                .serve_at(path, interface)
+                .name(name)
                 .build()
                 .await
                 .unwrap();
             ready_tx.send(()).unwrap();
+            then(conn.clone()).await;
             std::future::pending::<()>().await;
         });
     });
     ready_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+}
+
+#[test]
+fn apply_gives_up_on_a_daemon_that_does_not_answer() {
+    let setup = setup();
+    let at = ("/org/nonrootd1", "org.nonrootd1");
+    serve_in_background(&setup.bus.address, at, Hung, |_| async {});
     let out = setup.ctl(None, &["apply", "--timeout", "300ms"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(
@@ -503,43 +519,22 @@ fn a_failed_subscription_to_systemd_is_tried_again_and_its_jobs_are_then_followe
     let systemd_policy = Path::new("/usr/share/dbus-1/system.d/org.freedesktop.systemd1.conf");
     let setup = setup_with_policies(&[systemd_policy]);
     let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let manager = StandInSystemd {
+        failures: 2,
+        calls: calls.clone(),
+    };
     let (job_tx, mut job_rx) = tokio::sync::mpsc::unbounded_channel::<&'static str>();
-    let (address, manager) = (
-        setup.bus.address.clone(),
-        StandInSystemd {
-            failures: 2,
-            calls: calls.clone(),
-        },
-    );
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime.block_on(async move {
-            let conn = zbus::connection::Builder::address(address.as_str())
-                .serve_at("/org/freedesktop/systemd1", manager)
-                .name("org.freedesktop.systemd1")
-                .build()
+    let at = ("/org/freedesktop/systemd1", "org.freedesktop.systemd1");
+    serve_in_background(&setup.bus.address, at, manager, move |conn| async move {
+        while let Some(unit) = job_rx.recv().await {
+            let job = zbus::ObjectPath::try_from("/org/freedesktop/systemd1/job/7").unwrap();
+            let manager = "org.freedesktop.systemd1.Manager";
+            let body = (7u32, job, unit, "done");
+            conn.emit_signal(None::<()>, at.0, manager, "JobRemoved", &body)
                 .await
                 .unwrap();
-            ready_tx.send(()).unwrap();
-            while let Some(unit) = job_rx.recv().await {
-                let job = zbus::ObjectPath::try_from("/org/freedesktop/systemd1/job/7").unwrap();
-                conn.emit_signal(
-                    None::<()>,
-                    "/org/freedesktop/systemd1",
-                    "org.freedesktop.systemd1.Manager",
-                    "JobRemoved",
-                    &(7u32, job, unit, "done"),
-                )
-                .await
-                .unwrap();
-            }
-        });
+        }
     });
-    ready_rx.recv_timeout(Duration::from_secs(10)).unwrap();
 
     let mut daemon = setup.start();
     // Two timeouts: tried again after 1 s, then after 2 s; the third call subscribes.

@@ -56,7 +56,9 @@ impl PrivateBus {
             .stdout(Stdio::null())
             .spawn()
             .expect("dbus-daemon");
-        wait_for(Duration::from_secs(10), || socket.exists(), "the bus socket");
+        // The socket file exists from bind(); connections are taken only from listen().
+        let listening = || std::os::unix::net::UnixStream::connect(&socket).is_ok();
+        wait_for(Duration::from_secs(10), listening, "the bus to listen");
         // Unprivileged test callers must reach the socket through the temp dir.
         super::chmod(dir, 0o755);
         PrivateBus {
