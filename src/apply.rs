@@ -477,7 +477,7 @@ pub fn apply_with_state<H: Host>(
     let mut report = if !request.duties.contains(Duty::Sockets) {
         engine.apply(config, request, &mut GrantRecord::default(), None)
     } else if request.dry_run {
-        match crate::state::check_dir(state_dir).and_then(|()| GrantRecord::load(state_dir)) {
+        match crate::host::walk::check_root_only_dir(state_dir).and_then(|()| GrantRecord::load(state_dir)) {
             Ok(mut record) => engine.apply(config, request, &mut record, None),
             Err(e) => engine.without_record(config, request, state_dir, &state_error(state_dir, e)),
         }
@@ -598,7 +598,7 @@ impl CachedRecord {
 impl StateCache {
     /// Checks the state directory, creates it if needed and opens its lock file.
     pub fn open(state_dir: &Path) -> Result<StateCache, String> {
-        let opened = crate::state::check_dir(state_dir)
+        let opened = crate::host::walk::check_root_only_dir(state_dir)
             .and_then(|()| crate::state::ensure_dir(state_dir))
             .and_then(|()| LockFile::open(state_dir));
         Ok(StateCache {

@@ -9,11 +9,7 @@ use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use nonrootd_core::acl::Grants;
-use nonrootd_core::plan::check_private_directory;
 use serde::{Deserialize, Serialize};
-
-use crate::host::OpenError;
-use crate::host::walk::open_directory_beneath_root;
 
 /// Where state lives when neither `--state-dir` nor `$STATE_DIRECTORY` says otherwise.
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/nonrootd";
@@ -103,30 +99,6 @@ impl HeldRecord {
 /// Creates the state directory (mode 0700) if it does not exist.
 pub fn ensure_dir(dir: &Path) -> io::Result<()> {
     fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)
-}
-
-/// Refuses, when running as root, a state directory that anyone but root could change: every
-/// directory on its path must pass the walk's transit rules (symlinks root's), and the
-/// directory itself must be writable by root alone. Its files are then root's to name, and
-/// opening them by path is safe. A missing directory passes (the parents that exist have
-/// been checked); [`ensure_dir`] makes it 0700. Errors name the path at fault when it is not
-/// `dir` itself, which the caller names.
-pub fn check_dir(dir: &Path) -> io::Result<()> {
-    if !nix::unistd::geteuid().is_root() {
-        return Ok(());
-    }
-    let absolute = std::path::absolute(dir)?;
-    let refused = |why: &str| {
-        let own = format!("{}: ", absolute.display());
-        let why = why.strip_prefix(&own).unwrap_or(why);
-        io::Error::new(io::ErrorKind::PermissionDenied, format!("{why}: refusing to use it"))
-    };
-    match open_directory_beneath_root(&absolute) {
-        Ok((_, stat)) => check_private_directory(&stat).map_err(|why| refused(&why.0)),
-        Err(OpenError::Missing) => Ok(()),
-        Err(OpenError::Refused(why)) => Err(refused(&why.0)),
-        Err(OpenError::Io(e)) => Err(e),
-    }
 }
 
 impl GrantRecord {
@@ -290,54 +262,5 @@ mod tests {
         fs::write(dir.path().join(GRANTS_FILE), "{").unwrap();
         let err = GrantRecord::load(dir.path()).unwrap_err().to_string();
         assert!(err.contains("grants.json is corrupt"), "{err}");
-    }
-
-    /// Runs as root, like the rest of the suite: the check only applies to root.
-    #[test]
-    fn a_state_directory_others_could_change_is_refused() {
-        use std::os::unix::fs::{PermissionsExt, chown, lchown, symlink};
-        let scratch = tempfile::tempdir().unwrap();
-        let state = scratch.path().join("state");
-        let refusal = |dir: &Path| check_dir(dir).unwrap_err().to_string();
-
-        check_dir(&state).expect("a missing directory passes");
-        ensure_dir(&state).unwrap();
-        check_dir(&state).unwrap();
-
-        chown(&state, Some(1234), None).unwrap();
-        assert_eq!(
-            refusal(&state),
-            "unsafe path transition: directory owned by uid 1234: refusing to use it"
-        );
-        chown(&state, Some(0), None).unwrap();
-        fs::set_permissions(&state, fs::Permissions::from_mode(0o1777)).unwrap();
-        assert_eq!(
-            refusal(&state),
-            "directory mode 1777 lets others write; nonrootd keeps its own files here: refusing to use it"
-        );
-        fs::set_permissions(&state, fs::Permissions::from_mode(0o700)).unwrap();
-
-        // A parent that another user owns, whether the directory exists yet or not.
-        let theirs = scratch.path().join("theirs");
-        fs::create_dir(&theirs).unwrap();
-        chown(&theirs, Some(1234), None).unwrap();
-        let below = theirs.join("state");
-        let expected = format!(
-            "{}: unsafe path transition: directory owned by uid 1234: refusing to use it",
-            theirs.display()
-        );
-        assert_eq!(refusal(&below), expected);
-        fs::create_dir(&below).unwrap();
-        assert_eq!(refusal(&below), expected);
-
-        // A symlink to the directory: root's is followed, another user's is refused.
-        let link = scratch.path().join("link");
-        symlink(&state, &link).unwrap();
-        check_dir(&link).unwrap();
-        lchown(&link, Some(1234), None).unwrap();
-        assert_eq!(
-            refusal(&link),
-            "unsafe path transition: symlink owned by uid 1234: refusing to use it"
-        );
     }
 }

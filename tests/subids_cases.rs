@@ -134,15 +134,108 @@ fn mode_owner_and_backup_are_kept() {
     let env = TempEtc::new();
     env.write("subuid", "old:100000:65536\n");
     fs::set_permissions(env.path("subuid"), fs::Permissions::from_mode(0o640)).unwrap();
-    std::os::unix::fs::chown(env.path("subuid"), Some(1), Some(2)).unwrap();
+    std::os::unix::fs::chown(env.path("subuid"), None, Some(2)).unwrap();
     subids::allocate(&env.settings(""), "acme", None, false).unwrap();
     let meta = fs::metadata(env.path("subuid")).unwrap();
-    assert_eq!((meta.mode() & 0o7777, meta.uid(), meta.gid()), (0o640, 1, 2));
+    assert_eq!((meta.mode() & 0o7777, meta.uid(), meta.gid()), (0o640, 0, 2));
     assert_eq!(env.read("subuid"), "old:100000:65536\nacme:165536:65536\n");
     assert_eq!(env.read("subuid-"), "old:100000:65536\n");
     let new = fs::metadata(env.path("subgid")).unwrap();
     assert_eq!(new.mode() & 0o7777, 0o644);
     assert!(!env.path("subgid-").exists(), "no backup of a file that did not exist");
+}
+
+#[test]
+fn set_id_and_execute_bits_and_write_for_others_are_dropped_as_shadow_does() {
+    let env = TempEtc::new();
+    env.write("subuid", "old:100000:65536\n");
+    fs::set_permissions(env.path("subuid"), fs::Permissions::from_mode(0o4777)).unwrap();
+    subids::allocate(&env.settings(""), "acme", None, false).unwrap();
+    assert_eq!(fs::metadata(env.path("subuid")).unwrap().mode() & 0o7777, 0o664);
+}
+
+#[test]
+fn a_symlink_a_fifo_or_another_user_s_file_is_refused_and_left_alone() {
+    let env = TempEtc::new();
+    env.write("admins-subuid", "old:100000:65536\n");
+    env.write("subgid", "old:100000:65536\n");
+    let refusal = |why: &str| {
+        let err = subids::allocate(&env.settings(""), "acme", None, false).unwrap_err();
+        let subuid = env.path("subuid");
+        assert_eq!(
+            err.to_string(),
+            format!("{}: cannot use: {why}: refusing it", subuid.display())
+        );
+        assert_eq!(env.read("subgid"), "old:100000:65536\n");
+        assert!(!env.path("subuid.lock").exists() && !env.path("subgid.lock").exists());
+    };
+    // shadow's tools refuse a symlink too; replacing it would turn it into a file.
+    std::os::unix::fs::symlink("admins-subuid", env.path("subuid")).unwrap();
+    refusal("is a symlink (shadow's tools refuse one too)");
+    assert!(
+        fs::symlink_metadata(env.path("subuid"))
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    assert_eq!(env.read("admins-subuid"), "old:100000:65536\n");
+    // Opened without waiting for a writer.
+    fs::remove_file(env.path("subuid")).unwrap();
+    nix::unistd::mkfifo(&env.path("subuid"), nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    refusal("is a FIFO, not a regular file");
+    fs::remove_file(env.path("subuid")).unwrap();
+    env.write("subuid", "old:100000:65536\n");
+    std::os::unix::fs::chown(env.path("subuid"), Some(1), None).unwrap();
+    refusal("is owned by uid 1, not root");
+    assert_eq!(env.read("subuid"), "old:100000:65536\n");
+}
+
+#[test]
+fn a_directory_others_can_write_is_refused_before_anything_is_locked() {
+    let env = TempEtc::new();
+    env.write("subuid", "old:100000:65536\n");
+    fs::set_permissions(env.etc(), fs::Permissions::from_mode(0o1777)).unwrap();
+    let err = subids::allocate(&env.settings(""), "acme", None, false).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "{}: cannot use the directory: directory mode 1777 lets others write; nonrootd keeps its own files here: refusing to use it",
+            env.etc().display()
+        )
+    );
+    assert_eq!(env.read("subuid"), "old:100000:65536\n");
+    assert!(!env.path("subuid.lock").exists() && !env.path(".pwd.lock").exists());
+}
+
+#[test]
+fn a_failed_allocation_leaves_the_managed_ranges_record_as_it_was() {
+    let env = TempEtc::new();
+    env.write("subuid", "old:100000:65536\n");
+    env.write("subgid", "old:100000:65536\n");
+    subids::allocate(&env.settings(""), "first", None, false).unwrap();
+    let record = env.state().join("subids-managed.jsonl");
+    let before = fs::read_to_string(&record).unwrap();
+    // `subgid+` cannot be made: nothing is replaced, and the record claims nothing new.
+    fs::create_dir_all(env.path("subgid+/in-the-way")).unwrap();
+    let err = subids::allocate(&env.settings(""), "acme", None, false).unwrap_err();
+    assert!(err.to_string().contains("subgid+"), "{err}");
+    assert_eq!(fs::read_to_string(&record).unwrap(), before);
+    assert!(!env.read("subuid").contains("acme"));
+}
+
+#[test]
+fn a_release_with_an_unreadable_record_changes_nothing() {
+    let env = TempEtc::new();
+    env.write("subuid", "old:100000:65536\n");
+    env.write("subgid", "old:100000:65536\n");
+    subids::allocate(&env.settings(""), "acme", None, false).unwrap();
+    let (subuid, subgid) = (env.read("subuid"), env.read("subgid"));
+    let record = env.state().join("subids-managed.jsonl");
+    fs::write(&record, "not json\n").unwrap();
+    let err = subids::release(&env.settings(""), "acme").unwrap_err();
+    assert!(matches!(err, SubidsError::State { .. }), "{err}");
+    assert_eq!((env.read("subuid"), env.read("subgid")), (subuid, subgid));
+    assert!(!env.state().join("subids-quarantine.json").exists());
 }
 
 #[test]
@@ -345,7 +438,7 @@ fn a_lock_file_without_a_pid_is_refused_at_once() {
 }
 
 #[test]
-fn subuid_and_subgid_paths_naming_one_file_are_refused() {
+fn subuid_and_subgid_paths_that_clash_are_refused() {
     let env = TempEtc::new();
     env.write("subuid", "old:100000:65536\n");
     // Through a symlinked directory: the config's own check compares the paths as written.
@@ -357,19 +450,34 @@ fn subuid_and_subgid_paths_naming_one_file_are_refused() {
             settings.subuid_file = env.path("subgid-new");
         }
         let err = subids::allocate(&settings, "acme", None, false).unwrap_err();
-        assert!(matches!(err, SubidsError::SameFile { .. }), "{other}: {err}");
+        assert!(matches!(err, SubidsError::Clash { .. }), "{other}: {err}");
         assert!(
             err.to_string()
-                .ends_with("are one file: subuid and subgid ranges need a file each; nothing was written"),
+                .ends_with("clash: subuid and subgid ranges need a file each, neither named like one that replacing the other makes (<file>+, <file>-, <file>.lock, <file>.<pid>); nothing was written"),
             "{err}"
         );
         assert!(matches!(
             subids::release(&settings, "old"),
-            Err(SubidsError::SameFile { .. })
+            Err(SubidsError::Clash { .. })
         ));
     }
     assert_eq!(env.read("subuid"), "old:100000:65536\n");
     assert!(!env.path("subgid-new").exists());
+    // A name that replacing the other file makes or removes, through the alias too.
+    env.write("subgid", "kept:100000:65536\n");
+    for helper in ["alias/subuid+", "subuid-", "alias/subuid.lock", "subuid.nonrootd-old"] {
+        let mut settings = env.settings("");
+        settings.subgid_file = env.path(helper);
+        let err = subids::allocate(&settings, "acme", None, false).unwrap_err();
+        assert!(matches!(err, SubidsError::Clash { .. }), "{helper}: {err}");
+    }
+    let mut settings = env.settings("");
+    settings.subuid_file = env.path("subgid.lock");
+    assert!(matches!(
+        subids::allocate(&settings, "acme", None, false),
+        Err(SubidsError::Clash { .. })
+    ));
+    assert_eq!(env.read("subgid"), "kept:100000:65536\n");
     // Refused before any lock is taken: a lock held elsewhere is neither waited for nor
     // touched, and no lock of ours is ever taken twice under two names.
     let holder = format!("{}\0", nix::unistd::getppid());
@@ -377,6 +485,6 @@ fn subuid_and_subgid_paths_naming_one_file_are_refused() {
     let mut settings = env.settings("");
     settings.subgid_file = env.path("alias/subuid");
     let err = subids::allocate(&settings, "acme", None, false).unwrap_err();
-    assert!(matches!(err, SubidsError::SameFile { .. }), "{err}");
+    assert!(matches!(err, SubidsError::Clash { .. }), "{err}");
     assert_eq!(env.read("subuid.lock"), holder);
 }

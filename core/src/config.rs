@@ -758,19 +758,27 @@ fn validate_dmi(d: DmiLayer, c: &mut Checker) -> Option<DmiConfig> {
     })
 }
 
+/// Why two subids file paths are refused.
+pub const SUBID_FILES_CLASH: &str = "subuid_file and subgid_file must be different files, neither named like one that replacing the other makes (<file>+, <file>-, <file>.lock, <file>.<pid>)";
+
 fn validate_subids(s: SubidsLayer, c: &mut Checker) -> SubidsConfig {
     let subuid_file = c.absolute_or("subids.subuid_file", &s.subuid_file, DEFAULT_SUBUID_FILE);
     let subgid_file = c.absolute_or("subids.subgid_file", &s.subgid_file, DEFAULT_SUBGID_FILE);
     // Only paths accepted above (`/etc//subgid` is refused there, and not reported twice). The
     // files are compared again at run time, through links.
     let accepted = |value: &Option<Located<String>>| value.as_ref().is_none_or(|v| check_absolute(&v.value).is_ok());
-    if accepted(&s.subuid_file) && accepted(&s.subgid_file) && subuid_file == subgid_file {
+    let clash = subuid_file.parent() == subgid_file.parent()
+        && crate::subids::names_clash(
+            subuid_file.file_name().unwrap_or_default().as_encoded_bytes(),
+            subgid_file.file_name().unwrap_or_default().as_encoded_bytes(),
+        );
+    if accepted(&s.subuid_file) && accepted(&s.subgid_file) && clash {
         let (key, named) = match (&s.subgid_file, &s.subuid_file) {
             (Some(named), _) => ("subids.subgid_file", named),
             (None, Some(named)) => ("subids.subuid_file", named),
             (None, None) => unreachable!("the defaults differ"),
         };
-        let message = format!("{}: subuid_file and subgid_file must be different files", named.value);
+        let message = format!("{}: {SUBID_FILES_CLASH}", named.value);
         c.error(&named.origin, key, message);
     }
     if let (Some(min), Some(max)) = (&s.min, &s.max)
@@ -1335,21 +1343,44 @@ mod tests {
         let subids = |text: &str| parse(&[("/etc/n.toml", text)]);
         assert_eq!(
             subids("[subids]\nsubuid_file = \"/srv/ids\"\nsubgid_file = \"/srv/ids\"\n").unwrap_err(),
-            ["/etc/n.toml:3: subids.subgid_file: /srv/ids: subuid_file and subgid_file must be different files"]
+            [format!(
+                "/etc/n.toml:3: subids.subgid_file: /srv/ids: {SUBID_FILES_CLASH}"
+            )]
         );
         assert_eq!(
             subids("[subids]\nsubuid_file = \"/etc/subgid\"\n").unwrap_err(),
-            ["/etc/n.toml:2: subids.subuid_file: /etc/subgid: subuid_file and subgid_file must be different files"]
+            [format!(
+                "/etc/n.toml:2: subids.subuid_file: /etc/subgid: {SUBID_FILES_CLASH}"
+            )]
         );
         assert_eq!(
             subids("[subids]\nsubuid_file = \"/etc/subgid/\"\n").unwrap_err(),
-            ["/etc/n.toml:2: subids.subuid_file: /etc/subgid/: subuid_file and subgid_file must be different files"]
+            [format!(
+                "/etc/n.toml:2: subids.subuid_file: /etc/subgid/: {SUBID_FILES_CLASH}"
+            )]
         );
         assert_eq!(
             subids("[subids]\nsubgid_file = \"/etc//subuid\"\n").unwrap_err().len(),
             1
         );
         assert!(subids("[subids]\nsubuid_file = \"/srv/subuid\"\nsubgid_file = \"/srv/subgid\"\n").is_ok());
+        // A name that replacing the other file makes or removes.
+        for helper in [
+            "subuid+",
+            "subuid-",
+            "subuid.lock",
+            "subuid.4242",
+            "subuid.nonrootd-old",
+        ] {
+            let text = format!("[subids]\nsubgid_file = \"/etc/{helper}\"\n");
+            assert_eq!(
+                subids(&text).unwrap_err(),
+                [format!(
+                    "/etc/n.toml:2: subids.subgid_file: /etc/{helper}: {SUBID_FILES_CLASH}"
+                )]
+            );
+        }
+        assert!(subids("[subids]\nsubuid_file = \"/etc/subgid+x\"\nsubgid_file = \"/etc/subgidx\"\n").is_ok());
     }
 
     #[test]

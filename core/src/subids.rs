@@ -163,6 +163,17 @@ pub struct SecondReading {
     pub range: Range,
 }
 
+/// Whether two file names in one directory clash for shadow's way of replacing a file: one
+/// name, or one is the other's `<name>+`, `<name>-`, `<name>.lock` or `<name>.<pid>` (or
+/// nonrootd's `<name>.nonrootd-old`), which a replacement of the other makes or removes.
+pub fn names_clash(a: &[u8], b: &[u8]) -> bool {
+    let helper_of = |name: &[u8], of: &[u8]| {
+        name.strip_prefix(of)
+            .is_some_and(|rest| matches!(rest.first(), Some(b'+' | b'-' | b'.')))
+    };
+    a == b || helper_of(a, b) || helper_of(b, a)
+}
+
 /// The largest file read: positions in it fit in the `u32`s of [`Entry`] with room for the
 /// lines a call appends. 64 MiB is some three million lines; shadow takes hours on a tenth.
 pub const MAX_FILE_BYTES: usize = 64 << 20;

@@ -3,6 +3,7 @@
 
 use std::collections::VecDeque;
 use std::ffi::{OsStr, OsString};
+use std::io;
 use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -12,7 +13,9 @@ use nix::fcntl::{OFlag, open, openat, readlinkat};
 use nix::sys::stat::{Mode as NixMode, fstat};
 use nonrootd_core::ids::{Gid, Uid};
 use nonrootd_core::mode::Mode;
-use nonrootd_core::plan::{FileKind, Refusal, Stat, check_directory_transit, check_symlink_transit};
+use nonrootd_core::plan::{
+    FileKind, Refusal, Stat, check_directory_transit, check_private_directory, check_symlink_transit,
+};
 
 use super::OpenError;
 
@@ -83,6 +86,30 @@ pub fn check_directory(dir: &OwnedFd, dir_path: &Path) -> Result<(), OpenError> 
         return Err(OpenError::Missing);
     }
     check_directory_transit(&stat).map_err(|r| refused(dir_path, r))
+}
+
+/// Refuses, when running as root, a directory that anyone but root could change, for files
+/// nonrootd names by path in it (its state, the subordinate id files): every directory on its
+/// path must pass the transit rules (symlinks root's), and the directory itself must be
+/// writable by root alone, sticky or not. A missing directory passes (the parents that exist
+/// have been checked). Errors name the path at fault when it is not `dir` itself, which the
+/// caller names.
+pub fn check_root_only_dir(dir: &Path) -> io::Result<()> {
+    if !nix::unistd::geteuid().is_root() {
+        return Ok(());
+    }
+    let absolute = std::path::absolute(dir)?;
+    let refused = |why: &str| {
+        let own = format!("{}: ", absolute.display());
+        let why = why.strip_prefix(&own).unwrap_or(why);
+        io::Error::new(io::ErrorKind::PermissionDenied, format!("{why}: refusing to use it"))
+    };
+    match open_directory_beneath_root(&absolute) {
+        Ok((_, stat)) => check_private_directory(&stat).map_err(|why| refused(&why.0)),
+        Err(OpenError::Missing) => Ok(()),
+        Err(OpenError::Refused(why)) => Err(refused(&why.0)),
+        Err(OpenError::Io(e)) => Err(e),
+    }
 }
 
 /// Whether two descriptors refer to the same inode.
@@ -160,4 +187,60 @@ fn components(path: &OsStr) -> VecDeque<OsString> {
         .filter(|c| !c.is_empty() && *c != b".")
         .map(|c| OsStr::from_bytes(c).to_os_string())
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Runs as root, like the rest of the suite: the check only applies to root.
+    #[test]
+    fn a_directory_others_could_change_is_refused() {
+        use std::fs;
+        use std::os::unix::fs::{PermissionsExt, chown, lchown, symlink};
+        let scratch = tempfile::tempdir().unwrap();
+        let state = scratch.path().join("state");
+        let refusal = |dir: &Path| check_root_only_dir(dir).unwrap_err().to_string();
+
+        check_root_only_dir(&state).expect("a missing directory passes");
+        fs::create_dir(&state).unwrap();
+        fs::set_permissions(&state, fs::Permissions::from_mode(0o700)).unwrap();
+        check_root_only_dir(&state).unwrap();
+
+        chown(&state, Some(1234), None).unwrap();
+        assert_eq!(
+            refusal(&state),
+            "unsafe path transition: directory owned by uid 1234: refusing to use it"
+        );
+        chown(&state, Some(0), None).unwrap();
+        fs::set_permissions(&state, fs::Permissions::from_mode(0o1777)).unwrap();
+        assert_eq!(
+            refusal(&state),
+            "directory mode 1777 lets others write; nonrootd keeps its own files here: refusing to use it"
+        );
+        fs::set_permissions(&state, fs::Permissions::from_mode(0o700)).unwrap();
+
+        // A parent that another user owns, whether the directory exists yet or not.
+        let theirs = scratch.path().join("theirs");
+        fs::create_dir(&theirs).unwrap();
+        chown(&theirs, Some(1234), None).unwrap();
+        let below = theirs.join("state");
+        let expected = format!(
+            "{}: unsafe path transition: directory owned by uid 1234: refusing to use it",
+            theirs.display()
+        );
+        assert_eq!(refusal(&below), expected);
+        fs::create_dir(&below).unwrap();
+        assert_eq!(refusal(&below), expected);
+
+        // A symlink to the directory: root's is followed, another user's is refused.
+        let link = scratch.path().join("link");
+        symlink(&state, &link).unwrap();
+        check_root_only_dir(&link).unwrap();
+        lchown(&link, Some(1234), None).unwrap();
+        assert_eq!(
+            refusal(&link),
+            "unsafe path transition: symlink owned by uid 1234: refusing to use it"
+        );
+    }
 }

@@ -14,7 +14,8 @@ use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt, fchown};
 use std::path::{Path, PathBuf};
 
-use nonrootd_core::subids::{MAX_FILE_BYTES, SubidFile, TooLarge, size_allowed};
+use nonrootd_core::plan::FileKind;
+use nonrootd_core::subids::{MAX_FILE_BYTES, SubidFile, TooLarge, names_clash, size_allowed};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -23,12 +24,9 @@ use super::lock::suffixed;
 
 /// Reads and parses a subordinate id file; a missing file is an empty one.
 pub(crate) fn read(path: &Path) -> Result<(SubidFile, Option<Metadata>), SubidsError> {
-    let file = match File::open(path) {
-        Ok(file) => file,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((SubidFile::default(), None)),
-        Err(e) => return Err(SubidsError::io(path, "open", e)),
+    let Some((file, meta)) = open(path)? else {
+        return Ok((SubidFile::default(), None));
     };
-    let meta = file.metadata().map_err(|e| SubidsError::io(path, "stat", e))?;
     let too_large = |error| SubidsError::TooLarge {
         path: path.to_path_buf(),
         error,
@@ -50,21 +48,53 @@ pub(crate) fn read(path: &Path) -> Result<(SubidFile, Option<Metadata>), SubidsE
     }
 }
 
+/// Opens a subordinate id file to read; `None` when there is none. Refused: a symlink (shadow's
+/// tools open it with `O_NOFOLLOW` too, and a replacement would turn the link into a file), a
+/// file that is not regular (a FIFO would block) and, when run as root, one that root does not
+/// own.
+fn open(path: &Path) -> Result<Option<(File, Metadata)>, SubidsError> {
+    let refused = |why: String| SubidsError::io(path, "use", io::Error::other(format!("{why}: refusing it")));
+    let file = match OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)
+    {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+            return Err(refused("is a symlink (shadow's tools refuse one too)".into()));
+        }
+        Err(e) => return Err(SubidsError::io(path, "open", e)),
+    };
+    let meta = file.metadata().map_err(|e| SubidsError::io(path, "stat", e))?;
+    let kind = FileKind::from_st_mode(meta.mode());
+    if kind != FileKind::Regular {
+        return Err(refused(format!("is {kind}, not a regular file")));
+    }
+    if meta.uid() != 0 && nix::unistd::geteuid().is_root() {
+        return Err(refused(format!("is owned by uid {}, not root", meta.uid())));
+    }
+    Ok(Some((file, meta)))
+}
+
 /// Bytes kept free after a file read: a batch of 100 tenants' lines.
 const APPEND_ROOM: usize = 4096;
 
-/// Whether `a` and `b` name one file: one inode, or one name in one directory (the files may
-/// not exist yet).
-pub(crate) fn same_file(a: &Path, b: &Path) -> Result<bool, SubidsError> {
+/// Whether `a` and `b` clash: one inode, or names in one directory that replacing either
+/// file would mix up ([`names_clash`]); the files may not exist yet.
+pub(crate) fn clash(a: &Path, b: &Path) -> Result<bool, SubidsError> {
     let identity = |path: &Path| match fs::metadata(path) {
         Ok(m) => Ok(Some((m.dev(), m.ino()))),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(SubidsError::io(path, "stat", e)),
     };
-    if let (Some(a), Some(b)) = (identity(a)?, identity(b)?) {
-        return Ok(a == b);
+    if let (Some(a), Some(b)) = (identity(a)?, identity(b)?)
+        && a == b
+    {
+        return Ok(true);
     }
-    if a.file_name() != b.file_name() {
+    let name = |path: &Path| path.file_name().unwrap_or_default().as_encoded_bytes().to_vec();
+    if !names_clash(&name(a), &name(b)) {
         return Ok(false);
     }
     let (a_dir, b_dir) = (identity(&parent(a))?, identity(&parent(b))?);
@@ -139,7 +169,8 @@ fn write_new(&(path, bytes, old): &Replacement<'_>, tmp: &Path) -> Result<(), Su
         match old {
             Some(meta) => {
                 fchown(&file, Some(meta.uid()), Some(meta.gid()))?;
-                file.set_permissions(Permissions::from_mode(meta.mode() & 0o7777))?;
+                // As shadow does: no set-id, sticky or execute bits, and no write for others.
+                file.set_permissions(Permissions::from_mode(meta.mode() & 0o664))?;
             }
             None => file.set_permissions(Permissions::from_mode(0o644))?,
         }
@@ -178,12 +209,16 @@ fn remove_if_present(path: &Path) -> Result<(), SubidsError> {
 /// Fsyncs the directory of `path`, making renames in it durable.
 pub(crate) fn sync_dir(path: &Path) -> Result<(), SubidsError> {
     let dir = parent(path);
-    File::open(&dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| SubidsError::io(&dir, "sync", e))
+    File::open(&dir).and_then(|d| d.sync_all()).map_err(|e| {
+        SubidsError::io(
+            &dir,
+            "sync it (the files in it were replaced; a crash may undo that)",
+            e,
+        )
+    })
 }
 
-fn parent(path: &Path) -> PathBuf {
+pub(crate) fn parent(path: &Path) -> PathBuf {
     match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
         _ => PathBuf::from("."),
@@ -240,12 +275,13 @@ pub(crate) fn read_lines<T: DeserializeOwned>(path: &Path) -> Result<Vec<T>, Sub
 }
 
 /// Appends `values` as JSON lines with one `write`, first cutting off a last line that an
-/// earlier append left without its newline. Not fsynced (see [`write_lines`]).
-pub(crate) fn append_lines<T: Serialize>(path: &Path, values: &[T]) -> Result<(), SubidsError> {
+/// earlier append left without its newline. Not fsynced (see [`write_lines`]). Returns the
+/// length before the append, for [`cut_back`].
+pub(crate) fn append_lines<T: Serialize>(path: &Path, values: &[T]) -> Result<u64, SubidsError> {
     let dir = parent(path);
     crate::state::ensure_dir(&dir).map_err(|e| SubidsError::io(&dir, "create", e))?;
     let bytes = json_lines(values);
-    let append = || -> io::Result<()> {
+    let append = || -> io::Result<u64> {
         let mut file = OpenOptions::new()
             .read(true)
             .append(true)
@@ -253,7 +289,7 @@ pub(crate) fn append_lines<T: Serialize>(path: &Path, values: &[T]) -> Result<()
             .mode(0o600)
             .custom_flags(libc::O_NOFOLLOW)
             .open(path)?;
-        let len = file.metadata()?.len();
+        let mut len = file.metadata()?.len();
         if len > 0 {
             let tail_start = len.saturating_sub(TAIL);
             let mut tail = Vec::new();
@@ -261,12 +297,23 @@ pub(crate) fn append_lines<T: Serialize>(path: &Path, values: &[T]) -> Result<()
             Read::by_ref(&mut file).take(TAIL).read_to_end(&mut tail)?;
             if tail.last() != Some(&b'\n') {
                 let keep = tail.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
-                file.set_len(tail_start + keep as u64)?;
+                len = tail_start + keep as u64;
+                file.set_len(len)?;
             }
         }
-        file.write_all(&bytes)
+        file.write_all(&bytes).map(|()| len)
     };
     append().map_err(|e| SubidsError::io(path, "append", e))
+}
+
+/// Cuts what an [`append_lines`] added back off, as far as that can be done: for lines that
+/// name ranges no file got.
+pub(crate) fn cut_back(path: &Path, len: u64) {
+    let file = OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path);
+    let _ = file.and_then(|f| f.set_len(len));
 }
 
 /// Replaces a state file of JSON lines atomically. Not flushed: it records facts that are

@@ -84,6 +84,7 @@ fn lock_pwd(path: &Path, deadline: Instant) -> Result<File, SubidsError> {
         .create(true)
         .truncate(false)
         .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
         .open(path)
         .map_err(|e| SubidsError::io(path, "open", e))?;
     let whole_file = |l_type| libc::flock {
@@ -197,7 +198,7 @@ fn try_lock_file(source: &Path, lock: &Path, pid: u32) -> Result<Attempt, Subids
         }),
         Some(holder) if holder != pid && alive(holder) => Ok(Attempt::Held(Some(holder))),
         // Dead, or a leftover of an earlier process with our pid: we hold no lock of this
-        // name, as no two of our paths name one file (`Settings::refuse_one_file`).
+        // name, as no two of our paths name one file (`Settings::refuse_clashing_files`).
         Some(_) => {
             match fs::remove_file(lock) {
                 Ok(()) => {}
@@ -235,7 +236,11 @@ fn link(source: &Path, lock: &Path) -> Result<Option<Attempt>, SubidsError> {
 /// The pid in a lock file: decimal digits, optionally ended by NUL or a newline.
 fn read_pid(lock: &Path) -> io::Result<Option<u32>> {
     let mut buf = Vec::new();
-    File::open(lock)?.take(32).read_to_end(&mut buf)?;
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(lock)?;
+    file.take(32).read_to_end(&mut buf)?;
     let text = buf.split(|&b| b == 0).next().unwrap_or_default().trim_ascii();
     let pid = std::str::from_utf8(text).ok().and_then(|t| t.parse::<u32>().ok());
     Ok(pid.filter(|&p| p > 0 && p <= i32::MAX as u32))

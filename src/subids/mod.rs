@@ -26,6 +26,8 @@ use nonrootd_core::subids::{
 };
 use serde::{Deserialize, Serialize};
 
+use crate::host::walk::check_root_only_dir;
+
 /// Where shadow's defaults for min and max live.
 pub const LOGIN_DEFS: &str = "/etc/login.defs";
 /// How long to wait for a lock held by another process (glibc's lckpwdf waits 15 s).
@@ -101,11 +103,16 @@ impl Settings {
         }
     }
 
-    /// Refuses a state directory others could change ([`crate::state::check_dir`]), before
-    /// anything is locked, read or written.
-    fn check_state_dir(&self) -> Result<(), SubidsError> {
-        crate::state::check_dir(&self.state_dir)
-            .map_err(|e| SubidsError::io(&self.state_dir, "use the state directory", e))
+    /// Refuses directories that others could change, before anything is locked, read or
+    /// written: the state directory and those of the two files, whose locks and replacements
+    /// are made by name ([`check_root_only_dir`]).
+    fn check_dirs(&self) -> Result<(), SubidsError> {
+        let check = |dir: &Path, what| check_root_only_dir(dir).map_err(|e| SubidsError::io(dir, what, e));
+        check(&self.state_dir, "use the state directory")?;
+        for file in [&self.subuid_file, &self.subgid_file] {
+            check(&files::parent(file), "use the directory")?;
+        }
+        Ok(())
     }
 
     fn managed_path(&self) -> PathBuf {
@@ -125,12 +132,14 @@ impl Settings {
         Ok(())
     }
 
-    /// Refuses subuid and subgid paths that name one file (through a link or a symlinked
-    /// directory): their locks and `<file>+` would be one too. Checked before the locks.
-    fn refuse_one_file(&self) -> Result<(), SubidsError> {
+    /// Refuses subuid and subgid paths that clash (one file, through a link or a symlinked
+    /// directory, or one named like the other's `<file>+`, `<file>.lock` …): their locks and
+    /// `<file>+` would be one too, or a replacement of one would remove the other. Checked
+    /// before the locks.
+    fn refuse_clashing_files(&self) -> Result<(), SubidsError> {
         let (subuid, subgid) = (&self.subuid_file, &self.subgid_file);
-        match files::same_file(subuid, subgid)? {
-            true => Err(SubidsError::SameFile {
+        match files::clash(subuid, subgid)? {
+            true => Err(SubidsError::Clash {
                 subuid: subuid.clone(),
                 subgid: subgid.clone(),
             }),
@@ -178,8 +187,9 @@ pub enum SubidsError {
     Locked { path: PathBuf, holder: Option<u32> },
     /// A `<file>.lock` that holds no valid pid: left by a crash, it never clears by itself.
     InvalidLock { path: PathBuf },
-    /// The subuid and subgid paths name one file (through a link or a symlinked directory).
-    SameFile { subuid: PathBuf, subgid: PathBuf },
+    /// The subuid and subgid paths name one file (through a link or a symlinked directory), or
+    /// one is named like a file that replacing the other makes.
+    Clash { subuid: PathBuf, subgid: PathBuf },
     /// A system call on `path` failed.
     Io {
         path: PathBuf,
@@ -282,9 +292,9 @@ impl fmt::Display for SubidsError {
                 "{}: lock file whose content is not a pid (shadow refuses it too): remove it by hand once no useradd, usermod or nonrootd is running; nothing was written",
                 path.display()
             ),
-            SubidsError::SameFile { subuid, subgid } => write!(
+            SubidsError::Clash { subuid, subgid } => write!(
                 f,
-                "{} and {} are one file: subuid and subgid ranges need a file each; nothing was written",
+                "{} and {} clash: subuid and subgid ranges need a file each, neither named like one that replacing the other makes (<file>+, <file>-, <file>.lock, <file>.<pid>); nothing was written",
                 subuid.display(),
                 subgid.display()
             ),
@@ -534,8 +544,8 @@ fn allocate_tenants(
         return Ok(wanted.into_iter().filter_map(Result::err).map(Err).collect());
     }
     // A dry run only reads: no locks, nothing written.
-    settings.refuse_one_file()?;
-    settings.check_state_dir()?;
+    settings.refuse_clashing_files()?;
+    settings.check_dirs()?;
     let _locks = if dry_run { None } else { Some(settings.lock()?) };
     let [(mut subuid, subuid_meta), (mut subgid, subgid_meta)] = settings.read_both()?;
     let quarantine: QuarantineState = files::read_state(&settings.quarantine_path())?;
@@ -601,7 +611,7 @@ fn allocate_tenants(
         added.iter().any(|m| m.kind == Kind::Subuid),
         added.iter().any(|m| m.kind == Kind::Subgid),
     );
-    files::append_lines(&settings.managed_path(), &added)?;
+    let recorded_before = files::append_lines(&settings.managed_path(), &added)?;
     let mut replacements = Vec::with_capacity(2);
     if uid_added {
         replacements.push((settings.subuid_file.as_path(), subuid.bytes(), subuid_meta.as_ref()));
@@ -609,7 +619,11 @@ fn allocate_tenants(
     if gid_added {
         replacements.push((settings.subgid_file.as_path(), subgid.bytes(), subgid_meta.as_ref()));
     }
-    files::replace_all(&replacements)?;
+    if let Err(e) = files::replace_all(&replacements) {
+        // Nothing replaced: the record must not claim those ranges for nonrootd.
+        files::cut_back(&settings.managed_path(), recorded_before);
+        return Err(e);
+    }
     settings.sync_dirs()?;
     Ok(results)
 }
@@ -619,8 +633,8 @@ fn allocate_tenants(
 /// ranges for `quarantine_days`.
 pub fn release(settings: &Settings, tenant: &str) -> Result<Released, SubidsError> {
     let tenant = identify(tenant)?;
-    settings.refuse_one_file()?;
-    settings.check_state_dir()?;
+    settings.refuse_clashing_files()?;
+    settings.check_dirs()?;
     let _locks = settings.lock()?;
     let mut removed = Vec::new();
     let mut rewrites = Vec::new();
@@ -641,6 +655,9 @@ pub fn release(settings: &Settings, tenant: &str) -> Result<Released, SubidsErro
     if removed.is_empty() {
         return Ok(released);
     }
+    // Both state files are read before anything is written: one that cannot be read fails
+    // the release with nothing changed.
+    let mut managed: Vec<ManagedRange> = files::read_lines(&settings.managed_path())?;
     // Quarantine first: a crash then holds back ranges that may still be in the files.
     let now = now();
     let mut quarantine: QuarantineState = files::read_state(&settings.quarantine_path())?;
@@ -661,7 +678,6 @@ pub fn release(settings: &Settings, tenant: &str) -> Result<Released, SubidsErro
         .collect();
     files::replace_all(&replacements)?;
     settings.sync_dirs()?;
-    let mut managed: Vec<ManagedRange> = files::read_lines(&settings.managed_path())?;
     let before = managed.len();
     managed.retain(|m| !tenant.owns(&m.owner));
     if managed.len() != before {
@@ -672,7 +688,7 @@ pub fn release(settings: &Settings, tenant: &str) -> Result<Released, SubidsErro
 
 /// Every range in both files, with its file and line and whether nonrootd allocated it.
 pub fn list(settings: &Settings) -> Result<Listing, SubidsError> {
-    settings.check_state_dir()?;
+    settings.check_dirs()?;
     let managed: Vec<ManagedRange> = files::read_lines(&settings.managed_path())?;
     let ours: HashSet<(Kind, &str, u64, u64)> = managed
         .iter()
