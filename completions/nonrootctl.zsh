@@ -47,7 +47,7 @@ _arguments "${_arguments_options[@]}" : \
 (apply)
 _arguments "${_arguments_options[@]}" : \
 '--only=[Comma-separated duties\: docker, sockets, dmi, subids, volumes \[default\: docker,sockets,dmi,volumes\]]:LIST:_default' \
-'--timeout=[Give up waiting for the daemon, or in-process for apply.lock, after this long (e.g. 5s, 500ms), so a hook never hangs Docker'\''s start. Volume walks and shadow'\''s locks (at most 15 s) are not bounded by it]:DURATION:_default' \
+'--timeout=[Give up waiting for the daemon, or in-process for apply.lock, after this long (e.g. 5s, 500ms), so a hook never hangs Docker'\''s start. Through the daemon it bounds the whole call, volume walks included (a walk that outlasts it goes on in the daemon); in-process, volume walks and shadow'\''s locks (at most 15 s) are not bounded by it]:DURATION:_default' \
 '--config=[Main config file; drop-ins are read from nonrootd.d/ beside it \[default\: /etc/nonrootd/nonrootd.toml\]. With it, \`apply\` works in-process instead of asking the daemon]:FILE:_files' \
 '--state-dir=[Where nonrootd records what it granted \[default\: \$STATE_DIRECTORY or /var/lib/nonrootd\]]:DIR:_files' \
 '--dry-run[Print what would change and change nothing]' \
@@ -355,7 +355,7 @@ _nonrootctl_commands() {
 'status:Show the daemon'\''s state per duty and path (exit 0 all correct, 1 something refused or failed, 3 daemon not running)' \
 'apply:Apply the configured duties now and report per path\: through the daemon when it runs, in-process otherwise' \
 'reload:Make the daemon re-read its config; a broken config is refused and the old one kept' \
-'check-config:Validate the main file and its drop-ins; exit 1 naming file, line and key of every problem, and (by file, line and key) every configured path the installed nonrootd.service with its drop-ins may not write, with the drop-in that allows it; such volumes are only noted' \
+'check-config:Validate the main file and its drop-ins; exit 1 naming file, line and key of every problem, then (once there are none) every unknown user or group, then (by file, line and key) every configured path the installed nonrootd.service with its drop-ins may not write, with the drop-in that allows it; such volumes are only noted' \
 'revoke:Remove every ACL entry nonrootd recorded as granted (the package runs this on removal)' \
 'subids:Subordinate uid/gid ranges per tenant in /etc/subuid and /etc/subgid' \
 'volumes:Ownership of the configured \[\[volume\]\] trees' \
@@ -379,7 +379,7 @@ _nonrootctl__subcmd__help_commands() {
 'status:Show the daemon'\''s state per duty and path (exit 0 all correct, 1 something refused or failed, 3 daemon not running)' \
 'apply:Apply the configured duties now and report per path\: through the daemon when it runs, in-process otherwise' \
 'reload:Make the daemon re-read its config; a broken config is refused and the old one kept' \
-'check-config:Validate the main file and its drop-ins; exit 1 naming file, line and key of every problem, and (by file, line and key) every configured path the installed nonrootd.service with its drop-ins may not write, with the drop-in that allows it; such volumes are only noted' \
+'check-config:Validate the main file and its drop-ins; exit 1 naming file, line and key of every problem, then (once there are none) every unknown user or group, then (by file, line and key) every configured path the installed nonrootd.service with its drop-ins may not write, with the drop-in that allows it; such volumes are only noted' \
 'revoke:Remove every ACL entry nonrootd recorded as granted (the package runs this on removal)' \
 'subids:Subordinate uid/gid ranges per tenant in /etc/subuid and /etc/subgid' \
 'volumes:Ownership of the configured \[\[volume\]\] trees' \

@@ -54,8 +54,9 @@ enum Command {
     /// after, and `nonrootctl status` shows the outcome.
     Reload(TimeoutArgs),
     /// Validate the main file and its drop-ins; exit 1 naming file, line and key of every problem,
-    /// and (by file, line and key) every configured path the installed nonrootd.service with its
-    /// drop-ins may not write, with the drop-in that allows it; such volumes are only noted.
+    /// then (once there are none) every unknown user or group, then (by file, line and key) every
+    /// configured path the installed nonrootd.service with its drop-ins may not write, with the
+    /// drop-in that allows it; such volumes are only noted.
     CheckConfig(CheckConfigArgs),
     /// Remove every ACL entry nonrootd recorded as granted (the package runs this on removal).
     Revoke(RevokeArgs),
@@ -121,8 +122,9 @@ struct ApplyArgs {
     #[arg(long)]
     local: bool,
     /// Give up waiting for the daemon, or in-process for apply.lock, after this long (e.g. 5s,
-    /// 500ms), so a hook never hangs Docker's start. Volume walks and shadow's locks (at most
-    /// 15 s) are not bounded by it.
+    /// 500ms), so a hook never hangs Docker's start. Through the daemon it bounds the whole
+    /// call, volume walks included (a walk that outlasts it goes on in the daemon); in-process,
+    /// volume walks and shadow's locks (at most 15 s) are not bounded by it.
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
     timeout: Duration,
 }
@@ -282,7 +284,7 @@ fn check_config(path: &std::path::Path, args: &CheckConfigArgs) -> ExitCode {
     }
     let drop_ins = config_file::drop_ins(path).map(|d| d.len()).unwrap_or(0);
     println!("{}: valid ({drop_ins} drop-ins)", path.display());
-    // Not an error: `nonrootctl volumes apply` can still walk such a volume by hand.
+    // Not an error: `nonrootctl apply --only volumes` can still walk such a volume by hand.
     let volumes = config.volumes.iter();
     for (volume, why) in volumes.filter_map(|v| Some((v, unit.as_ref()?.blocks(&v.path)?))) {
         println!(
