@@ -97,6 +97,68 @@ fn check_config_refuses_files_others_could_write() {
 }
 
 #[test]
+fn a_fifo_a_symlink_or_a_directory_others_can_change_is_refused_and_hidden_files_are_skipped() {
+    let scratch = Scratch::disk();
+    let etc = scratch.mkdir("etc", 0o755);
+    let main = write_config(&etc, "nonrootd.toml", "[docker]\n");
+    let drop_ins = scratch.mkdir("etc/nonrootd.d", 0o755);
+    let check = || {
+        let out = nonrootctl(&["--config", &main, "check-config"]);
+        (out.status.code(), text(&out.stdout), text(&out.stderr))
+    };
+    // An editor's lock symlink and temp file are not drop-ins.
+    std::os::unix::fs::symlink("user@host.1234", drop_ins.join(".#10-x.toml")).unwrap();
+    write_config(&drop_ins, ".10-x.toml.swp.toml", "not toml");
+    assert_eq!(
+        check(),
+        (Some(0), format!("{main}: valid (0 drop-ins)\n"), String::new())
+    );
+
+    // Refused without waiting for a writer.
+    let fifo = drop_ins.join("20-fifo.toml");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
+    let (code, _, stderr) = check();
+    assert_eq!(code, Some(1));
+    assert!(
+        stderr.contains(&format!("{}: is a FIFO, not a regular file", fifo.display())),
+        "{stderr}"
+    );
+    std::fs::remove_file(&fifo).unwrap();
+
+    let link = drop_ins.join("30-link.toml");
+    std::os::unix::fs::symlink(&main, &link).unwrap();
+    let (_, _, stderr) = check();
+    assert!(
+        stderr.contains(&format!("{}: is a symbolic link: refusing to trust it", link.display())),
+        "{stderr}"
+    );
+    std::fs::remove_file(&link).unwrap();
+
+    // Anyone could add or remove drop-ins: the sticky bit does not help.
+    chmod(&drop_ins, 0o1777);
+    let (code, _, stderr) = check();
+    assert_eq!(code, Some(1));
+    assert!(
+        stderr.contains(&format!(
+            "{}: directory mode 1777 lets others write",
+            drop_ins.display()
+        )),
+        "{stderr}"
+    );
+    chmod(&drop_ins, 0o755);
+    std::os::unix::fs::chown(&etc, Some(1000), None).unwrap();
+    let (code, _, stderr) = check();
+    assert_eq!(code, Some(1));
+    assert!(
+        stderr.contains(&format!(
+            "{}: unsafe path transition: directory owned by uid 1000",
+            etc.display()
+        )),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn drop_ins_are_merged_in_lexical_order() {
     let scratch = Scratch::disk();
     let data = scratch.mkdir("docker", 0o710);

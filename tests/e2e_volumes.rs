@@ -38,7 +38,7 @@ fn a_container_as_999_writes_to_a_prepared_volume_and_gets_eacces_without() {
     // write this volume, not another one.
     let check = |path: &str| {
         testbed.sh(&format!(
-            "printf '[[volume]]\\npath = \"{path}\"\\nuid = 999\\ngid = 999\\n' > /tmp/v.toml && {} --config /tmp/v.toml check-config",
+            "printf '[[volume]]\\npath = \"{path}\"\\nuid = 999\\ngid = 999\\n' > /root/v.toml && {} --config /root/v.toml check-config",
             env!("CARGO_BIN_EXE_nonrootctl")
         ))
     };
@@ -46,7 +46,7 @@ fn a_container_as_999_writes_to_a_prepared_volume_and_gets_eacces_without() {
     assert!(!covered.contains("note:"), "{covered}");
     let other = check("/srv/other-data");
     assert!(
-        other.contains("note: /tmp/v.toml:2: volume.path /srv/other-data is read-only for nonrootd.service"),
+        other.contains("note: /root/v.toml:2: volume.path /srv/other-data is read-only for nonrootd.service"),
         "{other}"
     );
     assert!(other.contains("ReadWritePaths=/srv/other-data"), "{other}");
