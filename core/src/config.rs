@@ -536,8 +536,11 @@ fn check_image_dir_mode(text: &str, mode: Mode) -> Result<(), String> {
     if mode.bits() & 0o7000 != 0 {
         excess.push("set-uid, set-gid or sticky bits");
     }
-    if mode.bits() & 0o002 != 0 {
-        excess.push("write for others");
+    match (mode.bits() & 0o020 != 0, mode.bits() & 0o002 != 0) {
+        (true, true) => excess.push("write for the group and others"),
+        (true, false) => excess.push("write for the group"),
+        (false, true) => excess.push("write for others"),
+        (false, false) => {}
     }
     if excess.is_empty() {
         return Ok(());
@@ -637,7 +640,7 @@ impl Layers {
         let count_is_builtin = self.subids.count.is_none();
         let subids = validate_subids(self.subids, c);
         let tenants = validate_tenants(self.tenants, &subids, count_is_builtin, c);
-        let volumes = validate_volumes(self.volumes, c);
+        let volumes = validate_volumes(self.volumes, docker.as_ref(), c);
         Config {
             docker,
             sockets,
@@ -900,15 +903,62 @@ const SYSTEM_TREES: [&str; 22] = [
     "/run", "/var", "/var/lib", "/home", "/root", "/opt", "/srv", "/tmp", "/var/tmp",
 ];
 
-fn validate_volumes(layers: Vec<VolumeLayer>, c: &mut Checker) -> Vec<VolumeConfig> {
+/// Trees that hold the system's (or nonrootd's) own files: no volume lies inside them.
+const NO_VOLUMES_IN: [&str; 13] = [
+    "/etc",
+    "/usr",
+    "/bin",
+    "/sbin",
+    "/lib",
+    "/lib32",
+    "/lib64",
+    "/libx32",
+    "/boot",
+    "/dev",
+    "/proc",
+    "/sys",
+    "/var/lib/nonrootd",
+];
+
+/// Docker's data root unless the config names another; `data-root` of daemon.json is read
+/// only at run time.
+const DOCKER_DATA_ROOT: &str = "/var/lib/docker";
+
+/// Why `path` may not be a volume: a system directory itself, inside a system tree, or inside
+/// one of Docker's `data_roots` other than its `volumes/` (named volumes' `_data`).
+fn volume_refusal(path: &Path, data_roots: &[&Path]) -> Option<String> {
+    let shown = path.display();
+    if SYSTEM_TREES.iter().any(|tree| path == Path::new(tree)) {
+        return Some(format!(
+            "{shown} is a system directory: its walk would re-own the whole tree (a directory below it can be a volume)"
+        ));
+    }
+    if let Some(tree) = NO_VOLUMES_IN.iter().find(|tree| path.starts_with(tree)) {
+        return Some(format!(
+            "{shown} is inside {tree}, which holds the system's own files: its walk would hand them to a container's user"
+        ));
+    }
+    let docker = data_roots
+        .iter()
+        .find(|root| path.starts_with(root) && !path.starts_with(root.join("volumes")))?;
+    Some(format!(
+        "{shown} is inside Docker's data root {}: only its named volumes (below volumes/) may be walked",
+        docker.display()
+    ))
+}
+
+fn validate_volumes(layers: Vec<VolumeLayer>, docker: Option<&DockerConfig>, c: &mut Checker) -> Vec<VolumeConfig> {
+    let configured = docker
+        .and_then(|d| d.data_root.as_ref())
+        .map(|root| root.value.as_path());
+    let data_roots: Vec<&Path> = [Some(Path::new(DOCKER_DATA_ROOT)), configured]
+        .into_iter()
+        .flatten()
+        .collect();
     let mut volumes: Vec<VolumeConfig> = Vec::new();
     for v in layers {
         let path = c.absolute("volume.path", &v.path);
-        if SYSTEM_TREES.iter().any(|tree| path == Path::new(tree)) {
-            let message = format!(
-                "{} is a system directory: its walk would re-own the whole tree (a directory below it can be a volume)",
-                path.display()
-            );
+        if let Some(message) = volume_refusal(&path, &data_roots) {
             c.error(&v.path.origin, "volume.path", message);
             continue;
         }
@@ -1241,9 +1291,40 @@ mod tests {
                 )]
             );
         }
-        for below in ["/srv/redis-data", "/var/lib/app", "/home/app/data", "/etcetera"] {
+        for below in [
+            "/srv/redis-data",
+            "/var/lib/app",
+            "/home/app/data",
+            "/etcetera",
+            "/var/lib/docker/volumes/redis/_data",
+        ] {
             assert!(volume(below).is_ok(), "{below}");
         }
+        assert_eq!(
+            volume("/usr/lib").unwrap_err(),
+            [
+                "/etc/n.toml:2: volume.path: /usr/lib is inside /usr, which holds the system's own files: its walk would hand them to a container's user"
+            ]
+        );
+        for inside in ["/etc/systemd/system", "/boot/efi", "/var/lib/nonrootd/x"] {
+            assert!(
+                volume(inside).unwrap_err()[0].contains("which holds the system's own files"),
+                "{inside}"
+            );
+        }
+        assert_eq!(
+            volume("/var/lib/docker/image").unwrap_err(),
+            [
+                "/etc/n.toml:2: volume.path: /var/lib/docker/image is inside Docker's data root /var/lib/docker: only its named volumes (below volumes/) may be walked"
+            ]
+        );
+        let with_root = |path: &str| {
+            let text =
+                format!("[docker]\ndata_root = \"/srv/docker\"\n[[volume]]\npath = {path:?}\nuid = 1\ngid = 1\n");
+            parse(&[("/etc/n.toml", &text)])
+        };
+        assert!(with_root("/srv/docker/overlay2").unwrap_err()[0].contains("inside Docker's data root /srv/docker"));
+        assert!(with_root("/srv/docker/volumes/db/_data").is_ok());
     }
 
     #[test]
@@ -1258,7 +1339,7 @@ mod tests {
         assert_eq!(
             mode("7777").unwrap_err(),
             [
-                "/etc/n.toml:2: docker.image_dir_mode: \"7777\" gives set-uid, set-gid or sticky bits and write for others: the directories need only read access for a group, like \"0750\""
+                "/etc/n.toml:2: docker.image_dir_mode: \"7777\" gives set-uid, set-gid or sticky bits and write for the group and others: the directories need only read access for a group, like \"0750\""
             ]
         );
         for special in ["4750", "2750", "1750"] {
@@ -1267,7 +1348,13 @@ mod tests {
                 "{special}"
             );
         }
-        for good in ["0750", "755", "0775", "0700"] {
+        assert_eq!(
+            mode("0775").unwrap_err(),
+            [
+                "/etc/n.toml:2: docker.image_dir_mode: \"0775\" gives write for the group: the directories need only read access for a group, like \"0750\""
+            ]
+        );
+        for good in ["0750", "755", "0700", "0710"] {
             assert!(mode(good).is_ok(), "{good}");
         }
     }
