@@ -81,6 +81,40 @@ fn file_lock_of_a_live_process_times_out() {
 }
 
 #[test]
+fn pwd_lock_is_not_held_while_a_file_lock_is_waited_for() {
+    let (etc, mut settings) = prepared();
+    settings.lock_timeout = Duration::from_secs(20);
+    let holder = Holder::spawn(Command::new("sleep").arg("60"));
+    etc.write("subuid.lock", &format!("{}\0", holder.pid()));
+    let waiting = std::thread::spawn(move || subids::allocate(&settings, "acme", None, false));
+    // Another process (as passwd or useradd would) gets lckpwdf's lock meanwhile: shadow tries
+    // a <file>.lock once under it, and so does nonrootd before it lets go and waits.
+    let pwd_lock = etc.path(".pwd.lock");
+    let taken_by_another = || {
+        let script = "import fcntl, sys; fcntl.lockf(open(sys.argv[1], 'a'), fcntl.LOCK_EX | fcntl.LOCK_NB)";
+        Command::new("python3")
+            .args(["-c", script])
+            .arg(&pwd_lock)
+            .stderr(Stdio::null())
+            .status()
+            .unwrap()
+            .success()
+    };
+    // Well within the allocation's 20 s.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !(pwd_lock.exists() && taken_by_another()) {
+        let now = std::time::Instant::now();
+        assert!(now < deadline, "lckpwdf's lock was never free while nonrootd waited");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // Once the holder lets go, the waiting allocation goes through.
+    std::fs::remove_file(etc.path("subuid.lock")).unwrap();
+    let allocation = waiting.join().unwrap().expect("allocated once the lock is free");
+    assert_eq!(allocation.tenant, "acme");
+    assert!(etc.read("subuid").contains("acme:"));
+}
+
+#[test]
 fn pwd_lock_held_by_shadow_times_out() {
     let (etc, settings) = TempEtc::copy_of_host_with(BEFORE);
     // vipw takes lckpwdf's lock, then waits for its "editor".

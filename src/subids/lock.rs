@@ -29,45 +29,72 @@ const POLL: Duration = Duration::from_millis(10);
 /// Held locks; dropping them removes the lock files in reverse order, then releases
 /// `.pwd.lock` (closing the file drops the fcntl lock).
 pub(crate) struct Locks {
-    lock_files: Vec<PathBuf>,
+    _lock_files: LockFiles,
     _pwd: File,
     _in_process: MutexGuard<'static, ()>,
 }
 
-impl Drop for Locks {
+/// Lock files of ours, removed on drop, the last first.
+struct LockFiles(Vec<PathBuf>);
+
+impl Drop for LockFiles {
     fn drop(&mut self) {
-        for lock in self.lock_files.iter().rev() {
+        for lock in self.0.iter().rev() {
             let _ = fs::remove_file(lock);
         }
     }
 }
 
-/// Locks `<dir of the first file>/.pwd.lock`, then each file in order, within `timeout`.
+/// Locks `<dir of the first file>/.pwd.lock`, then each file in order, within `timeout`. Under
+/// `.pwd.lock` each `<file>.lock` is tried once, as shadow does (a holder of its own would hold
+/// `.pwd.lock` too); one held by another live process releases everything, so that `passwd`
+/// and `useradd` are not kept waiting meanwhile, and the whole is tried again after a pause.
 pub(crate) fn lock(files: &[&Path], timeout: Duration) -> Result<Locks, SubidsError> {
     let deadline = Instant::now() + timeout;
     let in_process = IN_PROCESS.lock().unwrap_or_else(PoisonError::into_inner);
     let pwd_lock = files[0].with_file_name(".pwd.lock");
-    let pwd = lock_pwd(&pwd_lock, deadline)?;
-    let mut locks = Locks {
-        lock_files: Vec::new(),
-        _pwd: pwd,
-        _in_process: in_process,
-    };
+    loop {
+        let pwd = lock_pwd(&pwd_lock, deadline)?;
+        match lock_files(files)? {
+            Ok(lock_files) => {
+                return Ok(Locks {
+                    _lock_files: lock_files,
+                    _pwd: pwd,
+                    _in_process: in_process,
+                });
+            }
+            Err((lock, holder)) if Instant::now() >= deadline => {
+                return Err(SubidsError::Locked { path: lock, holder });
+            }
+            Err(_) => {
+                drop(pwd);
+                sleep(POLL);
+            }
+        }
+    }
+}
+
+/// One try at each file's `<file>.lock`, under `.pwd.lock`: all of them, or the first one that
+/// another live process holds (its pid, when it names one), with ours removed again.
+fn lock_files(files: &[&Path]) -> Result<Result<LockFiles, (PathBuf, Option<u32>)>, SubidsError> {
+    let mut taken = LockFiles(Vec::new());
     for (i, file) in files.iter().enumerate() {
         if files[..i].contains(file) {
             continue;
         }
         let lock = suffixed(file, ".lock");
         // A lock of ours in the same directory already holds our flushed pid: link that.
-        let ours = locks.lock_files.iter().find(|l| l.parent() == lock.parent());
+        let ours = taken.0.iter().find(|l| l.parent() == lock.parent());
         let source = match ours {
             Some(ours) => Source::Held(ours),
             None => Source::PidFile(file),
         };
-        lock_file(source, &lock, deadline)?;
-        locks.lock_files.push(lock);
+        match lock_file(source, &lock)? {
+            Attempt::Got => taken.0.push(lock),
+            Attempt::Held(holder) => return Ok(Err((lock, holder))),
+        }
     }
-    Ok(locks)
+    Ok(Ok(taken))
 }
 
 /// `path` with `suffix` appended to its file name.
@@ -135,28 +162,16 @@ enum Attempt {
     Held(Option<u32>),
 }
 
-/// shadow's `commonio_lock_nowait`, retried until the deadline.
-fn lock_file(source: Source<'_>, lock: &Path, deadline: Instant) -> Result<(), SubidsError> {
+/// shadow's `commonio_lock_nowait`: one try.
+fn lock_file(source: Source<'_>, lock: &Path) -> Result<Attempt, SubidsError> {
     let pid = std::process::id();
-    loop {
-        let attempt = match source {
-            Source::Held(ours) => try_lock_file(ours, lock, pid),
-            Source::PidFile(file) => {
-                let tmp = suffixed(file, &format!(".{pid}"));
-                let attempt = write_pid_file(&tmp, pid).and_then(|()| try_lock_file(&tmp, lock, pid));
-                let _ = fs::remove_file(&tmp);
-                attempt
-            }
-        };
-        match attempt? {
-            Attempt::Got => return Ok(()),
-            Attempt::Held(_) if Instant::now() < deadline => sleep(POLL),
-            Attempt::Held(holder) => {
-                return Err(SubidsError::Locked {
-                    path: lock.to_path_buf(),
-                    holder,
-                });
-            }
+    match source {
+        Source::Held(ours) => try_lock_file(ours, lock, pid),
+        Source::PidFile(file) => {
+            let tmp = suffixed(file, &format!(".{pid}"));
+            let attempt = write_pid_file(&tmp, pid).and_then(|()| try_lock_file(&tmp, lock, pid));
+            let _ = fs::remove_file(&tmp);
+            attempt
         }
     }
 }
