@@ -62,7 +62,9 @@ impl Settings {
     /// number (as shadow reads it) or beyond 4294967295 takes shadow's default, 100000 or
     /// 600100000, as does a missing or unreadable file.
     pub fn with_login_defs(config: &Config, state_dir: &Path, login_defs: &Path) -> Settings {
-        let text = std::fs::read_to_string(login_defs).unwrap_or_default();
+        // Read as shadow reads it, byte lines: one line that is not UTF-8 spoils only itself.
+        let bytes = std::fs::read(login_defs).unwrap_or_default();
+        let text = String::from_utf8_lossy(&bytes);
         let def = |key, default| {
             login_defs_number(&text, key)
                 .and_then(|n| u32::try_from(n).ok())
@@ -849,6 +851,10 @@ mod tests {
         let text = "SUB_GID_MIN 300000\nSUB_GID_MIN 250000\nSUB_UID_MAX 500000000 # comment\n";
         assert_eq!(limits(&config, text), (250_000, 600_100_000));
         assert_eq!(limits(&config_with("min = 1000\nmax = 2000\n"), both), (1000, 2000));
+        // A line that is not UTF-8 spoils only itself.
+        std::fs::write(&defs, b"# caf\xe9\nSUB_UID_MIN 1000000\nSUB_GID_MIN 1000000\n").unwrap();
+        let read = Settings::with_login_defs(&config, dir.path(), &defs).limits;
+        assert_eq!(read.min, 1_000_000);
         // Never id 0, the host's root.
         assert_eq!(limits(&config, "SUB_UID_MIN 0\nSUB_GID_MIN 0\n"), (1, 600_100_000));
         let zero = Config::from_sources(&[(PathBuf::from("/test/nonrootd.toml"), "[subids]\nmin = 0\n".into())]);
