@@ -462,6 +462,28 @@ fn check_config_names_a_socket_in_tmp_that_private_tmp_hides_even_when_writable(
 }
 
 #[test]
+fn reload_refuses_options_the_daemon_would_ignore_and_status_json_stays_json() {
+    let out = nonrootctl(&["--config", "/srv/test.toml", "reload"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("reload makes nonrootd read its own config again"),
+        "{}",
+        text(&out.stderr)
+    );
+    // No daemon and a config that does not load: still a JSON document, the errors on stderr.
+    let out = Command::new(env!("CARGO_BIN_EXE_nonrootctl"))
+        .args(["--config", "/nonexistent/nonrootd.toml", "status", "--json"])
+        .env("DBUS_SYSTEM_BUS_ADDRESS", "unix:path=/nonexistent/bus")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["running"], false);
+    assert_eq!(doc["local_inspection"], serde_json::Value::Null);
+    assert!(text(&out.stderr).contains("/nonexistent/nonrootd.toml: cannot open"));
+}
+
+#[test]
 fn a_timeout_too_long_to_wait_for_is_a_usage_error() {
     let out = nonrootctl(&["status", "--timeout", "1e30s"]);
     assert_eq!(out.status.code(), Some(2));

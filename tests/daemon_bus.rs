@@ -103,6 +103,7 @@ fn ready_after_the_first_apply_and_status_is_open_to_everyone() {
         );
         let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         assert_eq!(json["version"], env!("CARGO_PKG_VERSION"));
+        assert_eq!(json["running"], true);
         assert_eq!(json["pid"], daemon.pid());
         assert_eq!(json["system_bus"], true);
         assert_eq!(json["following_systemd"], false, "no systemd on the private bus");

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 use nonrootd_core::config::Config;
 use nonrootd_core::duty::{Duty, DutySet};
 use nonrootd_core::report::{Outcome, Report};
@@ -51,7 +51,8 @@ enum Command {
     /// Make the daemon re-read its config; a broken config is refused and the old one kept.
     ///
     /// Returns once the new config is in force (or refused); the daemon applies it right
-    /// after, and `nonrootctl status` shows the outcome.
+    /// after, and `nonrootctl status` shows the outcome. The daemon reads its own config:
+    /// --config and --state-dir are refused here.
     Reload(TimeoutArgs),
     /// Validate the main file and its drop-ins; exit 1 naming file, line and key of every problem,
     /// then (once there are none) every unknown user or group, then (by file, line and key) every
@@ -92,7 +93,7 @@ struct RevokeArgs {
 
 #[derive(Args, Debug)]
 struct StatusArgs {
-    /// Print the status as JSON.
+    /// Print the status as JSON: one document with "running" (true or false) in every case.
     #[arg(long)]
     json: bool,
     #[command(flatten)]
@@ -160,6 +161,12 @@ pub fn main() -> ExitCode {
             apply_local(&config_path, &state_dir, &args)
         }
         Command::Apply(args) => apply(&config_path, &state_dir, &args),
+        Command::Reload(_) if cli.config.is_some() || cli.state_dir.is_some() => Cli::command()
+            .error(
+                clap::error::ErrorKind::ArgumentConflict,
+                "reload makes nonrootd read its own config again: --config and --state-dir are for the commands that run here",
+            )
+            .exit(),
         Command::Reload(args) => reload(&args),
         Command::CheckConfig(args) => check_config(&config_path, &args),
         Command::Revoke(args) => revoke(&state_dir, &args),
@@ -323,7 +330,12 @@ fn status(config_path: &std::path::Path, state_dir: &std::path::Path, args: &Sta
             };
             let mut out = std::io::stdout().lock();
             let _ = if args.json {
-                writeln!(out, "{json}")
+                // The same key as the document without a daemon has.
+                let mut doc: serde_json::Value = serde_json::from_str(&json).unwrap_or_default();
+                if let Some(fields) = doc.as_object_mut() {
+                    fields.insert("running".into(), true.into());
+                }
+                writeln!(out, "{doc}")
             } else {
                 write!(out, "{}", render(&status, color_wanted()))
             };
@@ -353,7 +365,12 @@ fn status(config_path: &std::path::Path, state_dir: &std::path::Path, args: &Sta
                     "○ nonrootd is not running ({why})\n\nLocal read-only inspection (nothing was changed):\n{}",
                     render_report(report, color_wanted())
                 ),
-                (None, _) => writeln!(out, "○ nonrootd is not running ({why})"),
+                // The config's errors went to stderr.
+                (None, true) => {
+                    let doc = serde_json::json!({ "running": false, "reason": why, "local_inspection": null });
+                    writeln!(out, "{doc}")
+                }
+                (None, false) => writeln!(out, "○ nonrootd is not running ({why})"),
             };
             ExitCode::from(NOT_RUNNING)
         }
