@@ -250,26 +250,48 @@ impl<H: Host> Engine<'_, H> {
     /// the other duties are applied, and the record and every socket the request covers fail,
     /// untouched: a grant that nonrootd cannot record could never be revoked.
     pub fn without_record(&self, config: &Config, request: &Request, state_dir: &Path, error: &str) -> Report {
+        let mut report = self.other_duties(config, request);
+        push_record_failure(&mut report, state_dir, Err(error.to_string()));
+        let error = "not applied: nonrootd's record of its grants is unavailable";
+        self.push_untouched_sockets(&mut report, config, request, || Outcome::Failed { error: error.into() });
+        report
+    }
+
+    /// The package is being removed (`mark` exists): its grants were revoked, and no socket is
+    /// granted again by a hook that runs before its files are gone; the other duties are applied.
+    pub fn while_removing(&self, config: &Config, request: &Request, mark: &Path) -> Report {
+        let mut report = self.other_duties(config, request);
+        let reason = format!("not granted: nonrootd is being removed ({})", mark.display());
+        self.push_untouched_sockets(&mut report, config, request, || Outcome::Refused {
+            reason: reason.clone(),
+        });
+        report
+    }
+
+    /// Applies the duties of `request` other than the sockets.
+    fn other_duties(&self, config: &Config, request: &Request) -> Report {
         let others = Request {
             duties: request.duties.without(Duty::Sockets),
             ..request.clone()
         };
-        let mut report = self.apply(config, &others, &mut GrantRecord::default(), None);
-        push_record_failure(&mut report, state_dir, Err(error.to_string()));
+        self.apply(config, &others, &mut GrantRecord::default(), None)
+    }
+
+    /// An entry with `outcome` for each socket of `request`, which is left as it is.
+    fn push_untouched_sockets(
+        &self,
+        report: &mut Report,
+        config: &Config,
+        request: &Request,
+        outcome: impl Fn() -> Outcome,
+    ) {
         let mut sockets = Report::default();
         for socket in config.sockets.iter().filter(|s| request.covers(&s.path)) {
             let desired = self.desired_grants(socket, &mut sockets);
-            let error = "not applied: nonrootd's record of its grants is unavailable".to_string();
-            sockets.push(
-                Duty::Sockets,
-                &socket.path,
-                describe_grants(&desired),
-                Outcome::Failed { error },
-            );
+            sockets.push(Duty::Sockets, &socket.path, describe_grants(&desired), outcome());
         }
         log_entries(&sockets);
         report.entries.extend(sockets.entries);
-        report
     }
 
     /// The configured entries that resolve; the others are reported as refused.
@@ -481,6 +503,10 @@ pub fn apply_with_state<H: Host>(
             Ok(mut record) => engine.apply(config, request, &mut record, None),
             Err(e) => engine.without_record(config, request, state_dir, &state_error(state_dir, e)),
         }
+    } else if let Some(mark) = crate::state::removal_mark(state_dir)
+        && config.sockets.iter().any(|s| request.covers(&s.path))
+    {
+        engine.while_removing(config, request, &mark)
     } else {
         match StateCache::open(state_dir) {
             // It gives the tenants their ids itself, after its lock.

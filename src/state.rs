@@ -27,6 +27,16 @@ fn state_dir_from(variable: Option<OsString>) -> PathBuf {
         .map_or_else(|| PathBuf::from(DEFAULT_STATE_DIR), PathBuf::from)
 }
 
+/// Made by the package's removal scripts before they revoke, removed when it is installed
+/// again: while it exists no apply grants a socket (revoking still works).
+const REMOVAL_MARK: &str = "removing";
+
+/// The removal mark in `state_dir`, when there is one.
+pub fn removal_mark(state_dir: &Path) -> Option<PathBuf> {
+    let mark = state_dir.join(REMOVAL_MARK);
+    fs::symlink_metadata(&mark).is_ok().then_some(mark)
+}
+
 /// ACL entries granted per socket path.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -281,6 +281,40 @@ fn json_report_and_exit_codes() {
 }
 
 #[test]
+fn while_the_package_is_being_removed_sockets_are_revoked_and_never_granted() {
+    let scratch = Scratch::tmpfs();
+    let sock = scratch.join("docker.sock");
+    let _listener = listen(&sock, 0o660);
+    let main = write_config(
+        scratch.path(),
+        "nonrootd.toml",
+        &format!("[[socket]]\npath = \"{}\"\nusers = [4321]\n", sock.display()),
+    );
+    let state = scratch.mkdir("state", 0o700);
+    let ctl =
+        |args: &[&str]| nonrootctl(&[&["--config", &main, "--state-dir", state.to_str().unwrap()], args].concat());
+    assert!(ctl(&["apply", "--local", "--only", "sockets"]).status.success());
+    assert!(can_connect_as(4321, 4321, &[], &sock));
+
+    // What prerm and %preun do: the mark, then the revoke.
+    let mark = state.join("removing");
+    std::fs::write(&mark, "").unwrap();
+    let out = ctl(&["revoke"]);
+    assert!(out.status.success(), "{}", text(&out.stdout));
+    assert!(!can_connect_as(4321, 4321, &[], &sock));
+    // Docker's hook, run by a restart of docker.socket before the package's files are gone.
+    let out = ctl(&["apply", "--local", "--only", "sockets"]);
+    assert_eq!(out.status.code(), Some(1));
+    let expected = format!(
+        "refused      sockets {} (user:4321:rw-): not granted: nonrootd is being removed ({})",
+        sock.display(),
+        mark.display()
+    );
+    assert!(text(&out.stdout).contains(&expected), "{}", text(&out.stdout));
+    assert!(!can_connect_as(4321, 4321, &[], &sock));
+}
+
+#[test]
 fn a_held_lock_times_out_cleanly() {
     let scratch = Scratch::disk();
     let state = scratch.mkdir("state", 0o700);

@@ -119,7 +119,9 @@ State: \fIgrants.json\fR records the ACL entries nonrootd granted (so only those
 are ever revoked), \fIapply.lock\fR serializes the applies of the sockets duty
 (which read and write that record) by the daemon, the Docker hook and \fBnonrootctl\fR;
 \fIsubids-managed.jsonl\fR and \fIsubids-quarantine.json\fR record the subordinate
-id ranges nonrootd allocated and the released ranges it holds back. Run as root,
+id ranges nonrootd allocated and the released ranges it holds back;
+\fIremoving\fR, left by the package's removal scripts until its files are gone,
+keeps every apply from granting a socket (revoking still works). Run as root,
 nonrootd and \fBnonrootctl\fR refuse a state directory that anyone but root could
 change: it, and every directory and symlink on its path, must be root's, and it
 must be writable by root alone.
