@@ -277,6 +277,21 @@ impl IdResolver for Users {
 }
 
 #[test]
+fn one_user_under_two_spellings_is_one_tenant() {
+    let env = TempEtc::new();
+    let extra = "count = 1000\n[[tenant]]\nname = \"acme\"\n[[tenant]]\nname = 1001\ncount = 5000\n";
+    let config = config_for(&env.etc(), extra);
+    let report = subids::ensure_tenants(&config, &Users(&[("acme", 1001)]), &env.state(), false);
+    let outcomes: Vec<&str> = report.entries.iter().map(|e| e.outcome.label()).collect();
+    assert_eq!(outcomes, ["changed", "changed", "refused", "refused"]);
+    let Outcome::Refused { reason } = &report.entries[2].outcome else {
+        unreachable!()
+    };
+    assert!(reason.contains("user 1001, a tenant already (at "), "{reason}");
+    assert_eq!(env.read("subuid"), "acme:100000:1000\n");
+}
+
+#[test]
 fn ensure_tenants_allocates_once_and_refuses_unknown_users() {
     let env = TempEtc::new();
     env.write("subuid", "4321:100000:65536\n");

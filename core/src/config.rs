@@ -13,7 +13,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::acl::Perm;
-use crate::ids::{IdRef, IdResolver};
+use crate::ids::{IdRef, IdResolver, Uid};
 use crate::mode::Mode;
 use crate::volumes::Mapping;
 
@@ -618,9 +618,17 @@ impl Config {
         {
             checker.error(&group.origin, "dmi.group", m);
         }
+        let mut tenant_users: Vec<(Uid, &Origin)> = Vec::new();
         for tenant in &self.tenants {
-            if let Err(m) = tenant.name.value.resolve_user(ids) {
-                checker.error(&tenant.name.origin, "tenant.name", m);
+            match tenant.name.value.resolve_user(ids) {
+                Err(m) => checker.error(&tenant.name.origin, "tenant.name", m),
+                Ok(uid) => match tenant_users.iter().find(|(seen, _)| *seen == uid) {
+                    Some((_, first)) => {
+                        let message = format!("{} is user {uid}, a tenant already (at {first})", tenant.name.value);
+                        checker.error(&tenant.name.origin, "tenant.name", message);
+                    }
+                    None => tenant_users.push((uid, &tenant.name.origin)),
+                },
             }
         }
         for tenant in self.volumes.iter().filter_map(|v| v.tenant.as_ref()) {
@@ -1213,6 +1221,18 @@ mod tests {
                 "/etc/n.toml:4: socket.users: no such user \"ghost\"",
                 "/etc/n.toml:5: socket.groups: no such group \"nogroup\"",
             ]
+        );
+        // One user under two spellings is one tenant.
+        let text = "[[tenant]]\nname = \"cadvisor\"\n[[tenant]]\nname = 4321\ncount = 1000\n";
+        let config = parse(&[("/etc/n.toml", text)]).unwrap();
+        let errs: Vec<_> = config
+            .unresolved(&TableIds(&[("cadvisor", 4321)]))
+            .iter()
+            .map(|e| e.to_string())
+            .collect();
+        assert_eq!(
+            errs,
+            ["/etc/n.toml:4: tenant.name: 4321 is user 4321, a tenant already (at /etc/n.toml:2)"]
         );
     }
 

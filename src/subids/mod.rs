@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use nix::unistd::{Uid as NixUid, User};
-use nonrootd_core::config::Config;
+use nonrootd_core::config::{Config, Origin};
 use nonrootd_core::duty::Duty;
 use nonrootd_core::ids::{IdRef, IdResolver};
 use nonrootd_core::report::{Outcome, Report};
@@ -757,18 +757,35 @@ pub fn ensure_tenants(config: &Config, ids: &dyn IdResolver, state_dir: &Path, d
     let paths = [&settings.subuid_file, &settings.subgid_file];
     let mut desired = Vec::new();
     let mut wanted = Vec::new();
+    let mut users = Vec::new();
     for t in &config.tenants {
         let count = t.count.unwrap_or(settings.count);
         desired.push(format!("{}: {count} ids", spelling_of(&t.name.value)));
-        wanted.push(match (&t.name.value, t.name.value.resolve_user(ids)) {
-            (_, Err(reason)) => Err(SubidsError::InvalidTenant {
+        let resolved = t.name.value.resolve_user(ids);
+        // One user under two spellings is one tenant: the first entry counts.
+        let earlier = match &resolved {
+            Ok(uid) => match users.iter().find(|(seen, _)| seen == uid) {
+                Some((_, first)) => Some(Origin::clone(first)),
+                None => {
+                    users.push((*uid, t.name.origin.clone()));
+                    None
+                }
+            },
+            Err(_) => None,
+        };
+        wanted.push(match (&t.name.value, resolved, earlier) {
+            (_, Err(reason), _) => Err(SubidsError::InvalidTenant {
                 tenant: spelling_of(&t.name.value),
                 reason: format!("{reason} ({})", t.name.origin),
             }),
-            (IdRef::Name(name), Ok(uid)) => {
+            (_, Ok(uid), Some(first)) => Err(SubidsError::InvalidTenant {
+                tenant: spelling_of(&t.name.value),
+                reason: format!("user {uid}, a tenant already (at {first}) ({})", t.name.origin),
+            }),
+            (IdRef::Name(name), Ok(uid), None) => {
                 Ok((Tenant::new(&Spelling::Name(name.clone()), Some(uid.to_string())), count))
             }
-            (IdRef::Id(_), Ok(uid)) => Ok((Tenant::new(&Spelling::Uid(uid.0), name_of_uid(uid.0)), count)),
+            (IdRef::Id(_), Ok(uid), None) => Ok((Tenant::new(&Spelling::Uid(uid.0), name_of_uid(uid.0)), count)),
         });
     }
     let mut report = Report::default();
