@@ -111,8 +111,10 @@ impl Settings {
     fn check_dirs(&self) -> Result<(), SubidsError> {
         let check = |dir: &Path, what| check_root_only_dir(dir).map_err(|e| SubidsError::io(dir, what, e));
         check(&self.state_dir, "use the state directory")?;
-        for file in [&self.subuid_file, &self.subgid_file] {
-            check(&files::parent(file), "use the directory")?;
+        let (subuid_dir, subgid_dir) = (files::parent(&self.subuid_file), files::parent(&self.subgid_file));
+        check(&subuid_dir, "use the directory")?;
+        if subgid_dir != subuid_dir {
+            check(&subgid_dir, "use the directory")?;
         }
         Ok(())
     }
