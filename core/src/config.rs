@@ -441,6 +441,16 @@ fn key_in_value(value: &toml::Spanned<toml::de::DeValue<'_>>, offset: usize, pat
     inside || value.span().start == offset
 }
 
+/// The key a "duplicate key" error points at: the parser, which refused the file, cannot
+/// name it for [`key_of_value_at`].
+fn duplicated_key(text: &str, error: &toml::de::Error) -> Option<String> {
+    if !error.message().contains("duplicate key") {
+        return None;
+    }
+    let key = text.get(error.span()?)?.trim().trim_matches(['[', ']']).trim();
+    (!key.is_empty()).then(|| key.to_string())
+}
+
 /// Accepts only absolute, normalized paths: no `.`, `..` or empty components.
 pub fn check_absolute(path: &str) -> Result<(), String> {
     if !path.starts_with('/') {
@@ -567,7 +577,9 @@ impl Config {
                     let at = e.span().map_or(0, |s| s.start);
                     errors.push(ConfigError {
                         origin: src.origin(at),
-                        key: key_of_value_at(text, at).unwrap_or_default(),
+                        key: key_of_value_at(text, at)
+                            .or_else(|| duplicated_key(text, &e))
+                            .unwrap_or_default(),
                         message: e.message().trim().to_string(),
                     })
                 }
@@ -1204,6 +1216,16 @@ mod tests {
         );
         let world = parse(&[("/etc/n.toml", "[dmi]\nworld_readable = true\n")]).unwrap();
         assert_eq!(world.dmi.unwrap().access, DmiAccess::WorldReadable);
+    }
+
+    #[test]
+    fn a_duplicate_key_is_named() {
+        let errors = |text: &str| parse(&[("/etc/n.toml", text)]).unwrap_err();
+        assert_eq!(
+            errors("[docker]\nunits = []\nunits = []\n"),
+            ["/etc/n.toml:3: units: duplicate key"]
+        );
+        assert_eq!(errors("[docker]\n[docker]\n"), ["/etc/n.toml:2: docker: duplicate key"]);
     }
 
     #[test]
