@@ -441,6 +441,19 @@ fn key_in_value(value: &toml::Spanned<toml::de::DeValue<'_>>, offset: usize, pat
     inside || value.span().start == offset
 }
 
+/// serde's words for a section written with the wrong brackets, with the right ones added.
+fn with_table_hint(key: &str, message: &str) -> String {
+    if !message.starts_with("invalid type") {
+        return message.to_string();
+    }
+    let hint = match key {
+        "docker" | "dmi" | "subids" => format!("write [{key}], one table"),
+        "socket" | "tenant" | "volume" => format!("write [[{key}]], one table per {key}"),
+        _ => return message.to_string(),
+    };
+    format!("{message} ({hint})")
+}
+
 /// The key a "duplicate key" error points at: the parser, which refused the file, cannot
 /// name it for [`key_of_value_at`].
 fn duplicated_key(text: &str, error: &toml::de::Error) -> Option<String> {
@@ -575,12 +588,13 @@ impl Config {
                 Ok(raw) => layers.add(&src, raw),
                 Err(e) => {
                     let at = e.span().map_or(0, |s| s.start);
+                    let key = key_of_value_at(text, at)
+                        .or_else(|| duplicated_key(text, &e))
+                        .unwrap_or_default();
                     errors.push(ConfigError {
                         origin: src.origin(at),
-                        key: key_of_value_at(text, at)
-                            .or_else(|| duplicated_key(text, &e))
-                            .unwrap_or_default(),
-                        message: e.message().trim().to_string(),
+                        key: key.clone(),
+                        message: with_table_hint(&key, e.message().trim()),
                     })
                 }
             }
@@ -1226,6 +1240,13 @@ mod tests {
             ["/etc/n.toml:3: units: duplicate key"]
         );
         assert_eq!(errors("[docker]\n[docker]\n"), ["/etc/n.toml:2: docker: duplicate key"]);
+    }
+
+    #[test]
+    fn a_section_in_the_wrong_brackets_says_which_to_use() {
+        let errors = |text: &str| parse(&[("/etc/n.toml", text)]).unwrap_err();
+        assert!(errors("[[docker]]\nunits = []\n")[0].ends_with("(write [docker], one table)"));
+        assert!(errors("[socket]\npath = \"/run/x.sock\"\n")[0].ends_with("(write [[socket]], one table per socket)"));
     }
 
     #[test]
