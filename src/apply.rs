@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use nonrootd_core::acl::{Grants, Perm, Qualifier, added_bits, describe_change, plan_grants, shortfalls};
-use nonrootd_core::config::{Config, DmiAccess, DockerConfig, SocketConfig};
+use nonrootd_core::config::{Config, DOCKER_DATA_ROOT, DmiAccess, DockerConfig, SocketConfig};
 use nonrootd_core::duty::{Duty, DutySet};
 use nonrootd_core::ids::{Gid, IdResolver};
 use nonrootd_core::mode::Mode;
@@ -21,7 +21,6 @@ use crate::state::{GrantRecord, HeldRecord, RecordStamp};
 
 /// Docker's own config, where `data-root` may be set.
 pub const DOCKER_DAEMON_JSON: &str = "/etc/docker/daemon.json";
-const DOCKER_DEFAULT_DATA_ROOT: &str = "/var/lib/docker";
 /// The two files go-smbios (and dmidecode) read.
 pub const DMI_FILES: [&str; 2] = ["DMI", "smbios_entry_point"];
 
@@ -42,16 +41,16 @@ impl Request {
 }
 
 /// The data root: the config's, else `data-root` from Docker's daemon.json, else the default.
-pub fn data_root(docker: &DockerConfig, daemon_json: &Path) -> PathBuf {
-    if let Some(root) = &docker.data_root {
-        return root.value.clone();
+pub fn data_root(configured: Option<&Path>, daemon_json: &Path) -> PathBuf {
+    if let Some(root) = configured {
+        return root.to_path_buf();
     }
     let from_json = std::fs::read(daemon_json)
         .ok()
         .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok())
         .and_then(|json| json.get("data-root")?.as_str().map(PathBuf::from))
         .filter(|p| p.is_absolute());
-    from_json.unwrap_or_else(|| PathBuf::from(DOCKER_DEFAULT_DATA_ROOT))
+    from_json.unwrap_or_else(|| PathBuf::from(DOCKER_DATA_ROOT))
 }
 
 /// Saves the grant record before a write grants bits it does not hold yet, so that a crash
@@ -134,7 +133,7 @@ impl<H: Host> Engine<'_, H> {
     }
 
     fn apply_docker(&self, docker: &DockerConfig, dry_run: bool, report: &mut Report) {
-        let root = data_root(docker, self.daemon_json);
+        let root = data_root(docker.configured_data_root(), self.daemon_json);
         for dir in &docker.image_dirs {
             let path = root.join(dir);
             let mode = docker.image_dir_mode;
@@ -1243,11 +1242,10 @@ mod tests {
     fn data_root_comes_from_config_then_daemon_json_then_default() {
         let dir = tempfile::tempdir().unwrap();
         let json = dir.path().join("daemon.json");
-        let docker = config("[docker]\n").docker.unwrap();
-        assert_eq!(data_root(&docker, &json), Path::new("/var/lib/docker"));
+        assert_eq!(data_root(None, &json), Path::new("/var/lib/docker"));
         std::fs::write(&json, r#"{"data-root": "/srv/docker", "debug": true}"#).unwrap();
-        assert_eq!(data_root(&docker, &json), Path::new("/srv/docker"));
+        assert_eq!(data_root(None, &json), Path::new("/srv/docker"));
         let docker = config("[docker]\ndata_root = \"/x\"\n").docker.unwrap();
-        assert_eq!(data_root(&docker, &json), Path::new("/x"));
+        assert_eq!(data_root(docker.configured_data_root(), &json), Path::new("/x"));
     }
 }

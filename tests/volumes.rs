@@ -67,6 +67,7 @@ fn options(cancel: &AtomicBool) -> Options<'_> {
         check_only: false,
         cancel,
         progress: false,
+        daemon_json: Path::new("/nonexistent/daemon.json"),
     }
 }
 
@@ -174,6 +175,45 @@ fn the_report_says_how_many_changed_and_why_some_were_skipped() {
             change: "2 of 3 changed (1 skipped: 1 with hard links (e.g. b))".into()
         }
     );
+}
+
+/// A data root that only Docker's daemon.json names is known at run time: inside it, only a
+/// named volume's data is walked (its records, such as opts.json, can make Docker mount any
+/// host path).
+#[test]
+fn inside_the_data_root_of_daemon_json_only_a_named_volumes_data_is_walked() {
+    let dir = disk();
+    let root = dir.path().join("docker");
+    let data = root.join("volumes/db/_data");
+    std::fs::create_dir_all(&data).unwrap();
+    let opts = root.join("volumes/db/opts.json");
+    std::fs::write(&opts, "{}").unwrap();
+    let json = dir.path().join("daemon.json");
+    std::fs::write(&json, format!(r#"{{"data-root": "{}"}}"#, root.display())).unwrap();
+    let cancel = AtomicBool::new(false);
+    let options = Options {
+        daemon_json: &json,
+        ..options(&cancel)
+    };
+    for records in [root.join("volumes/db"), root.join("volumes"), root.clone()] {
+        let report = apply(&volume_config(&records, ""), &SystemIds, &options);
+        match &report.entries[0].outcome {
+            Outcome::Refused { reason } => assert!(
+                reason.contains(&format!("Docker's data root {}", root.display())),
+                "{reason}"
+            ),
+            other => panic!("{}: {other:?}", records.display()),
+        }
+    }
+    assert_eq!(owner(&opts), (0, 0));
+    let report = apply(&volume_config(&data, ""), &SystemIds, &options);
+    assert!(
+        matches!(report.entries[0].outcome, Outcome::Changed { .. }),
+        "{:?}",
+        report.entries[0].outcome
+    );
+    assert_eq!(owner(&data), (999, 999));
+    assert_eq!(owner(&opts), (0, 0));
 }
 
 /// FIFOs, sockets and symlinks of root's hard-linked into a volume (which

@@ -70,6 +70,13 @@ pub struct DockerConfig {
     pub image_dir_mode: Mode,
 }
 
+impl DockerConfig {
+    /// The data root the config names, if any.
+    pub fn configured_data_root(&self) -> Option<&Path> {
+        self.data_root.as_ref().map(|root| root.value.as_path())
+    }
+}
+
 /// A `[[socket]]`: ACL entries to grant on a Unix socket.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SocketConfig {
@@ -956,11 +963,11 @@ const NO_VOLUMES_IN: [&str; 13] = [
 
 /// Docker's data root unless the config names another; `data-root` of daemon.json is read
 /// only at run time.
-const DOCKER_DATA_ROOT: &str = "/var/lib/docker";
+pub const DOCKER_DATA_ROOT: &str = "/var/lib/docker";
 
 /// Why `path` may not be a volume: a system directory itself, inside a system tree, or inside
-/// one of Docker's `data_roots` other than its `volumes/` (named volumes' `_data`).
-fn volume_refusal(path: &Path, data_roots: &[&Path]) -> Option<String> {
+/// one of Docker's `data_roots` other than a named volume's data, or holding a data root.
+pub fn volume_refusal(path: &Path, data_roots: &[&Path]) -> Option<String> {
     let shown = path.display();
     if SYSTEM_TREES.iter().any(|tree| path == Path::new(tree)) {
         return Some(format!(
@@ -972,13 +979,35 @@ fn volume_refusal(path: &Path, data_roots: &[&Path]) -> Option<String> {
             "{shown} is inside {tree}, which holds the system's own files: its walk would hand them to a container's user"
         ));
     }
-    let docker = data_roots
-        .iter()
-        .find(|root| path.starts_with(root) && !path.starts_with(root.join("volumes")))?;
+    if let Some(root) = data_roots.iter().find(|root| root.starts_with(path)) {
+        return Some(format!(
+            "{shown} holds Docker's data root {}: its walk would hand Docker's own files to a container's user",
+            root.display()
+        ));
+    }
+    let root = data_roots.iter().find(|root| {
+        path.strip_prefix(root)
+            .is_ok_and(|inside| !is_named_volume_data(inside))
+    })?;
     Some(format!(
-        "{shown} is inside Docker's data root {}: only its named volumes (below volumes/) may be walked",
-        docker.display()
+        "{shown} is inside Docker's data root {}: only a named volume's data (volumes/NAME/_data, or UID.GID/volumes/NAME/_data with userns-remap) may be walked; volumes/ and volumes/NAME hold Docker's records of them",
+        root.display()
     ))
+}
+
+/// Whether a path inside Docker's data root is (or is below) a named volume's `_data`:
+/// `volumes/NAME/_data`, or `UID.GID/volumes/NAME/_data` under userns-remap.
+fn is_named_volume_data(inside: &Path) -> bool {
+    let parts: Vec<&str> = inside.iter().map(|c| c.to_str().unwrap_or("")).collect();
+    let remap_root = |c: &str| {
+        c.split_once('.')
+            .is_some_and(|(uid, gid)| [uid, gid].iter().all(|id| id.parse::<u32>().is_ok()))
+    };
+    let volume = match parts.as_slice() {
+        [first, rest @ ..] if remap_root(first) => rest,
+        all => all,
+    };
+    matches!(volume, ["volumes", _, "_data", ..])
 }
 
 fn validate_volumes(layers: Vec<VolumeLayer>, docker: Option<&DockerConfig>, c: &mut Checker) -> Vec<VolumeConfig> {
@@ -1378,7 +1407,7 @@ mod tests {
         assert_eq!(
             volume("/var/lib/docker/image").unwrap_err(),
             [
-                "/etc/n.toml:2: volume.path: /var/lib/docker/image is inside Docker's data root /var/lib/docker: only its named volumes (below volumes/) may be walked"
+                "/etc/n.toml:2: volume.path: /var/lib/docker/image is inside Docker's data root /var/lib/docker: only a named volume's data (volumes/NAME/_data, or UID.GID/volumes/NAME/_data with userns-remap) may be walked; volumes/ and volumes/NAME hold Docker's records of them"
             ]
         );
         let with_root = |path: &str| {
@@ -1387,7 +1416,41 @@ mod tests {
             parse(&[("/etc/n.toml", &text)])
         };
         assert!(with_root("/srv/docker/overlay2").unwrap_err()[0].contains("inside Docker's data root /srv/docker"));
-        assert!(with_root("/srv/docker/volumes/db/_data").is_ok());
+        for data in [
+            "/srv/docker/volumes/db/_data",
+            "/srv/docker/volumes/db/_data/sub",
+            "/srv/docker/100000.100000/volumes/db/_data",
+        ] {
+            assert!(with_root(data).is_ok(), "{data}");
+        }
+        // Docker's records of the volumes (metadata.db, each volume's opts.json, which can
+        // make Docker mount any host path) are not a volume's data.
+        for records in [
+            "/srv/docker/volumes",
+            "/srv/docker/volumes/db",
+            "/var/lib/docker/volumes/db",
+            "/srv/docker/100000.100000/volumes/db",
+            "/srv/docker/100000.100000",
+            "/srv/docker/x.1/volumes/db/_data",
+        ] {
+            let errs = with_root(records).unwrap_err();
+            assert!(
+                errs[0].contains("only a named volume's data (volumes/NAME/_data"),
+                "{records}: {errs:?}"
+            );
+        }
+        assert_eq!(
+            with_root("/srv/dockerdata").map(|_| ()),
+            Ok(()),
+            "a sibling with the same prefix is not inside"
+        );
+        let text = "[docker]\ndata_root = \"/srv/apps/docker\"\n[[volume]]\npath = \"/srv/apps\"\nuid = 1\ngid = 1\n";
+        assert_eq!(
+            parse(&[("/etc/n.toml", text)]).unwrap_err(),
+            [
+                "/etc/n.toml:4: volume.path: /srv/apps holds Docker's data root /srv/apps/docker: its walk would hand Docker's own files to a container's user"
+            ]
+        );
     }
 
     #[test]

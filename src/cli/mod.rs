@@ -267,7 +267,7 @@ fn check_config(path: &std::path::Path, args: &CheckConfigArgs) -> ExitCode {
         let data_root = config
             .docker
             .as_ref()
-            .map(|d| data_root(d, std::path::Path::new(DOCKER_DAEMON_JSON)));
+            .map(|d| data_root(d.configured_data_root(), std::path::Path::new(DOCKER_DAEMON_JSON)));
         let mut blocked = false;
         for written in sandbox::written_paths(&config, data_root.as_deref()) {
             let Some(why) = unit.blocks(&written.path) else {
@@ -440,6 +440,7 @@ fn apply_local(config_path: &std::path::Path, state_dir: &std::path::Path, args:
             check_only: args.dry_run,
             cancel: &std::sync::atomic::AtomicBool::new(false),
             progress: !args.json,
+            daemon_json: std::path::Path::new(DOCKER_DAEMON_JSON),
         };
         let walked = crate::volumes::apply(&config, &SystemIds, &options);
         report.entries.extend(walked.entries);

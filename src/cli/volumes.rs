@@ -24,6 +24,7 @@ pub fn run(command: VolumesCommand, config: &Config) -> ExitCode {
         check_only: true,
         cancel: &AtomicBool::new(false),
         progress: true,
+        daemon_json: std::path::Path::new(crate::apply::DOCKER_DAEMON_JSON),
     };
     let mut all_right = true;
     for volume in &config.volumes {

@@ -87,6 +87,7 @@ impl VolumeJobs {
                 check_only: false,
                 cancel: &flag,
                 progress: false,
+                daemon_json: std::path::Path::new(crate::apply::DOCKER_DAEMON_JSON),
             };
             volumes::apply(&config, &SystemIds, &options)
         });

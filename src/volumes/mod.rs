@@ -15,7 +15,7 @@ use nix::errno::Errno;
 use nix::fcntl::openat;
 use nix::sys::stat::{Mode as NixMode, fchmod};
 use nix::unistd::{Uid as NixUid, User};
-use nonrootd_core::config::{Config, VolumeConfig};
+use nonrootd_core::config::{Config, DOCKER_DATA_ROOT, VolumeConfig, volume_refusal};
 use nonrootd_core::duty::Duty;
 use nonrootd_core::ids::{Gid, IdResolver, Uid};
 use nonrootd_core::mode::Mode;
@@ -24,6 +24,7 @@ use nonrootd_core::report::{Outcome, Report};
 use nonrootd_core::volumes::{self as rules, Owner, Summary, Verdict, judge, map_id};
 use tracing::{info, warn};
 
+use crate::apply::data_root;
 use crate::host::OpenError;
 use crate::host::walk::open_beneath_root;
 use crate::message_id;
@@ -42,6 +43,8 @@ pub struct Options<'a> {
     pub cancel: &'a AtomicBool,
     /// Show files done and the rate on stderr (only when it is a terminal).
     pub progress: bool,
+    /// Docker's daemon.json, for a `data-root` the config does not name.
+    pub daemon_json: &'a Path,
 }
 
 /// One volume walked: its host owner, what the walk found and did.
@@ -126,6 +129,14 @@ pub fn walk_volume(
         Err(reason) => return Err(unwalked(desired_plain(volume), Outcome::Refused { reason })),
     };
     let desired = desired(volume, owner);
+    // The config refused volumes in the data roots it knows; daemon.json's is known only now.
+    let data_root = data_root(
+        config.docker.as_ref().and_then(|d| d.configured_data_root()),
+        options.daemon_json,
+    );
+    if let Some(reason) = volume_refusal(&volume.path, &[Path::new(DOCKER_DATA_ROOT), &data_root]) {
+        return Err(unwalked(desired, Outcome::Refused { reason }));
+    }
     let (path_fd, stat) = match open_beneath_root(&volume.path) {
         Ok(found) => found,
         Err(OpenError::Missing) => return Err(unwalked(desired, Outcome::Missing)),
