@@ -256,15 +256,52 @@ impl<H: Host> Engine<'_, H> {
         report
     }
 
-    /// The package is being removed (`mark` exists): its grants were revoked, and no socket is
-    /// granted again by a hook that runs before its files are gone; the other duties are applied.
-    pub fn while_removing(&self, config: &Config, request: &Request, mark: &Path) -> Report {
+    /// The package is being removed (`mark` exists; called under the lock): what nonrootd
+    /// granted on the request's sockets is revoked, as `nonrootctl revoke` does, and none is
+    /// granted again by a hook or the daemon before the files are gone; the other duties are
+    /// applied.
+    fn while_removing(
+        &self,
+        config: &Config,
+        request: &Request,
+        record: &mut GrantRecord,
+        save: &mut dyn FnMut(&GrantRecord) -> Result<(), String>,
+        mark: &Path,
+    ) -> Report {
         let mut report = self.other_duties(config, request);
+        let no_sockets = Config {
+            sockets: Vec::new(),
+            ..config.clone()
+        };
+        let sockets = Request {
+            duties: DutySet::NONE.with(Duty::Sockets),
+            ..request.clone()
+        };
+        let revoked = self.apply(&no_sockets, &sockets, record, Some(save));
         let reason = format!("not granted: nonrootd is being removed ({})", mark.display());
         self.push_untouched_sockets(&mut report, config, request, || Outcome::Refused {
             reason: reason.clone(),
         });
+        report.entries.extend(revoked.entries);
         report
+    }
+
+    /// Applies `request` to the record under the lock, or revokes while the package is being
+    /// removed ([`while_removing`](Self::while_removing)).
+    fn apply_locked(
+        &self,
+        config: &Config,
+        request: &Request,
+        state_dir: &Path,
+        record: &mut GrantRecord,
+        save: &mut dyn FnMut(&GrantRecord) -> Result<(), String>,
+    ) -> Report {
+        match crate::state::removal_mark(state_dir) {
+            Some(mark) if request.duties.contains(Duty::Sockets) => {
+                self.while_removing(config, request, record, save, &mark)
+            }
+            _ => self.apply(config, request, record, Some(save)),
+        }
     }
 
     /// Applies the duties of `request` other than the sockets.
@@ -502,10 +539,6 @@ pub fn apply_with_state<H: Host>(
             Ok(mut record) => engine.apply(config, request, &mut record, None),
             Err(e) => engine.without_record(config, request, state_dir, &state_error(state_dir, e)),
         }
-    } else if let Some(mark) = crate::state::removal_mark(state_dir)
-        && config.sockets.iter().any(|s| request.covers(&s.path))
-    {
-        engine.while_removing(config, request, &mark)
     } else {
         match StateCache::open(state_dir) {
             // It gives the tenants their ids itself, after its lock.
@@ -651,9 +684,9 @@ impl StateCache {
     ) -> Report {
         let dir = &self.state_dir;
         let applied = self.cached.locked(&mut self.lock, dir, lock_timeout).map(|_lock| {
-            let (mut report, saved) = self
-                .cached
-                .update(dir, |record, save| engine.apply(config, request, record, Some(save)));
+            let (mut report, saved) = self.cached.update(dir, |record, save| {
+                engine.apply_locked(config, request, dir, record, save)
+            });
             push_record_failure(&mut report, dir, saved);
             report
         });
@@ -668,8 +701,9 @@ impl StateCache {
     /// revoke.
     pub fn grant_new_socket<H: Host>(&mut self, engine: &Engine<'_, H>, config: &Config, socket: &Path) -> EarlyGrant {
         let configured = config.sockets.iter().find(|s| s.path == socket);
+        let removing = || crate::state::removal_mark(&self.state_dir).is_some();
         let early = match (configured, &self.cached.file) {
-            (Some(configured), Some(_)) => {
+            (Some(configured), Some(_)) if !removing() => {
                 let previous = self.cached.record.sockets.get(socket).cloned().unwrap_or_default();
                 engine.grant_early(configured, &previous)
             }
@@ -712,7 +746,7 @@ impl StateCache {
                 return report;
             }
         };
-        if self.cached.reads == planned_on {
+        if self.cached.reads == planned_on && crate::state::removal_mark(dir).is_none() {
             // No other apply saved a record since it was read: the early plan was the locked one.
             let ((), saved) = self.cached.update(dir, |record, _| {
                 record.sockets.insert(socket.to_path_buf(), granted);
@@ -720,9 +754,9 @@ impl StateCache {
             push_record_failure(&mut report, dir, saved);
             return report;
         }
-        let (mut report, saved) = self
-            .cached
-            .update(dir, |record, save| engine.apply(config, &request, record, Some(save)));
+        let (mut report, saved) = self.cached.update(dir, |record, save| {
+            engine.apply_locked(config, &request, dir, record, save)
+        });
         push_record_failure(&mut report, dir, saved);
         report
     }

@@ -314,6 +314,41 @@ fn while_the_package_is_being_removed_sockets_are_revoked_and_never_granted() {
     assert!(!can_connect_as(4321, 4321, &[], &sock));
 }
 
+/// A hook that waits for the lock while the removal leaves its mark (and revokes) grants
+/// nothing once it gets the lock: the mark is looked for under the lock.
+#[test]
+fn a_hook_waiting_for_the_lock_while_the_mark_appears_grants_nothing() {
+    let scratch = Scratch::tmpfs();
+    let sock = scratch.join("docker.sock");
+    let _listener = listen(&sock, 0o660);
+    let main = write_config(
+        scratch.path(),
+        "nonrootd.toml",
+        &format!("[[socket]]\npath = \"{}\"\nusers = [4321]\n", sock.display()),
+    );
+    let state = scratch.mkdir("state", 0o700);
+    let mut lock_file = nonrootd::lock::LockFile::open(&state).unwrap();
+    let held = lock_file.acquire(std::time::Duration::ZERO).unwrap();
+    let hook = Command::new(env!("CARGO_BIN_EXE_nonrootctl"))
+        .args(["--config", &main, "--state-dir", state.to_str().unwrap()])
+        .args(["apply", "--local", "--only", "sockets", "--timeout", "20s"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Time for the hook to find no mark yet and wait for the lock.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    std::fs::write(state.join("removing"), "").unwrap();
+    drop(held);
+    let out = hook.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains("not granted: nonrootd is being removed"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert!(!can_connect_as(4321, 4321, &[], &sock));
+}
+
 #[test]
 fn a_held_lock_times_out_cleanly() {
     let scratch = Scratch::disk();

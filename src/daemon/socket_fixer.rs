@@ -748,6 +748,33 @@ mod tests {
         );
     }
 
+    /// The package's removal left its mark (and the daemon was not stopped): a re-created
+    /// socket is not granted, and what nonrootd granted is revoked, early grants included.
+    #[tokio::test]
+    async fn while_the_package_is_being_removed_a_recreated_socket_is_not_granted() {
+        let (mut s, sock, listener) = granted_once().await;
+        std::fs::write(s.root.join("state/removing"), "").unwrap();
+        drop(listener);
+        std::fs::remove_file(&sock).unwrap();
+        let _listener = UnixListener::bind(&sock).unwrap();
+        let fixed = s.reports.recv().await.unwrap();
+        let sockets: Vec<_> = fixed.report.entries.iter().filter(|e| e.path == sock).collect();
+        assert!(
+            sockets.iter().any(
+                |e| matches!(&e.outcome, Outcome::Refused { reason } if reason.contains("nonrootd is being removed"))
+            ),
+            "{:?}",
+            fixed.report.entries
+        );
+        assert_eq!(granted(&sock), Perm::NONE);
+        // The same for the socket that was there: a re-check revokes rather than grants.
+        s.fixer.recheck("test".into());
+        let _ = s.reports.recv().await.unwrap();
+        assert_eq!(granted(&sock), Perm::NONE);
+        let record = std::fs::read_to_string(s.root.join("state/grants.json")).unwrap();
+        assert!(!record.contains("user:4321"), "{record}");
+    }
+
     #[tokio::test]
     async fn a_socket_made_as_go_makes_them_is_granted_once_it_has_its_mode() {
         let (mut s, sock, listener) = granted_once().await;

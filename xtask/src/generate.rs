@@ -121,7 +121,8 @@ are ever revoked), \fIapply.lock\fR serializes the applies of the sockets duty
 \fIsubids-managed.jsonl\fR and \fIsubids-quarantine.json\fR record the subordinate
 id ranges nonrootd allocated and the released ranges it holds back;
 \fIremoving\fR, left by the package's removal scripts until its files are gone,
-keeps every apply from granting a socket (revoking still works). Run as root,
+makes every apply of the sockets duty, the daemon's included, revoke what nonrootd
+granted instead of granting (it is looked for under \fIapply.lock\fR). Run as root,
 nonrootd and \fBnonrootctl\fR refuse a state directory that anyone but root could
 change: it, and every directory and symlink on its path, must be root's, and it
 must be writable by root alone.
