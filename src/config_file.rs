@@ -11,7 +11,7 @@ use nonrootd_core::config::{Config, ConfigError, Origin};
 use nonrootd_core::plan::FileKind;
 
 use crate::host::OpenError;
-use crate::host::walk::{check_root_only_dir, open_directory_beneath_root};
+use crate::host::walk::{check_existing_root_only_dir, check_root_only_dir, open_directory_beneath_root};
 
 /// Where the daemon and the CLI look when `--config` is not given.
 pub const DEFAULT_CONFIG: &str = "/etc/nonrootd/nonrootd.toml";
@@ -115,6 +115,10 @@ pub fn drop_ins(main: &Path) -> Result<Vec<PathBuf>, ConfigError> {
             files.push(path);
         }
     }
+    // check_dirs passed a missing directory; someone else may have made it since (beside a
+    // main file in a sticky directory such as /tmp). Root's alone now, it was when listed:
+    // nobody else can make one in its place.
+    check_existing_root_only_dir(&dir).map_err(|e| file_error(&dir, e.to_string()))?;
     files.sort();
     Ok(files)
 }

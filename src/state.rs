@@ -106,9 +106,12 @@ impl HeldRecord {
     }
 }
 
-/// Creates the state directory (mode 0700) if it does not exist.
+/// Creates the state directory (mode 0700) if it does not exist, then checks the directory
+/// there ([`check_existing_root_only_dir`]): the caller's check passed a missing directory,
+/// which someone else may have made since (below a sticky directory such as /tmp).
 pub fn ensure_dir(dir: &Path) -> io::Result<()> {
-    fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)
+    fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+    crate::host::walk::check_existing_root_only_dir(dir)
 }
 
 impl GrantRecord {

@@ -316,6 +316,35 @@ fn while_the_package_is_being_removed_sockets_are_revoked_and_never_granted() {
 
 /// A hook that waits for the lock while the removal leaves its mark (and revokes) grants
 /// nothing once it gets the lock: the mark is looked for under the lock.
+/// A main file in a sticky directory: a nonrootd.d that someone else made after the check
+/// found none (the loader's directory check passes a missing one) is refused when listed, and
+/// so is a state directory someone else made before nonrootd created it.
+#[test]
+fn directories_someone_else_made_after_the_check_are_refused() {
+    let scratch = Scratch::tmpfs();
+    let sticky = scratch.mkdir("sticky", 0o1777);
+    let main = write_config(&sticky, "nonrootd.toml", "");
+    let drop_ins = sticky.join("nonrootd.d");
+    std::fs::create_dir(&drop_ins).unwrap();
+    write_config(&drop_ins, "10-theirs.toml", "");
+    std::os::unix::fs::chown(&drop_ins, Some(1000), Some(1000)).unwrap();
+    let err = nonrootd::config_file::drop_ins(std::path::Path::new(&main)).unwrap_err();
+    assert!(err.to_string().contains("owned by uid 1000"), "{err}");
+    std::fs::remove_dir_all(&drop_ins).unwrap();
+    assert_eq!(
+        nonrootd::config_file::drop_ins(std::path::Path::new(&main)).unwrap(),
+        Vec::<std::path::PathBuf>::new()
+    );
+
+    let state = sticky.join("state");
+    std::fs::create_dir(&state).unwrap();
+    std::os::unix::fs::chown(&state, Some(1000), Some(1000)).unwrap();
+    let err = nonrootd::state::ensure_dir(&state).unwrap_err();
+    assert!(err.to_string().contains("owned by uid 1000"), "{err}");
+    std::fs::remove_dir(&state).unwrap();
+    nonrootd::state::ensure_dir(&state).unwrap();
+}
+
 #[test]
 fn a_hook_waiting_for_the_lock_while_the_mark_appears_grants_nothing() {
     let scratch = Scratch::tmpfs();

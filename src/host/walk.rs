@@ -95,6 +95,16 @@ pub fn check_directory(dir: &OwnedFd, dir_path: &Path) -> Result<(), OpenError> 
 /// have been checked). Errors name the path at fault when it is not `dir` itself, which the
 /// caller names.
 pub fn check_root_only_dir(dir: &Path) -> io::Result<()> {
+    check_root_only(dir, true)
+}
+
+/// [`check_root_only_dir`] of a directory that must exist: for one just made or listed, which
+/// someone else may have made first (below a sticky directory such as /tmp).
+pub fn check_existing_root_only_dir(dir: &Path) -> io::Result<()> {
+    check_root_only(dir, false)
+}
+
+fn check_root_only(dir: &Path, missing_passes: bool) -> io::Result<()> {
     if !nix::unistd::geteuid().is_root() {
         return Ok(());
     }
@@ -106,7 +116,11 @@ pub fn check_root_only_dir(dir: &Path) -> io::Result<()> {
     };
     match open_directory_beneath_root(&absolute) {
         Ok((_, stat)) => check_private_directory(&stat).map_err(|why| refused(&why.0)),
-        Err(OpenError::Missing) => Ok(()),
+        Err(OpenError::Missing) if missing_passes => Ok(()),
+        Err(OpenError::Missing) => Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            "is gone (made and removed by someone else?): refusing to use it",
+        )),
         Err(OpenError::Refused(why)) => Err(refused(&why.0)),
         Err(OpenError::Io(e)) => Err(e),
     }
