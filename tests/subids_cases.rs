@@ -8,7 +8,7 @@ mod subids_support;
 
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use clap::Parser;
 use nonrootd::cli::subids::{SubidsCommand, execute};
@@ -221,6 +221,46 @@ fn a_failed_allocation_leaves_the_managed_ranges_record_as_it_was() {
     assert!(err.to_string().contains("subgid+"), "{err}");
     assert_eq!(fs::read_to_string(&record).unwrap(), before);
     assert!(!env.read("subuid").contains("acme"));
+}
+
+/// The subgid file cannot be renamed over once the subuid file was (immutable: its backup
+/// link fails): the error says the subuid file was replaced, and the record keeps the ranges
+/// that file now holds.
+#[test]
+fn an_allocation_replacing_one_file_of_two_keeps_its_record() {
+    /// `chattr +i` for the life of the guard.
+    struct Immutable(PathBuf);
+    impl Drop for Immutable {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("chattr").arg("-i").arg(&self.0).status();
+        }
+    }
+    let env = TempEtc::new();
+    env.write("subuid", "old:100000:65536\n");
+    env.write("subgid", "old:100000:65536\n");
+    let chattr = std::process::Command::new("chattr")
+        .arg("+i")
+        .arg(env.path("subgid"))
+        .status()
+        .unwrap();
+    assert!(
+        chattr.success(),
+        "chattr +i on {} (needs a file system with the immutable flag)",
+        env.path("subgid").display()
+    );
+    let _guard = Immutable(env.path("subgid"));
+    let err = subids::allocate(&env.settings(""), "acme", None, false).unwrap_err();
+    assert!(matches!(err, SubidsError::PartlyReplaced { .. }), "{err:?}");
+    assert!(
+        err.to_string()
+            .ends_with(&format!("; already replaced: {}", env.path("subuid").display())),
+        "{err}"
+    );
+    assert!(env.read("subuid").contains("acme:"));
+    assert!(!env.read("subgid").contains("acme"));
+    let record = fs::read_to_string(env.state().join("subids-managed.jsonl")).unwrap();
+    assert!(record.contains("\"owner\":\"acme\",\"kind\":\"subuid\""), "{record}");
+    assert!(!env.path("subgid+").exists());
 }
 
 #[test]

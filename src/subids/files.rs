@@ -107,9 +107,10 @@ pub(crate) type Replacement<'a> = (&'a Path, &'a [u8], Option<&'a Metadata>);
 /// Replaces each `path` with its `bytes`, keeping the old file's mode and owner (new files get
 /// 0644) and the old file as `<path>-`. Every `<path>+` is written and flushed first, each on
 /// its own thread so that the flushes overlap; only when all are written are they renamed in,
-/// so a failed write replaces nothing (a failed rename, not expected in a directory of root's,
-/// leaves the files before it replaced). The paths must name different files. The caller
-/// fsyncs the directories with [`sync_dir`].
+/// so a failed write replaces nothing. A failed rename, not expected in a directory of root's,
+/// leaves the files before it replaced: the error is then [`SubidsError::PartlyReplaced`],
+/// naming them. The paths must name different files. The caller fsyncs the directories with
+/// [`sync_dir`].
 pub(crate) fn replace_all(files: &[Replacement<'_>]) -> Result<(), SubidsError> {
     let tmps: Vec<PathBuf> = files.iter().map(|(path, ..)| suffixed(path, "+")).collect();
     let written: Vec<Result<(), SubidsError>> = std::thread::scope(|scope| {
@@ -141,11 +142,20 @@ pub(crate) fn replace_all(files: &[Replacement<'_>]) -> Result<(), SubidsError> 
         remove_tmps(0);
         return Err(error);
     }
+    let mut replaced = Vec::new();
     for (i, ((path, _, old), tmp)) in files.iter().zip(&tmps).enumerate() {
-        if let Err(error) = swap_in(path, tmp, old.is_some()) {
-            remove_tmps(i);
-            return Err(error);
+        if let Err((error, this_one)) = swap_in(path, tmp, old.is_some()) {
+            remove_tmps(i + usize::from(this_one));
+            replaced.extend(this_one.then(|| path.to_path_buf()));
+            if replaced.is_empty() {
+                return Err(error);
+            }
+            return Err(SubidsError::PartlyReplaced {
+                replaced,
+                error: Box::new(error),
+            });
         }
+        replaced.push(path.to_path_buf());
     }
     Ok(())
 }
@@ -183,17 +193,18 @@ fn write_new(&(path, bytes, old): &Replacement<'_>, tmp: &Path) -> Result<(), Su
     Ok(())
 }
 
-/// Renames `tmp` over `path` and keeps the old file as `<path>-`.
-fn swap_in(path: &Path, tmp: &Path, has_old: bool) -> Result<(), SubidsError> {
+/// Renames `tmp` over `path` and keeps the old file as `<path>-`; an error says whether
+/// `path` was replaced all the same (only its backup failed).
+fn swap_in(path: &Path, tmp: &Path, has_old: bool) -> Result<(), (SubidsError, bool)> {
     let backup_link = suffixed(path, ".nonrootd-old");
     if has_old {
-        remove_if_present(&backup_link)?;
-        fs::hard_link(path, &backup_link).map_err(|e| SubidsError::io(&backup_link, "create", e))?;
+        remove_if_present(&backup_link).map_err(|e| (e, false))?;
+        fs::hard_link(path, &backup_link).map_err(|e| (SubidsError::io(&backup_link, "create", e), false))?;
     }
-    fs::rename(tmp, path).map_err(|e| SubidsError::io(path, "replace", e))?;
+    fs::rename(tmp, path).map_err(|e| (SubidsError::io(path, "replace", e), false))?;
     if has_old {
         let backup = suffixed(path, "-");
-        fs::rename(&backup_link, &backup).map_err(|e| SubidsError::io(&backup, "replace", e))?;
+        fs::rename(&backup_link, &backup).map_err(|e| (SubidsError::io(&backup, "replace", e), true))?;
     }
     Ok(())
 }
@@ -364,6 +375,28 @@ mod tests {
         assert_eq!(fs::read_to_string(&b).unwrap(), "new b\n");
         assert_eq!(fs::read_to_string(dir.path().join("subuid-")).unwrap(), "old a\n");
         assert_eq!(fs::read_to_string(dir.path().join("subgid-")).unwrap(), "old b\n");
+    }
+
+    #[test]
+    fn a_rename_that_fails_after_another_file_was_replaced_names_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("subuid"), dir.path().join("subgid"));
+        fs::write(&a, "old a\n").unwrap();
+        let meta = fs::metadata(&a).unwrap();
+        // `subgid` is a directory by the time it is renamed over: its backup link fails.
+        fs::create_dir(&b).unwrap();
+        let err = replace_all(&[(&a, b"new a\n", Some(&meta)), (&b, b"new b\n", Some(&meta))]).unwrap_err();
+        match &err {
+            SubidsError::PartlyReplaced { replaced, .. } => assert_eq!(replaced, std::slice::from_ref(&a)),
+            other => panic!("{other:?}"),
+        }
+        assert!(
+            err.to_string()
+                .ends_with(&format!("; already replaced: {}", a.display())),
+            "{err}"
+        );
+        assert_eq!(fs::read_to_string(&a).unwrap(), "new a\n");
+        assert!(!dir.path().join("subgid+").exists(), "its temp file is removed");
     }
 
     #[test]

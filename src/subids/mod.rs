@@ -194,6 +194,11 @@ pub enum SubidsError {
     /// The subuid and subgid paths name one file (through a link or a symlinked directory), or
     /// one is named like a file that replacing the other makes.
     Clash { subuid: PathBuf, subgid: PathBuf },
+    /// Replacing the files failed after some of them (`replaced`) were replaced.
+    PartlyReplaced {
+        replaced: Vec<PathBuf>,
+        error: Box<SubidsError>,
+    },
     /// A system call on `path` failed.
     Io {
         path: PathBuf,
@@ -303,6 +308,10 @@ impl fmt::Display for SubidsError {
                 subgid.display()
             ),
             SubidsError::Io { path, action, error } => write!(f, "{}: cannot {action}: {error}", path.display()),
+            SubidsError::PartlyReplaced { replaced, error } => {
+                let replaced: Vec<_> = replaced.iter().map(|p| p.display().to_string()).collect();
+                write!(f, "{error}; already replaced: {}", replaced.join(", "))
+            }
             SubidsError::TooLarge { path, error, growing } => {
                 let would = if *growing { "the allocation would make it " } else { "" };
                 write!(f, "{}: {would}{error}: nothing was written", path.display())
@@ -623,10 +632,15 @@ fn allocate_tenants(
     if gid_added {
         replacements.push((settings.subgid_file.as_path(), subgid.bytes(), subgid_meta.as_ref()));
     }
-    if let Err(e) = files::replace_all(&replacements) {
+    match files::replace_all(&replacements) {
+        // Some ranges are in the files: the record keeps its lines.
+        Err(e @ SubidsError::PartlyReplaced { .. }) => return Err(e),
         // Nothing replaced: the record must not claim those ranges for nonrootd.
-        files::cut_back(&settings.managed_path(), recorded_before);
-        return Err(e);
+        Err(e) => {
+            files::cut_back(&settings.managed_path(), recorded_before);
+            return Err(e);
+        }
+        Ok(()) => {}
     }
     settings.sync_dirs()?;
     Ok(results)
