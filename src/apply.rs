@@ -256,7 +256,7 @@ impl<H: Host> Engine<'_, H> {
         report
     }
 
-    /// The package is being removed (`mark` exists; called under the lock): what nonrootd
+    /// The package is being removed (`mark` exists; under the lock, or as a dry run): what nonrootd
     /// granted on the request's sockets is revoked, as `nonrootctl revoke` does, and none is
     /// granted again by a hook or the daemon before the files are gone; the other duties are
     /// applied.
@@ -265,7 +265,7 @@ impl<H: Host> Engine<'_, H> {
         config: &Config,
         request: &Request,
         record: &mut GrantRecord,
-        save: &mut dyn FnMut(&GrantRecord) -> Result<(), String>,
+        save: SaveAhead<'_>,
         mark: &Path,
     ) -> Report {
         let mut report = self.other_duties(config, request);
@@ -277,30 +277,39 @@ impl<H: Host> Engine<'_, H> {
             duties: DutySet::NONE.with(Duty::Sockets),
             ..request.clone()
         };
-        let revoked = self.apply(&no_sockets, &sockets, record, Some(save));
+        let mut revoked = self.apply(&no_sockets, &sockets, record, save);
+        for entry in &mut revoked.entries {
+            entry.desired = "no grants (nonrootd is being removed)".into();
+        }
+        // One entry per socket: revoked, or refused where there was nothing to revoke.
         let reason = format!("not granted: nonrootd is being removed ({})", mark.display());
-        self.push_untouched_sockets(&mut report, config, request, || Outcome::Refused {
+        let mut refused = Report::default();
+        self.push_untouched_sockets(&mut refused, config, request, || Outcome::Refused {
             reason: reason.clone(),
         });
+        refused
+            .entries
+            .retain(|e| !revoked.entries.iter().any(|r| r.path == e.path));
+        report.entries.extend(refused.entries);
         report.entries.extend(revoked.entries);
         report
     }
 
-    /// Applies `request` to the record under the lock, or revokes while the package is being
-    /// removed ([`while_removing`](Self::while_removing)).
+    /// Applies `request` to the record (under the lock, or as a dry run), or revokes while the
+    /// package is being removed ([`while_removing`](Self::while_removing)).
     fn apply_locked(
         &self,
         config: &Config,
         request: &Request,
         state_dir: &Path,
         record: &mut GrantRecord,
-        save: &mut dyn FnMut(&GrantRecord) -> Result<(), String>,
+        save: SaveAhead<'_>,
     ) -> Report {
         match crate::state::removal_mark(state_dir) {
             Some(mark) if request.duties.contains(Duty::Sockets) => {
                 self.while_removing(config, request, record, save, &mark)
             }
-            _ => self.apply(config, request, record, Some(save)),
+            _ => self.apply(config, request, record, save),
         }
     }
 
@@ -536,7 +545,8 @@ pub fn apply_with_state<H: Host>(
         engine.apply(config, request, &mut GrantRecord::default(), None)
     } else if request.dry_run {
         match crate::host::walk::check_root_only_dir(state_dir).and_then(|()| GrantRecord::load(state_dir)) {
-            Ok(mut record) => engine.apply(config, request, &mut record, None),
+            // What an apply would do: revoke, while the package is being removed.
+            Ok(mut record) => engine.apply_locked(config, request, state_dir, &mut record, None),
             Err(e) => engine.without_record(config, request, state_dir, &state_error(state_dir, e)),
         }
     } else {
@@ -685,7 +695,7 @@ impl StateCache {
         let dir = &self.state_dir;
         let applied = self.cached.locked(&mut self.lock, dir, lock_timeout).map(|_lock| {
             let (mut report, saved) = self.cached.update(dir, |record, save| {
-                engine.apply_locked(config, request, dir, record, save)
+                engine.apply_locked(config, request, dir, record, Some(save))
             });
             push_record_failure(&mut report, dir, saved);
             report
@@ -755,7 +765,7 @@ impl StateCache {
             return report;
         }
         let (mut report, saved) = self.cached.update(dir, |record, save| {
-            engine.apply_locked(config, &request, dir, record, save)
+            engine.apply_locked(config, &request, dir, record, Some(save))
         });
         push_record_failure(&mut report, dir, saved);
         report

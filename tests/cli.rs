@@ -299,6 +299,16 @@ fn while_the_package_is_being_removed_sockets_are_revoked_and_never_granted() {
     // What prerm and %preun do: the mark, then the revoke.
     let mark = state.join("removing");
     std::fs::write(&mark, "").unwrap();
+    // A dry run shows what an apply would do now: revoke, one entry for the socket.
+    let out = ctl(&["apply", "--local", "--only", "sockets", "--dry-run"]);
+    let stdout = text(&out.stdout);
+    let entries: Vec<_> = stdout.lines().filter(|l| l.contains(sock.to_str().unwrap())).collect();
+    assert_eq!(entries.len(), 1, "{stdout}");
+    assert!(
+        entries[0].starts_with("would change") && entries[0].contains("(nonrootd is being removed)"),
+        "{stdout}"
+    );
+    assert!(can_connect_as(4321, 4321, &[], &sock));
     let out = ctl(&["revoke"]);
     assert!(out.status.success(), "{}", text(&out.stdout));
     assert!(!can_connect_as(4321, 4321, &[], &sock));

@@ -274,6 +274,23 @@ fn upgrade_keeps_config_restarts_nonrootd_not_docker_and_removal_leaves_nothing(
     testbed.sh(&format!("dpkg -i {} >/dev/null", upgrade.display()));
     testbed.sh("systemctl is-active nonrootd");
     testbed.sh("test ! -e /var/lib/nonrootd/stopped-by-removal");
+    // A daemon that will not stop fails the removal: it would outlive its package (and
+    // grant again once the mark is gone). Nothing is revoked, no mark is left.
+    testbed.sh(
+        "mkdir -p /etc/systemd/system/nonrootd.service.d && printf '[Unit]\\nRefuseManualStop=yes\\n' >/etc/systemd/system/nonrootd.service.d/refuse.conf && systemctl daemon-reload",
+    );
+    let refused = testbed.try_sh("dpkg -r nonrootd");
+    assert_ne!(
+        refused.status.code(),
+        Some(0),
+        "the removal went on with the daemon running"
+    );
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("nonrootd.service is still running"), "{stderr}");
+    testbed.sh("systemctl is-active nonrootd");
+    testbed.sh("test ! -e /var/lib/nonrootd/removing");
+    docker_right(&testbed);
+    testbed.sh("rm -r /etc/systemd/system/nonrootd.service.d && systemctl daemon-reload");
     testbed.sh("dpkg -r nonrootd >/dev/null");
     testbed.sh("dpkg -P nonrootd >/dev/null");
     assert!(testbed.try_sh("test -e /var/lib/nonrootd").status.code() != Some(0));

@@ -216,6 +216,45 @@ fn inside_the_data_root_of_daemon_json_only_a_named_volumes_data_is_walked() {
     assert_eq!(owner(&opts), (0, 0));
 }
 
+/// The data root's rules hold by identity: daemon.json names it through a symlink (or a bind
+/// mount makes another path for it), and a volume named by the other path is judged as inside
+/// it all the same, as is one that holds it.
+#[test]
+fn a_data_root_reached_by_another_path_is_still_a_data_root() {
+    let dir = disk();
+    let real = dir.path().join("apps/docker");
+    std::fs::create_dir_all(real.join("volumes/db/_data")).unwrap();
+    std::fs::write(real.join("volumes/db/opts.json"), "{}").unwrap();
+    let link = dir.path().join("docker-link");
+    symlink(&real, &link).unwrap();
+    let json = dir.path().join("daemon.json");
+    std::fs::write(&json, format!(r#"{{"data-root": "{}"}}"#, link.display())).unwrap();
+    let cancel = AtomicBool::new(false);
+    let options = Options {
+        daemon_json: &json,
+        ..options(&cancel)
+    };
+    let outcome = |path: &Path| {
+        apply(&volume_config(path, ""), &SystemIds, &options).entries[0]
+            .outcome
+            .clone()
+    };
+    for records in [real.join("volumes/db"), real.clone(), dir.path().join("apps")] {
+        match outcome(&records) {
+            Outcome::Refused { reason } => {
+                assert!(reason.contains(&format!("data root {}", link.display())), "{reason}")
+            }
+            other => panic!("{}: {other:?}", records.display()),
+        }
+    }
+    assert_eq!(owner(&real.join("volumes/db/opts.json")), (0, 0));
+    assert!(matches!(
+        outcome(&real.join("volumes/db/_data")),
+        Outcome::Changed { .. }
+    ));
+    assert_eq!(owner(&real.join("volumes/db/_data")), (999, 999));
+}
+
 /// FIFOs, sockets and symlinks of root's hard-linked into a volume (which
 /// fs.protected_hardlinks=0 lets any user do) are left alone like hard-linked regular files, and
 /// the walk counts them as skipped.

@@ -754,25 +754,27 @@ mod tests {
     async fn while_the_package_is_being_removed_a_recreated_socket_is_not_granted() {
         let (mut s, sock, listener) = granted_once().await;
         std::fs::write(s.root.join("state/removing"), "").unwrap();
-        drop(listener);
-        std::fs::remove_file(&sock).unwrap();
-        let _listener = UnixListener::bind(&sock).unwrap();
-        let fixed = s.reports.recv().await.unwrap();
-        let sockets: Vec<_> = fixed.report.entries.iter().filter(|e| e.path == sock).collect();
-        assert!(
-            sockets.iter().any(
-                |e| matches!(&e.outcome, Outcome::Refused { reason } if reason.contains("nonrootd is being removed"))
-            ),
-            "{:?}",
-            fixed.report.entries
-        );
-        assert_eq!(granted(&sock), Perm::NONE);
-        // The same for the socket that was there: a re-check revokes rather than grants.
+        let only_entry = |fixed: Fixed| {
+            let mut entries: Vec<_> = fixed.report.entries.into_iter().filter(|e| e.path == sock).collect();
+            assert_eq!(entries.len(), 1, "{entries:?}");
+            entries.remove(0)
+        };
+        let refused = |entry: nonrootd_core::report::Entry| matches!(entry.outcome, Outcome::Refused { reason } if reason.contains("nonrootd is being removed"));
+        // The socket that is there: a re-check revokes rather than grants.
         s.fixer.recheck("test".into());
-        let _ = s.reports.recv().await.unwrap();
+        let revoked = only_entry(s.reports.recv().await.unwrap());
+        assert_eq!(revoked.desired, "no grants (nonrootd is being removed)");
+        assert_eq!(revoked.outcome.label(), "changed");
         assert_eq!(granted(&sock), Perm::NONE);
         let record = std::fs::read_to_string(s.root.join("state/grants.json")).unwrap();
         assert!(!record.contains("user:4321"), "{record}");
+        // Its own attribute change, then a re-created one: nothing to revoke, nothing granted.
+        assert!(refused(only_entry(s.reports.recv().await.unwrap())));
+        drop(listener);
+        std::fs::remove_file(&sock).unwrap();
+        let _listener = UnixListener::bind(&sock).unwrap();
+        assert!(refused(only_entry(s.reports.recv().await.unwrap())));
+        assert_eq!(granted(&sock), Perm::NONE);
     }
 
     #[tokio::test]

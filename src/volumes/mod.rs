@@ -6,7 +6,7 @@ pub mod walk;
 
 use std::fmt;
 use std::io::{IsTerminal, Write};
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -134,7 +134,8 @@ pub fn walk_volume(
         config.docker.as_ref().and_then(|d| d.configured_data_root()),
         options.daemon_json,
     );
-    if let Some(reason) = volume_refusal(&volume.path, &[Path::new(DOCKER_DATA_ROOT), &data_root]) {
+    let data_roots = [Path::new(DOCKER_DATA_ROOT), &data_root];
+    if let Some(reason) = volume_refusal(&volume.path, &data_roots) {
         return Err(unwalked(desired, Outcome::Refused { reason }));
     }
     let (path_fd, stat) = match open_beneath_root(&volume.path) {
@@ -148,6 +149,9 @@ pub fn walk_volume(
     };
     if stat.kind != FileKind::Directory {
         let reason = format!("is {}, expected a directory", stat.kind);
+        return Err(unwalked(desired, Outcome::Refused { reason }));
+    }
+    if let Err(reason) = data_root_by_identity(&path_fd, &data_roots) {
         return Err(unwalked(desired, Outcome::Refused { reason }));
     }
     let failed = |what: &str, e: Errno| {
@@ -255,6 +259,77 @@ fn with_progress(path: &Path, progress: &Progress, walk: impl FnOnce() -> Summar
         done.store(true, Ordering::Relaxed);
         summary
     })
+}
+
+/// The data roots' rules by identity rather than by name: a volume reached through a
+/// root-owned symlink to a data root, or a bind mount of one, is inside it all the same. The
+/// opened top's parents are followed up to `/`; where one is a data root, the names below it
+/// (from the path the top was opened as) must be a named volume's data. A data root below the
+/// top is refused too.
+fn data_root_by_identity(top: &OwnedFd, data_roots: &[&Path]) -> Result<(), String> {
+    let roots: Vec<(FileId, &Path)> = data_roots
+        .iter()
+        .filter_map(|root| Some((file_id(&open_dir_path(None, root).ok()?).ok()?, *root)))
+        .collect();
+    let opened_as = std::fs::read_link(format!("/proc/self/fd/{}", top.as_raw_fd()))
+        .map_err(|e| format!("cannot check it against Docker's data roots: /proc/self/fd: {e}"))?;
+    let names: Vec<&std::ffi::OsStr> = opened_as.iter().skip(1).collect();
+    let top_id = file_id(top)?;
+    let mut dir = None;
+    for depth in 0..=names.len() {
+        let id = dir.as_ref().map_or(Ok(top_id), file_id)?;
+        if let Some((_, root)) = roots.iter().find(|(root_id, _)| *root_id == id) {
+            let inside = root.join(names[names.len() - depth..].iter().collect::<PathBuf>());
+            return match volume_refusal(&inside, &[root]) {
+                Some(why) => Err(format!("{why} (reached as {})", opened_as.display())),
+                None => Ok(()),
+            };
+        }
+        let parent = open_dir_path(Some(dir.as_ref().unwrap_or(top)), Path::new(".."))
+            .map_err(|e| format!("cannot check it against Docker's data roots: ..: {}", explain(e)))?;
+        if file_id(&parent)? == id {
+            break;
+        }
+        dir = Some(parent);
+    }
+    for (_, root) in &roots {
+        let mut dir = open_dir_path(None, root).map_err(|e| format!("{}: {}", root.display(), explain(e)))?;
+        loop {
+            let parent = open_dir_path(Some(&dir), Path::new(".."))
+                .map_err(|e| format!("cannot check it against Docker's data roots: ..: {}", explain(e)))?;
+            let parent_id = file_id(&parent)?;
+            if parent_id == top_id {
+                return Err(format!(
+                    "{} holds Docker's data root {}: its walk would hand Docker's own files to a container's user",
+                    opened_as.display(),
+                    root.display()
+                ));
+            }
+            if parent_id == file_id(&dir)? {
+                break;
+            }
+            dir = parent;
+        }
+    }
+    Ok(())
+}
+
+/// A file's device and inode.
+type FileId = (u64, u64);
+
+fn file_id(fd: &OwnedFd) -> Result<FileId, String> {
+    nix::sys::stat::fstat(fd)
+        .map(|s| (s.st_dev, s.st_ino))
+        .map_err(|e| format!("cannot check it against Docker's data roots: fstat: {}", explain(e)))
+}
+
+/// An `O_PATH` descriptor of a directory, beneath `dir` or by path.
+fn open_dir_path(dir: Option<&OwnedFd>, path: &Path) -> Result<OwnedFd, Errno> {
+    let flags = nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC;
+    match dir {
+        Some(dir) => openat(dir, path, flags, NixMode::empty()),
+        None => nix::fcntl::open(path, flags, NixMode::empty()),
+    }
 }
 
 /// Applies (or with `check_only`, inspects) every `[[volume]]`: one report entry each.
