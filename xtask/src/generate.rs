@@ -143,7 +143,9 @@ own: a path below them also needs \fBPrivateTmp=no\fR.
 .I /usr/lib/systemd/system/docker.socket.d/nonrootd.conf
 Docker's \fBExecStartPost=\fR hooks: \fBnonrootctl apply \-\-local\fR, bounded
 and with failures ignored, so the host is prepared before Docker is reported
-started, even at boot before the D-Bus daemon runs.
+started, even at boot before the D-Bus daemon runs. The socket's hook runs at
+\fBNice=10\fR: the socket already listens, and the daemon's socket fixer has
+granted before it starts; it does not take a CPU from the first clients.
 .SH "SEE ALSO"
 \fBnonrootctl\fR(1), \fBnonrootd.toml\fR(5), \fBsystemd.exec\fR(5), \fBacl\fR(5)
 "#;
