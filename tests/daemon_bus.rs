@@ -262,6 +262,45 @@ fn a_broken_config_on_reload_is_refused_and_the_old_one_stays() {
     );
 }
 
+/// The daemon reads private directories for the volumes duty: what a walk says of the files
+/// inside one (an example of a skipped file, the first failure) is for root's status only.
+#[test]
+fn others_see_a_volumes_outcome_but_no_file_names_from_inside_it() {
+    let setup = setup();
+    let vol = setup.scratch.mkdir("vol", 0o700);
+    std::fs::write(vol.join("secret-a"), "").unwrap();
+    // Hard links are skipped, and one of them named as the example.
+    std::fs::hard_link(vol.join("secret-a"), vol.join("secret-b")).unwrap();
+    let config = setup.scratch.join("etc/nonrootd.toml");
+    let text_before = std::fs::read_to_string(&config).unwrap();
+    let volume = format!("\n[[volume]]\npath = \"{}\"\nuid = 999\ngid = 999\n", vol.display());
+    write_root_file(&config, &(text_before + &volume));
+    let _daemon = setup.start();
+    let volumes_entry = |uid: Option<u32>| {
+        let out = setup.ctl(uid, &["status", "--json"]);
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        json["paths"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["duty"] == "volumes")
+            .cloned()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let root = loop {
+        match volumes_entry(None) {
+            Some(entry) => break entry,
+            None if std::time::Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
+            None => panic!("no volumes entry in the status"),
+        }
+    };
+    assert!(root.to_string().contains("secret-"), "root sees the example: {root}");
+    let other = volumes_entry(Some(65534)).unwrap();
+    assert_eq!(other["outcome"], root["outcome"]);
+    assert!(!other.to_string().contains("secret-"), "{other}");
+    assert!(other.to_string().contains("details for root only"), "{other}");
+}
+
 /// The status as root sees it.
 fn status_json(setup: &Setup) -> serde_json::Value {
     let out = setup.ctl(None, &["status", "--json"]);

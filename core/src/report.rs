@@ -26,6 +26,17 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// The same outcome with its text (change, reason or error) replaced by `detail`.
+    pub fn with_detail(&self, detail: &str) -> Outcome {
+        match self {
+            Outcome::Changed { .. } => Outcome::Changed { change: detail.into() },
+            Outcome::WouldChange { .. } => Outcome::WouldChange { change: detail.into() },
+            Outcome::Refused { .. } => Outcome::Refused { reason: detail.into() },
+            Outcome::Failed { .. } => Outcome::Failed { error: detail.into() },
+            Outcome::Correct | Outcome::Missing => self.clone(),
+        }
+    }
+
     /// Refused and failed outcomes make an apply unsuccessful.
     pub fn is_problem(&self) -> bool {
         matches!(self, Outcome::Refused { .. } | Outcome::Failed { .. })

@@ -44,7 +44,22 @@ pub struct DaemonStatus {
     pub paths: Vec<PathStatus>,
 }
 
+/// What others than root see instead of what a volume's walk says of the files in it.
+pub const VOLUME_DETAILS_FOR_ROOT: &str = "details for root only (sudo nonrootctl status)";
+
 impl DaemonStatus {
+    /// The status as others than root see it: what a volume's walk says of the files inside
+    /// it (names, the first failure) is left out, since the daemon reads private directories.
+    pub fn for_others(mut self) -> DaemonStatus {
+        for path in self.paths.iter_mut().filter(|p| p.entry.duty == Duty::Volumes) {
+            path.entry.outcome = path.entry.outcome.with_detail(VOLUME_DETAILS_FOR_ROOT);
+            for stamped in [&mut path.last_change, &mut path.last_error].into_iter().flatten() {
+                stamped.text = VOLUME_DETAILS_FOR_ROOT.to_string();
+            }
+        }
+        self
+    }
+
     /// True when no path is refused or failed and the last reload was not refused.
     pub fn healthy(&self) -> bool {
         self.reload_error.is_none() && !self.paths.iter().any(|p| p.entry.outcome.is_problem())
@@ -405,6 +420,47 @@ mod tests {
             reload_error: None,
             paths,
         }
+    }
+
+    #[test]
+    fn others_than_root_do_not_see_what_a_walk_says_of_the_files_in_a_volume() {
+        let mut book = PathBook::default();
+        let walked = Outcome::Failed {
+            error: "2 of 3 changed (1 skipped: 1 with hard links (e.g. secret/key)); 1 failed, first db/x".into(),
+        };
+        let volume = Entry {
+            duty: Duty::Volumes,
+            path: PathBuf::from("/srv/db"),
+            desired: "owner 999:999".into(),
+            outcome: walked.clone(),
+        };
+        let socket = entry(
+            "/run/docker.sock",
+            Outcome::Changed {
+                change: "+user:4321:rw-".into(),
+            },
+        );
+        book.record(
+            &Report {
+                entries: vec![volume, socket.clone()],
+            },
+            100,
+        );
+        let status = running_for_3min(book.snapshot());
+        let for_others = status.clone().for_others();
+        let json = serde_json::to_string(&for_others).unwrap();
+        assert!(!json.contains("secret") && !json.contains("db/x"), "{json}");
+        let shown = for_others.paths.iter().find(|p| p.entry.duty == Duty::Volumes).unwrap();
+        assert_eq!(shown.entry.outcome, walked.with_detail(VOLUME_DETAILS_FOR_ROOT));
+        assert_eq!(shown.last_error.as_ref().unwrap().text, VOLUME_DETAILS_FOR_ROOT);
+        assert!(
+            for_others.paths.iter().any(|p| p.entry == socket),
+            "other duties unchanged"
+        );
+        assert!(
+            serde_json::to_string(&status).unwrap().contains("secret/key"),
+            "root sees all"
+        );
     }
 
     #[test]

@@ -146,7 +146,8 @@ impl Manager {
         #[zbus(connection)] conn: &Connection,
     ) -> Result<String, ApiError> {
         let caller = Caller::of(conn, &header).await?;
-        to_json(&self.ask(&caller, Request::Status).await?)
+        let status = self.ask(&caller, Request::Status).await?;
+        to_json(&if caller.is_root() { status } else { status.for_others() })
     }
 
     /// Applies the named duties now (all when empty) and returns the report as JSON. Root only.

@@ -9,7 +9,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use nonrootd_core::config::Config;
 use nonrootd_core::duty::{Duty, DutySet};
 use nonrootd_core::report::{Outcome, Report};
-use nonrootd_core::status::{DaemonStatus, PathBook, Stamped};
+use nonrootd_core::status::{DaemonStatus, PathBook, Stamped, VOLUME_DETAILS_FOR_ROOT};
 use sd_notify::NotifyState;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{mpsc, watch};
@@ -332,10 +332,15 @@ impl Daemon {
         let Some(conn) = &self.bus else { return };
         for entry in &report.entries {
             let detail = match &entry.outcome {
-                Outcome::Changed { change } => change.clone(),
-                Outcome::Refused { reason } => reason.clone(),
-                Outcome::Failed { error } => error.clone(),
+                Outcome::Changed { change } => change,
+                Outcome::Refused { reason } => reason,
+                Outcome::Failed { error } => error,
                 _ => continue,
+            };
+            // Broadcast to every user: what a walk says of the files in a volume is not.
+            let detail = match entry.duty {
+                Duty::Volumes => VOLUME_DETAILS_FOR_ROOT.to_string(),
+                _ => detail.clone(),
             };
             let conn = conn.clone();
             let (duty, path, outcome) = (

@@ -109,8 +109,14 @@ impl SocketFixer {
         self.send(Command::Recheck(trigger));
     }
 
+    /// Queues a command and wakes the thread. Never blocks the loop: when the wake-up
+    /// socket is full, bytes already wait there to wake the thread.
     fn send(&mut self, command: Command) {
-        if self.commands.send(command).is_err() || self.wake.write_all(&[1]).is_err() {
+        let woken = match self.wake.write(&[1]) {
+            Ok(_) => true,
+            Err(e) => e.kind() == io::ErrorKind::WouldBlock,
+        };
+        if self.commands.send(command).is_err() || !woken {
             error!("the socket fixer thread is gone");
         }
     }
@@ -159,6 +165,7 @@ impl Fixer {
     ) -> io::Result<(Fixer, SocketFixer)> {
         let watches = Watches::new(&socket_paths(&config))?;
         let (wake, woken) = UnixStream::pair()?;
+        wake.set_nonblocking(true)?;
         woken.set_nonblocking(true)?;
         let (commands, received) = mpsc::channel();
         let fixer = Fixer {

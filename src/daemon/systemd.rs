@@ -121,8 +121,12 @@ impl Watcher {
         self.unit_names = units.iter().cloned().collect();
     }
 
-    /// Starts learning the current owner of systemd's name and calling `Subscribe()` on it.
+    /// Starts learning the current owner of systemd's name and calling `Subscribe()` on it
+    /// (instead of a call still under way).
     fn subscribe(&mut self) {
+        if let Some(earlier) = self.subscribing.take() {
+            earlier.abort();
+        }
         let conn = self.conn.clone();
         self.subscribing = Some(tokio::spawn(async move {
             let owner = DBusProxy::new(&conn)
@@ -192,7 +196,9 @@ impl Watcher {
     fn cue(&mut self, msg: &Message) -> Option<String> {
         let header = msg.header();
         match header.member()?.as_str() {
-            "NameOwnerChanged" => {
+            // The bus daemon's own broadcast only: anyone may send a signal of that name to us
+            // (the match rule's sender is checked by the bus for broadcasts alone).
+            "NameOwnerChanged" if from_bus_daemon(msg) => {
                 let (name, _, new): (String, String, String) = msg.body().deserialize().ok()?;
                 let unchanged = self.owner.as_ref().is_some_and(|owner| owner.as_str() == new);
                 if name != SYSTEMD || unchanged {
@@ -231,6 +237,12 @@ impl Watcher {
 /// change of a Unit property, so an active unit reports "active" again and again (docker.socket
 /// does each time docker.service starts or stops, just before a restart re-creates the socket):
 /// only a change to "active" counts, or the first state seen.
+/// A broadcast of the bus daemon itself (which alone may send as `org.freedesktop.DBus`).
+fn from_bus_daemon(msg: &Message) -> bool {
+    let header = msg.header();
+    header.sender().is_some_and(|s| s.as_str() == "org.freedesktop.DBus") && header.destination().is_none()
+}
+
 fn became_active(previous: Option<&str>, state: &str) -> bool {
     state == "active" && previous != Some("active")
 }
@@ -252,6 +264,26 @@ fn object_path(unit: &str) -> OwnedObjectPath {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Anyone may send a signal named NameOwnerChanged to the daemon's connection (the system
+    /// bus allows signals to any destination, and zbus does not check a well-known sender in a
+    /// match rule): only the bus daemon's own broadcast is believed.
+    #[test]
+    fn only_the_bus_daemons_broadcast_counts_as_a_name_owner_change() {
+        let signal = |sender: &str, destination: Option<&str>| {
+            let builder =
+                Message::signal("/org/freedesktop/DBus", "org.freedesktop.DBus", "NameOwnerChanged").sender(sender);
+            let builder = match destination {
+                Some(d) => builder.destination(d),
+                None => builder,
+            };
+            builder.build(&(SYSTEMD, ":1.1", "")).unwrap()
+        };
+        assert!(from_bus_daemon(&signal("org.freedesktop.DBus", None)));
+        assert!(!from_bus_daemon(&signal(":1.7", None)));
+        assert!(!from_bus_daemon(&signal(":1.7", Some(":1.1"))));
+        assert!(!from_bus_daemon(&signal("org.freedesktop.DBus", Some(":1.1"))));
+    }
 
     #[test]
     fn only_a_change_to_active_is_a_start() {

@@ -89,8 +89,10 @@ Refused both, the thread runs at normal priority and a warning says so;
 On the system bus it serves \fBorg.nonrootd1\fR, object \fB/org/nonrootd1\fR,
 interface \fBorg.nonrootd1.Manager\fR: status is open to every user (while the
 daemon's request queue is full, callers other than root are told it is busy
-instead of waiting); applying, reloading and the subordinate id calls, listing
-included, need uid 0.
+instead of waiting), except what a volume's walk says of the files inside it
+(an example of a skipped file, the first failure), which only root sees, in the
+status and in the \fBPathChanged\fR signals; applying, reloading and the
+subordinate id calls, listing included, need uid 0.
 A reload is answered once the new configuration is in force, or refused with the
 file and line at fault; the apply of every duty follows, and its outcome shows in
 the status.
