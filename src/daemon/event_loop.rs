@@ -164,7 +164,12 @@ impl Daemon {
                 BusEvent::Connected(conn) => {
                     self.bus = Some(conn);
                     connected = true;
-                    rechecks.push("connected to the system bus".into());
+                    // The first connection follows the startup apply: nothing to catch up on,
+                    // and READY=1 does not wait for another round of lock waits. What starts
+                    // meanwhile is caught by the re-check once systemd is subscribed to.
+                    if self.ready {
+                        rechecks.push("connected to the system bus".into());
+                    }
                 }
                 BusEvent::Following(following) => self.following_systemd = following,
                 BusEvent::Lost(why) => {

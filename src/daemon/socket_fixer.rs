@@ -109,14 +109,16 @@ impl SocketFixer {
         self.send(Command::Recheck(trigger));
     }
 
-    /// Queues a command and wakes the thread. Never blocks the loop: when the wake-up
-    /// socket is full, bytes already wait there to wake the thread.
+    /// Queues a command, then wakes the thread (in that order: woken first, it could find
+    /// no command and sleep on it). Never blocks the loop: when the wake-up socket is full,
+    /// bytes already wait there to wake the thread.
     fn send(&mut self, command: Command) {
+        let queued = self.commands.send(command).is_ok();
         let woken = match self.wake.write(&[1]) {
             Ok(_) => true,
             Err(e) => e.kind() == io::ErrorKind::WouldBlock,
         };
-        if self.commands.send(command).is_err() || !woken {
+        if !queued || !woken {
             error!("the socket fixer thread is gone");
         }
     }
