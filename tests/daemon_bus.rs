@@ -593,6 +593,39 @@ fn a_failed_subscription_to_systemd_is_tried_again_and_its_jobs_are_then_followe
     assert_eq!(mode_of(&setup.image), 0o750);
 }
 
+/// systemd leaving the bus (its name released: a shutdown, or the first half of a re-exec)
+/// is shown: the daemon no longer says it follows systemd.
+#[test]
+fn systemd_leaving_the_bus_ends_following_it() {
+    let systemd_policy = Path::new("/usr/share/dbus-1/system.d/org.freedesktop.systemd1.conf");
+    let setup = setup_with_policies(&[systemd_policy]);
+    let manager = StandInSystemd {
+        failures: 0,
+        calls: Default::default(),
+    };
+    let (leave_tx, leave_rx) = tokio::sync::oneshot::channel::<()>();
+    let at = ("/org/freedesktop/systemd1", "org.freedesktop.systemd1");
+    serve_in_background(&setup.bus.address, at, manager, move |conn| async move {
+        if leave_rx.await.is_ok() {
+            conn.release_name(at.1).await.unwrap();
+        }
+    });
+    let mut daemon = setup.start();
+    daemon.wait_note("subscribed to systemd");
+    assert_eq!(status_json(&setup)["following_systemd"], true);
+    leave_tx.send(()).unwrap();
+    wait_for(
+        Duration::from_secs(5),
+        || status_json(&setup)["following_systemd"] == false,
+        "following_systemd: false",
+    );
+    assert!(
+        daemon.log_text().contains("systemd left the bus"),
+        "{}",
+        daemon.log_text()
+    );
+}
+
 /// An unreadable grant record fails the sockets, visibly, and nothing else: the startup apply
 /// still fixes the image directory, Apply() answers with the failure and status is degraded.
 #[test]

@@ -188,12 +188,12 @@ impl Watcher {
                 }
             };
             if let Some(cue) = self.cue(&msg) {
-                return Some(Cue::Recheck(cue));
+                return Some(cue);
             }
         }
     }
 
-    fn cue(&mut self, msg: &Message) -> Option<String> {
+    fn cue(&mut self, msg: &Message) -> Option<Cue> {
         let header = msg.header();
         match header.member()?.as_str() {
             // The bus daemon's own broadcast only: anyone may send a signal of that name to us
@@ -204,18 +204,22 @@ impl Watcher {
                 if name != SYSTEMD || unchanged {
                     return None;
                 }
-                // Gone or re-executed: nothing from the old owner is believed any more.
+                // Gone or re-executed: nothing from the old owner is believed any more, nor
+                // the unit states it reported.
                 self.owner = None;
-                if !new.is_empty() {
-                    self.subscribe();
+                self.states.clear();
+                if new.is_empty() {
+                    return Some(Cue::NotFollowing("systemd left the bus".into()));
                 }
+                self.subscribe();
                 None
             }
             "JobRemoved" if self.sent_by_owner(msg) => {
                 let (_, _, unit, result): (u32, OwnedObjectPath, String, String) = msg.body().deserialize().ok()?;
                 // A stop job is "done" too: only a unit last seen active (or not seen yet) is a cue.
                 let active = self.states.get(&unit).is_none_or(|state| state == "active");
-                (result == "done" && active && self.unit_names.contains(&unit)).then(|| format!("{unit}: job done"))
+                (result == "done" && active && self.unit_names.contains(&unit))
+                    .then(|| Cue::Recheck(format!("{unit}: job done")))
             }
             "PropertiesChanged" if self.sent_by_owner(msg) => {
                 let path = OwnedObjectPath::from(header.path()?.clone());
@@ -226,23 +230,23 @@ impl Watcher {
                 let previous = self.states.insert(unit.clone(), state);
                 let state = &self.states[&unit];
                 (interface == UNIT_INTERFACE && became_active(previous.as_deref(), state))
-                    .then(|| format!("{unit} became active"))
+                    .then(|| Cue::Recheck(format!("{unit} became active")))
             }
             _ => None,
         }
     }
 }
 
-/// Whether a unit's ActiveState of `state` is a start. systemd sends ActiveState with every
-/// change of a Unit property, so an active unit reports "active" again and again (docker.socket
-/// does each time docker.service starts or stops, just before a restart re-creates the socket):
-/// only a change to "active" counts, or the first state seen.
 /// A broadcast of the bus daemon itself (which alone may send as `org.freedesktop.DBus`).
 fn from_bus_daemon(msg: &Message) -> bool {
     let header = msg.header();
     header.sender().is_some_and(|s| s.as_str() == "org.freedesktop.DBus") && header.destination().is_none()
 }
 
+/// Whether a unit's ActiveState of `state` is a start. systemd sends ActiveState with every
+/// change of a Unit property, so an active unit reports "active" again and again (docker.socket
+/// does each time docker.service starts or stops, just before a restart re-creates the socket):
+/// only a change to "active" counts, or the first state seen.
 fn became_active(previous: Option<&str>, state: &str) -> bool {
     state == "active" && previous != Some("active")
 }
