@@ -15,7 +15,7 @@ use nonrootd_core::ids::Gid;
 use nonrootd_core::mode::Mode;
 use nonrootd_core::plan::Stat;
 
-use super::walk::{open_beneath, open_beneath_root, stat_fd};
+use super::walk::{check_directory, open_beneath, open_beneath_root, stat_fd};
 use super::{Host, OpenError, Opened};
 
 /// Set once `fchmodat2` turned out to be missing (kernels before 6.6).
@@ -73,11 +73,15 @@ pub struct BeneathDirs<'a> {
 impl Host for BeneathDirs<'_> {
     type Handle = OwnedFd;
 
+    /// Beneath the kept descriptor of the parent while that directory still passes the
+    /// transit rules (one `fstat`: its owner or mode may have changed since it was checked,
+    /// and its attribute change not been read yet); else by the whole walk from `/`.
     fn open(&self, path: &Path) -> Result<Opened<OwnedFd>, OpenError> {
         let beneath = path.parent().zip(path.file_name());
-        let (handle, stat) = match beneath.and_then(|(parent, name)| Some((parent, self.dirs.get(parent)?, name))) {
-            Some((parent, dir, name)) => open_beneath(dir, parent, name)?,
-            None => open_beneath_root(path)?,
+        let kept = beneath.and_then(|(parent, name)| Some((parent, self.dirs.get(parent)?, name)));
+        let (handle, stat) = match kept {
+            Some((parent, dir, name)) if check_directory(dir, parent).is_ok() => open_beneath(dir, parent, name)?,
+            _ => open_beneath_root(path)?,
         };
         Ok(Opened { handle, stat })
     }
@@ -181,6 +185,33 @@ impl Host for RealHost {
             Ok(())
         } else {
             Err(io::Error::last_os_error())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    /// A kept directory that others may write now (its attribute change not read yet) is not
+    /// used: the path is walked from `/` again, and refused.
+    #[test]
+    fn a_kept_directory_made_unsafe_is_not_used() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("run");
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let _listener = std::os::unix::net::UnixListener::bind(dir.join("docker.sock")).unwrap();
+        let (kept, _) = crate::host::walk::open_directory_beneath_root(&dir).unwrap();
+        let dirs = HashMap::from([(dir.clone(), kept)]);
+        let host = BeneathDirs { dirs: &dirs };
+        assert!(host.open(&dir.join("docker.sock")).is_ok());
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+        match host.open(&dir.join("docker.sock")) {
+            Err(OpenError::Refused(why)) => assert!(why.0.contains("lets others write"), "{}", why.0),
+            Err(e) => panic!("{e:?}"),
+            Ok(_) => panic!("opened beneath an unsafe directory"),
         }
     }
 }
