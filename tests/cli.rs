@@ -2,6 +2,7 @@
 
 mod common;
 
+use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -280,17 +281,24 @@ fn json_report_and_exit_codes() {
     assert!(text(&out.stderr).contains("unknown duty \"volume\""));
 }
 
-#[test]
-fn while_the_package_is_being_removed_sockets_are_revoked_and_never_granted() {
-    let scratch = Scratch::tmpfs();
+/// A listening socket in `scratch` configured for uid 4321: its path, its listener, the
+/// config's path and a state directory.
+fn socket_for_4321(scratch: &Scratch) -> (PathBuf, UnixListener, String, PathBuf) {
     let sock = scratch.join("docker.sock");
-    let _listener = listen(&sock, 0o660);
+    let listener = listen(&sock, 0o660);
     let main = write_config(
         scratch.path(),
         "nonrootd.toml",
         &format!("[[socket]]\npath = \"{}\"\nusers = [4321]\n", sock.display()),
     );
     let state = scratch.mkdir("state", 0o700);
+    (sock, listener, main, state)
+}
+
+#[test]
+fn while_the_package_is_being_removed_sockets_are_revoked_and_never_granted() {
+    let scratch = Scratch::tmpfs();
+    let (sock, _listener, main, state) = socket_for_4321(&scratch);
     let ctl =
         |args: &[&str]| nonrootctl(&[&["--config", &main, "--state-dir", state.to_str().unwrap()], args].concat());
     assert!(ctl(&["apply", "--local", "--only", "sockets"]).status.success());
@@ -358,14 +366,7 @@ fn directories_someone_else_made_after_the_check_are_refused() {
 #[test]
 fn a_hook_waiting_for_the_lock_while_the_mark_appears_grants_nothing() {
     let scratch = Scratch::tmpfs();
-    let sock = scratch.join("docker.sock");
-    let _listener = listen(&sock, 0o660);
-    let main = write_config(
-        scratch.path(),
-        "nonrootd.toml",
-        &format!("[[socket]]\npath = \"{}\"\nusers = [4321]\n", sock.display()),
-    );
-    let state = scratch.mkdir("state", 0o700);
+    let (sock, _listener, main, state) = socket_for_4321(&scratch);
     let mut lock_file = nonrootd::lock::LockFile::open(&state).unwrap();
     let held = lock_file.acquire(std::time::Duration::ZERO).unwrap();
     let hook = Command::new(env!("CARGO_BIN_EXE_nonrootctl"))

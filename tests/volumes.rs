@@ -177,6 +177,13 @@ fn the_report_says_how_many_changed_and_why_some_were_skipped() {
     );
 }
 
+/// A daemon.json in `dir` naming `data_root`; returns its path.
+fn daemon_json(dir: &Path, data_root: &Path) -> PathBuf {
+    let json = dir.join("daemon.json");
+    std::fs::write(&json, format!(r#"{{"data-root": "{}"}}"#, data_root.display())).unwrap();
+    json
+}
+
 /// A data root that only Docker's daemon.json names is known at run time: inside it, only a
 /// named volume's data is walked (its records, such as opts.json, can make Docker mount any
 /// host path).
@@ -188,8 +195,7 @@ fn inside_the_data_root_of_daemon_json_only_a_named_volumes_data_is_walked() {
     std::fs::create_dir_all(&data).unwrap();
     let opts = root.join("volumes/db/opts.json");
     std::fs::write(&opts, "{}").unwrap();
-    let json = dir.path().join("daemon.json");
-    std::fs::write(&json, format!(r#"{{"data-root": "{}"}}"#, root.display())).unwrap();
+    let json = daemon_json(dir.path(), &root);
     let cancel = AtomicBool::new(false);
     let options = Options {
         daemon_json: &json,
@@ -227,8 +233,7 @@ fn a_data_root_reached_by_another_path_is_still_a_data_root() {
     std::fs::write(real.join("volumes/db/opts.json"), "{}").unwrap();
     let link = dir.path().join("docker-link");
     symlink(&real, &link).unwrap();
-    let json = dir.path().join("daemon.json");
-    std::fs::write(&json, format!(r#"{{"data-root": "{}"}}"#, link.display())).unwrap();
+    let json = daemon_json(dir.path(), &link);
     let cancel = AtomicBool::new(false);
     let options = Options {
         daemon_json: &json,
