@@ -267,51 +267,45 @@ fn with_progress(path: &Path, progress: &Progress, walk: impl FnOnce() -> Summar
 /// (from the path the top was opened as) must be a named volume's data. A data root below the
 /// top is refused too.
 fn data_root_by_identity(top: &OwnedFd, data_roots: &[&Path]) -> Result<(), String> {
-    let roots: Vec<(FileId, &Path)> = data_roots
-        .iter()
-        .filter_map(|root| Some((file_id(&open_dir_path(None, root).ok()?).ok()?, *root)))
-        .collect();
     let opened_as = std::fs::read_link(format!("/proc/self/fd/{}", top.as_raw_fd()))
         .map_err(|e| format!("cannot check it against Docker's data roots: /proc/self/fd: {e}"))?;
     let names: Vec<&std::ffi::OsStr> = opened_as.iter().skip(1).collect();
-    let top_id = file_id(top)?;
-    let mut dir = None;
-    for depth in 0..=names.len() {
-        let id = dir.as_ref().map_or(Ok(top_id), file_id)?;
-        if let Some((_, root)) = roots.iter().find(|(root_id, _)| *root_id == id) {
+    // As far up as the names it was opened as reach: `depth` names below the one at `depth`.
+    let top_up: Vec<FileId> = ids_up_to_root(top)?.into_iter().take(names.len() + 1).collect();
+    for root in data_roots {
+        // One that does not exist (Docker not installed) holds nothing.
+        let Ok(fd) = open_dir_path(None, root) else { continue };
+        let root_up = ids_up_to_root(&fd)?;
+        if let Some(depth) = top_up.iter().position(|id| *id == root_up[0]) {
             let inside = root.join(names[names.len() - depth..].iter().collect::<PathBuf>());
-            return match volume_refusal(&inside, &[root]) {
-                Some(why) => Err(format!("{why} (reached as {})", opened_as.display())),
-                None => Ok(()),
-            };
-        }
-        let parent = open_dir_path(Some(dir.as_ref().unwrap_or(top)), Path::new(".."))
-            .map_err(|e| format!("cannot check it against Docker's data roots: ..: {}", explain(e)))?;
-        if file_id(&parent)? == id {
-            break;
-        }
-        dir = Some(parent);
-    }
-    for (_, root) in &roots {
-        let mut dir = open_dir_path(None, root).map_err(|e| format!("{}: {}", root.display(), explain(e)))?;
-        loop {
-            let parent = open_dir_path(Some(&dir), Path::new(".."))
-                .map_err(|e| format!("cannot check it against Docker's data roots: ..: {}", explain(e)))?;
-            let parent_id = file_id(&parent)?;
-            if parent_id == top_id {
-                return Err(format!(
-                    "{} holds Docker's data root {}: its walk would hand Docker's own files to a container's user",
-                    opened_as.display(),
-                    root.display()
-                ));
+            if let Some(why) = volume_refusal(&inside, &[root]) {
+                return Err(format!("{why} (reached as {})", opened_as.display()));
             }
-            if parent_id == file_id(&dir)? {
-                break;
-            }
-            dir = parent;
+        } else if root_up[1..].contains(&top_up[0]) {
+            return Err(format!(
+                "{} holds Docker's data root {}: its walk would hand Docker's own files to a container's user",
+                opened_as.display(),
+                root.display()
+            ));
         }
     }
     Ok(())
+}
+
+/// The identities of `dir` and of each directory above it, up to `/`.
+fn ids_up_to_root(dir: &OwnedFd) -> Result<Vec<FileId>, String> {
+    let mut ids = vec![file_id(dir)?];
+    let mut above: Option<OwnedFd> = None;
+    loop {
+        let parent = open_dir_path(Some(above.as_ref().unwrap_or(dir)), Path::new(".."))
+            .map_err(|e| format!("cannot check it against Docker's data roots: ..: {}", explain(e)))?;
+        let id = file_id(&parent)?;
+        if Some(&id) == ids.last() {
+            return Ok(ids);
+        }
+        ids.push(id);
+        above = Some(parent);
+    }
 }
 
 /// A file's device and inode.
