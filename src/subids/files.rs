@@ -108,9 +108,9 @@ pub(crate) type Replacement<'a> = (&'a Path, &'a [u8], Option<&'a Metadata>);
 /// 0644) and the old file as `<path>-`. Every `<path>+` is written and flushed first, each on
 /// its own thread so that the flushes overlap; only when all are written are they renamed in,
 /// so a failed write replaces nothing. A failed rename, not expected in a directory of root's,
-/// leaves the files before it replaced: the error is then [`SubidsError::PartlyReplaced`],
-/// naming them. The paths must name different files. The caller fsyncs the directories with
-/// [`sync_dir`].
+/// leaves the files before it replaced: their directories are synced here (best effort) and
+/// the error is [`SubidsError::PartlyReplaced`], naming them. The paths must name different
+/// files. After a success the caller fsyncs the directories with [`sync_dir`].
 pub(crate) fn replace_all(files: &[Replacement<'_>]) -> Result<(), SubidsError> {
     let tmps: Vec<PathBuf> = files.iter().map(|(path, ..)| suffixed(path, "+")).collect();
     let written: Vec<Result<(), SubidsError>> = std::thread::scope(|scope| {
@@ -149,6 +149,9 @@ pub(crate) fn replace_all(files: &[Replacement<'_>]) -> Result<(), SubidsError> 
             replaced.extend(this_one.then(|| path.to_path_buf()));
             if replaced.is_empty() {
                 return Err(error);
+            }
+            for path in &replaced {
+                let _ = sync_dir(path);
             }
             return Err(SubidsError::PartlyReplaced {
                 replaced,

@@ -633,11 +633,8 @@ fn allocate_tenants(
         replacements.push((settings.subgid_file.as_path(), subgid.bytes(), subgid_meta.as_ref()));
     }
     match files::replace_all(&replacements) {
-        // Some ranges are in the files: the record keeps its lines, the renames made are synced.
-        Err(e @ SubidsError::PartlyReplaced { .. }) => {
-            let _ = settings.sync_dirs();
-            return Err(e);
-        }
+        // Some ranges are in the files: the record keeps its lines.
+        Err(e @ SubidsError::PartlyReplaced { .. }) => return Err(e),
         // Nothing replaced: the record must not claim those ranges for nonrootd.
         Err(e) => {
             files::cut_back(&settings.managed_path(), recorded_before);
@@ -697,12 +694,7 @@ pub fn release(settings: &Settings, tenant: &str) -> Result<Released, SubidsErro
         .iter()
         .map(|(path, bytes, meta)| (*path, bytes.as_slice(), meta.as_ref()))
         .collect();
-    if let Err(e) = files::replace_all(&replacements) {
-        if matches!(e, SubidsError::PartlyReplaced { .. }) {
-            let _ = settings.sync_dirs();
-        }
-        return Err(e);
-    }
+    files::replace_all(&replacements)?;
     settings.sync_dirs()?;
     let before = managed.len();
     managed.retain(|m| !tenant.owns(&m.owner));
