@@ -12,7 +12,9 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, symlink};
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use common::{Scratch, Tmpfs, chmod, config, mount_tmpfs, run};
 use nonrootd::ids::SystemIds;
@@ -501,11 +503,11 @@ fn tenant_ids_are_mapped_through_the_subids_files_and_refused_outside_them() {
     assert_eq!(owner(&vol.join("x")), (4242, 300000), "a refused volume is not touched");
 }
 
-/// A directory walked by name and re-owned meanwhile (as another walk of it does when it ends)
-/// lets its new owner swap names, here its last entry for a hard link to an outside file (with
-/// fs.protected_hardlinks=0). The walk must stop changing entries by name there.
+/// A directory re-owned while it is walked (as another walk of it does when it ends) lets its
+/// new owner swap names, here its last entry for a hard link to an outside file (with
+/// fs.protected_hardlinks=0). The walk re-owns what it judged, never what a name leads to.
 #[test]
-fn a_directory_re_owned_during_its_walk_is_no_longer_changed_by_name() {
+fn a_name_swapped_for_a_hard_link_during_the_walk_is_never_re_owned() {
     let dir = disk();
     let (vol, d, secret) = (
         dir.path().join("vol"),
@@ -556,4 +558,90 @@ fn a_directory_re_owned_during_its_walk_is_no_longer_changed_by_name() {
         }
         assert_eq!(owner(&secret), (0, 0), "round {round}: re-owned through a swapped name");
     }
+}
+
+/// A bindfs FUSE mount (made by root, with allow_other) served by a child of the test. On drop
+/// the server is killed, a stopped one too (which fails whatever waits for it), and the mount
+/// detached.
+struct Fuse {
+    server: Child,
+    mnt: PathBuf,
+}
+
+impl Fuse {
+    fn mount(src: &Path, mnt: &Path) -> Fuse {
+        let server = Command::new("bindfs")
+            .args(["-f", "-o", "allow_other"])
+            .args([src, mnt])
+            .spawn()
+            .expect("bindfs (scripts/install-deps installs it)");
+        let fuse = Fuse {
+            server,
+            mnt: mnt.to_path_buf(),
+        };
+        let mounted = || {
+            std::fs::read_to_string("/proc/self/mountinfo")
+                .unwrap()
+                .lines()
+                .any(|line| line.split(' ').nth(4) == mnt.to_str())
+        };
+        for _ in 0..1000 {
+            if mounted() {
+                return fuse;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!("bindfs did not mount {mnt:?}");
+    }
+
+    /// From now on the server answers nothing.
+    fn stop(&self) {
+        let pid = i32::try_from(self.server.id()).unwrap();
+        // SAFETY: kill(2) with the pid of our own child, not yet waited for.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0);
+    }
+}
+
+impl Drop for Fuse {
+    fn drop(&mut self) {
+        let _ = self.server.kill();
+        let _ = self.server.wait();
+        let _ = Command::new("umount").arg("-l").arg(&self.mnt).status();
+    }
+}
+
+/// A FUSE file system mounted inside the volume (as its owner may, with fusermount) whose
+/// server no longer answers: the walk skips the mount point without asking it anything. Before
+/// `openat2(RESOLVE_NO_XDEV)`, opening the mount point waited for the server forever, and a
+/// server that refuses root (FUSE without allow_other) failed every walk.
+#[test]
+fn a_fuse_mount_inside_is_skipped_without_asking_its_server() {
+    let dir = disk();
+    let (vol, src) = (dir.path().join("vol"), dir.path().join("src"));
+    let mnt = vol.join("fuse");
+    std::fs::create_dir_all(&mnt).unwrap();
+    std::fs::create_dir(&src).unwrap();
+    std::fs::write(src.join("inner"), "i").unwrap();
+    std::fs::write(vol.join("f"), "f").unwrap();
+    let fuse = Fuse::mount(&src, &mnt);
+    fuse.stop();
+    let config = volume_config(&vol, "");
+    let (done, walked) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = done.send(walk_to_the_end(&config));
+    });
+    let Ok(walked) = walked.recv_timeout(Duration::from_secs(20)) else {
+        drop(fuse);
+        panic!("the walk waited for the stopped FUSE server");
+    };
+    drop(fuse);
+    let s = &walked.summary;
+    assert_eq!(s.failed, 0, "{s:?}");
+    assert_eq!(s.skipped.get(&Skip::OtherFilesystem), Some(&1), "{s:?}");
+    assert_eq!(
+        s.skip_examples.get(&Skip::OtherFilesystem).map(PathBuf::as_path),
+        Some(Path::new("fuse"))
+    );
+    assert_eq!(owner(&vol.join("f")), (999, 999));
+    assert_eq!(owner(&src.join("inner")), (0, 0));
 }

@@ -167,13 +167,6 @@ pub fn judge(seen: &Seen, owner: Owner, top: &Seen) -> Verdict {
     }
 }
 
-/// Can only root rename, replace or add entries in this directory while it is walked? Then an
-/// entry judged by name is still the same file when it is changed by name. (A POSIX ACL cannot
-/// grant more write access than the group bits, which are its mask.)
-pub fn entries_fixed(dir: &Seen) -> bool {
-    dir.kind == FileKind::Directory && dir.uid == 0 && dir.mode & 0o022 == 0
-}
-
 /// Distinct wrong owners a summary counts separately; the rest are "others".
 const OWNERS_KEPT: usize = 8;
 
@@ -452,18 +445,6 @@ mod tests {
         let mut wrong_group = seen(FileKind::Directory, 999, 2, 1);
         wrong_group.gid = 0;
         assert_eq!(judge(&wrong_group, owner, &top), Verdict::Change);
-    }
-
-    #[test]
-    fn only_root_owned_unwritable_directories_have_fixed_entries() {
-        let mut dir = seen(FileKind::Directory, 0, 2, 1);
-        assert!(entries_fixed(&dir));
-        dir.mode = 0o1777;
-        assert!(!entries_fixed(&dir), "sticky: others add and rename their own entries");
-        dir.mode = 0o775;
-        assert!(!entries_fixed(&dir));
-        let owned = seen(FileKind::Directory, 999, 2, 1);
-        assert!(!entries_fixed(&owned));
     }
 
     #[test]

@@ -1,13 +1,13 @@
-//! The tree walk: directory descriptors only, `getdents64` + `statx` by name, parallel across
-//! directories.
+//! The tree walk: directory descriptors only, `getdents64`, then each entry opened and judged
+//! on its descriptor; parallel across directories.
 //!
-//! An entry is changed by name (`fchownat(dir, name, AT_SYMLINK_NOFOLLOW)`) only in a directory
-//! where nobody but root can rename or add entries ([`entries_fixed`]), looked at again right
-//! before each such change (another walk of the same directory, reached twice through renames
-//! or in another process, may have re-owned it); elsewhere through an `O_PATH` descriptor of the
-//! very inode that was judged, so a name swapped for a hard link to another file after the look
-//! is never the one changed. A directory is re-owned after its entries, so that re-owning it
-//! opens no window for its new owner during its own walk.
+//! Every entry is opened with `openat2(RESOLVE_NO_XDEV)` and `O_NOFOLLOW`: a mount point inside
+//! the volume is skipped without asking the file system mounted there anything (a FUSE server
+//! can answer root "permission denied", or never), and a symlink is the link itself. A
+//! non-directory is re-owned through the `O_PATH` descriptor that was judged, so a name swapped
+//! for a hard link to another file after the open is never the one changed. A directory is
+//! re-owned after its entries, so that re-owning it opens no window for its new owner during
+//! its own walk.
 //!
 //! Threads share a bounded stack of open directories; a thread that finds the stack full walks
 //! the subdirectory itself (depth first, at most [`MAX_DEPTH`] levels), so open descriptors stay
@@ -21,11 +21,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex};
 
 use nix::errno::Errno;
-use nix::fcntl::{AtFlags, OFlag, openat};
-use nix::sys::stat::Mode as NixMode;
+use nix::fcntl::{AtFlags, OFlag, OpenHow, ResolveFlag, openat2};
 use nix::unistd::{Gid as NixGid, Uid as NixUid, fchown, fchownat};
 use nonrootd_core::plan::FileKind;
-use nonrootd_core::volumes::{Owner, Seen, Skip, Summary, Verdict, entries_fixed, judge};
+use nonrootd_core::volumes::{Owner, Seen, Skip, Summary, Verdict, judge};
 
 /// Open directories waiting for a thread.
 const QUEUE_CAP: usize = 256;
@@ -97,12 +96,6 @@ pub fn statx(dir: BorrowedFd<'_>, name: &CStr, empty_path: bool) -> Result<(Seen
         mnt,
     };
     Ok((seen, st.stx_ino))
-}
-
-/// Are `dir`'s entries still only root's to change ([`entries_fixed`] of a fresh `statx`)? A
-/// failed look says no.
-fn entries_still_fixed(dir: &OwnedFd) -> bool {
-    statx(dir.as_fd(), c"", true).is_ok_and(|(now, _)| entries_fixed(&now))
 }
 
 /// Reads directory entries into `buf`; returns the bytes filled, 0 at the end.
@@ -245,11 +238,7 @@ impl Worker<'_, '_> {
     /// Judges and changes every entry of a directory, then the directory itself.
     fn directory(&mut self, job: &Job, depth: usize, buf: &mut [u8]) {
         let (dir, path) = (&job.fd, job.path.as_path());
-        let by_name = entries_fixed(&job.seen);
         let (seen_before, changed_before) = (self.summary.seen, self.summary.changed);
-        // After a change, the next entry is probably wrong too: open it first and judge the
-        // descriptor (one lookup instead of two).
-        let mut changing = false;
         loop {
             let n = match getdents(dir, buf) {
                 Ok(0) => break,
@@ -261,11 +250,7 @@ impl Worker<'_, '_> {
             };
             for (name, d_type) in entries(&buf[..n]) {
                 self.summary.seen += 1;
-                changing = if by_name {
-                    self.entry_by_name(dir, name, d_type, path, depth)
-                } else {
-                    self.entry(dir, name, d_type, path, depth, changing)
-                };
+                self.entry(dir, name, d_type, path, depth);
             }
             if self.walk.cancel.load(Ordering::Relaxed) {
                 self.summary.cancelled = true;
@@ -292,178 +277,53 @@ impl Worker<'_, '_> {
             .fetch_add(self.summary.changed - changed_before, Ordering::Relaxed);
     }
 
-    /// `statx` of one entry, not following a symlink; an entry that vanished is counted as
-    /// skipped, any other error as failed.
-    fn stat_entry(&mut self, dir: &OwnedFd, name: &CStr, path: &Path) -> Option<(Seen, u64)> {
-        match statx(dir.as_fd(), name, false) {
-            Ok(found) => Some(found),
-            Err(Errno::ENOENT) => {
-                self.summary
-                    .skip(Skip::Vanished, || path.join(OsStr::from_bytes(name.to_bytes())));
-                None
-            }
-            Err(e) => {
-                self.summary
-                    .fail(&path.join(OsStr::from_bytes(name.to_bytes())), format!("stat: {e}"));
-                None
-            }
-        }
-    }
-
-    /// One entry of a directory whose entries only root can change: judged and re-owned by
-    /// name. Returns whether it needed a change.
-    fn entry_by_name(&mut self, dir: &OwnedFd, name: &CStr, d_type: u8, path: &Path, depth: usize) -> bool {
+    /// One entry: a directory is opened as one and walked; anything else is opened with
+    /// `O_PATH|O_NOFOLLOW`, judged on that descriptor (a symlink itself) and re-owned through
+    /// it, so a name swapped for a hard link to another file after the open is never the one
+    /// changed.
+    fn entry(&mut self, dir: &OwnedFd, name: &CStr, d_type: u8, path: &Path, depth: usize) {
         let child = || path.join(OsStr::from_bytes(name.to_bytes()));
         if d_type == DT_DIR {
-            return self.entry(dir, name, d_type, path, depth, false);
-        }
-        let Some((seen, ino)) = self.stat_entry(dir, name, path) else {
-            return false;
-        };
-        match judge(&seen, self.walk.owner, &self.walk.top) {
-            Verdict::Skip(why) => {
-                self.summary.skip(why, child);
-                false
-            }
-            _ if seen.kind == FileKind::Directory => self.open_subdirectory(dir, name, ino, path, depth),
-            Verdict::Correct => false,
-            Verdict::Change if self.walk.check_only => {
-                self.summary.wrong(seen.uid, seen.gid);
-                true
-            }
-            // Re-owned since it was opened (by another walk of it): its new owner may swap names.
-            Verdict::Change if !entries_still_fixed(dir) => {
-                self.change_by_descriptor(dir, name, path, Some(ino), depth)
-            }
-            Verdict::Change => {
-                let (uid, gid) = self.ids();
-                match fchownat(dir, name, Some(uid), Some(gid), AtFlags::AT_SYMLINK_NOFOLLOW) {
-                    Ok(()) => self.summary.wrong(seen.uid, seen.gid),
-                    Err(e) => self.summary.fail(&child(), format!("chown: {e}")),
-                }
-                true
-            }
-        }
-    }
-
-    fn open_subdirectory(&mut self, dir: &OwnedFd, name: &CStr, ino: u64, path: &Path, depth: usize) -> bool {
-        let child = || path.join(OsStr::from_bytes(name.to_bytes()));
-        match openat(dir, name, DIR_FLAGS, NixMode::empty()) {
-            Ok(fd) => self.subdirectory(fd, Some(ino), name, path, depth),
-            Err(Errno::ENOENT) => {
-                self.summary.skip(Skip::Vanished, child);
-                false
-            }
-            Err(Errno::ENOTDIR | Errno::ELOOP) => {
-                self.summary.skip(Skip::Replaced, child);
-                false
-            }
-            Err(e) => {
-                self.summary.fail(&child(), format!("open: {e}"));
-                false
-            }
-        }
-    }
-
-    /// One entry; returns whether it needed a change.
-    fn entry(&mut self, dir: &OwnedFd, name: &CStr, d_type: u8, path: &Path, depth: usize, changing: bool) -> bool {
-        let child = || path.join(OsStr::from_bytes(name.to_bytes()));
-        if d_type == DT_DIR {
-            match openat(dir, name, DIR_FLAGS, NixMode::empty()) {
+            match open_entry(dir, name, DIR_FLAGS) {
                 Ok(fd) => return self.subdirectory(fd, None, name, path, depth),
-                Err(Errno::ENOENT) => {
-                    self.summary.skip(Skip::Vanished, child);
-                    return false;
-                }
                 // Replaced by something else since getdents: judge what is there now.
                 Err(Errno::ENOTDIR | Errno::ELOOP) => {}
-                Err(e) => {
-                    self.summary.fail(&child(), format!("open: {e}"));
-                    return false;
-                }
+                Err(e) => return self.not_opened(e, child),
             }
         }
-        if changing && d_type != DT_DIR {
-            return self.change_by_descriptor(dir, name, path, None, depth);
-        }
-        let Some((seen, ino)) = self.stat_entry(dir, name, path) else {
-            return false;
-        };
-        match judge(&seen, self.walk.owner, &self.walk.top) {
-            Verdict::Skip(why) => {
-                self.summary.skip(why, child);
-                false
-            }
-            _ if seen.kind == FileKind::Directory => self.open_subdirectory(dir, name, ino, path, depth),
-            Verdict::Correct => false,
-            Verdict::Change if self.walk.check_only => {
-                self.summary.wrong(seen.uid, seen.gid);
-                true
-            }
-            Verdict::Change => self.change_by_descriptor(dir, name, path, Some(ino), depth),
-        }
-    }
-
-    /// Opens a non-directory with `O_PATH|O_NOFOLLOW`, judges the descriptor (a symlink is
-    /// judged and re-owned itself) and re-owns that very inode: a name swapped for a hard link
-    /// after the first look is never the one changed. `ino`: what the first look saw.
-    fn change_by_descriptor(
-        &mut self,
-        dir: &OwnedFd,
-        name: &CStr,
-        path: &Path,
-        ino: Option<u64>,
-        depth: usize,
-    ) -> bool {
-        let child = || path.join(OsStr::from_bytes(name.to_bytes()));
-        let fd = match openat(dir, name, PATH_FLAGS, NixMode::empty()) {
+        let fd = match open_entry(dir, name, PATH_FLAGS) {
             Ok(fd) => fd,
-            Err(Errno::ENOENT) => {
-                self.summary.skip(Skip::Vanished, child);
-                return false;
-            }
-            Err(e) => {
-                self.summary.fail(&child(), format!("open: {e}"));
-                return false;
-            }
+            Err(e) => return self.not_opened(e, child),
         };
-        let (seen, now) = match statx(fd.as_fd(), c"", true) {
+        let (seen, ino) = match statx(fd.as_fd(), c"", true) {
             Ok(found) => found,
-            Err(e) => {
-                self.summary.fail(&child(), format!("stat: {e}"));
-                return false;
-            }
+            Err(e) => return self.summary.fail(&child(), format!("stat: {e}")),
         };
-        if ino.is_some_and(|ino| ino != now) {
-            self.summary.skip(Skip::Replaced, child);
-            return false;
-        }
         match judge(&seen, self.walk.owner, &self.walk.top) {
-            Verdict::Skip(why) => {
-                self.summary.skip(why, child);
-                false
-            }
+            Verdict::Skip(why) => self.summary.skip(why, child),
             // A directory where getdents said otherwise: walk it through a real directory fd.
-            _ if seen.kind == FileKind::Directory => match openat(dir, name, DIR_FLAGS, NixMode::empty()) {
-                Ok(dir_fd) => self.subdirectory(dir_fd, Some(now), name, path, depth),
-                Err(_) => {
-                    self.summary.skip(Skip::DirectoryReplaced, child);
-                    false
-                }
+            _ if seen.kind == FileKind::Directory => match open_entry(dir, name, DIR_FLAGS) {
+                Ok(dir_fd) => self.subdirectory(dir_fd, Some(ino), name, path, depth),
+                Err(_) => self.summary.skip(Skip::DirectoryReplaced, child),
             },
-            Verdict::Correct => false,
-            Verdict::Change if self.walk.check_only => {
-                self.summary.wrong(seen.uid, seen.gid);
-                true
-            }
+            Verdict::Correct => {}
+            Verdict::Change if self.walk.check_only => self.summary.wrong(seen.uid, seen.gid),
             Verdict::Change => {
                 let (uid, gid) = self.ids();
                 match fchownat(&fd, c"", Some(uid), Some(gid), AtFlags::AT_EMPTY_PATH) {
                     Ok(()) => self.summary.wrong(seen.uid, seen.gid),
                     Err(e) => self.summary.fail(&child(), format!("chown: {e}")),
                 }
-                true
             }
+        }
+    }
+
+    /// Counts an entry that could not be opened.
+    fn not_opened(&mut self, error: Errno, child: impl FnOnce() -> PathBuf) {
+        match error {
+            Errno::ENOENT => self.summary.skip(Skip::Vanished, child),
+            Errno::EXDEV => self.summary.skip(Skip::OtherFilesystem, child),
+            e => self.summary.fail(&child(), format!("open: {e}")),
         }
     }
 
@@ -474,27 +334,21 @@ impl Worker<'_, '_> {
         )
     }
 
-    /// A directory opened with `O_DIRECTORY|O_NOFOLLOW`: judged on its descriptor (so a mount
-    /// point is seen as the mounted file system's root), then queued for any thread or, when
-    /// the queue is full, walked here; re-owned after its entries. Returns whether it needed a
-    /// change.
-    fn subdirectory(&mut self, fd: OwnedFd, ino: Option<u64>, name: &CStr, path: &Path, depth: usize) -> bool {
+    /// A directory opened with `O_DIRECTORY|O_NOFOLLOW`: judged on its descriptor, then
+    /// queued for any thread or, when the queue is full, walked here; re-owned after its
+    /// entries. `ino`: what an earlier look saw, if any.
+    fn subdirectory(&mut self, fd: OwnedFd, ino: Option<u64>, name: &CStr, path: &Path, depth: usize) {
         let child = path.join(OsStr::from_bytes(name.to_bytes()));
         let (seen, now) = match statx(fd.as_fd(), c"", true) {
             Ok(found) => found,
-            Err(e) => {
-                self.summary.fail(&child, format!("stat: {e}"));
-                return false;
-            }
+            Err(e) => return self.summary.fail(&child, format!("stat: {e}")),
         };
         if ino.is_some_and(|ino| ino != now) {
-            self.summary.skip(Skip::DirectoryReplaced, || child);
-            return false;
+            return self.summary.skip(Skip::DirectoryReplaced, || child);
         }
         let verdict = judge(&seen, self.walk.owner, &self.walk.top);
         if let Verdict::Skip(why) = verdict {
-            self.summary.skip(why, || child);
-            return false;
+            return self.summary.skip(why, || child);
         }
         let job = Job {
             fd,
@@ -510,8 +364,19 @@ impl Worker<'_, '_> {
                 self.directory(&job, depth + 1, &mut buf);
             }
         }
-        verdict == Verdict::Change
     }
+}
+
+/// Opens `name` in `dir` without following a symlink or crossing into another mount: a mount
+/// point inside the volume (a FUSE file system its owner mounted there, say) fails with
+/// `EXDEV` before the file system behind it is asked anything, which could answer "permission
+/// denied" to root, or never answer.
+fn open_entry(dir: &OwnedFd, name: &CStr, flags: OFlag) -> Result<OwnedFd, Errno> {
+    openat2(
+        dir,
+        name,
+        OpenHow::new().flags(flags).resolve(ResolveFlag::RESOLVE_NO_XDEV),
+    )
 }
 
 #[cfg(test)]
