@@ -332,8 +332,6 @@ fn while_the_package_is_being_removed_sockets_are_revoked_and_never_granted() {
     assert!(!can_connect_as(4321, 4321, &[], &sock));
 }
 
-/// A hook that waits for the lock while the removal leaves its mark (and revokes) grants
-/// nothing once it gets the lock: the mark is looked for under the lock.
 /// A main file in a sticky directory: a nonrootd.d that someone else made after the check
 /// found none (the loader's directory check passes a missing one) is refused when listed, and
 /// so is a state directory someone else made before nonrootd created it.
@@ -363,6 +361,8 @@ fn directories_someone_else_made_after_the_check_are_refused() {
     nonrootd::state::ensure_dir(&state).unwrap();
 }
 
+/// A hook that waits for the lock while the removal leaves its mark (and revokes) grants
+/// nothing once it gets the lock: the mark is looked for under the lock.
 #[test]
 fn a_hook_waiting_for_the_lock_while_the_mark_appears_grants_nothing() {
     let scratch = Scratch::tmpfs();
@@ -375,8 +375,7 @@ fn a_hook_waiting_for_the_lock_while_the_mark_appears_grants_nothing() {
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    // Time for the hook to find no mark yet and wait for the lock.
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    wait_until_retrying_the_lock(hook.id(), &state.join("apply.lock"));
     std::fs::write(state.join("removing"), "").unwrap();
     drop(held);
     let out = hook.wait_with_output().unwrap();
@@ -387,6 +386,30 @@ fn a_hook_waiting_for_the_lock_while_the_mark_appears_grants_nothing() {
         text(&out.stdout)
     );
     assert!(!can_connect_as(4321, 4321, &[], &sock));
+}
+
+/// Waits until process `pid` holds `lock` open and sleeps between tries at it (nonrootctl
+/// sleeps nowhere else): it has looked at everything it looks at before the lock.
+fn wait_until_retrying_the_lock(pid: u32, lock: &Path) {
+    let has_open = || {
+        std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|target| target == lock))
+    };
+    // The number of the system call it waits in: clock_nanosleep or nanosleep.
+    let sleeping = || {
+        std::fs::read_to_string(format!("/proc/{pid}/syscall"))
+            .is_ok_and(|now| matches!(now.split(' ').next(), Some("230" | "35")))
+    };
+    for _ in 0..2000 {
+        if has_open() && sleeping() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    panic!("process {pid} never waited for {lock:?}");
 }
 
 #[test]
