@@ -325,15 +325,16 @@ fn wide_and_deep_trees_are_walked_completely() {
         std::fs::create_dir_all(vol.join(format!("w{i}"))).unwrap();
         std::fs::write(vol.join(format!("w{i}/f")), "").unwrap();
     }
+    // Far deeper than a thread descends itself while the queue is full (64 levels).
     let mut deep = vol.join("deep");
-    for _ in 0..150 {
+    for _ in 0..1000 {
         deep.push("d");
     }
     std::fs::create_dir_all(&deep).unwrap();
     std::fs::write(deep.join("bottom"), "").unwrap();
     let config = volume_config(&vol, "");
     let walked = walk_to_the_end(&config);
-    assert_eq!(walked.summary.changed, 1 + 1200 + 151 + 1, "{:?}", walked.summary);
+    assert_eq!(walked.summary.changed, 1 + 1200 + 1001 + 1, "{:?}", walked.summary);
     assert_eq!(owner(&deep.join("bottom")), (999, 999));
 }
 
@@ -560,17 +561,26 @@ fn a_name_swapped_for_a_hard_link_during_the_walk_is_never_re_owned() {
     }
 }
 
-/// A bindfs FUSE mount (made by root, with allow_other) served by a child of the test. On drop
-/// the server is killed, a stopped one too (which fails whatever waits for it), and the mount
-/// detached.
+/// A bindfs FUSE mount with allow_other, served by a child of the test. On drop the server is
+/// killed, a stopped one too (which fails whatever waits for it), and the mount detached.
 struct Fuse {
     server: Child,
     mnt: PathBuf,
 }
 
 impl Fuse {
-    fn mount(src: &Path, mnt: &Path) -> Fuse {
-        let server = Command::new("bindfs")
+    /// Mounted by root, or recorded as mounted by `user` (bindfs run with that real uid and
+    /// root's effective one, as fusermount would record it for that user).
+    fn mount(src: &Path, mnt: &Path, user: Option<u32>) -> Fuse {
+        let mut cmd = match user {
+            Some(uid) => {
+                let mut cmd = Command::new("setpriv");
+                cmd.args(["--ruid", &uid.to_string(), "bindfs"]);
+                cmd
+            }
+            None => Command::new("bindfs"),
+        };
+        let server = cmd
             .args(["-f", "-o", "allow_other"])
             .args([src, mnt])
             .spawn()
@@ -611,9 +621,9 @@ impl Drop for Fuse {
 }
 
 /// A FUSE file system mounted inside the volume (as its owner may, with fusermount) whose
-/// server no longer answers: the walk skips the mount point without asking it anything. Before
-/// `openat2(RESOLVE_NO_XDEV)`, opening the mount point waited for the server forever, and a
-/// server that refuses root (FUSE without allow_other) failed every walk.
+/// server no longer answers: the walk skips the mount point without asking it anything. Before,
+/// opening the mount point waited for the server forever, and a server that refuses root (FUSE
+/// without allow_other) failed every walk.
 #[test]
 fn a_fuse_mount_inside_is_skipped_without_asking_its_server() {
     let dir = disk();
@@ -623,7 +633,9 @@ fn a_fuse_mount_inside_is_skipped_without_asking_its_server() {
     std::fs::create_dir(&src).unwrap();
     std::fs::write(src.join("inner"), "i").unwrap();
     std::fs::write(vol.join("f"), "f").unwrap();
-    let fuse = Fuse::mount(&src, &mnt);
+    let fuse = Fuse::mount(&src, &mnt, None);
+    // Past bindfs's attribute timeout: a plain stat would ask the server again.
+    std::thread::sleep(Duration::from_millis(1100));
     fuse.stop();
     let config = volume_config(&vol, "");
     let (done, walked) = std::sync::mpsc::channel();
@@ -643,5 +655,41 @@ fn a_fuse_mount_inside_is_skipped_without_asking_its_server() {
         Some(Path::new("fuse"))
     );
     assert_eq!(owner(&vol.join("f")), (999, 999));
+    assert_eq!(owner(&src.join("inner")), (0, 0));
+}
+
+/// The volume's top itself a FUSE file system that a user mounted (fusermount lets them, on a
+/// directory of theirs) whose server no longer answers: refused at once, naming the user,
+/// instead of waiting for the server (as the walk did before).
+#[test]
+fn a_top_that_a_user_mounted_a_fuse_file_system_on_is_refused_without_asking_it() {
+    let dir = disk();
+    let (vol, src) = (dir.path().join("vol"), dir.path().join("src"));
+    std::fs::create_dir(&vol).unwrap();
+    std::fs::create_dir(&src).unwrap();
+    std::fs::write(src.join("inner"), "i").unwrap();
+    let fuse = Fuse::mount(&src, &vol, Some(4321));
+    // Past bindfs's attribute timeout: a plain stat would ask the server again.
+    std::thread::sleep(Duration::from_millis(1100));
+    fuse.stop();
+    let config = volume_config(&vol, "");
+    let (done, walked) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let cancel = AtomicBool::new(false);
+        let _ = done.send(walk_volume(&config.volumes[0], &config, &SystemIds, &options(&cancel)).err());
+    });
+    let Ok(refused) = walked.recv_timeout(Duration::from_secs(20)) else {
+        drop(fuse);
+        panic!("the walk waited for the stopped FUSE server");
+    };
+    drop(fuse);
+    let refused = refused.expect("refused");
+    let Outcome::Refused { reason } = &refused.outcome else {
+        panic!("{refused}")
+    };
+    assert!(
+        reason.contains("is a FUSE file system that uid 4321 mounted"),
+        "{reason}"
+    );
     assert_eq!(owner(&src.join("inner")), (0, 0));
 }

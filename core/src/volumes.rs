@@ -112,13 +112,7 @@ pub enum Skip {
     Device,
     /// Gone between reading the directory and looking at it.
     Vanished,
-    /// Replaced by something else between looking at it and opening it: a new file, judged
-    /// at the next walk.
-    Replaced,
-    /// A directory replaced by another between looking at it and opening it: what is below
-    /// it is unjudged.
-    DirectoryReplaced,
-    /// Nested deeper than the walk holds directories open.
+    /// Nested deeper than the walk holds directories open while every thread is as deep.
     TooDeep,
 }
 
@@ -129,15 +123,13 @@ impl Skip {
             Skip::OtherFilesystem => "on another file system",
             Skip::Device => "device nodes",
             Skip::Vanished => "vanished",
-            Skip::Replaced => "replaced during the walk",
-            Skip::DirectoryReplaced => "directories replaced during the walk",
             Skip::TooDeep => "too deep",
         }
     }
 
     /// Leaves an entry (and what is below it) unjudged, so the walk is incomplete.
     pub fn unjudged(self) -> bool {
-        matches!(self, Skip::DirectoryReplaced | Skip::TooDeep)
+        self == Skip::TooDeep
     }
 }
 
@@ -165,6 +157,29 @@ pub fn judge(seen: &Seen, owner: Owner, top: &Seen) -> Verdict {
         _ if seen.nlink > 1 => Verdict::Skip(Skip::HardLinks),
         _ => Verdict::Change,
     }
+}
+
+/// For the mount `id` in `/proc/self/mountinfo` text: `None` when it is not a FUSE file
+/// system (or not listed), else the uid that mounted it (its `user_id=` option), if recorded.
+pub fn fuse_mounter(mountinfo: &str, id: u64) -> Option<Option<u32>> {
+    mountinfo.lines().find_map(|line| {
+        let mut fields = line.split(' ');
+        if fields.next()?.parse::<u64>().ok()? != id {
+            return None;
+        }
+        // "ID PARENT MAJ:MIN ROOT MOUNT_POINT OPTIONS [OPTIONAL...] - FSTYPE SOURCE SUPER_OPTIONS"
+        let mut after_separator = fields.skip_while(|f| *f != "-").skip(1);
+        let fstype = after_separator.next()?;
+        if !(fstype == "fuse" || fstype == "fuseblk" || fstype.starts_with("fuse.")) {
+            return None;
+        }
+        let super_options = after_separator.nth(1).unwrap_or("");
+        Some(
+            super_options
+                .split(',')
+                .find_map(|option| option.strip_prefix("user_id=")?.parse().ok()),
+        )
+    })
 }
 
 /// Distinct wrong owners a summary counts separately; the rest are "others".
@@ -211,10 +226,11 @@ impl Summary {
         }
     }
 
-    pub fn fail(&mut self, path: &Path, error: impl fmt::Display) {
+    /// Counts a failure; `path` is spelled out for the first one only.
+    pub fn fail(&mut self, path: impl FnOnce() -> PathBuf, error: impl fmt::Display) {
         self.failed += 1;
         if self.first_failure.is_none() {
-            self.first_failure = Some(format!("{}: {error}", shown(path)));
+            self.first_failure = Some(format!("{}: {error}", shown(&path())));
         }
     }
 
@@ -304,11 +320,17 @@ impl Summary {
     }
 }
 
+/// Characters of a path a message keeps: its end, after "…".
+const SHOWN_CHARS: usize = 200;
+
 fn shown(path: &Path) -> String {
     if path.as_os_str().is_empty() {
-        ".".into()
-    } else {
-        path.display().to_string()
+        return ".".into();
+    }
+    let text = path.display().to_string();
+    match text.char_indices().rev().nth(SHOWN_CHARS - 1) {
+        Some((cut, _)) if cut > 0 => format!("…{}", &text[cut..]),
+        _ => text,
     }
 }
 
@@ -448,6 +470,33 @@ mod tests {
     }
 
     #[test]
+    fn fuse_mounts_are_found_with_their_mounter() {
+        let mountinfo = "\
+27 1 254:0 / / rw,relatime shared:1 - ext4 /dev/vda rw,discard
+216 27 0:57 / /srv/v rw,nosuid,nodev,relatime shared:9 - fuse.sshfs me@host:/x rw,user_id=1000,group_id=1000
+217 27 0:58 / /srv/w rw,relatime - fuse /srv/src rw,user_id=0,group_id=0,allow_other
+218 27 0:59 / /srv/x\040y rw - fuseblk /dev/sdb1 rw,default_permissions
+219 27 0:60 / /srv/z rw - fusectl fusectl rw
+";
+        assert_eq!(fuse_mounter(mountinfo, 27), None);
+        assert_eq!(fuse_mounter(mountinfo, 216), Some(Some(1000)));
+        assert_eq!(fuse_mounter(mountinfo, 217), Some(Some(0)));
+        assert_eq!(fuse_mounter(mountinfo, 218), Some(None));
+        assert_eq!(fuse_mounter(mountinfo, 219), None, "fusectl is no FUSE file system");
+        assert_eq!(fuse_mounter(mountinfo, 2), None);
+    }
+
+    #[test]
+    fn long_paths_are_shown_by_their_end() {
+        let long: PathBuf = std::iter::repeat_n("d", 300).collect();
+        let mut summary = Summary::default();
+        summary.fail(|| long.join("f"), "EACCES");
+        let shown = summary.first_failure.unwrap();
+        assert!(shown.starts_with("…/d/d/") && shown.ends_with("d/f: EACCES"), "{shown}");
+        assert_eq!(shown.chars().count(), 1 + SHOWN_CHARS + ": EACCES".len());
+    }
+
+    #[test]
     fn summaries_merge_and_describe() {
         let mut a = Summary {
             seen: 10,
@@ -477,7 +526,7 @@ mod tests {
                 .starts_with("3 of 15 not owned by 999:999: 2 by 0:0, 1 by 1000:1000 (3 skipped")
         );
         assert_eq!(outcome(&a, None, false).label(), "changed");
-        a.fail(Path::new("z"), "Operation not permitted");
+        a.fail(|| PathBuf::from("z"), "Operation not permitted");
         assert!(matches!(outcome(&a, None, false), Outcome::Failed { .. }));
     }
 
@@ -514,16 +563,14 @@ mod tests {
                 change: "1 of 4 changed (1 skipped: 1 with hard links (e.g. fifo))".into()
             }
         );
-        for why in [Skip::TooDeep, Skip::DirectoryReplaced] {
-            let mut unjudged = left_alone.clone();
-            unjudged.wrong(0, 0);
-            unjudged.skip(why, || PathBuf::from("a/b"));
-            let Outcome::Failed { error } = outcome(&unjudged, None, false) else {
-                panic!("{why:?}: {:?}", outcome(&unjudged, None, false))
-            };
-            assert!(error.starts_with("1 of 4 changed (2 skipped: "), "{error}");
-            assert!(error.contains(&format!("1 {} (e.g. a/b)", why.describe())), "{error}");
-        }
+        let mut unjudged = left_alone.clone();
+        unjudged.wrong(0, 0);
+        unjudged.skip(Skip::TooDeep, || PathBuf::from("a/b"));
+        let Outcome::Failed { error } = outcome(&unjudged, None, false) else {
+            panic!("{:?}", outcome(&unjudged, None, false))
+        };
+        assert!(error.starts_with("1 of 4 changed (2 skipped: "), "{error}");
+        assert!(error.contains("1 too deep (e.g. a/b)"), "{error}");
     }
 
     #[test]

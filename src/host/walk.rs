@@ -4,7 +4,7 @@
 use std::collections::VecDeque;
 use std::ffi::{OsStr, OsString};
 use std::io;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
@@ -24,14 +24,31 @@ const MAX_SYMLINKS: usize = 40;
 
 const PATH_FLAGS: OFlag = OFlag::O_PATH.union(OFlag::O_NOFOLLOW).union(OFlag::O_CLOEXEC);
 
+/// `statx` of an open descriptor (a symlink itself) from what the kernel already knows
+/// (`AT_STATX_DONT_SYNC`): the file system behind it is not asked, so a FUSE server that a
+/// user mounted on a path nonrootd opens (a volume's top) cannot keep it waiting. Local file
+/// systems have nothing newer to tell; a network one may have a change another client made.
+pub fn known_statx(fd: BorrowedFd<'_>, mask: u32) -> Result<libc::statx, Errno> {
+    let flags = libc::AT_EMPTY_PATH | libc::AT_SYMLINK_NOFOLLOW | libc::AT_STATX_DONT_SYNC;
+    let mut buf = std::mem::MaybeUninit::<libc::statx>::zeroed();
+    // SAFETY: the empty path is NUL-terminated, `fd` is an open descriptor and `buf` is a
+    // writable statx buffer of the right size that outlives the call.
+    let ret = unsafe { libc::statx(fd.as_raw_fd(), c"".as_ptr(), flags, mask, buf.as_mut_ptr()) };
+    Errno::result(ret)?;
+    // SAFETY: statx(2) succeeded and filled the buffer (it was zeroed before in any case).
+    Ok(unsafe { buf.assume_init() })
+}
+
 pub fn stat_fd(fd: &OwnedFd) -> Result<Stat, Errno> {
-    let st = fstat(fd)?;
+    let mask = libc::STATX_TYPE | libc::STATX_MODE | libc::STATX_UID | libc::STATX_GID | libc::STATX_NLINK;
+    let st = known_statx(fd.as_fd(), mask)?;
+    let mode = u32::from(st.stx_mode);
     Ok(Stat {
-        kind: FileKind::from_st_mode(st.st_mode),
-        mode: Mode::from_st_mode(st.st_mode),
-        uid: Uid(st.st_uid),
-        gid: Gid(st.st_gid),
-        nlink: st.st_nlink,
+        kind: FileKind::from_st_mode(mode),
+        mode: Mode::from_st_mode(mode),
+        uid: Uid(st.stx_uid),
+        gid: Gid(st.stx_gid),
+        nlink: u64::from(st.stx_nlink),
     })
 }
 

@@ -21,7 +21,7 @@ use nonrootd_core::ids::{Gid, IdResolver, Uid};
 use nonrootd_core::mode::Mode;
 use nonrootd_core::plan::FileKind;
 use nonrootd_core::report::{Outcome, Report};
-use nonrootd_core::volumes::{self as rules, Owner, Summary, Verdict, judge, map_id};
+use nonrootd_core::volumes::{self as rules, Owner, Summary, Verdict, fuse_mounter, judge, map_id};
 use tracing::{info, warn};
 
 use crate::apply::data_root;
@@ -151,6 +151,9 @@ pub fn walk_volume(
         let reason = format!("is {}, expected a directory", stat.kind);
         return Err(unwalked(desired, Outcome::Refused { reason }));
     }
+    if let Err(reason) = refuse_fuse_of_a_user(&path_fd) {
+        return Err(unwalked(desired, Outcome::Refused { reason }));
+    }
     if let Err(reason) = data_root_by_identity(&path_fd, &data_roots) {
         return Err(unwalked(desired, Outcome::Refused { reason }));
     }
@@ -162,11 +165,11 @@ pub fn walk_volume(
         }
     };
     let top = openat(&path_fd, ".", walk::DIR_FLAGS, NixMode::empty()).map_err(|e| failed("open", e))?;
-    let (top_seen, _) = statx(std::os::fd::AsFd::as_fd(&top), c"", true).map_err(|e| failed("stat", e))?;
+    let top_seen = statx(std::os::fd::AsFd::as_fd(&top)).map_err(|e| failed("stat", e))?;
     let top_again = nix::unistd::dup(&top).map_err(|e| failed("dup", e))?;
     let top = Job {
         fd: top,
-        path: PathBuf::new(),
+        place: None,
         seen: top_seen,
         change: judge(&top_seen, owner, &top_seen) == Verdict::Change,
     };
@@ -190,7 +193,7 @@ pub fn walk_volume(
     if let Some(mode) = volume.mode {
         match set_top_mode(&top_again, mode, options.check_only) {
             Ok(change) => mode_change = change,
-            Err(error) => summary.fail(Path::new(""), error),
+            Err(error) => summary.fail(PathBuf::new, error),
         }
     }
     Ok(Walked {
@@ -199,6 +202,25 @@ pub fn walk_volume(
         summary,
         mode_change,
     })
+}
+
+/// Refuses a top that is a FUSE file system mounted by a user other than root (`fusermount` on
+/// a directory of theirs, such as a volume they own): its server could keep the walk waiting,
+/// and walks run one at a time. The mount is found by the id the kernel gives without asking
+/// the file system.
+fn refuse_fuse_of_a_user(top: &OwnedFd) -> Result<(), String> {
+    const MOUNTINFO: &str = "/proc/self/mountinfo";
+    let (_, mnt) = walk::placed(std::os::fd::AsFd::as_fd(top)).map_err(|e| format!("stat: {e}"))?;
+    let mountinfo = std::fs::read_to_string(MOUNTINFO).map_err(|e| format!("{MOUNTINFO}: {e}"))?;
+    match fuse_mounter(&mountinfo, mnt) {
+        Some(Some(0)) | None => Ok(()),
+        Some(Some(uid)) => Err(format!(
+            "is a FUSE file system that uid {uid} mounted; its server could keep every walk waiting"
+        )),
+        Some(None) => {
+            Err("is a FUSE file system whose mounter is not recorded; its server could keep every walk waiting".into())
+        }
+    }
 }
 
 /// Gives the walked top directory `mode` (after chown, which may clear set-id bits), or with

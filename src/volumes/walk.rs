@@ -1,29 +1,37 @@
-//! The tree walk: directory descriptors only, `getdents64`, then each entry opened and judged
-//! on its descriptor; parallel across directories.
+//! The tree walk: directory descriptors only for reading, `getdents64`, then each entry opened
+//! with `O_PATH|O_NOFOLLOW` and judged and re-owned on that descriptor; parallel across
+//! directories.
 //!
-//! Every entry is opened with `openat2(RESOLVE_NO_XDEV)` and `O_NOFOLLOW`: a mount point inside
-//! the volume is skipped without asking the file system mounted there anything (a FUSE server
-//! can answer root "permission denied", or never), and a symlink is the link itself. A
-//! non-directory is re-owned through the `O_PATH` descriptor that was judged, so a name swapped
-//! for a hard link to another file after the open is never the one changed. A directory is
-//! re-owned after its entries, so that re-owning it opens no window for its new owner during
-//! its own walk.
+//! Nothing mounted inside the volume is asked anything. An `O_PATH` open reaches a mount point
+//! without calling into the file system mounted there, and the look at the descriptor takes
+//! what the kernel already knows (`AT_STATX_DONT_SYNC`), so a FUSE server that a volume's
+//! owner mounted there cannot keep the walk waiting; one that refuses root is placed by its
+//! mount id alone. An entry on another mount is skipped. A directory is opened for reading
+//! through its `O_PATH` descriptor (`openat(fd, ".")`, the same inode), and re-owned after its
+//! entries, so that re-owning it opens no window for its new owner during its own walk. A
+//! non-directory (a symlink itself) is re-owned through the descriptor that was judged, so a
+//! name swapped for a hard link to another file after the open is never the one changed.
 //!
-//! Threads share a bounded stack of open directories; a thread that finds the stack full walks
-//! the subdirectory itself (depth first, at most [`MAX_DEPTH`] levels), so open descriptors stay
-//! below `QUEUE_CAP + threads * MAX_DEPTH` and memory does not grow with the tree.
+//! Threads share a bounded stack of open directories. A thread that finds the stack full walks
+//! the subdirectory itself, depth first, and [`MAX_DEPTH`] levels down waits for room instead
+//! while another thread is still at work, so open descriptors stay below `QUEUE_CAP + threads *
+//! MAX_DEPTH`. A directory's place is a link to its parent's, so memory and time per directory
+//! do not grow with the depth; paths are spelled out for messages only.
 
 use std::ffi::{CStr, OsStr};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use nix::errno::Errno;
-use nix::fcntl::{AtFlags, OFlag, OpenHow, ResolveFlag, openat2};
+use nix::fcntl::{AtFlags, OFlag, openat};
+use nix::sys::stat::Mode as NixMode;
 use nix::unistd::{Gid as NixGid, Uid as NixUid, fchown, fchownat};
 use nonrootd_core::plan::FileKind;
+
+use crate::host::walk::known_statx;
 use nonrootd_core::volumes::{Owner, Seen, Skip, Summary, Verdict, judge};
 
 /// Open directories waiting for a thread.
@@ -39,7 +47,6 @@ pub(crate) const DIR_FLAGS: OFlag = OFlag::O_RDONLY
     .union(OFlag::O_CLOEXEC)
     .union(OFlag::O_NONBLOCK);
 const PATH_FLAGS: OFlag = OFlag::O_PATH.union(OFlag::O_NOFOLLOW).union(OFlag::O_CLOEXEC);
-const DT_DIR: u8 = 4;
 
 /// Counters a progress display may read while the walk runs (updated once per directory).
 #[derive(Debug, Default)]
@@ -60,13 +67,11 @@ pub struct Walk<'a> {
     pub threads: usize,
 }
 
-/// `statx` of `name` in `dir` (or of `dir` itself for an empty name with `AT_EMPTY_PATH`),
-/// never following a symlink.
-pub fn statx(dir: BorrowedFd<'_>, name: &CStr, empty_path: bool) -> Result<(Seen, u64), Errno> {
-    let mut flags = libc::AT_SYMLINK_NOFOLLOW | libc::AT_STATX_SYNC_AS_STAT;
-    if empty_path {
-        flags |= libc::AT_EMPTY_PATH;
-    }
+/// `statx` of an open descriptor (a symlink itself), from what the kernel already knows of
+/// it (`AT_STATX_DONT_SYNC`): a network or FUSE file system is not asked, so it can neither
+/// keep the caller waiting nor tell it anything newer than its cache (a change another client
+/// made meanwhile is seen at a later walk; local file systems have nothing else to tell).
+pub fn statx(fd: BorrowedFd<'_>) -> Result<Seen, Errno> {
     let mask = libc::STATX_TYPE
         | libc::STATX_MODE
         | libc::STATX_UID
@@ -74,28 +79,36 @@ pub fn statx(dir: BorrowedFd<'_>, name: &CStr, empty_path: bool) -> Result<(Seen
         | libc::STATX_NLINK
         | libc::STATX_INO
         | libc::STATX_MNT_ID;
-    let mut buf = std::mem::MaybeUninit::<libc::statx>::zeroed();
-    // SAFETY: `name` is NUL-terminated, `dir` is an open descriptor and `buf` is a writable
-    // statx buffer of the right size that outlives the call.
-    let ret = unsafe { libc::statx(dir.as_raw_fd(), name.as_ptr(), flags, mask, buf.as_mut_ptr()) };
-    Errno::result(ret)?;
-    // SAFETY: statx(2) succeeded and filled the buffer (it was zeroed before in any case).
-    let st = unsafe { buf.assume_init() };
-    let mnt = if st.stx_mask & libc::STATX_MNT_ID != 0 {
-        st.stx_mnt_id
-    } else {
-        0
-    };
+    let st = known_statx(fd, mask)?;
     let seen = Seen {
         kind: FileKind::from_st_mode(u32::from(st.stx_mode)),
         mode: u32::from(st.stx_mode) & 0o7777,
         uid: st.stx_uid,
         gid: st.stx_gid,
         nlink: u64::from(st.stx_nlink),
-        dev: (u64::from(st.stx_dev_major) << 32) | u64::from(st.stx_dev_minor),
-        mnt,
+        dev: device(&st),
+        mnt: mount_id(&st),
     };
-    Ok((seen, st.stx_ino))
+    Ok(seen)
+}
+
+/// The device and mount id of an open descriptor, asking its file system nothing at all (an
+/// empty mask): where a FUSE file system refuses root (no `allow_other`), this still answers.
+pub fn placed(fd: BorrowedFd<'_>) -> Result<(u64, u64), Errno> {
+    let st = known_statx(fd, 0)?;
+    Ok((device(&st), mount_id(&st)))
+}
+
+fn device(st: &libc::statx) -> u64 {
+    (u64::from(st.stx_dev_major) << 32) | u64::from(st.stx_dev_minor)
+}
+
+fn mount_id(st: &libc::statx) -> u64 {
+    if st.stx_mask & libc::STATX_MNT_ID != 0 {
+        st.stx_mnt_id
+    } else {
+        0
+    }
 }
 
 /// Reads directory entries into `buf`; returns the bytes filled, 0 at the end.
@@ -106,32 +119,49 @@ fn getdents(dir: &OwnedFd, buf: &mut [u8]) -> Result<usize, Errno> {
     Errno::result(n).map(|n| n as usize)
 }
 
-/// The entries of a `getdents64` buffer: (name, d_type), without "." and "..".
-fn entries(buf: &[u8]) -> impl Iterator<Item = (&CStr, u8)> {
+/// The names in a `getdents64` buffer, without "." and "..".
+fn entries(buf: &[u8]) -> impl Iterator<Item = &CStr> {
     let mut off = 0;
     std::iter::from_fn(move || {
         while off + 19 < buf.len() {
             // struct linux_dirent64 { u64 d_ino; i64 d_off; u16 d_reclen; u8 d_type; char d_name[]; }
             let reclen = usize::from(u16::from_ne_bytes([buf[off + 16], buf[off + 17]]));
-            let d_type = buf[off + 18];
             let record = buf.get(off + 19..off + reclen)?;
             off += reclen.max(1);
             let Ok(name) = CStr::from_bytes_until_nul(record) else {
                 continue;
             };
             if !matches!(name.to_bytes(), b"" | b"." | b"..") {
-                return Some((name, d_type));
+                return Some(name);
             }
         }
         None
     })
 }
 
+/// Where a directory is below the top: its name and its parent's place, shared by everything
+/// below it.
+pub struct Place {
+    parent: Option<Arc<Place>>,
+    name: Box<OsStr>,
+}
+
+/// The path of a place relative to the top (`None`: the top), spelled out.
+fn path_of(place: Option<&Arc<Place>>, name: Option<&CStr>) -> PathBuf {
+    let mut names: Vec<&OsStr> = name.map(|n| OsStr::from_bytes(n.to_bytes())).into_iter().collect();
+    let mut at = place;
+    while let Some(p) = at {
+        names.push(&p.name);
+        at = p.parent.as_ref();
+    }
+    names.iter().rev().collect()
+}
+
 /// An open directory to walk.
 pub struct Job {
     pub fd: OwnedFd,
-    /// Relative to the top.
-    pub path: PathBuf,
+    /// `None` for the top.
+    pub place: Option<Arc<Place>>,
     /// What `statx` said of it when it was opened.
     pub seen: Seen,
     /// Re-own it once its entries are done.
@@ -142,21 +172,31 @@ struct Queue {
     jobs: Vec<Job>,
     /// Threads working on a job.
     active: usize,
+    /// Of those, the ones waiting for room in the queue.
+    waiting_for_room: usize,
 }
 
 struct Shared {
     queue: Mutex<Queue>,
     ready: Condvar,
+    room: Condvar,
 }
 
 impl Shared {
-    /// The next directory, or `None` when every thread is idle and nothing is queued.
-    fn take(&self) -> Option<Job> {
-        let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+    fn lock(&self) -> MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The next directory, or `None` when every thread is idle and nothing is queued. The
+    /// returned guard gives the job back ([`Shared::done`]) when dropped, a panic's unwinding
+    /// too, so the other threads never wait for it.
+    fn take(&self) -> Option<(Job, Active<'_>)> {
+        let mut q = self.lock();
         loop {
             if let Some(job) = q.jobs.pop() {
                 q.active += 1;
-                return Some(job);
+                self.room.notify_one();
+                return Some((job, Active(self)));
             }
             if q.active == 0 {
                 self.ready.notify_all();
@@ -167,22 +207,40 @@ impl Shared {
     }
 
     fn done(&self) {
-        let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+        let mut q = self.lock();
         q.active -= 1;
         if q.active == 0 && q.jobs.is_empty() {
             self.ready.notify_all();
         }
+        // A thread waiting for room may now be the only one at work.
+        self.room.notify_all();
     }
 
-    /// Queues a directory for any thread; gives it back when the queue is full.
-    fn offer(&self, job: Job) -> Result<(), Job> {
-        let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
-        if q.jobs.len() >= QUEUE_CAP {
-            return Err(job);
+    /// Queues a directory for any thread. When the queue is full it is given back, or with
+    /// `wait` it waits for room while another thread is at work without waiting itself (which
+    /// will take a job from the queue or end its own).
+    fn offer(&self, job: Job, wait: bool) -> Result<(), Job> {
+        let mut q = self.lock();
+        while q.jobs.len() >= QUEUE_CAP {
+            if !wait || q.waiting_for_room + 1 >= q.active {
+                return Err(job);
+            }
+            q.waiting_for_room += 1;
+            q = self.room.wait(q).unwrap_or_else(|e| e.into_inner());
+            q.waiting_for_room -= 1;
         }
         q.jobs.push(job);
         self.ready.notify_one();
         Ok(())
+    }
+}
+
+/// A job being worked on; ends it on drop.
+struct Active<'a>(&'a Shared);
+
+impl Drop for Active<'_> {
+    fn drop(&mut self) {
+        self.0.done();
     }
 }
 
@@ -192,8 +250,10 @@ pub fn walk(top: Job, walk: &Walk<'_>) -> Summary {
         queue: Mutex::new(Queue {
             jobs: vec![top],
             active: 0,
+            waiting_for_room: 0,
         }),
         ready: Condvar::new(),
+        room: Condvar::new(),
     };
     let threads = walk.threads.max(1);
     std::thread::scope(|scope| {
@@ -202,7 +262,7 @@ pub fn walk(top: Job, walk: &Walk<'_>) -> Summary {
         for helper in helpers {
             match helper.join() {
                 Ok(s) => summary.merge(s),
-                Err(_) => summary.fail(Path::new(""), "a walker thread panicked"),
+                Err(_) => summary.fail(PathBuf::new, "a walker thread panicked"),
             }
         }
         summary
@@ -212,7 +272,7 @@ pub fn walk(top: Job, walk: &Walk<'_>) -> Summary {
 fn worker(shared: &Shared, walk: &Walk<'_>) -> Summary {
     let mut summary = Summary::default();
     let mut buf = vec![0u8; DIRENT_BUF];
-    while let Some(job) = shared.take() {
+    while let Some((job, _active)) = shared.take() {
         if walk.cancel.load(Ordering::Relaxed) {
             summary.cancelled = true;
         } else {
@@ -223,7 +283,6 @@ fn worker(shared: &Shared, walk: &Walk<'_>) -> Summary {
             };
             w.directory(&job, 0, &mut buf);
         }
-        shared.done();
     }
     summary
 }
@@ -237,20 +296,21 @@ struct Worker<'a, 'w> {
 impl Worker<'_, '_> {
     /// Judges and changes every entry of a directory, then the directory itself.
     fn directory(&mut self, job: &Job, depth: usize, buf: &mut [u8]) {
-        let (dir, path) = (&job.fd, job.path.as_path());
+        let (dir, place) = (&job.fd, job.place.as_ref());
         let (seen_before, changed_before) = (self.summary.seen, self.summary.changed);
         loop {
             let n = match getdents(dir, buf) {
                 Ok(0) => break,
                 Ok(n) => n,
                 Err(e) => {
-                    self.summary.fail(path, format!("read directory: {e}"));
+                    self.summary
+                        .fail(|| path_of(place, None), format!("read directory: {e}"));
                     break;
                 }
             };
-            for (name, d_type) in entries(&buf[..n]) {
+            for name in entries(&buf[..n]) {
                 self.summary.seen += 1;
-                self.entry(dir, name, d_type, path, depth);
+                self.entry(dir, place, name, depth);
             }
             if self.walk.cancel.load(Ordering::Relaxed) {
                 self.summary.cancelled = true;
@@ -264,7 +324,7 @@ impl Worker<'_, '_> {
                 let (uid, gid) = self.ids();
                 match fchown(dir, Some(uid), Some(gid)) {
                     Ok(()) => self.summary.wrong(job.seen.uid, job.seen.gid),
-                    Err(e) => self.summary.fail(path, format!("chown: {e}")),
+                    Err(e) => self.summary.fail(|| path_of(place, None), format!("chown: {e}")),
                 }
             }
         }
@@ -277,34 +337,38 @@ impl Worker<'_, '_> {
             .fetch_add(self.summary.changed - changed_before, Ordering::Relaxed);
     }
 
-    /// One entry: a directory is opened as one and walked; anything else is opened with
-    /// `O_PATH|O_NOFOLLOW`, judged on that descriptor (a symlink itself) and re-owned through
-    /// it, so a name swapped for a hard link to another file after the open is never the one
-    /// changed.
-    fn entry(&mut self, dir: &OwnedFd, name: &CStr, d_type: u8, path: &Path, depth: usize) {
-        let child = || path.join(OsStr::from_bytes(name.to_bytes()));
-        if d_type == DT_DIR {
-            match open_entry(dir, name, DIR_FLAGS) {
-                Ok(fd) => return self.subdirectory(fd, None, name, path, depth),
-                // Replaced by something else since getdents: judge what is there now.
-                Err(Errno::ENOTDIR | Errno::ELOOP) => {}
-                Err(e) => return self.not_opened(e, child),
-            }
-        }
-        let fd = match open_entry(dir, name, PATH_FLAGS) {
+    /// One entry of the directory `dir` at `place`: opened with `O_PATH|O_NOFOLLOW`, judged on
+    /// that descriptor, then walked (a directory) or re-owned through it.
+    fn entry(&mut self, dir: &OwnedFd, place: Option<&Arc<Place>>, name: &CStr, depth: usize) {
+        let child = || path_of(place, Some(name));
+        let fd = match openat(dir, name, PATH_FLAGS, NixMode::empty()) {
             Ok(fd) => fd,
-            Err(e) => return self.not_opened(e, child),
+            Err(Errno::ENOENT) => return self.summary.skip(Skip::Vanished, child),
+            Err(e) => return self.summary.fail(child, format!("open: {e}")),
         };
-        let (seen, ino) = match statx(fd.as_fd(), c"", true) {
+        let seen = match statx(fd.as_fd()) {
             Ok(found) => found,
-            Err(e) => return self.summary.fail(&child(), format!("stat: {e}")),
+            // A file system that refuses root (FUSE without allow_other) mounted here.
+            Err(Errno::EACCES) if self.elsewhere(&fd) => return self.summary.skip(Skip::OtherFilesystem, child),
+            Err(e) => return self.summary.fail(child, format!("stat: {e}")),
         };
         match judge(&seen, self.walk.owner, &self.walk.top) {
             Verdict::Skip(why) => self.summary.skip(why, child),
-            // A directory where getdents said otherwise: walk it through a real directory fd.
-            _ if seen.kind == FileKind::Directory => match open_entry(dir, name, DIR_FLAGS) {
-                Ok(dir_fd) => self.subdirectory(dir_fd, Some(ino), name, path, depth),
-                Err(_) => self.summary.skip(Skip::DirectoryReplaced, child),
+            verdict if seen.kind == FileKind::Directory => match openat(&fd, ".", DIR_FLAGS, NixMode::empty()) {
+                Ok(dir_fd) => {
+                    let job = Job {
+                        fd: dir_fd,
+                        place: Some(Arc::new(Place {
+                            parent: place.cloned(),
+                            name: OsStr::from_bytes(name.to_bytes()).into(),
+                        })),
+                        seen,
+                        change: verdict == Verdict::Change,
+                    };
+                    self.subdirectory(job, depth);
+                }
+                Err(Errno::ENOENT) => self.summary.skip(Skip::Vanished, child),
+                Err(e) => self.summary.fail(child, format!("open: {e}")),
             },
             Verdict::Correct => {}
             Verdict::Change if self.walk.check_only => self.summary.wrong(seen.uid, seen.gid),
@@ -312,19 +376,15 @@ impl Worker<'_, '_> {
                 let (uid, gid) = self.ids();
                 match fchownat(&fd, c"", Some(uid), Some(gid), AtFlags::AT_EMPTY_PATH) {
                     Ok(()) => self.summary.wrong(seen.uid, seen.gid),
-                    Err(e) => self.summary.fail(&child(), format!("chown: {e}")),
+                    Err(e) => self.summary.fail(child, format!("chown: {e}")),
                 }
             }
         }
     }
 
-    /// Counts an entry that could not be opened.
-    fn not_opened(&mut self, error: Errno, child: impl FnOnce() -> PathBuf) {
-        match error {
-            Errno::ENOENT => self.summary.skip(Skip::Vanished, child),
-            Errno::EXDEV => self.summary.skip(Skip::OtherFilesystem, child),
-            e => self.summary.fail(&child(), format!("open: {e}")),
-        }
+    /// Whether `fd` is on another device or mount than the top, by what the kernel knows.
+    fn elsewhere(&self, fd: &OwnedFd) -> bool {
+        placed(fd.as_fd()).is_ok_and(|place| place != (self.walk.top.dev, self.walk.top.mnt))
     }
 
     fn ids(&self) -> (NixUid, NixGid) {
@@ -334,49 +394,20 @@ impl Worker<'_, '_> {
         )
     }
 
-    /// A directory opened with `O_DIRECTORY|O_NOFOLLOW`: judged on its descriptor, then
-    /// queued for any thread or, when the queue is full, walked here; re-owned after its
-    /// entries. `ino`: what an earlier look saw, if any.
-    fn subdirectory(&mut self, fd: OwnedFd, ino: Option<u64>, name: &CStr, path: &Path, depth: usize) {
-        let child = path.join(OsStr::from_bytes(name.to_bytes()));
-        let (seen, now) = match statx(fd.as_fd(), c"", true) {
-            Ok(found) => found,
-            Err(e) => return self.summary.fail(&child, format!("stat: {e}")),
-        };
-        if ino.is_some_and(|ino| ino != now) {
-            return self.summary.skip(Skip::DirectoryReplaced, || child);
-        }
-        let verdict = judge(&seen, self.walk.owner, &self.walk.top);
-        if let Verdict::Skip(why) = verdict {
-            return self.summary.skip(why, || child);
-        }
-        let job = Job {
-            fd,
-            path: child,
-            seen,
-            change: verdict == Verdict::Change,
-        };
-        if let Err(job) = self.shared.offer(job) {
-            if depth >= MAX_DEPTH {
-                self.summary.skip(Skip::TooDeep, || job.path.clone());
+    /// A directory to walk: queued for any thread or, when the queue is full, walked here;
+    /// [`MAX_DEPTH`] levels down, waited for room for instead.
+    fn subdirectory(&mut self, job: Job, depth: usize) {
+        let deepest = depth >= MAX_DEPTH;
+        if let Err(job) = self.shared.offer(job, deepest) {
+            if deepest {
+                let place = job.place.as_ref();
+                self.summary.skip(Skip::TooDeep, || path_of(place, None));
             } else {
                 let mut buf = vec![0u8; DIRENT_BUF];
                 self.directory(&job, depth + 1, &mut buf);
             }
         }
     }
-}
-
-/// Opens `name` in `dir` without following a symlink or crossing into another mount: a mount
-/// point inside the volume (a FUSE file system its owner mounted there, say) fails with
-/// `EXDEV` before the file system behind it is asked anything, which could answer "permission
-/// denied" to root, or never answer.
-fn open_entry(dir: &OwnedFd, name: &CStr, flags: OFlag) -> Result<OwnedFd, Errno> {
-    openat2(
-        dir,
-        name,
-        OpenHow::new().flags(flags).resolve(ResolveFlag::RESOLVE_NO_XDEV),
-    )
 }
 
 #[cfg(test)]
@@ -386,12 +417,7 @@ mod tests {
     #[test]
     fn parses_getdents_records() {
         let mut buf = Vec::new();
-        for (name, d_type) in [
-            (&b"."[..], DT_DIR),
-            (b"..", DT_DIR),
-            (b"a", 8u8),
-            (b"long-name", DT_DIR),
-        ] {
+        for (name, d_type) in [(&b"."[..], 4u8), (b"..", 4), (b"a", 8), (b"long-name", 4)] {
             let reclen = (19 + name.len() + 1).next_multiple_of(8);
             let start = buf.len();
             buf.resize(start + reclen, 0);
@@ -399,7 +425,7 @@ mod tests {
             buf[start + 18] = d_type;
             buf[start + 19..start + 19 + name.len()].copy_from_slice(name);
         }
-        let got: Vec<_> = entries(&buf).map(|(n, t)| (n.to_bytes().to_vec(), t)).collect();
-        assert_eq!(got, [(b"a".to_vec(), 8), (b"long-name".to_vec(), DT_DIR)]);
+        let got: Vec<_> = entries(&buf).map(|n| n.to_bytes().to_vec()).collect();
+        assert_eq!(got, [b"a".to_vec(), b"long-name".to_vec()]);
     }
 }
