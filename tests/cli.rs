@@ -72,6 +72,22 @@ fn check_config_names_file_line_and_key_of_every_problem() {
     assert_eq!(out.status.code(), Some(1));
 }
 
+/// A min above the max that login.defs gives: the config alone is valid, the limits are not.
+#[test]
+fn check_config_refuses_a_min_above_the_max_of_login_defs() {
+    let scratch = Scratch::disk();
+    let main = write_config(scratch.path(), "nonrootd.toml", "[subids]\nmin = 4000000000\n");
+    let out = nonrootctl(&["--config", &main, "check-config"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    let expected = format!("nonrootctl: min 4000000000 ({main}:2: subids.min) is above max ");
+    assert!(stderr.starts_with(&expected), "{stderr}");
+    assert!(
+        stderr.contains("(/etc/login.defs: SUB_UID_MAX, SUB_GID_MAX)"),
+        "{stderr}"
+    );
+}
+
 #[test]
 fn check_config_refuses_files_others_could_write() {
     let scratch = Scratch::disk();

@@ -543,3 +543,31 @@ fn subuid_and_subgid_paths_that_clash_are_refused() {
     assert!(matches!(err, SubidsError::Clash { .. }), "{err}");
     assert_eq!(env.read("subuid.lock"), holder);
 }
+
+/// A min the config sets above the max that login.defs gives (which `check-config` cannot see
+/// in the config alone): refused before anything is read, naming the config's line and
+/// login.defs, not as a full pool.
+#[test]
+fn limits_completed_by_login_defs_that_leave_no_room_are_named() {
+    let etc = TempEtc::new();
+    etc.write("subuid", "");
+    etc.write("subgid", "");
+    etc.write("login.defs", "SUB_UID_MAX 600100000\nSUB_GID_MAX 700000000\n");
+    let main = format!(
+        "[subids]\nsubuid_file = \"{0}/subuid\"\nsubgid_file = \"{0}/subgid\"\nmin = 650000000\n",
+        etc.etc().display()
+    );
+    let config = nonrootd_core::config::Config::from_sources(&[(PathBuf::from("/test/nonrootd.toml"), main)]).unwrap();
+    let settings = subids::Settings::with_login_defs(&config, &etc.state(), &etc.path("login.defs"));
+    let err = subids::allocate(&settings, "acme", None, false).unwrap_err();
+    assert!(matches!(err, SubidsError::Limits(_)), "{err:?}");
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "min 650000000 (/test/nonrootd.toml:4: subids.min) is above max 600100000 ({}: SUB_UID_MAX, SUB_GID_MAX): no id can be handed out; nothing was written",
+            etc.path("login.defs").display()
+        )
+    );
+    assert_eq!(etc.read("subuid"), "");
+    assert!(!etc.state().exists(), "no state written");
+}

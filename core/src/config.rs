@@ -118,6 +118,9 @@ pub struct SubidsConfig {
     /// `None`: the lower of SUB_UID_MAX and SUB_GID_MAX from login.defs, else 600100000
     /// (inclusive).
     pub max: Option<u32>,
+    /// Where `min` and `max` are set, for errors about the limits that login.defs completes.
+    pub min_origin: Option<Origin>,
+    pub max_origin: Option<Origin>,
     pub count: u32,
     pub quarantine_days: u32,
 }
@@ -860,8 +863,10 @@ fn validate_subids(s: SubidsLayer, c: &mut Checker) -> SubidsConfig {
         subgid_file,
         subuid_file_origin: s.subuid_file.map(|f| f.origin),
         subgid_file_origin: s.subgid_file.map(|f| f.origin),
-        min: s.min.map(|m| m.value),
-        max: s.max.map(|m| m.value),
+        min: s.min.as_ref().map(|m| m.value),
+        max: s.max.as_ref().map(|m| m.value),
+        min_origin: s.min.map(|m| m.origin),
+        max_origin: s.max.map(|m| m.origin),
         count: s.count.as_ref().map_or(DEFAULT_SUBID_COUNT, |n| n.value),
         quarantine_days: s.quarantine_days.map_or(DEFAULT_QUARANTINE_DAYS, |n| n.value),
     };

@@ -1020,8 +1020,14 @@ fn push_merged(merged: &mut Vec<Range>, r: Range) {
 /// Why a tenant cannot get what it asks for.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum AllocError {
-    /// The tenant owns fewer ids than asked in `kind`; `--grow` adds a second range.
-    TooSmall { kind: Kind, owned: u64, asked: u64 },
+    /// The tenant owns fewer ids than asked in `kind`, from line `line` on (the other file,
+    /// if it owns nothing there, would get the same); `--grow` adds a second range.
+    TooSmall {
+        kind: Kind,
+        line: usize,
+        owned: u64,
+        asked: u64,
+    },
     /// Line `line` of `kind` is the tenant's to some readers only: a new range would give it
     /// two to those.
     Unclear { kind: Kind, line: usize },
@@ -1032,9 +1038,14 @@ pub enum AllocError {
 impl fmt::Display for AllocError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            AllocError::TooSmall { kind, owned, asked } => write!(
+            AllocError::TooSmall {
+                kind,
+                line,
+                owned,
+                asked,
+            } => write!(
                 f,
-                "owns {owned} ids in {kind}, fewer than the {asked} asked: pass --grow to add a second range, or ask for at most {owned}"
+                "owns {owned} ids in {kind} (line {line}), fewer than the {asked} asked: pass --grow to add a second range, or ask for at most {owned}"
             ),
             AllocError::Full { count, limits } => write!(
                 f,
@@ -1097,6 +1108,11 @@ pub fn plan(req: &Request<'_>) -> Result<Plan, AllocError> {
         Ok(ranges)
     };
     let (uid_owned, gid_owned) = (owned(Kind::Subuid, req.subuid)?, owned(Kind::Subgid, req.subgid)?);
+    // Where the tenant's first range of a file is, for a refusal that names it.
+    let first_line = |file: &SubidFile| {
+        let mut claimed = file.claimed_by(req.tenant);
+        claimed.find(|e| e.range.count > 0).map_or(0, |e| e.line())
+    };
     let uid_taken = Taken::new(req.subuid.taken().chain(req.quarantined.iter().copied()));
     let gid_taken = Taken::new(req.subgid.taken().chain(req.quarantined.iter().copied()));
     let count = u64::from(req.count);
@@ -1114,18 +1130,20 @@ pub fn plan(req: &Request<'_>) -> Result<Plan, AllocError> {
     } else if uid_owned.is_empty() {
         plan.add_subuid = mirror(&gid_owned, &uid_taken, req.limits)?;
     }
-    plan.subuid = [uid_owned, plan.add_subuid.clone()].concat();
-    plan.subgid = [gid_owned, plan.add_subgid.clone()].concat();
+    plan.subuid = [&uid_owned[..], &plan.add_subuid[..]].concat();
+    plan.subgid = [&gid_owned[..], &plan.add_subgid[..]].concat();
     let total = |ranges: &[Range]| ranges.iter().map(|r| r.count).sum::<u64>();
     let uid_need = count.saturating_sub(total(&plan.subuid));
     let gid_need = count.saturating_sub(total(&plan.subgid));
-    for (kind, need, ranges) in [
-        (Kind::Subuid, uid_need, &plan.subuid),
-        (Kind::Subgid, gid_need, &plan.subgid),
+    // A file the tenant owns nothing in got a mirror of the other: the other is to blame.
+    for (kind, need, ranges, file) in [
+        (Kind::Subuid, uid_need, &uid_owned, req.subuid),
+        (Kind::Subgid, gid_need, &gid_owned, req.subgid),
     ] {
-        if need > 0 && !req.grow {
+        if need > 0 && !req.grow && !ranges.is_empty() {
             return Err(AllocError::TooSmall {
                 kind,
+                line: first_line(file),
                 owned: total(ranges),
                 asked: count,
             });
@@ -1540,6 +1558,7 @@ mod tests {
             err,
             AllocError::TooSmall {
                 kind: Kind::Subuid,
+                line: 1,
                 owned: 1000,
                 asked: 65536
             }
@@ -1549,6 +1568,18 @@ mod tests {
                 .unwrap()
                 .add_subuid
                 .is_empty()
+        );
+        // Owned in subgid only (line 2): subgid is named, not the mirror planned for subuid.
+        let (uid, gid) = (file(""), file("other:100000:10\nacme:400000:10\n"));
+        let err = plan(&request(&uid, &gid, &t, 65536, false)).unwrap_err();
+        assert_eq!(
+            err,
+            AllocError::TooSmall {
+                kind: Kind::Subgid,
+                line: 2,
+                owned: 10,
+                asked: 65536
+            }
         );
     }
 

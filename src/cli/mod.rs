@@ -258,6 +258,11 @@ fn check_config(path: &std::path::Path, args: &CheckConfigArgs) -> ExitCode {
     if !unresolved.is_empty() {
         return ExitCode::FAILURE;
     }
+    // login.defs completes the limits the config leaves unset.
+    if let Err(error) = crate::subids::Settings::new(&config, &crate::state::default_state_dir()).check_limits() {
+        eprintln!("nonrootctl: {error}");
+        return ExitCode::FAILURE;
+    }
     let unit_dirs: Vec<PathBuf> = match args.unit_dir.is_empty() {
         true => UNIT_DIRS.iter().map(PathBuf::from).collect(),
         false => args.unit_dir.clone(),

@@ -41,6 +41,8 @@ pub struct Settings {
     pub subuid_file: PathBuf,
     pub subgid_file: PathBuf,
     pub limits: Limits,
+    /// Where `limits.min` and `limits.max` come from: a config line or login.defs.
+    pub limits_from: [String; 2],
     /// Ids per tenant when neither the caller nor the tenant's `[[tenant]]` says.
     pub count: u32,
     /// `[[tenant]]` counts by spelling, used when `allocate` gets no count.
@@ -83,6 +85,10 @@ impl Settings {
             .iter()
             .filter_map(|t| Some((spelling_of(&t.name.value), t.count?)))
             .collect();
+        let from = |origin: &Option<Origin>, key: &str, defs: &str| match origin {
+            Some(origin) => format!("{origin}: subids.{key}"),
+            None => format!("{}: {defs}", login_defs.display()),
+        };
         Settings {
             subuid_file: s.subuid_file.clone(),
             subgid_file: s.subgid_file.clone(),
@@ -90,12 +96,29 @@ impl Settings {
                 min: s.min.unwrap_or_else(min),
                 max: s.max.unwrap_or_else(max),
             },
+            limits_from: [
+                from(&s.min_origin, "min", "SUB_UID_MIN, SUB_GID_MIN"),
+                from(&s.max_origin, "max", "SUB_UID_MAX, SUB_GID_MAX"),
+            ],
             count: s.count,
             tenant_counts,
             quarantine_days: s.quarantine_days,
             state_dir: state_dir.to_path_buf(),
             lock_timeout: DEFAULT_LOCK_TIMEOUT,
         }
+    }
+
+    /// Refuses limits that leave no id to hand out, naming where each comes from: the config
+    /// alone cannot tell when login.defs gives one of them.
+    pub fn check_limits(&self) -> Result<(), SubidsError> {
+        let Limits { min, max } = self.limits;
+        if min <= max {
+            return Ok(());
+        }
+        let [min_from, max_from] = &self.limits_from;
+        Err(SubidsError::Limits(format!(
+            "min {min} ({min_from}) is above max {max} ({max_from}): no id can be handed out"
+        )))
     }
 
     fn path(&self, kind: Kind) -> &Path {
@@ -175,13 +198,16 @@ pub enum SubidsError {
     InvalidTenant { tenant: String, reason: String },
     /// Asked for 0 ids.
     ZeroCount { tenant: String },
-    /// The tenant owns fewer ids than asked in `file`.
+    /// The tenant owns fewer ids than asked in `file`, from line `line` on.
     TooSmall {
         tenant: String,
         file: PathBuf,
+        line: usize,
         owned: u64,
         asked: u64,
     },
+    /// The limits leave no room for a count: where each comes from is named.
+    Limits(String),
     /// No free run of `count` ids between min and max in both files.
     Full { tenant: String, count: u64, limits: Limits },
     /// Line `line` of `file` is the tenant's to some readers only: a new range would give it
@@ -227,9 +253,15 @@ impl SubidsError {
     fn from_alloc(tenant: &Tenant, settings: &Settings, error: AllocError) -> SubidsError {
         let tenant = tenant.owner().to_string();
         match error {
-            AllocError::TooSmall { kind, owned, asked } => SubidsError::TooSmall {
+            AllocError::TooSmall {
+                kind,
+                line,
+                owned,
+                asked,
+            } => SubidsError::TooSmall {
                 tenant,
                 file: settings.path(kind).to_path_buf(),
+                line,
                 owned,
                 asked,
             },
@@ -249,6 +281,7 @@ impl SubidsError {
             SubidsError::InvalidTenant { .. }
                 | SubidsError::ZeroCount { .. }
                 | SubidsError::TooSmall { .. }
+                | SubidsError::Limits(_)
                 | SubidsError::Full { .. }
                 | SubidsError::Unclear { .. }
         )
@@ -270,18 +303,31 @@ impl fmt::Display for SubidsError {
             SubidsError::TooSmall {
                 tenant,
                 file,
+                line,
                 owned,
                 asked,
             } => write!(
                 f,
-                "{}: tenant {tenant} owns {owned} ids, fewer than the {asked} asked: pass --grow to add a second range, or ask for at most {owned}",
+                "{}: line {line}: tenant {tenant} owns {owned} ids, fewer than the {asked} asked: pass --grow to add a second range, or ask for at most {owned}",
                 file.display()
             ),
-            SubidsError::Full { tenant, count, limits } => write!(
-                f,
-                "tenant {tenant}: no {count} free ids left between {} and {} in both files: raise [subids] max or release a tenant",
-                limits.min, limits.max
-            ),
+            SubidsError::Limits(why) => write!(f, "{why}; nothing was written"),
+            SubidsError::Full { tenant, count, limits } => {
+                let room = (u64::from(limits.max) + 1).saturating_sub(u64::from(limits.min));
+                if *count > room {
+                    write!(
+                        f,
+                        "tenant {tenant}: {count} ids never fit between min {} and max {} ({room} ids): ask for fewer, or widen [subids] min and max",
+                        limits.min, limits.max
+                    )
+                } else {
+                    write!(
+                        f,
+                        "tenant {tenant}: no {count} free ids left between {} and {} in both files: raise [subids] max or release a tenant",
+                        limits.min, limits.max
+                    )
+                }
+            }
             SubidsError::Unclear { tenant, file, line } => write!(
                 f,
                 "{}: line {line}: tenant {tenant} owns it to some readers only (see nonrootctl subids check): fix or remove it first; nothing was written",
@@ -556,6 +602,7 @@ fn allocate_tenants(
     if wanted.iter().all(Result::is_err) {
         return Ok(wanted.into_iter().filter_map(Result::err).map(Err).collect());
     }
+    settings.check_limits()?;
     // A dry run only reads: no locks, nothing written.
     settings.refuse_clashing_files()?;
     settings.check_dirs()?;
