@@ -89,7 +89,7 @@ complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand subids; and __fish
 complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand subids; and __fish_seen_subcommand_from release" -s h -l help -d 'Print help'
 complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand subids; and __fish_seen_subcommand_from list" -l config -d 'Main config file; drop-ins are read from nonrootd.d/ beside it [default: /etc/nonrootd/nonrootd.toml]. With it, `apply` works in-process instead of asking the daemon' -r -F
 complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand subids; and __fish_seen_subcommand_from list" -l state-dir -d 'Where nonrootd records what it granted [default: $STATE_DIRECTORY or /var/lib/nonrootd]' -r -F
-complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand subids; and __fish_seen_subcommand_from list" -l json
+complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand subids; and __fish_seen_subcommand_from list" -l json -d 'Print the ranges as JSON'
 complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand subids; and __fish_seen_subcommand_from list" -s v -l verbose -d 'Log more (-v: changes, -vv: debugging)'
 complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand subids; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help'
 complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand subids; and __fish_seen_subcommand_from check" -l config -d 'Main config file; drop-ins are read from nonrootd.d/ beside it [default: /etc/nonrootd/nonrootd.toml]. With it, `apply` works in-process instead of asking the daemon' -r -F

@@ -139,7 +139,7 @@ _arguments "${_arguments_options[@]}" : \
 _arguments "${_arguments_options[@]}" : \
 '--config=[Main config file; drop-ins are read from nonrootd.d/ beside it \[default\: /etc/nonrootd/nonrootd.toml\]. With it, \`apply\` works in-process instead of asking the daemon]:FILE:_files' \
 '--state-dir=[Where nonrootd records what it granted \[default\: \$STATE_DIRECTORY or /var/lib/nonrootd\]]:DIR:_files' \
-'--json[]' \
+'--json[Print the ranges as JSON]' \
 '*-v[Log more (-v\: changes, -vv\: debugging)]' \
 '*--verbose[Log more (-v\: changes, -vv\: debugging)]' \
 '-h[Print help]' \

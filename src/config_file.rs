@@ -63,10 +63,15 @@ fn read_trusted(path: &Path) -> Result<String, ConfigError> {
             ),
         ));
     }
-    let mut text = String::new();
-    file.read_to_string(&mut text)
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes)
         .map_err(|e| file_error(path, format!("cannot read: {e}")))?;
-    Ok(text)
+    String::from_utf8(bytes).map_err(|e| {
+        let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+        let mut error = file_error(path, "not UTF-8 text, which TOML must be");
+        error.origin.line = 1 + valid.iter().filter(|b| **b == b'\n').count();
+        error
+    })
 }
 
 /// The directory of `main`.

@@ -72,6 +72,19 @@ fn check_config_names_file_line_and_key_of_every_problem() {
     assert_eq!(out.status.code(), Some(1));
 }
 
+#[test]
+fn check_config_names_the_line_that_is_not_utf8() {
+    let scratch = Scratch::disk();
+    let main = write_config(scratch.path(), "nonrootd.toml", "");
+    std::fs::write(&main, b"[docker]\n# caf\xe9\n").unwrap();
+    let out = nonrootctl(&["--config", &main, "check-config"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        text(&out.stderr),
+        format!("nonrootctl: {main}:2: not UTF-8 text, which TOML must be\n")
+    );
+}
+
 /// A min above the max that login.defs gives: the config alone is valid, the limits are not.
 #[test]
 fn check_config_refuses_a_min_above_the_max_of_login_defs() {

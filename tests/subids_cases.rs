@@ -199,7 +199,7 @@ fn a_directory_others_can_write_is_refused_before_anything_is_locked() {
     assert_eq!(
         err.to_string(),
         format!(
-            "{}: cannot use the directory: directory mode 1777 lets others write; nonrootd keeps its own files here: refusing to use it",
+            "{}: cannot use the directory: directory mode 1777 lets others write; only what root alone can change is trusted here: refusing to use it",
             env.etc().display()
         )
     );

@@ -422,8 +422,9 @@ impl Checker {
     }
 }
 
-/// The dotted key of the value that starts at `offset`, as the parser sees the file: serde's
-/// type errors point at the value, not the key. Array elements count as their array's key.
+/// The dotted key of the key or value that starts at `offset`, as the parser sees the file:
+/// serde's type errors point at the value, an unknown field at its key. Array elements count
+/// as their array's key.
 fn key_of_value_at(text: &str, offset: usize) -> Option<String> {
     let table = toml::de::DeTable::parse(text).ok()?;
     let mut path = Vec::new();
@@ -433,7 +434,7 @@ fn key_of_value_at(text: &str, offset: usize) -> Option<String> {
 fn key_in_table(table: &toml::de::DeTable<'_>, offset: usize, path: &mut Vec<String>) -> bool {
     for (key, value) in table {
         path.push(key.get_ref().to_string());
-        if key_in_value(value, offset, path) {
+        if key.span().start == offset || key_in_value(value, offset, path) {
             return true;
         }
         path.pop();
@@ -470,8 +471,25 @@ fn duplicated_key(text: &str, error: &toml::de::Error) -> Option<String> {
     if !error.message().contains("duplicate key") {
         return None;
     }
-    let key = text.get(error.span()?)?.trim().trim_matches(['[', ']']).trim();
-    (!key.is_empty()).then(|| key.to_string())
+    let span = error.span()?;
+    let key = text.get(span.clone())?.trim().trim_matches(['[', ']']).trim();
+    if key.is_empty() {
+        return None;
+    }
+    // A key in a section: the last table header before it names the section.
+    let header = text[..span.start]
+        .lines()
+        .rev()
+        .map(str::trim_start)
+        .find(|l| l.starts_with('['));
+    let in_line_of_header = text[..span.start]
+        .lines()
+        .next_back()
+        .is_some_and(|l| l.trim_start().starts_with('['));
+    match header.and_then(|h| h.trim_matches(['[', ']', ' ']).split(']').next()) {
+        Some(section) if !in_line_of_header && !section.is_empty() => Some(format!("{section}.{key}")),
+        _ => Some(key.to_string()),
+    }
 }
 
 /// Accepts only absolute, normalized paths: no `.`, `..` or empty components.
@@ -1147,7 +1165,7 @@ mod tests {
         let errs = parse(&[("/etc/n.toml", "[docker]\nimage_dir_mode = \"0750\"\nimage_dir = []\n")]).unwrap_err();
         assert_eq!(errs.len(), 1);
         assert!(
-            errs[0].starts_with("/etc/n.toml:3: unknown field `image_dir`"),
+            errs[0].starts_with("/etc/n.toml:3: docker.image_dir: unknown field `image_dir`"),
             "{errs:?}"
         );
     }
@@ -1172,7 +1190,7 @@ mod tests {
         assert_eq!(
             error("[[socket]]\npath = \"/run/a.sock\"\nusers = [\n  1,\n  -2,\n]\n"),
             [
-                "/etc/n.toml:5: socket.users: invalid value: integer `-2`, expected a name or a numeric id from 0 to 4294967295"
+                "/etc/n.toml:5: socket.users: invalid value: integer `-2`, expected a name or a numeric id from 0 to 4294967294"
             ]
         );
         assert_eq!(
@@ -1194,7 +1212,7 @@ mod tests {
         assert_eq!(
             error("[[socket]]\npath = \"/run/a.sock\"\ngroups = [1.5]\n"),
             [
-                "/etc/n.toml:3: socket.groups: invalid type: floating point `1.5`, expected a name or a numeric id from 0 to 4294967295"
+                "/etc/n.toml:3: socket.groups: invalid type: floating point `1.5`, expected a name or a numeric id from 0 to 4294967294"
             ]
         );
     }
@@ -1271,8 +1289,13 @@ mod tests {
         let errors = |text: &str| parse(&[("/etc/n.toml", text)]).unwrap_err();
         assert_eq!(
             errors("[docker]\nunits = []\nunits = []\n"),
-            ["/etc/n.toml:3: units: duplicate key"]
+            ["/etc/n.toml:3: docker.units: duplicate key"]
         );
+        assert_eq!(
+            errors("[[socket]]\npath = \"/run/a.sock\"\nusers = []\nusers = []\n"),
+            ["/etc/n.toml:4: socket.users: duplicate key"]
+        );
+        assert_eq!(errors("a = 1\na = 2\n")[0], "/etc/n.toml:2: a: duplicate key");
         assert_eq!(errors("[docker]\n[docker]\n"), ["/etc/n.toml:2: docker: duplicate key"]);
     }
 

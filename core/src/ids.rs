@@ -45,7 +45,7 @@ impl<'de> Deserialize<'de> for IdRef {
             type Value = IdRef;
 
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a name or a numeric id from 0 to 4294967295")
+                f.write_str("a name or a numeric id from 0 to 4294967294")
             }
 
             fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<IdRef, E> {

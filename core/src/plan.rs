@@ -97,7 +97,7 @@ pub fn check_private_directory(dir: &Stat) -> Result<(), Refusal> {
     check_directory_transit(dir)?;
     if dir.mode.bits() & 0o022 != 0 {
         return Err(Refusal(format!(
-            "directory mode {} lets others write; nonrootd keeps its own files here",
+            "directory mode {} lets others write; only what root alone can change is trusted here",
             dir.mode
         )));
     }
@@ -196,7 +196,7 @@ mod tests {
         let sticky = check_private_directory(&stat(FileKind::Directory, 0o1777, 0, 2)).unwrap_err();
         assert_eq!(
             sticky.0,
-            "directory mode 1777 lets others write; nonrootd keeps its own files here"
+            "directory mode 1777 lets others write; only what root alone can change is trusted here"
         );
         let owned = check_private_directory(&stat(FileKind::Directory, 0o700, 1000, 2)).unwrap_err();
         assert_eq!(owned.0, "unsafe path transition: directory owned by uid 1000");

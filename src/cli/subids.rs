@@ -26,6 +26,7 @@ pub enum SubidsCommand {
     Release { name: String },
     /// Every owner, start, count, file, line, and whether nonrootd manages it
     List {
+        /// Print the ranges as JSON
         #[arg(long)]
         json: bool,
     },

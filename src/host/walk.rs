@@ -247,7 +247,7 @@ mod tests {
         fs::set_permissions(&state, fs::Permissions::from_mode(0o1777)).unwrap();
         assert_eq!(
             refusal(&state),
-            "directory mode 1777 lets others write; nonrootd keeps its own files here: refusing to use it"
+            "directory mode 1777 lets others write; only what root alone can change is trusted here: refusing to use it"
         );
         fs::set_permissions(&state, fs::Permissions::from_mode(0o700)).unwrap();
 

@@ -480,10 +480,14 @@ impl fmt::Display for Listing {
         )?;
         for e in &self.entries {
             let managed = if e.managed { "yes" } else { "no" };
+            // An owner as the file has it, but never a control character for the terminal.
+            let owner = match e.owner.chars().any(char::is_control) {
+                true => e.owner.escape_debug().to_string(),
+                false => e.owner.clone(),
+            };
             writeln!(
                 f,
-                "{:<20} {:>10} {:>10} {managed:<7} {}:{}",
-                e.owner,
+                "{owner:<20} {:>10} {:>10} {managed:<7} {}:{}",
                 e.start,
                 e.count,
                 e.file.display(),

@@ -23,7 +23,7 @@ fn man_page(man: Man, cmd: &clap::Command, description: &str, sections: &str) ->
     let render = |out: &mut Vec<u8>| -> io::Result<()> {
         man.render_title(out)?;
         man.render_name_section(out)?;
-        man.render_synopsis_section(out)?;
+        out.extend_from_slice(synopsis(&man, cmd)?.as_bytes());
         man.render_description_section(out)?;
         out.extend_from_slice(description.as_bytes());
         if cmd.get_arguments().any(|a| !a.is_hide_set()) {
@@ -40,6 +40,22 @@ fn man_page(man: Man, cmd: &clap::Command, description: &str, sections: &str) ->
     };
     render(&mut out).expect("rendering into memory cannot fail");
     out
+}
+
+/// clap_mangen's SYNOPSIS, with "..." after a positional that takes several values (it shows
+/// `<NAME>` alone, as if one were all).
+fn synopsis(man: &Man, cmd: &clap::Command) -> io::Result<String> {
+    let mut out = Vec::new();
+    man.render_synopsis_section(&mut out)?;
+    let mut text = String::from_utf8(out).expect("roff from UTF-8 help texts");
+    let repeated = cmd
+        .get_positionals()
+        .filter(|a| matches!(a.get_action(), clap::ArgAction::Append));
+    for name in repeated.flat_map(|a| a.get_value_names().unwrap_or_default()) {
+        let shown = format!("<\\fI{name}\\fR>");
+        text = text.replace(&format!("{shown} "), &format!("{shown}... "));
+    }
+    Ok(text)
 }
 
 const NONROOTD_DESCRIPTION: &str = r#".PP
