@@ -404,7 +404,7 @@ fn subordinate_ids_over_the_bus_need_root() {
         etc.display()
     );
     write_root_file(&config, &format!("{main}\n{subids}"));
-    let _daemon = setup.start();
+    let daemon = setup.start();
     let busctl = |uid: Option<u32>, args: &[&str]| {
         command_as(uid, "busctl")
             .args([
@@ -429,6 +429,20 @@ fn subordinate_ids_over_the_bus_need_root() {
     let before = std::fs::read_to_string(etc.join("subuid")).unwrap();
     assert_eq!(before, "root:100000:65536\n", "a denied call wrote");
 
+    // A name that is no user name is an invalid argument, not a failure of the daemon
+    // (dbus-send shows the error's name).
+    let invalid = std::process::Command::new("dbus-send")
+        .arg(format!("--bus={}", setup.bus.address))
+        .args(["--print-reply", "--dest=org.nonrootd1", "/org/nonrootd1"])
+        .args(["org.nonrootd1.Manager.AllocateSubids", "string:a:b", "uint32:0"])
+        .output()
+        .unwrap();
+    assert!(!invalid.status.success());
+    let stderr = text(&invalid.stderr);
+    assert!(
+        stderr.starts_with("Error org.nonrootd1.Error.InvalidArgs: \"a:b\" is not a valid user name"),
+        "{stderr}"
+    );
     let out = busctl(None, &["AllocateSubids", "su", "acme", "0"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout), "s \"acme 165536 1000\\n\"\n");
@@ -447,6 +461,9 @@ fn subordinate_ids_over_the_bus_need_root() {
     assert!(text(&listed.stdout).contains("acme"), "{}", text(&listed.stdout));
     let released = busctl(None, &["ReleaseSubids", "s", "acme"]);
     assert!(released.status.success(), "{}", text(&released.stderr));
+    // Root's calls are logged with the caller.
+    let log = daemon.log_text();
+    assert!(log.contains("ReleaseSubids() called by :1."), "{log}");
     assert_eq!(
         std::fs::read_to_string(etc.join("subuid")).unwrap(),
         "root:100000:65536\n"

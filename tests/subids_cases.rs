@@ -75,7 +75,11 @@ fn run_commands<'a>(env: &TempEtc, extra: &str, lines: impl Iterator<Item = &'a 
         let words = std::iter::once("subids").chain(line.split_whitespace());
         let command = Line::try_parse_from(words).map_err(|e| format!("{line}: {e}"))?.command;
         let out = execute(command, &config, &env.state());
-        transcript += &format!("$ nonrootctl subids {line}\n{}{}", out.stdout, out.stderr);
+        let stderr = out
+            .error
+            .map(|f| format!("nonrootctl: {}\n", f.message))
+            .unwrap_or_default();
+        transcript += &format!("$ nonrootctl subids {line}\n{}{stderr}", out.stdout);
         if !out.success {
             transcript += "[exit 1]\n";
         }

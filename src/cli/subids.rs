@@ -38,8 +38,18 @@ pub enum SubidsCommand {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Output {
     pub stdout: String,
-    pub stderr: String,
+    /// Why it failed, if it did, without the program's name.
+    pub error: Option<Failure>,
     pub success: bool,
+}
+
+/// Why a command failed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Failure {
+    pub message: String,
+    /// The request itself is invalid (a name that is no user name, a count of 0), as opposed
+    /// to one the files or the host cannot satisfy.
+    pub invalid_request: bool,
 }
 
 /// Runs a command without printing.
@@ -50,7 +60,10 @@ pub fn execute(command: SubidsCommand, config: &Config, state_dir: &Path) -> Out
             let batch = names.len() > 1;
             match subids::allocate_many(&settings, &names, count, grow) {
                 Ok(all) => Ok((all.iter().map(ToString::to_string).collect(), true)),
-                Err(e) if batch => return refused(format!("{e}\nnonrootctl: no tenant of the batch was allocated")),
+                Err(e) if batch => {
+                    let message = format!("{e}\nnonrootctl: no tenant of the batch was allocated");
+                    return failed(message, e.is_invalid_request());
+                }
                 Err(e) => Err(e),
             }
         }
@@ -67,17 +80,20 @@ pub fn execute(command: SubidsCommand, config: &Config, state_dir: &Path) -> Out
     match result {
         Ok((stdout, success)) => Output {
             stdout,
-            stderr: String::new(),
+            error: None,
             success,
         },
-        Err(e) => refused(e.to_string()),
+        Err(e) => failed(e.to_string(), e.is_invalid_request()),
     }
 }
 
-fn refused(message: String) -> Output {
+fn failed(message: String, invalid_request: bool) -> Output {
     Output {
         stdout: String::new(),
-        stderr: format!("nonrootctl: {message}\n"),
+        error: Some(Failure {
+            message,
+            invalid_request,
+        }),
         success: false,
     }
 }
@@ -86,7 +102,9 @@ fn refused(message: String) -> Output {
 pub fn run(command: SubidsCommand, config: &Config, state_dir: &Path) -> ExitCode {
     let output = execute(command, config, state_dir);
     print!("{}", output.stdout);
-    eprint!("{}", output.stderr);
+    if let Some(failure) = &output.error {
+        eprintln!("nonrootctl: {}", failure.message);
+    }
     if output.success {
         ExitCode::SUCCESS
     } else {

@@ -86,6 +86,7 @@ impl Caller {
 async fn require_root(conn: &Connection, header: &Header<'_>, action: &str) -> Result<Caller, ApiError> {
     let caller = Caller::of(conn, header).await?;
     if caller.is_root() {
+        tracing::info!("{action}() called by {} (uid 0)", caller.name);
         return Ok(caller);
     }
     Err(ApiError::AccessDenied(format!(
@@ -118,15 +119,11 @@ impl Manager {
 
     async fn subids(&self, caller: &Caller, command: SubidsCommand) -> Result<String, ApiError> {
         let output = self.ask(caller, |reply| Request::Subids(command, reply)).await?;
-        if output.success {
-            Ok(output.stdout)
-        } else {
-            let message = output.stderr.trim().trim_start_matches("nonrootctl: ").to_string();
-            Err(ApiError::Failed(if message.is_empty() {
-                output.stdout
-            } else {
-                message
-            }))
+        match output.error {
+            None if output.success => Ok(output.stdout),
+            None => Err(ApiError::Failed(output.stdout)),
+            Some(failure) if failure.invalid_request => Err(ApiError::InvalidArgs(failure.message)),
+            Some(failure) => Err(ApiError::Failed(failure.message)),
         }
     }
 }
@@ -297,7 +294,7 @@ mod tests {
                 Request::Reload(reply) => drop(reply.send(Err("/etc/nonrootd/nonrootd.toml:3: bad".into()))),
                 Request::Subids(_, reply) => drop(reply.send(Output {
                     stdout: "[]".into(),
-                    stderr: String::new(),
+                    error: None,
                     success: true,
                 })),
             }

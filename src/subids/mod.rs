@@ -274,6 +274,11 @@ impl SubidsError {
         }
     }
 
+    /// A request that is wrong in itself, whatever the files hold.
+    pub fn is_invalid_request(&self) -> bool {
+        matches!(self, SubidsError::InvalidTenant { .. } | SubidsError::ZeroCount { .. })
+    }
+
     /// Problems of the request rather than of the host.
     fn is_refusal(&self) -> bool {
         matches!(

@@ -108,7 +108,12 @@ daemon's request queue is full, callers other than root are told it is busy
 instead of waiting), except what a volume's walk says of the files inside it
 (an example of a skipped file, the first failure), which only root sees, in the
 status and in the \fBPathChanged\fR signals; applying, reloading and the
-subordinate id calls, listing included, need uid 0.
+subordinate id calls, listing included, need uid 0, and each such call is logged
+with the caller's bus name.
+Errors are \fBorg.nonrootd1.Error.AccessDenied\fR (not root),
+\fBInvalidArgs\fR (an unknown duty, a name that is no user name, a count of 0),
+\fBBusy\fR and \fBFailed\fR (the message says why, naming file and line where
+one is at fault).
 A reload is answered once the new configuration is in force, or refused with the
 file and line at fault; the apply of every duty follows, and its outcome shows in
 the status.
