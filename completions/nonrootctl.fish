@@ -82,7 +82,7 @@ complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand subids; and __fish
 complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand subids; and __fish_seen_subcommand_from allocate" -l state-dir -d 'Where nonrootd records what it granted [default: $STATE_DIRECTORY or /var/lib/nonrootd]' -r -F
 complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand subids; and __fish_seen_subcommand_from allocate" -l grow -d 'Add a second range when NAME owns fewer ids than asked'
 complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand subids; and __fish_seen_subcommand_from allocate" -s v -l verbose -d 'Log more (-v: changes, -vv: debugging)'
-complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand subids; and __fish_seen_subcommand_from allocate" -s h -l help -d 'Print help'
+complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand subids; and __fish_seen_subcommand_from allocate" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand subids; and __fish_seen_subcommand_from release" -l config -d 'Main config file; drop-ins are read from nonrootd.d/ beside it [default: /etc/nonrootd/nonrootd.toml]. With it, `apply` works in-process instead of asking the daemon' -r -F
 complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand subids; and __fish_seen_subcommand_from release" -l state-dir -d 'Where nonrootd records what it granted [default: $STATE_DIRECTORY or /var/lib/nonrootd]' -r -F
 complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand subids; and __fish_seen_subcommand_from release" -s v -l verbose -d 'Log more (-v: changes, -vv: debugging)'

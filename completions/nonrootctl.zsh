@@ -119,8 +119,8 @@ _arguments "${_arguments_options[@]}" : \
 '--grow[Add a second range when NAME owns fewer ids than asked]' \
 '*-v[Log more (-v\: changes, -vv\: debugging)]' \
 '*--verbose[Log more (-v\: changes, -vv\: debugging)]' \
-'-h[Print help]' \
-'--help[Print help]' \
+'-h[Print help (see more with '\''--help'\'')]' \
+'--help[Print help (see more with '\''--help'\'')]' \
 '*::names:_default' \
 && ret=0
 ;;

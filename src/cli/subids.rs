@@ -12,6 +12,10 @@ use crate::subids::{self, Settings};
 pub enum SubidsCommand {
     /// Give each NAME (a user name or numeric uid) a range in both files, all in one write
     /// (or none when one is refused); prints NAME START COUNT
+    ///
+    /// NAME need not be a user yet: the range is held for an account made later. (The
+    /// [[tenant]] entries of the configuration, which the daemon applies, must name existing
+    /// users.)
     Allocate {
         #[arg(value_name = "NAME", required = true)]
         names: Vec<String>,
