@@ -475,7 +475,7 @@ mod tests {
 27 1 254:0 / / rw,relatime shared:1 - ext4 /dev/vda rw,discard
 216 27 0:57 / /srv/v rw,nosuid,nodev,relatime shared:9 - fuse.sshfs me@host:/x rw,user_id=1000,group_id=1000
 217 27 0:58 / /srv/w rw,relatime - fuse /srv/src rw,user_id=0,group_id=0,allow_other
-218 27 0:59 / /srv/x\040y rw - fuseblk /dev/sdb1 rw,default_permissions
+218 27 0:59 / /srv/x\\040y rw - fuseblk /dev/sdb1 rw,default_permissions
 219 27 0:60 / /srv/z rw - fusectl fusectl rw
 ";
         assert_eq!(fuse_mounter(mountinfo, 27), None);
