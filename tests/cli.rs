@@ -93,7 +93,7 @@ fn check_config_refuses_a_min_above_the_max_of_login_defs() {
     let out = nonrootctl(&["--config", &main, "check-config"]);
     assert_eq!(out.status.code(), Some(1));
     let stderr = text(&out.stderr);
-    let expected = format!("nonrootctl: min 4000000000 ({main}:2: subids.min) is above max ");
+    let expected = format!("nonrootctl: {main}:2: subids.min: 4000000000 is above max ");
     assert!(stderr.starts_with(&expected), "{stderr}");
     assert!(
         stderr.contains("(/etc/login.defs: SUB_UID_MAX, SUB_GID_MAX)"),

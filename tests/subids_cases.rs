@@ -568,10 +568,35 @@ fn limits_completed_by_login_defs_that_leave_no_room_are_named() {
     assert_eq!(
         err.to_string(),
         format!(
-            "min 650000000 (/test/nonrootd.toml:4: subids.min) is above max 600100000 ({}: SUB_UID_MAX, SUB_GID_MAX): no id can be handed out; nothing was written",
+            "/test/nonrootd.toml:4: subids.min: 650000000 is above max 600100000 ({}: SUB_UID_MAX, SUB_GID_MAX): no id can be handed out; nothing was written",
             etc.path("login.defs").display()
         )
     );
     assert_eq!(etc.read("subuid"), "");
     assert!(!etc.state().exists(), "no state written");
+
+    // A login.defs that sets no maximum: shadow's default is named as such.
+    etc.write("login.defs", "");
+    let settings = subids::Settings::with_login_defs(&config, &etc.state(), &etc.path("login.defs"));
+    let why = settings.check_limits().unwrap_err();
+    assert!(why.contains("(shadow's default; "), "{why}");
+    assert!(
+        why.ends_with("sets neither SUB_UID_MAX nor SUB_GID_MAX): no id can be handed out"),
+        "{why}"
+    );
+
+    // A configured count that never fits between the limits login.defs completes.
+    let main = format!(
+        "[subids]\nsubuid_file = \"{0}/subuid\"\nsubgid_file = \"{0}/subgid\"\nmin = 600000000\ncount = 200000\n",
+        etc.etc().display()
+    );
+    let config = nonrootd_core::config::Config::from_sources(&[(PathBuf::from("/test/nonrootd.toml"), main)]).unwrap();
+    let settings = subids::Settings::with_login_defs(&config, &etc.state(), &etc.path("no-login.defs"));
+    settings.check_limits().unwrap();
+    let why = settings.check_configured_counts().unwrap_err();
+    assert!(
+        why.starts_with("/test/nonrootd.toml:5: subids.count: 200000 ids never fit between min 600000000 (/test/nonrootd.toml:4: subids.min) and max 600100000 (shadow's default; "),
+        "{why}"
+    );
+    assert!(why.ends_with("): 100001 ids"), "{why}");
 }

@@ -734,7 +734,7 @@ fn subids_lib(args: &[String]) -> Result<Value, String> {
             min: o.num("min", 100_000)?,
             max: o.num("max", 600_100_000)?,
         },
-        limits_from: ["--min".into(), "--max".into()],
+        limits_from: Default::default(),
         count,
         tenant_counts: Vec::new(),
         quarantine_days: 30,

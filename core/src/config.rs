@@ -121,6 +121,8 @@ pub struct SubidsConfig {
     /// Where `min` and `max` are set, for errors about the limits that login.defs completes.
     pub min_origin: Option<Origin>,
     pub max_origin: Option<Origin>,
+    /// Where `count` is set; `None` for the default.
+    pub count_origin: Option<Origin>,
     pub count: u32,
     pub quarantine_days: u32,
 }
@@ -466,8 +468,11 @@ fn with_table_hint(key: &str, message: &str) -> String {
 }
 
 /// The key a "duplicate key" error points at: the parser, which refused the file, cannot
-/// name it for [`key_of_value_at`].
+/// name it for [`key_of_value_at`]. Its table is found by parsing the file up to the
+/// duplicate's line with a probe key added there, so headers inside strings or arrays do not
+/// mislead it.
 fn duplicated_key(text: &str, error: &toml::de::Error) -> Option<String> {
+    const PROBE: &str = "nonrootd-probe-key";
     if !error.message().contains("duplicate key") {
         return None;
     }
@@ -476,20 +481,21 @@ fn duplicated_key(text: &str, error: &toml::de::Error) -> Option<String> {
     if key.is_empty() {
         return None;
     }
-    // A key in a section: the last table header before it names the section.
-    let header = text[..span.start]
-        .lines()
-        .rev()
-        .map(str::trim_start)
-        .find(|l| l.starts_with('['));
-    let in_line_of_header = text[..span.start]
-        .lines()
-        .next_back()
-        .is_some_and(|l| l.trim_start().starts_with('['));
-    match header.and_then(|h| h.trim_matches(['[', ']', ' ']).split(']').next()) {
-        Some(section) if !in_line_of_header && !section.is_empty() => Some(format!("{section}.{key}")),
-        _ => Some(key.to_string()),
-    }
+    let line_start = text[..span.start].rfind('\n').map_or(0, |i| i + 1);
+    let before = &text[..line_start];
+    let header_line = text[line_start..span.start].trim_start().starts_with('[');
+    let probed = format!("{before}\n{PROBE} = 0\n");
+    let table = match header_line {
+        true => None,
+        false => key_named(&probed, PROBE).and_then(|path| Some(path.rsplit_once('.')?.0.to_string())),
+    };
+    Some(table.map_or_else(|| key.to_string(), |table| format!("{table}.{key}")))
+}
+
+/// The dotted path of the key called `name` in `text`, if it parses.
+fn key_named(text: &str, name: &str) -> Option<String> {
+    let offset = text.rfind(name)?;
+    key_of_value_at(text, offset)
 }
 
 /// Accepts only absolute, normalized paths: no `.`, `..` or empty components.
@@ -886,6 +892,7 @@ fn validate_subids(s: SubidsLayer, c: &mut Checker) -> SubidsConfig {
         min_origin: s.min.map(|m| m.origin),
         max_origin: s.max.map(|m| m.origin),
         count: s.count.as_ref().map_or(DEFAULT_SUBID_COUNT, |n| n.value),
+        count_origin: s.count.as_ref().map(|n| n.origin.clone()),
         quarantine_days: s.quarantine_days.map_or(DEFAULT_QUARANTINE_DAYS, |n| n.value),
     };
     if let Some(count) = &s.count
@@ -1296,6 +1303,15 @@ mod tests {
             ["/etc/n.toml:4: socket.users: duplicate key"]
         );
         assert_eq!(errors("a = 1\na = 2\n")[0], "/etc/n.toml:2: a: duplicate key");
+        // A header inside a string or an array is no section.
+        assert_eq!(
+            errors("[docker]\nimage_dirs = \"\"\"\n[fake]\n\"\"\"\nimage_dirs = []\n")[0],
+            "/etc/n.toml:5: docker.image_dirs: duplicate key"
+        );
+        assert_eq!(
+            errors("[docker]\nunits = [\n  [1],\n]\nunits = 2\n")[0],
+            "/etc/n.toml:5: docker.units: duplicate key"
+        );
         assert_eq!(errors("[docker]\n[docker]\n"), ["/etc/n.toml:2: docker: duplicate key"]);
     }
 

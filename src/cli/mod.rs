@@ -255,12 +255,15 @@ fn check_config(path: &std::path::Path, args: &CheckConfigArgs) -> ExitCode {
     for error in &unresolved {
         eprintln!("nonrootctl: {error}");
     }
-    if !unresolved.is_empty() {
-        return ExitCode::FAILURE;
-    }
     // login.defs completes the limits the config leaves unset.
-    if let Err(error) = crate::subids::Settings::new(&config, &crate::state::default_state_dir()).check_limits() {
+    let settings = crate::subids::Settings::new(&config, &crate::state::default_state_dir());
+    let limits = settings
+        .check_limits()
+        .and_then(|()| settings.check_configured_counts());
+    if let Err(error) = &limits {
         eprintln!("nonrootctl: {error}");
+    }
+    if !unresolved.is_empty() || limits.is_err() {
         return ExitCode::FAILURE;
     }
     let unit_dirs: Vec<PathBuf> = match args.unit_dir.is_empty() {

@@ -42,7 +42,7 @@ pub enum SubidsCommand {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Output {
     pub stdout: String,
-    /// Why it failed, if it did, without the program's name.
+    /// Why it failed, if it did (lines after the first name the program, as printed).
     pub error: Option<Failure>,
     pub success: bool,
 }
@@ -51,8 +51,8 @@ pub struct Output {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Failure {
     pub message: String,
-    /// The request itself is invalid (a name that is no user name, a count of 0), as opposed
-    /// to one the files or the host cannot satisfy.
+    /// The request itself is invalid (a name that is not a valid user name, a count of 0), as
+    /// opposed to one the files or the host cannot satisfy.
     pub invalid_request: bool,
 }
 

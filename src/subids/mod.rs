@@ -41,8 +41,8 @@ pub struct Settings {
     pub subuid_file: PathBuf,
     pub subgid_file: PathBuf,
     pub limits: Limits,
-    /// Where `limits.min` and `limits.max` come from: a config line or login.defs.
-    pub limits_from: [String; 2],
+    /// Where the limits and the counts held against them come from, for errors.
+    pub limits_from: LimitSources,
     /// Ids per tenant when neither the caller nor the tenant's `[[tenant]]` says.
     pub count: u32,
     /// `[[tenant]]` counts by spelling, used when `allocate` gets no count.
@@ -85,10 +85,27 @@ impl Settings {
             .iter()
             .filter_map(|t| Some((spelling_of(&t.name.value), t.count?)))
             .collect();
-        let from = |origin: &Option<Origin>, key: &str, defs: &str| match origin {
+        let from = |origin: &Option<Origin>, key: &str, [uid_key, gid_key]: [&str; 2]| match origin {
             Some(origin) => format!("{origin}: subids.{key}"),
-            None => format!("{}: {defs}", login_defs.display()),
+            None if [uid_key, gid_key].iter().any(|k| login_defs_number(&text, k).is_some()) => {
+                format!("{}: {uid_key}, {gid_key}", login_defs.display())
+            }
+            None => format!(
+                "shadow's default; {} sets neither {uid_key} nor {gid_key}",
+                login_defs.display()
+            ),
         };
+        let counts = (s
+            .count_origin
+            .iter()
+            .map(|origin| (format!("{origin}: subids.count"), s.count)))
+        .chain(
+            config
+                .tenants
+                .iter()
+                .filter_map(|t| Some((format!("{}: tenant.count", t.name.origin), t.count?))),
+        )
+        .collect();
         Settings {
             subuid_file: s.subuid_file.clone(),
             subgid_file: s.subgid_file.clone(),
@@ -96,10 +113,12 @@ impl Settings {
                 min: s.min.unwrap_or_else(min),
                 max: s.max.unwrap_or_else(max),
             },
-            limits_from: [
-                from(&s.min_origin, "min", "SUB_UID_MIN, SUB_GID_MIN"),
-                from(&s.max_origin, "max", "SUB_UID_MAX, SUB_GID_MAX"),
-            ],
+            limits_from: LimitSources {
+                min: from(&s.min_origin, "min", ["SUB_UID_MIN", "SUB_GID_MIN"]),
+                max: from(&s.max_origin, "max", ["SUB_UID_MAX", "SUB_GID_MAX"]),
+                max_in_config: s.max_origin.is_some(),
+                counts,
+            },
             count: s.count,
             tenant_counts,
             quarantine_days: s.quarantine_days,
@@ -110,15 +129,36 @@ impl Settings {
 
     /// Refuses limits that leave no id to hand out, naming where each comes from: the config
     /// alone cannot tell when login.defs gives one of them.
-    pub fn check_limits(&self) -> Result<(), SubidsError> {
+    pub fn check_limits(&self) -> Result<(), String> {
         let Limits { min, max } = self.limits;
-        if min <= max {
-            return Ok(());
+        let from = &self.limits_from;
+        match (min > max, from.max_in_config) {
+            (false, _) => Ok(()),
+            (true, true) => Err(format!(
+                "{}: {max} is below min {min} ({}): no id can be handed out",
+                from.max, from.min
+            )),
+            (true, false) => Err(format!(
+                "{}: {min} is above max {max} ({}): no id can be handed out",
+                from.min, from.max
+            )),
         }
-        let [min_from, max_from] = &self.limits_from;
-        Err(SubidsError::Limits(format!(
-            "min {min} ({min_from}) is above max {max} ({max_from}): no id can be handed out"
-        )))
+    }
+
+    /// Refuses a count the config sets (`[subids] count`, a `[[tenant]]`'s) that never fits
+    /// between the limits; `check-config` asks, as the config alone cannot tell when
+    /// login.defs gives a limit. (An allocation asking for another count may still work.)
+    pub fn check_configured_counts(&self) -> Result<(), String> {
+        let Limits { min, max } = self.limits;
+        let from = &self.limits_from;
+        let room = (u64::from(max) + 1).saturating_sub(u64::from(min));
+        match from.counts.iter().find(|(_, count)| u64::from(*count) > room) {
+            Some((what, count)) => Err(format!(
+                "{what}: {count} ids never fit between min {min} ({}) and max {max} ({}): {room} ids",
+                from.min, from.max
+            )),
+            None => Ok(()),
+        }
     }
 
     fn path(&self, kind: Kind) -> &Path {
@@ -184,6 +224,18 @@ impl Settings {
     }
 }
 
+/// Where the limits and the configured counts come from: a config line, login.defs or a
+/// default, as errors name them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LimitSources {
+    pub min: String,
+    pub max: String,
+    /// The config sets max (errors then start with its line).
+    pub max_in_config: bool,
+    /// The counts the config sets (`[subids] count`, `[[tenant]]` counts), with where.
+    pub counts: Vec<(String, u32)>,
+}
+
 fn spelling_of(id: &IdRef) -> String {
     match id {
         IdRef::Id(uid) => uid.to_string(),
@@ -208,8 +260,13 @@ pub enum SubidsError {
     },
     /// The limits leave no room for a count: where each comes from is named.
     Limits(String),
-    /// No free run of `count` ids between min and max in both files.
-    Full { tenant: String, count: u64, limits: Limits },
+    /// No free run of `count` ids between min and max (from `limits_from`) in both files.
+    Full {
+        tenant: String,
+        count: u64,
+        limits: Limits,
+        limits_from: [String; 2],
+    },
     /// Line `line` of `file` is the tenant's to some readers only: a new range would give it
     /// two to those.
     Unclear { tenant: String, file: PathBuf, line: usize },
@@ -265,7 +322,12 @@ impl SubidsError {
                 owned,
                 asked,
             },
-            AllocError::Full { count, limits } => SubidsError::Full { tenant, count, limits },
+            AllocError::Full { count, limits } => SubidsError::Full {
+                tenant,
+                count,
+                limits,
+                limits_from: [settings.limits_from.min.clone(), settings.limits_from.max.clone()],
+            },
             AllocError::Unclear { kind, line } => SubidsError::Unclear {
                 tenant,
                 file: settings.path(kind).to_path_buf(),
@@ -286,7 +348,6 @@ impl SubidsError {
             SubidsError::InvalidTenant { .. }
                 | SubidsError::ZeroCount { .. }
                 | SubidsError::TooSmall { .. }
-                | SubidsError::Limits(_)
                 | SubidsError::Full { .. }
                 | SubidsError::Unclear { .. }
         )
@@ -317,12 +378,17 @@ impl fmt::Display for SubidsError {
                 file.display()
             ),
             SubidsError::Limits(why) => write!(f, "{why}; nothing was written"),
-            SubidsError::Full { tenant, count, limits } => {
+            SubidsError::Full {
+                tenant,
+                count,
+                limits,
+                limits_from: [min_from, max_from],
+            } => {
                 let room = (u64::from(limits.max) + 1).saturating_sub(u64::from(limits.min));
                 if *count > room {
                     write!(
                         f,
-                        "tenant {tenant}: {count} ids never fit between min {} and max {} ({room} ids): ask for fewer, or widen [subids] min and max",
+                        "tenant {tenant}: {count} ids never fit between min {} ({min_from}) and max {} ({max_from}), {room} ids: ask for fewer, or widen the limits",
                         limits.min, limits.max
                     )
                 } else {
@@ -485,11 +551,9 @@ impl fmt::Display for Listing {
         )?;
         for e in &self.entries {
             let managed = if e.managed { "yes" } else { "no" };
-            // An owner as the file has it, but never a control character for the terminal.
-            let owner = match e.owner.chars().any(char::is_control) {
-                true => e.owner.escape_debug().to_string(),
-                false => e.owner.clone(),
-            };
+            // Escaped (as `check` shows owners): never a control or format character for the
+            // terminal, and a backslash in a name is told apart from an escape.
+            let owner = e.owner.escape_debug().to_string();
             writeln!(
                 f,
                 "{owner:<20} {:>10} {:>10} {managed:<7} {}:{}",
@@ -611,7 +675,7 @@ fn allocate_tenants(
     if wanted.iter().all(Result::is_err) {
         return Ok(wanted.into_iter().filter_map(Result::err).map(Err).collect());
     }
-    settings.check_limits()?;
+    settings.check_limits().map_err(SubidsError::Limits)?;
     // A dry run only reads: no locks, nothing written.
     settings.refuse_clashing_files()?;
     settings.check_dirs()?;
@@ -866,8 +930,13 @@ pub fn ensure_tenants(config: &Config, ids: &dyn IdResolver, state_dir: &Path, d
         Err(e) => {
             for desired in &desired {
                 for path in paths {
-                    let error = e.to_string();
-                    report.push(Duty::Subids, path, desired, Outcome::Failed { error });
+                    let outcome = match &e {
+                        SubidsError::Limits(reason) => Outcome::Refused { reason: reason.clone() },
+                        other => Outcome::Failed {
+                            error: other.to_string(),
+                        },
+                    };
+                    report.push(Duty::Subids, path, desired, outcome);
                 }
             }
             return report;

@@ -111,7 +111,7 @@ status and in the \fBPathChanged\fR signals; applying, reloading and the
 subordinate id calls, listing included, need uid 0, and each such call is logged
 with the caller's bus name.
 Errors are \fBorg.nonrootd1.Error.AccessDenied\fR (not root),
-\fBInvalidArgs\fR (an unknown duty, a name that is no user name, a count of 0),
+\fBInvalidArgs\fR (an unknown duty, a name that is not a valid user name),
 \fBBusy\fR and \fBFailed\fR (the message says why, naming file and line where
 one is at fault).
 A reload is answered once the new configuration is in force, or refused with the
