@@ -561,8 +561,8 @@ fn a_name_swapped_for_a_hard_link_during_the_walk_is_never_re_owned() {
     }
 }
 
-/// A bindfs FUSE mount with allow_other, served by a child of the test. On drop the server is
-/// killed, a stopped one too (which fails whatever waits for it), and the mount detached.
+/// A bindfs FUSE mount served by a child of the test. On drop the server is killed, a stopped
+/// one too (which fails whatever waits for it), and the mount detached.
 struct Fuse {
     server: Child,
     mnt: PathBuf,
@@ -570,8 +570,9 @@ struct Fuse {
 
 impl Fuse {
     /// Mounted by root, or recorded as mounted by `user` (bindfs run with that real uid and
-    /// root's effective one, as fusermount would record it for that user).
-    fn mount(src: &Path, mnt: &Path, user: Option<u32>) -> Fuse {
+    /// root's effective one, as fusermount would record it for that user); with
+    /// `allow_other`, or refusing everyone but that user (root too).
+    fn mount(src: &Path, mnt: &Path, user: Option<u32>, allow_other: bool) -> Fuse {
         let mut cmd = match user {
             Some(uid) => {
                 let mut cmd = Command::new("setpriv");
@@ -581,7 +582,12 @@ impl Fuse {
             None => Command::new("bindfs"),
         };
         let server = cmd
-            .args(["-f", "-o", "allow_other"])
+            .args(["-f"])
+            .args(if allow_other {
+                &["-o", "allow_other"][..]
+            } else {
+                &["--no-allow-other"][..]
+            })
             .args([src, mnt])
             .spawn()
             .expect("bindfs (scripts/install-deps installs it)");
@@ -633,7 +639,7 @@ fn a_fuse_mount_inside_is_skipped_without_asking_its_server() {
     std::fs::create_dir(&src).unwrap();
     std::fs::write(src.join("inner"), "i").unwrap();
     std::fs::write(vol.join("f"), "f").unwrap();
-    let fuse = Fuse::mount(&src, &mnt, None);
+    let fuse = Fuse::mount(&src, &mnt, None, true);
     // Past bindfs's attribute timeout: a plain stat would ask the server again.
     std::thread::sleep(Duration::from_millis(1100));
     fuse.stop();
@@ -668,7 +674,7 @@ fn a_top_that_a_user_mounted_a_fuse_file_system_on_is_refused_without_asking_it(
     std::fs::create_dir(&vol).unwrap();
     std::fs::create_dir(&src).unwrap();
     std::fs::write(src.join("inner"), "i").unwrap();
-    let fuse = Fuse::mount(&src, &vol, Some(4321));
+    let fuse = Fuse::mount(&src, &vol, Some(4321), true);
     // Past bindfs's attribute timeout: a plain stat would ask the server again.
     std::thread::sleep(Duration::from_millis(1100));
     fuse.stop();
@@ -692,4 +698,89 @@ fn a_top_that_a_user_mounted_a_fuse_file_system_on_is_refused_without_asking_it(
         "{reason}"
     );
     assert_eq!(owner(&src.join("inner")), (0, 0));
+}
+
+/// Walks `vol` (999:999) on another thread; `None` when it takes longer than 20 s (waiting for
+/// a stopped FUSE server).
+fn walk_within_20s(vol: &Path) -> Option<Result<Walked, nonrootd::volumes::NotWalked>> {
+    let config = volume_config(vol, "");
+    let (done, walked) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let cancel = AtomicBool::new(false);
+        let _ = done.send(walk_volume(&config.volumes[0], &config, &SystemIds, &options(&cancel)));
+    });
+    walked.recv_timeout(Duration::from_secs(20)).ok()
+}
+
+/// FUSE file systems that refuse root (no allow_other: a user's own, as fusermount makes it)
+/// with their servers stopped: one inside the volume is skipped, its root's statx answered
+/// with "permission denied" and its mount found without asking it; one on the top refuses the
+/// volume, naming the user. And a FUSE file bind-mounted onto a file of the volume is skipped.
+#[test]
+fn fuse_mounts_that_refuse_root_or_sit_on_a_file_are_told_apart_without_asking_them() {
+    let dir = disk();
+    let (vol, src) = (dir.path().join("vol"), dir.path().join("src"));
+    std::fs::create_dir_all(vol.join("theirs")).unwrap();
+    std::fs::create_dir(&src).unwrap();
+    std::fs::write(src.join("inner"), "i").unwrap();
+    std::fs::write(vol.join("f"), "f").unwrap();
+    std::fs::write(vol.join("file"), "").unwrap();
+    let inside = Fuse::mount(&src, &vol.join("theirs"), Some(4321), false);
+    let served = dir.path().join("served");
+    std::fs::create_dir(&served).unwrap();
+    let on_file = Fuse::mount(&src, &served, None, true);
+    let _file_mount = common::bind_mount(&served.join("inner"), &vol.join("file"));
+    std::thread::sleep(Duration::from_millis(1100));
+    inside.stop();
+    on_file.stop();
+    let Some(walked) = walk_within_20s(&vol) else {
+        drop((inside, on_file));
+        panic!("the walk waited for a stopped FUSE server");
+    };
+    let s = &walked.unwrap().summary;
+    assert_eq!(s.failed, 0, "{s:?}");
+    assert_eq!(s.skipped.get(&Skip::OtherFilesystem), Some(&2), "{s:?}");
+    assert_eq!(owner(&vol.join("f")), (999, 999));
+
+    // A user's FUSE mount (on an empty directory, as fusermount wants it) as the top.
+    let top = dir.path().join("top");
+    std::fs::create_dir(&top).unwrap();
+    let on_top = Fuse::mount(&src, &top, Some(4321), false);
+    on_top.stop();
+    let Some(refused) = walk_within_20s(&top) else {
+        drop(on_top);
+        panic!("the walk waited for the stopped FUSE server on the top");
+    };
+    drop(on_top);
+    let Err(refused) = refused else {
+        panic!("a top a user mounted FUSE on was walked")
+    };
+    let Outcome::Refused { reason } = &refused.outcome else {
+        panic!("{refused}")
+    };
+    assert!(
+        reason.contains("is a FUSE file system that uid 4321 mounted"),
+        "{reason}"
+    );
+    assert_eq!(owner(&src.join("inner")), (0, 0));
+}
+
+/// Many chains deeper than a thread descends while the queue is full: the directories it
+/// cannot hold open are opened again from the top later, and the walk is complete.
+#[test]
+fn many_deep_chains_are_walked_completely() {
+    let dir = disk();
+    let vol = dir.path().join("vol");
+    for i in 0..300 {
+        let mut chain = vol.join(format!("c{i}"));
+        for _ in 0..40 {
+            chain.push("d");
+        }
+        std::fs::create_dir_all(&chain).unwrap();
+        std::fs::write(chain.join("f"), "").unwrap();
+    }
+    let walked = walk_to_the_end(&volume_config(&vol, ""));
+    let s = &walked.summary;
+    assert_eq!((s.failed, s.skipped_total()), (0, 0), "{s:?}");
+    assert_eq!(s.changed, 1 + 300 * 42, "{s:?}");
 }

@@ -86,7 +86,7 @@ pub fn map_id(mapping: Mapping, own: u32, ranges: &[Range], id: u32) -> Result<u
     ))
 }
 
-/// What the walk saw of one entry (`fstatat` without following symlinks).
+/// What the walk saw of one entry (`statx` of its `O_PATH|O_NOFOLLOW` descriptor).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Seen {
     pub kind: FileKind,
@@ -98,6 +98,7 @@ pub struct Seen {
     pub dev: u64,
     /// The mount's id (`statx` STATX_MNT_ID): tells a bind mount of the same file system apart.
     pub mnt: u64,
+    pub ino: u64,
 }
 
 /// Why an entry is left alone.
@@ -110,10 +111,9 @@ pub enum Skip {
     OtherFilesystem,
     /// A device node: re-owning it would hand out the device.
     Device,
-    /// Gone between reading the directory and looking at it.
+    /// Gone (or moved) between reading the directory and looking at it: judged at the next
+    /// walk.
     Vanished,
-    /// Nested deeper than the walk holds directories open while every thread is as deep.
-    TooDeep,
 }
 
 impl Skip {
@@ -123,13 +123,7 @@ impl Skip {
             Skip::OtherFilesystem => "on another file system",
             Skip::Device => "device nodes",
             Skip::Vanished => "vanished",
-            Skip::TooDeep => "too deep",
         }
-    }
-
-    /// Leaves an entry (and what is below it) unjudged, so the walk is incomplete.
-    pub fn unjudged(self) -> bool {
-        self == Skip::TooDeep
     }
 }
 
@@ -258,11 +252,6 @@ impl Summary {
         self.skipped.values().sum()
     }
 
-    /// Did it leave part of the tree unjudged (see [`Skip::unjudged`])?
-    pub fn incomplete(&self) -> bool {
-        self.skipped.keys().any(|why| why.unjudged())
-    }
-
     /// "3 skipped: 2 with hard links (e.g. a/b), 1 on another file system (e.g. mnt)".
     fn describe_skips(&self) -> Option<String> {
         if self.skipped.is_empty() {
@@ -346,8 +335,7 @@ pub fn desired(owner: Owner, mode: Option<Mode>, container: Option<(&str, Mappin
     text
 }
 
-/// The outcome of a walk: failed when it did not finish (cancelled, something failed, part of
-/// the tree unjudged); changed when it changed anything (the top directory's mode included),
+/// The outcome of a walk: failed when it did not finish (cancelled, something failed); changed when it changed anything (the top directory's mode included),
 /// its skips told; else correct. Skips by design alone (hard links, other file systems,
 /// devices) leave a walk correct: `nonrootctl volumes check` lists them.
 pub fn outcome(summary: &Summary, mode_change: Option<(Mode, Mode)>, dry_run: bool) -> Outcome {
@@ -356,7 +344,7 @@ pub fn outcome(summary: &Summary, mode_change: Option<(Mode, Mode)>, dry_run: bo
     if let Some((from, to)) = mode_change {
         text.push_str(&format!("; top mode {from} → {to}"));
     }
-    if summary.cancelled || summary.failed > 0 || summary.incomplete() {
+    if summary.cancelled || summary.failed > 0 {
         return Outcome::Failed { error: text };
     }
     if summary.changed == 0 && mode_change.is_none() {
@@ -421,6 +409,7 @@ mod tests {
             nlink,
             dev,
             mnt: 7,
+            ino: 2,
         }
     }
 
@@ -547,7 +536,7 @@ mod tests {
     }
 
     #[test]
-    fn skips_by_design_leave_a_walk_correct_and_an_unjudged_part_is_a_failure() {
+    fn skips_by_design_leave_a_walk_correct() {
         let mut left_alone = Summary {
             seen: 4,
             ..Summary::default()
@@ -563,14 +552,6 @@ mod tests {
                 change: "1 of 4 changed (1 skipped: 1 with hard links (e.g. fifo))".into()
             }
         );
-        let mut unjudged = left_alone.clone();
-        unjudged.wrong(0, 0);
-        unjudged.skip(Skip::TooDeep, || PathBuf::from("a/b"));
-        let Outcome::Failed { error } = outcome(&unjudged, None, false) else {
-            panic!("{:?}", outcome(&unjudged, None, false))
-        };
-        assert!(error.starts_with("1 of 4 changed (2 skipped: "), "{error}");
-        assert!(error.contains("1 too deep (e.g. a/b)"), "{error}");
     }
 
     #[test]

@@ -143,6 +143,10 @@ pub fn walk_volume(
         Err(OpenError::Missing) => return Err(unwalked(desired, Outcome::Missing)),
         Err(OpenError::Refused(r)) => return Err(unwalked(desired, Outcome::Refused { reason: r.0 })),
         Err(OpenError::Io(e)) => {
+            // Root refused: a FUSE file system of a user's (no allow_other) says why.
+            if let Some(reason) = fuse_of_a_user_at(&volume.path) {
+                return Err(unwalked(desired, Outcome::Refused { reason }));
+            }
             let error = format!("open: {e}");
             return Err(unwalked(desired, Outcome::Failed { error }));
         }
@@ -210,7 +214,7 @@ pub fn walk_volume(
 /// the file system.
 fn refuse_fuse_of_a_user(top: &OwnedFd) -> Result<(), String> {
     const MOUNTINFO: &str = "/proc/self/mountinfo";
-    let (_, mnt) = walk::placed(std::os::fd::AsFd::as_fd(top)).map_err(|e| format!("stat: {e}"))?;
+    let mnt = walk::mount_of(std::os::fd::AsFd::as_fd(top)).ok_or("cannot tell its mount")?;
     let mountinfo = std::fs::read_to_string(MOUNTINFO).map_err(|e| format!("{MOUNTINFO}: {e}"))?;
     match fuse_mounter(&mountinfo, mnt) {
         Some(Some(0)) | None => Ok(()),
@@ -221,6 +225,15 @@ fn refuse_fuse_of_a_user(top: &OwnedFd) -> Result<(), String> {
             Err("is a FUSE file system whose mounter is not recorded; its server could keep every walk waiting".into())
         }
     }
+}
+
+/// [`refuse_fuse_of_a_user`] of `path` opened beneath its parent with `O_PATH`, which asks the
+/// file system mounted there nothing, for a top that could not be opened otherwise.
+fn fuse_of_a_user_at(path: &Path) -> Option<String> {
+    let (parent, name) = (path.parent()?, path.file_name()?);
+    let (dir, _) = crate::host::walk::open_directory_beneath_root(parent).ok()?;
+    let top = openat(&dir, name, walk::PATH_FLAGS, NixMode::empty()).ok()?;
+    refuse_fuse_of_a_user(&top).err()
 }
 
 /// Gives the walked top directory `mode` (after chown, which may clear set-id bits), or with

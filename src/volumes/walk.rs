@@ -13,10 +13,11 @@
 //! name swapped for a hard link to another file after the open is never the one changed.
 //!
 //! Threads share a bounded stack of open directories. A thread that finds the stack full walks
-//! the subdirectory itself, depth first, and [`MAX_DEPTH`] levels down waits for room instead
-//! while another thread is still at work, so open descriptors stay below `QUEUE_CAP + threads *
-//! MAX_DEPTH`. A directory's place is a link to its parent's, so memory and time per directory
-//! do not grow with the depth; paths are spelled out for messages only.
+//! the subdirectory itself, depth first, at most [`MAX_DEPTH`] levels; below that it keeps the
+//! directory by its place alone (names and inode numbers, no descriptor) and opens it again
+//! from the top once there is room, so open descriptors stay below `QUEUE_CAP + threads *
+//! MAX_DEPTH` whatever the tree's shape. A directory's place is a link to its parent's, so time
+//! per directory does not grow with the depth; paths are spelled out for messages only.
 
 use std::ffi::{CStr, OsStr};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
@@ -37,7 +38,7 @@ use nonrootd_core::volumes::{Owner, Seen, Skip, Summary, Verdict, judge};
 /// Open directories waiting for a thread.
 const QUEUE_CAP: usize = 256;
 /// Levels a thread descends itself when the queue is full.
-const MAX_DEPTH: usize = 64;
+const MAX_DEPTH: usize = 32;
 /// Bytes per `getdents64` call.
 const DIRENT_BUF: usize = 32 * 1024;
 
@@ -46,7 +47,7 @@ pub(crate) const DIR_FLAGS: OFlag = OFlag::O_RDONLY
     .union(OFlag::O_NOFOLLOW)
     .union(OFlag::O_CLOEXEC)
     .union(OFlag::O_NONBLOCK);
-const PATH_FLAGS: OFlag = OFlag::O_PATH.union(OFlag::O_NOFOLLOW).union(OFlag::O_CLOEXEC);
+pub(crate) const PATH_FLAGS: OFlag = OFlag::O_PATH.union(OFlag::O_NOFOLLOW).union(OFlag::O_CLOEXEC);
 
 /// Counters a progress display may read while the walk runs (updated once per directory).
 #[derive(Debug, Default)]
@@ -88,15 +89,25 @@ pub fn statx(fd: BorrowedFd<'_>) -> Result<Seen, Errno> {
         nlink: u64::from(st.stx_nlink),
         dev: device(&st),
         mnt: mount_id(&st),
+        ino: st.stx_ino,
     };
     Ok(seen)
 }
 
-/// The device and mount id of an open descriptor, asking its file system nothing at all (an
-/// empty mask): where a FUSE file system refuses root (no `allow_other`), this still answers.
-pub fn placed(fd: BorrowedFd<'_>) -> Result<(u64, u64), Errno> {
-    let st = known_statx(fd, 0)?;
-    Ok((device(&st), mount_id(&st)))
+/// The mount id of an open descriptor, asking its file system nothing at all: a `statx` with
+/// an empty mask, which a FUSE file system that refuses root (no `allow_other`) still
+/// answers, else the `mnt_id:` line of `/proc/self/fdinfo` (one that marked the inode bad
+/// fails even that `statx`).
+pub fn mount_of(fd: BorrowedFd<'_>) -> Option<u64> {
+    if let Ok(st) = known_statx(fd, 0)
+        && st.stx_mask & libc::STATX_MNT_ID != 0
+    {
+        return Some(st.stx_mnt_id);
+    }
+    let fdinfo = std::fs::read_to_string(format!("/proc/self/fdinfo/{}", fd.as_raw_fd())).ok()?;
+    fdinfo
+        .lines()
+        .find_map(|line| line.strip_prefix("mnt_id:")?.trim().parse().ok())
 }
 
 fn device(st: &libc::statx) -> u64 {
@@ -139,11 +150,12 @@ fn entries(buf: &[u8]) -> impl Iterator<Item = &CStr> {
     })
 }
 
-/// Where a directory is below the top: its name and its parent's place, shared by everything
-/// below it.
+/// Where a directory is below the top: its name, its inode number and its parent's place,
+/// shared by everything below it.
 pub struct Place {
     parent: Option<Arc<Place>>,
     name: Box<OsStr>,
+    ino: u64,
 }
 
 /// The path of a place relative to the top (`None`: the top), spelled out.
@@ -170,16 +182,23 @@ pub struct Job {
 
 struct Queue {
     jobs: Vec<Job>,
+    /// Directories met [`MAX_DEPTH`] levels down while `jobs` was full, by place alone.
+    deferred: Vec<Arc<Place>>,
     /// Threads working on a job.
     active: usize,
-    /// Of those, the ones waiting for room in the queue.
-    waiting_for_room: usize,
 }
 
 struct Shared {
     queue: Mutex<Queue>,
     ready: Condvar,
-    room: Condvar,
+    /// The top, for opening deferred directories again.
+    top: OwnedFd,
+}
+
+/// What a thread takes from the queue.
+enum Work {
+    Open(Job),
+    Deferred(Arc<Place>),
 }
 
 impl Shared {
@@ -190,13 +209,17 @@ impl Shared {
     /// The next directory, or `None` when every thread is idle and nothing is queued. The
     /// returned guard gives the job back ([`Shared::done`]) when dropped, a panic's unwinding
     /// too, so the other threads never wait for it.
-    fn take(&self) -> Option<(Job, Active<'_>)> {
+    fn take(&self) -> Option<(Work, Active<'_>)> {
         let mut q = self.lock();
         loop {
-            if let Some(job) = q.jobs.pop() {
+            // Open directories first: a deferred one is opened again only when none is left.
+            let work = match q.jobs.pop() {
+                Some(job) => Some(Work::Open(job)),
+                None => q.deferred.pop().map(Work::Deferred),
+            };
+            if let Some(work) = work {
                 q.active += 1;
-                self.room.notify_one();
-                return Some((job, Active(self)));
+                return Some((work, Active(self)));
             }
             if q.active == 0 {
                 self.ready.notify_all();
@@ -209,29 +232,26 @@ impl Shared {
     fn done(&self) {
         let mut q = self.lock();
         q.active -= 1;
-        if q.active == 0 && q.jobs.is_empty() {
+        if q.active == 0 && q.jobs.is_empty() && q.deferred.is_empty() {
             self.ready.notify_all();
         }
-        // A thread waiting for room may now be the only one at work.
-        self.room.notify_all();
     }
 
-    /// Queues a directory for any thread. When the queue is full it is given back, or with
-    /// `wait` it waits for room while another thread is at work without waiting itself (which
-    /// will take a job from the queue or end its own).
-    fn offer(&self, job: Job, wait: bool) -> Result<(), Job> {
+    /// Queues a directory for any thread; gives it back when the queue is full.
+    fn offer(&self, job: Job) -> Result<(), Job> {
         let mut q = self.lock();
-        while q.jobs.len() >= QUEUE_CAP {
-            if !wait || q.waiting_for_room + 1 >= q.active {
-                return Err(job);
-            }
-            q.waiting_for_room += 1;
-            q = self.room.wait(q).unwrap_or_else(|e| e.into_inner());
-            q.waiting_for_room -= 1;
+        if q.jobs.len() >= QUEUE_CAP {
+            return Err(job);
         }
         q.jobs.push(job);
         self.ready.notify_one();
         Ok(())
+    }
+
+    /// Keeps a directory by its place, its descriptor closed, for any thread to open again.
+    fn defer(&self, place: Arc<Place>) {
+        self.lock().deferred.push(place);
+        self.ready.notify_one();
     }
 }
 
@@ -246,14 +266,22 @@ impl Drop for Active<'_> {
 
 /// Walks the open top directory and everything below it.
 pub fn walk(top: Job, walk: &Walk<'_>) -> Summary {
+    let top_again = match top.fd.try_clone() {
+        Ok(fd) => fd,
+        Err(e) => {
+            let mut summary = Summary::default();
+            summary.fail(PathBuf::new, format!("dup: {e}"));
+            return summary;
+        }
+    };
     let shared = Shared {
         queue: Mutex::new(Queue {
             jobs: vec![top],
+            deferred: Vec::new(),
             active: 0,
-            waiting_for_room: 0,
         }),
         ready: Condvar::new(),
-        room: Condvar::new(),
+        top: top_again,
     };
     let threads = walk.threads.max(1);
     std::thread::scope(|scope| {
@@ -272,15 +300,21 @@ pub fn walk(top: Job, walk: &Walk<'_>) -> Summary {
 fn worker(shared: &Shared, walk: &Walk<'_>) -> Summary {
     let mut summary = Summary::default();
     let mut buf = vec![0u8; DIRENT_BUF];
-    while let Some((job, _active)) = shared.take() {
+    while let Some((work, _active)) = shared.take() {
         if walk.cancel.load(Ordering::Relaxed) {
             summary.cancelled = true;
-        } else {
-            let mut w = Worker {
-                shared,
-                walk,
-                summary: &mut summary,
-            };
+            continue;
+        }
+        let mut w = Worker {
+            shared,
+            walk,
+            summary: &mut summary,
+        };
+        let job = match work {
+            Work::Open(job) => Some(job),
+            Work::Deferred(place) => w.reopen(place),
+        };
+        if let Some(job) = job {
             w.directory(&job, 0, &mut buf);
         }
     }
@@ -348,19 +382,22 @@ impl Worker<'_, '_> {
         };
         let seen = match statx(fd.as_fd()) {
             Ok(found) => found,
-            // A file system that refuses root (FUSE without allow_other) mounted here.
-            Err(Errno::EACCES) if self.elsewhere(&fd) => return self.summary.skip(Skip::OtherFilesystem, child),
+            // A file system mounted here that refuses root (FUSE without allow_other), or whose
+            // server made the inode bad.
+            Err(_) if self.elsewhere(&fd) => return self.summary.skip(Skip::OtherFilesystem, child),
             Err(e) => return self.summary.fail(child, format!("stat: {e}")),
         };
         match judge(&seen, self.walk.owner, &self.walk.top) {
             Verdict::Skip(why) => self.summary.skip(why, child),
             verdict if seen.kind == FileKind::Directory => match openat(&fd, ".", DIR_FLAGS, NixMode::empty()) {
                 Ok(dir_fd) => {
+                    drop(fd);
                     let job = Job {
                         fd: dir_fd,
                         place: Some(Arc::new(Place {
                             parent: place.cloned(),
                             name: OsStr::from_bytes(name.to_bytes()).into(),
+                            ino: seen.ino,
                         })),
                         seen,
                         change: verdict == Verdict::Change,
@@ -382,9 +419,9 @@ impl Worker<'_, '_> {
         }
     }
 
-    /// Whether `fd` is on another device or mount than the top, by what the kernel knows.
+    /// Whether `fd` is on another mount than the top, by what the kernel knows.
     fn elsewhere(&self, fd: &OwnedFd) -> bool {
-        placed(fd.as_fd()).is_ok_and(|place| place != (self.walk.top.dev, self.walk.top.mnt))
+        mount_of(fd.as_fd()).is_some_and(|mnt| mnt != self.walk.top.mnt)
     }
 
     fn ids(&self) -> (NixUid, NixGid) {
@@ -395,16 +432,80 @@ impl Worker<'_, '_> {
     }
 
     /// A directory to walk: queued for any thread or, when the queue is full, walked here;
-    /// [`MAX_DEPTH`] levels down, waited for room for instead.
+    /// [`MAX_DEPTH`] levels down, kept by its place instead.
     fn subdirectory(&mut self, job: Job, depth: usize) {
-        let deepest = depth >= MAX_DEPTH;
-        if let Err(job) = self.shared.offer(job, deepest) {
-            if deepest {
-                let place = job.place.as_ref();
-                self.summary.skip(Skip::TooDeep, || path_of(place, None));
-            } else {
+        match self.shared.offer(job) {
+            Ok(()) => {}
+            Err(job) if depth >= MAX_DEPTH => match job.place {
+                Some(place) => self.shared.defer(place),
+                None => unreachable!("the top is never offered"),
+            },
+            Err(job) => {
                 let mut buf = vec![0u8; DIRENT_BUF];
                 self.directory(&job, depth + 1, &mut buf);
+            }
+        }
+    }
+
+    /// Opens a deferred directory again, name by name from the top, each step with
+    /// `O_PATH|O_NOFOLLOW` and checked to be a directory of the inode the walk saw there, on
+    /// the top's mount. A place that changed meanwhile is left to the next walk (vanished).
+    fn reopen(&mut self, place: Arc<Place>) -> Option<Job> {
+        let path = || path_of(Some(&place), None);
+        let mut chain = Vec::new();
+        let mut at = Some(&place);
+        while let Some(step) = at {
+            chain.push(step);
+            at = step.parent.as_ref();
+        }
+        let mut dir = match self.shared.top.try_clone() {
+            Ok(fd) => fd,
+            Err(e) => {
+                self.summary.fail(path, format!("dup: {e}"));
+                return None;
+            }
+        };
+        let mut seen = None;
+        for step in chain.into_iter().rev() {
+            let fd = match openat(&dir, &*step.name, PATH_FLAGS, NixMode::empty()) {
+                Ok(fd) => fd,
+                Err(Errno::ENOENT | Errno::ELOOP) => {
+                    self.summary.skip(Skip::Vanished, path);
+                    return None;
+                }
+                Err(e) => {
+                    self.summary.fail(path, format!("open: {e}"));
+                    return None;
+                }
+            };
+            let top = &self.walk.top;
+            match statx(fd.as_fd()) {
+                Ok(now) if now.kind == FileKind::Directory && now.ino == step.ino && now.mnt == top.mnt => {
+                    seen = Some(now);
+                }
+                _ => {
+                    self.summary.skip(Skip::Vanished, path);
+                    return None;
+                }
+            }
+            dir = fd;
+        }
+        let seen = seen?;
+        let verdict = judge(&seen, self.walk.owner, &self.walk.top);
+        if let Verdict::Skip(why) = verdict {
+            self.summary.skip(why, path);
+            return None;
+        }
+        match openat(&dir, ".", DIR_FLAGS, NixMode::empty()) {
+            Ok(fd) => Some(Job {
+                fd,
+                place: Some(place),
+                seen,
+                change: verdict == Verdict::Change,
+            }),
+            Err(e) => {
+                self.summary.fail(path, format!("open: {e}"));
+                None
             }
         }
     }

@@ -93,6 +93,12 @@ pub fn mount_tmpfs(dir: &Path, name: &str) -> Tmpfs {
     Tmpfs(dir.to_path_buf())
 }
 
+/// Bind-mounts `src` on `dst`, detached on drop like a tmpfs.
+pub fn bind_mount(src: &Path, dst: &Path) -> Tmpfs {
+    run("mount", &["--bind", src.to_str().unwrap(), dst.to_str().unwrap()]);
+    Tmpfs(dst.to_path_buf())
+}
+
 pub fn run(cmd: &str, args: &[&str]) -> String {
     let out = Command::new(cmd)
         .args(args)
