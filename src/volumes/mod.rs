@@ -155,8 +155,10 @@ pub fn walk_volume(
         let reason = format!("is {}, expected a directory", stat.kind);
         return Err(unwalked(desired, Outcome::Refused { reason }));
     }
-    if let Err(reason) = refuse_fuse_of_a_user(&path_fd) {
-        return Err(unwalked(desired, Outcome::Refused { reason }));
+    match fuse_of_a_user(&path_fd) {
+        Ok(None) => {}
+        Ok(Some(reason)) => return Err(unwalked(desired, Outcome::Refused { reason })),
+        Err(error) => return Err(unwalked(desired, Outcome::Failed { error })),
     }
     if let Err(reason) = data_root_by_identity(&path_fd, &data_roots) {
         return Err(unwalked(desired, Outcome::Refused { reason }));
@@ -208,32 +210,32 @@ pub fn walk_volume(
     })
 }
 
-/// Refuses a top that is a FUSE file system mounted by a user other than root (`fusermount` on
-/// a directory of theirs, such as a volume they own): its server could keep the walk waiting,
-/// and walks run one at a time. The mount is found by the id the kernel gives without asking
-/// the file system.
-fn refuse_fuse_of_a_user(top: &OwnedFd) -> Result<(), String> {
+/// A top that is a FUSE file system mounted by a user other than root (`fusermount` on a
+/// directory of theirs, such as a volume they own): its server could keep the walk waiting,
+/// and walks run one at a time. `Ok(Some(reason))` to refuse it, `Err` when its mount cannot
+/// be found. The mount is found by an id the kernel gives without asking the file system.
+fn fuse_of_a_user(top: &OwnedFd) -> Result<Option<String>, String> {
     const MOUNTINFO: &str = "/proc/self/mountinfo";
-    let mnt = walk::mount_of(std::os::fd::AsFd::as_fd(top)).ok_or("cannot tell its mount")?;
+    let mnt = walk::mount_of(std::os::fd::AsFd::as_fd(top)).ok_or("cannot tell which mount it is on")?;
     let mountinfo = std::fs::read_to_string(MOUNTINFO).map_err(|e| format!("{MOUNTINFO}: {e}"))?;
-    match fuse_mounter(&mountinfo, mnt) {
-        Some(Some(0)) | None => Ok(()),
-        Some(Some(uid)) => Err(format!(
+    Ok(match fuse_mounter(&mountinfo, mnt) {
+        Some(Some(0)) | None => None,
+        Some(Some(uid)) => Some(format!(
             "is a FUSE file system that uid {uid} mounted; its server could keep every walk waiting"
         )),
         Some(None) => {
-            Err("is a FUSE file system whose mounter is not recorded; its server could keep every walk waiting".into())
+            Some("is a FUSE file system whose mounter is not recorded; its server could keep every walk waiting".into())
         }
-    }
+    })
 }
 
-/// [`refuse_fuse_of_a_user`] of `path` opened beneath its parent with `O_PATH`, which asks the
-/// file system mounted there nothing, for a top that could not be opened otherwise.
+/// [`fuse_of_a_user`] of `path` opened beneath its parent with `O_PATH`, which asks the file
+/// system mounted there nothing, for a top that could not be opened otherwise.
 fn fuse_of_a_user_at(path: &Path) -> Option<String> {
     let (parent, name) = (path.parent()?, path.file_name()?);
     let (dir, _) = crate::host::walk::open_directory_beneath_root(parent).ok()?;
     let top = openat(&dir, name, walk::PATH_FLAGS, NixMode::empty()).ok()?;
-    refuse_fuse_of_a_user(&top).err()
+    fuse_of_a_user(&top).ok().flatten()
 }
 
 /// Gives the walked top directory `mode` (after chown, which may clear set-id bits), or with

@@ -15,9 +15,12 @@
 //! Threads share a bounded stack of open directories. A thread that finds the stack full walks
 //! the subdirectory itself, depth first, at most [`MAX_DEPTH`] levels; below that it keeps the
 //! directory by its place alone (names and inode numbers, no descriptor) and opens it again
-//! from the top once there is room, so open descriptors stay below `QUEUE_CAP + threads *
-//! MAX_DEPTH` whatever the tree's shape. A directory's place is a link to its parent's, so time
-//! per directory does not grow with the depth; paths are spelled out for messages only.
+//! from the top once no open directory is left, so open descriptors stay below about
+//! `QUEUE_CAP + threads * (MAX_DEPTH + 3)` whatever the tree's shape. Kept places and the steps
+//! to open them again are capped ([`MAX_DEFERRED`], [`MAX_REOPEN_STEPS`]): a tree shaped to
+//! exceed them fails its own walk instead of holding up every other. A directory's place is a
+//! link to its parent's, so time per directory does not grow with the depth; paths are
+//! spelled out for messages only.
 
 use std::ffi::{CStr, OsStr};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
@@ -39,6 +42,11 @@ use nonrootd_core::volumes::{Owner, Seen, Skip, Summary, Verdict, judge};
 const QUEUE_CAP: usize = 256;
 /// Levels a thread descends itself when the queue is full.
 const MAX_DEPTH: usize = 32;
+/// Directories kept by place at once: beyond, the walk fails (about 100-300 bytes each).
+const MAX_DEFERRED: usize = 100_000;
+/// Steps taken to open kept directories again, over a walk: beyond, the walk fails (a tree
+/// shaped to be reopened level by level from the top costs the square of its depth).
+const MAX_REOPEN_STEPS: u64 = 10_000_000;
 /// Bytes per `getdents64` call.
 const DIRENT_BUF: usize = 32 * 1024;
 
@@ -191,8 +199,12 @@ struct Queue {
 struct Shared {
     queue: Mutex<Queue>,
     ready: Condvar,
-    /// The top, for opening deferred directories again.
+    /// The top, for opening deferred directories again, and its mount as [`mount_of`] finds
+    /// it.
     top: OwnedFd,
+    top_mount: Option<u64>,
+    /// Steps taken by [`Worker::reopen`] so far.
+    reopen_steps: AtomicU64,
 }
 
 /// What a thread takes from the queue.
@@ -232,7 +244,8 @@ impl Shared {
     fn done(&self) {
         let mut q = self.lock();
         q.active -= 1;
-        if q.active == 0 && q.jobs.is_empty() && q.deferred.is_empty() {
+        // Nobody at work: the others end, or take what a thread that panicked left.
+        if q.active == 0 {
             self.ready.notify_all();
         }
     }
@@ -248,10 +261,16 @@ impl Shared {
         Ok(())
     }
 
-    /// Keeps a directory by its place, its descriptor closed, for any thread to open again.
-    fn defer(&self, place: Arc<Place>) {
-        self.lock().deferred.push(place);
+    /// Keeps a directory by its place, its descriptor closed, for any thread to open again;
+    /// gives it back when [`MAX_DEFERRED`] are kept.
+    fn defer(&self, place: Arc<Place>) -> Result<(), Arc<Place>> {
+        let mut q = self.lock();
+        if q.deferred.len() >= MAX_DEFERRED {
+            return Err(place);
+        }
+        q.deferred.push(place);
         self.ready.notify_one();
+        Ok(())
     }
 }
 
@@ -281,7 +300,9 @@ pub fn walk(top: Job, walk: &Walk<'_>) -> Summary {
             active: 0,
         }),
         ready: Condvar::new(),
+        top_mount: mount_of(top_again.as_fd()),
         top: top_again,
+        reopen_steps: AtomicU64::new(0),
     };
     let threads = walk.threads.max(1);
     std::thread::scope(|scope| {
@@ -421,7 +442,10 @@ impl Worker<'_, '_> {
 
     /// Whether `fd` is on another mount than the top, by what the kernel knows.
     fn elsewhere(&self, fd: &OwnedFd) -> bool {
-        mount_of(fd.as_fd()).is_some_and(|mnt| mnt != self.walk.top.mnt)
+        match (mount_of(fd.as_fd()), self.shared.top_mount) {
+            (Some(mnt), Some(top)) => mnt != top,
+            _ => false,
+        }
     }
 
     fn ids(&self) -> (NixUid, NixGid) {
@@ -436,10 +460,15 @@ impl Worker<'_, '_> {
     fn subdirectory(&mut self, job: Job, depth: usize) {
         match self.shared.offer(job) {
             Ok(()) => {}
-            Err(job) if depth >= MAX_DEPTH => match job.place {
-                Some(place) => self.shared.defer(place),
-                None => unreachable!("the top is never offered"),
-            },
+            Err(job) if depth >= MAX_DEPTH => {
+                let place = job.place.expect("the top is never offered");
+                if let Err(place) = self.shared.defer(place) {
+                    let path = || path_of(Some(&place), None);
+                    let why =
+                        format!("more than {MAX_DEFERRED} directories to open again: the tree's shape is refused");
+                    self.summary.fail(path, why);
+                }
+            }
             Err(job) => {
                 let mut buf = vec![0u8; DIRENT_BUF];
                 self.directory(&job, depth + 1, &mut buf);
@@ -449,7 +478,8 @@ impl Worker<'_, '_> {
 
     /// Opens a deferred directory again, name by name from the top, each step with
     /// `O_PATH|O_NOFOLLOW` and checked to be a directory of the inode the walk saw there, on
-    /// the top's mount. A place that changed meanwhile is left to the next walk (vanished).
+    /// the top's device and mount. A place that changed meanwhile is left to the next walk
+    /// (vanished).
     fn reopen(&mut self, place: Arc<Place>) -> Option<Job> {
         let path = || path_of(Some(&place), None);
         let mut chain = Vec::new();
@@ -458,6 +488,13 @@ impl Worker<'_, '_> {
             chain.push(step);
             at = step.parent.as_ref();
         }
+        let steps = chain.len() as u64;
+        if self.shared.reopen_steps.fetch_add(steps, Ordering::Relaxed) + steps > MAX_REOPEN_STEPS {
+            let why =
+                format!("more than {MAX_REOPEN_STEPS} steps to open directories again: the tree's shape is refused");
+            self.summary.fail(path, why);
+            return None;
+        }
         let mut dir = match self.shared.top.try_clone() {
             Ok(fd) => fd,
             Err(e) => {
@@ -465,11 +502,16 @@ impl Worker<'_, '_> {
                 return None;
             }
         };
+        let top = &self.walk.top;
         let mut seen = None;
         for step in chain.into_iter().rev() {
+            if self.walk.cancel.load(Ordering::Relaxed) {
+                self.summary.cancelled = true;
+                return None;
+            }
             let fd = match openat(&dir, &*step.name, PATH_FLAGS, NixMode::empty()) {
                 Ok(fd) => fd,
-                Err(Errno::ENOENT | Errno::ELOOP) => {
+                Err(Errno::ENOENT) => {
                     self.summary.skip(Skip::Vanished, path);
                     return None;
                 }
@@ -478,20 +520,27 @@ impl Worker<'_, '_> {
                     return None;
                 }
             };
-            let top = &self.walk.top;
             match statx(fd.as_fd()) {
-                Ok(now) if now.kind == FileKind::Directory && now.ino == step.ino && now.mnt == top.mnt => {
+                Ok(now)
+                    if now.kind == FileKind::Directory
+                        && now.ino == step.ino
+                        && (now.dev, now.mnt) == (top.dev, top.mnt) =>
+                {
                     seen = Some(now);
                 }
-                _ => {
+                Ok(_) => {
                     self.summary.skip(Skip::Vanished, path);
+                    return None;
+                }
+                Err(e) => {
+                    self.summary.fail(path, format!("stat: {e}"));
                     return None;
                 }
             }
             dir = fd;
         }
-        let seen = seen?;
-        let verdict = judge(&seen, self.walk.owner, &self.walk.top);
+        let seen = seen.expect("a place has at least one step");
+        let verdict = judge(&seen, self.walk.owner, top);
         if let Verdict::Skip(why) = verdict {
             self.summary.skip(why, path);
             return None;
@@ -503,6 +552,10 @@ impl Worker<'_, '_> {
                 seen,
                 change: verdict == Verdict::Change,
             }),
+            Err(Errno::ENOENT) => {
+                self.summary.skip(Skip::Vanished, path);
+                None
+            }
             Err(e) => {
                 self.summary.fail(path, format!("open: {e}"));
                 None
