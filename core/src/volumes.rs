@@ -336,8 +336,8 @@ pub fn desired(owner: Owner, mode: Option<Mode>, container: Option<(&str, Mappin
 }
 
 /// The outcome of a walk: failed when it did not finish (cancelled, something failed); changed when it changed anything (the top directory's mode included),
-/// its skips told; else correct. Skips by design alone (hard links, other file systems,
-/// devices) leave a walk correct: `nonrootctl volumes check` lists them.
+/// its skips told; else correct. Skips alone (hard links, other file systems, devices, and
+/// what moved during the walk, left to the next one) leave a walk correct: `nonrootctl volumes check` lists them.
 pub fn outcome(summary: &Summary, mode_change: Option<(Mode, Mode)>, dry_run: bool) -> Outcome {
     let verb = if dry_run { "would change" } else { "changed" };
     let mut text = summary.describe(verb);

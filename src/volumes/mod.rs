@@ -188,6 +188,8 @@ pub fn walk_volume(
         cancel: options.cancel,
         progress: &progress,
         threads,
+        max_deferred: walk::MAX_DEFERRED,
+        max_reopen_steps: walk::MAX_REOPEN_STEPS,
     };
     let mut summary = if options.progress && std::io::stderr().is_terminal() {
         with_progress(&volume.path, &progress, || walk::walk(top, &walk))

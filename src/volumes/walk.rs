@@ -15,7 +15,7 @@
 //! Threads share a bounded stack of open directories. A thread that finds the stack full walks
 //! the subdirectory itself, depth first, at most [`MAX_DEPTH`] levels; below that it keeps the
 //! directory by its place alone (names and inode numbers, no descriptor) and opens it again
-//! from the top once no open directory is left, so open descriptors stay below about
+//! from the top once no open directory is queued, so open descriptors stay below about
 //! `QUEUE_CAP + threads * (MAX_DEPTH + 3)` whatever the tree's shape. Kept places and the steps
 //! to open them again are capped ([`MAX_DEFERRED`], [`MAX_REOPEN_STEPS`]): a tree shaped to
 //! exceed them fails its own walk instead of holding up every other. A directory's place is a
@@ -43,10 +43,10 @@ const QUEUE_CAP: usize = 256;
 /// Levels a thread descends itself when the queue is full.
 const MAX_DEPTH: usize = 32;
 /// Directories kept by place at once: beyond, the walk fails (about 100-300 bytes each).
-const MAX_DEFERRED: usize = 100_000;
+pub const MAX_DEFERRED: usize = 100_000;
 /// Steps taken to open kept directories again, over a walk: beyond, the walk fails (a tree
 /// shaped to be reopened level by level from the top costs the square of its depth).
-const MAX_REOPEN_STEPS: u64 = 10_000_000;
+pub const MAX_REOPEN_STEPS: u64 = 10_000_000;
 /// Bytes per `getdents64` call.
 const DIRENT_BUF: usize = 32 * 1024;
 
@@ -74,6 +74,9 @@ pub struct Walk<'a> {
     pub cancel: &'a AtomicBool,
     pub progress: &'a Progress,
     pub threads: usize,
+    /// [`MAX_DEFERRED`] and [`MAX_REOPEN_STEPS`] (lower in tests).
+    pub max_deferred: usize,
+    pub max_reopen_steps: u64,
 }
 
 /// `statx` of an open descriptor (a symlink itself), from what the kernel already knows of
@@ -164,6 +167,8 @@ pub struct Place {
     parent: Option<Arc<Place>>,
     name: Box<OsStr>,
     ino: u64,
+    /// Levels below the top: the steps to open it again.
+    depth: u64,
 }
 
 /// The path of a place relative to the top (`None`: the top), spelled out.
@@ -263,9 +268,9 @@ impl Shared {
 
     /// Keeps a directory by its place, its descriptor closed, for any thread to open again;
     /// gives it back when [`MAX_DEFERRED`] are kept.
-    fn defer(&self, place: Arc<Place>) -> Result<(), Arc<Place>> {
+    fn defer(&self, place: Arc<Place>, max: usize) -> Result<(), Arc<Place>> {
         let mut q = self.lock();
-        if q.deferred.len() >= MAX_DEFERRED {
+        if q.deferred.len() >= max {
             return Err(place);
         }
         q.deferred.push(place);
@@ -326,10 +331,12 @@ fn worker(shared: &Shared, walk: &Walk<'_>) -> Summary {
             summary.cancelled = true;
             continue;
         }
+        let reported = (summary.seen, summary.changed);
         let mut w = Worker {
             shared,
             walk,
             summary: &mut summary,
+            reported,
         };
         let job = match work {
             Work::Open(job) => Some(job),
@@ -346,14 +353,15 @@ struct Worker<'a, 'w> {
     shared: &'a Shared,
     walk: &'a Walk<'w>,
     summary: &'a mut Summary,
+    /// The summary's seen and changed counts already added to `walk.progress`.
+    reported: (u64, u64),
 }
 
 impl Worker<'_, '_> {
     /// Judges and changes every entry of a directory, then the directory itself.
     fn directory(&mut self, job: &Job, depth: usize, buf: &mut [u8]) {
         let (dir, place) = (&job.fd, job.place.as_ref());
-        let (seen_before, changed_before) = (self.summary.seen, self.summary.changed);
-        loop {
+        'entries: loop {
             let n = match getdents(dir, buf) {
                 Ok(0) => break,
                 Ok(n) => n,
@@ -364,15 +372,15 @@ impl Worker<'_, '_> {
                 }
             };
             for name in entries(&buf[..n]) {
+                if self.cancelled() {
+                    break 'entries;
+                }
                 self.summary.seen += 1;
                 self.entry(dir, place, name, depth);
             }
-            if self.walk.cancel.load(Ordering::Relaxed) {
-                self.summary.cancelled = true;
-                break;
-            }
+            self.report_progress();
         }
-        if job.change && !self.summary.cancelled {
+        if job.change && !self.cancelled() {
             if self.walk.check_only {
                 self.summary.wrong(job.seen.uid, job.seen.gid);
             } else {
@@ -383,13 +391,23 @@ impl Worker<'_, '_> {
                 }
             }
         }
+        self.report_progress();
+    }
+
+    /// Whether the walk is cancelled (then counted so).
+    fn cancelled(&mut self) -> bool {
+        let cancelled = self.walk.cancel.load(Ordering::Relaxed);
+        self.summary.cancelled |= cancelled;
+        cancelled
+    }
+
+    /// Adds what this thread saw and changed since its last report to the shared counters.
+    fn report_progress(&mut self) {
         let progress = self.walk.progress;
-        progress
-            .seen
-            .fetch_add(self.summary.seen - seen_before, Ordering::Relaxed);
-        progress
-            .changed
-            .fetch_add(self.summary.changed - changed_before, Ordering::Relaxed);
+        let (seen, changed) = (self.summary.seen, self.summary.changed);
+        progress.seen.fetch_add(seen - self.reported.0, Ordering::Relaxed);
+        progress.changed.fetch_add(changed - self.reported.1, Ordering::Relaxed);
+        self.reported = (seen, changed);
     }
 
     /// One entry of the directory `dir` at `place`: opened with `O_PATH|O_NOFOLLOW`, judged on
@@ -419,6 +437,7 @@ impl Worker<'_, '_> {
                             parent: place.cloned(),
                             name: OsStr::from_bytes(name.to_bytes()).into(),
                             ino: seen.ino,
+                            depth: place.map_or(1, |p| p.depth + 1),
                         })),
                         seen,
                         change: verdict == Verdict::Change,
@@ -462,13 +481,14 @@ impl Worker<'_, '_> {
             Ok(()) => {}
             Err(job) if depth >= MAX_DEPTH => {
                 let place = job.place.expect("the top is never offered");
-                if let Err(place) = self.shared.defer(place) {
+                let max = self.walk.max_deferred;
+                if let Err(place) = self.shared.defer(place, max) {
                     let path = || path_of(Some(&place), None);
-                    let why =
-                        format!("more than {MAX_DEFERRED} directories to open again: the tree's shape is refused");
+                    let why = format!("more than {max} directories to open again: the tree's shape is refused");
                     self.summary.fail(path, why);
                 }
             }
+            Err(_) if self.cancelled() => {}
             Err(job) => {
                 let mut buf = vec![0u8; DIRENT_BUF];
                 self.directory(&job, depth + 1, &mut buf);
@@ -482,18 +502,22 @@ impl Worker<'_, '_> {
     /// (vanished).
     fn reopen(&mut self, place: Arc<Place>) -> Option<Job> {
         let path = || path_of(Some(&place), None);
+        let (steps, max) = (place.depth, self.walk.max_reopen_steps);
+        if self.shared.reopen_steps.fetch_add(steps, Ordering::Relaxed) + steps > max {
+            // The others kept are left too: each would only fail the same way.
+            let left = self.shared.lock().deferred.drain(..).count();
+            let why = format!(
+                "more than {max} steps to open directories again ({} left unwalked): the tree's shape is refused",
+                left + 1
+            );
+            self.summary.fail(path, why);
+            return None;
+        }
         let mut chain = Vec::new();
         let mut at = Some(&place);
         while let Some(step) = at {
             chain.push(step);
             at = step.parent.as_ref();
-        }
-        let steps = chain.len() as u64;
-        if self.shared.reopen_steps.fetch_add(steps, Ordering::Relaxed) + steps > MAX_REOPEN_STEPS {
-            let why =
-                format!("more than {MAX_REOPEN_STEPS} steps to open directories again: the tree's shape is refused");
-            self.summary.fail(path, why);
-            return None;
         }
         let mut dir = match self.shared.top.try_clone() {
             Ok(fd) => fd,
@@ -532,6 +556,10 @@ impl Worker<'_, '_> {
                     self.summary.skip(Skip::Vanished, path);
                     return None;
                 }
+                Err(_) if self.elsewhere(&fd) => {
+                    self.summary.skip(Skip::OtherFilesystem, path);
+                    return None;
+                }
                 Err(e) => {
                     self.summary.fail(path, format!("stat: {e}"));
                     return None;
@@ -567,6 +595,76 @@ impl Worker<'_, '_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use nonrootd_core::ids::{Gid, Uid};
+    use std::path::Path;
+
+    /// 300 chains 40 deep, a file at the bottom of each.
+    fn chains() -> tempfile::TempDir {
+        let dir = tempfile::Builder::new()
+            .prefix("nonrootd-walk-")
+            .tempdir_in("/var/tmp")
+            .unwrap();
+        for i in 0..300 {
+            let chain: PathBuf = std::iter::once(format!("c{i}"))
+                .chain((0..40).map(|_| "d".into()))
+                .collect();
+            std::fs::create_dir_all(dir.path().join(&chain)).unwrap();
+            std::fs::write(dir.path().join(chain).join("f"), "").unwrap();
+        }
+        dir
+    }
+
+    /// `dir` checked with one thread and `caps` (kept places, reopening steps).
+    fn walk_chains(dir: &Path, caps: (usize, u64)) -> Summary {
+        let top = nix::fcntl::open(dir, DIR_FLAGS, NixMode::empty()).unwrap();
+        let seen = statx(top.as_fd()).unwrap();
+        let (cancel, progress) = (AtomicBool::new(false), Progress::default());
+        let walk = Walk {
+            owner: Owner {
+                uid: Uid(999),
+                gid: Gid(999),
+            },
+            top: seen,
+            check_only: true,
+            cancel: &cancel,
+            progress: &progress,
+            threads: 1,
+            max_deferred: caps.0,
+            max_reopen_steps: caps.1,
+        };
+        let job = Job {
+            fd: top,
+            place: None,
+            seen,
+            change: true,
+        };
+        let summary = super::walk(job, &walk);
+        assert_eq!(progress.seen.load(Ordering::Relaxed), summary.seen, "counted once");
+        summary
+    }
+
+    #[test]
+    fn a_tree_shaped_past_the_caps_fails_its_walk_and_names_the_shape() {
+        let dir = chains();
+        let whole = walk_chains(dir.path(), (MAX_DEFERRED, MAX_REOPEN_STEPS));
+        assert_eq!((whole.failed, whole.changed), (0, 1 + 300 * 42), "{whole:?}");
+        let kept = walk_chains(dir.path(), (5, MAX_REOPEN_STEPS));
+        let first = kept.first_failure.unwrap();
+        assert!(
+            first.ends_with("more than 5 directories to open again: the tree's shape is refused"),
+            "{first}"
+        );
+        let steps = walk_chains(dir.path(), (MAX_DEFERRED, 400));
+        let first = steps.first_failure.unwrap();
+        assert!(
+            first.contains(": more than 400 steps to open directories again ("),
+            "{first}"
+        );
+        assert!(
+            first.ends_with(" left unwalked): the tree's shape is refused"),
+            "{first}"
+        );
+    }
 
     #[test]
     fn parses_getdents_records() {
