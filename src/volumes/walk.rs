@@ -57,7 +57,7 @@ pub(crate) const DIR_FLAGS: OFlag = OFlag::O_RDONLY
     .union(OFlag::O_NONBLOCK);
 pub(crate) const PATH_FLAGS: OFlag = OFlag::O_PATH.union(OFlag::O_NOFOLLOW).union(OFlag::O_CLOEXEC);
 
-/// Counters a progress display may read while the walk runs (updated once per directory).
+/// Counters a progress display may read while the walk runs (updated per `getdents64` batch).
 #[derive(Debug, Default)]
 pub struct Progress {
     pub seen: AtomicU64,
@@ -479,6 +479,7 @@ impl Worker<'_, '_> {
     fn subdirectory(&mut self, job: Job, depth: usize) {
         match self.shared.offer(job) {
             Ok(()) => {}
+            Err(_) if self.cancelled() => {}
             Err(job) if depth >= MAX_DEPTH => {
                 let place = job.place.expect("the top is never offered");
                 let max = self.walk.max_deferred;
@@ -488,7 +489,6 @@ impl Worker<'_, '_> {
                     self.summary.fail(path, why);
                 }
             }
-            Err(_) if self.cancelled() => {}
             Err(job) => {
                 let mut buf = vec![0u8; DIRENT_BUF];
                 self.directory(&job, depth + 1, &mut buf);
