@@ -643,17 +643,12 @@ fn a_fuse_mount_inside_is_skipped_without_asking_its_server() {
     // Past bindfs's attribute timeout: a plain stat would ask the server again.
     std::thread::sleep(Duration::from_millis(1100));
     fuse.stop();
-    let config = volume_config(&vol, "");
-    let (done, walked) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = done.send(walk_to_the_end(&config));
-    });
-    let Ok(walked) = walked.recv_timeout(Duration::from_secs(20)) else {
+    let Some(walked) = walk_within_20s(&vol) else {
         drop(fuse);
         panic!("the walk waited for the stopped FUSE server");
     };
     drop(fuse);
-    let s = &walked.summary;
+    let s = &walked.unwrap().summary;
     assert_eq!(s.failed, 0, "{s:?}");
     assert_eq!(s.skipped.get(&Skip::OtherFilesystem), Some(&1), "{s:?}");
     assert_eq!(
@@ -678,18 +673,14 @@ fn a_top_that_a_user_mounted_a_fuse_file_system_on_is_refused_without_asking_it(
     // Past bindfs's attribute timeout: a plain stat would ask the server again.
     std::thread::sleep(Duration::from_millis(1100));
     fuse.stop();
-    let config = volume_config(&vol, "");
-    let (done, walked) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let cancel = AtomicBool::new(false);
-        let _ = done.send(walk_volume(&config.volumes[0], &config, &SystemIds, &options(&cancel)).err());
-    });
-    let Ok(refused) = walked.recv_timeout(Duration::from_secs(20)) else {
+    let Some(walked) = walk_within_20s(&vol) else {
         drop(fuse);
         panic!("the walk waited for the stopped FUSE server");
     };
     drop(fuse);
-    let refused = refused.expect("refused");
+    let Err(refused) = walked else {
+        panic!("a top a user mounted FUSE on was walked")
+    };
     let Outcome::Refused { reason } = &refused.outcome else {
         panic!("{refused}")
     };
