@@ -557,11 +557,15 @@ fn limits_completed_by_login_defs_that_leave_no_room_are_named() {
     etc.write("subuid", "");
     etc.write("subgid", "");
     etc.write("login.defs", "SUB_UID_MAX 600100000\nSUB_GID_MAX 700000000\n");
-    let main = format!(
-        "[subids]\nsubuid_file = \"{0}/subuid\"\nsubgid_file = \"{0}/subgid\"\nmin = 650000000\n",
-        etc.etc().display()
-    );
-    let config = nonrootd_core::config::Config::from_sources(&[(PathBuf::from("/test/nonrootd.toml"), main)]).unwrap();
+    // A config of the files in `etc` with `[subids]` lines from line 4 on, and no max.
+    let config_with = |lines: &str| {
+        let main = format!(
+            "[subids]\nsubuid_file = \"{0}/subuid\"\nsubgid_file = \"{0}/subgid\"\n{lines}",
+            etc.etc().display()
+        );
+        nonrootd_core::config::Config::from_sources(&[(PathBuf::from("/test/nonrootd.toml"), main)]).unwrap()
+    };
+    let config = config_with("min = 650000000\n");
     let settings = subids::Settings::with_login_defs(&config, &etc.state(), &etc.path("login.defs"));
     let err = subids::allocate(&settings, "acme", None, false).unwrap_err();
     assert!(matches!(err, SubidsError::Limits(_)), "{err:?}");
@@ -586,11 +590,7 @@ fn limits_completed_by_login_defs_that_leave_no_room_are_named() {
     );
 
     // A configured count that never fits between the limits login.defs completes.
-    let main = format!(
-        "[subids]\nsubuid_file = \"{0}/subuid\"\nsubgid_file = \"{0}/subgid\"\nmin = 600000000\ncount = 200000\n",
-        etc.etc().display()
-    );
-    let config = nonrootd_core::config::Config::from_sources(&[(PathBuf::from("/test/nonrootd.toml"), main)]).unwrap();
+    let config = config_with("min = 600000000\ncount = 200000\n");
     let settings = subids::Settings::with_login_defs(&config, &etc.state(), &etc.path("no-login.defs"));
     settings.check_limits().unwrap();
     let why = settings.check_configured_counts().unwrap_err();

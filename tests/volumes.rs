@@ -673,22 +673,29 @@ fn a_top_that_a_user_mounted_a_fuse_file_system_on_is_refused_without_asking_it(
     // Past bindfs's attribute timeout: a plain stat would ask the server again.
     std::thread::sleep(Duration::from_millis(1100));
     fuse.stop();
-    let Some(walked) = walk_within_20s(&vol) else {
-        drop(fuse);
-        panic!("the walk waited for the stopped FUSE server");
-    };
-    drop(fuse);
-    let Err(refused) = walked else {
-        panic!("a top a user mounted FUSE on was walked")
-    };
-    let Outcome::Refused { reason } = &refused.outcome else {
-        panic!("{refused}")
-    };
+    let reason = refusal_of_a_stopped_fuse_top(&vol, fuse);
     assert!(
         reason.contains("is a FUSE file system that uid 4321 mounted"),
         "{reason}"
     );
     assert_eq!(owner(&src.join("inner")), (0, 0));
+}
+
+/// Why the walk of `top`, a FUSE mount whose server `fuse` is stopped, was refused; the
+/// server is killed once the walk is done or has waited 20 s for it.
+fn refusal_of_a_stopped_fuse_top(top: &Path, fuse: Fuse) -> String {
+    let walked = walk_within_20s(top);
+    drop(fuse);
+    let Some(walked) = walked else {
+        panic!("the walk waited for the stopped FUSE server on the top");
+    };
+    let Err(refused) = walked else {
+        panic!("a top a user mounted FUSE on was walked")
+    };
+    match refused.outcome {
+        Outcome::Refused { reason } => reason,
+        other => panic!("{other:?}"),
+    }
 }
 
 /// Walks `vol` (999:999) on another thread; `None` when it takes longer than 20 s (waiting for
@@ -738,17 +745,7 @@ fn fuse_mounts_that_refuse_root_or_sit_on_a_file_are_told_apart_without_asking_t
     std::fs::create_dir(&top).unwrap();
     let on_top = Fuse::mount(&src, &top, Some(4321), false);
     on_top.stop();
-    let Some(refused) = walk_within_20s(&top) else {
-        drop(on_top);
-        panic!("the walk waited for the stopped FUSE server on the top");
-    };
-    drop(on_top);
-    let Err(refused) = refused else {
-        panic!("a top a user mounted FUSE on was walked")
-    };
-    let Outcome::Refused { reason } = &refused.outcome else {
-        panic!("{refused}")
-    };
+    let reason = refusal_of_a_stopped_fuse_top(&top, on_top);
     assert!(
         reason.contains("is a FUSE file system that uid 4321 mounted"),
         "{reason}"
