@@ -223,28 +223,83 @@ struct RawDmi {
 struct RawSubids {
     subuid_file: Option<Spanned<String>>,
     subgid_file: Option<Spanned<String>>,
-    min: Option<Spanned<u32>>,
-    max: Option<Spanned<u32>>,
-    count: Option<Spanned<u32>>,
-    quarantine_days: Option<Spanned<u32>>,
+    min: Option<Spanned<NumericId>>,
+    max: Option<Spanned<NumericId>>,
+    count: Option<Spanned<Number>>,
+    quarantine_days: Option<Spanned<Number>>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawTenant {
     name: Spanned<IdRef>,
-    count: Option<Spanned<u32>>,
+    count: Option<Spanned<Number>>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawVolume {
     path: Spanned<String>,
-    uid: Option<Spanned<u32>>,
-    gid: Option<Spanned<u32>>,
+    uid: Option<Spanned<NumericId>>,
+    gid: Option<Spanned<NumericId>>,
     mode: Option<Spanned<String>>,
     tenant: Option<Spanned<IdRef>>,
     mapping: Option<Spanned<String>>,
+}
+
+/// A count in the config. Its errors say what is expected in words, where serde's say "u32".
+struct Number(u32);
+
+/// A uid or gid that must be given as a number.
+struct NumericId(u32);
+
+/// Reads a `u32`, naming what is `expected` when the value is not one.
+struct U32Visitor {
+    expected: &'static str,
+}
+
+impl serde::de::Visitor<'_> for U32Visitor {
+    type Value = u32;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.expected)
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<u32, E> {
+        u32::try_from(v).map_err(|_| E::invalid_value(serde::de::Unexpected::Unsigned(v), &self))
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<u32, E> {
+        u64::try_from(v)
+            .map_err(|_| E::invalid_value(serde::de::Unexpected::Signed(v), &self))
+            .and_then(|v| self.visit_u64(v))
+    }
+}
+
+impl<'de> Deserialize<'de> for Number {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Number, D::Error> {
+        let expected = "a whole number from 0 to 4294967295";
+        deserializer.deserialize_any(U32Visitor { expected }).map(Number)
+    }
+}
+
+impl<'de> Deserialize<'de> for NumericId {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<NumericId, D::Error> {
+        let expected = "a numeric id from 0 to 4294967294";
+        deserializer.deserialize_any(U32Visitor { expected }).map(NumericId)
+    }
+}
+
+impl From<Number> for u32 {
+    fn from(number: Number) -> u32 {
+        number.0
+    }
+}
+
+impl From<NumericId> for u32 {
+    fn from(id: NumericId) -> u32 {
+        id.0
+    }
 }
 
 /// Turns byte spans of one file into origins.
@@ -263,15 +318,15 @@ impl SourceFile<'_> {
         }
     }
 
-    fn at<T>(&self, spanned: Spanned<T>) -> Located<T> {
+    fn at<T, U: From<T>>(&self, spanned: Spanned<T>) -> Located<U> {
         let origin = self.origin(spanned.span().start);
         Located {
-            value: spanned.into_inner(),
+            value: spanned.into_inner().into(),
             origin,
         }
     }
 
-    fn opt<T>(&self, spanned: Option<Spanned<T>>) -> Option<Located<T>> {
+    fn opt<T, U: From<T>>(&self, spanned: Option<Spanned<T>>) -> Option<Located<U>> {
         spanned.map(|s| self.at(s))
     }
 }
@@ -360,7 +415,7 @@ impl Layers {
             });
         }
         if let Some(d) = raw.dmi {
-            let d = src.at(d);
+            let d: Located<RawDmi> = src.at(d);
             let layer = self.dmi.get_or_insert_with(Default::default);
             layer.declared = Some(d.origin);
             let d = d.value;
@@ -1182,7 +1237,9 @@ mod tests {
         let error = |text: &str| parse(&[("/etc/n.toml", text)]).unwrap_err();
         assert_eq!(
             error("[subids]\ncount = \"many\"\n"),
-            ["/etc/n.toml:2: subids.count: invalid type: string \"many\", expected u32"]
+            [
+                "/etc/n.toml:2: subids.count: invalid type: string \"many\", expected a whole number from 0 to 4294967295"
+            ]
         );
         assert_eq!(
             error("# sockets\n[[socket]] # the first\npath = 5\n"),
@@ -1190,7 +1247,23 @@ mod tests {
         );
         assert_eq!(
             error("[subids]\ncount = -5\n"),
-            ["/etc/n.toml:2: subids.count: invalid value: integer `-5`, expected u32"]
+            ["/etc/n.toml:2: subids.count: invalid value: integer `-5`, expected a whole number from 0 to 4294967295"]
+        );
+        assert_eq!(
+            error("[[volume]]\npath = \"/srv/v\"\nuid = -1\ngid = 1\n"),
+            ["/etc/n.toml:3: volume.uid: invalid value: integer `-1`, expected a numeric id from 0 to 4294967294"]
+        );
+        assert_eq!(
+            error("[[tenant]]\nname = \"a\"\ncount = 4294967296\n"),
+            [
+                "/etc/n.toml:3: tenant.count: invalid value: integer `4294967296`, expected a whole number from 0 to 4294967295"
+            ]
+        );
+        assert_eq!(
+            error("[subids]\nmin = 1.5\n"),
+            [
+                "/etc/n.toml:2: subids.min: invalid type: floating point `1.5`, expected a numeric id from 0 to 4294967294"
+            ]
         );
         // Keys as the parser reads them: elements of arrays, inline tables over several lines,
         // dotted and quoted keys, headers inside multi-line strings.
@@ -1202,15 +1275,19 @@ mod tests {
         );
         assert_eq!(
             error("subids = {\n  count = \"many\",\n}\n"),
-            ["/etc/n.toml:2: subids.count: invalid type: string \"many\", expected u32"]
+            [
+                "/etc/n.toml:2: subids.count: invalid type: string \"many\", expected a whole number from 0 to 4294967295"
+            ]
         );
         assert_eq!(
             error("tenant = [\n  { name = \"alice\",\n    count = \"lots\" },\n]\n"),
-            ["/etc/n.toml:3: tenant.count: invalid type: string \"lots\", expected u32"]
+            [
+                "/etc/n.toml:3: tenant.count: invalid type: string \"lots\", expected a whole number from 0 to 4294967295"
+            ]
         );
         assert_eq!(
             error("subids.\"count\" = true\n"),
-            ["/etc/n.toml:1: subids.count: invalid type: boolean `true`, expected u32"]
+            ["/etc/n.toml:1: subids.count: invalid type: boolean `true`, expected a whole number from 0 to 4294967295"]
         );
         assert_eq!(
             error("[docker]\ndata_root = \'\'\'\n[dmi]\n\'\'\'\nunits = 5\n"),
