@@ -616,9 +616,16 @@ mod tests {
 
     /// `dir` checked with one thread and `caps` (kept places, reopening steps).
     fn walk_chains(dir: &Path, caps: (usize, u64)) -> Summary {
+        let (cancel, progress) = (AtomicBool::new(false), Progress::default());
+        let summary = check(dir, 1, caps, &cancel, &progress);
+        assert_eq!(progress.seen.load(Ordering::Relaxed), summary.seen, "counted once");
+        summary
+    }
+
+    /// `dir` checked for owner 999 with `threads` and `caps`, `cancel` and `progress` shared.
+    fn check(dir: &Path, threads: usize, caps: (usize, u64), cancel: &AtomicBool, progress: &Progress) -> Summary {
         let top = nix::fcntl::open(dir, DIR_FLAGS, NixMode::empty()).unwrap();
         let seen = statx(top.as_fd()).unwrap();
-        let (cancel, progress) = (AtomicBool::new(false), Progress::default());
         let walk = Walk {
             owner: Owner {
                 uid: Uid(999),
@@ -626,9 +633,9 @@ mod tests {
             },
             top: seen,
             check_only: true,
-            cancel: &cancel,
-            progress: &progress,
-            threads: 1,
+            cancel,
+            progress,
+            threads,
             max_deferred: caps.0,
             max_reopen_steps: caps.1,
         };
@@ -638,9 +645,75 @@ mod tests {
             seen,
             change: true,
         };
-        let summary = super::walk(job, &walk);
-        assert_eq!(progress.seen.load(Ordering::Relaxed), summary.seen, "counted once");
-        summary
+        super::walk(job, &walk)
+    }
+
+    /// A cancel set while the walk runs stops every thread at its next entry, and no directory
+    /// is re-owned after it: past what the progress counters showed then, each thread sees at
+    /// most the rest of the `getdents` batch it had not reported yet (at most `DIRENT_BUF / 32`
+    /// entries of 6-byte names).
+    #[test]
+    fn a_cancel_stops_every_thread_at_its_next_entry() {
+        let dir = tempfile::Builder::new()
+            .prefix("nonrootd-walk-")
+            .tempdir_in("/var/tmp")
+            .unwrap();
+        // Names of one file (hard links, skipped by the walk): quick to make, seen all the same.
+        let (dirs, files) = (4, 4000);
+        let file = dir.path().join("file");
+        std::fs::File::create(&file).unwrap();
+        for d in 0..dirs {
+            let sub = dir.path().join(format!("d{d}"));
+            std::fs::create_dir(&sub).unwrap();
+            for f in 0..files {
+                std::fs::hard_link(&file, sub.join(format!("f{f:05}"))).unwrap();
+            }
+        }
+        let (threads, total) = (2, (1 + dirs * (files + 1)) as u64);
+        let slack = threads as u64 * (DIRENT_BUF / 32 + 1) as u64;
+        // The canceller may not get a CPU before the walk ends on a busy machine: try again.
+        for _ in 0..10 {
+            let (cancel, progress, done) = (AtomicBool::new(false), Progress::default(), AtomicBool::new(false));
+            let (summary, seen_at_cancel) = std::thread::scope(|scope| {
+                let canceller = scope.spawn(|| {
+                    while !done.load(Ordering::Relaxed) {
+                        let seen = progress.seen.load(Ordering::Relaxed);
+                        if seen >= 1000 {
+                            cancel.store(true, Ordering::Relaxed);
+                            return Some(seen);
+                        }
+                        std::hint::spin_loop();
+                    }
+                    None
+                });
+                let summary = check(
+                    dir.path(),
+                    threads,
+                    (MAX_DEFERRED, MAX_REOPEN_STEPS),
+                    &cancel,
+                    &progress,
+                );
+                done.store(true, Ordering::Relaxed);
+                (summary, canceller.join().unwrap())
+            });
+            let Some(seen_at_cancel) = seen_at_cancel else { continue };
+            if summary.seen == total {
+                continue;
+            }
+            assert!(summary.cancelled, "{summary:?}");
+            assert!(
+                summary.seen <= seen_at_cancel + slack,
+                "{} entries seen, {seen_at_cancel} when cancelled: {summary:?}",
+                summary.seen
+            );
+            // Only the top was done (its five entries come first); the four directories each
+            // have more entries than were seen, so none may be re-owned.
+            if seen_at_cancel + slack < files as u64 {
+                assert!(summary.changed <= 1, "{summary:?}");
+            }
+            return;
+        }
+        panic!("the walk always ended before the cancel");
     }
 
     #[test]
