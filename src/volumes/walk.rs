@@ -115,6 +115,11 @@ pub fn mount_of(fd: BorrowedFd<'_>) -> Option<u64> {
     {
         return Some(st.stx_mnt_id);
     }
+    fdinfo_mount(fd)
+}
+
+/// The `mnt_id:` line of `/proc/self/fdinfo` for `fd`.
+fn fdinfo_mount(fd: BorrowedFd<'_>) -> Option<u64> {
     let fdinfo = std::fs::read_to_string(format!("/proc/self/fdinfo/{}", fd.as_raw_fd())).ok()?;
     fdinfo
         .lines()
@@ -737,6 +742,19 @@ mod tests {
             first.ends_with(" left unwalked): the tree's shape is refused"),
             "{first}"
         );
+    }
+
+    /// The fallback for an inode even an empty-mask `statx` fails on (which no test can make)
+    /// names the same mount as `statx`, on two mounts.
+    #[test]
+    fn fdinfo_names_the_mount_statx_names() {
+        let mounts = ["/var/tmp", "/proc"].map(|path| {
+            let fd = nix::fcntl::open(path, PATH_FLAGS, NixMode::empty()).unwrap();
+            let seen = statx(fd.as_fd()).unwrap();
+            assert_eq!(fdinfo_mount(fd.as_fd()), Some(seen.mnt), "{path}");
+            seen.mnt
+        });
+        assert_ne!(mounts[0], mounts[1]);
     }
 
     #[test]
