@@ -300,8 +300,16 @@ fn a_file_too_large_to_read_is_named_and_left_alone() {
     refusal("1073741824 bytes, more than the 64 MiB nonrootd reads");
     assert_eq!(env.read("subgid"), "old:100000:65536\n");
     assert!(!env.path("subuid.lock").exists() && !env.path("subgid.lock").exists());
-    // Just under the limit: read, but not grown past it (a newline and an 18-byte line).
+    // Just under the limit, of comment lines (NUL bytes would stop it sooner): read, but not
+    // grown past it (a newline after the cut line and an 18-byte line).
     let just_under = nonrootd_core::subids::MAX_FILE_BYTES as u64 - 9;
+    let comment = format!("#{}\n", "x".repeat(1021));
+    big.set_len(0).unwrap();
+    std::io::Write::write_all(
+        &mut &big,
+        comment.repeat(just_under as usize / comment.len() + 1).as_bytes(),
+    )
+    .unwrap();
     big.set_len(just_under).unwrap();
     refusal("the allocation would make it 67108874 bytes, more than the 64 MiB nonrootd reads");
     assert_eq!(fs::metadata(env.path("subuid")).unwrap().len(), just_under);

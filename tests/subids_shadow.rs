@@ -77,3 +77,22 @@ fn debian_useradd_ranges_are_kept_and_useradd_sees_ours() {
     let check = subids::check(&settings).unwrap();
     assert!(check.is_clean(), "{check}");
 }
+
+#[test]
+fn a_nul_byte_that_hides_lines_from_shadow_stops_allocations() {
+    let etc = TempEtc::copy_of_host();
+    let text = "c:300000:10\na:100000:10\0x\nb:200000:10\n";
+    etc.write("subuid", text);
+    assert_ok(&etc.shadow("useradd -K SUB_UID_COUNT=0 -K SUB_GID_COUNT=0 b"));
+    let hidden = etc.shadow("getsubids b");
+    assert!(!hidden.status.success(), "shadow reads past the NUL: {hidden:?}");
+    let refused = subids::allocate(&etc.settings(""), "d", None, false).unwrap_err();
+    assert_eq!(
+        refused.to_string(),
+        format!(
+            "{}: line 2: a NUL byte, so shadow 4.19 and later cannot read the file (older shadow skip this line and the next): remove it first; nothing was written",
+            etc.path("subuid").display()
+        )
+    );
+    assert_eq!(etc.read("subuid"), text);
+}

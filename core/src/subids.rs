@@ -4,11 +4,13 @@
 //! Two kinds of consumers read these files differently. shadow-utils (`newuidmap`,
 //! `getsubids`, `useradd`) splits the raw line at `:` and reads numbers like
 //! `strtoul(s, 0)`: `0200000` is octal, `0x` is hex, a `#` line is an owner named `#…`, and a
-//! line with trailing spaces is ignored. Go tools (Docker, containers/storage) trim the line,
-//! skip `#` comments and read decimal. A line counts as taken when either reads it. It is a
+//! line with trailing spaces is ignored. Go tools (Docker, containers/storage) trim Unicode
+//! white space off the line, skip `#` comments, read decimal, and refuse the whole file for a
+//! line of other than three fields. A line counts as taken when either reads it. It is a
 //! tenant's only when every shadow version from 4.13 on reads it as the tenant's (newer ones
 //! refuse extra fields, negative numbers and ids past 4294967295); `release` removes every
-//! line that any reader gives the tenant.
+//! line that any reader gives the tenant. Nothing is allocated in a file with a NUL byte,
+//! which shadow cannot read past.
 //!
 //! Pure: bytes in, bytes out. Locking and atomic replacement live in the `nonrootd` crate.
 
@@ -206,8 +208,12 @@ impl fmt::Display for TooLarge {
 /// Something wrong in a file, for `check`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Problem {
-    /// No consumer reads this line; it is kept as it is.
-    Malformed { line: usize },
+    /// No consumer reads this line; it is kept as it is. With other than three fields it
+    /// makes the Go tools (Docker's userns-remap) refuse the whole file.
+    Malformed { line: usize, breaks_go: bool },
+    /// A NUL byte: shadow 4.19 and later refuse the whole file, older ones this line and the
+    /// next.
+    Nul { line: usize },
     /// Consumers disagree about this line; it counts as taken all the same.
     Ambiguous { line: usize, why: String },
     /// A range of zero ids.
@@ -241,7 +247,8 @@ pub enum Problem {
 impl Problem {
     pub fn line(&self) -> usize {
         match self {
-            Problem::Malformed { line }
+            Problem::Malformed { line, .. }
+            | Problem::Nul { line }
             | Problem::Ambiguous { line, .. }
             | Problem::Empty { line }
             | Problem::TouchesInvalid { line }
@@ -259,7 +266,15 @@ impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}: ", self.line())?;
         match self {
-            Problem::Malformed { .. } => f.write_str("not OWNER:START:COUNT; no tool reads this line (kept as is)"),
+            Problem::Malformed { breaks_go: false, .. } => {
+                f.write_str("not OWNER:START:COUNT; no tool reads this line (kept as is)")
+            }
+            Problem::Malformed { breaks_go: true, .. } => f.write_str(
+                "not OWNER:START:COUNT: shadow skips it, Docker and other Go tools refuse the whole file for it (userns-remap fails): fix or remove it",
+            ),
+            Problem::Nul { .. } => f.write_str(
+                "a NUL byte: shadow 4.19 and later refuse the whole file, older shadow skip this line and the next: remove it",
+            ),
             Problem::Ambiguous { why, .. } => {
                 write!(f, "{why}; counted as taken, rewrite it as OWNER:START:COUNT in decimal")
             }
@@ -308,8 +323,10 @@ pub struct SubidFile {
     pub entries: Vec<Entry>,
     /// Second readings of ambiguous lines, in file order.
     pub second_readings: Vec<SecondReading>,
-    /// Malformed and ambiguous lines, in file order.
+    /// Malformed and ambiguous lines and NUL bytes, in file order.
     pub line_problems: Vec<Problem>,
+    /// The first line holding a NUL byte: no allocation goes into such a file.
+    pub nul_line: Option<usize>,
 }
 
 /// How one consumer reads a line: where the owner stands in the line, and the range.
@@ -337,6 +354,7 @@ impl SubidFile {
         let mut entries = Vec::with_capacity(bytes.len() / 16 + 1);
         let mut second_readings = Vec::new();
         let mut line_problems = Vec::new();
+        let mut nul_line = None;
         let mut lines = 0;
         let mut start = 0;
         while start < bytes.len() {
@@ -363,12 +381,17 @@ impl SubidFile {
                 entries.push(entry(&plain, ShadowReads::of_plain(plain.range), 0, true));
                 continue;
             }
+            if raw.contains(&0) {
+                line_problems.push(Problem::Nul { line });
+                nul_line.get_or_insert(line);
+            }
             let (shadow, go) = (shadow_reading(raw), go_reading(raw));
             let (read, why) = match (shadow, go) {
                 (None, None) => {
-                    let trimmed = raw.trim_ascii();
+                    let (trimmed, _) = go_trim(raw);
                     if !trimmed.is_empty() && !trimmed.starts_with(b"#") {
-                        line_problems.push(Problem::Malformed { line });
+                        let breaks_go = trimmed.split(|&b| b == b':').count() != 3;
+                        line_problems.push(Problem::Malformed { line, breaks_go });
                     }
                     continue;
                 }
@@ -393,10 +416,10 @@ impl SubidFile {
                     (entry(&s.reading, s.versions, g.owner.start, true), why)
                 }
                 (Some(s), None) => {
-                    let why = if raw.trim_ascii_start().starts_with(b"#") {
+                    let why = if go_trim(raw).0.starts_with(b"#") {
                         "shadow reads this as a range of an owner named \"#…\", Go tools skip it as a comment"
                     } else if s.extra_fields {
-                        "shadow before 4.18 reads this line, shadow 4.18 and later and Go tools ignore it (extra fields)"
+                        "shadow before 4.18 reads this line, shadow 4.18 and later ignore it, Docker and other Go tools refuse the whole file for it (extra fields)"
                     } else {
                         "shadow reads this line, Go tools reject it (hex, a sign or spaces)"
                     };
@@ -421,6 +444,7 @@ impl SubidFile {
             entries,
             second_readings,
             line_problems,
+            nul_line,
         })
     }
 
@@ -735,8 +759,7 @@ fn uid_spelled_by_all(owner: &[u8]) -> bool {
 
 /// The Go tools' reading: the line trimmed, `#` lines skipped, exactly three fields, decimal.
 fn go_reading(raw: &[u8]) -> Option<Reading> {
-    let line = raw.trim_ascii();
-    let lead = raw.len() - raw.trim_ascii_start().len();
+    let (line, lead) = go_trim(raw);
     if line.starts_with(b"#") {
         return None;
     }
@@ -762,6 +785,25 @@ fn go_reading(raw: &[u8]) -> Option<Reading> {
         owner: lead..lead + owner.len(),
         range: Range::new(decimal(start)?, decimal(count)?),
     })
+}
+
+/// Go's `strings.TrimSpace`: Unicode white space (ASCII's, `\v`, U+0085, U+00A0 and the
+/// others) off both ends, as far as the bytes decode as UTF-8 (one that does not stops it).
+/// Also returns how many bytes went from the front.
+fn go_trim(raw: &[u8]) -> (&[u8], usize) {
+    let lead = raw.utf8_chunks().next().map_or(0, |chunk| {
+        let valid = chunk.valid();
+        valid.len() - valid.trim_start_matches(char::is_whitespace).len()
+    });
+    let rest = &raw[lead..];
+    let end = match rest.utf8_chunks().last() {
+        Some(chunk) if chunk.invalid().is_empty() => {
+            let valid = chunk.valid();
+            rest.len() - (valid.len() - valid.trim_end_matches(char::is_whitespace).len())
+        }
+        _ => rest.len(),
+    };
+    (&rest[..end], lead)
 }
 
 /// glibc's `strtoul(s, &end, 0)` on 64 bits, requiring the whole string to be a number
@@ -1031,6 +1073,9 @@ pub enum AllocError {
     /// Line `line` of `kind` is the tenant's to some readers only: a new range would give it
     /// two to those.
     Unclear { kind: Kind, line: usize },
+    /// Line `line` of `kind` holds a NUL byte: shadow 4.19 and later cannot read that file,
+    /// older ones this line and the next, so a range added there is not what they see.
+    Nul { kind: Kind, line: usize },
     /// No free run of `count` ids between min and max.
     Full { count: u64, limits: Limits },
 }
@@ -1055,6 +1100,10 @@ impl fmt::Display for AllocError {
             AllocError::Unclear { kind, line } => write!(
                 f,
                 "line {line} of {kind} is the tenant's to some readers only (see nonrootctl subids check): fix or remove it first"
+            ),
+            AllocError::Nul { kind, line } => write!(
+                f,
+                "line {line} of {kind} holds a NUL byte, which shadow cannot read past: remove it first"
             ),
         }
     }
@@ -1094,6 +1143,11 @@ pub struct Request<'a> {
 /// else the lowest free ones. Owning fewer than `count` ids is an error unless `grow`, which
 /// adds the difference as a second range (one start for both files when both lack the same).
 pub fn plan(req: &Request<'_>) -> Result<Plan, AllocError> {
+    for (kind, file) in [(Kind::Subuid, req.subuid), (Kind::Subgid, req.subgid)] {
+        if let Some(line) = file.nul_line {
+            return Err(AllocError::Nul { kind, line });
+        }
+    }
     // The tenant's ranges; a line only some readers give it stops the plan.
     let owned = |kind, file: &SubidFile| -> Result<Vec<Range>, AllocError> {
         let mut ranges = Vec::new();
@@ -1288,9 +1342,28 @@ mod tests {
             ),
             ("a:100000:0", Some(("a", 100_000, 0, None)), Some("0 ids")),
             ("a:4294967295:1", Some(("a", INVALID_ID, 1, None)), Some("4294967295")),
-            ("a:100000", None, Some("no tool reads")),
+            ("a:100000", None, Some("Go tools refuse the whole file")),
             ("a::1", None, Some("no tool reads")),
-            ("garbage", None, Some("no tool reads")),
+            ("garbage", None, Some("Go tools refuse the whole file")),
+            // Go's TrimSpace takes Unicode white space off: \v, NEL, no-break and ideographic
+            // spaces; a byte that is not UTF-8 stops it.
+            (
+                "a:100000:65536\x0b",
+                Some(("a", 100_000, 65536, None)),
+                Some("shadow ignores"),
+            ),
+            (
+                "a:100000:65536\u{a0}",
+                Some(("a", 100_000, 65536, None)),
+                Some("shadow ignores"),
+            ),
+            (
+                "\u{85}\u{3000}a:100000:65536",
+                Some(("\u{85}\u{3000}a", 100_000, 65536, None)),
+                Some("Go tools \"a\""),
+            ),
+            ("\u{a0}", None, None),
+            ("a:1:\u{a0}1", None, Some("no tool reads")),
             ("a:01:5", Some(("a", 1, 5, None)), None),
             (
                 "a:1234567890123456789:1",
@@ -1867,6 +1940,33 @@ mod tests {
         assert_eq!(f.bytes(), b"a:100000:5\nb:200000:5\nc:300000:5\n");
         assert_eq!(f.check(), []);
         assert_eq!(file("").check(), []);
+    }
+
+    #[test]
+    fn a_nul_byte_is_reported_and_stops_allocations_in_its_file() {
+        let (uid, gid, t) = (
+            file("a:100000:5\nb:200000:5\0x\nc:300000:5\n"),
+            file(""),
+            tenant("acme"),
+        );
+        let problems: Vec<String> = uid.check().iter().map(|p| p.to_string()).collect();
+        assert_eq!(
+            problems,
+            [
+                "2: a NUL byte: shadow 4.19 and later refuse the whole file, older shadow skip this line and the next: remove it",
+                "2: shadow reads this line, Go tools reject it (hex, a sign or spaces); counted as taken, rewrite it as OWNER:START:COUNT in decimal",
+            ]
+        );
+        let want = AllocError::Nul {
+            kind: Kind::Subuid,
+            line: 2,
+        };
+        assert_eq!(plan(&request(&uid, &gid, &t, 65536, false)), Err(want));
+        let want = AllocError::Nul {
+            kind: Kind::Subgid,
+            line: 2,
+        };
+        assert_eq!(plan(&request(&gid, &uid, &t, 65536, false)), Err(want));
     }
 
     #[test]

@@ -270,6 +270,8 @@ pub enum SubidsError {
     /// Line `line` of `file` is the tenant's to some readers only: a new range would give it
     /// two to those.
     Unclear { tenant: String, file: PathBuf, line: usize },
+    /// Line `line` of `file` holds a NUL byte, past which shadow cannot read.
+    Nul { file: PathBuf, line: usize },
     /// Another process held a lock past the timeout.
     Locked { path: PathBuf, holder: Option<u32> },
     /// A `<file>.lock` that holds no valid pid: left by a crash, it never clears by itself.
@@ -333,6 +335,10 @@ impl SubidsError {
                 file: settings.path(kind).to_path_buf(),
                 line,
             },
+            AllocError::Nul { kind, line } => SubidsError::Nul {
+                file: settings.path(kind).to_path_buf(),
+                line,
+            },
         }
     }
 
@@ -350,6 +356,7 @@ impl SubidsError {
                 | SubidsError::TooSmall { .. }
                 | SubidsError::Full { .. }
                 | SubidsError::Unclear { .. }
+                | SubidsError::Nul { .. }
         )
     }
 }
@@ -402,6 +409,11 @@ impl fmt::Display for SubidsError {
             SubidsError::Unclear { tenant, file, line } => write!(
                 f,
                 "{}: line {line}: tenant {tenant} owns it to some readers only (see nonrootctl subids check): fix or remove it first; nothing was written",
+                file.display()
+            ),
+            SubidsError::Nul { file, line } => write!(
+                f,
+                "{}: line {line}: a NUL byte, so shadow 4.19 and later cannot read the file (older shadow skip this line and the next): remove it first; nothing was written",
                 file.display()
             ),
             SubidsError::Locked { path, holder } => {
