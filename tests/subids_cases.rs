@@ -16,7 +16,7 @@ use nonrootd::subids::{self, SubidsError};
 use nonrootd_core::duty::Duty;
 use nonrootd_core::ids::{Gid, IdResolver, Uid};
 use nonrootd_core::report::Outcome;
-use subids_support::{TempEtc, config_for};
+use subids_support::{CHILD_ENV, TempEtc, child, config_for};
 
 #[derive(Parser)]
 struct Line {
@@ -607,4 +607,106 @@ fn limits_completed_by_login_defs_that_leave_no_room_are_named() {
         "{why}"
     );
     assert!(why.ends_with("): 100001 ids"), "{why}");
+}
+
+#[test]
+fn a_released_range_is_held_as_far_as_ids_map_and_list_and_a_full_pool_say_so() {
+    // Older shadow read a count of -1 as 2^64 - 1: a user namespace maps ids up to 4294967294.
+    let (_env, out) = run(
+        "acme:100000:-1\n",
+        "",
+        &["release acme", "list", "allocate beta --count 10"],
+    );
+    let until = nonrootd_core::subids::utc_date(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            + 30 * 86_400,
+    );
+    assert_eq!(
+        out,
+        format!(
+            "$ nonrootctl subids release acme\n\
+             released acme 100000 18446744073709551615 (/etc/subuid:1)\nquarantined for 30 days\n\
+             $ nonrootctl subids list\n\
+             OWNER                     START      COUNT MANAGED LOCATION\n\
+             \n\
+             QUARANTINED               START      COUNT FILE    UNTIL (UTC)\n\
+             acme                     100000 4294867295 subuid  {until}\n\
+             $ nonrootctl subids allocate beta --count 10\n\
+             nonrootctl: tenant beta: no 10 free ids left between 100000 and 600100000 in both files: raise [subids] max or release a tenant (600000001 ids there are held back after releases for [subids] quarantine_days; nonrootctl subids list shows until when)\n\
+             [exit 1]\n"
+        )
+    );
+}
+
+#[test]
+fn a_release_after_another_tool_removed_the_lines_forgets_them() {
+    let env = TempEtc::new();
+    env.write("subuid", "");
+    env.write("subgid", "");
+    subids::allocate(&env.settings(""), "acme", Some(1000), false).unwrap();
+    // userdel removed acme's lines; useradd later gives the name the same range again.
+    env.write("subuid", "");
+    env.write("subgid", "");
+    subids::release(&env.settings(""), "acme").unwrap();
+    let record = fs::read_to_string(env.state().join("subids-managed.jsonl")).unwrap();
+    assert_eq!(record, "", "the record forgets acme");
+    env.write("subuid", "acme:100000:1000\n");
+    let listing = subids::list(&env.settings("")).unwrap();
+    assert!(!listing.entries[0].managed, "{listing}");
+}
+
+/// Not a test on its own: the child of `a_record_append_that_fails_is_cut_back`, allocating
+/// under a file size limit (the role) that the append to the record runs into.
+#[test]
+fn record_append_child() {
+    let Ok(limit) = std::env::var(CHILD_ENV) else {
+        return;
+    };
+    let root = PathBuf::from(std::env::var("NONROOTD_TEST_ROOT").unwrap());
+    let etc = root.join("etc");
+    let settings =
+        subids::Settings::with_login_defs(&config_for(&etc, ""), &root.join("state"), &etc.join("no-login.defs"));
+    let limit = libc::rlimit {
+        rlim_cur: limit.parse().unwrap(),
+        rlim_max: limit.parse().unwrap(),
+    };
+    // SAFETY: ignoring SIGXFSZ makes a write past the limit fail with EFBIG rather than end
+    // the process; setrlimit only reads the struct it is given.
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+        assert_eq!(libc::setrlimit(libc::RLIMIT_FSIZE, &limit), 0);
+    }
+    let tenants: Vec<String> = (0..20).map(|i| format!("t{i}")).collect();
+    let err = subids::allocate_many(&settings, &tenants, Some(1000), false).unwrap_err();
+    println!("{err}");
+}
+
+#[test]
+fn a_record_append_that_fails_is_cut_back() {
+    let env = TempEtc::new();
+    env.write("subuid", "");
+    env.write("subgid", "");
+    subids::allocate(&env.settings(""), "old", Some(1000), false).unwrap();
+    let record = env.state().join("subids-managed.jsonl");
+    let before = fs::read(&record).unwrap();
+    // Room for one more line of the twenty: the append writes it, then fails.
+    let limit = before.len() + before.len() / 2;
+    let out = child("record_append_child", &limit.to_string())
+        .env("NONROOTD_TEST_ROOT", env.etc().parent().unwrap())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        stdout.contains("subids-managed.jsonl: cannot append: File too large"),
+        "{stdout}"
+    );
+    assert_eq!(
+        String::from_utf8(fs::read(&record).unwrap()).unwrap(),
+        String::from_utf8(before).unwrap()
+    );
+    assert_eq!(env.read("subuid"), "old:100000:1000\n");
 }

@@ -977,6 +977,36 @@ impl Quarantined {
     pub fn range(&self) -> Range {
         Range::new(self.start, self.count)
     }
+
+    /// When the quarantine ends (seconds since the epoch).
+    pub fn until(&self, days: u32) -> u64 {
+        self.released_at.saturating_add(u64::from(days) * SECONDS_PER_DAY)
+    }
+}
+
+/// The ids of `r` that a user namespace can map (up to 4294967294), which is what a release
+/// holds back: a count of `-1` as older shadow read it is not 2⁶⁴ − 1 ids held.
+pub fn mappable(r: Range) -> Range {
+    Range::new(r.start, r.count.min(INVALID_ID.saturating_sub(r.start)))
+}
+
+/// The date of `secs` (seconds since the epoch) in UTC, `YYYY-MM-DD`.
+pub fn utc_date(secs: u64) -> String {
+    // Howard Hinnant's civil_from_days, for days since 1970-01-01.
+    let days = (secs / SECONDS_PER_DAY) as i64 + 719_468;
+    let era = days.div_euclid(146_097);
+    let day_of_era = days.rem_euclid(146_097);
+    let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let month_index = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * month_index + 2) / 5 + 1;
+    let month = if month_index < 10 {
+        month_index + 3
+    } else {
+        month_index - 9
+    };
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}")
 }
 
 /// Where new ranges may go: `min` … `max`, inclusive.
@@ -987,6 +1017,13 @@ pub struct Limits {
 }
 
 impl Limits {
+    /// How many ids of `ranges`, overlapping or not, lie within the limits.
+    pub fn ids_within(self, ranges: &[Range]) -> u64 {
+        let (min, max) = (u64::from(self.min), u64::from(self.max));
+        let within = |r: &Range| (r.last().min(max) + 1).saturating_sub(r.start.max(min));
+        Taken::new(ranges.iter().copied()).0.iter().map(within).sum()
+    }
+
     /// Whether every id of `r`, a non-empty range, lies within the limits.
     fn contain(self, r: Range) -> bool {
         r.count > 0 && r.start >= u64::from(self.min) && r.last() <= u64::from(self.max)
@@ -1674,6 +1711,33 @@ mod tests {
         };
         assert!(held.active(1000 + 30 * SECONDS_PER_DAY - 1, 30));
         assert!(!held.active(1000 + 30 * SECONDS_PER_DAY, 30));
+    }
+
+    #[test]
+    fn held_ids_are_counted_within_the_limits_and_mappable_ids_only() {
+        let limits = Limits { min: 100, max: 199 };
+        let held = [
+            Range::new(50, 100),
+            Range::new(120, 10),
+            Range::new(190, 50),
+            Range::new(300, 5),
+        ];
+        assert_eq!(limits.ids_within(&held), 50 + 10);
+        assert_eq!(limits.ids_within(&[]), 0);
+        assert_eq!(
+            mappable(Range::new(100_000, u64::MAX)),
+            Range::new(100_000, INVALID_ID - 100_000)
+        );
+        assert_eq!(mappable(Range::new(100_000, 65536)), Range::new(100_000, 65536));
+        assert_eq!(mappable(Range::new(INVALID_ID, 1)).count, 0);
+    }
+
+    #[test]
+    fn utc_dates() {
+        assert_eq!(utc_date(0), "1970-01-01");
+        assert_eq!(utc_date(951_782_400), "2000-02-29");
+        assert_eq!(utc_date(1_798_761_599), "2026-12-31");
+        assert_eq!(utc_date(1_798_761_600), "2027-01-01");
     }
 
     #[test]

@@ -26,9 +26,11 @@ pub enum SubidsCommand {
         #[arg(long)]
         grow: bool,
     },
-    /// Remove NAME's lines (by name and by uid) from both files and quarantine the ranges
+    /// Remove NAME's lines (by name and by uid) from both files and quarantine the ranges (the
+    /// ids a user namespace can map, up to 4294967294)
     Release { name: String },
-    /// Every owner, start, count, file, line, and whether nonrootd manages it
+    /// Every owner, start, count, file, line, and whether nonrootd manages it; then the released
+    /// ranges still in quarantine, and until when
     List {
         /// Print the ranges as JSON
         #[arg(long)]

@@ -289,8 +289,8 @@ pub(crate) fn read_lines<T: DeserializeOwned>(path: &Path) -> Result<Vec<T>, Sub
 }
 
 /// Appends `values` as JSON lines with one `write`, first cutting off a last line that an
-/// earlier append left without its newline. Not fsynced (see [`write_lines`]). Returns the
-/// length before the append, for [`cut_back`].
+/// earlier append left without its newline; one that fails is cut back off. Not fsynced (see
+/// [`write_lines`]). Returns the length before the append, for [`cut_back`].
 pub(crate) fn append_lines<T: Serialize>(path: &Path, values: &[T]) -> Result<u64, SubidsError> {
     let dir = parent(path);
     crate::state::ensure_dir(&dir).map_err(|e| SubidsError::io(&dir, "create", e))?;
@@ -315,7 +315,11 @@ pub(crate) fn append_lines<T: Serialize>(path: &Path, values: &[T]) -> Result<u6
                 file.set_len(len)?;
             }
         }
-        file.write_all(&bytes).map(|()| len)
+        // Lines written before a failure (a full disk, a file size limit) name ranges that
+        // no file got: cut back off.
+        file.write_all(&bytes).map(|()| len).inspect_err(|_| {
+            let _ = file.set_len(len);
+        })
     };
     append().map_err(|e| SubidsError::io(path, "append", e))
 }

@@ -260,12 +260,14 @@ pub enum SubidsError {
     },
     /// The limits leave no room for a count: where each comes from is named.
     Limits(String),
-    /// No free run of `count` ids between min and max (from `limits_from`) in both files.
+    /// No free run of `count` ids between min and max (from `limits_from`) in both files;
+    /// `held` ids between them are quarantined after a release.
     Full {
         tenant: String,
         count: u64,
         limits: Limits,
         limits_from: [String; 2],
+        held: u64,
     },
     /// Line `line` of `file` is the tenant's to some readers only: a new range would give it
     /// two to those.
@@ -309,7 +311,8 @@ impl SubidsError {
         }
     }
 
-    fn from_alloc(tenant: &Tenant, settings: &Settings, error: AllocError) -> SubidsError {
+    /// `held`: the quarantined ranges the plan skipped.
+    fn from_alloc(tenant: &Tenant, settings: &Settings, held: &[Range], error: AllocError) -> SubidsError {
         let tenant = tenant.owner().to_string();
         match error {
             AllocError::TooSmall {
@@ -329,6 +332,7 @@ impl SubidsError {
                 count,
                 limits,
                 limits_from: [settings.limits_from.min.clone(), settings.limits_from.max.clone()],
+                held: limits.ids_within(held),
             },
             AllocError::Unclear { kind, line } => SubidsError::Unclear {
                 tenant,
@@ -390,6 +394,7 @@ impl fmt::Display for SubidsError {
                 count,
                 limits,
                 limits_from: [min_from, max_from],
+                held,
             } => {
                 let room = (u64::from(limits.max) + 1).saturating_sub(u64::from(limits.min));
                 if *count > room {
@@ -403,7 +408,14 @@ impl fmt::Display for SubidsError {
                         f,
                         "tenant {tenant}: no {count} free ids left between {} and {} in both files: raise [subids] max or release a tenant",
                         limits.min, limits.max
-                    )
+                    )?;
+                    if *held > 0 {
+                        write!(
+                            f,
+                            " ({held} ids there are held back after releases for [subids] quarantine_days; nonrootctl subids list shows until when)"
+                        )?;
+                    }
+                    Ok(())
                 }
             }
             SubidsError::Unclear { tenant, file, line } => write!(
@@ -552,6 +564,21 @@ impl fmt::Display for Released {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Listing {
     pub entries: Vec<Listed>,
+    /// Released ranges not handed out again yet.
+    pub quarantined: Vec<Held>,
+}
+
+/// A released range in quarantine, as `list` shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Held {
+    pub owner: String,
+    pub kind: Kind,
+    pub start: u64,
+    pub count: u64,
+    /// Seconds since the epoch.
+    pub released_at: u64,
+    /// Seconds since the epoch.
+    pub until: u64,
 }
 
 impl fmt::Display for Listing {
@@ -573,6 +600,24 @@ impl fmt::Display for Listing {
                 e.count,
                 e.file.display(),
                 e.line
+            )?;
+        }
+        if !self.quarantined.is_empty() {
+            writeln!(
+                f,
+                "\n{:<20} {:>10} {:>10} {:<7} UNTIL (UTC)",
+                "QUARANTINED", "START", "COUNT", "FILE"
+            )?;
+        }
+        for q in &self.quarantined {
+            let owner = q.owner.escape_debug().to_string();
+            let until = rules::utc_date(q.until);
+            writeln!(
+                f,
+                "{owner:<20} {:>10} {:>10} {:<7} {until}",
+                q.start,
+                q.count,
+                q.kind.to_string()
             )?;
         }
         Ok(())
@@ -719,7 +764,7 @@ fn allocate_tenants(
                 count,
                 grow,
             };
-            let plan = rules::plan(&request).map_err(|e| SubidsError::from_alloc(&tenant, settings, e))?;
+            let plan = rules::plan(&request).map_err(|e| SubidsError::from_alloc(&tenant, settings, &held, e))?;
             // The next tenant of the batch sees these as taken.
             subuid.append(tenant.owner(), &plan.add_subuid);
             subgid.append(tenant.owner(), &plan.add_subgid);
@@ -802,25 +847,32 @@ pub fn release(settings: &Settings, tenant: &str) -> Result<Released, SubidsErro
         removed: removed.iter().map(|(_, listed)| listed.clone()).collect(),
         quarantine_days: settings.quarantine_days,
     };
-    if removed.is_empty() {
-        return Ok(released);
-    }
     // Both state files are read before anything is written: one that cannot be read fails
     // the release with nothing changed.
     let mut managed: Vec<ManagedRange> = files::read_lines(&settings.managed_path())?;
+    if removed.is_empty() {
+        // Lines removed by another tool (userdel) leave the record's behind: it would mark a
+        // range given to the same name later as nonrootd's.
+        if managed.iter().any(|m| tenant.owns(&m.owner)) {
+            managed.retain(|m| !tenant.owns(&m.owner));
+            files::write_lines(&settings.managed_path(), &managed)?;
+        }
+        return Ok(released);
+    }
     // Quarantine first: a crash then holds back ranges that may still be in the files.
     let now = now();
     let mut quarantine: QuarantineState = files::read_state(&settings.quarantine_path())?;
     quarantine.ranges.retain(|q| q.active(now, settings.quarantine_days));
-    quarantine
-        .ranges
-        .extend(removed.into_iter().map(|(kind, e)| Quarantined {
+    quarantine.ranges.extend(removed.into_iter().filter_map(|(kind, e)| {
+        let held = rules::mappable(Range::new(e.start, e.count));
+        (held.count > 0).then_some(Quarantined {
             owner: e.owner,
             kind,
-            start: e.start,
-            count: e.count,
+            start: held.start,
+            count: held.count,
             released_at: now,
-        }));
+        })
+    }));
     files::write_state(&settings.quarantine_path(), &quarantine)?;
     let replacements: Vec<files::Replacement<'_>> = rewrites
         .iter()
@@ -857,7 +909,23 @@ pub fn list(settings: &Settings) -> Result<Listing, SubidsError> {
             }
         }));
     }
-    Ok(Listing { entries })
+    let quarantine: QuarantineState = files::read_state(&settings.quarantine_path())?;
+    let now = now();
+    let days = settings.quarantine_days;
+    let quarantined = quarantine
+        .ranges
+        .into_iter()
+        .filter(|q| q.active(now, days))
+        .map(|q| Held {
+            until: q.until(days),
+            owner: q.owner,
+            kind: q.kind,
+            start: q.start,
+            count: q.count,
+            released_at: q.released_at,
+        })
+        .collect();
+    Ok(Listing { entries, quarantined })
 }
 
 /// `e`, an entry of `file` at `path`, as `list` and `release` show it (not managed).
