@@ -200,27 +200,8 @@ impl<H: Host> Engine<'_, H> {
         mut save_ahead: SaveAhead,
         report: &mut Report,
     ) {
-        let after_event = request.socket.is_some();
-        for socket in config.sockets.iter().filter(|s| request.covers(&s.path)) {
-            let desired = self.desired_grants(socket, report);
-            let previous = record.sockets.get(&socket.path).cloned().unwrap_or_default();
-            let mut claim = |granted: &Grants| match save_ahead.as_deref_mut() {
-                Some(save) => {
-                    let mut ahead = record.clone();
-                    claim_bits(&mut ahead.sockets, &socket.path, granted);
-                    save(&ahead)
-                }
-                None => Ok(()),
-            };
-            let writes = Writes::of(request);
-            let Applied { outcome, granted, .. } =
-                self.apply_grants(&socket.path, &desired, &previous, writes, after_event, &mut claim);
-            if let Some(granted) = granted {
-                record.sockets.insert(socket.path.clone(), granted);
-            }
-            report.push(Duty::Sockets, &socket.path, describe_grants(&desired), outcome);
-        }
-        // Grants on sockets that are no longer configured are revoked.
+        // Grants on sockets that are no longer configured are revoked first: one that is
+        // another spelling of a configured socket is then granted again below.
         let stale: Vec<PathBuf> = record
             .sockets
             .keys()
@@ -242,6 +223,26 @@ impl<H: Host> Engine<'_, H> {
                 record.sockets.remove(&path);
             }
             report.push(Duty::Sockets, path, "no grants (no longer configured)", outcome);
+        }
+        let after_event = request.socket.is_some();
+        for socket in config.sockets.iter().filter(|s| request.covers(&s.path)) {
+            let desired = self.desired_grants(socket, report);
+            let previous = record.sockets.get(&socket.path).cloned().unwrap_or_default();
+            let mut claim = |granted: &Grants| match save_ahead.as_deref_mut() {
+                Some(save) => {
+                    let mut ahead = record.clone();
+                    claim_bits(&mut ahead.sockets, &socket.path, granted);
+                    save(&ahead)
+                }
+                None => Ok(()),
+            };
+            let writes = Writes::of(request);
+            let Applied { outcome, granted, .. } =
+                self.apply_grants(&socket.path, &desired, &previous, writes, after_event, &mut claim);
+            if let Some(granted) = granted {
+                record.sockets.insert(socket.path.clone(), granted);
+            }
+            report.push(Duty::Sockets, &socket.path, describe_grants(&desired), outcome);
         }
     }
 

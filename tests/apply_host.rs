@@ -306,6 +306,69 @@ fn chmod_0600_after_the_grant_is_repaired_without_opening_the_socket_to_its_grou
 }
 
 #[test]
+fn a_socket_bound_at_mode_0000_below_a_default_acl_is_granted_after_its_chmod() {
+    let scratch = Scratch::tmpfs();
+    let state = scratch.mkdir("state", 0o700);
+    let dir = scratch.mkdir("run", 0o755);
+    run("setfacl", &["-d", "-m", "u:1000:rw", dir.to_str().unwrap()]);
+    let sock = dir.join("docker.sock");
+    // As Go's listeners bind: umask 0777 (mode 0000), then chown and chmod 0660. In a child,
+    // as the umask is the whole process's.
+    let mut listener = std::process::Command::new("python3")
+        .args(["-c", "import os, socket, sys\nos.umask(0o777)\ns = socket.socket(socket.AF_UNIX)\ns.bind(sys.argv[1])\ns.listen()\nprint(flush=True)\nsys.stdin.read()"])
+        .arg(&sock)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(listener.stdout.take().unwrap()),
+        &mut String::new(),
+    )
+    .unwrap();
+    let config = config(&socket_config(&sock, "4321"));
+    assert_eq!(
+        labels(&apply_after_event(&config, &state, &sock)),
+        ["missing"],
+        "{}",
+        getfacl(&sock)
+    );
+    std::os::unix::fs::chown(&sock, None, Some(105)).unwrap();
+    chmod(&sock, 0o660);
+    assert_eq!(labels(&apply_after_event(&config, &state, &sock)), ["changed"]);
+    assert_eq!(
+        getfacl(&sock),
+        "user::rw-\nuser:1000:rw-\nuser:4321:rw-\ngroup::r-x\t#effective:r--\nmask::rw-\nother::---\n\n"
+    );
+    assert!(can_connect_as(1000, 1000, &[], &sock), "the default ACL's user kept");
+    assert!(can_connect_as(4321, 4321, &[], &sock));
+    listener.kill().unwrap();
+    listener.wait().unwrap();
+}
+
+#[test]
+fn a_spelling_of_a_socket_dropped_from_the_config_leaves_the_other_granted() {
+    let scratch = Scratch::tmpfs();
+    let state = scratch.mkdir("state", 0o700);
+    let dir = scratch.mkdir("run", 0o755);
+    symlink(&dir, scratch.join("varrun")).unwrap();
+    let (sock, other) = (dir.join("docker.sock"), scratch.join("varrun/docker.sock"));
+    let _listener = listen(&sock, 0o660);
+    apply(
+        &config(&(socket_config(&sock, "4321") + &socket_config(&other, "4321"))),
+        &state,
+    );
+    // Revoked for the dropped spelling first, then granted for the one kept.
+    let report = apply(&config(&socket_config(&other, "4321")), &state);
+    assert_eq!(labels(&report), ["changed", "changed"], "{report:?}");
+    assert!(getfacl(&sock).contains("user:4321:rw-"), "{}", getfacl(&sock));
+    assert_eq!(
+        labels(&apply(&config(&socket_config(&other, "4321")), &state)),
+        ["correct"]
+    );
+}
+
+#[test]
 fn renameat2_exchange_races_never_change_the_canary() {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, Ordering};

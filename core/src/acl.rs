@@ -133,12 +133,14 @@ impl Acl {
         }
     }
 
-    /// Mode 0000 and no ACL: a socket whose creator has yet to give it its mode. Go's listeners
-    /// (dockerd's, containerd's) create sockets with umask 0777, then chown and chmod them. An
-    /// ACL written before that chmod would keep the owning group at `---` for good: a chmod of
-    /// a file with an ACL sets only the mask.
+    /// Mode 0000 as `stat` shows it (owner, mask or else owning group, other), whatever the
+    /// entries a default ACL of its directory gave it: a socket whose creator has yet to give
+    /// it its mode. Go's listeners (dockerd's, containerd's) create sockets with umask 0777,
+    /// then chown and chmod them. A grant written before that chmod would cut the owning group
+    /// and the inherited entries down to the mask `---` for good: a chmod of a file with an
+    /// ACL sets only the mask.
     pub fn awaits_its_mode(&self) -> bool {
-        *self == Acl::from_mode(0)
+        self.user_obj.is_empty() && self.other.is_empty() && self.mask.unwrap_or(self.group_obj).is_empty()
     }
 
     /// What a named entry really allows: its bits limited by the mask.
@@ -299,9 +301,10 @@ pub fn added_bits(old: &Acl, new: &Acl) -> Grants {
 /// `previous` (what nonrootd granted earlier) that are no longer desired: all of an id that is
 /// no longer configured, the dropped bits of one whose access was narrowed.
 ///
-/// Every entry is first clamped to the old mask (which keeps its effective access), then the
-/// grants are added and the mask is set to the union of the group class, as `acl_calc_mask`
-/// computes it: so the mask is raised only by what nonrootd grants, and nothing else widens.
+/// The new mask is what the group class is let through now plus the grants, so it is raised
+/// only by what nonrootd grants. Bits the old mask hid and the new one shows are taken out of
+/// the owning group and the other entries (they would widen someone's access); bits it keeps
+/// hiding stay stored, for a later `chmod` to show again as it would have.
 pub fn plan_grants(observed: &Acl, desired: &Grants, previous: &Grants) -> AclPlan {
     let mut acl = observed.clone();
 
@@ -320,11 +323,17 @@ pub fn plan_grants(observed: &Acl, desired: &Grants, previous: &Grants) -> AclPl
         }
     }
 
-    if let Some(old_mask) = observed.mask {
-        acl.group_obj = acl.group_obj.intersect(old_mask);
-        for perm in acl.named.values_mut() {
-            *perm = perm.intersect(old_mask);
-        }
+    let old_mask = observed.mask.unwrap_or(Perm::RWX);
+    let let_through = acl
+        .named
+        .values()
+        .fold(acl.group_obj, |m, p| m.union(*p))
+        .intersect(old_mask);
+    let mask = desired.values().fold(let_through, |m, want| m.union(*want));
+    let shown = mask.without(old_mask);
+    acl.group_obj = acl.group_obj.without(shown);
+    for perm in acl.named.values_mut() {
+        *perm = perm.without(shown);
     }
 
     let mut granted = Grants::new();
@@ -336,8 +345,7 @@ pub fn plan_grants(observed: &Acl, desired: &Grants, previous: &Grants) -> AclPl
     }
 
     if observed.mask.is_some() || !acl.named.is_empty() {
-        let union = acl.named.values().fold(acl.group_obj, |m, p| m.union(*p));
-        acl.mask = Some(union);
+        acl.mask = Some(mask);
     }
 
     let write = (acl != *observed).then_some(acl);
@@ -480,6 +488,44 @@ mod tests {
         assert_eq!(acl.effective(user(4321)), Perm::RW);
         assert_eq!(acl.effective_group_obj(), Perm::NONE);
         assert_eq!(acl.effective(user(1000)), Perm::NONE);
+    }
+
+    #[test]
+    fn a_revocation_keeps_the_bits_the_mask_hides() {
+        // After `chmod 0600`: the owning group's and an admin's rw- are hidden, not gone.
+        let mut observed = Acl::from_mode(0o600);
+        observed.group_obj = Perm::RW;
+        observed.mask = Some(Perm::NONE);
+        observed.named.insert(user(4321), Perm::RW);
+        observed.named.insert(user(1000), Perm::RW);
+        let previous = grants(&[(user(4321), Perm::RW)]);
+        let acl = plan_grants(&observed, &Grants::new(), &previous).write.unwrap();
+        assert_eq!(describe_change(&observed, &acl), "-user:4321");
+        // Raising the mask by a grant shows only the granted bits, and takes those out.
+        observed.group_obj = Perm::RWX;
+        let acl = plan_grants(&observed, &grants(&[(user(7), Perm::R)]), &Grants::new())
+            .write
+            .unwrap();
+        assert_eq!(
+            describe_change(&observed, &acl),
+            "group::rwx → -wx, mask::--- → r--, +user:7:r--, user:1000:rw- → -w-, user:4321:rw- → -w-"
+        );
+        assert_eq!(acl.effective_group_obj(), Perm::NONE);
+    }
+
+    #[test]
+    fn a_socket_at_mode_0000_awaits_its_mode_with_inherited_entries_too() {
+        assert!(Acl::from_mode(0).awaits_its_mode());
+        // Bound with umask 0777 below a default ACL: the entries are kept, the mask is ---.
+        let mut inherited = Acl::from_mode(0);
+        inherited.group_obj = Perm(5);
+        inherited.mask = Some(Perm::NONE);
+        inherited.named.insert(user(1000), Perm::RW);
+        assert!(inherited.awaits_its_mode());
+        inherited.mask = Some(Perm::RW);
+        assert!(!inherited.awaits_its_mode(), "chmod 0060 gave it a mode");
+        assert!(!Acl::from_mode(0o600).awaits_its_mode());
+        assert!(!Acl::from_mode(0o001).awaits_its_mode());
     }
 
     #[test]

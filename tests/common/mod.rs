@@ -203,6 +203,22 @@ pub fn apply(config: &Config, state: &Path) -> Report {
     apply_with(&RealHost::default(), config, state, DutySet::HOST)
 }
 
+/// Applies `config` to `socket` alone, as the daemon's fixer does after an event on it.
+pub fn apply_after_event(config: &Config, state: &Path, socket: &Path) -> Report {
+    let host = RealHost::default();
+    let engine = Engine {
+        host: &host,
+        ids: &SystemIds,
+        daemon_json: Path::new("/nonexistent/daemon.json"),
+    };
+    let request = Request {
+        duties: DutySet::HOST,
+        socket: Some(socket.to_path_buf()),
+        dry_run: false,
+    };
+    apply_with_state(&engine, config, &request, state, Duration::from_secs(10))
+}
+
 /// The outcome labels of a report, in order.
 pub fn labels(report: &Report) -> Vec<&'static str> {
     report.entries.iter().map(|e| e.outcome.label()).collect()
