@@ -25,7 +25,7 @@ function __fish_nonrootctl_using_subcommand
 end
 
 complete -c nonrootctl -n "__fish_nonrootctl_needs_command" -l config -d 'Main config file; drop-ins are read from nonrootd.d/ beside it [default: /etc/nonrootd/nonrootd.toml]. With it, `apply` works in-process instead of asking the daemon' -r -F
-complete -c nonrootctl -n "__fish_nonrootctl_needs_command" -l state-dir -d 'Where nonrootd records what it granted [default: $STATE_DIRECTORY or /var/lib/nonrootd]' -r -F
+complete -c nonrootctl -n "__fish_nonrootctl_needs_command" -l state-dir -d 'Where nonrootd records what it granted [default: $STATE_DIRECTORY or /var/lib/nonrootd]. With it, `apply` works in-process, as with --config' -r -F
 complete -c nonrootctl -n "__fish_nonrootctl_needs_command" -s v -l verbose -d 'Log more (-v: changes, -vv: debugging)'
 complete -c nonrootctl -n "__fish_nonrootctl_needs_command" -s h -l help -d 'Print help'
 complete -c nonrootctl -n "__fish_nonrootctl_needs_command" -s V -l version -d 'Print version'
@@ -39,14 +39,14 @@ complete -c nonrootctl -n "__fish_nonrootctl_needs_command" -f -a "volumes" -d '
 complete -c nonrootctl -n "__fish_nonrootctl_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand status" -l timeout -d 'Give up waiting for the daemon after this long' -r
 complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand status" -l config -d 'Main config file; drop-ins are read from nonrootd.d/ beside it [default: /etc/nonrootd/nonrootd.toml]. With it, `apply` works in-process instead of asking the daemon' -r -F
-complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand status" -l state-dir -d 'Where nonrootd records what it granted [default: $STATE_DIRECTORY or /var/lib/nonrootd]' -r -F
+complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand status" -l state-dir -d 'Where nonrootd records what it granted [default: $STATE_DIRECTORY or /var/lib/nonrootd]. With it, `apply` works in-process, as with --config' -r -F
 complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand status" -l json -d 'Print the status as JSON: one document with "running" (true or false) in every case'
 complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand status" -s v -l verbose -d 'Log more (-v: changes, -vv: debugging)'
 complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand status" -s h -l help -d 'Print help'
 complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand apply" -l only -d 'Comma-separated duties: docker, sockets, dmi, subids, volumes [default: docker,sockets,dmi,volumes]' -r
 complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand apply" -l timeout -d 'Give up waiting for the daemon, or in-process for apply.lock, after this long (e.g. 5s, 500ms), so a hook never hangs Docker\'s start. Through the daemon it bounds the whole call, volume walks included (a walk that outlasts it goes on in the daemon); in-process, volume walks and shadow\'s locks (at most 15 s) are not bounded by it' -r
 complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand apply" -l config -d 'Main config file; drop-ins are read from nonrootd.d/ beside it [default: /etc/nonrootd/nonrootd.toml]. With it, `apply` works in-process instead of asking the daemon' -r -F
-complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand apply" -l state-dir -d 'Where nonrootd records what it granted [default: $STATE_DIRECTORY or /var/lib/nonrootd]' -r -F
+complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand apply" -l state-dir -d 'Where nonrootd records what it granted [default: $STATE_DIRECTORY or /var/lib/nonrootd]. With it, `apply` works in-process, as with --config' -r -F
 complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand apply" -l dry-run -d 'Print what would change and change nothing'
 complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand apply" -l json -d 'Print the report as JSON'
 complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand apply" -l local -d 'Apply in-process without touching the bus (Docker\'s ExecStartPost= hook: docker.socket starts before the bus at boot)'
@@ -54,22 +54,22 @@ complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand apply" -s v -l ver
 complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand apply" -s h -l help -d 'Print help'
 complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand reload" -l timeout -d 'Give up waiting for the daemon after this long' -r
 complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand reload" -l config -d 'Main config file; drop-ins are read from nonrootd.d/ beside it [default: /etc/nonrootd/nonrootd.toml]. With it, `apply` works in-process instead of asking the daemon' -r -F
-complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand reload" -l state-dir -d 'Where nonrootd records what it granted [default: $STATE_DIRECTORY or /var/lib/nonrootd]' -r -F
+complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand reload" -l state-dir -d 'Where nonrootd records what it granted [default: $STATE_DIRECTORY or /var/lib/nonrootd]. With it, `apply` works in-process, as with --config' -r -F
 complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand reload" -s v -l verbose -d 'Log more (-v: changes, -vv: debugging)'
 complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand reload" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand check-config" -l unit-dir -d 'Where to look for nonrootd.service and its drop-ins, lowest priority first [default: /lib/systemd/system /usr/lib/systemd/system /run/systemd/system /etc/systemd/system]' -r -F
 complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand check-config" -l config -d 'Main config file; drop-ins are read from nonrootd.d/ beside it [default: /etc/nonrootd/nonrootd.toml]. With it, `apply` works in-process instead of asking the daemon' -r -F
-complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand check-config" -l state-dir -d 'Where nonrootd records what it granted [default: $STATE_DIRECTORY or /var/lib/nonrootd]' -r -F
+complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand check-config" -l state-dir -d 'Where nonrootd records what it granted [default: $STATE_DIRECTORY or /var/lib/nonrootd]. With it, `apply` works in-process, as with --config' -r -F
 complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand check-config" -s v -l verbose -d 'Log more (-v: changes, -vv: debugging)'
 complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand check-config" -s h -l help -d 'Print help'
 complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand revoke" -l timeout -d 'Give up waiting for another apply after this long' -r
 complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand revoke" -l config -d 'Main config file; drop-ins are read from nonrootd.d/ beside it [default: /etc/nonrootd/nonrootd.toml]. With it, `apply` works in-process instead of asking the daemon' -r -F
-complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand revoke" -l state-dir -d 'Where nonrootd records what it granted [default: $STATE_DIRECTORY or /var/lib/nonrootd]' -r -F
+complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand revoke" -l state-dir -d 'Where nonrootd records what it granted [default: $STATE_DIRECTORY or /var/lib/nonrootd]. With it, `apply` works in-process, as with --config' -r -F
 complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand revoke" -l json -d 'Print the report as JSON'
 complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand revoke" -s v -l verbose -d 'Log more (-v: changes, -vv: debugging)'
 complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand revoke" -s h -l help -d 'Print help'
 complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand subids; and not __fish_seen_subcommand_from allocate release list check help" -l config -d 'Main config file; drop-ins are read from nonrootd.d/ beside it [default: /etc/nonrootd/nonrootd.toml]. With it, `apply` works in-process instead of asking the daemon' -r -F
-complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand subids; and not __fish_seen_subcommand_from allocate release list check help" -l state-dir -d 'Where nonrootd records what it granted [default: $STATE_DIRECTORY or /var/lib/nonrootd]' -r -F
+complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand subids; and not __fish_seen_subcommand_from allocate release list check help" -l state-dir -d 'Where nonrootd records what it granted [default: $STATE_DIRECTORY or /var/lib/nonrootd]. With it, `apply` works in-process, as with --config' -r -F
 complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand subids; and not __fish_seen_subcommand_from allocate release list check help" -s v -l verbose -d 'Log more (-v: changes, -vv: debugging)'
 complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand subids; and not __fish_seen_subcommand_from allocate release list check help" -s h -l help -d 'Print help'
 complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand subids; and not __fish_seen_subcommand_from allocate release list check help" -f -a "allocate" -d 'Give each NAME (a user name or numeric uid) a range in both files, all in one write (or none when one is refused); prints NAME START COUNT'
@@ -79,21 +79,21 @@ complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand subids; and not __
 complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand subids; and not __fish_seen_subcommand_from allocate release list check help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand subids; and __fish_seen_subcommand_from allocate" -l count -d 'Ids wanted (default: the tenant\'s count in the config, else [subids] count)' -r
 complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand subids; and __fish_seen_subcommand_from allocate" -l config -d 'Main config file; drop-ins are read from nonrootd.d/ beside it [default: /etc/nonrootd/nonrootd.toml]. With it, `apply` works in-process instead of asking the daemon' -r -F
-complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand subids; and __fish_seen_subcommand_from allocate" -l state-dir -d 'Where nonrootd records what it granted [default: $STATE_DIRECTORY or /var/lib/nonrootd]' -r -F
+complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand subids; and __fish_seen_subcommand_from allocate" -l state-dir -d 'Where nonrootd records what it granted [default: $STATE_DIRECTORY or /var/lib/nonrootd]. With it, `apply` works in-process, as with --config' -r -F
 complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand subids; and __fish_seen_subcommand_from allocate" -l grow -d 'Add a second range when NAME owns fewer ids than asked'
 complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand subids; and __fish_seen_subcommand_from allocate" -s v -l verbose -d 'Log more (-v: changes, -vv: debugging)'
 complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand subids; and __fish_seen_subcommand_from allocate" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand subids; and __fish_seen_subcommand_from release" -l config -d 'Main config file; drop-ins are read from nonrootd.d/ beside it [default: /etc/nonrootd/nonrootd.toml]. With it, `apply` works in-process instead of asking the daemon' -r -F
-complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand subids; and __fish_seen_subcommand_from release" -l state-dir -d 'Where nonrootd records what it granted [default: $STATE_DIRECTORY or /var/lib/nonrootd]' -r -F
+complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand subids; and __fish_seen_subcommand_from release" -l state-dir -d 'Where nonrootd records what it granted [default: $STATE_DIRECTORY or /var/lib/nonrootd]. With it, `apply` works in-process, as with --config' -r -F
 complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand subids; and __fish_seen_subcommand_from release" -s v -l verbose -d 'Log more (-v: changes, -vv: debugging)'
 complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand subids; and __fish_seen_subcommand_from release" -s h -l help -d 'Print help'
 complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand subids; and __fish_seen_subcommand_from list" -l config -d 'Main config file; drop-ins are read from nonrootd.d/ beside it [default: /etc/nonrootd/nonrootd.toml]. With it, `apply` works in-process instead of asking the daemon' -r -F
-complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand subids; and __fish_seen_subcommand_from list" -l state-dir -d 'Where nonrootd records what it granted [default: $STATE_DIRECTORY or /var/lib/nonrootd]' -r -F
+complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand subids; and __fish_seen_subcommand_from list" -l state-dir -d 'Where nonrootd records what it granted [default: $STATE_DIRECTORY or /var/lib/nonrootd]. With it, `apply` works in-process, as with --config' -r -F
 complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand subids; and __fish_seen_subcommand_from list" -l json -d 'Print the ranges as JSON'
 complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand subids; and __fish_seen_subcommand_from list" -s v -l verbose -d 'Log more (-v: changes, -vv: debugging)'
 complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand subids; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help'
 complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand subids; and __fish_seen_subcommand_from check" -l config -d 'Main config file; drop-ins are read from nonrootd.d/ beside it [default: /etc/nonrootd/nonrootd.toml]. With it, `apply` works in-process instead of asking the daemon' -r -F
-complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand subids; and __fish_seen_subcommand_from check" -l state-dir -d 'Where nonrootd records what it granted [default: $STATE_DIRECTORY or /var/lib/nonrootd]' -r -F
+complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand subids; and __fish_seen_subcommand_from check" -l state-dir -d 'Where nonrootd records what it granted [default: $STATE_DIRECTORY or /var/lib/nonrootd]. With it, `apply` works in-process, as with --config' -r -F
 complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand subids; and __fish_seen_subcommand_from check" -s v -l verbose -d 'Log more (-v: changes, -vv: debugging)'
 complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand subids; and __fish_seen_subcommand_from check" -s h -l help -d 'Print help'
 complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand subids; and __fish_seen_subcommand_from help" -f -a "allocate" -d 'Give each NAME (a user name or numeric uid) a range in both files, all in one write (or none when one is refused); prints NAME START COUNT'
@@ -102,13 +102,13 @@ complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand subids; and __fish
 complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand subids; and __fish_seen_subcommand_from help" -f -a "check" -d 'Validate both files; exit 1 when anything is wrong'
 complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand subids; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand volumes; and not __fish_seen_subcommand_from check help" -l config -d 'Main config file; drop-ins are read from nonrootd.d/ beside it [default: /etc/nonrootd/nonrootd.toml]. With it, `apply` works in-process instead of asking the daemon' -r -F
-complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand volumes; and not __fish_seen_subcommand_from check help" -l state-dir -d 'Where nonrootd records what it granted [default: $STATE_DIRECTORY or /var/lib/nonrootd]' -r -F
+complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand volumes; and not __fish_seen_subcommand_from check help" -l state-dir -d 'Where nonrootd records what it granted [default: $STATE_DIRECTORY or /var/lib/nonrootd]. With it, `apply` works in-process, as with --config' -r -F
 complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand volumes; and not __fish_seen_subcommand_from check help" -s v -l verbose -d 'Log more (-v: changes, -vv: debugging)'
 complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand volumes; and not __fish_seen_subcommand_from check help" -s h -l help -d 'Print help'
 complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand volumes; and not __fish_seen_subcommand_from check help" -f -a "check" -d 'Walk every volume without changing it; count what is not owned as wanted or could not be judged (exit 1 then)'
 complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand volumes; and not __fish_seen_subcommand_from check help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand volumes; and __fish_seen_subcommand_from check" -l config -d 'Main config file; drop-ins are read from nonrootd.d/ beside it [default: /etc/nonrootd/nonrootd.toml]. With it, `apply` works in-process instead of asking the daemon' -r -F
-complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand volumes; and __fish_seen_subcommand_from check" -l state-dir -d 'Where nonrootd records what it granted [default: $STATE_DIRECTORY or /var/lib/nonrootd]' -r -F
+complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand volumes; and __fish_seen_subcommand_from check" -l state-dir -d 'Where nonrootd records what it granted [default: $STATE_DIRECTORY or /var/lib/nonrootd]. With it, `apply` works in-process, as with --config' -r -F
 complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand volumes; and __fish_seen_subcommand_from check" -s v -l verbose -d 'Log more (-v: changes, -vv: debugging)'
 complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand volumes; and __fish_seen_subcommand_from check" -s h -l help -d 'Print help'
 complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand volumes; and __fish_seen_subcommand_from help" -f -a "check" -d 'Walk every volume without changing it; count what is not owned as wanted or could not be judged (exit 1 then)'

@@ -16,7 +16,7 @@ _nonrootctl() {
     local context curcontext="$curcontext" state line
     _arguments "${_arguments_options[@]}" : \
 '--config=[Main config file; drop-ins are read from nonrootd.d/ beside it \[default\: /etc/nonrootd/nonrootd.toml\]. With it, \`apply\` works in-process instead of asking the daemon]:FILE:_files' \
-'--state-dir=[Where nonrootd records what it granted \[default\: \$STATE_DIRECTORY or /var/lib/nonrootd\]]:DIR:_files' \
+'--state-dir=[Where nonrootd records what it granted \[default\: \$STATE_DIRECTORY or /var/lib/nonrootd\]. With it, \`apply\` works in-process, as with --config]:DIR:_files' \
 '*-v[Log more (-v\: changes, -vv\: debugging)]' \
 '*--verbose[Log more (-v\: changes, -vv\: debugging)]' \
 '-h[Print help]' \
@@ -36,7 +36,7 @@ _nonrootctl() {
 _arguments "${_arguments_options[@]}" : \
 '--timeout=[Give up waiting for the daemon after this long]:DURATION:_default' \
 '--config=[Main config file; drop-ins are read from nonrootd.d/ beside it \[default\: /etc/nonrootd/nonrootd.toml\]. With it, \`apply\` works in-process instead of asking the daemon]:FILE:_files' \
-'--state-dir=[Where nonrootd records what it granted \[default\: \$STATE_DIRECTORY or /var/lib/nonrootd\]]:DIR:_files' \
+'--state-dir=[Where nonrootd records what it granted \[default\: \$STATE_DIRECTORY or /var/lib/nonrootd\]. With it, \`apply\` works in-process, as with --config]:DIR:_files' \
 '--json[Print the status as JSON\: one document with "running" (true or false) in every case]' \
 '*-v[Log more (-v\: changes, -vv\: debugging)]' \
 '*--verbose[Log more (-v\: changes, -vv\: debugging)]' \
@@ -49,7 +49,7 @@ _arguments "${_arguments_options[@]}" : \
 '--only=[Comma-separated duties\: docker, sockets, dmi, subids, volumes \[default\: docker,sockets,dmi,volumes\]]:LIST:_default' \
 '--timeout=[Give up waiting for the daemon, or in-process for apply.lock, after this long (e.g. 5s, 500ms), so a hook never hangs Docker'\''s start. Through the daemon it bounds the whole call, volume walks included (a walk that outlasts it goes on in the daemon); in-process, volume walks and shadow'\''s locks (at most 15 s) are not bounded by it]:DURATION:_default' \
 '--config=[Main config file; drop-ins are read from nonrootd.d/ beside it \[default\: /etc/nonrootd/nonrootd.toml\]. With it, \`apply\` works in-process instead of asking the daemon]:FILE:_files' \
-'--state-dir=[Where nonrootd records what it granted \[default\: \$STATE_DIRECTORY or /var/lib/nonrootd\]]:DIR:_files' \
+'--state-dir=[Where nonrootd records what it granted \[default\: \$STATE_DIRECTORY or /var/lib/nonrootd\]. With it, \`apply\` works in-process, as with --config]:DIR:_files' \
 '--dry-run[Print what would change and change nothing]' \
 '--json[Print the report as JSON]' \
 '--local[Apply in-process without touching the bus (Docker'\''s ExecStartPost= hook\: docker.socket starts before the bus at boot)]' \
@@ -63,7 +63,7 @@ _arguments "${_arguments_options[@]}" : \
 _arguments "${_arguments_options[@]}" : \
 '--timeout=[Give up waiting for the daemon after this long]:DURATION:_default' \
 '--config=[Main config file; drop-ins are read from nonrootd.d/ beside it \[default\: /etc/nonrootd/nonrootd.toml\]. With it, \`apply\` works in-process instead of asking the daemon]:FILE:_files' \
-'--state-dir=[Where nonrootd records what it granted \[default\: \$STATE_DIRECTORY or /var/lib/nonrootd\]]:DIR:_files' \
+'--state-dir=[Where nonrootd records what it granted \[default\: \$STATE_DIRECTORY or /var/lib/nonrootd\]. With it, \`apply\` works in-process, as with --config]:DIR:_files' \
 '*-v[Log more (-v\: changes, -vv\: debugging)]' \
 '*--verbose[Log more (-v\: changes, -vv\: debugging)]' \
 '-h[Print help (see more with '\''--help'\'')]' \
@@ -74,7 +74,7 @@ _arguments "${_arguments_options[@]}" : \
 _arguments "${_arguments_options[@]}" : \
 '*--unit-dir=[Where to look for nonrootd.service and its drop-ins, lowest priority first \[default\: /lib/systemd/system /usr/lib/systemd/system /run/systemd/system /etc/systemd/system\]]:DIR:_files' \
 '--config=[Main config file; drop-ins are read from nonrootd.d/ beside it \[default\: /etc/nonrootd/nonrootd.toml\]. With it, \`apply\` works in-process instead of asking the daemon]:FILE:_files' \
-'--state-dir=[Where nonrootd records what it granted \[default\: \$STATE_DIRECTORY or /var/lib/nonrootd\]]:DIR:_files' \
+'--state-dir=[Where nonrootd records what it granted \[default\: \$STATE_DIRECTORY or /var/lib/nonrootd\]. With it, \`apply\` works in-process, as with --config]:DIR:_files' \
 '*-v[Log more (-v\: changes, -vv\: debugging)]' \
 '*--verbose[Log more (-v\: changes, -vv\: debugging)]' \
 '-h[Print help]' \
@@ -85,7 +85,7 @@ _arguments "${_arguments_options[@]}" : \
 _arguments "${_arguments_options[@]}" : \
 '--timeout=[Give up waiting for another apply after this long]:DURATION:_default' \
 '--config=[Main config file; drop-ins are read from nonrootd.d/ beside it \[default\: /etc/nonrootd/nonrootd.toml\]. With it, \`apply\` works in-process instead of asking the daemon]:FILE:_files' \
-'--state-dir=[Where nonrootd records what it granted \[default\: \$STATE_DIRECTORY or /var/lib/nonrootd\]]:DIR:_files' \
+'--state-dir=[Where nonrootd records what it granted \[default\: \$STATE_DIRECTORY or /var/lib/nonrootd\]. With it, \`apply\` works in-process, as with --config]:DIR:_files' \
 '--json[Print the report as JSON]' \
 '*-v[Log more (-v\: changes, -vv\: debugging)]' \
 '*--verbose[Log more (-v\: changes, -vv\: debugging)]' \
@@ -96,7 +96,7 @@ _arguments "${_arguments_options[@]}" : \
 (subids)
 _arguments "${_arguments_options[@]}" : \
 '--config=[Main config file; drop-ins are read from nonrootd.d/ beside it \[default\: /etc/nonrootd/nonrootd.toml\]. With it, \`apply\` works in-process instead of asking the daemon]:FILE:_files' \
-'--state-dir=[Where nonrootd records what it granted \[default\: \$STATE_DIRECTORY or /var/lib/nonrootd\]]:DIR:_files' \
+'--state-dir=[Where nonrootd records what it granted \[default\: \$STATE_DIRECTORY or /var/lib/nonrootd\]. With it, \`apply\` works in-process, as with --config]:DIR:_files' \
 '*-v[Log more (-v\: changes, -vv\: debugging)]' \
 '*--verbose[Log more (-v\: changes, -vv\: debugging)]' \
 '-h[Print help]' \
@@ -115,7 +115,7 @@ _arguments "${_arguments_options[@]}" : \
 _arguments "${_arguments_options[@]}" : \
 '--count=[Ids wanted (default\: the tenant'\''s count in the config, else \[subids\] count)]:COUNT:_default' \
 '--config=[Main config file; drop-ins are read from nonrootd.d/ beside it \[default\: /etc/nonrootd/nonrootd.toml\]. With it, \`apply\` works in-process instead of asking the daemon]:FILE:_files' \
-'--state-dir=[Where nonrootd records what it granted \[default\: \$STATE_DIRECTORY or /var/lib/nonrootd\]]:DIR:_files' \
+'--state-dir=[Where nonrootd records what it granted \[default\: \$STATE_DIRECTORY or /var/lib/nonrootd\]. With it, \`apply\` works in-process, as with --config]:DIR:_files' \
 '--grow[Add a second range when NAME owns fewer ids than asked]' \
 '*-v[Log more (-v\: changes, -vv\: debugging)]' \
 '*--verbose[Log more (-v\: changes, -vv\: debugging)]' \
@@ -127,7 +127,7 @@ _arguments "${_arguments_options[@]}" : \
 (release)
 _arguments "${_arguments_options[@]}" : \
 '--config=[Main config file; drop-ins are read from nonrootd.d/ beside it \[default\: /etc/nonrootd/nonrootd.toml\]. With it, \`apply\` works in-process instead of asking the daemon]:FILE:_files' \
-'--state-dir=[Where nonrootd records what it granted \[default\: \$STATE_DIRECTORY or /var/lib/nonrootd\]]:DIR:_files' \
+'--state-dir=[Where nonrootd records what it granted \[default\: \$STATE_DIRECTORY or /var/lib/nonrootd\]. With it, \`apply\` works in-process, as with --config]:DIR:_files' \
 '*-v[Log more (-v\: changes, -vv\: debugging)]' \
 '*--verbose[Log more (-v\: changes, -vv\: debugging)]' \
 '-h[Print help]' \
@@ -138,7 +138,7 @@ _arguments "${_arguments_options[@]}" : \
 (list)
 _arguments "${_arguments_options[@]}" : \
 '--config=[Main config file; drop-ins are read from nonrootd.d/ beside it \[default\: /etc/nonrootd/nonrootd.toml\]. With it, \`apply\` works in-process instead of asking the daemon]:FILE:_files' \
-'--state-dir=[Where nonrootd records what it granted \[default\: \$STATE_DIRECTORY or /var/lib/nonrootd\]]:DIR:_files' \
+'--state-dir=[Where nonrootd records what it granted \[default\: \$STATE_DIRECTORY or /var/lib/nonrootd\]. With it, \`apply\` works in-process, as with --config]:DIR:_files' \
 '--json[Print the ranges as JSON]' \
 '*-v[Log more (-v\: changes, -vv\: debugging)]' \
 '*--verbose[Log more (-v\: changes, -vv\: debugging)]' \
@@ -149,7 +149,7 @@ _arguments "${_arguments_options[@]}" : \
 (check)
 _arguments "${_arguments_options[@]}" : \
 '--config=[Main config file; drop-ins are read from nonrootd.d/ beside it \[default\: /etc/nonrootd/nonrootd.toml\]. With it, \`apply\` works in-process instead of asking the daemon]:FILE:_files' \
-'--state-dir=[Where nonrootd records what it granted \[default\: \$STATE_DIRECTORY or /var/lib/nonrootd\]]:DIR:_files' \
+'--state-dir=[Where nonrootd records what it granted \[default\: \$STATE_DIRECTORY or /var/lib/nonrootd\]. With it, \`apply\` works in-process, as with --config]:DIR:_files' \
 '*-v[Log more (-v\: changes, -vv\: debugging)]' \
 '*--verbose[Log more (-v\: changes, -vv\: debugging)]' \
 '-h[Print help]' \
@@ -199,7 +199,7 @@ esac
 (volumes)
 _arguments "${_arguments_options[@]}" : \
 '--config=[Main config file; drop-ins are read from nonrootd.d/ beside it \[default\: /etc/nonrootd/nonrootd.toml\]. With it, \`apply\` works in-process instead of asking the daemon]:FILE:_files' \
-'--state-dir=[Where nonrootd records what it granted \[default\: \$STATE_DIRECTORY or /var/lib/nonrootd\]]:DIR:_files' \
+'--state-dir=[Where nonrootd records what it granted \[default\: \$STATE_DIRECTORY or /var/lib/nonrootd\]. With it, \`apply\` works in-process, as with --config]:DIR:_files' \
 '*-v[Log more (-v\: changes, -vv\: debugging)]' \
 '*--verbose[Log more (-v\: changes, -vv\: debugging)]' \
 '-h[Print help]' \
@@ -217,7 +217,7 @@ _arguments "${_arguments_options[@]}" : \
             (check)
 _arguments "${_arguments_options[@]}" : \
 '--config=[Main config file; drop-ins are read from nonrootd.d/ beside it \[default\: /etc/nonrootd/nonrootd.toml\]. With it, \`apply\` works in-process instead of asking the daemon]:FILE:_files' \
-'--state-dir=[Where nonrootd records what it granted \[default\: \$STATE_DIRECTORY or /var/lib/nonrootd\]]:DIR:_files' \
+'--state-dir=[Where nonrootd records what it granted \[default\: \$STATE_DIRECTORY or /var/lib/nonrootd\]. With it, \`apply\` works in-process, as with --config]:DIR:_files' \
 '*-v[Log more (-v\: changes, -vv\: debugging)]' \
 '*--verbose[Log more (-v\: changes, -vv\: debugging)]' \
 '-h[Print help]' \

@@ -238,6 +238,13 @@ fn a_broken_config_on_reload_is_refused_and_the_old_one_stays_in_force() {
     assert!(journal.contains("unknown field `acess`"), "{journal}");
     testbed.sh("systemctl restart docker.socket");
     docker_right(&testbed);
+    // Off the system bus (no dbus, or while it restarts) `systemctl reload` still reloads:
+    // nonrootctl sends the daemon SIGHUP, which systemd's $MAINPID names.
+    testbed.sh("systemctl stop dbus.socket dbus.service");
+    write_config(&testbed, &CONFIG.replace("[4321]", "[4321, 4322]"));
+    let reload = testbed.sh("systemctl reload nonrootd; journalctl -u nonrootd -o cat -n 20");
+    assert!(reload.contains("is not on the system bus"), "{reload}");
+    testbed.wait_until(LIMIT, "getfacl -cp /run/docker.sock | grep -qx 'user:4322:rw-'");
 }
 
 #[test]

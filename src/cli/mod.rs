@@ -30,7 +30,8 @@ pub struct Cli {
     /// With it, `apply` works in-process instead of asking the daemon.
     #[arg(long, global = true, value_name = "FILE")]
     config: Option<PathBuf>,
-    /// Where nonrootd records what it granted [default: $STATE_DIRECTORY or /var/lib/nonrootd].
+    /// Where nonrootd records what it granted [default: $STATE_DIRECTORY or /var/lib/nonrootd]. With
+    /// it, `apply` works in-process, as with --config.
     #[arg(long, global = true, value_name = "DIR")]
     state_dir: Option<PathBuf>,
     /// Log more (-v: changes, -vv: debugging).
@@ -52,7 +53,9 @@ enum Command {
     ///
     /// Returns once the new config is in force (or refused); the daemon applies it right
     /// after, and `nonrootctl status` shows the outcome. The daemon reads its own config:
-    /// --config and --state-dir are refused here.
+    /// --config and --state-dir are refused here. Run by systemd (`systemctl reload`) while
+    /// the daemon is off the system bus, it sends the daemon SIGHUP instead; the outcome then
+    /// shows in the daemon's journal.
     Reload(TimeoutArgs),
     /// Validate the main file and its drop-ins; exit 1 naming file, line and key of every problem,
     /// then (once there are none) every unknown user or group, then (by file, line and key) every
@@ -130,6 +133,12 @@ struct ApplyArgs {
     timeout: Duration,
 }
 
+/// Whether `apply` works in-process rather than asking the daemon: told to, a dry run, or
+/// given a config or state directory of its own (the daemon has its own).
+fn applies_here(args: &ApplyArgs, config: bool, state_dir: bool) -> bool {
+    args.local || args.dry_run || config || state_dir
+}
+
 /// The longest `--timeout`: a year. Longer ones are refused: a deadline much further away
 /// cannot be computed.
 const LONGEST_TIMEOUT: Duration = Duration::from_secs(365 * 24 * 3600);
@@ -157,7 +166,7 @@ pub fn main() -> ExitCode {
     let config_path = cli.config.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG));
     match cli.command {
         Command::Status(args) => status(&config_path, &state_dir, &args),
-        Command::Apply(args) if args.local || args.dry_run || cli.config.is_some() => {
+        Command::Apply(args) if applies_here(&args, cli.config.is_some(), cli.state_dir.is_some()) => {
             apply_local(&config_path, &state_dir, &args)
         }
         Command::Apply(args) => apply(&config_path, &state_dir, &args),
@@ -395,10 +404,18 @@ fn reload(args: &TimeoutArgs) -> ExitCode {
             println!("nonrootd reloaded its config and applies it now (see nonrootctl status)");
             ExitCode::SUCCESS
         }
-        Err(e @ CallError::NoDaemon(_)) => {
-            eprintln!("nonrootctl: {e}");
-            ExitCode::from(NOT_RUNNING)
-        }
+        Err(e @ CallError::NoDaemon(_)) => match signal_main_pid() {
+            Some(pid) => {
+                println!(
+                    "nonrootd (pid {pid}) is not on the system bus ({e}): sent it SIGHUP; its journal shows the outcome"
+                );
+                ExitCode::SUCCESS
+            }
+            None => {
+                eprintln!("nonrootctl: {e}");
+                ExitCode::from(NOT_RUNNING)
+            }
+        },
         Err(e @ (CallError::Denied(_) | CallError::TimedOut(_))) => {
             eprintln!("nonrootctl: {e}");
             ExitCode::FAILURE
@@ -408,6 +425,17 @@ fn reload(args: &TimeoutArgs) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Sends SIGHUP to `$MAINPID`, which systemd sets for `ExecReload=`, when that is nonrootd:
+/// the daemon reloads on it without the bus. Returns the pid signalled.
+fn signal_main_pid() -> Option<i32> {
+    let pid: i32 = std::env::var("MAINPID").ok()?.parse().ok().filter(|pid| *pid > 1)?;
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+    (comm.trim_end() == "nonrootd").then_some(())?;
+    let pid = nix::unistd::Pid::from_raw(pid);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGHUP).ok()?;
+    Some(pid.as_raw())
 }
 
 /// Asks the daemon to apply; applies in-process when no daemon answers.
@@ -510,6 +538,26 @@ fn summary(report: &Report) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn apply_asks_the_daemon_only_without_options_of_its_own() {
+        let here = |line: &str| {
+            let cli = Cli::try_parse_from(line.split_whitespace()).unwrap();
+            let Command::Apply(args) = &cli.command else {
+                panic!("{line}")
+            };
+            applies_here(args, cli.config.is_some(), cli.state_dir.is_some())
+        };
+        assert!(!here("nonrootctl apply --only sockets"));
+        for line in [
+            "nonrootctl apply --local",
+            "nonrootctl apply --dry-run",
+            "nonrootctl --config /x apply",
+            "nonrootctl apply --state-dir /x",
+        ] {
+            assert!(here(line), "{line}");
+        }
+    }
 
     #[test]
     fn durations() {

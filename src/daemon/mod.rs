@@ -42,6 +42,10 @@ pub fn command() -> clap::Command {
 
 /// Runs the daemon with the process's arguments.
 pub fn main() -> ExitCode {
+    // SAFETY: only a disposition is set, no handler: a SIGHUP before the loop registers its
+    // own (a reload request) is ignored instead of ending the daemon, which systemd would
+    // count as a clean exit and not restart.
+    let _ = unsafe { nix::sys::signal::signal(nix::sys::signal::Signal::SIGHUP, nix::sys::signal::SigHandler::SigIgn) };
     let cli = DaemonCli::parse();
     logging::init();
     // Before any other thread starts: they all inherit the filter.

@@ -81,13 +81,16 @@ impl Watcher {
         let signal = || MatchRule::builder().msg_type(Type::Signal);
         // Only the Unit interface's changes (ActiveState): the Service and Socket interfaces'
         // much larger ones would cost the bus and this loop work at every Docker restart.
+        // Sent by systemd alone: the bus drops anybody else's broadcasts before they queue here.
         let properties = signal()
+            .sender(SYSTEMD)
             .interface("org.freedesktop.DBus.Properties")
             .member("PropertiesChanged")
             .path_namespace("/org/freedesktop/systemd1/unit")
             .arg(0, UNIT_INTERFACE)
             .build()?;
         let jobs = signal()
+            .sender(SYSTEMD)
             .interface("org.freedesktop.systemd1.Manager")
             .member("JobRemoved")
             .build()?;

@@ -395,6 +395,10 @@ pub fn apply(config: &Config, ids: &dyn IdResolver, options: &Options<'_>) -> Re
             Outcome::Refused { reason } => {
                 warn!(MESSAGE_ID = message_id::PATH_REFUSED, duty = "volumes", path = %volume.path.display(), "refused: {reason}")
             }
+            // A reload or stop cancelled it: routine, not a failure to page anybody about.
+            Outcome::Failed { error } if options.cancel.load(Ordering::Relaxed) => {
+                info!(duty = "volumes", path = %volume.path.display(), "{error}")
+            }
             Outcome::Failed { error } => {
                 warn!(MESSAGE_ID = message_id::PATH_REFUSED, duty = "volumes", path = %volume.path.display(), "failed: {error}")
             }

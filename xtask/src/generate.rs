@@ -123,7 +123,8 @@ const NONROOTD_SECTIONS: &str = r#".SH SIGNALS
 .TP
 .B SIGHUP
 Re-read the configuration (as \fBnonrootctl reload\fR and \fBsystemctl reload
-nonrootd\fR do).
+nonrootd\fR do; the latter sends it when the daemon is not on the system bus).
+Ignored until the daemon is ready to act on it.
 An invalid configuration is refused, the error is logged and the old
 configuration stays in force.
 .TP
@@ -160,6 +161,10 @@ Below \fI/home\fR, \fI/root\fR and \fI/run/user\fR, which the unit's
 The unit's \fBPrivateTmp=yes\fR gives the daemon a \fI/tmp\fR and \fI/var/tmp\fR of its
 own: a path below them also needs \fBPrivateTmp=no\fR.
 \fBnonrootctl check\-config\fR names each such path and the drop-in it needs.
+The sandbox limits what a bug in the daemon can do, not what a compromised daemon
+can: it runs as uid 0 on the system bus, where systemd's own interface obeys root
+without asking polkit (a transient unit runs outside the sandbox), and \fI/etc\fR
+is writable for shadow's files.
 .TP
 .I /usr/lib/systemd/system/docker.service.d/nonrootd.conf
 .TQ
@@ -244,7 +249,8 @@ The daemon is not running; a local read-only inspection follows.
 const RELOAD_EXIT_STATUS: &str = r#".SH "EXIT STATUS"
 .TP
 .B 0
-The new configuration is in force.
+The new configuration is in force, or (off the bus, under systemd) the daemon was sent
+SIGHUP.
 .TP
 .B 1
 The configuration was refused (the old one stays in force; the error names
@@ -254,7 +260,8 @@ file, line and key), permission was denied, or the daemon did not answer in time
 Wrong usage.
 .TP
 .B 3
-The daemon is not running.
+The daemon is not running (or, outside \fBsystemctl reload\fR, not reachable on
+the system bus; run by systemd, \fBreload\fR then sends the daemon SIGHUP).
 "#;
 
 /// Every generated file, in memory.
