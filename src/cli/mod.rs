@@ -432,7 +432,9 @@ fn reload(args: &TimeoutArgs) -> ExitCode {
 fn signal_main_pid() -> Option<i32> {
     let pid: i32 = std::env::var("MAINPID").ok()?.parse().ok().filter(|pid| *pid > 1)?;
     let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
-    (comm.trim_end() == "nonrootd").then_some(())?;
+    if comm.trim_end() != "nonrootd" {
+        return None;
+    }
     let pid = nix::unistd::Pid::from_raw(pid);
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGHUP).ok()?;
     Some(pid.as_raw())
