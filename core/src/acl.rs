@@ -469,14 +469,20 @@ mod tests {
         assert_eq!(second.granted, first.granted);
     }
 
+    /// A socket with nonrootd's `user:4321:rw-` and an admin's `user:1000:rw-` after
+    /// `chmod 0600`: the mask is `---`, but the entries and `group::rw-` are still stored.
+    fn hidden_by_chmod_0600() -> Acl {
+        let mut acl = Acl::from_mode(0o600);
+        acl.group_obj = Perm::RW;
+        acl.mask = Some(Perm::NONE);
+        acl.named.insert(user(4321), Perm::RW);
+        acl.named.insert(user(1000), Perm::RW);
+        acl
+    }
+
     #[test]
     fn raising_the_mask_clamps_the_owning_group_and_foreign_entries() {
-        // After `chmod 0600` the mask is --- but group::rw- is still stored.
-        let mut observed = Acl::from_mode(0o600);
-        observed.group_obj = Perm::RW;
-        observed.mask = Some(Perm::NONE);
-        observed.named.insert(user(4321), Perm::RW);
-        observed.named.insert(user(1000), Perm::RW);
+        let observed = hidden_by_chmod_0600();
         let desired = grants(&[(user(4321), Perm::RW)]);
         let plan = plan_grants(&observed, &desired, &desired);
         assert!(!plan.only_adds_to(&observed), "the clamps take bits away");
@@ -492,12 +498,7 @@ mod tests {
 
     #[test]
     fn a_revocation_keeps_the_bits_the_mask_hides() {
-        // After `chmod 0600`: the owning group's and an admin's rw- are hidden, not gone.
-        let mut observed = Acl::from_mode(0o600);
-        observed.group_obj = Perm::RW;
-        observed.mask = Some(Perm::NONE);
-        observed.named.insert(user(4321), Perm::RW);
-        observed.named.insert(user(1000), Perm::RW);
+        let mut observed = hidden_by_chmod_0600();
         let previous = grants(&[(user(4321), Perm::RW)]);
         let acl = plan_grants(&observed, &Grants::new(), &previous).write.unwrap();
         assert_eq!(describe_change(&observed, &acl), "-user:4321");
