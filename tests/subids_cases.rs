@@ -635,27 +635,37 @@ fn a_released_range_is_held_as_far_as_ids_map_and_list_and_a_full_pool_say_so() 
              QUARANTINED               START      COUNT FILE    UNTIL (UTC)\n\
              acme                     100000 4294867295 subuid  {until}\n\
              $ nonrootctl subids allocate beta --count 10\n\
-             nonrootctl: tenant beta: no 10 free ids left between 100000 and 600100000 in both files: raise [subids] max or release a tenant (600000001 ids there are held back after releases for [subids] quarantine_days; nonrootctl subids list shows until when)\n\
+             nonrootctl: tenant beta: no 10 free ids left between 100000 and 600100000 in both files: raise [subids] max or release a tenant (600000001 ids there are in quarantine after releases, for [subids] quarantine_days; nonrootctl subids list shows until when)\n\
              [exit 1]\n"
         )
     );
 }
 
 #[test]
-fn a_release_after_another_tool_removed_the_lines_forgets_them() {
+fn a_release_after_another_tool_removed_the_lines_holds_the_recorded_ranges_and_forgets_them() {
     let env = TempEtc::new();
     env.write("subuid", "");
     env.write("subgid", "");
     subids::allocate(&env.settings(""), "acme", Some(1000), false).unwrap();
-    // userdel removed acme's lines; useradd later gives the name the same range again.
+    // userdel removed acme's lines: files in volumes may still be owned by its ids.
     env.write("subuid", "");
     env.write("subgid", "");
-    subids::release(&env.settings(""), "acme").unwrap();
+    let released = subids::release(&env.settings(""), "acme").unwrap();
+    assert_eq!(
+        released.to_string(),
+        "released acme 100000 1000 (subuid: its line was already gone, nonrootd's record kept it)\n\
+         released acme 100000 1000 (subgid: its line was already gone, nonrootd's record kept it)\n\
+         quarantined for 30 days\n"
+    );
+    let beta = subids::allocate(&env.settings(""), "beta", Some(1000), false).unwrap();
+    assert_eq!(beta.to_string(), "beta 101000 1000\n", "acme's ids held back");
     let record = fs::read_to_string(env.state().join("subids-managed.jsonl")).unwrap();
-    assert_eq!(record, "", "the record forgets acme");
+    assert!(!record.contains("acme"), "the record forgets acme: {record}");
+    // The name given the same range again later (by useradd) is not marked as nonrootd's.
     env.write("subuid", "acme:100000:1000\n");
     let listing = subids::list(&env.settings("")).unwrap();
     assert!(!listing.entries[0].managed, "{listing}");
+    assert_eq!(listing.quarantined.len(), 2, "{listing}");
 }
 
 /// Not a test on its own: the child of `a_record_append_that_fails_is_cut_back`, allocating
@@ -709,4 +719,25 @@ fn a_record_append_that_fails_is_cut_back() {
         String::from_utf8(before).unwrap()
     );
     assert_eq!(env.read("subuid"), "old:100000:1000\n");
+}
+
+#[test]
+fn a_quarantine_written_before_the_mappable_bound_is_read_within_it() {
+    let env = TempEtc::new();
+    env.write("subuid", "");
+    env.write("subgid", "");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    fs::create_dir_all(env.state()).unwrap();
+    fs::write(
+        env.state().join("subids-quarantine.json"),
+        format!(
+            "{{\"ranges\":[{{\"owner\":\"old\",\"kind\":\"subuid\",\"start\":4294960000,\"count\":18446744073709551615,\"released_at\":{now}}}]}}"
+        ),
+    )
+    .unwrap();
+    let listing = subids::list(&env.settings("")).unwrap();
+    assert_eq!(listing.quarantined[0].count, 7295, "{listing}");
 }

@@ -90,7 +90,7 @@ fn a_nul_byte_that_hides_lines_from_shadow_stops_allocations() {
     assert_eq!(
         refused.to_string(),
         format!(
-            "{}: line 2: a NUL byte, so shadow 4.19 and later cannot read the file (older shadow skip this line and the next): remove it first; nothing was written",
+            "{}: line 2: a NUL byte, so shadow 4.19 and later cannot read the file (older shadow read this line and the next as one): remove it first; nothing was written",
             etc.path("subuid").display()
         )
     );

@@ -211,8 +211,8 @@ pub enum Problem {
     /// No consumer reads this line; it is kept as it is. With other than three fields it
     /// makes the Go tools (Docker's userns-remap) refuse the whole file.
     Malformed { line: usize, breaks_go: bool },
-    /// A NUL byte: shadow 4.19 and later refuse the whole file, older ones this line and the
-    /// next.
+    /// A NUL byte: shadow 4.19 and later refuse the whole file, older ones read this line and
+    /// the next as one.
     Nul { line: usize },
     /// Consumers disagree about this line; it counts as taken all the same.
     Ambiguous { line: usize, why: String },
@@ -273,7 +273,7 @@ impl fmt::Display for Problem {
                 "not OWNER:START:COUNT: shadow skips it, Docker and other Go tools refuse the whole file for it (userns-remap fails): fix or remove it",
             ),
             Problem::Nul { .. } => f.write_str(
-                "a NUL byte: shadow 4.19 and later refuse the whole file, older shadow skip this line and the next: remove it",
+                "a NUL byte: shadow 4.19 and later refuse the whole file, older shadow read this line and the next as one: remove it",
             ),
             Problem::Ambiguous { why, .. } => {
                 write!(f, "{why}; counted as taken, rewrite it as OWNER:START:COUNT in decimal")
@@ -381,7 +381,10 @@ impl SubidFile {
                 entries.push(entry(&plain, ShadowReads::of_plain(plain.range), 0, true));
                 continue;
             }
-            if raw.contains(&0) {
+            // Its readings below are counted as taken; what readers make of it is the NUL's
+            // problem, reported alone.
+            let nul = raw.contains(&0);
+            if nul {
                 line_problems.push(Problem::Nul { line });
                 nul_line.get_or_insert(line);
             }
@@ -389,7 +392,7 @@ impl SubidFile {
             let (read, why) = match (shadow, go) {
                 (None, None) => {
                     let (trimmed, _) = go_trim(raw);
-                    if !trimmed.is_empty() && !trimmed.starts_with(b"#") {
+                    if !nul && !trimmed.is_empty() && !trimmed.starts_with(b"#") {
                         let breaks_go = trimmed.split(|&b| b == b':').count() != 3;
                         line_problems.push(Problem::Malformed { line, breaks_go });
                     }
@@ -434,7 +437,7 @@ impl SubidFile {
                 ),
             };
             entries.push(read);
-            if let Some(why) = why {
+            if let Some(why) = why.filter(|_| !nul) {
                 line_problems.push(Problem::Ambiguous { line, why });
             }
         }
@@ -1111,7 +1114,8 @@ pub enum AllocError {
     /// two to those.
     Unclear { kind: Kind, line: usize },
     /// Line `line` of `kind` holds a NUL byte: shadow 4.19 and later cannot read that file,
-    /// older ones this line and the next, so a range added there is not what they see.
+    /// older ones read it and the next line as one, so a range added there is not what they
+    /// see.
     Nul { kind: Kind, line: usize },
     /// No free run of `count` ids between min and max.
     Full { count: u64, limits: Limits },
@@ -2007,6 +2011,14 @@ mod tests {
     }
 
     #[test]
+    fn go_trim_stops_at_a_byte_that_is_not_utf8() {
+        assert_eq!(go_trim(b" \xffa \x0b"), (&b"\xffa"[..], 1));
+        assert_eq!(go_trim(b"\xc2\xa0a:1:2\xff \xc2\xa0"), (&b"a:1:2\xff"[..], 2));
+        assert_eq!(go_trim(b"  \xff  "), (&b"\xff"[..], 2));
+        assert_eq!(go_trim("\u{3000}".as_bytes()), (&b""[..], 3));
+    }
+
+    #[test]
     fn a_nul_byte_is_reported_and_stops_allocations_in_its_file() {
         let (uid, gid, t) = (
             file("a:100000:5\nb:200000:5\0x\nc:300000:5\n"),
@@ -2017,10 +2029,12 @@ mod tests {
         assert_eq!(
             problems,
             [
-                "2: a NUL byte: shadow 4.19 and later refuse the whole file, older shadow skip this line and the next: remove it",
-                "2: shadow reads this line, Go tools reject it (hex, a sign or spaces); counted as taken, rewrite it as OWNER:START:COUNT in decimal",
+                "2: a NUL byte: shadow 4.19 and later refuse the whole file, older shadow read this line and the next as one: remove it",
             ]
         );
+        // Alone: what readers make of the rest of the line is the NUL's problem.
+        let malformed: Vec<String> = file("x\0y\n").check().iter().map(|p| p.to_string()).collect();
+        assert_eq!(malformed.len(), 1, "{malformed:?}");
         let want = AllocError::Nul {
             kind: Kind::Subuid,
             line: 2,

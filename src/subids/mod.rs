@@ -360,7 +360,6 @@ impl SubidsError {
                 | SubidsError::TooSmall { .. }
                 | SubidsError::Full { .. }
                 | SubidsError::Unclear { .. }
-                | SubidsError::Nul { .. }
         )
     }
 }
@@ -412,7 +411,7 @@ impl fmt::Display for SubidsError {
                     if *held > 0 {
                         write!(
                             f,
-                            " ({held} ids there are held back after releases for [subids] quarantine_days; nonrootctl subids list shows until when)"
+                            " ({held} ids there are in quarantine after releases, for [subids] quarantine_days; nonrootctl subids list shows until when)"
                         )?;
                     }
                     Ok(())
@@ -425,7 +424,7 @@ impl fmt::Display for SubidsError {
             ),
             SubidsError::Nul { file, line } => write!(
                 f,
-                "{}: line {line}: a NUL byte, so shadow 4.19 and later cannot read the file (older shadow skip this line and the next): remove it first; nothing was written",
+                "{}: line {line}: a NUL byte, so shadow 4.19 and later cannot read the file (older shadow read this line and the next as one): remove it first; nothing was written",
                 file.display()
             ),
             SubidsError::Locked { path, holder } => {
@@ -537,13 +536,22 @@ pub struct Listed {
 pub struct Released {
     pub tenant: String,
     pub removed: Vec<Listed>,
+    /// Ranges only nonrootd's record still held: another tool (userdel) removed their lines.
+    pub from_record: Vec<(Kind, Range)>,
     pub quarantine_days: u32,
 }
 
 impl fmt::Display for Released {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.removed.is_empty() {
+        if self.removed.is_empty() && self.from_record.is_empty() {
             return writeln!(f, "{}: owns no ranges, nothing released", self.tenant);
+        }
+        for (kind, r) in &self.from_record {
+            writeln!(
+                f,
+                "released {} {} {} ({kind}: its line was already gone, nonrootd's record kept it)",
+                self.tenant, r.start, r.count
+            )?;
         }
         for r in &self.removed {
             writeln!(
@@ -744,7 +752,8 @@ fn allocate_tenants(
         .ranges
         .iter()
         .filter(|q| q.active(now, settings.quarantine_days))
-        .map(Quarantined::range)
+        // Held back before releases kept only what a namespace can map: the same bound.
+        .map(|q| rules::mappable(q.range()))
         .collect();
     let mut added = Vec::new();
     let mut results = Vec::with_capacity(wanted.len());
@@ -842,31 +851,40 @@ pub fn release(settings: &Settings, tenant: &str) -> Result<Released, SubidsErro
         removed.extend(entries.into_iter().map(|e| (kind, listed(&file, path, e))));
         rewrites.push((path, bytes, meta));
     }
-    let released = Released {
-        tenant: tenant.owner().to_string(),
-        removed: removed.iter().map(|(_, listed)| listed.clone()).collect(),
-        quarantine_days: settings.quarantine_days,
-    };
     // Both state files are read before anything is written: one that cannot be read fails
     // the release with nothing changed.
     let mut managed: Vec<ManagedRange> = files::read_lines(&settings.managed_path())?;
-    if removed.is_empty() {
-        // Lines removed by another tool (userdel) leave the record's behind: it would mark a
-        // range given to the same name later as nonrootd's.
-        if managed.iter().any(|m| tenant.owns(&m.owner)) {
-            managed.retain(|m| !tenant.owns(&m.owner));
-            files::write_lines(&settings.managed_path(), &managed)?;
-        }
+    // Lines another tool removed (userdel) leave the record's: their ids may still own files,
+    // so they are held back as if released here, and the record forgets them (it would mark a
+    // range given to the same name later as nonrootd's).
+    let from_record: Vec<(Kind, Range)> = if removed.is_empty() {
+        let recorded = managed.iter().filter(|m| tenant.owns(&m.owner));
+        recorded.map(|m| (m.kind, Range::new(m.start, m.count))).collect()
+    } else {
+        Vec::new()
+    };
+    let released = Released {
+        tenant: tenant.owner().to_string(),
+        removed: removed.iter().map(|(_, listed)| listed.clone()).collect(),
+        from_record: from_record.clone(),
+        quarantine_days: settings.quarantine_days,
+    };
+    if removed.is_empty() && from_record.is_empty() {
         return Ok(released);
     }
     // Quarantine first: a crash then holds back ranges that may still be in the files.
     let now = now();
     let mut quarantine: QuarantineState = files::read_state(&settings.quarantine_path())?;
     quarantine.ranges.retain(|q| q.active(now, settings.quarantine_days));
-    quarantine.ranges.extend(removed.into_iter().filter_map(|(kind, e)| {
-        let held = rules::mappable(Range::new(e.start, e.count));
+    let owner = tenant.owner();
+    let held = removed
+        .into_iter()
+        .map(|(kind, e)| (e.owner, kind, Range::new(e.start, e.count)));
+    let held = held.chain(from_record.into_iter().map(|(kind, r)| (owner.to_string(), kind, r)));
+    quarantine.ranges.extend(held.filter_map(|(owner, kind, range)| {
+        let held = rules::mappable(range);
         (held.count > 0).then_some(Quarantined {
-            owner: e.owner,
+            owner,
             kind,
             start: held.start,
             count: held.count,
@@ -878,8 +896,10 @@ pub fn release(settings: &Settings, tenant: &str) -> Result<Released, SubidsErro
         .iter()
         .map(|(path, bytes, meta)| (*path, bytes.as_slice(), meta.as_ref()))
         .collect();
-    files::replace_all(&replacements)?;
-    settings.sync_dirs()?;
+    if !replacements.is_empty() {
+        files::replace_all(&replacements)?;
+        settings.sync_dirs()?;
+    }
     let before = managed.len();
     managed.retain(|m| !tenant.owns(&m.owner));
     if managed.len() != before {
@@ -918,10 +938,10 @@ pub fn list(settings: &Settings) -> Result<Listing, SubidsError> {
         .filter(|q| q.active(now, days))
         .map(|q| Held {
             until: q.until(days),
+            count: rules::mappable(q.range()).count,
             owner: q.owner,
             kind: q.kind,
             start: q.start,
-            count: q.count,
             released_at: q.released_at,
         })
         .collect();
