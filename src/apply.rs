@@ -408,7 +408,7 @@ impl<H: Host> Engine<'_, H> {
                 return not_applied(Outcome::Failed { error });
             }
         };
-        if after_event && observed.awaits_its_mode() {
+        if after_event && observed.awaits_its_mode(previous) {
             return not_applied(Outcome::Missing);
         }
         let plan = plan_grants(&observed, desired, previous);

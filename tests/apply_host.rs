@@ -347,6 +347,21 @@ fn a_socket_bound_at_mode_0000_below_a_default_acl_is_granted_after_its_chmod() 
 }
 
 #[test]
+fn a_granted_socket_chmodded_0000_is_repaired_at_its_event() {
+    let scratch = Scratch::tmpfs();
+    let state = scratch.mkdir("state", 0o700);
+    let sock = scratch.join("docker.sock");
+    let _listener = listen(&sock, 0o660);
+    let config = config(&socket_config(&sock, "4321"));
+    apply(&config, &state);
+    chmod(&sock, 0o000);
+    assert!(!can_connect_as(4321, 4321, &[], &sock));
+    // Not a new socket awaiting its creator's chmod: nonrootd's own entry is on it.
+    assert_eq!(labels(&apply_after_event(&config, &state, &sock)), ["changed"]);
+    assert!(can_connect_as(4321, 4321, &[], &sock));
+}
+
+#[test]
 fn a_spelling_of_a_socket_dropped_from_the_config_leaves_the_other_granted() {
     let scratch = Scratch::tmpfs();
     let state = scratch.mkdir("state", 0o700);

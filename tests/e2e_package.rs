@@ -245,6 +245,11 @@ fn a_broken_config_on_reload_is_refused_and_the_old_one_stays_in_force() {
     let reload = testbed.sh("systemctl reload nonrootd; journalctl -u nonrootd -o cat -n 20");
     assert!(reload.contains("is not on the system bus"), "{reload}");
     testbed.wait_until(LIMIT, "getfacl -cp /run/docker.sock | grep -qx 'user:4322:rw-'");
+    // A broken config is refused there too, as over the bus.
+    write_config(&testbed, &format!("{CONFIG}acess = \"rw\"\n"));
+    let refused = testbed.try_sh("systemctl reload nonrootd");
+    assert!(!refused.status.success(), "a broken config was accepted off the bus");
+    testbed.sh("systemctl is-active nonrootd");
 }
 
 #[test]

@@ -133,14 +133,20 @@ impl Acl {
         }
     }
 
-    /// Mode 0000 as `stat` shows it (owner, mask or else owning group, other), whatever the
-    /// entries a default ACL of its directory gave it: a socket whose creator has yet to give
-    /// it its mode. Go's listeners (dockerd's, containerd's) create sockets with umask 0777,
-    /// then chown and chmod them. A grant written before that chmod would cut the owning group
-    /// and the inherited entries down to the mask `---` for good: a chmod of a file with an
-    /// ACL sets only the mask.
-    pub fn awaits_its_mode(&self) -> bool {
-        self.user_obj.is_empty() && self.other.is_empty() && self.mask.unwrap_or(self.group_obj).is_empty()
+    /// Mode 0000 as `stat` shows it (owner, mask or else owning group, other), with entries a
+    /// default ACL of its directory gave it or none, but none holding what nonrootd granted
+    /// (`ours`: then it is a granted socket someone chmodded 0000, to repair at once): a socket
+    /// whose creator has yet to give it its mode. Go's listeners (dockerd's, containerd's)
+    /// create sockets with umask 0777, then chown and chmod them. A grant written before that
+    /// chmod would cut the owning group and the inherited entries down to the mask `---` for
+    /// good: a chmod of a file with an ACL sets only the mask.
+    pub fn awaits_its_mode(&self, ours: &Grants) -> bool {
+        let mode_0000 =
+            self.user_obj.is_empty() && self.other.is_empty() && self.mask.unwrap_or(self.group_obj).is_empty();
+        let granted = ours
+            .iter()
+            .any(|(who, bits)| !bits.is_empty() && self.named.get(who).is_some_and(|p| p.contains(*bits)));
+        mode_0000 && !granted
     }
 
     /// What a named entry really allows: its bits limited by the mask.
@@ -516,17 +522,22 @@ mod tests {
 
     #[test]
     fn a_socket_at_mode_0000_awaits_its_mode_with_inherited_entries_too() {
-        assert!(Acl::from_mode(0).awaits_its_mode());
+        let ours = grants(&[(user(4321), Perm::RW)]);
+        assert!(Acl::from_mode(0).awaits_its_mode(&ours));
         // Bound with umask 0777 below a default ACL: the entries are kept, the mask is ---.
         let mut inherited = Acl::from_mode(0);
         inherited.group_obj = Perm(5);
         inherited.mask = Some(Perm::NONE);
         inherited.named.insert(user(1000), Perm::RW);
-        assert!(inherited.awaits_its_mode());
+        assert!(inherited.awaits_its_mode(&ours));
+        // A socket nonrootd granted, then chmodded 0000: repaired at once.
+        let mut granted = inherited.clone();
+        granted.named.insert(user(4321), Perm::RW);
+        assert!(!granted.awaits_its_mode(&ours));
         inherited.mask = Some(Perm::RW);
-        assert!(!inherited.awaits_its_mode(), "chmod 0060 gave it a mode");
-        assert!(!Acl::from_mode(0o600).awaits_its_mode());
-        assert!(!Acl::from_mode(0o001).awaits_its_mode());
+        assert!(!inherited.awaits_its_mode(&ours), "chmod 0060 gave it a mode");
+        assert!(!Acl::from_mode(0o600).awaits_its_mode(&ours));
+        assert!(!Acl::from_mode(0o001).awaits_its_mode(&ours));
     }
 
     #[test]

@@ -404,14 +404,9 @@ fn reload(args: &TimeoutArgs) -> ExitCode {
             println!("nonrootd reloaded its config and applies it now (see nonrootctl status)");
             ExitCode::SUCCESS
         }
-        Err(e @ CallError::NoDaemon(_)) => match signal_main_pid() {
-            Some(pid) => {
-                println!(
-                    "nonrootd (pid {pid}) is not on the system bus ({e}): sent it SIGHUP; its journal shows the outcome"
-                );
-                ExitCode::SUCCESS
-            }
-            None => {
+        Err(e @ CallError::NoDaemon(_)) => match (main_pid_of_nonrootd(), &e) {
+            (Some(pid), CallError::NoDaemon(why)) => reload_by_signal(pid, why),
+            _ => {
                 eprintln!("nonrootctl: {e}");
                 ExitCode::from(NOT_RUNNING)
             }
@@ -427,17 +422,35 @@ fn reload(args: &TimeoutArgs) -> ExitCode {
     }
 }
 
-/// Sends SIGHUP to `$MAINPID`, which systemd sets for `ExecReload=`, when that is nonrootd:
-/// the daemon reloads on it without the bus. Returns the pid signalled.
-fn signal_main_pid() -> Option<i32> {
+/// `$MAINPID`, which systemd sets for `ExecReload=`, when that is nonrootd.
+fn main_pid_of_nonrootd() -> Option<nix::unistd::Pid> {
     let pid: i32 = std::env::var("MAINPID").ok()?.parse().ok().filter(|pid| *pid > 1)?;
     let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
-    if comm.trim_end() != "nonrootd" {
-        return None;
+    (comm.trim_end() == "nonrootd").then(|| nix::unistd::Pid::from_raw(pid))
+}
+
+/// The daemon (`pid`) is off the system bus (`why`): its config is checked here, as
+/// `Reload()` would (a broken one is refused, exit 1), then the daemon is sent SIGHUP, on which
+/// it reloads.
+fn reload_by_signal(pid: nix::unistd::Pid, why: &str) -> ExitCode {
+    if let Err(errors) = config_file::load(std::path::Path::new(DEFAULT_CONFIG)) {
+        for error in errors {
+            eprintln!("nonrootctl: reload refused: {error}");
+        }
+        return ExitCode::FAILURE;
     }
-    let pid = nix::unistd::Pid::from_raw(pid);
-    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGHUP).ok()?;
-    Some(pid.as_raw())
+    match nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGHUP) {
+        Ok(()) => {
+            println!(
+                "nonrootd (pid {pid}) is not on the system bus ({why}): sent it SIGHUP; it reloads its config, and its journal shows the outcome"
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("nonrootctl: nonrootd (pid {pid}) is not on the system bus ({why}), and SIGHUP failed: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// Asks the daemon to apply; applies in-process when no daemon answers.

@@ -380,12 +380,13 @@ pub fn apply(config: &Config, ids: &dyn IdResolver, options: &Options<'_>) -> Re
             continue;
         }
         let started = Instant::now();
-        let (desired, outcome) = match walk_volume(volume, config, ids, options) {
+        let (desired, outcome, cancelled_cleanly) = match walk_volume(volume, config, ids, options) {
             Ok(walked) => {
                 let outcome = rules::outcome(&walked.summary, walked.mode_change, options.check_only);
-                (walked.desired, outcome)
+                let cancelled_cleanly = walked.summary.cancelled && walked.summary.failed == 0;
+                (walked.desired, outcome, cancelled_cleanly)
             }
-            Err(not) => (not.desired, not.outcome),
+            Err(not) => (not.desired, not.outcome, false),
         };
         let took = started.elapsed().as_secs_f64();
         match &outcome {
@@ -395,8 +396,9 @@ pub fn apply(config: &Config, ids: &dyn IdResolver, options: &Options<'_>) -> Re
             Outcome::Refused { reason } => {
                 warn!(MESSAGE_ID = message_id::PATH_REFUSED, duty = "volumes", path = %volume.path.display(), "refused: {reason}")
             }
-            // A reload or stop cancelled it: routine, not a failure to page anybody about.
-            Outcome::Failed { error } if options.cancel.load(Ordering::Relaxed) => {
+            // A reload or stop cancelled it, and nothing failed: routine, not a failure to page
+            // anybody about.
+            Outcome::Failed { error } if cancelled_cleanly => {
                 info!(duty = "volumes", path = %volume.path.display(), "{error}")
             }
             Outcome::Failed { error } => {
