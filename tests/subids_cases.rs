@@ -741,3 +741,17 @@ fn a_quarantine_written_before_the_mappable_bound_is_read_within_it() {
     let listing = subids::list(&env.settings("")).unwrap();
     assert_eq!(listing.quarantined[0].count, 7295, "{listing}");
 }
+
+#[test]
+fn a_release_holds_back_what_the_go_tools_read_of_an_octal_line_too() {
+    let env = TempEtc::new();
+    // shadow reads ids 65536…131071, Docker 200000…265535.
+    env.write("subuid", "acme:0200000:65536\n");
+    env.write("subgid", "");
+    subids::release(&env.settings(""), "acme").unwrap();
+    let listing = subids::list(&env.settings("")).unwrap();
+    let held: Vec<(u64, u64)> = listing.quarantined.iter().map(|q| (q.start, q.count)).collect();
+    assert_eq!(held, [(65536, 65536), (200_000, 65536)], "{listing}");
+    let beta = subids::allocate(&env.settings(""), "beta", Some(100_000), false).unwrap();
+    assert_eq!(beta.to_string(), "beta 265536 100000\n");
+}

@@ -841,12 +841,18 @@ pub fn release(settings: &Settings, tenant: &str) -> Result<Released, SubidsErro
     settings.check_dirs()?;
     let _locks = settings.lock()?;
     let mut removed = Vec::new();
+    // The Go tools' reading of a removed line where it differs (octal): ids Docker mapped.
+    let mut second_readings = Vec::new();
     let mut rewrites = Vec::new();
     for (kind, (file, meta)) in [Kind::Subuid, Kind::Subgid].into_iter().zip(settings.read_both()?) {
         let path = settings.path(kind);
         let (bytes, entries) = file.without(&tenant);
         if entries.is_empty() {
             continue;
+        }
+        for e in &entries {
+            let of_line = file.second_readings.iter().filter(|s| s.line == e.line());
+            second_readings.extend(of_line.map(|s| (file.owner(e).into_owned(), kind, s.range)));
         }
         removed.extend(entries.into_iter().map(|e| (kind, listed(&file, path, e))));
         rewrites.push((path, bytes, meta));
@@ -880,7 +886,9 @@ pub fn release(settings: &Settings, tenant: &str) -> Result<Released, SubidsErro
     let held = removed
         .into_iter()
         .map(|(kind, e)| (e.owner, kind, Range::new(e.start, e.count)));
-    let held = held.chain(from_record.into_iter().map(|(kind, r)| (owner.to_string(), kind, r)));
+    let held = held
+        .chain(second_readings)
+        .chain(from_record.into_iter().map(|(kind, r)| (owner.to_string(), kind, r)));
     quarantine.ranges.extend(held.filter_map(|(owner, kind, range)| {
         let held = rules::mappable(range);
         (held.count > 0).then_some(Quarantined {
