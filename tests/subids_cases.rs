@@ -316,6 +316,14 @@ fn a_file_too_large_to_read_is_named_and_left_alone() {
     assert!(!env.path("subuid-").exists() && !env.path("subuid+").exists());
 }
 
+/// Seconds since the epoch, as release stamps a quarantine.
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
 /// A resolver with fixed users, standing in for NSS.
 struct Users(&'static [(&'static str, u32)]);
 
@@ -617,13 +625,7 @@ fn a_released_range_is_held_as_far_as_ids_map_and_list_and_a_full_pool_say_so() 
         "",
         &["release acme", "list", "allocate beta --count 10"],
     );
-    let until = nonrootd_core::subids::utc_date(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs()
-            + 30 * 86_400,
-    );
+    let until = nonrootd_core::subids::utc_date(now() + 30 * 86_400);
     assert_eq!(
         out,
         format!(
@@ -726,10 +728,7 @@ fn a_quarantine_written_before_the_mappable_bound_is_read_within_it() {
     let env = TempEtc::new();
     env.write("subuid", "");
     env.write("subgid", "");
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
+    let now = now();
     fs::create_dir_all(env.state()).unwrap();
     fs::write(
         env.state().join("subids-quarantine.json"),

@@ -890,12 +890,12 @@ pub fn release(settings: &Settings, tenant: &str) -> Result<Released, SubidsErro
         .chain(second_readings)
         .chain(from_record.into_iter().map(|(kind, r)| (owner.to_string(), kind, r)));
     quarantine.ranges.extend(held.filter_map(|(owner, kind, range)| {
-        let held = rules::mappable(range);
-        (held.count > 0).then_some(Quarantined {
+        let mappable = rules::mappable(range);
+        (mappable.count > 0).then_some(Quarantined {
             owner,
             kind,
-            start: held.start,
-            count: held.count,
+            start: mappable.start,
+            count: mappable.count,
             released_at: now,
         })
     }));

@@ -186,6 +186,11 @@ pub fn config(text: &str) -> Config {
 
 /// Applies `config` for real, the way `nonrootctl apply` does.
 pub fn apply_with(host: &RealHost, config: &Config, state: &Path, duties: DutySet) -> Report {
+    apply_request(host, config, state, duties, None)
+}
+
+/// Applies `duties` of `config` for real, to `socket` alone when given (as after an event).
+fn apply_request(host: &RealHost, config: &Config, state: &Path, duties: DutySet, socket: Option<&Path>) -> Report {
     let engine = Engine {
         host,
         ids: &SystemIds,
@@ -193,7 +198,7 @@ pub fn apply_with(host: &RealHost, config: &Config, state: &Path, duties: DutySe
     };
     let request = Request {
         duties,
-        socket: None,
+        socket: socket.map(Path::to_path_buf),
         dry_run: false,
     };
     apply_with_state(&engine, config, &request, state, Duration::from_secs(10))
@@ -205,18 +210,7 @@ pub fn apply(config: &Config, state: &Path) -> Report {
 
 /// Applies `config` to `socket` alone, as the daemon's fixer does after an event on it.
 pub fn apply_after_event(config: &Config, state: &Path, socket: &Path) -> Report {
-    let host = RealHost::default();
-    let engine = Engine {
-        host: &host,
-        ids: &SystemIds,
-        daemon_json: Path::new("/nonexistent/daemon.json"),
-    };
-    let request = Request {
-        duties: DutySet::HOST,
-        socket: Some(socket.to_path_buf()),
-        dry_run: false,
-    };
-    apply_with_state(&engine, config, &request, state, Duration::from_secs(10))
+    apply_request(&RealHost::default(), config, state, DutySet::HOST, Some(socket))
 }
 
 /// The outcome labels of a report, in order.
