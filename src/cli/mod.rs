@@ -404,10 +404,10 @@ fn reload(args: &TimeoutArgs) -> ExitCode {
             println!("nonrootd reloaded its config and applies it now (see nonrootctl status)");
             ExitCode::SUCCESS
         }
-        Err(e @ CallError::NoDaemon(_)) => match (main_pid_of_nonrootd(), &e) {
-            (Some(pid), CallError::NoDaemon(why)) => reload_by_signal(pid, why),
-            _ => {
-                eprintln!("nonrootctl: {e}");
+        Err(CallError::NoDaemon(why)) => match main_pid_of_nonrootd() {
+            Some(pid) => reload_by_signal(pid, &why),
+            None => {
+                eprintln!("nonrootctl: {}", CallError::NoDaemon(why));
                 ExitCode::from(NOT_RUNNING)
             }
         },
