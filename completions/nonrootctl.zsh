@@ -352,7 +352,7 @@ esac
 (( $+functions[_nonrootctl_commands] )) ||
 _nonrootctl_commands() {
     local commands; commands=(
-'status:Show the daemon'\''s state per duty and path (exit 0 all correct, 1 something refused or failed, 3 daemon not running)' \
+'status:Show the daemon'\''s state per duty and path (exit 0 all correct, 1 something refused or failed, 3 daemon not running or no bus)' \
 'apply:Apply the configured duties now and report per path\: through the daemon when it runs, in-process otherwise' \
 'reload:Make the daemon re-read its config; a broken config is refused and the old one kept' \
 'check-config:Validate the main file and its drop-ins; exit 1 naming file, line and key of every problem, then (once there are none) every unknown user or group, then (by file, line and key) every configured path the installed nonrootd.service with its drop-ins may not write, with the drop-in that allows it; such volumes are only noted' \
@@ -376,7 +376,7 @@ _nonrootctl__subcmd__check-config_commands() {
 (( $+functions[_nonrootctl__subcmd__help_commands] )) ||
 _nonrootctl__subcmd__help_commands() {
     local commands; commands=(
-'status:Show the daemon'\''s state per duty and path (exit 0 all correct, 1 something refused or failed, 3 daemon not running)' \
+'status:Show the daemon'\''s state per duty and path (exit 0 all correct, 1 something refused or failed, 3 daemon not running or no bus)' \
 'apply:Apply the configured duties now and report per path\: through the daemon when it runs, in-process otherwise' \
 'reload:Make the daemon re-read its config; a broken config is refused and the old one kept' \
 'check-config:Validate the main file and its drop-ins; exit 1 naming file, line and key of every problem, then (once there are none) every unknown user or group, then (by file, line and key) every configured path the installed nonrootd.service with its drop-ins may not write, with the drop-in that allows it; such volumes are only noted' \

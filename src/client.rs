@@ -24,7 +24,9 @@ pub trait Manager {
 /// Why a call to the daemon did not work.
 #[derive(Debug)]
 pub enum CallError {
-    /// No bus, or nobody owns org.nonrootd1.
+    /// The system bus cannot be reached, so whether the daemon runs is unknown.
+    NoBus(String),
+    /// Nobody owns org.nonrootd1 on the system bus.
     NoDaemon(String),
     /// The daemon (or the bus policy) refused the caller.
     Denied(String),
@@ -36,6 +38,7 @@ pub enum CallError {
 impl std::fmt::Display for CallError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
+            CallError::NoBus(why) => write!(f, "the system bus cannot be reached ({why})"),
             CallError::NoDaemon(why) => write!(f, "nonrootd is not running ({why})"),
             CallError::Denied(why) => write!(f, "permission denied: {why}"),
             CallError::Failed(why) => write!(f, "{why}"),
@@ -66,7 +69,7 @@ fn classify(e: zbus::Error) -> CallError {
             other => CallError::Failed(other.to_string()),
         },
         zbus::Error::InputOutput(_) | zbus::Error::Address(_) | zbus::Error::Handshake(_) => {
-            CallError::NoDaemon(e.to_string())
+            CallError::NoBus(e.to_string())
         }
         _ => CallError::Failed(e.to_string()),
     }
@@ -84,12 +87,12 @@ where
         .map_err(|e| CallError::Failed(format!("cannot start a runtime: {e}")))?;
     runtime.block_on(async {
         let work = async {
-            // No bus to connect to (a minimal host, a chroot, early boot) means no daemon.
+            // No bus to connect to: a minimal host, a chroot, early boot, or a bus that died.
             let conn = zbus::connection::Builder::system()
                 .method_timeout(timeout)
                 .build()
                 .await
-                .map_err(|e| CallError::NoDaemon(e.to_string()))?;
+                .map_err(|e| CallError::NoBus(e.to_string()))?;
             let proxy = ManagerProxy::builder(&conn)
                 .cache_properties(zbus::proxy::CacheProperties::No)
                 .build()

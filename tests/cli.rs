@@ -639,9 +639,26 @@ fn reload_refuses_options_the_daemon_would_ignore_and_status_json_stays_json() {
         .unwrap();
     assert_eq!(out.status.code(), Some(3));
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(doc["running"], false);
+    // No bus: whether the daemon runs is unknown.
+    assert_eq!(doc["running"], serde_json::Value::Null);
     assert_eq!(doc["local_inspection"], serde_json::Value::Null);
     assert!(text(&out.stderr).contains("/nonexistent/nonrootd.toml: cannot open"));
+}
+
+#[test]
+fn status_without_a_system_bus_does_not_say_the_daemon_is_not_running() {
+    let out = Command::new(env!("CARGO_BIN_EXE_nonrootctl"))
+        .args(["--config", "/nonexistent/nonrootd.toml", "status"])
+        .env("DBUS_SYSTEM_BUS_ADDRESS", "unix:path=/nonexistent/bus")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.starts_with("○ nonrootd cannot be asked: the system bus cannot be reached ("),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("not running"), "{stdout}");
 }
 
 #[test]

@@ -44,7 +44,7 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Show the daemon's state per duty and path (exit 0 all correct, 1 something refused or
-    /// failed, 3 daemon not running).
+    /// failed, 3 daemon not running or no bus).
     Status(StatusArgs),
     /// Apply the configured duties now and report per path: through the daemon when it runs,
     /// in-process otherwise.
@@ -363,33 +363,13 @@ fn status(config_path: &std::path::Path, state_dir: &std::path::Path, args: &Sta
             }
         }
         Err(CallError::NoDaemon(why)) => {
-            // Without walking the volumes: `nonrootctl volumes check` does that.
-            let request = Request {
-                duties: DutySet::HOST.without(Duty::Volumes),
-                socket: None,
-                dry_run: true,
-            };
-            let report =
-                load_config(config_path).map(|config| apply_on_host(&config, &request, state_dir, args.wait.timeout));
-            let mut out = std::io::stdout().lock();
-            let _ = match (&report, args.json) {
-                (Some(report), true) => {
-                    let doc = serde_json::json!({ "running": false, "reason": why, "local_inspection": report });
-                    writeln!(out, "{doc}")
-                }
-                (Some(report), false) => write!(
-                    out,
-                    "○ nonrootd is not running ({why})\n\nLocal read-only inspection (nothing was changed):\n{}",
-                    render_report(report, color_wanted())
-                ),
-                // The config's errors went to stderr.
-                (None, true) => {
-                    let doc = serde_json::json!({ "running": false, "reason": why, "local_inspection": null });
-                    writeln!(out, "{doc}")
-                }
-                (None, false) => writeln!(out, "○ nonrootd is not running ({why})"),
-            };
-            ExitCode::from(NOT_RUNNING)
+            let headline = format!("○ nonrootd is not running ({why})");
+            status_without_daemon(config_path, state_dir, args, Some(false), &headline, &why)
+        }
+        // Whether the daemon runs is unknown without a bus.
+        Err(CallError::NoBus(why)) => {
+            let headline = format!("○ nonrootd cannot be asked: the system bus cannot be reached ({why})");
+            status_without_daemon(config_path, state_dir, args, None, &headline, &why)
         }
         Err(e) => {
             eprintln!("nonrootctl: {e}");
@@ -398,16 +378,49 @@ fn status(config_path: &std::path::Path, state_dir: &std::path::Path, args: &Sta
     }
 }
 
+/// `status` when the daemon cannot be asked: the headline, then a local read-only inspection
+/// (without walking the volumes: `nonrootctl volumes check` does that). Exit status 3.
+fn status_without_daemon(
+    config_path: &std::path::Path,
+    state_dir: &std::path::Path,
+    args: &StatusArgs,
+    running: Option<bool>,
+    headline: &str,
+    reason: &str,
+) -> ExitCode {
+    let request = Request {
+        duties: DutySet::HOST.without(Duty::Volumes),
+        socket: None,
+        dry_run: true,
+    };
+    let report = load_config(config_path).map(|config| apply_on_host(&config, &request, state_dir, args.wait.timeout));
+    let mut out = std::io::stdout().lock();
+    let _ = match (&report, args.json) {
+        (report, true) => {
+            let doc = serde_json::json!({ "running": running, "reason": reason, "local_inspection": report });
+            writeln!(out, "{doc}")
+        }
+        (Some(report), false) => write!(
+            out,
+            "{headline}\n\nLocal read-only inspection (nothing was changed):\n{}",
+            render_report(report, color_wanted())
+        ),
+        // The config's errors went to stderr.
+        (None, false) => writeln!(out, "{headline}"),
+    };
+    ExitCode::from(NOT_RUNNING)
+}
+
 fn reload(args: &TimeoutArgs) -> ExitCode {
     match client::call(args.timeout, |daemon| async move { daemon.reload().await }) {
         Ok(()) => {
             println!("nonrootd reloaded its config and applies it now (see nonrootctl status)");
             ExitCode::SUCCESS
         }
-        Err(CallError::NoDaemon(why)) => match main_pid_of_nonrootd() {
-            Some(pid) => reload_by_signal(pid, &why),
+        Err(ref off_bus @ (CallError::NoDaemon(ref why) | CallError::NoBus(ref why))) => match main_pid_of_nonrootd() {
+            Some(pid) => reload_by_signal(pid, why),
             None => {
-                eprintln!("nonrootctl: {}", CallError::NoDaemon(why));
+                eprintln!("nonrootctl: {off_bus}");
                 ExitCode::from(NOT_RUNNING)
             }
         },
@@ -468,7 +481,7 @@ fn apply(config_path: &std::path::Path, state_dir: &std::path::Path, args: &Appl
                 ExitCode::FAILURE
             }
         },
-        Err(CallError::NoDaemon(_)) => apply_local(config_path, state_dir, args),
+        Err(CallError::NoDaemon(_) | CallError::NoBus(_)) => apply_local(config_path, state_dir, args),
         Err(e) => {
             eprintln!("nonrootctl: {e}");
             ExitCode::FAILURE

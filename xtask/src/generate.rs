@@ -194,8 +194,8 @@ previous configuration.
 Wrong usage.
 .TP
 .B 3
-The daemon is not running (\fBstatus\fR, which then shows a local read-only
-inspection, and \fBreload\fR).
+The daemon is not running, or the system bus cannot be reached (\fBstatus\fR,
+which then shows a local read-only inspection, and \fBreload\fR).
 .SH ENVIRONMENT
 .TP
 .B STATE_DIRECTORY
@@ -243,7 +243,9 @@ answer in time.
 Wrong usage.
 .TP
 .B 3
-The daemon is not running; a local read-only inspection follows.
+The daemon is not running, or the system bus cannot be reached (then whether
+it runs is unknown: the first line says which, and \fB\-\-json\fR gives
+\fB"running": false\fR or \fBnull\fR); a local read-only inspection follows.
 "#;
 
 const RELOAD_EXIT_STATUS: &str = r#".SH "EXIT STATUS"
