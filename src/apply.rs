@@ -227,6 +227,21 @@ impl<H: Host> Engine<'_, H> {
         let after_event = request.socket.is_some();
         for socket in config.sockets.iter().filter(|s| request.covers(&s.path)) {
             let desired = self.desired_grants(socket, report);
+            if let Some(first) = self.earlier_spelling(config, socket) {
+                let reason = format!(
+                    "{}: the same socket as {} (configured at {}); configure it once, with all its users and groups",
+                    socket.origin,
+                    first.path.display(),
+                    first.origin
+                );
+                report.push(
+                    Duty::Sockets,
+                    &socket.path,
+                    describe_grants(&desired),
+                    Outcome::Refused { reason },
+                );
+                continue;
+            }
             let previous = record.sockets.get(&socket.path).cloned().unwrap_or_default();
             let mut claim = |granted: &Grants| match save_ahead.as_deref_mut() {
                 Some(save) => {
@@ -244,6 +259,21 @@ impl<H: Host> Engine<'_, H> {
             }
             report.push(Duty::Sockets, &socket.path, describe_grants(&desired), outcome);
         }
+    }
+
+    /// The configured socket before `socket` that is the same file now (another spelling of its
+    /// path, such as `/var/run/docker.sock` for `/run/docker.sock`). `socket` is then refused:
+    /// each spelling is planned against its own record, so one would revoke what the other
+    /// granted.
+    fn earlier_spelling<'c>(&self, config: &'c Config, socket: &SocketConfig) -> Option<&'c SocketConfig> {
+        let index = config.sockets.iter().position(|s| s.path == socket.path)?;
+        if index == 0 {
+            return None;
+        }
+        let id = self.host.open(&socket.path).ok()?.stat.id;
+        config.sockets[..index]
+            .iter()
+            .find(|earlier| self.host.open(&earlier.path).is_ok_and(|o| o.stat.id == id))
     }
 
     /// `request` without the grant record, which could not be locked, read or saved (`error`):
@@ -714,7 +744,7 @@ impl StateCache {
         let configured = config.sockets.iter().find(|s| s.path == socket);
         let removing = || crate::state::removal_mark(&self.state_dir).is_some();
         let early = match (configured, &self.cached.file) {
-            (Some(configured), Some(_)) if !removing() => {
+            (Some(configured), Some(_)) if !removing() && engine.earlier_spelling(config, configured).is_none() => {
                 let previous = self.cached.record.sockets.get(socket).cloned().unwrap_or_default();
                 engine.grant_early(configured, &previous)
             }

@@ -383,6 +383,50 @@ fn a_spelling_of_a_socket_dropped_from_the_config_leaves_the_other_granted() {
     );
 }
 
+/// Two configured spellings of one socket (drop-ins of two teams, say): the later one is
+/// refused, naming the first, as two entries of one path are; the first is applied alone, so
+/// neither revokes what the other granted.
+#[test]
+fn a_second_configured_spelling_of_one_socket_is_refused_naming_the_first() {
+    let scratch = Scratch::tmpfs();
+    let state = scratch.mkdir("state", 0o700);
+    let dir = scratch.mkdir("run", 0o755);
+    symlink(&dir, scratch.join("varrun")).unwrap();
+    let (sock, other) = (dir.join("docker.sock"), scratch.join("varrun/docker.sock"));
+    let _listener = listen(&sock, 0o660);
+    let both = |a: &str, b: &str| config(&(socket_config(&sock, a) + &socket_config(&other, b)));
+    let report = apply(&both("4321", "4322"), &state);
+    assert_eq!(labels(&report), ["changed", "refused"], "{report}");
+    let Outcome::Refused { reason } = &report.entries[1].outcome else {
+        panic!("{report}")
+    };
+    assert!(
+        reason.ends_with(&format!(
+            "/test/nonrootd.toml:5: the same socket as {} (configured at /test/nonrootd.toml:2); configure it once, with all its users and groups",
+            sock.display()
+        )),
+        "{reason}"
+    );
+    assert_eq!(
+        getfacl(&sock),
+        "user::rw-\nuser:4321:rw-\ngroup::rw-\nmask::rw-\nother::---\n\n"
+    );
+    // Swapped: the first spelling's users are what the socket has, and nothing is left over.
+    let report = apply(&both("4322", "4321"), &state);
+    assert_eq!(labels(&report), ["changed", "refused"], "{report}");
+    assert_eq!(
+        getfacl(&sock),
+        "user::rw-\nuser:4322:rw-\ngroup::rw-\nmask::rw-\nother::---\n\n"
+    );
+    // After an event for the second spelling alone: refused too, nothing written.
+    let report = apply_after_event(&both("4322", "4321"), &state, &other);
+    assert_eq!(labels(&report), ["refused"], "{report}");
+    // Once there is one spelling, it is applied.
+    let report = apply(&config(&socket_config(&other, "4321, 4322")), &state);
+    assert!(can_connect_as(4321, 4321, &[], &sock) && can_connect_as(4322, 4322, &[], &sock));
+    assert!(!labels(&report).contains(&"refused"), "{report}");
+}
+
 #[test]
 fn renameat2_exchange_races_never_change_the_canary() {
     use std::sync::Arc;

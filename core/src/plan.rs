@@ -48,6 +48,13 @@ impl fmt::Display for FileKind {
     }
 }
 
+/// Which file a path led to: its device and inode number.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FileId {
+    pub dev: u64,
+    pub ino: u64,
+}
+
 /// What `fstat` says about a file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Stat {
@@ -56,6 +63,7 @@ pub struct Stat {
     pub uid: Uid,
     pub gid: Gid,
     pub nlink: u64,
+    pub id: FileId,
 }
 
 /// Why a path is not touched.
@@ -172,6 +180,7 @@ mod tests {
             uid: Uid(uid),
             gid: Gid(0),
             nlink,
+            id: FileId { dev: 1, ino: 2 },
         }
     }
 

@@ -786,6 +786,58 @@ mod tests {
         assert_eq!(granted(&sock), Perm::NONE);
     }
 
+    /// A socket configured under two spellings (its directory and a symlink to it): each
+    /// re-creation grants the first spelling's users and refuses the second, early or not.
+    #[tokio::test]
+    async fn the_second_spelling_of_a_recreated_socket_is_refused_and_the_first_granted() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir(root.join("run")).unwrap();
+        std::os::unix::fs::symlink("run", root.join("varrun")).unwrap();
+        let (first, second) = (root.join("run/docker.sock"), root.join("varrun/docker.sock"));
+        let text = format!(
+            "[[socket]]\npath = \"{}\"\nusers = [4321]\n\n[[socket]]\npath = \"{}\"\nusers = [4322]\n",
+            first.display(),
+            second.display()
+        );
+        let config = Config::from_sources(&[(root.join("nonrootd.toml"), text)]).unwrap();
+        let (tx, mut reports) = unbounded_channel();
+        let _fixer = SocketFixer::spawn(config, Box::new(SystemIds), root.join("state"), tx, None).unwrap();
+        let user = |uid| {
+            let acl = posix_acl::PosixACL::read_acl(&first).unwrap();
+            acl.get(posix_acl::Qualifier::User(uid))
+        };
+        for round in 0..3 {
+            let listener = UnixListener::bind(&first).unwrap();
+            // Reports until both spellings were applied after the new socket's creation.
+            let (mut granted, mut refused) = (false, false);
+            while !(granted && refused) {
+                let fixed = tokio::time::timeout(Duration::from_secs(5), reports.recv())
+                    .await
+                    .unwrap()
+                    .unwrap();
+                for entry in fixed.report.entries {
+                    match entry.outcome {
+                        Outcome::Changed { .. } | Outcome::Correct if entry.path == first => granted = true,
+                        Outcome::Refused { reason } if entry.path == second => {
+                            assert!(reason.contains("the same socket as"), "{reason}");
+                            refused = true;
+                        }
+                        other => panic!("round {round}: {}: {other:?}", entry.path.display()),
+                    }
+                }
+            }
+            assert_eq!((user(4321), user(4322)), (Some(6), None), "round {round}");
+            drop(listener);
+            std::fs::remove_file(&first).unwrap();
+            // The reports of the write's own event and of the removal come before the next round.
+            while tokio::time::timeout(Duration::from_millis(300), reports.recv())
+                .await
+                .is_ok()
+            {}
+        }
+    }
+
     #[tokio::test]
     async fn a_socket_made_as_go_makes_them_is_granted_once_it_has_its_mode() {
         let (mut s, sock, listener) = granted_once().await;

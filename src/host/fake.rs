@@ -4,11 +4,12 @@ use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use nonrootd_core::acl::Acl;
 use nonrootd_core::ids::{Gid, Uid};
 use nonrootd_core::mode::Mode;
-use nonrootd_core::plan::{FileKind, Refusal, Stat};
+use nonrootd_core::plan::{FileId, FileKind, Refusal, Stat};
 
 use super::{Host, OpenError, Opened};
 
@@ -19,6 +20,9 @@ pub struct FakeFile {
     pub acl: Acl,
 }
 
+/// Inode numbers of the fake files: each new one is another file.
+static NEXT_INO: AtomicU64 = AtomicU64::new(1);
+
 impl FakeFile {
     pub fn new(kind: FileKind, mode: u32, uid: u32) -> FakeFile {
         FakeFile {
@@ -28,6 +32,10 @@ impl FakeFile {
                 uid: Uid(uid),
                 gid: Gid(0),
                 nlink: 1,
+                id: FileId {
+                    dev: 1,
+                    ino: NEXT_INO.fetch_add(1, Ordering::Relaxed),
+                },
             },
             acl: Acl::from_mode(mode),
         }

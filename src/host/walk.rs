@@ -14,7 +14,7 @@ use nix::sys::stat::{Mode as NixMode, fstat};
 use nonrootd_core::ids::{Gid, Uid};
 use nonrootd_core::mode::Mode;
 use nonrootd_core::plan::{
-    FileKind, Refusal, Stat, check_directory_transit, check_private_directory, check_symlink_transit,
+    FileId, FileKind, Refusal, Stat, check_directory_transit, check_private_directory, check_symlink_transit,
 };
 
 use super::OpenError;
@@ -40,7 +40,8 @@ pub fn known_statx(fd: BorrowedFd<'_>, mask: u32) -> Result<libc::statx, Errno> 
 }
 
 pub fn stat_fd(fd: &OwnedFd) -> Result<Stat, Errno> {
-    let mask = libc::STATX_TYPE | libc::STATX_MODE | libc::STATX_UID | libc::STATX_GID | libc::STATX_NLINK;
+    let mask =
+        libc::STATX_TYPE | libc::STATX_MODE | libc::STATX_UID | libc::STATX_GID | libc::STATX_NLINK | libc::STATX_INO;
     let st = known_statx(fd.as_fd(), mask)?;
     let mode = u32::from(st.stx_mode);
     Ok(Stat {
@@ -49,6 +50,10 @@ pub fn stat_fd(fd: &OwnedFd) -> Result<Stat, Errno> {
         uid: Uid(st.stx_uid),
         gid: Gid(st.stx_gid),
         nlink: u64::from(st.stx_nlink),
+        id: FileId {
+            dev: libc::makedev(st.stx_dev_major, st.stx_dev_minor),
+            ino: st.stx_ino,
+        },
     })
 }
 
