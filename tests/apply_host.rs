@@ -184,6 +184,53 @@ fn unsafe_path_transitions_are_refused() {
     }
 }
 
+/// In a sticky directory that others can write (like /tmp), root owning a file or symlink
+/// does not mean root put it there: another user can rename one in from a directory of
+/// their own. Only directories are taken from there.
+#[test]
+fn only_directories_are_taken_from_a_sticky_directory_others_can_write() {
+    let scratch = Scratch::tmpfs();
+    let state = scratch.mkdir("state", 0o700);
+    let public = scratch.mkdir("public", 0o1777);
+    let victim = scratch.mkdir("victim", 0o755);
+    std::fs::write(victim.join("DMI"), "").unwrap();
+    std::fs::set_permissions(victim.join("DMI"), std::os::unix::fs::PermissionsExt::from_mode(0o400)).unwrap();
+    let dmi = |dir: &Path| {
+        config(&format!(
+            "[dmi]\ntables_dir = \"{}\"\nworld_readable = true\n",
+            dir.display()
+        ))
+    };
+    // A root-owned symlink in the sticky directory is not followed.
+    symlink(&victim, public.join("tables")).unwrap();
+    let report = apply(&dmi(&public.join("tables")), &state);
+    let Outcome::Refused { reason } = &report.entries[0].outcome else {
+        panic!("{report}")
+    };
+    assert!(
+        reason.ends_with(
+            "public/tables: unsafe path transition: a symlink in a directory others can write (mode 1777), where anyone could have moved it"
+        ),
+        "{reason}"
+    );
+    assert_eq!(mode_of(&victim.join("DMI")), 0o400);
+    // Nor is a root-owned file in it changed.
+    std::fs::remove_file(public.join("tables")).unwrap();
+    std::fs::rename(victim.join("DMI"), public.join("DMI")).unwrap();
+    let report = apply(&dmi(&public), &state);
+    assert!(
+        matches!(&report.entries[0].outcome, Outcome::Refused { reason } if reason.contains("a regular file in a directory others can write")),
+        "{report}"
+    );
+    assert_eq!(mode_of(&public.join("DMI")), 0o400);
+    // A root-owned directory below it is walked as before.
+    let tables = scratch.mkdir("public/tables", 0o755);
+    std::fs::rename(public.join("DMI"), tables.join("DMI")).unwrap();
+    let report = apply(&dmi(&tables), &state);
+    assert_eq!(labels(&report)[0], "changed", "{report}");
+    assert_eq!(mode_of(&tables.join("DMI")), 0o444);
+}
+
 #[test]
 fn a_root_owned_symlink_in_the_directory_part_is_followed() {
     let scratch = Scratch::tmpfs();

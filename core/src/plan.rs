@@ -99,6 +99,20 @@ pub fn check_directory_transit(dir: &Stat) -> Result<(), Refusal> {
     Ok(())
 }
 
+/// May a walk take `entry` from `dir`, a directory it may pass through? From one that others
+/// can write (sticky, like `/tmp`) only a directory: another user can rename a file or symlink
+/// that root owns into it from a directory of their own, while moving a directory needs write
+/// access to the directory itself.
+pub fn check_entry_transit(dir: &Stat, entry: &Stat) -> Result<(), Refusal> {
+    if dir.mode.bits() & 0o022 != 0 && entry.kind != FileKind::Directory {
+        return Err(Refusal(format!(
+            "unsafe path transition: {} in a directory others can write (mode {}), where anyone could have moved it",
+            entry.kind, dir.mode
+        )));
+    }
+    Ok(())
+}
+
 /// May nonrootd keep its own files (its state) in this directory? Only when a walk may pass
 /// through it and nobody else can write to it: a sticky bit is no help here.
 pub fn check_private_directory(dir: &Stat) -> Result<(), Refusal> {
@@ -182,6 +196,18 @@ mod tests {
             nlink,
             id: FileId { dev: 1, ino: 2 },
         }
+    }
+
+    #[test]
+    fn only_directories_are_taken_from_a_directory_others_can_write() {
+        let tmp = stat(FileKind::Directory, 0o1777, 0, 2);
+        assert!(check_entry_transit(&tmp, &stat(FileKind::Directory, 0o755, 0, 2)).is_ok());
+        for kind in [FileKind::Symlink, FileKind::Socket, FileKind::Regular] {
+            let why = check_entry_transit(&tmp, &stat(kind, 0o644, 0, 1)).unwrap_err();
+            assert!(why.0.contains("in a directory others can write (mode 1777)"), "{why}");
+        }
+        let run = stat(FileKind::Directory, 0o755, 0, 2);
+        assert!(check_entry_transit(&run, &stat(FileKind::Socket, 0o660, 0, 1)).is_ok());
     }
 
     #[test]

@@ -78,10 +78,13 @@ impl Host for BeneathDirs<'_> {
     /// and its attribute change not been read yet); else by the whole walk from `/`.
     fn open(&self, path: &Path) -> Result<Opened<OwnedFd>, OpenError> {
         let beneath = path.parent().zip(path.file_name());
-        let kept = beneath.and_then(|(parent, name)| Some((parent, self.dirs.get(parent)?, name)));
+        let kept = beneath.and_then(|(parent, name)| {
+            let dir = self.dirs.get(parent)?;
+            Some((parent, dir, check_directory(dir, parent).ok()?, name))
+        });
         let (handle, stat) = match kept {
-            Some((parent, dir, name)) if check_directory(dir, parent).is_ok() => open_beneath(dir, parent, name)?,
-            _ => open_beneath_root(path)?,
+            Some((parent, dir, dir_stat, name)) => open_beneath(dir, parent, &dir_stat, name)?,
+            None => open_beneath_root(path)?,
         };
         Ok(Opened { handle, stat })
     }

@@ -14,7 +14,8 @@ use nix::sys::stat::{Mode as NixMode, fstat};
 use nonrootd_core::ids::{Gid, Uid};
 use nonrootd_core::mode::Mode;
 use nonrootd_core::plan::{
-    FileId, FileKind, Refusal, Stat, check_directory_transit, check_private_directory, check_symlink_transit,
+    FileId, FileKind, Refusal, Stat, check_directory_transit, check_entry_transit, check_private_directory,
+    check_symlink_transit,
 };
 
 use super::OpenError;
@@ -89,25 +90,34 @@ pub fn open_directory_beneath_root(path: &Path) -> Result<(OwnedFd, Stat), OpenE
     walk(path, true)
 }
 
-/// Opens `name` beneath `dir`, a descriptor from [`open_directory_beneath_root`] for `dir_path`,
-/// with one `openat`; `name` is not followed. The caller keeps `dir` only while the directory
-/// still passes [`check_directory`]: the socket fixer checks it again at every attribute change.
-pub fn open_beneath(dir: &OwnedFd, dir_path: &Path, name: &OsStr) -> Result<(OwnedFd, Stat), OpenError> {
+/// Opens `name` beneath `dir`, a descriptor from [`open_directory_beneath_root`] for `dir_path`
+/// whose [`check_directory`] just gave `dir_stat`, with one `openat`; `name` is not followed.
+/// The caller keeps `dir` only while the directory still passes [`check_directory`]: the socket
+/// fixer checks it again at every attribute change.
+pub fn open_beneath(
+    dir: &OwnedFd,
+    dir_path: &Path,
+    dir_stat: &Stat,
+    name: &OsStr,
+) -> Result<(OwnedFd, Stat), OpenError> {
     let fd = openat(dir, name, PATH_FLAGS, NixMode::empty()).map_err(io)?;
     let stat = stat_fd(&fd).map_err(io)?;
+    let walked = || dir_path.join(name);
     if stat.kind == FileKind::Symlink {
-        return Err(symlink_at_the_end(&dir_path.join(name)));
+        return Err(symlink_at_the_end(&walked()));
     }
+    check_entry_transit(dir_stat, &stat).map_err(|r| refused(&walked(), r))?;
     Ok((fd, stat))
 }
 
-/// Whether a directory opened earlier still exists and passes the transit rules.
-pub fn check_directory(dir: &OwnedFd, dir_path: &Path) -> Result<(), OpenError> {
+/// Whether a directory opened earlier still exists and passes the transit rules; its stat.
+pub fn check_directory(dir: &OwnedFd, dir_path: &Path) -> Result<Stat, OpenError> {
     let stat = stat_fd(dir).map_err(io)?;
     if stat.nlink == 0 {
         return Err(OpenError::Missing);
     }
-    check_directory_transit(&stat).map_err(|r| refused(dir_path, r))
+    check_directory_transit(&stat).map_err(|r| refused(dir_path, r))?;
+    Ok(stat)
 }
 
 /// Refuses, when running as root, a directory that anyone but root could change, for files
@@ -161,7 +171,7 @@ fn walk(path: &Path, as_directory: bool) -> Result<(OwnedFd, Stat), OpenError> {
     let root_stat = stat_fd(&root).map_err(io)?;
     check_directory_transit(&root_stat).map_err(|r| refused(Path::new("/"), r))?;
 
-    let mut dirs: Vec<(OwnedFd, PathBuf)> = vec![(root, PathBuf::from("/"))];
+    let mut dirs: Vec<(OwnedFd, PathBuf, Stat)> = vec![(root, PathBuf::from("/"), root_stat)];
     let mut pending: VecDeque<OsString> = components(path.as_os_str());
     let mut symlinks = 0;
     let mut last: Option<(OwnedFd, Stat)> = None;
@@ -174,10 +184,11 @@ fn walk(path: &Path, as_directory: bool) -> Result<(OwnedFd, Stat), OpenError> {
             last = None;
             continue;
         }
-        let (dir, dir_path) = dirs.last().expect("the root stays on the stack");
+        let (dir, dir_path, dir_stat) = dirs.last().expect("the root stays on the stack");
         let walked = dir_path.join(&name);
         let fd = openat(dir, name.as_os_str(), PATH_FLAGS, NixMode::empty()).map_err(io)?;
         let stat = stat_fd(&fd).map_err(io)?;
+        check_entry_transit(dir_stat, &stat).map_err(|r| refused(&walked, r))?;
         let is_last = pending.is_empty() && !as_directory;
         match stat.kind {
             FileKind::Symlink if is_last => return Err(symlink_at_the_end(&walked)),
@@ -197,7 +208,7 @@ fn walk(path: &Path, as_directory: bool) -> Result<(OwnedFd, Stat), OpenError> {
             }
             FileKind::Directory if !is_last => {
                 check_directory_transit(&stat).map_err(|r| refused(&walked, r))?;
-                dirs.push((fd, walked));
+                dirs.push((fd, walked, stat));
             }
             _ if !is_last => {
                 return Err(refused(&walked, Refusal(format!("is {}, not a directory", stat.kind))));
@@ -209,7 +220,7 @@ fn walk(path: &Path, as_directory: bool) -> Result<(OwnedFd, Stat), OpenError> {
         Some(found) => Ok(found),
         // The path named a directory already on the stack ("/" or ending in "..").
         None => {
-            let (fd, _) = dirs.pop().expect("the root stays on the stack");
+            let (fd, ..) = dirs.pop().expect("the root stays on the stack");
             let stat = stat_fd(&fd).map_err(io)?;
             Ok((fd, stat))
         }
