@@ -10,7 +10,7 @@ use nonrootd_core::config::{Config, DOCKER_DATA_ROOT, DmiAccess, DockerConfig, S
 use nonrootd_core::duty::{Duty, DutySet};
 use nonrootd_core::ids::{Gid, IdResolver};
 use nonrootd_core::mode::Mode;
-use nonrootd_core::plan::{FileKind, check_target, plan_attrs};
+use nonrootd_core::plan::{FileKind, check_mode_settable, check_target, plan_attrs};
 use nonrootd_core::report::{Outcome, Report};
 use tracing::{info, warn};
 
@@ -161,6 +161,20 @@ impl<H: Host> Engine<'_, H> {
             Ok(opened) => opened,
             Err(outcome) => return outcome,
         };
+        match self.host.read_acl(&opened.handle) {
+            Ok(acl) => {
+                if let Err(refusal) = check_mode_settable(&acl) {
+                    return Outcome::Refused { reason: refusal.0 };
+                }
+            }
+            // A file system without ACLs (sysfs, where the DMI tables are).
+            Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => {}
+            Err(e) => {
+                return Outcome::Failed {
+                    error: failed("read ACL", &e),
+                };
+            }
+        }
         let Some(change) = plan_attrs(&opened.stat, group, mode) else {
             return Outcome::Correct;
         };

@@ -148,6 +148,40 @@ fn an_image_dir_replaced_by_a_symlink_leaves_the_target_dir_unchanged() {
     assert_eq!(mode_of(&elsewhere), 0o700);
 }
 
+/// On a directory with an extended ACL the mode's group bits are the ACL mask: a chmod to
+/// 0750 would give a hidden named entry access. Such a directory is refused, left as it is.
+#[test]
+fn an_image_dir_with_an_extended_acl_is_refused_and_left_as_it_is() {
+    for scratch in [Scratch::disk(), Scratch::tmpfs()] {
+        let data = scratch.mkdir("docker", 0o710);
+        let image = scratch.mkdir("docker/image", 0o700);
+        run("setfacl", &["-m", "u:4321:rwx", image.to_str().unwrap()]);
+        run("chmod", &["0700", image.to_str().unwrap()]);
+        let before = getfacl(&image);
+        assert!(before.contains("user:4321:rwx\t#effective:---"), "{before}");
+        let text = format!("{}image_dirs = [\"image\"]\n", docker_config(&data));
+        let report = apply(&config(&text), &scratch.mkdir("state", 0o700));
+        let Outcome::Refused { reason } = &report.entries[0].outcome else {
+            panic!("{report}")
+        };
+        assert!(
+            reason.starts_with("has an extended ACL (user::rwx,user:4321:rwx,group::---,mask::---,other::---)"),
+            "{reason}"
+        );
+        assert_eq!(getfacl(&image), before);
+        // Also when its mode already looks right: the owning group has nothing.
+        run("chmod", &["0750", image.to_str().unwrap()]);
+        run("setfacl", &["-m", "g::---", image.to_str().unwrap()]);
+        let report = apply(&config(&text), &scratch.join("state"));
+        assert_eq!(labels(&report), ["refused"], "{report}");
+        // Without it, the mode is set.
+        run("setfacl", &["-b", image.to_str().unwrap()]);
+        let report = apply(&config(&text), &scratch.join("state"));
+        assert_eq!(labels(&report), ["changed"], "{report}");
+        assert_eq!(mode_of(&image), 0o750);
+    }
+}
+
 #[test]
 fn an_image_dir_owned_by_another_user_is_refused() {
     let scratch = Scratch::tmpfs();

@@ -4,6 +4,7 @@ use std::fmt;
 
 use serde::Serialize;
 
+use crate::acl::Acl;
 use crate::ids::{Gid, Uid};
 use crate::mode::Mode;
 
@@ -154,6 +155,18 @@ pub fn check_target(stat: &Stat, expected: FileKind) -> Result<(), Refusal> {
     Ok(())
 }
 
+/// May nonrootd set the mode of a file with the access ACL `acl`? Not when it has named entries
+/// or a mask: the mode's group bits are then the mask, so a new mode could widen a named
+/// entry's access, and the mode would not say what the owning group may do.
+pub fn check_mode_settable(acl: &Acl) -> Result<(), Refusal> {
+    if acl.mask.is_some() || !acl.named.is_empty() {
+        return Err(Refusal(format!(
+            "has an extended ACL ({acl}): its mode's group bits are the ACL mask, so nonrootd does not set the mode; remove the ACL (setfacl -b) to let it"
+        )));
+    }
+    Ok(())
+}
+
 /// A change to the owner group or the mode of a file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct AttrChange {
@@ -196,6 +209,22 @@ mod tests {
             nlink,
             id: FileId { dev: 1, ino: 2 },
         }
+    }
+
+    #[test]
+    fn a_mode_is_set_only_without_an_extended_acl() {
+        assert!(check_mode_settable(&Acl::from_mode(0o700)).is_ok());
+        let mut acl = Acl::from_mode(0o700);
+        acl.named
+            .insert(crate::acl::Qualifier::User(Uid(4321)), crate::acl::Perm::RWX);
+        acl.mask = Some(crate::acl::Perm::from_bits(0));
+        let why = check_mode_settable(&acl).unwrap_err();
+        assert_eq!(
+            why.0,
+            "has an extended ACL (user::rwx,user:4321:rwx,group::---,mask::---,other::---): its mode's group bits are the ACL mask, so nonrootd does not set the mode; remove the ACL (setfacl -b) to let it"
+        );
+        acl.named.clear();
+        assert!(check_mode_settable(&acl).is_err(), "a mask alone");
     }
 
     #[test]
