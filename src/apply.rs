@@ -41,16 +41,25 @@ impl Request {
 }
 
 /// The data root: the config's, else `data-root` from Docker's daemon.json, else the default.
-pub fn data_root(configured: Option<&Path>, daemon_json: &Path) -> PathBuf {
+/// A daemon.json that cannot be read or understood is an error naming it: the default could
+/// be the wrong tree (Docker itself refuses to start with such a file).
+pub fn data_root(configured: Option<&Path>, daemon_json: &Path) -> Result<PathBuf, String> {
     if let Some(root) = configured {
-        return root.to_path_buf();
+        return Ok(root.to_path_buf());
     }
-    let from_json = std::fs::read(daemon_json)
-        .ok()
-        .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok())
-        .and_then(|json| json.get("data-root")?.as_str().map(PathBuf::from))
-        .filter(|p| p.is_absolute());
-    from_json.unwrap_or_else(|| PathBuf::from(DOCKER_DATA_ROOT))
+    let unknown = |why: String| format!("{}: {why}, so Docker's data root is unknown", daemon_json.display());
+    let bytes = match std::fs::read(daemon_json) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(PathBuf::from(DOCKER_DATA_ROOT)),
+        Err(e) => return Err(unknown(format!("cannot read it ({e})"))),
+    };
+    let json: serde_json::Value =
+        serde_json::from_slice(&bytes).map_err(|e| unknown(format!("not valid JSON ({e})")))?;
+    match json.get("data-root") {
+        None => Ok(PathBuf::from(DOCKER_DATA_ROOT)),
+        Some(serde_json::Value::String(root)) if Path::new(root).is_absolute() => Ok(PathBuf::from(root)),
+        Some(other) => Err(unknown(format!("\"data-root\" is {other}, not an absolute path"))),
+    }
 }
 
 /// Saves the grant record before a write grants bits it does not hold yet, so that a crash
@@ -133,7 +142,18 @@ impl<H: Host> Engine<'_, H> {
     }
 
     fn apply_docker(&self, docker: &DockerConfig, dry_run: bool, report: &mut Report) {
-        let root = data_root(docker.configured_data_root(), self.daemon_json);
+        let root = match data_root(docker.configured_data_root(), self.daemon_json) {
+            Ok(root) => root,
+            Err(error) => {
+                report.push(
+                    Duty::Docker,
+                    self.daemon_json,
+                    "the data root",
+                    Outcome::Failed { error },
+                );
+                return;
+            }
+        };
         for dir in &docker.image_dirs {
             let path = root.join(dir);
             let mode = docker.image_dir_mode;
@@ -1331,10 +1351,60 @@ mod tests {
     fn data_root_comes_from_config_then_daemon_json_then_default() {
         let dir = tempfile::tempdir().unwrap();
         let json = dir.path().join("daemon.json");
-        assert_eq!(data_root(None, &json), Path::new("/var/lib/docker"));
+        assert_eq!(data_root(None, &json).unwrap(), Path::new("/var/lib/docker"));
+        std::fs::write(&json, r#"{"debug": true}"#).unwrap();
+        assert_eq!(data_root(None, &json).unwrap(), Path::new("/var/lib/docker"));
         std::fs::write(&json, r#"{"data-root": "/srv/docker", "debug": true}"#).unwrap();
-        assert_eq!(data_root(None, &json), Path::new("/srv/docker"));
+        assert_eq!(data_root(None, &json).unwrap(), Path::new("/srv/docker"));
         let docker = config("[docker]\ndata_root = \"/x\"\n").docker.unwrap();
-        assert_eq!(data_root(docker.configured_data_root(), &json), Path::new("/x"));
+        assert_eq!(
+            data_root(docker.configured_data_root(), &json).unwrap(),
+            Path::new("/x")
+        );
+    }
+
+    /// A daemon.json that says nothing usable is an error naming it, never the default: that
+    /// could be the wrong tree.
+    #[test]
+    fn a_daemon_json_not_understood_leaves_the_data_root_unknown() {
+        let dir = tempfile::tempdir().unwrap();
+        let json = dir.path().join("daemon.json");
+        for (text, why) in [
+            (
+                r#"{"data-root": "/srv/docker",}"#,
+                "not valid JSON (trailing comma at line 1 column 29)",
+            ),
+            (
+                r#"{"data-root": "srv/docker"}"#,
+                r#""data-root" is "srv/docker", not an absolute path"#,
+            ),
+            (r#"{"data-root": 5}"#, r#""data-root" is 5, not an absolute path"#),
+        ] {
+            std::fs::write(&json, text).unwrap();
+            let error = data_root(None, &json).unwrap_err();
+            assert_eq!(
+                error,
+                format!("{}: {why}, so Docker's data root is unknown", json.display())
+            );
+        }
+        // The duty fails on it, and touches no directory.
+        let host = FakeHost::default();
+        let engine = Engine {
+            host: &host,
+            ids: &Ids,
+            daemon_json: &json,
+        };
+        let request = Request {
+            duties: DutySet::NONE.with(Duty::Docker),
+            socket: None,
+            dry_run: false,
+        };
+        let report = engine.apply(&config("[docker]\n"), &request, &mut GrantRecord::default(), None);
+        assert_eq!(report.entries.len(), 1);
+        assert_eq!(report.entries[0].path, json);
+        assert!(
+            matches!(&report.entries[0].outcome, Outcome::Failed { error } if error.contains("not an absolute path"))
+        );
+        assert!(host.calls.borrow().is_empty());
     }
 }

@@ -222,6 +222,16 @@ fn inside_the_data_root_of_daemon_json_only_a_named_volumes_data_is_walked() {
     );
     assert_eq!(owner(&data), (999, 999));
     assert_eq!(owner(&opts), (0, 0));
+    // A daemon.json that is not understood leaves the data root unknown: nothing is walked.
+    std::fs::write(&json, r#"{"data-root": "docker"}"#).unwrap();
+    std::os::unix::fs::chown(&data, Some(0), Some(0)).unwrap();
+    let report = apply(&volume_config(&data, ""), &SystemIds, &options);
+    assert!(
+        matches!(&report.entries[0].outcome, Outcome::Failed { error } if error.ends_with("not an absolute path, so Docker's data root is unknown")),
+        "{:?}",
+        report.entries[0].outcome
+    );
+    assert_eq!(owner(&data), (0, 0));
 }
 
 /// The data root's rules hold by identity: daemon.json names it through a symlink (or a bind

@@ -284,7 +284,16 @@ fn check_config(path: &std::path::Path, args: &CheckConfigArgs) -> ExitCode {
         let data_root = config
             .docker
             .as_ref()
-            .map(|d| data_root(d.configured_data_root(), std::path::Path::new(DOCKER_DAEMON_JSON)));
+            .map(|d| data_root(d.configured_data_root(), std::path::Path::new(DOCKER_DAEMON_JSON)))
+            .transpose();
+        // The docker duty would fail on it too.
+        let data_root = match data_root {
+            Ok(root) => root,
+            Err(error) => {
+                eprintln!("nonrootctl: {error}");
+                return ExitCode::FAILURE;
+            }
+        };
         let mut blocked = false;
         for written in sandbox::written_paths(&config, data_root.as_deref()) {
             let Some(why) = unit.blocks(&written.path) else {

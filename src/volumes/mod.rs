@@ -130,10 +130,14 @@ pub fn walk_volume(
     };
     let desired = desired(volume, owner);
     // The config refused volumes in the data roots it knows; daemon.json's is known only now.
-    let data_root = data_root(
+    let data_root = match data_root(
         config.docker.as_ref().and_then(|d| d.configured_data_root()),
         options.daemon_json,
-    );
+    ) {
+        Ok(root) => root,
+        // Without it, a volume could be inside the data root: not walked.
+        Err(error) => return Err(unwalked(desired, Outcome::Failed { error })),
+    };
     let data_roots = [Path::new(DOCKER_DATA_ROOT), &data_root];
     if let Some(reason) = volume_refusal(&volume.path, &data_roots) {
         return Err(unwalked(desired, Outcome::Refused { reason }));
