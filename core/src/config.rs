@@ -558,7 +558,10 @@ pub fn check_absolute(path: &str) -> Result<(), String> {
     if !path.starts_with('/') {
         return Err(format!("{path:?} must be an absolute path"));
     }
-    if path.contains("//") || path.contains('\0') || has_dot_components(path) {
+    if path.contains('\0') {
+        return Err(format!("{path:?} contains a NUL byte, which no path can"));
+    }
+    if path.contains("//") || has_dot_components(path) {
         return Err(format!(
             "{path:?} must be a normalized path (no \".\", \"..\" or \"//\")"
         ));
@@ -571,6 +574,9 @@ fn has_dot_components(path: &str) -> bool {
 }
 
 fn check_relative(path: &str) -> Result<(), String> {
+    if path.contains('\0') {
+        return Err(format!("{path:?} contains a NUL byte, which no path can"));
+    }
     let p = Path::new(path);
     let normal = !path.is_empty()
         && !path.contains("//")
@@ -1314,6 +1320,20 @@ mod tests {
                 "/etc/n.toml:4: docker.image_dirs: \"../etc\" must be a relative path below the data root, without \"..\"",
                 "/etc/n.toml:7: socket.path: \"/run/../etc/shadow\" must be a normalized path (no \".\", \"..\" or \"//\")",
                 "/etc/n.toml:9: socket.access: \"rwx\" is not an access: use \"rw\" or \"r\"",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_nul_byte_in_a_path_is_named() {
+        let text =
+            "[docker]\nimage_dirs = [\"ima\\u0000ge\"]\n\n[[socket]]\npath = \"/run/d\\u0000.sock\"\nusers = [1]\n";
+        let errs = parse(&[("/etc/n.toml", text)]).unwrap_err();
+        assert_eq!(
+            errs,
+            [
+                "/etc/n.toml:2: docker.image_dirs: \"ima\\0ge\" contains a NUL byte, which no path can",
+                "/etc/n.toml:5: socket.path: \"/run/d\\0.sock\" contains a NUL byte, which no path can",
             ]
         );
     }

@@ -145,6 +145,9 @@ impl Host for RealHost {
                 Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => {
                     FCHMODAT2_MISSING.store(true, Ordering::Relaxed);
                 }
+                // A seccomp filter that does not know the call may answer EPERM instead
+                // (SystemCallErrorNumber=); the path through /proc says whether it really is.
+                Err(e) if e.raw_os_error() == Some(libc::EPERM) => {}
                 result => return result,
             }
         }
