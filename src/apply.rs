@@ -206,6 +206,12 @@ impl<H: Host> Engine<'_, H> {
         let file = &opened.handle;
         let result = (|| {
             if let Some((_, gid)) = change.group {
+                // Bits the new mode drops go first, so that the new group never has the old
+                // group's access, not even between the two calls.
+                let narrowed = Mode::from_st_mode(opened.stat.mode.bits() & mode.bits());
+                if narrowed != opened.stat.mode {
+                    self.host.set_mode(file, narrowed).map_err(|e| failed("chmod", &e))?;
+                }
                 self.host.set_group(file, gid).map_err(|e| failed("chown", &e))?;
             }
             // Always after chown, which may clear set-id bits.
@@ -1345,6 +1351,22 @@ mod tests {
         assert_eq!(*host.calls.borrow(), ["chgrp 990 /t/DMI", "chmod 0440 /t/DMI"]);
         assert_eq!(report.entries[1].outcome, Outcome::Missing);
         assert!(report.succeeded());
+    }
+
+    /// The old group's write bit goes before the group changes: the new group never has it.
+    #[test]
+    fn bits_the_new_mode_drops_go_before_the_group_changes() {
+        let host = FakeHost::default().with("/t/DMI", FakeFile::new(FileKind::Regular, 0o460, 0));
+        run(
+            &host,
+            &config("[dmi]\ntables_dir = \"/t\"\ngroup = \"dmi\"\n"),
+            false,
+            &mut GrantRecord::default(),
+        );
+        assert_eq!(
+            *host.calls.borrow(),
+            ["chmod 0440 /t/DMI", "chgrp 990 /t/DMI", "chmod 0440 /t/DMI"]
+        );
     }
 
     #[test]
