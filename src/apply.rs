@@ -191,7 +191,7 @@ impl<H: Host> Engine<'_, H> {
             Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => {}
             Err(e) => {
                 return Outcome::Failed {
-                    error: failed("read ACL", &e),
+                    error: failed("read ACL", &e, path),
                 };
             }
         }
@@ -210,13 +210,15 @@ impl<H: Host> Engine<'_, H> {
                 // group's access, not even between the two calls.
                 let narrowed = Mode::from_st_mode(opened.stat.mode.bits() & mode.bits());
                 if narrowed != opened.stat.mode {
-                    self.host.set_mode(file, narrowed).map_err(|e| failed("chmod", &e))?;
+                    self.host
+                        .set_mode(file, narrowed)
+                        .map_err(|e| failed("chmod", &e, path))?;
                 }
-                self.host.set_group(file, gid).map_err(|e| failed("chown", &e))?;
+                self.host.set_group(file, gid).map_err(|e| failed("chown", &e, path))?;
             }
             // Always after chown, which may clear set-id bits.
             if change.mode.is_some() || change.group.is_some() {
-                self.host.set_mode(file, mode).map_err(|e| failed("chmod", &e))?;
+                self.host.set_mode(file, mode).map_err(|e| failed("chmod", &e, path))?;
             }
             let after = self.host.stat(file).map_err(|e| format!("stat: {e}"))?;
             match plan_attrs(&after, group, mode) {
@@ -539,11 +541,12 @@ impl<H: Host> Engine<'_, H> {
 }
 
 /// Says which call failed and, for a read-only file system, the likely reason under the unit.
-fn failed(call: &str, e: &std::io::Error) -> String {
+fn failed(call: &str, e: &std::io::Error, path: &Path) -> String {
     if e.raw_os_error() == Some(libc::EROFS) {
         // ReadWritePaths=-/var/lib/docker is skipped while the directory does not exist.
         return format!(
-            "{call}: {e}: read-only for nonrootd; a directory made after nonrootd started (Docker installed later) is outside its ReadWritePaths= until nonrootd restarts"
+            "{call}: {e}: read-only for nonrootd, outside its ReadWritePaths= (a directory made after nonrootd started, such as a data root of a Docker installed later, is until nonrootd restarts; else {})",
+            nonrootd_core::sandbox::drop_in_advice(path)
         );
     }
     format!("{call}: {e}")
@@ -1001,14 +1004,16 @@ mod tests {
     #[test]
     fn a_read_only_file_system_is_explained() {
         let erofs = std::io::Error::from_raw_os_error(libc::EROFS);
-        let text = failed("chmod", &erofs);
-        assert!(
-            text.starts_with("chmod: Read-only file system (os error 30): read-only for nonrootd;"),
-            "{text}"
+        let text = failed("chmod", &erofs, Path::new("/srv/dmi/DMI"));
+        assert_eq!(
+            text,
+            "chmod: Read-only file system (os error 30): read-only for nonrootd, outside its ReadWritePaths= (a directory made after nonrootd started, such as a data root of a Docker installed later, is until nonrootd restarts; else add /etc/systemd/system/nonrootd.service.d/paths.conf with \"[Service]\\nReadWritePaths=/srv/dmi/DMI\", then systemctl daemon-reload and restart nonrootd)"
         );
-        assert!(text.ends_with("until nonrootd restarts"), "{text}");
         let eperm = std::io::Error::from_raw_os_error(libc::EPERM);
-        assert_eq!(failed("chown", &eperm), "chown: Operation not permitted (os error 1)");
+        assert_eq!(
+            failed("chown", &eperm, Path::new("/x")),
+            "chown: Operation not permitted (os error 1)"
+        );
     }
 
     fn grants_of(record: &GrantRecord, path: &str) -> Grants {
