@@ -1156,7 +1156,14 @@ fn validate_volumes(layers: Vec<VolumeLayer>, docker: Option<&DockerConfig>, c: 
         let uid = id("uid", &v.uid);
         let gid = id("gid", &v.gid);
         let mode = v.mode.as_ref().map(|mode| {
-            Mode::parse(&mode.value).unwrap_or_else(|m| {
+            let parsed = Mode::parse(&mode.value).and_then(|parsed| match parsed.bits() & 0o6000 {
+                0 => Ok(parsed),
+                _ => Err(format!(
+                    "{:?} has set-uid or set-gid bits, which the daemon's sandbox (RestrictSUIDSGID=yes) cannot set",
+                    mode.value
+                )),
+            });
+            parsed.unwrap_or_else(|m| {
                 c.error(&mode.origin, "volume.mode", m);
                 Mode::from_st_mode(0)
             })
@@ -1481,7 +1488,8 @@ mod tests {
         let bad = "[[volume]]\npath = \"srv\"\nuid = 4294967295\ngid = 1\nmode = \"0778\"\n\
                    [[volume]]\npath = \"/srv/x\"\ngid = 1\ntenant = \"acme\"\n\
                    [[volume]]\npath = \"/srv/y\"\nuid = 1\ngid = 1\nmapping = \"userns\"\n\
-                   [[volume]]\npath = \"/\"\nuid = 1\ngid = 1\n";
+                   [[volume]]\npath = \"/\"\nuid = 1\ngid = 1\n\
+                   [[volume]]\npath = \"/srv/z\"\nuid = 1\ngid = 1\nmode = \"2770\"\n";
         assert_eq!(
             parse(&[("/etc/n.toml", bad)]).unwrap_err(),
             [
@@ -1493,6 +1501,7 @@ mod tests {
                 "/etc/n.toml:14: volume.mapping: \"userns\" is not a mapping: use \"remap\" or \"rootless\"",
                 "/etc/n.toml:14: volume.mapping: only means something with tenant",
                 "/etc/n.toml:16: volume.path: / is a system directory: its walk would re-own the whole tree (a directory below it can be a volume)",
+                "/etc/n.toml:23: volume.mode: \"2770\" has set-uid or set-gid bits, which the daemon's sandbox (RestrictSUIDSGID=yes) cannot set",
             ]
         );
     }

@@ -96,7 +96,8 @@ struct RevokeArgs {
 
 #[derive(Args, Debug)]
 struct StatusArgs {
-    /// Print the status as JSON: one document with "running" (true or false) in every case.
+    /// Print the status as JSON: one document with "running" (true, false, or null when the
+    /// system bus cannot be reached), unless the daemon refused or failed the call.
     #[arg(long)]
     json: bool,
     #[command(flatten)]
