@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use nonrootd_core::acl::{Grants, Perm, Qualifier, added_bits, describe_change, plan_grants, shortfalls};
+use nonrootd_core::acl::{Grants, Perm, Qualifier, describe_change, plan_grants, shortfalls};
 use nonrootd_core::config::{Config, DOCKER_DATA_ROOT, DmiAccess, DockerConfig, SocketConfig};
 use nonrootd_core::duty::{Duty, DutySet};
 use nonrootd_core::ids::{Gid, IdResolver};
@@ -120,15 +120,14 @@ impl<H: Host> Engine<'_, H> {
     }
 
     /// For a socket re-created a moment ago: grants `socket`'s users and groups at once when
-    /// `previous` (the record as last read) already holds exactly them and the write only adds
-    /// (see [`only_adds_to`](nonrootd_core::acl::AclPlan::only_adds_to)). Returns the report
-    /// entry, the record for the path and the bits the write added, when the ACL was written;
-    /// `None` leaves everything to the apply under the lock.
-    fn grant_early(&self, socket: &SocketConfig, previous: &Grants) -> Option<(Report, Grants, Grants)> {
+    /// `previous` (the record in the file, under the lock) already holds exactly them and the
+    /// write only adds (see [`only_adds_to`](nonrootd_core::acl::AclPlan::only_adds_to)).
+    /// Returns the report entry when the ACL was written; `None` leaves everything to the
+    /// apply under the lock.
+    fn grant_early(&self, socket: &SocketConfig, previous: &Grants) -> Option<Report> {
         let mut report = Report::default();
         let desired = self.desired_grants(socket, &mut report);
-        // Only grants the record already has: the write then needs no change of the record,
-        // and the record stays true even when the lock cannot be taken after it.
+        // Only grants the record already has: the write then needs no change of the record.
         if !report.entries.is_empty() || *previous != desired {
             return None;
         }
@@ -136,9 +135,11 @@ impl<H: Host> Engine<'_, H> {
         let applied = self.apply_grants(&socket.path, &desired, previous, Writes::OnlyAdding, true, &mut |_| {
             Ok(())
         });
-        let granted = applied.granted.filter(|_| applied.added.is_some())?;
+        if !applied.written {
+            return None;
+        }
         report.push(Duty::Sockets, &socket.path, describe_grants(&desired), applied.outcome);
-        Some((report, granted, applied.added?))
+        Some(report)
     }
 
     fn apply_docker(&self, docker: &DockerConfig, dry_run: bool, report: &mut Report) {
@@ -466,7 +467,7 @@ impl<H: Host> Engine<'_, H> {
         let not_applied = |outcome| Applied {
             outcome,
             granted: None,
-            added: None,
+            written: false,
         };
         let opened = match self.open_target(path, FileKind::Socket) {
             Ok(opened) => opened,
@@ -489,7 +490,7 @@ impl<H: Host> Engine<'_, H> {
             return Applied {
                 outcome: Outcome::Correct,
                 granted: Some(plan.granted),
-                added: None,
+                written: false,
             };
         };
         let allowed = match writes {
@@ -535,7 +536,7 @@ impl<H: Host> Engine<'_, H> {
         Applied {
             outcome,
             granted: Some(plan.granted),
-            added: Some(added_bits(&observed, &new)),
+            written: true,
         }
     }
 }
@@ -557,8 +558,8 @@ struct Applied {
     outcome: Outcome,
     /// The record for the path, when the ACL is now as planned.
     granted: Option<Grants>,
-    /// The bits a write added; `None`: nothing was written.
-    added: Option<Grants>,
+    /// Whether the ACL was written.
+    written: bool,
 }
 
 /// Which planned ACL writes are made.
@@ -668,12 +669,6 @@ struct CachedRecord {
     /// The file it came from, held open. `None`: nothing cached (yet, or after a failure);
     /// `Some(None)`: there was no file.
     file: Option<Option<HeldRecord>>,
-    /// Bits written before the lock was taken and not yet in a saved record (the lock could
-    /// not be taken after the write): counted as nonrootd's at the next change under the lock.
-    unrecorded: BTreeMap<PathBuf, Grants>,
-    /// How many times the record was read from the file: an early plan made on one read is
-    /// confirmed only while no other was made since.
-    reads: u64,
 }
 
 impl CachedRecord {
@@ -687,7 +682,6 @@ impl CachedRecord {
         }
         // Forget the cached record first: if the load fails, the next apply retries it.
         self.file = None;
-        self.reads += 1;
         let (record, held) = GrantRecord::load_held(dir).map_err(|e| state_error(dir, e))?;
         self.record = record;
         self.file = Some(held);
@@ -701,8 +695,8 @@ impl CachedRecord {
         Ok(held)
     }
 
-    /// Under the lock: `change` runs on the record with the unrecorded bits counted as
-    /// nonrootd's, and may save a record ahead of a write ([`SaveAhead`]); the record is saved
+    /// Under the lock: `change` runs on the record, and may save a record ahead of a write
+    /// ([`SaveAhead`]); the record is saved
     /// when it differs from the file. `change`'s result comes back with whether the saves
     /// worked (ahead or after).
     fn update<T>(
@@ -711,9 +705,6 @@ impl CachedRecord {
         change: impl FnOnce(&mut GrantRecord, &mut dyn FnMut(&GrantRecord) -> Result<(), String>) -> T,
     ) -> (T, Result<(), String>) {
         let before = self.record.clone();
-        for (path, bits) in &self.unrecorded {
-            claim_bits(&mut self.record.sockets, path, bits);
-        }
         let (mut saved_ahead, mut ahead_failed) = (false, None);
         let result = change(&mut self.record, &mut |ahead| {
             let saved = ahead.save(dir).map(drop).map_err(|e| state_error(dir, e));
@@ -731,7 +722,6 @@ impl CachedRecord {
                 Err(e) => return (result, Err(state_error(dir, e))),
             }
         }
-        self.unrecorded.clear();
         // A grant not written for want of its record ahead: the record is unavailable too.
         (result, ahead_failed.map_or(Ok(()), Err))
     }
@@ -779,32 +769,34 @@ impl StateCache {
         report
     }
 
-    /// Step one for a socket that just appeared, before any lock or log: when the cached
-    /// record already holds its grants and granting them only adds to its ACL, the grant is
-    /// written now. Until a record with them is saved, the bits it added are nonrootd's to
-    /// revoke.
+    /// Step one for a socket that just appeared, before any log: when the record already holds
+    /// its grants and granting them only adds to its ACL, the grant is written now. That is
+    /// done under the lock, taken without waiting, with the record in the file the one cached
+    /// (one `statx`; read again if another apply saved one since), and while the package is
+    /// not being removed: so the record in the file holds every bit written, whatever comes
+    /// after (a crash, or another apply that revokes them).
     pub fn grant_new_socket<H: Host>(&mut self, engine: &Engine<'_, H>, config: &Config, socket: &Path) -> EarlyGrant {
         let configured = config.sockets.iter().find(|s| s.path == socket);
-        let removing = || crate::state::removal_mark(&self.state_dir).is_some();
-        let early = match (configured, &self.cached.file) {
-            (Some(configured), Some(_)) if !removing() && engine.earlier_spelling(config, configured).is_none() => {
+        let early = configured
+            .filter(|configured| engine.earlier_spelling(config, configured).is_none())
+            .and_then(|configured| {
+                // Busy, or the record unreadable: the socket waits for the apply under the lock.
+                let _lock = self
+                    .cached
+                    .locked(&mut self.lock, &self.state_dir, Duration::ZERO)
+                    .ok()?;
+                if crate::state::removal_mark(&self.state_dir).is_some() {
+                    return None;
+                }
                 let previous = self.cached.record.sockets.get(socket).cloned().unwrap_or_default();
                 engine.grant_early(configured, &previous)
-            }
-            _ => None,
-        };
-        EarlyGrant(early.map(|(report, granted, added)| {
-            claim_bits(&mut self.cached.unrecorded, socket, &added);
-            (report, granted, self.cached.reads)
-        }))
+            });
+        EarlyGrant(early)
     }
 
-    /// Step two: logs the early grant and records it under the lock. The record the early plan
-    /// was made on, not read again since (another apply saved none, also not while an earlier
-    /// socket of the same batch was recorded), confirms it; otherwise the socket is planned
-    /// again with the new record, the bits just added counted as granted by nonrootd. Without
-    /// an early grant this is [`apply`](Self::apply) of the socket.
-    pub fn record_new_socket<H: Host>(
+    /// Step two, off the urgent path: logs and returns the early grant's report (the record
+    /// held it already); without one, this is [`apply`](Self::apply) of the socket.
+    pub fn finish_new_socket<H: Host>(
         &mut self,
         engine: &Engine<'_, H>,
         config: &Config,
@@ -812,43 +804,21 @@ impl StateCache {
         early: EarlyGrant,
         lock_timeout: Duration,
     ) -> Report {
+        if let Some(report) = early.0 {
+            log_entries(&report);
+            return report;
+        }
         let request = Request {
             duties: DutySet::NONE.with(Duty::Sockets),
             socket: Some(socket.to_path_buf()),
             dry_run: false,
         };
-        let Some((mut report, granted, planned_on)) = early.0 else {
-            return self.apply(engine, config, &request, lock_timeout);
-        };
-        log_entries(&report);
-        let dir = &self.state_dir;
-        let _lock = match self.cached.locked(&mut self.lock, dir, lock_timeout) {
-            Ok(lock) => lock,
-            // The bits written stay unrecorded, counted as nonrootd's at the next update.
-            Err(e) => {
-                push_record_failure(&mut report, dir, Err(e));
-                return report;
-            }
-        };
-        if self.cached.reads == planned_on && crate::state::removal_mark(dir).is_none() {
-            // No other apply saved a record since it was read: the early plan was the locked one.
-            let ((), saved) = self.cached.update(dir, |record, _| {
-                record.sockets.insert(socket.to_path_buf(), granted);
-            });
-            push_record_failure(&mut report, dir, saved);
-            return report;
-        }
-        let (mut report, saved) = self.cached.update(dir, |record, save| {
-            engine.apply_locked(config, &request, dir, record, Some(save))
-        });
-        push_record_failure(&mut report, dir, saved);
-        report
+        self.apply(engine, config, &request, lock_timeout)
     }
 }
 
-/// A new socket's grant written by [`StateCache::grant_new_socket`] (its report, the grants to
-/// record and the read of the record it was planned on), or none.
-pub struct EarlyGrant(Option<(Report, Grants, u64)>);
+/// The report of a new socket's grant written by [`StateCache::grant_new_socket`], or none.
+pub struct EarlyGrant(Option<Report>);
 
 impl EarlyGrant {
     /// A grant was written.
@@ -856,8 +826,9 @@ impl EarlyGrant {
         self.0.is_some()
     }
 
-    /// Drops the plan of a grant made with NSS answers that changed since: the socket is then
-    /// planned again when it is recorded, the bits written counted as nonrootd's to revoke.
+    /// Drops the report of a grant made with NSS answers that changed since: the socket is then
+    /// applied again when it is recorded (the record holds the bits written, so an id that
+    /// changed has its old grant revoked).
     pub fn outdated(self) -> EarlyGrant {
         EarlyGrant(None)
     }
@@ -921,7 +892,7 @@ mod tests {
             lock_timeout: Duration,
         ) -> Report {
             let early = self.grant_new_socket(engine, config, socket);
-            self.record_new_socket(engine, config, socket, early, lock_timeout)
+            self.finish_new_socket(engine, config, socket, early, lock_timeout)
         }
     }
 
@@ -1194,63 +1165,76 @@ mod tests {
     }
 
     #[test]
-    fn a_new_socket_with_recorded_grants_is_granted_before_the_lock() {
+    fn a_new_socket_with_recorded_grants_is_granted_early_while_the_lock_is_free() {
+        let (state, host, mut cache) = granted_before();
+        let engine = engine(&host);
+        let sock = Path::new("/run/docker.sock");
+        let early = cache.grant_new_socket(&engine, &granting(), sock);
+        assert!(early.written());
+        let who = Qualifier::User(Uid(4321));
+        assert_eq!(host.file("/run/docker.sock").acl.effective(who), Perm::RW);
+        // The lock is not kept: another apply may run before the report.
+        let mut other = LockFile::open(state.path()).unwrap();
+        drop(other.acquire(Duration::ZERO).unwrap());
+        let report = cache.finish_new_socket(&engine, &granting(), sock, early, Duration::ZERO);
+        assert_eq!(report.entries[0].outcome.label(), "changed", "{report:?}");
+        assert_eq!(recorded_for_4321(state.path()), Perm::RW);
+    }
+
+    /// While another apply holds the lock it may be about to save a record without the grant:
+    /// nothing is written early, and the socket waits for the apply under the lock.
+    #[test]
+    fn nothing_is_written_early_while_another_apply_holds_the_lock() {
         let (state, host, mut cache) = granted_before();
         let engine = engine(&host);
         let mut other = LockFile::open(state.path()).unwrap();
         let held = other.acquire(Duration::ZERO).unwrap();
         let sock = Path::new("/run/docker.sock");
         let report = cache.apply_new_socket(&engine, &granting(), sock, Duration::ZERO);
-        let Some(Outcome::Failed { error }) = report
-            .entries
-            .iter()
-            .find(|e| e.path == state.path())
-            .map(|e| &e.outcome)
-        else {
-            panic!("{report:?}")
-        };
-        assert!(error.contains("another apply holds"), "{error}");
-        assert_eq!(
-            report.entries[0].outcome.label(),
-            "changed",
-            "the early grant is reported"
-        );
-        let who = Qualifier::User(Uid(4321));
-        assert_eq!(
-            host.file("/run/docker.sock").acl.effective(who),
-            Perm::RW,
-            "written before the lock"
-        );
+        assert!(record_unavailable(&report, state.path()), "{report:?}");
+        assert!(host.file("/run/docker.sock").acl.named.is_empty());
         drop(held);
         let report = cache.apply_new_socket(&engine, &granting(), sock, Duration::ZERO);
-        assert_eq!(report.entries[0].outcome, Outcome::Correct);
+        assert_eq!(report.entries[0].outcome.label(), "changed", "{report:?}");
         assert_eq!(recorded_for_4321(state.path()), Perm::RW);
+    }
+
+    /// Another apply revoked the grant and saved while the cache still held it; the socket is
+    /// then re-created and the daemon stops before anything else. Nothing written early may
+    /// outlive the record in the file: the early grant reads that first.
+    #[test]
+    fn no_grant_is_written_early_from_a_record_another_apply_has_replaced() {
+        let (state, host, mut cache) = granted_before();
+        let engine = engine(&host);
+        revoke_all(&engine, state.path());
+        let sock = Path::new("/run/docker.sock");
+        let early = cache.grant_new_socket(&engine, &granting(), sock);
+        assert!(!early.written());
+        assert!(host.file("/run/docker.sock").acl.named.is_empty());
+        drop(cache);
+        assert!(GrantRecord::load(state.path()).unwrap().sockets.is_empty());
     }
 
     #[test]
     fn nothing_is_written_early_without_a_recorded_grant_or_when_it_would_take_bits_away() {
-        let (state, host, mut cache) = granted_before();
+        let (_state, host, mut cache) = granted_before();
         let engine = engine(&host);
-        let mut other = LockFile::open(state.path()).unwrap();
-        let _held = other.acquire(Duration::ZERO).unwrap();
         let sock = Path::new("/run/docker.sock");
         // A user the record does not hold yet.
         let more = config("[[socket]]\npath = \"/run/docker.sock\"\nusers = [4321, \"cadvisor\"]\ngroups = [7]\n");
-        let busy = cache.apply_new_socket(&engine, &more, sock, Duration::ZERO);
-        assert!(record_unavailable(&busy, state.path()), "{busy:?}");
+        assert!(!cache.grant_new_socket(&engine, &more, sock).written());
         assert!(host.file("/run/docker.sock").acl.named.is_empty());
         // Raising the mask of a `chmod 0600` socket clamps the owning group: not only adding.
         let mut clamped = FakeFile::new(FileKind::Socket, 0o600, 0);
         clamped.acl.group_obj = Perm::RW;
         clamped.acl.mask = Some(Perm::NONE);
         host.files.borrow_mut().insert(sock.into(), clamped);
-        let busy = cache.apply_new_socket(&engine, &granting(), sock, Duration::ZERO);
-        assert!(record_unavailable(&busy, state.path()), "{busy:?}");
+        assert!(!cache.grant_new_socket(&engine, &granting(), sock).written());
         assert!(host.file("/run/docker.sock").acl.named.is_empty());
     }
 
     #[test]
-    fn an_early_grant_is_planned_again_when_another_apply_saved_a_record_meanwhile() {
+    fn a_new_socket_whose_grant_another_apply_revoked_is_granted_and_recorded_under_the_lock() {
         let (state, host, mut cache) = granted_before();
         let engine = engine(&host);
         // Another process forgets the grant (its config has no socket) and saves its record.
@@ -1258,14 +1242,14 @@ mod tests {
         assert!(GrantRecord::load(state.path()).unwrap().sockets.is_empty());
         let sock = Path::new("/run/docker.sock");
         cache.apply_new_socket(&engine, &granting(), sock, Duration::ZERO);
-        // The bits added early are recorded as nonrootd's, so a later config can revoke them.
+        // Granted under the lock and recorded as nonrootd's, so a later config can revoke it.
         assert_eq!(recorded_for_4321(state.path()), Perm::RW);
         revoke_all(&engine, state.path());
         assert!(host.file("/run/docker.sock").acl.named.is_empty());
     }
 
     #[test]
-    fn a_batch_confirms_no_early_plan_made_on_a_record_read_before_another_apply_saved_one() {
+    fn an_apply_between_early_grants_and_their_reports_leaves_a_true_record() {
         let state = tempfile::tempdir().unwrap();
         let fresh = || FakeFile::new(FileKind::Socket, 0o660, 0);
         let host = FakeHost::default()
@@ -1291,10 +1275,13 @@ mod tests {
         apply_with_state(&engine, &theirs, &sockets(), state.path(), Duration::ZERO);
         let other = Qualifier::User(Uid(1234));
         assert_eq!(host.file("/run/b.sock").acl.named.get(&other), Some(&Perm::RW));
-        // a reads that record (which holds a's grants already); b must not be confirmed on the old read,
-        // which would forget that nonrootd granted 1234 and leave the grant in place for good.
-        cache.record_new_socket(&engine, &ours, a, early_a, Duration::ZERO);
-        cache.record_new_socket(&engine, &ours, b, early_b, Duration::ZERO);
+        // The reports change nothing; the record holds what the other apply granted as
+        // nonrootd's, so the next apply with our config (the attribute change it caused) revokes it.
+        cache.finish_new_socket(&engine, &ours, a, early_a, Duration::ZERO);
+        cache.finish_new_socket(&engine, &ours, b, early_b, Duration::ZERO);
+        let record = GrantRecord::load(state.path()).unwrap();
+        assert_eq!(record.sockets[b].get(&other), Some(&Perm::RW));
+        cache.apply(&engine, &ours, &sockets(), Duration::ZERO);
         assert_eq!(host.file("/run/b.sock").acl.named.get(&other), None, "revoked");
         let record = GrantRecord::load(state.path()).unwrap();
         assert_eq!(
@@ -1304,26 +1291,7 @@ mod tests {
     }
 
     #[test]
-    fn bits_written_early_are_recorded_by_the_next_apply_when_the_lock_was_busy() {
-        let (state, host, mut cache) = granted_before();
-        let engine = engine(&host);
-        // Another process forgets the grant, saves its record and keeps the lock.
-        revoke_all(&engine, state.path());
-        let mut other = LockFile::open(state.path()).unwrap();
-        let held = other.acquire(Duration::ZERO).unwrap();
-        let sock = Path::new("/run/docker.sock");
-        let busy = cache.apply_new_socket(&engine, &granting(), sock, Duration::ZERO);
-        assert!(record_unavailable(&busy, state.path()), "{busy:?}");
-        drop(held);
-        // Our own attribute change comes next: the grant is found in place, and recorded.
-        cache.apply_new_socket(&engine, &granting(), sock, Duration::ZERO);
-        assert_eq!(recorded_for_4321(state.path()), Perm::RW);
-        revoke_all(&engine, state.path());
-        assert!(host.file("/run/docker.sock").acl.named.is_empty(), "revoked after all");
-    }
-
-    #[test]
-    fn only_the_bits_written_early_are_claimed_when_planned_again() {
+    fn only_the_bits_added_to_an_admins_entry_on_a_new_socket_are_recorded() {
         let (state, host, mut cache) = granted_before();
         let engine = engine(&host);
         revoke_all(&engine, state.path());

@@ -290,19 +290,6 @@ impl AclPlan {
     }
 }
 
-/// The bits of named entries that `new` has and `old` had not: what a write of `new` over
-/// `old` added.
-pub fn added_bits(old: &Acl, new: &Acl) -> Grants {
-    let mut added = Grants::new();
-    for (who, perm) in &new.named {
-        let bits = perm.without(old.named.get(who).copied().unwrap_or_default());
-        if !bits.is_empty() {
-            added.insert(*who, bits);
-        }
-    }
-    added
-}
-
 /// Plans the ACL that grants `desired`, keeps foreign entries, and revokes the bits of
 /// `previous` (what nonrootd granted earlier) that are no longer desired: all of an id that is
 /// no longer configured, the dropped bits of one whose access was narrowed.
@@ -538,21 +525,6 @@ mod tests {
         assert!(!inherited.awaits_its_mode(&ours), "chmod 0060 gave it a mode");
         assert!(!Acl::from_mode(0o600).awaits_its_mode(&ours));
         assert!(!Acl::from_mode(0o001).awaits_its_mode(&ours));
-    }
-
-    #[test]
-    fn added_bits_are_the_new_bits_of_named_entries() {
-        let mut old = Acl::from_mode(0o660);
-        old.named.insert(user(1000), Perm::R);
-        old.named.insert(user(7), Perm::RW);
-        let mut new = old.clone();
-        new.named.insert(user(1000), Perm::RW);
-        new.named.insert(user(4321), Perm::RW);
-        new.mask = Some(Perm::RW);
-        assert_eq!(
-            added_bits(&old, &new),
-            grants(&[(user(1000), Perm(2)), (user(4321), Perm::RW)])
-        );
     }
 
     #[test]

@@ -11,11 +11,11 @@
 //! The thread waits and writes new sockets' grants urgent (deadline scheduling, which it keeps
 //! for everything else too; or real-time where that is refused, and normal priority for
 //! everything else, [`Priority`]). The
-//! rest of a new socket's work (log, record, report) waits [`RECORD_DELAY`] after its grant,
+//! rest of a new socket's work (log and report) waits [`REPORT_DELAY`] after its grant,
 //! so that it does not compete for a CPU with the clients connecting to the new socket.
 //!
 //! The urgent path asks NSS nothing: configured names are looked up at normal priority and
-//! remembered ([`RememberedIds`]). Recording looks them up again; when an answer changed, the
+//! remembered ([`RememberedIds`]). Reporting looks them up again; when an answer changed, the
 //! early grant (the access the old socket had) is planned again right then, under the lock.
 
 use std::collections::{BTreeSet, HashMap};
@@ -47,12 +47,12 @@ use super::realtime::{Confined, Priority};
 /// How long an apply waits for the host-wide lock (held by a concurrent hook or CLI).
 pub const LOCK_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// How long after a new socket's early grant its log, record and report wait (with those of
+/// How long after a new socket's early grant its log and report wait (with those of
 /// the events that follow meanwhile, its own attribute change among them): the clients that
 /// wait for the socket connect meanwhile without the daemon, the journal and the bus taking
-/// CPUs from them. An early grant is made only when the record already holds it, so a crash
-/// in between loses nothing but the log line.
-const RECORD_DELAY: Duration = Duration::from_millis(2);
+/// CPUs from them. An early grant is made only when the record in the file holds it, so a
+/// crash in between loses nothing but the log line.
+const REPORT_DELAY: Duration = Duration::from_millis(2);
 
 /// After an apply that could not use the grant record, the sockets are applied again after
 /// this, doubled each time up to [`RETRY_MAX`].
@@ -146,11 +146,11 @@ struct Fixer {
     commands: mpsc::Receiver<Command>,
     reports: UnboundedSender<Fixed>,
     confined: Option<Confined>,
-    /// Sockets granted (or not) at once and not yet recorded, in the order of their events,
+    /// Sockets granted (or not) at once and not yet reported, in the order of their events,
     /// with the generation of the config they were granted with.
     granted: Vec<(PathBuf, EarlyGrant, u64)>,
-    /// When to record them: [`RECORD_DELAY`] after the first.
-    record_at: Option<Instant>,
+    /// When to report them: [`REPORT_DELAY`] after the first.
+    report_at: Option<Instant>,
     /// When to apply every socket again, and the wait after that, while the grant record is
     /// unavailable (no socket event may come to retry it).
     retry: Option<(Instant, Duration)>,
@@ -182,7 +182,7 @@ impl Fixer {
             reports,
             confined,
             granted: Vec::new(),
-            record_at: None,
+            report_at: None,
             retry: None,
         };
         let handle = SocketFixer {
@@ -200,7 +200,7 @@ impl Fixer {
         learn_names(&self.ids, &self.config);
         let mut priority = Priority::request(self.confined.as_ref());
         loop {
-            if self.record_at.is_none() {
+            if self.report_at.is_none() {
                 priority.raise();
             }
             let (events, woken) = match self.wait() {
@@ -208,7 +208,7 @@ impl Fixer {
                 Err(e) => {
                     priority.lower();
                     error!("socket fixer: poll failed: {e}");
-                    self.record_granted(&mut priority);
+                    self.report_granted(&mut priority);
                     std::thread::sleep(Duration::from_secs(1));
                     continue;
                 }
@@ -221,7 +221,7 @@ impl Fixer {
                 match self.take_commands(&mut priority) {
                     Some(queued) => rechecks = queued,
                     None => {
-                        self.record_granted(&mut priority);
+                        self.report_granted(&mut priority);
                         return;
                     }
                 }
@@ -232,7 +232,7 @@ impl Fixer {
                 match self.watches.read() {
                     Ok(Some(Cue::Socket(paths))) => self.grant_new_sockets(paths, &mut priority),
                     Ok(Some(Cue::All)) => {
-                        self.record_granted(&mut priority);
+                        self.report_granted(&mut priority);
                         // The lost events may have been a directory's move or removal.
                         self.watches.revalidate();
                         self.apply_all("inotify queue overflow".into());
@@ -246,34 +246,34 @@ impl Fixer {
                 }
             }
             if let Some(trigger) = super::batch_trigger(&rechecks) {
-                self.record_granted(&mut priority);
+                self.report_granted(&mut priority);
                 self.watches.revalidate();
                 self.apply_all(trigger);
             }
-            if self.record_at.is_some_and(|at| Instant::now() >= at) {
-                self.record_granted(&mut priority);
+            if self.report_at.is_some_and(|at| Instant::now() >= at) {
+                self.report_granted(&mut priority);
             }
             if self.retry.is_some_and(|(at, _)| Instant::now() >= at) {
-                self.record_granted(&mut priority);
+                self.report_granted(&mut priority);
                 self.apply_all("a retry (the grant record was unavailable)".into());
             }
         }
     }
 
     /// Blocks until inotify has events or the handle wrote (or went away). While granted
-    /// sockets wait to be recorded, inotify is left unread until they are due: the events that
+    /// sockets wait to be reported, inotify is left unread until they are due: the events that
     /// follow a grant (its own attribute change first) would take a CPU from the clients.
     fn wait(&self) -> io::Result<(bool, bool)> {
         let mut fds = [
             PollFd::new(self.woken.as_fd(), PollFlags::POLLIN),
             PollFd::new(self.watches.inotify.as_fd(), PollFlags::POLLIN),
         ];
-        let polled = if self.record_at.is_some() {
+        let polled = if self.report_at.is_some() {
             &mut fds[..1]
         } else {
             &mut fds[..]
         };
-        let due = [self.record_at, self.retry.map(|(at, _)| at)]
+        let due = [self.report_at, self.retry.map(|(at, _)| at)]
             .into_iter()
             .flatten()
             .min();
@@ -321,11 +321,10 @@ impl Fixer {
                     }
                     self.config = *config;
                     self.generation = generation;
-                    // Grants written with the old config are recorded as written; one to plan
-                    // again (the loop saved a record meanwhile, or an id it used changed) is
-                    // planned with the new one. The old names are forgotten only after that:
+                    // Grants written with the old config are reported as written; one to plan
+                    // again (an id it used changed) is planned with the new one. The old names are forgotten only after that:
                     // forgotten before, an id changed since the grant would pass as unchanged.
-                    self.record_granted(priority);
+                    self.report_granted(priority);
                     self.ids.forget();
                     // Whatever was applied with the old config meanwhile is made right; this
                     // looks the new config's names up.
@@ -339,7 +338,7 @@ impl Fixer {
     }
 
     /// Grants the sockets that just changed, still urgent; after an early grant they are
-    /// recorded and reported [`RECORD_DELAY`] later: a client waits only for the writes.
+    /// logged and reported [`REPORT_DELAY`] later: a client waits only for the writes.
     fn grant_new_sockets(&mut self, sockets: BTreeSet<PathBuf>, priority: &mut Priority) {
         if self.cache.is_none() {
             // Opening and loading it takes a lock and reads a file: not urgent work.
@@ -362,19 +361,20 @@ impl Fixer {
             self.granted.push((socket, early, self.generation));
         }
         priority.lower();
-        if written || self.record_at.is_some() {
-            self.record_at.get_or_insert_with(|| Instant::now() + RECORD_DELAY);
+        if written || self.report_at.is_some() {
+            self.report_at.get_or_insert_with(|| Instant::now() + REPORT_DELAY);
         } else {
             // Nothing written early (it needs the lock, or nothing is missing): no client
             // is connecting yet, or it waits for this very apply.
-            self.record_granted(priority);
+            self.report_granted(priority);
         }
     }
 
-    /// Logs, records and reports the sockets granted since the last time, at normal priority.
-    fn record_granted(&mut self, priority: &mut Priority) {
+    /// Logs and reports the sockets granted since the last time (planning again one granted
+    /// with an id that changed since), at normal priority.
+    fn report_granted(&mut self, priority: &mut Priority) {
         priority.lower();
-        self.record_at = None;
+        self.report_at = None;
         let granted = std::mem::take(&mut self.granted);
         if granted.is_empty() {
             return;
@@ -394,7 +394,7 @@ impl Fixer {
         for (socket, early, generation) in granted {
             let trigger = format!("{} changed", socket.display());
             let early = if answers_changed { early.outdated() } else { early };
-            let applied = cache.record_new_socket(&engine, &self.config, &socket, early, LOCK_TIMEOUT);
+            let applied = cache.finish_new_socket(&engine, &self.config, &socket, early, LOCK_TIMEOUT);
             unavailable |= record_unavailable(&applied, &self.state_dir);
             report(&self.reports, generation, applied, trigger);
         }
@@ -872,7 +872,7 @@ mod tests {
     #[tokio::test]
     async fn an_early_grant_is_recorded_and_reported_also_when_the_fixer_stops_before_it_is_due() {
         let (s, sock, listener) = granted_once().await;
-        // Re-created: granted at once from the record, recorded RECORD_DELAY later; the fixer
+        // Re-created: granted at once from the record, recorded REPORT_DELAY later; the fixer
         // is stopped as soon as the grant is there.
         drop(listener);
         std::fs::remove_file(&sock).unwrap();
