@@ -40,7 +40,7 @@ complete -c nonrootctl -n "__fish_nonrootctl_needs_command" -f -a "help" -d 'Pri
 complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand status" -l timeout -d 'Give up waiting for the daemon after this long' -r
 complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand status" -l config -d 'Main config file; drop-ins are read from nonrootd.d/ beside it [default: /etc/nonrootd/nonrootd.toml]. With it, `apply` works in-process instead of asking the daemon' -r -F
 complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand status" -l state-dir -d 'Where nonrootd records what it granted [default: $STATE_DIRECTORY or /var/lib/nonrootd]. With it, `apply` works in-process, as with --config' -r -F
-complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand status" -l json -d 'Print the status as JSON: one document with "running" (true, false, or null when the system bus cannot be reached), unless the daemon refused or failed the call'
+complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand status" -l json -d 'Print the status as JSON: one document with "running" (true, false, or null when that is unknown) in every case, and "error" when no status came back'
 complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand status" -s v -l verbose -d 'Log more (-v: changes, -vv: debugging)'
 complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand status" -s h -l help -d 'Print help'
 complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand apply" -l only -d 'Comma-separated duties: docker, sockets, dmi, subids, volumes [default: docker,sockets,dmi,volumes]' -r

@@ -37,7 +37,7 @@ _arguments "${_arguments_options[@]}" : \
 '--timeout=[Give up waiting for the daemon after this long]:DURATION:_default' \
 '--config=[Main config file; drop-ins are read from nonrootd.d/ beside it \[default\: /etc/nonrootd/nonrootd.toml\]. With it, \`apply\` works in-process instead of asking the daemon]:FILE:_files' \
 '--state-dir=[Where nonrootd records what it granted \[default\: \$STATE_DIRECTORY or /var/lib/nonrootd\]. With it, \`apply\` works in-process, as with --config]:DIR:_files' \
-'--json[Print the status as JSON\: one document with "running" (true, false, or null when the system bus cannot be reached), unless the daemon refused or failed the call]' \
+'--json[Print the status as JSON\: one document with "running" (true, false, or null when that is unknown) in every case, and "error" when no status came back]' \
 '*-v[Log more (-v\: changes, -vv\: debugging)]' \
 '*--verbose[Log more (-v\: changes, -vv\: debugging)]' \
 '-h[Print help]' \

@@ -504,6 +504,9 @@ impl Hung {
     async fn apply(&self, _duties: Vec<String>) -> String {
         std::future::pending().await
     }
+    async fn status(&self) -> String {
+        std::future::pending().await
+    }
 }
 
 /// Serves `interface` at `path` under `name` on the bus from a thread of its own until the test
@@ -551,6 +554,12 @@ fn apply_gives_up_on_a_daemon_that_does_not_answer() {
         "{}",
         text(&out.stderr)
     );
+    // status --json still prints one document: whether it runs is unknown, and why.
+    let out = setup.ctl(None, &["status", "--json", "--timeout", "300ms"]);
+    assert_eq!(out.status.code(), Some(1));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["running"], serde_json::Value::Null);
+    assert_eq!(doc["error"], "nonrootd did not answer within 300ms");
 }
 
 /// Stands in for systemd's manager: `Subscribe()` times out as often as told (as a systemd busy

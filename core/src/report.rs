@@ -58,11 +58,18 @@ impl Outcome {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Entry {
     pub duty: Duty,
+    #[serde(serialize_with = "lossy_path")]
     pub path: PathBuf,
     /// What nonrootd wants there, e.g. "mode 0750" or "user:4321:rw-".
     pub desired: String,
     #[serde(flatten)]
     pub outcome: Outcome,
+}
+
+/// A path as JSON text: one that is not UTF-8 (a `--state-dir` can be) is written with
+/// U+FFFD where its bytes are not, instead of failing the whole document.
+pub fn lossy_path<S: serde::Serializer>(path: &std::path::Path, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&path.to_string_lossy())
 }
 
 impl fmt::Display for Entry {
@@ -112,5 +119,20 @@ impl fmt::Display for Report {
             writeln!(f, "{entry}")?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::ffi::OsStrExt;
+
+    #[test]
+    fn a_path_that_is_not_utf8_is_written_lossily_not_refused() {
+        let mut report = Report::default();
+        let path = PathBuf::from(std::ffi::OsStr::from_bytes(b"/var/lib/state\xff"));
+        report.push(Duty::Sockets, path, "the record", Outcome::Missing);
+        let json = serde_json::to_string(&report).unwrap();
+        assert!(json.contains("\"path\":\"/var/lib/state\u{fffd}\""), "{json}");
     }
 }

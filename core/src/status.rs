@@ -33,6 +33,7 @@ pub struct DaemonStatus {
     pub pid: u32,
     pub started_at: u64,
     pub now: u64,
+    #[serde(serialize_with = "crate::report::lossy_path")]
     pub config: PathBuf,
     /// Whether the daemon is on the system bus.
     pub system_bus: bool,

@@ -96,8 +96,8 @@ struct RevokeArgs {
 
 #[derive(Args, Debug)]
 struct StatusArgs {
-    /// Print the status as JSON: one document with "running" (true, false, or null when the
-    /// system bus cannot be reached), unless the daemon refused or failed the call.
+    /// Print the status as JSON: one document with "running" (true, false, or null when that
+    /// is unknown) in every case, and "error" when no status came back.
     #[arg(long)]
     json: bool,
     #[command(flatten)]
@@ -351,8 +351,7 @@ fn status(config_path: &std::path::Path, state_dir: &std::path::Path, args: &Sta
             let status: DaemonStatus = match serde_json::from_str(&json) {
                 Ok(status) => status,
                 Err(e) => {
-                    eprintln!("nonrootctl: the daemon's status is not understood: {e}");
-                    return ExitCode::FAILURE;
+                    return status_failed(args, Some(true), &format!("the daemon's status is not understood: {e}"));
                 }
             };
             let mut out = std::io::stdout().lock();
@@ -381,11 +380,22 @@ fn status(config_path: &std::path::Path, state_dir: &std::path::Path, args: &Sta
             let headline = format!("○ nonrootd cannot be asked: the system bus cannot be reached ({why})");
             status_without_daemon(config_path, state_dir, args, None, &headline, &why)
         }
+        // It answered (with a refusal or an error), or it may be stuck.
         Err(e) => {
-            eprintln!("nonrootctl: {e}");
-            ExitCode::FAILURE
+            let running = (!matches!(e, CallError::TimedOut(_))).then_some(true);
+            status_failed(args, running, &e.to_string())
         }
     }
+}
+
+/// `status` when the daemon was asked and no status came back: exit 1, and with `--json`
+/// still one document, with the error.
+fn status_failed(args: &StatusArgs, running: Option<bool>, error: &str) -> ExitCode {
+    eprintln!("nonrootctl: {error}");
+    if args.json {
+        println!("{}", serde_json::json!({ "running": running, "error": error }));
+    }
+    ExitCode::FAILURE
 }
 
 /// `status` when the daemon cannot be asked: the headline, then a local read-only inspection

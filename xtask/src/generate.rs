@@ -236,8 +236,9 @@ No path is refused or failed, and the daemon did not refuse its last reload.
 .TP
 .B 1
 A path is refused or failed; or the daemon refused its last reload and keeps the
-previous configuration (the \fBReload:\fR line says why); or the daemon did not
-answer in time.
+previous configuration (the \fBReload:\fR line says why); or no status came
+back: the daemon refused the call or did not answer in time (with \fB\-\-json\fR,
+the document then has \fB"error"\fR).
 .TP
 .B 2
 Wrong usage.
