@@ -52,8 +52,9 @@ pub struct RecordStamp {
     dev: u64,
     ino: u64,
     size: u64,
-    mtime_ns: i64,
-    ctime_ns: i64,
+    /// Seconds and nanoseconds: a product would overflow for a far-off time.
+    mtime: (i64, i64),
+    ctime: (i64, i64),
 }
 
 impl RecordStamp {
@@ -71,8 +72,8 @@ impl RecordStamp {
             dev: m.dev(),
             ino: m.ino(),
             size: m.size(),
-            mtime_ns: m.mtime() * 1_000_000_000 + m.mtime_nsec(),
-            ctime_ns: m.ctime() * 1_000_000_000 + m.ctime_nsec(),
+            mtime: (m.mtime(), m.mtime_nsec()),
+            ctime: (m.ctime(), m.ctime_nsec()),
         }
     }
 }
@@ -88,15 +89,23 @@ impl HeldRecord {
     /// Opens the record in `state_dir` now; `None` when there is none.
     fn open(state_dir: &Path) -> io::Result<Option<HeldRecord>> {
         let path = state_dir.join(GRANTS_FILE);
+        // O_NONBLOCK: a FIFO there must not keep the apply (and the lock) waiting forever.
         let file = match File::options()
             .read(true)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
             .open(&path)
         {
             Ok(file) => file,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(naming(&path)(e)),
         };
+        let metadata = file.metadata().map_err(naming(&path))?;
+        if !metadata.is_file() {
+            return Err(naming(&path)(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "is not a regular file; it should hold the ACL entries nonrootd granted",
+            )));
+        }
         HeldRecord::of(file, &path).map(Some)
     }
 
@@ -203,6 +212,40 @@ mod tests {
     use super::*;
     use nonrootd_core::acl::{Perm, Qualifier};
     use nonrootd_core::ids::Uid;
+
+    /// A FIFO (or anything but a file) at grants.json is an error naming it, at once: opening
+    /// it for reading would wait for a writer, with the apply lock held.
+    #[test]
+    fn a_record_from_a_far_off_time_has_a_stamp() {
+        let dir = tempfile::tempdir().unwrap();
+        GrantRecord::default().save(dir.path()).unwrap();
+        let far = nix::sys::time::TimeSpec::new(i64::MAX / 1000, 0);
+        nix::sys::stat::utimensat(
+            nix::fcntl::AT_FDCWD,
+            &dir.path().join(GRANTS_FILE),
+            &far,
+            &far,
+            nix::sys::stat::UtimensatFlags::NoFollowSymlink,
+        )
+        .unwrap();
+        assert!(RecordStamp::of(dir.path()).unwrap().is_some());
+        GrantRecord::load(dir.path()).unwrap();
+    }
+
+    #[test]
+    fn a_record_that_is_not_a_regular_file_is_refused_without_waiting() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(GRANTS_FILE);
+        nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        let error = GrantRecord::load(dir.path()).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            format!(
+                "{}: is not a regular file; it should hold the ACL entries nonrootd granted",
+                path.display()
+            )
+        );
+    }
 
     #[test]
     fn record_round_trips_and_a_missing_file_is_empty() {
