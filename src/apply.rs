@@ -8,7 +8,7 @@ use std::time::Duration;
 use nonrootd_core::acl::{Grants, Perm, Qualifier, describe_change, plan_grants, shortfalls};
 use nonrootd_core::config::{Config, DOCKER_DATA_ROOT, DmiAccess, DockerConfig, SocketConfig};
 use nonrootd_core::duty::{Duty, DutySet};
-use nonrootd_core::ids::{Gid, IdResolver};
+use nonrootd_core::ids::{Gid, IdResolver, Unresolved};
 use nonrootd_core::mode::Mode;
 use nonrootd_core::plan::{FileKind, check_mode_settable, check_target, plan_attrs};
 use nonrootd_core::report::{Outcome, Report};
@@ -93,13 +93,15 @@ impl<H: Host> Engine<'_, H> {
                     DmiAccess::Group(group) => match group.value.resolve_group(self.ids) {
                         Ok(gid) => (Some(gid), 0o440),
                         Err(why) => {
-                            let reason = format!("{}: {why}", group.origin);
-                            report.push(
-                                Duty::Dmi,
-                                dmi.tables_dir.join(name),
-                                "group-readable",
-                                Outcome::Refused { reason },
-                            );
+                            let outcome = match why {
+                                Unresolved::Invalid(why) => Outcome::Refused {
+                                    reason: format!("{}: {why}", group.origin),
+                                },
+                                Unresolved::LookupFailed(why) => Outcome::Failed {
+                                    error: format!("{}: {why}", group.origin),
+                                },
+                            };
+                            report.push(Duty::Dmi, dmi.tables_dir.join(name), "group-readable", outcome);
                             continue;
                         }
                     },
@@ -126,7 +128,7 @@ impl<H: Host> Engine<'_, H> {
     /// apply under the lock.
     fn grant_early(&self, socket: &SocketConfig, previous: &Grants) -> Option<Report> {
         let mut report = Report::default();
-        let desired = self.desired_grants(socket, &mut report);
+        let desired = self.desired_grants(socket, &mut report)?;
         // Only grants the record already has: the write then needs no change of the record.
         if !report.entries.is_empty() || *previous != desired {
             return None;
@@ -269,7 +271,9 @@ impl<H: Host> Engine<'_, H> {
         }
         let after_event = request.socket.is_some();
         for socket in config.sockets.iter().filter(|s| request.covers(&s.path)) {
-            let desired = self.desired_grants(socket, report);
+            let Some(desired) = self.desired_grants(socket, report) else {
+                continue;
+            };
             if let Some(first) = self.earlier_spelling(config, socket) {
                 let reason = format!(
                     "{}: the same socket as {} (configured at {}); configure it once, with all its users and groups",
@@ -406,49 +410,46 @@ impl<H: Host> Engine<'_, H> {
     ) {
         let mut sockets = Report::default();
         for socket in config.sockets.iter().filter(|s| request.covers(&s.path)) {
-            let desired = self.desired_grants(socket, &mut sockets);
+            let desired = self.desired_grants(socket, &mut sockets).unwrap_or_default();
             sockets.push(Duty::Sockets, &socket.path, describe_grants(&desired), outcome());
         }
         log_entries(&sockets);
         report.entries.extend(sockets.entries);
     }
 
-    /// The configured entries that resolve; the others are reported as refused.
-    fn desired_grants(&self, socket: &SocketConfig, report: &mut Report) -> Grants {
+    /// The configured entries that resolve; the others are reported as refused. `None` when
+    /// a lookup failed (reported as failed): nothing is known about that name, so the socket
+    /// is left as it is rather than planned without it, which would revoke its grant.
+    fn desired_grants(&self, socket: &SocketConfig, report: &mut Report) -> Option<Grants> {
         let mut desired = Grants::new();
-        for user in &socket.users {
-            match user.value.resolve_user(self.ids) {
-                Ok(uid) => {
-                    desired.insert(Qualifier::User(uid), socket.access);
+        let mut complete = true;
+        let resolved = socket.users.iter().map(|user| {
+            let uid = user.value.resolve_user(self.ids).map(Qualifier::User);
+            (format!("user {}", user.value), &user.origin, uid)
+        });
+        let resolved = resolved.chain(socket.groups.iter().map(|group| {
+            let gid = group.value.resolve_group(self.ids).map(Qualifier::Group);
+            (format!("group {}", group.value), &group.origin, gid)
+        }));
+        for (what, origin, who) in resolved {
+            let outcome = match who {
+                Ok(who) => {
+                    desired.insert(who, socket.access);
+                    continue;
                 }
-                Err(why) => {
-                    let reason = format!("{}: {why}", user.origin);
-                    report.push(
-                        Duty::Sockets,
-                        &socket.path,
-                        format!("user {}", user.value),
-                        Outcome::Refused { reason },
-                    );
+                Err(Unresolved::Invalid(why)) => Outcome::Refused {
+                    reason: format!("{origin}: {why}"),
+                },
+                Err(Unresolved::LookupFailed(why)) => {
+                    complete = false;
+                    Outcome::Failed {
+                        error: format!("{origin}: {why}; the socket is left as it is until the lookup works"),
+                    }
                 }
-            }
+            };
+            report.push(Duty::Sockets, &socket.path, what, outcome);
         }
-        for group in &socket.groups {
-            match group.value.resolve_group(self.ids) {
-                Ok(gid) => {
-                    desired.insert(Qualifier::Group(gid), socket.access);
-                }
-                Err(why) => {
-                    let reason = format!("{}: {why}", group.origin);
-                    report.push(
-                        Duty::Sockets,
-                        &socket.path,
-                        format!("group {}", group.value),
-                        Outcome::Refused { reason },
-                    );
-                }
-            }
-        }
-        desired
+        complete.then_some(desired)
     }
 
     /// Grants `desired` on a socket and revokes stale grants of `previous`; a write that
@@ -897,12 +898,19 @@ mod tests {
     }
 
     struct Ids;
+    /// "cadvisor" is uid 4321, "dmi" gid 990; looking up "ldap-down" fails.
     impl IdResolver for Ids {
-        fn user(&self, name: &str) -> Option<nonrootd_core::ids::Uid> {
-            (name == "cadvisor").then_some(Uid(4321))
+        fn user(&self, name: &str) -> Result<Option<nonrootd_core::ids::Uid>, String> {
+            match name {
+                "ldap-down" => Err("Input/output error".into()),
+                _ => Ok((name == "cadvisor").then_some(Uid(4321))),
+            }
         }
-        fn group(&self, name: &str) -> Option<Gid> {
-            (name == "dmi").then_some(Gid(990))
+        fn group(&self, name: &str) -> Result<Option<Gid>, String> {
+            match name {
+                "ldap-down" => Err("Input/output error".into()),
+                _ => Ok((name == "dmi").then_some(Gid(990))),
+            }
         }
     }
 
@@ -1046,6 +1054,32 @@ mod tests {
         let who = Qualifier::User(Uid(4321));
         assert_eq!(host.file("/run/docker.sock").acl.effective(who), Perm::RW);
         assert_eq!(record.sockets[Path::new("/run/docker.sock")][&who], Perm::RW);
+    }
+
+    /// A name the user database could not be asked about (a directory server down) says
+    /// nothing about its grant: the socket is left as it is, nothing revoked.
+    #[test]
+    fn a_failed_lookup_leaves_the_socket_as_it_is() {
+        let host = FakeHost::default().with("/run/docker.sock", FakeFile::new(FileKind::Socket, 0o660, 0));
+        let mut record = GrantRecord::default();
+        let before = "[[socket]]\npath = \"/run/docker.sock\"\nusers = [4321, 5000]\n";
+        run(&host, &config(before), false, &mut record);
+        let calls = host.calls.borrow().len();
+        let now = "[[socket]]\npath = \"/run/docker.sock\"\nusers = [4321, \"ldap-down\"]\n";
+        let report = run(&host, &config(now), false, &mut record);
+        assert_eq!(
+            report.entries[0].outcome,
+            Outcome::Failed {
+                error: "/etc/nonrootd/nonrootd.toml:3: looking up user \"ldap-down\" failed: Input/output error; the socket is left as it is until the lookup works".into()
+            }
+        );
+        assert_eq!(report.entries.len(), 1, "{report:?}");
+        assert_eq!(host.calls.borrow().len(), calls, "nothing written");
+        assert_eq!(grants_of(&record, "/run/docker.sock").len(), 2, "nothing forgotten");
+        // The DMI group's lookup failing is a failure too, not a refusal.
+        let dmi = config("[dmi]\ntables_dir = \"/t\"\ngroup = \"ldap-down\"\n");
+        let report = run(&host, &dmi, false, &mut GrantRecord::default());
+        assert_eq!(report.entries[0].outcome.label(), "failed", "{report:?}");
     }
 
     #[test]

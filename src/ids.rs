@@ -10,18 +10,21 @@ use nonrootd_core::ids::{Gid, IdResolver, Uid};
 pub struct SystemIds;
 
 impl IdResolver for SystemIds {
-    fn user(&self, name: &str) -> Option<Uid> {
-        User::from_name(name).ok().flatten().map(|u| Uid(u.uid.as_raw()))
+    fn user(&self, name: &str) -> Result<Option<Uid>, String> {
+        let found = User::from_name(name).map_err(|e| e.desc().to_string())?;
+        Ok(found.map(|u| Uid(u.uid.as_raw())))
     }
 
-    fn group(&self, name: &str) -> Option<Gid> {
-        Group::from_name(name).ok().flatten().map(|g| Gid(g.gid.as_raw()))
+    fn group(&self, name: &str) -> Result<Option<Gid>, String> {
+        let found = Group::from_name(name).map_err(|e| e.desc().to_string())?;
+        Ok(found.map(|g| Gid(g.gid.as_raw())))
     }
 }
 
 /// Answers of `lookup` kept for the socket fixer, whose urgent path must not wait for NSS (a
 /// directory server may take seconds): a name is looked up the first time it is asked, and
-/// again only by [`refresh`](Self::refresh), which the fixer calls at normal priority.
+/// again only by [`refresh`](Self::refresh), which the fixer calls at normal priority. A
+/// lookup that fails is not remembered, and a refresh that fails keeps the answer it had.
 pub struct RememberedIds {
     lookup: Box<dyn IdResolver + Send>,
     users: Answers<Uid>,
@@ -52,34 +55,37 @@ impl RememberedIds {
 }
 
 impl IdResolver for RememberedIds {
-    fn user(&self, name: &str) -> Option<Uid> {
+    fn user(&self, name: &str) -> Result<Option<Uid>, String> {
         remembered(&self.users, name, |name| self.lookup.user(name))
     }
 
-    fn group(&self, name: &str) -> Option<Gid> {
+    fn group(&self, name: &str) -> Result<Option<Gid>, String> {
         remembered(&self.groups, name, |name| self.lookup.group(name))
     }
 }
 
 type Answers<T> = RefCell<HashMap<String, Option<T>>>;
 
+type Lookup<T> = Result<Option<T>, String>;
+
 /// The remembered answer for `name`, looked up the first time.
-fn remembered<T: Copy>(answers: &Answers<T>, name: &str, lookup: impl Fn(&str) -> Option<T>) -> Option<T> {
+fn remembered<T: Copy>(answers: &Answers<T>, name: &str, lookup: impl Fn(&str) -> Lookup<T>) -> Lookup<T> {
     if let Some(answer) = answers.borrow().get(name) {
-        return *answer;
+        return Ok(*answer);
     }
-    let answer = lookup(name);
+    let answer = lookup(name)?;
     answers.borrow_mut().insert(name.to_string(), answer);
-    answer
+    Ok(answer)
 }
 
 /// Looks every name of `answers` up again; whether an answer changed.
-fn look_up_again<T: PartialEq>(answers: &Answers<T>, lookup: impl Fn(&str) -> Option<T>) -> bool {
+fn look_up_again<T: PartialEq>(answers: &Answers<T>, lookup: impl Fn(&str) -> Lookup<T>) -> bool {
     let mut changed = false;
     for (name, answer) in answers.borrow_mut().iter_mut() {
-        let now = lookup(name);
-        changed |= now != *answer;
-        *answer = now;
+        if let Ok(now) = lookup(name) {
+            changed |= now != *answer;
+            *answer = now;
+        }
     }
     changed
 }
@@ -90,21 +96,24 @@ mod tests {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 
-    /// "app" is the uid in `uid` (none when 0); every group is gid 50. Counts lookups.
+    /// Every group is gid 50. Counts lookups.
     struct Moving {
         uid: Arc<AtomicU32>,
         lookups: Arc<AtomicUsize>,
     }
 
+    /// "app" is the uid in `uid` (none when 0, a failed lookup when u32::MAX).
     impl IdResolver for Moving {
-        fn user(&self, name: &str) -> Option<Uid> {
+        fn user(&self, name: &str) -> Result<Option<Uid>, String> {
             self.lookups.fetch_add(1, Ordering::SeqCst);
-            let uid = self.uid.load(Ordering::SeqCst);
-            (name == "app" && uid != 0).then_some(Uid(uid))
+            match self.uid.load(Ordering::SeqCst) {
+                u32::MAX => Err("Input/output error".into()),
+                uid => Ok((name == "app" && uid != 0).then_some(Uid(uid))),
+            }
         }
-        fn group(&self, _: &str) -> Option<Gid> {
+        fn group(&self, _: &str) -> Result<Option<Gid>, String> {
             self.lookups.fetch_add(1, Ordering::SeqCst);
-            Some(Gid(50))
+            Ok(Some(Gid(50)))
         }
     }
 
@@ -118,24 +127,33 @@ mod tests {
         let count = || lookups.load(Ordering::SeqCst);
         assert_eq!(
             (ids.user("app"), ids.user("ghost"), ids.group("g")),
-            (Some(Uid(1001)), None, Some(Gid(50)))
+            (Ok(Some(Uid(1001))), Ok(None), Ok(Some(Gid(50))))
         );
         assert_eq!(
             (ids.user("app"), ids.user("ghost"), ids.group("g")),
-            (Some(Uid(1001)), None, Some(Gid(50)))
+            (Ok(Some(Uid(1001))), Ok(None), Ok(Some(Gid(50))))
         );
         assert_eq!(count(), 3, "answers, absent ones too, are remembered");
         assert!(!ids.refresh(), "nothing changed");
         assert_eq!(count(), 6);
         uid.store(1002, Ordering::SeqCst);
-        assert_eq!(ids.user("app"), Some(Uid(1001)), "the old answer until refreshed");
+        assert_eq!(ids.user("app"), Ok(Some(Uid(1001))), "the old answer until refreshed");
         assert!(ids.refresh());
-        assert_eq!(ids.user("app"), Some(Uid(1002)));
+        assert_eq!(ids.user("app"), Ok(Some(Uid(1002))));
+        // A failed lookup is no answer: the one remembered stays.
+        uid.store(u32::MAX, Ordering::SeqCst);
+        assert!(!ids.refresh());
+        assert_eq!(ids.user("app"), Ok(Some(Uid(1002))));
         uid.store(0, Ordering::SeqCst);
         assert!(ids.refresh(), "a user gone is a change too");
-        assert_eq!(ids.user("app"), None);
+        assert_eq!(ids.user("app"), Ok(None));
         ids.forget();
         assert!(!ids.refresh());
-        assert_eq!(count(), 12, "a refresh after forgetting looks nothing up");
+        assert_eq!(count(), 15, "a refresh after forgetting looks nothing up");
+        // Nor is a failed first lookup remembered.
+        uid.store(u32::MAX, Ordering::SeqCst);
+        assert!(ids.user("app").is_err());
+        uid.store(1003, Ordering::SeqCst);
+        assert_eq!(ids.user("app"), Ok(Some(Uid(1003))));
     }
 }

@@ -328,11 +328,11 @@ fn now() -> u64 {
 struct Users(&'static [(&'static str, u32)]);
 
 impl IdResolver for Users {
-    fn user(&self, name: &str) -> Option<Uid> {
-        self.0.iter().find(|(n, _)| *n == name).map(|(_, id)| Uid(*id))
+    fn user(&self, name: &str) -> Result<Option<Uid>, String> {
+        Ok(self.0.iter().find(|(n, _)| *n == name).map(|(_, id)| Uid(*id)))
     }
-    fn group(&self, _: &str) -> Option<Gid> {
-        None
+    fn group(&self, _: &str) -> Result<Option<Gid>, String> {
+        Ok(None)
     }
 }
 

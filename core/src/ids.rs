@@ -78,10 +78,35 @@ impl fmt::Display for IdRef {
 }
 
 /// Looks user and group names up in the host's databases (NSS). Injected so that
-/// validation and planning stay pure.
+/// validation and planning stay pure. `Ok(None)`: no such name; `Err`: the database could not
+/// answer (a directory server down, an entry too large), which says nothing about the name.
 pub trait IdResolver {
-    fn user(&self, name: &str) -> Option<Uid>;
-    fn group(&self, name: &str) -> Option<Gid>;
+    fn user(&self, name: &str) -> Result<Option<Uid>, String>;
+    fn group(&self, name: &str) -> Result<Option<Gid>, String>;
+}
+
+/// Why an id reference gives no id.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Unresolved {
+    /// No such name, or an id the kernel does not take.
+    Invalid(String),
+    /// The database could not be asked: nothing is known about the name, so what was done
+    /// for it before stays as it is.
+    LookupFailed(String),
+}
+
+impl From<Unresolved> for String {
+    fn from(why: Unresolved) -> String {
+        why.to_string()
+    }
+}
+
+impl fmt::Display for Unresolved {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Unresolved::Invalid(why) | Unresolved::LookupFailed(why) => f.write_str(why),
+        }
+    }
 }
 
 /// The largest id the kernel accepts; `u32::MAX` is the "no id" marker (`(uid_t)-1`).
@@ -89,27 +114,39 @@ const MAX_ID: u32 = u32::MAX - 1;
 
 impl IdRef {
     /// Resolves to a uid, or says why not.
-    pub fn resolve_user(&self, ids: &dyn IdResolver) -> Result<Uid, String> {
+    pub fn resolve_user(&self, ids: &dyn IdResolver) -> Result<Uid, Unresolved> {
+        let invalid = |why| Err(Unresolved::Invalid(why));
         match self {
             IdRef::Id(id) if *id <= MAX_ID => Ok(Uid(*id)),
-            IdRef::Id(id) => Err(format!("uid {id} is not a valid id")),
+            IdRef::Id(id) => invalid(format!("uid {id} is not a valid id")),
             IdRef::Name(name) => match ids.user(name) {
-                Some(Uid(id)) if id > MAX_ID => Err(format!("user {name:?} has uid {id}, which is not a valid id")),
-                Some(uid) => Ok(uid),
-                None => Err(format!("no such user {name:?}")),
+                Ok(Some(Uid(id))) if id > MAX_ID => {
+                    invalid(format!("user {name:?} has uid {id}, which is not a valid id"))
+                }
+                Ok(Some(uid)) => Ok(uid),
+                Ok(None) => invalid(format!("no such user {name:?}")),
+                Err(e) => Err(Unresolved::LookupFailed(format!(
+                    "looking up user {name:?} failed: {e}"
+                ))),
             },
         }
     }
 
     /// Resolves to a gid, or says why not.
-    pub fn resolve_group(&self, ids: &dyn IdResolver) -> Result<Gid, String> {
+    pub fn resolve_group(&self, ids: &dyn IdResolver) -> Result<Gid, Unresolved> {
+        let invalid = |why| Err(Unresolved::Invalid(why));
         match self {
             IdRef::Id(id) if *id <= MAX_ID => Ok(Gid(*id)),
-            IdRef::Id(id) => Err(format!("gid {id} is not a valid id")),
+            IdRef::Id(id) => invalid(format!("gid {id} is not a valid id")),
             IdRef::Name(name) => match ids.group(name) {
-                Some(Gid(id)) if id > MAX_ID => Err(format!("group {name:?} has gid {id}, which is not a valid id")),
-                Some(gid) => Ok(gid),
-                None => Err(format!("no such group {name:?}")),
+                Ok(Some(Gid(id))) if id > MAX_ID => {
+                    invalid(format!("group {name:?} has gid {id}, which is not a valid id"))
+                }
+                Ok(Some(gid)) => Ok(gid),
+                Ok(None) => invalid(format!("no such group {name:?}")),
+                Err(e) => Err(Unresolved::LookupFailed(format!(
+                    "looking up group {name:?} failed: {e}"
+                ))),
             },
         }
     }
@@ -123,11 +160,23 @@ pub(crate) mod tests {
     pub struct TableIds(pub &'static [(&'static str, u32)]);
 
     impl IdResolver for TableIds {
-        fn user(&self, name: &str) -> Option<Uid> {
-            self.0.iter().find(|(n, _)| *n == name).map(|(_, id)| Uid(*id))
+        fn user(&self, name: &str) -> Result<Option<Uid>, String> {
+            Ok(self.0.iter().find(|(n, _)| *n == name).map(|(_, id)| Uid(*id)))
         }
-        fn group(&self, name: &str) -> Option<Gid> {
-            self.0.iter().find(|(n, _)| *n == name).map(|(_, id)| Gid(*id))
+        fn group(&self, name: &str) -> Result<Option<Gid>, String> {
+            Ok(self.0.iter().find(|(n, _)| *n == name).map(|(_, id)| Gid(*id)))
+        }
+    }
+
+    /// A database that cannot be asked.
+    struct Down;
+
+    impl IdResolver for Down {
+        fn user(&self, _: &str) -> Result<Option<Uid>, String> {
+            Err("Input/output error".into())
+        }
+        fn group(&self, _: &str) -> Result<Option<Gid>, String> {
+            Err("Input/output error".into())
         }
     }
 
@@ -138,14 +187,22 @@ pub(crate) mod tests {
         assert_eq!(IdRef::Name("cadvisor".into()).resolve_user(&ids), Ok(Uid(4321)));
         assert_eq!(
             IdRef::Name("nobody-here".into()).resolve_group(&ids),
-            Err("no such group \"nobody-here\"".into())
+            Err(Unresolved::Invalid("no such group \"nobody-here\"".into()))
+        );
+        assert_eq!(
+            IdRef::Name("cadvisor".into()).resolve_user(&Down),
+            Err(Unresolved::LookupFailed(
+                "looking up user \"cadvisor\" failed: Input/output error".into()
+            ))
         );
         assert!(IdRef::Id(u32::MAX).resolve_user(&ids).is_err());
         // A name that the user or group database gives the invalid id (-1) is no id either.
         let broken = TableIds(&[("minus-one", u32::MAX)]);
         assert_eq!(
             IdRef::Name("minus-one".into()).resolve_group(&broken),
-            Err("group \"minus-one\" has gid 4294967295, which is not a valid id".into())
+            Err(Unresolved::Invalid(
+                "group \"minus-one\" has gid 4294967295, which is not a valid id".into()
+            ))
         );
         assert!(IdRef::Name("minus-one".into()).resolve_user(&broken).is_err());
     }

@@ -934,7 +934,7 @@ mod tests {
     }
 
     impl IdResolver for App {
-        fn user(&self, name: &str) -> Option<Uid> {
+        fn user(&self, name: &str) -> Result<Option<Uid>, String> {
             let named = posix_acl::PosixACL::read_acl(&self.socket).map(|acl| {
                 acl.entries()
                     .iter()
@@ -943,10 +943,10 @@ mod tests {
             if named.is_ok_and(|named| !named) {
                 self.urgent_lookups.fetch_add(1, SeqCst);
             }
-            (name == "app").then_some(Uid(self.uid.load(SeqCst)))
+            Ok((name == "app").then_some(Uid(self.uid.load(SeqCst))))
         }
-        fn group(&self, _: &str) -> Option<Gid> {
-            None
+        fn group(&self, _: &str) -> Result<Option<Gid>, String> {
+            Ok(None)
         }
     }
 

@@ -68,7 +68,7 @@ pub fn host_owner(volume: &VolumeConfig, config: &Config, ids: &dyn IdResolver) 
     };
     let name = &tenant.name;
     let refuse = |why: String| format!("{}: tenant {}: {why}", name.origin, name.value);
-    let uid = name.value.resolve_user(ids).map_err(refuse)?;
+    let uid = name.value.resolve_user(ids).map_err(|why| refuse(why.to_string()))?;
     let own_gid = User::from_uid(NixUid::from_raw(uid.0))
         .ok()
         .flatten()
