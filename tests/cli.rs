@@ -566,6 +566,14 @@ fn check_config_names_paths_the_shipped_unit_may_not_write_and_the_drop_in_to_ad
     unit.drop_in("[Service]\nReadWritePaths=/srv/docker\n");
     let (code, _, stderr) = unit.check(config);
     assert_eq!(code, Some(0), "{stderr}");
+    // A comment that is not UTF-8 is no reason to ignore the drop-in (systemd does not).
+    std::fs::write(
+        unit.units.join("nonrootd.service.d/paths.conf"),
+        b"# caf\xe9\n[Service]\nReadWritePaths=/srv/docker\n",
+    )
+    .unwrap();
+    let (code, _, stderr) = unit.check(config);
+    assert_eq!(code, Some(0), "{stderr}");
 }
 
 #[test]

@@ -237,8 +237,10 @@ fn unit_sandbox(unit_dirs: &[PathBuf]) -> Option<sandbox::UnitSandbox> {
         .rev()
         .map(|d| d.join("nonrootd.service"))
         .find(|p| p.is_file())?;
+    // As bytes: systemd takes a unit with a comment that is not UTF-8, and so does this.
+    let read = |path: &std::path::Path| std::fs::read(path).map(|bytes| String::from_utf8_lossy(&bytes).into_owned());
     let mut sandbox = sandbox::UnitSandbox::default();
-    sandbox.read(&std::fs::read_to_string(unit).ok()?);
+    sandbox.read(&read(&unit).ok()?);
     let mut drop_ins = std::collections::BTreeMap::new();
     for dir in unit_dirs {
         let Ok(entries) = std::fs::read_dir(dir.join("nonrootd.service.d")) else {
@@ -252,7 +254,10 @@ fn unit_sandbox(unit_dirs: &[PathBuf]) -> Option<sandbox::UnitSandbox> {
         }
     }
     for path in drop_ins.values() {
-        sandbox.read(&std::fs::read_to_string(path).unwrap_or_default());
+        match read(path) {
+            Ok(text) => sandbox.read(&text),
+            Err(e) => eprintln!("nonrootctl: {}: cannot read ({e}); judged without it", path.display()),
+        }
     }
     Some(sandbox)
 }

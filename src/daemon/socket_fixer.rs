@@ -430,8 +430,10 @@ impl Fixer {
         }
     }
 
-    /// Schedules the next retry while the grant record is unavailable, backing off.
+    /// Schedules the next retry while the grant record is unavailable, backing off; the state
+    /// directory is opened (and made, and checked) again then: it may have been removed.
     fn retry_later(&mut self) {
+        self.cache = None;
         let wait = self.retry.map_or(RETRY_FIRST, |(_, wait)| (wait * 2).min(RETRY_MAX));
         self.retry = Some((Instant::now() + wait, wait));
     }
@@ -1058,6 +1060,28 @@ mod tests {
             retried.report
         );
         assert_eq!(granted(&sock), Perm::RW);
+    }
+
+    /// A state directory removed while the daemon runs is made again at the retry.
+    #[tokio::test]
+    async fn a_state_directory_removed_meanwhile_is_made_again() {
+        let (mut s, sock, listener) = granted_once().await;
+        std::fs::remove_dir_all(s.root.join("state")).unwrap();
+        drop(listener);
+        std::fs::remove_file(&sock).unwrap();
+        let _listener = UnixListener::bind(&sock).unwrap();
+        let mut fixed = false;
+        let give_up = Instant::now() + Duration::from_secs(10);
+        while !fixed {
+            let next = tokio::time::timeout_at(give_up.into(), s.reports.recv()).await;
+            let report = next.expect("not fixed within 10 s").unwrap().report;
+            fixed = report
+                .entries
+                .iter()
+                .any(|e| e.path == sock && e.outcome.label() == "changed");
+        }
+        assert_eq!(granted(&sock), Perm::RW);
+        assert!(s.root.join("state/grants.json").exists());
     }
 
     /// Another socket recorded while the retries run does not end them: the socket that met
