@@ -50,7 +50,7 @@ _arguments "${_arguments_options[@]}" : \
 '--timeout=[Give up waiting for the daemon, or in-process for apply.lock, after this long (e.g. 5s, 500ms), so a hook never hangs Docker'\''s start. Through the daemon it bounds the whole call, volume walks included (a walk that outlasts it goes on in the daemon); in-process, volume walks and shadow'\''s locks (at most 15 s) are not bounded by it]:DURATION:_default' \
 '--config=[Main config file; drop-ins are read from nonrootd.d/ beside it \[default\: /etc/nonrootd/nonrootd.toml\]. With it, \`apply\` works in-process instead of asking the daemon]:FILE:_files' \
 '--state-dir=[Where nonrootd records what it granted \[default\: \$STATE_DIRECTORY or /var/lib/nonrootd\]. With it, \`apply\` works in-process, as with --config]:DIR:_files' \
-'--dry-run[Print what would change and change nothing]' \
+'--dry-run[Print what would change and change nothing (in-process, with this config and state directory, also while the daemon runs)]' \
 '--json[Print the report as JSON]' \
 '--local[Apply in-process without touching the bus (Docker'\''s ExecStartPost= hook\: docker.socket starts before the bus at boot)]' \
 '*-v[Log more (-v\: changes, -vv\: debugging)]' \
@@ -89,8 +89,8 @@ _arguments "${_arguments_options[@]}" : \
 '--json[Print the report as JSON]' \
 '*-v[Log more (-v\: changes, -vv\: debugging)]' \
 '*--verbose[Log more (-v\: changes, -vv\: debugging)]' \
-'-h[Print help]' \
-'--help[Print help]' \
+'-h[Print help (see more with '\''--help'\'')]' \
+'--help[Print help (see more with '\''--help'\'')]' \
 && ret=0
 ;;
 (subids)
@@ -358,7 +358,7 @@ _nonrootctl_commands() {
 'check-config:Validate the main file and its drop-ins; exit 1 naming file, line and key of every problem, then (once there are none) every unknown user or group, then (by file, line and key) every configured path the installed nonrootd.service with its drop-ins may not write, with the drop-in that allows it; such volumes are only noted' \
 'revoke:Remove every ACL entry nonrootd recorded as granted (the package runs this on removal)' \
 'subids:Subordinate uid/gid ranges per tenant in /etc/subuid and /etc/subgid' \
-'volumes:Ownership of the configured \[\[volume\]\] trees' \
+'volumes:Ownership of the configured \[\[volume\]\] trees (no state\: --state-dir is not used)' \
 'help:Print this message or the help of the given subcommand(s)' \
     )
     _describe -t commands 'nonrootctl commands' commands "$@"
@@ -382,7 +382,7 @@ _nonrootctl__subcmd__help_commands() {
 'check-config:Validate the main file and its drop-ins; exit 1 naming file, line and key of every problem, then (once there are none) every unknown user or group, then (by file, line and key) every configured path the installed nonrootd.service with its drop-ins may not write, with the drop-in that allows it; such volumes are only noted' \
 'revoke:Remove every ACL entry nonrootd recorded as granted (the package runs this on removal)' \
 'subids:Subordinate uid/gid ranges per tenant in /etc/subuid and /etc/subgid' \
-'volumes:Ownership of the configured \[\[volume\]\] trees' \
+'volumes:Ownership of the configured \[\[volume\]\] trees (no state\: --state-dir is not used)' \
 'help:Print this message or the help of the given subcommand(s)' \
     )
     _describe -t commands 'nonrootctl help commands' commands "$@"

@@ -149,7 +149,7 @@ fn mutating_calls_need_root() {
         stderr.starts_with("nonrootctl: permission denied: Apply needs root; :1."),
         "{stderr}"
     );
-    assert!(stderr.contains("runs as uid 65534 (try sudo)"), "{stderr}");
+    assert!(stderr.contains("runs as uid 65534 (run it as root)"), "{stderr}");
     let out = setup.ctl(Some(65534), &["reload"]);
     assert!(
         text(&out.stderr).contains("permission denied: Reload needs root"),
@@ -455,7 +455,7 @@ fn subordinate_ids_over_the_bus_need_root() {
     assert!(!refused.status.success());
     let stderr = text(&refused.stderr);
     assert!(stderr.contains("ListSubids needs root; :1."), "{stderr}");
-    assert!(stderr.contains("runs as uid 65534 (try sudo)"), "{stderr}");
+    assert!(stderr.contains("runs as uid 65534 (run it as root)"), "{stderr}");
     let listed = busctl(None, &["ListSubids"]);
     assert!(listed.status.success(), "{}", text(&listed.stderr));
     assert!(text(&listed.stdout).contains("acme"), "{}", text(&listed.stdout));

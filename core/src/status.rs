@@ -46,7 +46,7 @@ pub struct DaemonStatus {
 }
 
 /// What others than root see instead of what a volume's walk says of the files in it.
-pub const VOLUME_DETAILS_FOR_ROOT: &str = "details for root only (sudo nonrootctl status)";
+pub const VOLUME_DETAILS_FOR_ROOT: &str = "details for root only (nonrootctl status as root)";
 
 impl DaemonStatus {
     /// The status as others than root see it: what a volume's walk says of the files inside

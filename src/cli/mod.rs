@@ -63,13 +63,16 @@ enum Command {
     /// drop-in that allows it; such volumes are only noted.
     CheckConfig(CheckConfigArgs),
     /// Remove every ACL entry nonrootd recorded as granted (the package runs this on removal).
+    ///
+    /// Works in-process on the record in the state directory; the config is not read. A
+    /// running daemon grants again at its next event: stop it first (the package does).
     Revoke(RevokeArgs),
     /// Subordinate uid/gid ranges per tenant in /etc/subuid and /etc/subgid.
     Subids {
         #[command(subcommand)]
         command: subids::SubidsCommand,
     },
-    /// Ownership of the configured [[volume]] trees.
+    /// Ownership of the configured [[volume]] trees (no state: --state-dir is not used).
     Volumes {
         #[command(subcommand)]
         command: volumes::VolumesCommand,
@@ -116,7 +119,8 @@ struct ApplyArgs {
     /// Comma-separated duties: docker, sockets, dmi, subids, volumes [default: docker,sockets,dmi,volumes].
     #[arg(long, value_name = "LIST", value_parser = DutySet::parse)]
     only: Option<DutySet>,
-    /// Print what would change and change nothing.
+    /// Print what would change and change nothing (in-process, with this config and state
+    /// directory, also while the daemon runs).
     #[arg(long)]
     dry_run: bool,
     /// Print the report as JSON.
@@ -178,7 +182,7 @@ pub fn main() -> ExitCode {
             )
             .exit(),
         Command::Reload(args) => reload(&args),
-        Command::CheckConfig(args) => check_config(&config_path, &args),
+        Command::CheckConfig(args) => check_config(&config_path, &state_dir, &args),
         Command::Revoke(args) => revoke(&state_dir, &args),
         Command::Subids { command } => match load_config(&config_path) {
             Some(config) => subids::run(command, &config, &state_dir),
@@ -262,7 +266,7 @@ fn unit_sandbox(unit_dirs: &[PathBuf]) -> Option<sandbox::UnitSandbox> {
     Some(sandbox)
 }
 
-fn check_config(path: &std::path::Path, args: &CheckConfigArgs) -> ExitCode {
+fn check_config(path: &std::path::Path, state_dir: &std::path::Path, args: &CheckConfigArgs) -> ExitCode {
     let Some(config) = load_config(path) else {
         return ExitCode::FAILURE;
     };
@@ -271,7 +275,7 @@ fn check_config(path: &std::path::Path, args: &CheckConfigArgs) -> ExitCode {
         eprintln!("nonrootctl: {error}");
     }
     // login.defs completes the limits the config leaves unset.
-    let settings = crate::subids::Settings::new(&config, &crate::state::default_state_dir());
+    let settings = crate::subids::Settings::new(&config, state_dir);
     let limits = settings
         .check_limits()
         .and_then(|()| settings.check_configured_counts());

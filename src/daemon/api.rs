@@ -90,7 +90,7 @@ async fn require_root(conn: &Connection, header: &Header<'_>, action: &str) -> R
         return Ok(caller);
     }
     Err(ApiError::AccessDenied(format!(
-        "{action} needs root; {} runs as uid {} (try sudo)",
+        "{action} needs root; {} runs as uid {} (run it as root)",
         caller.name, caller.uid
     )))
 }

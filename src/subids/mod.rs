@@ -384,7 +384,7 @@ impl fmt::Display for SubidsError {
                 asked,
             } => write!(
                 f,
-                "{}: line {line}: tenant {tenant} owns {owned} ids, fewer than the {asked} asked: pass --grow to add a second range, or ask for at most {owned}",
+                "{}: line {line}: tenant {tenant} owns {owned} ids, fewer than the {asked} asked: `nonrootctl subids allocate --grow {tenant}` adds a second range; or ask for at most {owned}",
                 file.display()
             ),
             SubidsError::Limits(why) => write!(f, "{why}; nothing was written"),
