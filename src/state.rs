@@ -115,11 +115,19 @@ impl HeldRecord {
     }
 }
 
-/// Creates the state directory (mode 0700) if it does not exist, then checks the directory
-/// there ([`check_existing_root_only_dir`]): the caller's check passed a missing directory,
-/// which someone else may have made since (below a sticky directory such as /tmp).
+/// Creates the state directory (mode 0700) if it does not exist, flushing each new entry in
+/// its parent (a record whose directory a power loss takes away could never be revoked from),
+/// then checks the directory there ([`check_existing_root_only_dir`]): the caller's check
+/// passed a missing directory, which someone else may have made since (below a sticky
+/// directory such as /tmp).
 pub fn ensure_dir(dir: &Path) -> io::Result<()> {
+    let missing: Vec<&Path> = dir.ancestors().take_while(|d| fs::symlink_metadata(d).is_err()).collect();
     fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+    for made in missing {
+        if let Some(parent) = made.parent().filter(|p| !p.as_os_str().is_empty()) {
+            File::open(parent).and_then(|d| d.sync_all()).map_err(naming(parent))?;
+        }
+    }
     crate::host::walk::check_existing_root_only_dir(dir)
 }
 
