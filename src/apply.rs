@@ -128,7 +128,7 @@ impl<H: Host> Engine<'_, H> {
     /// apply under the lock.
     fn grant_early(&self, socket: &SocketConfig, previous: &Grants) -> Option<Report> {
         let mut report = Report::default();
-        let desired = self.desired_grants(socket, &mut report)?;
+        let desired = self.desired_grants(socket, previous, &mut report);
         // Only grants the record already has: the write then needs no change of the record.
         if !report.entries.is_empty() || *previous != desired {
             return None;
@@ -270,11 +270,21 @@ impl<H: Host> Engine<'_, H> {
             report.push(Duty::Sockets, path, "no grants (no longer configured)", outcome);
         }
         let after_event = request.socket.is_some();
-        for socket in config.sockets.iter().filter(|s| request.covers(&s.path)) {
-            let Some(desired) = self.desired_grants(socket, report) else {
-                continue;
-            };
-            if let Some(first) = self.earlier_spelling(config, socket) {
+        let covered = config.sockets.iter().filter(|s| request.covers(&s.path));
+        let spellings: Vec<_> = covered.map(|s| (s, self.earlier_spelling(config, s))).collect();
+        // What was recorded under a later spelling (an older nonrootd applied each) becomes the
+        // first spelling's: it is on that socket, to be kept or revoked as the first wants.
+        for (socket, first) in &spellings {
+            if let Some(first) = first
+                && let Some(recorded) = record.sockets.remove(&socket.path)
+            {
+                claim_bits(&mut record.sockets, &first.path, &recorded);
+            }
+        }
+        for (socket, first) in spellings {
+            let previous = record.sockets.get(&socket.path).cloned().unwrap_or_default();
+            let desired = self.desired_grants(socket, &previous, report);
+            if let Some(first) = first {
                 let reason = format!(
                     "{}: the same socket as {} (configured at {}); configure it once, with all its users and groups",
                     socket.origin,
@@ -289,7 +299,6 @@ impl<H: Host> Engine<'_, H> {
                 );
                 continue;
             }
-            let previous = record.sockets.get(&socket.path).cloned().unwrap_or_default();
             let mut claim = |granted: &Grants| match save_ahead.as_deref_mut() {
                 Some(save) => {
                     let mut ahead = record.clone();
@@ -410,17 +419,18 @@ impl<H: Host> Engine<'_, H> {
     ) {
         let mut sockets = Report::default();
         for socket in config.sockets.iter().filter(|s| request.covers(&s.path)) {
-            let desired = self.desired_grants(socket, &mut sockets).unwrap_or_default();
+            let desired = self.desired_grants(socket, &Grants::new(), &mut sockets);
             sockets.push(Duty::Sockets, &socket.path, describe_grants(&desired), outcome());
         }
         log_entries(&sockets);
         report.entries.extend(sockets.entries);
     }
 
-    /// The configured entries that resolve; the others are reported as refused. `None` when
-    /// a lookup failed (reported as failed): nothing is known about that name, so the socket
-    /// is left as it is rather than planned without it, which would revoke its grant.
-    fn desired_grants(&self, socket: &SocketConfig, report: &mut Report) -> Option<Grants> {
+    /// The configured entries that resolve; the others are reported as refused. A lookup
+    /// that failed is reported as failed, and nothing is known about that name: then the
+    /// grants `previous` holds are desired too, so that nothing is revoked (the name's grant
+    /// may be among them) and a re-created socket still gets them.
+    fn desired_grants(&self, socket: &SocketConfig, previous: &Grants, report: &mut Report) -> Grants {
         let mut desired = Grants::new();
         let mut complete = true;
         let resolved = socket.users.iter().map(|user| {
@@ -443,13 +453,16 @@ impl<H: Host> Engine<'_, H> {
                 Err(Unresolved::LookupFailed(why)) => {
                     complete = false;
                     Outcome::Failed {
-                        error: format!("{origin}: {why}; the socket is left as it is until the lookup works"),
+                        error: format!("{origin}: {why}; {LOOKUP_FAILED}"),
                     }
                 }
             };
             report.push(Duty::Sockets, &socket.path, what, outcome);
         }
-        complete.then_some(desired)
+        if !complete {
+            claim_grants(&mut desired, previous);
+        }
+        desired
     }
 
     /// Grants `desired` on a socket and revokes stale grants of `previous`; a write that
@@ -857,11 +870,27 @@ fn push_record_failure(report: &mut Report, state_dir: &Path, saved: Result<(), 
 }
 
 fn claim_bits(grants: &mut BTreeMap<PathBuf, Grants>, path: &Path, bits: &Grants) {
-    let ours = grants.entry(path.to_path_buf()).or_default();
+    claim_grants(grants.entry(path.to_path_buf()).or_default(), bits);
+}
+
+/// Adds `bits` to `grants`, entry by entry.
+fn claim_grants(grants: &mut Grants, bits: &Grants) {
     for (who, bits) in bits {
-        let perm = ours.entry(*who).or_default();
+        let perm = grants.entry(*who).or_default();
         *perm = perm.union(*bits);
     }
+}
+
+/// Ends the error of a socket entry whose name could not be looked up (see
+/// [`lookup_failed`]).
+const LOOKUP_FAILED: &str = "until the lookup works, the socket keeps what nonrootd granted";
+
+/// Whether a name of a socket entry in `report` could not be looked up: worth trying again.
+pub fn lookup_failed(report: &Report) -> bool {
+    report
+        .entries
+        .iter()
+        .any(|e| matches!(&e.outcome, Outcome::Failed { error } if e.duty == Duty::Sockets && error.ends_with(LOOKUP_FAILED)))
 }
 
 /// Applies on this host: the real file system, names from NSS, Docker's own daemon.json. What
@@ -1057,25 +1086,36 @@ mod tests {
     }
 
     /// A name the user database could not be asked about (a directory server down) says
-    /// nothing about its grant: the socket is left as it is, nothing revoked.
+    /// nothing about its grant: nothing recorded is revoked, and a re-created socket gets what
+    /// the record holds besides what resolves.
     #[test]
-    fn a_failed_lookup_leaves_the_socket_as_it_is() {
-        let host = FakeHost::default().with("/run/docker.sock", FakeFile::new(FileKind::Socket, 0o660, 0));
+    fn a_failed_lookup_revokes_nothing_and_a_new_socket_keeps_the_recorded_grants() {
+        let sock = "/run/docker.sock";
+        let host = FakeHost::default().with(sock, FakeFile::new(FileKind::Socket, 0o660, 0));
         let mut record = GrantRecord::default();
-        let before = "[[socket]]\npath = \"/run/docker.sock\"\nusers = [4321, 5000]\n";
+        let before = "[[socket]]\npath = \"/run/docker.sock\"\nusers = [\"cadvisor\", 5000]\n";
         run(&host, &config(before), false, &mut record);
-        let calls = host.calls.borrow().len();
-        let now = "[[socket]]\npath = \"/run/docker.sock\"\nusers = [4321, \"ldap-down\"]\n";
+        // The socket is re-created; "cadvisor" is now a name whose lookup fails.
+        host.files
+            .borrow_mut()
+            .insert(sock.into(), FakeFile::new(FileKind::Socket, 0o660, 0));
+        let now = "[[socket]]\npath = \"/run/docker.sock\"\nusers = [\"ldap-down\", 5000]\n";
         let report = run(&host, &config(now), false, &mut record);
         assert_eq!(
             report.entries[0].outcome,
             Outcome::Failed {
-                error: "/etc/nonrootd/nonrootd.toml:3: looking up user \"ldap-down\" failed: Input/output error; the socket is left as it is until the lookup works".into()
+                error: format!(
+                    "/etc/nonrootd/nonrootd.toml:3: looking up user \"ldap-down\" failed: Input/output error; {LOOKUP_FAILED}"
+                )
             }
         );
-        assert_eq!(report.entries.len(), 1, "{report:?}");
-        assert_eq!(host.calls.borrow().len(), calls, "nothing written");
-        assert_eq!(grants_of(&record, "/run/docker.sock").len(), 2, "nothing forgotten");
+        assert_eq!(report.entries[1].outcome.label(), "changed", "{report:?}");
+        assert!(lookup_failed(&report));
+        let acl = host.file(sock).acl;
+        for uid in [4321, 5000] {
+            assert_eq!(acl.effective(Qualifier::User(Uid(uid))), Perm::RW, "uid {uid}");
+        }
+        assert_eq!(grants_of(&record, sock).len(), 2, "nothing forgotten");
         // The DMI group's lookup failing is a failure too, not a refusal.
         let dmi = config("[dmi]\ntables_dir = \"/t\"\ngroup = \"ldap-down\"\n");
         let report = run(&host, &dmi, false, &mut GrantRecord::default());
@@ -1358,6 +1398,18 @@ mod tests {
         assert_eq!(*host.calls.borrow(), ["chgrp 990 /t/DMI", "chmod 0440 /t/DMI"]);
         assert_eq!(report.entries[1].outcome, Outcome::Missing);
         assert!(report.succeeded());
+    }
+
+    /// The DMI tables sit on sysfs, which has no ACLs: the mode is set all the same.
+    #[test]
+    fn a_file_system_without_acls_has_modes_set() {
+        let host = FakeHost::default()
+            .with("/t/DMI", FakeFile::new(FileKind::Regular, 0o400, 0))
+            .without_acls("/t/DMI");
+        let dmi = config("[dmi]\ntables_dir = \"/t\"\nworld_readable = true\n");
+        let report = run(&host, &dmi, false, &mut GrantRecord::default());
+        assert_eq!(report.entries[0].outcome.label(), "changed", "{report:?}");
+        assert_eq!(*host.calls.borrow(), ["chmod 0444 /t/DMI"]);
     }
 
     /// The old group's write bit goes before the group changes: the new group never has it.

@@ -24,7 +24,8 @@ impl IdResolver for SystemIds {
 /// Answers of `lookup` kept for the socket fixer, whose urgent path must not wait for NSS (a
 /// directory server may take seconds): a name is looked up the first time it is asked, and
 /// again only by [`refresh`](Self::refresh), which the fixer calls at normal priority. A
-/// lookup that fails is not remembered, and a refresh that fails keeps the answer it had.
+/// failed lookup is remembered too (asked again only by a refresh), and a refresh that fails
+/// keeps the answer it had.
 pub struct RememberedIds {
     lookup: Box<dyn IdResolver + Send>,
     users: Answers<Uid>,
@@ -64,27 +65,31 @@ impl IdResolver for RememberedIds {
     }
 }
 
-type Answers<T> = RefCell<HashMap<String, Option<T>>>;
-
 type Lookup<T> = Result<Option<T>, String>;
+type Answers<T> = RefCell<HashMap<String, Lookup<T>>>;
 
 /// The remembered answer for `name`, looked up the first time.
 fn remembered<T: Copy>(answers: &Answers<T>, name: &str, lookup: impl Fn(&str) -> Lookup<T>) -> Lookup<T> {
     if let Some(answer) = answers.borrow().get(name) {
-        return Ok(*answer);
+        return answer.clone();
     }
-    let answer = lookup(name)?;
-    answers.borrow_mut().insert(name.to_string(), answer);
-    Ok(answer)
+    let answer = lookup(name);
+    answers.borrow_mut().insert(name.to_string(), answer.clone());
+    answer
 }
 
-/// Looks every name of `answers` up again; whether an answer changed.
+/// Looks every name of `answers` up again; whether an answer changed. A lookup that fails
+/// again leaves the answer it had, an answer or the earlier failure.
 fn look_up_again<T: PartialEq>(answers: &Answers<T>, lookup: impl Fn(&str) -> Lookup<T>) -> bool {
     let mut changed = false;
     for (name, answer) in answers.borrow_mut().iter_mut() {
-        if let Ok(now) = lookup(name) {
-            changed |= now != *answer;
-            *answer = now;
+        match (lookup(name), &*answer) {
+            (Err(_), _) => {}
+            (Ok(now), Ok(before)) if now == *before => {}
+            (now, _) => {
+                changed = true;
+                *answer = now;
+            }
         }
     }
     changed
@@ -150,10 +155,14 @@ mod tests {
         ids.forget();
         assert!(!ids.refresh());
         assert_eq!(count(), 15, "a refresh after forgetting looks nothing up");
-        // Nor is a failed first lookup remembered.
+        // A failed first lookup is remembered: the urgent path does not ask again; a refresh
+        // that gets an answer is a change.
         uid.store(u32::MAX, Ordering::SeqCst);
         assert!(ids.user("app").is_err());
         uid.store(1003, Ordering::SeqCst);
+        assert!(ids.user("app").is_err());
+        assert_eq!(count(), 16);
+        assert!(ids.refresh());
         assert_eq!(ids.user("app"), Ok(Some(Uid(1003))));
     }
 }

@@ -121,7 +121,10 @@ impl HeldRecord {
 /// passed a missing directory, which someone else may have made since (below a sticky
 /// directory such as /tmp).
 pub fn ensure_dir(dir: &Path) -> io::Result<()> {
-    let missing: Vec<&Path> = dir.ancestors().take_while(|d| fs::symlink_metadata(d).is_err()).collect();
+    let missing: Vec<&Path> = dir
+        .ancestors()
+        .take_while(|d| fs::symlink_metadata(d).is_err())
+        .collect();
     fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
     for made in missing {
         if let Some(parent) = made.parent().filter(|p| !p.as_os_str().is_empty()) {
@@ -221,8 +224,7 @@ mod tests {
     use nonrootd_core::acl::{Perm, Qualifier};
     use nonrootd_core::ids::Uid;
 
-    /// A FIFO (or anything but a file) at grants.json is an error naming it, at once: opening
-    /// it for reading would wait for a writer, with the apply lock held.
+    /// An mtime past 2262 (nanoseconds past i64) still gives a stamp.
     #[test]
     fn a_record_from_a_far_off_time_has_a_stamp() {
         let dir = tempfile::tempdir().unwrap();
@@ -240,6 +242,8 @@ mod tests {
         GrantRecord::load(dir.path()).unwrap();
     }
 
+    /// A FIFO (or anything but a file) at grants.json is an error naming it, at once: opening
+    /// it for reading would wait for a writer, with the apply lock held.
     #[test]
     fn a_record_that_is_not_a_regular_file_is_refused_without_waiting() {
         let dir = tempfile::tempdir().unwrap();

@@ -506,6 +506,17 @@ fn a_second_configured_spelling_of_one_socket_is_refused_naming_the_first() {
     let report = apply(&config(&socket_config(&other, "4321, 4322")), &state);
     assert!(can_connect_as(4321, 4321, &[], &sock) && can_connect_as(4322, 4322, &[], &sock));
     assert!(!labels(&report).contains(&"refused"), "{report}");
+    // What it granted is not kept when it becomes the refused second spelling: the first
+    // spelling takes it over, and revokes what it does not want.
+    let report = apply(&both("4321", "4323"), &state);
+    assert_eq!(labels(&report), ["changed", "refused"], "{report}");
+    assert_eq!(
+        getfacl(&sock),
+        "user::rw-\nuser:4321:rw-\ngroup::rw-\nmask::rw-\nother::---\n\n"
+    );
+    // And nothing is left under the second spelling: dropping the first revokes all.
+    apply(&config(""), &state);
+    assert_eq!(getfacl(&sock), "user::rw-\ngroup::rw-\nmask::rw-\nother::---\n\n");
 }
 
 #[test]

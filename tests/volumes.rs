@@ -782,3 +782,24 @@ fn many_deep_chains_are_walked_completely() {
     assert_eq!((s.failed, s.skipped_total()), (0, 0), "{s:?}");
     assert_eq!(s.changed, 1 + 300 * 42, "{s:?}");
 }
+
+/// A top directory with an extended ACL does not get the configured mode: its group bits are
+/// the ACL's mask there, so a mode could give a named entry access.
+#[test]
+fn a_top_directory_with_an_extended_acl_keeps_its_mode() {
+    let dir = disk();
+    let vol = dir.path().join("vol");
+    std::fs::create_dir(&vol).unwrap();
+    common::run("setfacl", &["-m", "u:4321:rwx", vol.to_str().unwrap()]);
+    common::run("chmod", &["0700", vol.to_str().unwrap()]);
+    let config = volume_config(&vol, "mode = \"0750\"\n");
+    let cancel = AtomicBool::new(false);
+    let walked = walk_volume(&config.volumes[0], &config, &SystemIds, &options(&cancel)).unwrap();
+    let failure = walked.summary.first_failure.unwrap();
+    assert!(
+        failure.contains("has an extended ACL (user::rwx,user:4321:rwx,group::r-x,mask::---,other::---)"),
+        "{failure}"
+    );
+    assert_eq!(common::mode_of(&vol), 0o700);
+    assert_eq!(owner(&vol), (999, 999), "re-owned all the same");
+}

@@ -274,8 +274,7 @@ pub struct AclPlan {
 
 impl AclPlan {
     /// Whether the write only adds: no entry of `observed` loses a bit. Such a write cannot undo
-    /// anybody's grant, whatever the record says (the socket fixer makes it before it takes
-    /// the lock that guards the record).
+    /// anybody's grant (the socket fixer makes it early, before it logs or reports anything).
     pub fn only_adds_to(&self, observed: &Acl) -> bool {
         let Some(new) = &self.write else { return false };
         let kept = |old: Perm, new: Perm| new.contains(old);

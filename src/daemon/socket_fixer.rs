@@ -37,7 +37,7 @@ use nonrootd_core::report::Report;
 use tokio::sync::mpsc::UnboundedSender;
 use tracing::{debug, error, info, warn};
 
-use crate::apply::{DOCKER_DAEMON_JSON, EarlyGrant, Engine, Request, StateCache, record_unavailable};
+use crate::apply::{DOCKER_DAEMON_JSON, EarlyGrant, Engine, Request, StateCache, lookup_failed, record_unavailable};
 use crate::host::walk::{check_directory, open_directory_beneath_root, same_inode};
 use crate::host::{BeneathDirs, OpenError};
 use crate::ids::RememberedIds;
@@ -152,7 +152,7 @@ struct Fixer {
     /// When to report them: [`REPORT_DELAY`] after the first.
     report_at: Option<Instant>,
     /// When to apply every socket again, and the wait after that, while the grant record is
-    /// unavailable (no socket event may come to retry it).
+    /// unavailable or a name lookup fails (no socket event may come to retry it).
     retry: Option<(Instant, Duration)>,
 }
 
@@ -255,7 +255,7 @@ impl Fixer {
             }
             if self.retry.is_some_and(|(at, _)| Instant::now() >= at) {
                 self.report_granted(&mut priority);
-                self.apply_all("a retry (the grant record was unavailable)".into());
+                self.apply_all("a retry (the grant record or a name lookup failed)".into());
             }
         }
     }
@@ -395,7 +395,7 @@ impl Fixer {
             let trigger = format!("{} changed", socket.display());
             let early = if answers_changed { early.outdated() } else { early };
             let applied = cache.finish_new_socket(&engine, &self.config, &socket, early, LOCK_TIMEOUT);
-            unavailable |= record_unavailable(&applied, &self.state_dir);
+            unavailable |= record_unavailable(&applied, &self.state_dir) || lookup_failed(&applied);
             report(&self.reports, generation, applied, trigger);
         }
         // Only an apply of every socket ends the retries: these were some of them.
@@ -422,7 +422,7 @@ impl Fixer {
             Ok(cache) => cache.apply(&engine, &self.config, &request, LOCK_TIMEOUT),
             Err(e) => engine.without_record(&self.config, &request, &self.state_dir, &e),
         };
-        let unavailable = record_unavailable(&applied, &self.state_dir);
+        let unavailable = record_unavailable(&applied, &self.state_dir) || lookup_failed(&applied);
         report(&self.reports, self.generation, applied, trigger);
         match unavailable {
             true => self.retry_later(),
@@ -430,10 +430,13 @@ impl Fixer {
         }
     }
 
-    /// Schedules the next retry while the grant record is unavailable, backing off; the state
-    /// directory is opened (and made, and checked) again then: it may have been removed.
+    /// Schedules the next retry while the grant record is unavailable or a name lookup fails,
+    /// backing off. A state directory that is gone is opened (made, and checked) again then;
+    /// otherwise the cache stays (its lock file follows a directory made again).
     fn retry_later(&mut self) {
-        self.cache = None;
+        if std::fs::symlink_metadata(&self.state_dir).is_err() {
+            self.cache = None;
+        }
         let wait = self.retry.map_or(RETRY_FIRST, |(_, wait)| (wait * 2).min(RETRY_MAX));
         self.retry = Some((Instant::now() + wait, wait));
     }
@@ -1052,13 +1055,58 @@ mod tests {
         std::fs::remove_file(state.join("grants.json")).unwrap();
         let retry = tokio::time::timeout(Duration::from_secs(10), s.reports.recv());
         let retried = retry.await.expect("no retry within 10 s").unwrap();
-        assert_eq!(retried.trigger, "a retry (the grant record was unavailable)");
+        assert_eq!(retried.trigger, "a retry (the grant record or a name lookup failed)");
         assert_eq!(
             retried.report.entries[0].outcome.label(),
             "changed",
             "{:?}",
             retried.report
         );
+        assert_eq!(granted(&sock), Perm::RW);
+    }
+
+    /// "app" is uid 4321 once its first `failures` lookups have failed.
+    struct Flaky {
+        failures: usize,
+        lookups: AtomicUsize,
+    }
+
+    impl IdResolver for Flaky {
+        fn user(&self, _: &str) -> Result<Option<Uid>, String> {
+            match self.lookups.fetch_add(1, SeqCst) < self.failures {
+                true => Err("Input/output error".into()),
+                false => Ok(Some(Uid(4321))),
+            }
+        }
+        fn group(&self, _: &str) -> Result<Option<Gid>, String> {
+            Ok(None)
+        }
+    }
+
+    /// A name whose lookup fails is tried again, backing off, without another event.
+    #[tokio::test]
+    async fn a_failed_name_lookup_is_tried_again_without_an_event() {
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("docker.sock");
+        let _listener = UnixListener::bind(&sock).unwrap();
+        let text = format!("[[socket]]\npath = \"{}\"\nusers = [\"app\"]\n", sock.display());
+        let config = Config::from_sources(&[(dir.path().join("nonrootd.toml"), text)]).unwrap();
+        let (tx, mut reports) = unbounded_channel();
+        let ids = Flaky {
+            failures: 2,
+            lookups: AtomicUsize::new(0),
+        };
+        let mut fixer = SocketFixer::spawn(config, Box::new(ids), dir.path().join("state"), tx, None).unwrap();
+        fixer.recheck("first".into());
+        let give_up = Instant::now() + Duration::from_secs(10);
+        loop {
+            let next = tokio::time::timeout_at(give_up.into(), reports.recv()).await;
+            let fixed = next.expect("not granted within 10 s").unwrap();
+            if fixed.report.entries.iter().any(|e| e.outcome.label() == "changed") {
+                assert_eq!(fixed.trigger, "a retry (the grant record or a name lookup failed)");
+                break;
+            }
+        }
         assert_eq!(granted(&sock), Perm::RW);
     }
 

@@ -42,17 +42,24 @@ impl FakeFile {
     }
 }
 
-/// Files by path, paths that refuse to open, and every change made, in order.
+/// Files by path, paths that refuse to open, paths on a file system without ACLs (sysfs),
+/// and every change made, in order.
 #[derive(Default)]
 pub struct FakeHost {
     pub files: RefCell<BTreeMap<PathBuf, FakeFile>>,
     pub refusals: BTreeMap<PathBuf, String>,
+    pub without_acls: Vec<PathBuf>,
     pub calls: RefCell<Vec<String>>,
 }
 
 impl FakeHost {
     pub fn with(mut self, path: &str, file: FakeFile) -> FakeHost {
         self.files.get_mut().insert(PathBuf::from(path), file);
+        self
+    }
+
+    pub fn without_acls(mut self, path: &str) -> FakeHost {
+        self.without_acls.push(PathBuf::from(path));
         self
     }
 
@@ -108,6 +115,9 @@ impl Host for FakeHost {
     }
 
     fn read_acl(&self, file: &PathBuf) -> io::Result<Acl> {
+        if self.without_acls.contains(file) {
+            return Err(io::Error::from_raw_os_error(libc::EOPNOTSUPP));
+        }
         Ok(self.file(file.to_str().expect("utf-8 test path")).acl)
     }
 

@@ -69,9 +69,9 @@ pub fn host_owner(volume: &VolumeConfig, config: &Config, ids: &dyn IdResolver) 
     let name = &tenant.name;
     let refuse = |why: String| format!("{}: tenant {}: {why}", name.origin, name.value);
     let uid = name.value.resolve_user(ids).map_err(|why| refuse(why.to_string()))?;
+    // A uid without an entry has the group of its number, as rootless setups make them.
     let own_gid = User::from_uid(NixUid::from_raw(uid.0))
-        .ok()
-        .flatten()
+        .map_err(|e| refuse(format!("looking up its primary group failed: {}", e.desc())))?
         .map_or(uid.0, |u| u.gid.as_raw());
     if own_gid == u32::MAX {
         return Err(refuse(
@@ -247,6 +247,14 @@ fn fuse_of_a_user_at(path: &Path) -> Option<String> {
 /// Gives the walked top directory `mode` (after chown, which may clear set-id bits), or with
 /// `check_only` only looks; returns the change it needed, if any.
 fn set_top_mode(top: &OwnedFd, mode: Mode, check_only: bool) -> Result<Option<(Mode, Mode)>, String> {
+    use crate::host::Host;
+    // With an extended ACL the mode's group bits are its mask (see check_mode_settable).
+    let acl = crate::host::RealHost::default().read_acl(top);
+    match acl {
+        Ok(acl) => nonrootd_core::plan::check_mode_settable(&acl).map_err(|refusal| refusal.0)?,
+        Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => {}
+        Err(e) => return Err(format!("read ACL: {e}")),
+    }
     let now = crate::host::walk::stat_fd(top)
         .map_err(|e| format!("stat: {}", explain(e)))?
         .mode;
