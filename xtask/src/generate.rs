@@ -80,7 +80,7 @@ Where deadline scheduling is refused it uses real-time priority 1 instead, only
 while waiting and writing.
 It asks NSS nothing meanwhile: the user and group names of \fB[[socket]]\fR are
 looked up at normal priority (at start, on reload and re-checks, and again as each
-grant is recorded, 2 ms after it), and a name whose id changed gets its new id then;
+grant is reported, 2 ms after it), and a name whose id changed gets its new id then;
 until then the new socket keeps the id the old one had.
 A socket that appears with mode 0000 and no ACL (Go programs such as dockerd
 without socket activation bind with umask 0777, then chown and chmod) is granted
@@ -107,9 +107,9 @@ interface \fBorg.nonrootd1.Manager\fR: status is open to every user (while the
 daemon's request queue is full, callers other than root are told it is busy
 instead of waiting), except what a volume's walk says of the files inside it
 (an example of a skipped file, the first failure), which only root sees, in the
-status and in the \fBPathChanged\fR signals; applying, reloading and the
+status (the \fBPathChanged\fR signals never carry it); applying, reloading and the
 subordinate id calls, listing included, need uid 0, and each such call is logged
-with the caller's bus name.
+with the caller's bus name (see \fBD-BUS INTERFACE\fR).
 Errors are \fBorg.nonrootd1.Error.AccessDenied\fR (not root),
 \fBInvalidArgs\fR (an unknown duty, a name that is not a valid user name),
 \fBBusy\fR and \fBFailed\fR (the message says why, naming file and line where
@@ -119,7 +119,48 @@ file and line at fault; the apply of every duty follows, and its outcome shows i
 the status.
 "#;
 
-const NONROOTD_SECTIONS: &str = r#".SH SIGNALS
+const NONROOTD_SECTIONS: &str = r#".SH "D-BUS INTERFACE"
+Service \fBorg.nonrootd1\fR, object \fB/org/nonrootd1\fR, interface
+\fBorg.nonrootd1.Manager\fR (never activated by the bus: calls to a daemon that
+does not run fail). Strings called JSON hold one JSON document, as
+\fBnonrootctl\fR prints with \fB\-\-json\fR.
+.TP
+.BR Status "() \(-> s"
+The status as JSON: version, pid, start, last trigger, whether the daemon is on
+the bus and follows systemd, the last reload's outcome, and per duty and path
+the desired and observed state, last change and last error. Every user.
+.TP
+.BR Apply "(as duties) \(-> s"
+Applies the named duties (\fBdocker\fR, \fBsockets\fR, \fBdmi\fR,
+\fBsubids\fR, \fBvolumes\fR; all when empty) and returns the report as JSON.
+Root.
+.TP
+.BR Reload "() \(-> ()"
+Reads the configuration again; answered once it is in force, or refused with
+the file and line at fault. Root.
+.TP
+.BR AllocateSubids "(s name, u count) \(-> s"
+Gives the tenant (user name or uid) \fIcount\fR subordinate uids and gids (0:
+the configured count); returns \fI"NAME START COUNT"\fR. Root.
+.TP
+.BR ReleaseSubids "(s name) \(-> s"
+Removes the tenant's ranges from both files and holds them back. Root.
+.TP
+.BR ListSubids "() \(-> s"
+Every range of both files as JSON. Root.
+.TP
+.BR Version " property s"
+The daemon's version.
+.TP
+.BR State " property s"
+\fBrunning\fR, \fBdegraded\fR (something refused or failed, or a reload
+refused) or \fBstopping\fR; read on demand, no change signal.
+.TP
+.BR PathChanged " signal (s duty, s path, s outcome, s detail)"
+A path was changed, refused or failed; \fIoutcome\fR is \fBchanged\fR,
+\fBrefused\fR or \fBfailed\fR. For a volume the detail only says that root
+sees it in \fBStatus\fR().
+.SH SIGNALS
 .TP
 .B SIGHUP
 Re-read the configuration (as \fBnonrootctl reload\fR and \fBsystemctl reload
@@ -155,7 +196,8 @@ must be writable by root alone.
 The hardened unit.
 Paths outside \fI/etc\fR, \fI/run\fR, \fI/var/lib/docker\fR and
 \fI/sys/firmware/dmi/tables\fR are read-only to the daemon: give others with a
-drop-in (\fBsystemctl edit nonrootd\fR, \fBReadWritePaths=\fR\fIPATH\fR).
+drop-in (\fBsystemctl edit nonrootd\fR, \fBReadWritePaths=\fR\fIPATH\fR), then
+restart it (a reload does not change the sandbox).
 Below \fI/home\fR, \fI/root\fR and \fI/run/user\fR, which the unit's
 \fBProtectHome=yes\fR hides, the drop-in also needs \fBProtectHome=read-only\fR.
 The unit's \fBPrivateTmp=yes\fR gives the daemon a \fI/tmp\fR and \fI/var/tmp\fR of its
