@@ -44,6 +44,10 @@ pub fn stat_fd(fd: &OwnedFd) -> Result<Stat, Errno> {
     let mask =
         libc::STATX_TYPE | libc::STATX_MODE | libc::STATX_UID | libc::STATX_GID | libc::STATX_NLINK | libc::STATX_INO;
     let st = known_statx(fd.as_fd(), mask)?;
+    // A field the file system did not fill reads as 0 (uid root, a regular file): refused.
+    if st.stx_mask & mask != mask {
+        return Err(Errno::ENODATA);
+    }
     let mode = u32::from(st.stx_mode);
     Ok(Stat {
         kind: FileKind::from_st_mode(mode),
