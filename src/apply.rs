@@ -8,7 +8,7 @@ use std::time::Duration;
 use nonrootd_core::acl::{Grants, Perm, Qualifier, describe_change, plan_grants, shortfalls};
 use nonrootd_core::config::{Config, DOCKER_DATA_ROOT, DmiAccess, DockerConfig, SocketConfig};
 use nonrootd_core::duty::{Duty, DutySet};
-use nonrootd_core::ids::{Gid, IdResolver, Unresolved};
+use nonrootd_core::ids::{Gid, IdRef, IdResolver, Unresolved};
 use nonrootd_core::mode::Mode;
 use nonrootd_core::plan::{FileKind, check_mode_settable, check_target, plan_attrs};
 use nonrootd_core::report::{Outcome, Report};
@@ -126,13 +126,23 @@ impl<H: Host> Engine<'_, H> {
     /// write only adds (see [`only_adds_to`](nonrootd_core::acl::AclPlan::only_adds_to)).
     /// Returns the report entry when the ACL was written; `None` leaves everything to the
     /// apply under the lock.
-    fn grant_early(&self, socket: &SocketConfig, previous: &Grants) -> Option<Report> {
+    fn grant_early(&self, socket: &SocketConfig, record: &GrantRecord) -> Option<Report> {
         let mut report = Report::default();
-        let desired = self.desired_grants(socket, previous, &mut report);
+        let previous = record.sockets.get(&socket.path).cloned().unwrap_or_default();
+        let Desired {
+            grants: desired,
+            complete,
+            ..
+        } = self.desired_grants(socket, &record.names, &mut report);
         // Only grants the record already has: the write then needs no change of the record.
-        if !report.entries.is_empty() || *previous != desired {
+        let refused = report
+            .entries
+            .iter()
+            .any(|e| matches!(e.outcome, Outcome::Refused { .. }));
+        if refused || !complete || previous != desired {
             return None;
         }
+        let previous = &previous;
         // Only bits the record holds are written here: nothing to save ahead.
         let applied = self.apply_grants(&socket.path, &desired, previous, Writes::OnlyAdding, true, &mut |_| {
             Ok(())
@@ -271,19 +281,34 @@ impl<H: Host> Engine<'_, H> {
         }
         let after_event = request.socket.is_some();
         let covered = config.sockets.iter().filter(|s| request.covers(&s.path));
-        let spellings: Vec<_> = covered.map(|s| (s, self.earlier_spelling(config, s))).collect();
+        let mut spellings: Vec<_> = covered.map(|s| (s, self.earlier_spelling(config, s))).collect();
         // What was recorded under a later spelling (an older nonrootd applied each) becomes the
-        // first spelling's: it is on that socket, to be kept or revoked as the first wants.
+        // first spelling's: it is on that socket, to be kept or revoked as the first wants, in
+        // this apply (an event of the later spelling alone applies the first one too).
+        let mut handed_over = Vec::new();
         for (socket, first) in &spellings {
             if let Some(first) = first
                 && let Some(recorded) = record.sockets.remove(&socket.path)
             {
                 claim_bits(&mut record.sockets, &first.path, &recorded);
+                handed_over.push(*first);
+            }
+        }
+        for first in handed_over {
+            if !spellings.iter().any(|(s, _)| s.path == first.path) {
+                spellings.push((first, None));
             }
         }
         for (socket, first) in spellings {
             let previous = record.sockets.get(&socket.path).cloned().unwrap_or_default();
-            let desired = self.desired_grants(socket, &previous, report);
+            let Desired {
+                grants: desired,
+                answers,
+                ..
+            } = self.desired_grants(socket, &record.names, report);
+            if !request.dry_run {
+                record.names.extend(answers);
+            }
             if let Some(first) = first {
                 let reason = format!(
                     "{}: the same socket as {} (configured at {}); configure it once, with all its users and groups",
@@ -314,6 +339,19 @@ impl<H: Host> Engine<'_, H> {
                 record.sockets.insert(socket.path.clone(), granted);
             }
             report.push(Duty::Sockets, &socket.path, describe_grants(&desired), outcome);
+        }
+        // Answers for names no socket is configured with any more are forgotten.
+        if request.socket.is_none() && !request.dry_run {
+            let configured = |key: &String| {
+                config.sockets.iter().any(|s| {
+                    let users = s.users.iter().map(|u| ("user", &u.value));
+                    let groups = s.groups.iter().map(|g| ("group", &g.value));
+                    users
+                        .chain(groups)
+                        .any(|(kind, name)| matches!(name, IdRef::Name(n) if *key == format!("{kind}:{n}")))
+                })
+            };
+            record.names.retain(|key, _| configured(key));
         }
     }
 
@@ -419,48 +457,67 @@ impl<H: Host> Engine<'_, H> {
     ) {
         let mut sockets = Report::default();
         for socket in config.sockets.iter().filter(|s| request.covers(&s.path)) {
-            let desired = self.desired_grants(socket, &Grants::new(), &mut sockets);
+            let desired = self.desired_grants(socket, &BTreeMap::new(), &mut sockets).grants;
             sockets.push(Duty::Sockets, &socket.path, describe_grants(&desired), outcome());
         }
         log_entries(&sockets);
         report.entries.extend(sockets.entries);
     }
 
-    /// The configured entries that resolve; the others are reported as refused. A lookup
-    /// that failed is reported as failed, and nothing is known about that name: then the
-    /// grants `previous` holds are desired too, so that nothing is revoked (the name's grant
-    /// may be among them) and a re-created socket still gets them.
-    fn desired_grants(&self, socket: &SocketConfig, previous: &Grants, report: &mut Report) -> Grants {
-        let mut desired = Grants::new();
-        let mut complete = true;
-        let resolved = socket.users.iter().map(|user| {
+    /// The configured entries that resolve; the others are reported as refused. A name whose
+    /// lookup fails is reported as failed and granted as the id the record last knew for it
+    /// (`known`), so that an outage of the user database neither revokes its grant nor keeps
+    /// anything else; without a known id nothing is granted for it. Returns the grants, the
+    /// answers to remember, and whether every entry has an id.
+    fn desired_grants(
+        &self,
+        socket: &SocketConfig,
+        known: &BTreeMap<String, Qualifier>,
+        report: &mut Report,
+    ) -> Desired {
+        let mut desired = Desired {
+            grants: Grants::new(),
+            answers: Vec::new(),
+            complete: true,
+        };
+        let users = socket.users.iter().map(|user| {
             let uid = user.value.resolve_user(self.ids).map(Qualifier::User);
-            (format!("user {}", user.value), &user.origin, uid)
+            ("user", &user.value, &user.origin, uid)
         });
-        let resolved = resolved.chain(socket.groups.iter().map(|group| {
+        let groups = socket.groups.iter().map(|group| {
             let gid = group.value.resolve_group(self.ids).map(Qualifier::Group);
-            (format!("group {}", group.value), &group.origin, gid)
-        }));
-        for (what, origin, who) in resolved {
+            ("group", &group.value, &group.origin, gid)
+        });
+        for (kind, name, origin, who) in users.chain(groups) {
+            let key = match name {
+                IdRef::Name(name) => Some(format!("{kind}:{name}")),
+                IdRef::Id(_) => None,
+            };
             let outcome = match who {
                 Ok(who) => {
-                    desired.insert(who, socket.access);
+                    desired.grants.insert(who, socket.access);
+                    desired.answers.extend(key.map(|key| (key, who)));
                     continue;
                 }
                 Err(Unresolved::Invalid(why)) => Outcome::Refused {
                     reason: format!("{origin}: {why}"),
                 },
-                Err(Unresolved::LookupFailed(why)) => {
-                    complete = false;
-                    Outcome::Failed {
-                        error: format!("{origin}: {why}; {LOOKUP_FAILED}"),
+                Err(Unresolved::LookupFailed(why)) => match key.and_then(|key| known.get(&key)) {
+                    Some(last) => {
+                        desired.grants.insert(*last, socket.access);
+                        Outcome::Failed {
+                            error: format!("{origin}: {why}; {LOOKUP_FAILED} {last}, its last known id"),
+                        }
                     }
-                }
+                    None => {
+                        desired.complete = false;
+                        Outcome::Failed {
+                            error: format!("{origin}: {why}; {LOOKUP_FAILED} nothing: no id was ever known for it"),
+                        }
+                    }
+                },
             };
-            report.push(Duty::Sockets, &socket.path, what, outcome);
-        }
-        if !complete {
-            claim_grants(&mut desired, previous);
+            report.push(Duty::Sockets, &socket.path, format!("{kind} {name}"), outcome);
         }
         desired
     }
@@ -565,6 +622,15 @@ fn failed(call: &str, e: &std::io::Error, path: &Path) -> String {
         );
     }
     format!("{call}: {e}")
+}
+
+/// What a socket's configured entries ask for ([`Engine::desired_grants`]).
+struct Desired {
+    grants: Grants,
+    /// Names looked up, with their answers, for the record.
+    answers: Vec<(String, Qualifier)>,
+    /// Whether every entry has an id (a failed lookup with none known has not).
+    complete: bool,
 }
 
 /// What [`Engine::apply_grants`] did to one socket.
@@ -672,6 +738,8 @@ fn state_error(state_dir: &Path, e: std::io::Error) -> String {
 /// per thread: applies through the same cache do not exclude each other.
 pub struct StateCache {
     state_dir: PathBuf,
+    /// The state directory's device and inode when it was opened and checked.
+    dir_id: (u64, u64),
     lock: LockFile,
     cached: CachedRecord,
 }
@@ -746,12 +814,20 @@ impl StateCache {
     pub fn open(state_dir: &Path) -> Result<StateCache, String> {
         let opened = crate::host::walk::check_root_only_dir(state_dir)
             .and_then(|()| crate::state::ensure_dir(state_dir))
-            .and_then(|()| LockFile::open(state_dir));
+            .and_then(|()| Ok((dir_id(state_dir)?, LockFile::open(state_dir)?)));
+        let (dir_id, lock) = opened.map_err(|e| state_error(state_dir, e))?;
         Ok(StateCache {
             state_dir: state_dir.to_path_buf(),
-            lock: opened.map_err(|e| state_error(state_dir, e))?,
+            dir_id,
+            lock,
             cached: CachedRecord::default(),
         })
+    }
+
+    /// Whether the state directory is still the one opened and checked: gone, or replaced
+    /// (made again, or a symlink now), it must be opened and checked again.
+    pub fn is_current(&self) -> bool {
+        dir_id(&self.state_dir).is_ok_and(|id| id == self.dir_id)
     }
 
     /// Reads the record under the lock, so that the first new socket can be served early.
@@ -802,8 +878,7 @@ impl StateCache {
                 if crate::state::removal_mark(&self.state_dir).is_some() {
                     return None;
                 }
-                let previous = self.cached.record.sockets.get(socket).cloned().unwrap_or_default();
-                engine.grant_early(configured, &previous)
+                engine.grant_early(configured, &self.cached.record)
             });
         EarlyGrant(early)
     }
@@ -869,28 +944,29 @@ fn push_record_failure(report: &mut Report, state_dir: &Path, saved: Result<(), 
     }
 }
 
-fn claim_bits(grants: &mut BTreeMap<PathBuf, Grants>, path: &Path, bits: &Grants) {
-    claim_grants(grants.entry(path.to_path_buf()).or_default(), bits);
+/// A directory's device and inode, not following a symlink.
+fn dir_id(dir: &Path) -> std::io::Result<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::symlink_metadata(dir)?;
+    Ok((m.dev(), m.ino()))
 }
 
-/// Adds `bits` to `grants`, entry by entry.
-fn claim_grants(grants: &mut Grants, bits: &Grants) {
+fn claim_bits(grants: &mut BTreeMap<PathBuf, Grants>, path: &Path, bits: &Grants) {
+    let ours = grants.entry(path.to_path_buf()).or_default();
     for (who, bits) in bits {
-        let perm = grants.entry(*who).or_default();
+        let perm = ours.entry(*who).or_default();
         *perm = perm.union(*bits);
     }
 }
 
-/// Ends the error of a socket entry whose name could not be looked up (see
-/// [`lookup_failed`]).
-const LOOKUP_FAILED: &str = "until the lookup works, the socket keeps what nonrootd granted";
+/// In the error of a socket entry whose name could not be looked up (see [`lookup_failed`]).
+const LOOKUP_FAILED: &str = "until the lookup works it is granted as";
 
 /// Whether a name of a socket entry in `report` could not be looked up: worth trying again.
 pub fn lookup_failed(report: &Report) -> bool {
-    report
-        .entries
-        .iter()
-        .any(|e| matches!(&e.outcome, Outcome::Failed { error } if e.duty == Duty::Sockets && error.ends_with(LOOKUP_FAILED)))
+    report.entries.iter().any(
+        |e| matches!(&e.outcome, Outcome::Failed { error } if e.duty == Duty::Sockets && error.contains(LOOKUP_FAILED)),
+    )
 }
 
 /// Applies on this host: the real file system, names from NSS, Docker's own daemon.json. What
@@ -1085,39 +1161,86 @@ mod tests {
         assert_eq!(record.sockets[Path::new("/run/docker.sock")][&who], Perm::RW);
     }
 
-    /// A name the user database could not be asked about (a directory server down) says
-    /// nothing about its grant: nothing recorded is revoked, and a re-created socket gets what
-    /// the record holds besides what resolves.
+    /// "cadvisor" is uid 4321 while the user database answers; "newteam" never resolves.
+    struct Outage(std::cell::Cell<bool>);
+    impl IdResolver for Outage {
+        fn user(&self, name: &str) -> Result<Option<nonrootd_core::ids::Uid>, String> {
+            match (name, self.0.get()) {
+                ("cadvisor", false) => Ok(Some(Uid(4321))),
+                ("cadvisor" | "newteam", _) => Err("Input/output error".into()),
+                _ => Ok(None),
+            }
+        }
+        fn group(&self, _: &str) -> Result<Option<Gid>, String> {
+            Ok(None)
+        }
+    }
+
+    /// While the user database cannot be asked about a name, the name is granted as the id
+    /// the record last knew for it; everything else is planned as usual (a uid dropped from
+    /// the config is revoked, a narrowed access narrowed), and a name never known gets nothing.
     #[test]
-    fn a_failed_lookup_revokes_nothing_and_a_new_socket_keeps_the_recorded_grants() {
+    fn a_failed_lookup_grants_the_last_known_id_and_nothing_else_is_kept() {
         let sock = "/run/docker.sock";
         let host = FakeHost::default().with(sock, FakeFile::new(FileKind::Socket, 0o660, 0));
+        let ids = Outage(std::cell::Cell::new(false));
+        let engine = Engine {
+            host: &host,
+            ids: &ids,
+            daemon_json: Path::new("/nonexistent/daemon.json"),
+        };
+        let sockets_of = |users: &str, access: &str| {
+            config(&format!(
+                "[[socket]]\npath = \"{sock}\"\nusers = [{users}]\naccess = \"{access}\"\n"
+            ))
+        };
         let mut record = GrantRecord::default();
-        let before = "[[socket]]\npath = \"/run/docker.sock\"\nusers = [\"cadvisor\", 5000]\n";
-        run(&host, &config(before), false, &mut record);
-        // The socket is re-created; "cadvisor" is now a name whose lookup fails.
+        engine.apply(
+            &sockets_of("\"cadvisor\", 5000, 6000", "rw"),
+            &sockets(),
+            &mut record,
+            None,
+        );
+        assert_eq!(record.names["user:cadvisor"], Qualifier::User(Uid(4321)));
+        // The directory server goes down and the socket is re-created; the config drops 6000,
+        // narrows the access to r and adds a team whose name was never looked up.
+        ids.0.set(true);
         host.files
             .borrow_mut()
             .insert(sock.into(), FakeFile::new(FileKind::Socket, 0o660, 0));
-        let now = "[[socket]]\npath = \"/run/docker.sock\"\nusers = [\"ldap-down\", 5000]\n";
-        let report = run(&host, &config(now), false, &mut record);
+        let config = sockets_of("\"cadvisor\", 5000, \"newteam\"", "r");
+        let report = engine.apply(&config, &sockets(), &mut record, None);
+        let errors: Vec<_> = report
+            .entries
+            .iter()
+            .filter_map(|e| match &e.outcome {
+                Outcome::Failed { error } => Some(error.as_str()),
+                _ => None,
+            })
+            .collect();
         assert_eq!(
-            report.entries[0].outcome,
-            Outcome::Failed {
-                error: format!(
-                    "/etc/nonrootd/nonrootd.toml:3: looking up user \"ldap-down\" failed: Input/output error; {LOOKUP_FAILED}"
-                )
-            }
+            errors,
+            [
+                format!(
+                    "/etc/nonrootd/nonrootd.toml:3: looking up user \"cadvisor\" failed: Input/output error; {LOOKUP_FAILED} user:4321, its last known id"
+                ),
+                format!(
+                    "/etc/nonrootd/nonrootd.toml:3: looking up user \"newteam\" failed: Input/output error; {LOOKUP_FAILED} nothing: no id was ever known for it"
+                ),
+            ]
         );
-        assert_eq!(report.entries[1].outcome.label(), "changed", "{report:?}");
         assert!(lookup_failed(&report));
         let acl = host.file(sock).acl;
-        for uid in [4321, 5000] {
-            assert_eq!(acl.effective(Qualifier::User(Uid(uid))), Perm::RW, "uid {uid}");
-        }
-        assert_eq!(grants_of(&record, sock).len(), 2, "nothing forgotten");
+        assert_eq!(acl.effective(Qualifier::User(Uid(4321))), Perm::R);
+        assert_eq!(acl.effective(Qualifier::User(Uid(5000))), Perm::R);
+        assert_eq!(
+            acl.named.get(&Qualifier::User(Uid(6000))),
+            None,
+            "not configured: not granted"
+        );
+        assert_eq!(record.names["user:cadvisor"], Qualifier::User(Uid(4321)), "still known");
         // The DMI group's lookup failing is a failure too, not a refusal.
-        let dmi = config("[dmi]\ntables_dir = \"/t\"\ngroup = \"ldap-down\"\n");
+        let dmi = self::config("[dmi]\ntables_dir = \"/t\"\ngroup = \"ldap-down\"\n");
         let report = run(&host, &dmi, false, &mut GrantRecord::default());
         assert_eq!(report.entries[0].outcome.label(), "failed", "{report:?}");
     }

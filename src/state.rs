@@ -8,7 +8,7 @@ use std::io::{self, Read, Write};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use nonrootd_core::acl::Grants;
+use nonrootd_core::acl::{Grants, Qualifier};
 use serde::{Deserialize, Serialize};
 
 /// Where state lives when neither `--state-dir` nor `$STATE_DIRECTORY` says otherwise.
@@ -42,6 +42,10 @@ pub fn removal_mark(state_dir: &Path) -> Option<PathBuf> {
 #[serde(deny_unknown_fields)]
 pub struct GrantRecord {
     pub sockets: BTreeMap<PathBuf, Grants>,
+    /// The last answer for each configured name ("user:alice" → "user:1001"): what a name
+    /// whose lookup fails is granted as, until the lookup works again.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub names: BTreeMap<String, Qualifier>,
 }
 
 /// Identifies one version of `grants.json`: a save renames a new inode into place and

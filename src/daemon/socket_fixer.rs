@@ -431,11 +431,15 @@ impl Fixer {
     }
 
     /// Schedules the next retry while the grant record is unavailable or a name lookup fails,
-    /// backing off. A state directory that is gone is opened (made, and checked) again then;
-    /// otherwise the cache stays (its lock file follows a directory made again).
+    /// backing off. A state directory that is gone or replaced is opened (made, and checked)
+    /// again then; otherwise the cache stays.
     fn retry_later(&mut self) {
-        if std::fs::symlink_metadata(&self.state_dir).is_err() {
+        if self.cache.as_ref().is_some_and(|cache| !cache.is_current()) {
             self.cache = None;
+        }
+        // One that is due later stays: events more often than the wait must not put it off.
+        if self.retry.is_some_and(|(at, _)| at > Instant::now()) {
+            return;
         }
         let wait = self.retry.map_or(RETRY_FIRST, |(_, wait)| (wait * 2).min(RETRY_MAX));
         self.retry = Some((Instant::now() + wait, wait));
