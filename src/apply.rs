@@ -304,10 +304,14 @@ impl<H: Host> Engine<'_, H> {
             let Desired {
                 grants: desired,
                 answers,
+                forgotten,
                 ..
             } = self.desired_grants(socket, &record.names, report);
             if !request.dry_run {
                 record.names.extend(answers);
+                for name in forgotten {
+                    record.names.remove(&name);
+                }
             }
             if let Some(first) = first {
                 let reason = format!(
@@ -478,6 +482,7 @@ impl<H: Host> Engine<'_, H> {
         let mut desired = Desired {
             grants: Grants::new(),
             answers: Vec::new(),
+            forgotten: Vec::new(),
             complete: true,
         };
         let users = socket.users.iter().map(|user| {
@@ -499,9 +504,13 @@ impl<H: Host> Engine<'_, H> {
                     desired.answers.extend(key.map(|key| (key, who)));
                     continue;
                 }
-                Err(Unresolved::Invalid(why)) => Outcome::Refused {
-                    reason: format!("{origin}: {why}"),
-                },
+                Err(Unresolved::Invalid(why)) => {
+                    // A name that no longer exists has no last id to be granted as.
+                    desired.forgotten.extend(key);
+                    Outcome::Refused {
+                        reason: format!("{origin}: {why}"),
+                    }
+                }
                 Err(Unresolved::LookupFailed(why)) => match key.and_then(|key| known.get(&key)) {
                     Some(last) => {
                         desired.grants.insert(*last, socket.access);
@@ -512,7 +521,7 @@ impl<H: Host> Engine<'_, H> {
                     None => {
                         desired.complete = false;
                         Outcome::Failed {
-                            error: format!("{origin}: {why}; {LOOKUP_FAILED} nothing: no id was ever known for it"),
+                            error: format!("{origin}: {why}; {LOOKUP_FAILED} nothing: no id is known for it"),
                         }
                     }
                 },
@@ -629,6 +638,8 @@ struct Desired {
     grants: Grants,
     /// Names looked up, with their answers, for the record.
     answers: Vec<(String, Qualifier)>,
+    /// Names that do not exist (any more): their answers leave the record.
+    forgotten: Vec<String>,
     /// Whether every entry has an id (a failed lookup with none known has not).
     complete: bool,
 }
@@ -1161,13 +1172,14 @@ mod tests {
         assert_eq!(record.sockets[Path::new("/run/docker.sock")][&who], Perm::RW);
     }
 
-    /// "cadvisor" is uid 4321 while the user database answers; "newteam" never resolves.
+    /// "cadvisor" is uid 4321 while the user database answers (and "gone" is nobody);
+    /// "newteam" never resolves.
     struct Outage(std::cell::Cell<bool>);
     impl IdResolver for Outage {
         fn user(&self, name: &str) -> Result<Option<nonrootd_core::ids::Uid>, String> {
             match (name, self.0.get()) {
                 ("cadvisor", false) => Ok(Some(Uid(4321))),
-                ("cadvisor" | "newteam", _) => Err("Input/output error".into()),
+                ("newteam", _) | ("cadvisor" | "gone", true) => Err("Input/output error".into()),
                 _ => Ok(None),
             }
         }
@@ -1225,7 +1237,7 @@ mod tests {
                     "/etc/nonrootd/nonrootd.toml:3: looking up user \"cadvisor\" failed: Input/output error; {LOOKUP_FAILED} user:4321, its last known id"
                 ),
                 format!(
-                    "/etc/nonrootd/nonrootd.toml:3: looking up user \"newteam\" failed: Input/output error; {LOOKUP_FAILED} nothing: no id was ever known for it"
+                    "/etc/nonrootd/nonrootd.toml:3: looking up user \"newteam\" failed: Input/output error; {LOOKUP_FAILED} nothing: no id is known for it"
                 ),
             ]
         );
@@ -1239,10 +1251,49 @@ mod tests {
             "not configured: not granted"
         );
         assert_eq!(record.names["user:cadvisor"], Qualifier::User(Uid(4321)), "still known");
+        // A partial request (one socket's event) forgets no name; a full apply of a config
+        // without the name does, and a dry run learns none.
+        let mut other = sockets();
+        other.socket = Some(PathBuf::from("/run/other.sock"));
+        engine.apply(&self::config(""), &other, &mut record, None);
+        assert!(record.names.contains_key("user:cadvisor"));
+        ids.0.set(false);
+        let mut dry = GrantRecord::default();
+        let mut dry_run = sockets();
+        dry_run.dry_run = true;
+        engine.apply(&sockets_of("\"cadvisor\"", "rw"), &dry_run, &mut dry, None);
+        assert!(dry.names.is_empty());
+        engine.apply(&self::config(""), &sockets(), &mut record, None);
+        assert!(record.names.is_empty());
         // The DMI group's lookup failing is a failure too, not a refusal.
         let dmi = self::config("[dmi]\ntables_dir = \"/t\"\ngroup = \"ldap-down\"\n");
         let report = run(&host, &dmi, false, &mut GrantRecord::default());
         assert_eq!(report.entries[0].outcome.label(), "failed", "{report:?}");
+    }
+
+    /// A name that no longer exists leaves the record's answers: an outage later does not
+    /// bring its old uid back.
+    #[test]
+    fn a_deleted_name_is_not_granted_as_its_old_id_during_an_outage() {
+        let sock = "/run/docker.sock";
+        let host = FakeHost::default().with(sock, FakeFile::new(FileKind::Socket, 0o660, 0));
+        let ids = Outage(std::cell::Cell::new(false));
+        let engine = Engine {
+            host: &host,
+            ids: &ids,
+            daemon_json: Path::new("/nonexistent/daemon.json"),
+        };
+        // "gone" was uid 1001 once, as a record of an earlier run would have it.
+        let mut record = GrantRecord::default();
+        record.names.insert("user:gone".into(), Qualifier::User(Uid(1001)));
+        let text = format!("[[socket]]\npath = \"{sock}\"\nusers = [\"cadvisor\", \"gone\"]\n");
+        engine.apply(&config(&text), &sockets(), &mut record, None);
+        assert!(!record.names.contains_key("user:gone"), "no such user: forgotten");
+        ids.0.set(true);
+        let report = engine.apply(&config(&text), &sockets(), &mut record, None);
+        assert!(lookup_failed(&report));
+        assert_eq!(host.file(sock).acl.named.get(&Qualifier::User(Uid(1001))), None);
+        assert_eq!(host.file(sock).acl.effective(Qualifier::User(Uid(4321))), Perm::RW);
     }
 
     #[test]

@@ -24,8 +24,8 @@ impl IdResolver for SystemIds {
 /// Answers of `lookup` kept for the socket fixer, whose urgent path must not wait for NSS (a
 /// directory server may take seconds): a name is looked up the first time it is asked, and
 /// again only by [`refresh`](Self::refresh), which the fixer calls at normal priority. A
-/// failed lookup is remembered too (asked again only by a refresh), and a refresh that fails
-/// keeps the answer it had.
+/// failed lookup is remembered too (asked again only by a refresh), also one that follows an
+/// answer.
 pub struct RememberedIds {
     lookup: Box<dyn IdResolver + Send>,
     users: Answers<Uid>,
@@ -79,18 +79,19 @@ fn remembered<T: Copy>(answers: &Answers<T>, name: &str, lookup: impl Fn(&str) -
 }
 
 /// Looks every name of `answers` up again; whether an answer changed. A lookup that fails
-/// again leaves the answer it had, an answer or the earlier failure.
+/// is remembered as failed: the caller then falls back on the last answer it saved, which
+/// another process may have updated since (a name deleted, a uid changed).
 fn look_up_again<T: PartialEq>(answers: &Answers<T>, lookup: impl Fn(&str) -> Lookup<T>) -> bool {
     let mut changed = false;
     for (name, answer) in answers.borrow_mut().iter_mut() {
-        match (lookup(name), &*answer) {
-            (Err(_), _) => {}
-            (Ok(now), Ok(before)) if now == *before => {}
-            (now, _) => {
-                changed = true;
-                *answer = now;
-            }
-        }
+        let now = lookup(name);
+        // A failure tells nothing new; an answer after one may differ from the last.
+        changed |= match (&now, &*answer) {
+            (Err(_), _) => false,
+            (Ok(now), Ok(before)) => now != before,
+            (Ok(_), Err(_)) => true,
+        };
+        *answer = now;
     }
     changed
 }
@@ -145,23 +146,27 @@ mod tests {
         assert_eq!(ids.user("app"), Ok(Some(Uid(1001))), "the old answer until refreshed");
         assert!(ids.refresh());
         assert_eq!(ids.user("app"), Ok(Some(Uid(1002))));
-        // A failed lookup is no answer: the one remembered stays.
+        // A failed refresh is remembered as failed (the caller falls back on its record, which
+        // may know better than this process), and is no change.
         uid.store(u32::MAX, Ordering::SeqCst);
         assert!(!ids.refresh());
+        assert!(ids.user("app").is_err());
+        uid.store(1002, Ordering::SeqCst);
+        assert!(ids.refresh(), "an answer after a failure counts as a change");
         assert_eq!(ids.user("app"), Ok(Some(Uid(1002))));
         uid.store(0, Ordering::SeqCst);
         assert!(ids.refresh(), "a user gone is a change too");
         assert_eq!(ids.user("app"), Ok(None));
         ids.forget();
         assert!(!ids.refresh());
-        assert_eq!(count(), 15, "a refresh after forgetting looks nothing up");
+        assert_eq!(count(), 18, "a refresh after forgetting looks nothing up");
         // A failed first lookup is remembered: the urgent path does not ask again; a refresh
         // that gets an answer is a change.
         uid.store(u32::MAX, Ordering::SeqCst);
         assert!(ids.user("app").is_err());
         uid.store(1003, Ordering::SeqCst);
         assert!(ids.user("app").is_err());
-        assert_eq!(count(), 16);
+        assert_eq!(count(), 19);
         assert!(ids.refresh());
         assert_eq!(ids.user("app"), Ok(Some(Uid(1003))));
     }

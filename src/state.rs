@@ -228,6 +228,20 @@ mod tests {
     use nonrootd_core::acl::{Perm, Qualifier};
     use nonrootd_core::ids::Uid;
 
+    /// A record written before it kept names' answers still loads.
+    #[test]
+    fn a_record_without_names_loads() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join(GRANTS_FILE),
+            r#"{"sockets": {"/run/docker.sock": {"user:4321": "rw-"}}}"#,
+        )
+        .unwrap();
+        let record = GrantRecord::load(dir.path()).unwrap();
+        assert_eq!(record.sockets.len(), 1);
+        assert!(record.names.is_empty());
+    }
+
     /// An mtime past 2262 (nanoseconds past i64) still gives a stamp.
     #[test]
     fn a_record_from_a_far_off_time_has_a_stamp() {

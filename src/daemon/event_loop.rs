@@ -22,7 +22,7 @@ use super::bus::BusEvent;
 use super::realtime::Confined;
 use super::socket_fixer::{Fixed, LOCK_TIMEOUT, SocketFixer};
 use super::volume_job::{Finished, VolumeJobs, Waiter};
-use crate::apply::{Request as ApplyRequest, apply_on_host, record_unavailable};
+use crate::apply::{Request as ApplyRequest, apply_on_host, lookup_failed, record_unavailable};
 use crate::config_file;
 use crate::ids::SystemIds;
 use crate::message_id;
@@ -308,6 +308,10 @@ impl Daemon {
         };
         let report = apply_on_host(&self.config, &request, &self.state_dir, LOCK_TIMEOUT);
         self.record(&report, trigger, duties.contains(Duty::Sockets));
+        // The socket fixer is the one that tries again, backing off, until the lookup works.
+        if lookup_failed(&report) {
+            self.fixer.recheck(format!("{trigger} (a name lookup failed)"));
+        }
         report
     }
 

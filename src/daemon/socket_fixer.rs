@@ -151,9 +151,11 @@ struct Fixer {
     granted: Vec<(PathBuf, EarlyGrant, u64)>,
     /// When to report them: [`REPORT_DELAY`] after the first.
     report_at: Option<Instant>,
-    /// When to apply every socket again, and the wait after that, while the grant record is
-    /// unavailable or a name lookup fails (no socket event may come to retry it).
-    retry: Option<(Instant, Duration)>,
+    /// When to apply every socket again while the grant record is unavailable or a name
+    /// lookup fails (no socket event may come to retry it).
+    retry: Option<Instant>,
+    /// The wait before the last retry: the next one waits twice as long.
+    retry_waited: Option<Duration>,
 }
 
 impl Fixer {
@@ -184,6 +186,7 @@ impl Fixer {
             granted: Vec::new(),
             report_at: None,
             retry: None,
+            retry_waited: None,
         };
         let handle = SocketFixer {
             commands,
@@ -253,8 +256,10 @@ impl Fixer {
             if self.report_at.is_some_and(|at| Instant::now() >= at) {
                 self.report_granted(&mut priority);
             }
-            if self.retry.is_some_and(|(at, _)| Instant::now() >= at) {
+            if self.retry.is_some_and(|at| Instant::now() >= at) {
                 self.report_granted(&mut priority);
+                // Due: only this apply of every socket schedules the next one.
+                self.retry = None;
                 self.apply_all("a retry (the grant record or a name lookup failed)".into());
             }
         }
@@ -273,10 +278,7 @@ impl Fixer {
         } else {
             &mut fds[..]
         };
-        let due = [self.report_at, self.retry.map(|(at, _)| at)]
-            .into_iter()
-            .flatten()
-            .min();
+        let due = [self.report_at, self.retry].into_iter().flatten().min();
         loop {
             // In whole milliseconds, rounded up: never woken before it is due.
             let timeout = match due {
@@ -426,7 +428,7 @@ impl Fixer {
         report(&self.reports, self.generation, applied, trigger);
         match unavailable {
             true => self.retry_later(),
-            false => self.retry = None,
+            false => (self.retry, self.retry_waited) = (None, None),
         }
     }
 
@@ -437,12 +439,14 @@ impl Fixer {
         if self.cache.as_ref().is_some_and(|cache| !cache.is_current()) {
             self.cache = None;
         }
-        // One that is due later stays: events more often than the wait must not put it off.
-        if self.retry.is_some_and(|(at, _)| at > Instant::now()) {
+        // One already scheduled stays, due or not: events more often than the wait must not
+        // put it off.
+        if self.retry.is_some() {
             return;
         }
-        let wait = self.retry.map_or(RETRY_FIRST, |(_, wait)| (wait * 2).min(RETRY_MAX));
-        self.retry = Some((Instant::now() + wait, wait));
+        let wait = self.retry_waited.map_or(RETRY_FIRST, |wait| (wait * 2).min(RETRY_MAX));
+        self.retry = Some(Instant::now() + wait);
+        self.retry_waited = Some(wait);
     }
 }
 
