@@ -1283,12 +1283,19 @@ mod tests {
             ids: &ids,
             daemon_json: Path::new("/nonexistent/daemon.json"),
         };
-        // "gone" was uid 1001 once, as a record of an earlier run would have it.
+        // "gone" was uid 1001 and granted, as an earlier run left it.
         let mut record = GrantRecord::default();
+        let before = format!("[[socket]]\npath = \"{sock}\"\nusers = [\"cadvisor\", 1001]\n");
+        engine.apply(&config(&before), &sockets(), &mut record, None);
         record.names.insert("user:gone".into(), Qualifier::User(Uid(1001)));
         let text = format!("[[socket]]\npath = \"{sock}\"\nusers = [\"cadvisor\", \"gone\"]\n");
         engine.apply(&config(&text), &sockets(), &mut record, None);
         assert!(!record.names.contains_key("user:gone"), "no such user: forgotten");
+        assert_eq!(
+            host.file(sock).acl.named.get(&Qualifier::User(Uid(1001))),
+            None,
+            "revoked"
+        );
         ids.0.set(true);
         let report = engine.apply(&config(&text), &sockets(), &mut record, None);
         assert!(lookup_failed(&report));

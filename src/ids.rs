@@ -85,11 +85,12 @@ fn look_up_again<T: PartialEq>(answers: &Answers<T>, lookup: impl Fn(&str) -> Lo
     let mut changed = false;
     for (name, answer) in answers.borrow_mut().iter_mut() {
         let now = lookup(name);
-        // A failure tells nothing new; an answer after one may differ from the last.
+        // An answer that became a failure changes what is granted (the caller's record's
+        // answer applies now), and so does an answer after a failure.
         changed |= match (&now, &*answer) {
-            (Err(_), _) => false,
+            (Err(_), Err(_)) => false,
             (Ok(now), Ok(before)) => now != before,
-            (Ok(_), Err(_)) => true,
+            _ => true,
         };
         *answer = now;
     }
@@ -147,8 +148,9 @@ mod tests {
         assert!(ids.refresh());
         assert_eq!(ids.user("app"), Ok(Some(Uid(1002))));
         // A failed refresh is remembered as failed (the caller falls back on its record, which
-        // may know better than this process), and is no change.
+        // may know better than this process): a change, and failing again is none.
         uid.store(u32::MAX, Ordering::SeqCst);
+        assert!(ids.refresh());
         assert!(!ids.refresh());
         assert!(ids.user("app").is_err());
         uid.store(1002, Ordering::SeqCst);
@@ -159,14 +161,14 @@ mod tests {
         assert_eq!(ids.user("app"), Ok(None));
         ids.forget();
         assert!(!ids.refresh());
-        assert_eq!(count(), 18, "a refresh after forgetting looks nothing up");
+        assert_eq!(count(), 21, "a refresh after forgetting looks nothing up");
         // A failed first lookup is remembered: the urgent path does not ask again; a refresh
         // that gets an answer is a change.
         uid.store(u32::MAX, Ordering::SeqCst);
         assert!(ids.user("app").is_err());
         uid.store(1003, Ordering::SeqCst);
         assert!(ids.user("app").is_err());
-        assert_eq!(count(), 19);
+        assert_eq!(count(), 22);
         assert!(ids.refresh());
         assert_eq!(ids.user("app"), Ok(Some(Uid(1003))));
     }

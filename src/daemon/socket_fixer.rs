@@ -1218,3 +1218,105 @@ mod tests {
         assert_eq!(granted(&s.root.join("old/docker.sock")), Perm::NONE);
     }
 }
+
+/// Failed name lookups on the fixer's own paths, driven step by step.
+#[cfg(test)]
+mod failed_lookups {
+    use super::*;
+    use crate::apply::lookup_failed;
+    use nonrootd_core::ids::{Gid, Uid};
+    use std::os::unix::net::UnixListener;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU32, Ordering::SeqCst};
+    use tokio::sync::mpsc::unbounded_channel;
+
+    /// "app" is the uid in the cell; u32::MAX: the lookup fails.
+    struct Switch(Arc<AtomicU32>);
+    impl IdResolver for Switch {
+        fn user(&self, name: &str) -> Result<Option<Uid>, String> {
+            match self.0.load(SeqCst) {
+                u32::MAX => Err("Input/output error".into()),
+                uid => Ok((name == "app").then_some(Uid(uid))),
+            }
+        }
+        fn group(&self, _: &str) -> Result<Option<Gid>, String> {
+            Ok(None)
+        }
+    }
+
+    fn user(sock: &Path, uid: u32) -> Option<u32> {
+        posix_acl::PosixACL::read_acl(sock)
+            .unwrap()
+            .get(posix_acl::Qualifier::User(uid))
+    }
+
+    /// The fixer remembers app = 4321; another process learned app = 4322 meanwhile (the
+    /// record's answer); then NSS goes down and the socket is re-created. The early grant,
+    /// made with the remembered answer, is planned again with the record's: 4321 is not kept.
+    #[test]
+    fn an_early_grant_with_a_stale_answer_is_planned_again_with_the_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("docker.sock");
+        let state = dir.path().join("state");
+        let text = format!("[[socket]]\npath = \"{}\"\nusers = [\"app\"]\n", sock.display());
+        let config = Config::from_sources(&[(dir.path().join("nonrootd.toml"), text)]).unwrap();
+        let uid = Arc::new(AtomicU32::new(4321));
+        let (tx, mut reports) = unbounded_channel();
+        let (mut fixer, _handle) = Fixer::new(config, Box::new(Switch(uid.clone())), state.clone(), tx, None).unwrap();
+        let mut priority = Priority::request(None);
+        let listener = UnixListener::bind(&sock).unwrap();
+        fixer.apply_all("first".into());
+        while reports.try_recv().is_ok() {}
+        drop(listener);
+        std::fs::remove_file(&sock).unwrap();
+        let json = format!(
+            "{{\"sockets\": {{\"{}\": {{\"user:4321\": \"rw-\"}}}}, \"names\": {{\"user:app\": \"user:4322\"}}}}",
+            sock.display()
+        );
+        std::fs::write(state.join("grants.json"), json).unwrap();
+        uid.store(u32::MAX, SeqCst);
+        let _listener = UnixListener::bind(&sock).unwrap();
+        fixer.grant_new_sockets(BTreeSet::from([sock.clone()]), &mut priority);
+        fixer.report_granted(&mut priority);
+        let mut failure_reported = false;
+        while let Ok(fixed) = reports.try_recv() {
+            failure_reported |= lookup_failed(&fixed.report);
+        }
+        assert_eq!((user(&sock, 4321), user(&sock, 4322)), (None, Some(6)));
+        assert!(failure_reported && fixer.retry.is_some());
+    }
+
+    /// A retry stays where it is until due, only its own apply schedules the next (doubling to
+    /// 60 s), and success ends it.
+    #[test]
+    fn retries_back_off_and_are_not_put_off() {
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("docker.sock");
+        let text = format!("[[socket]]\npath = \"{}\"\nusers = [\"app\"]\n", sock.display());
+        let config = Config::from_sources(&[(dir.path().join("nonrootd.toml"), text)]).unwrap();
+        let uid = Arc::new(AtomicU32::new(u32::MAX));
+        let (tx, _reports) = unbounded_channel();
+        let (mut fixer, _handle) = Fixer::new(
+            config,
+            Box::new(Switch(uid.clone())),
+            dir.path().join("state"),
+            tx,
+            None,
+        )
+        .unwrap();
+        let _listener = UnixListener::bind(&sock).unwrap();
+        fixer.apply_all("first".into());
+        let first = fixer.retry.unwrap();
+        assert_eq!(fixer.retry_waited, Some(RETRY_FIRST));
+        fixer.apply_all("a re-check".into());
+        assert_eq!(fixer.retry, Some(first), "a re-check does not move it");
+        for expect in [2, 4, 8, 16, 32, 60, 60] {
+            fixer.retry = None; // as the branch of a due retry does
+            fixer.apply_all("a retry".into());
+            assert_eq!(fixer.retry_waited, Some(Duration::from_secs(expect)));
+        }
+        uid.store(4321, SeqCst);
+        fixer.apply_all("a re-check".into());
+        assert_eq!((fixer.retry, fixer.retry_waited), (None, None));
+    }
+}

@@ -182,8 +182,9 @@ Drop-ins, read after the main file in lexical order.
 .I /var/lib/nonrootd/
 State: \fIgrants.json\fR records the ACL entries nonrootd granted (so only those
 are ever revoked) and the last id of each configured name (what the name is
-granted as while its lookup fails; versions before 2026-12-07 do not read this
-file back), \fIapply.lock\fR serializes the applies of the sockets duty
+granted as while its lookup fails; an earlier version, which refuses unknown
+fields, finds such a file unreadable and grants no socket until the \fB"names"\fR
+field is removed), \fIapply.lock\fR serializes the applies of the sockets duty
 (which read and write that record) by the daemon, the Docker hook and \fBnonrootctl\fR;
 \fIsubids-managed.jsonl\fR and \fIsubids-quarantine.json\fR record the subordinate
 id ranges nonrootd allocated and the released ranges it holds back;
