@@ -386,7 +386,7 @@ impl Fixer {
         };
         let answers_changed = self.ids.refresh();
         if answers_changed {
-            info!("the id of a configured user or group name changed: planning the new sockets again");
+            info!("the id of a configured user or group name changed: planning every socket again");
         }
         let host = BeneathDirs {
             dirs: &self.watches.dirs,
@@ -403,6 +403,10 @@ impl Fixer {
         // Only an apply of every socket ends the retries: these were some of them.
         if unavailable {
             self.retry_later();
+        }
+        // The other sockets have grants of the old answer too, and no event may come for them.
+        if answers_changed {
+            self.apply_all("the id of a configured user or group name changed".into());
         }
     }
 
@@ -1284,6 +1288,44 @@ mod failed_lookups {
         }
         assert_eq!((user(&sock, 4321), user(&sock, 4322)), (None, Some(6)));
         assert!(failure_reported && fixer.retry.is_some());
+    }
+
+    /// A changed answer found while reporting one new socket is applied to every socket: the
+    /// others hold the old uid too, and no event may come for them.
+    #[test]
+    fn a_changed_id_is_applied_to_every_socket() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a.sock"), dir.path().join("b.sock"));
+        let text = format!(
+            "[[socket]]\npath = \"{}\"\nusers = [\"app\"]\n[[socket]]\npath = \"{}\"\nusers = [\"app\"]\n",
+            a.display(),
+            b.display()
+        );
+        let config = Config::from_sources(&[(dir.path().join("nonrootd.toml"), text)]).unwrap();
+        let uid = Arc::new(AtomicU32::new(4321));
+        let (tx, _reports) = unbounded_channel();
+        let (mut fixer, _handle) = Fixer::new(
+            config,
+            Box::new(Switch(uid.clone())),
+            dir.path().join("state"),
+            tx,
+            None,
+        )
+        .unwrap();
+        let mut priority = Priority::request(None);
+        let listener = UnixListener::bind(&a).unwrap();
+        let _b = UnixListener::bind(&b).unwrap();
+        fixer.apply_all("first".into());
+        assert_eq!((user(&a, 4321), user(&b, 4321)), (Some(6), Some(6)));
+        // app is renumbered; a is re-created.
+        uid.store(4322, SeqCst);
+        drop(listener);
+        std::fs::remove_file(&a).unwrap();
+        let _a = UnixListener::bind(&a).unwrap();
+        fixer.grant_new_sockets(BTreeSet::from([a.clone()]), &mut priority);
+        fixer.report_granted(&mut priority);
+        assert_eq!((user(&a, 4321), user(&a, 4322)), (None, Some(6)));
+        assert_eq!((user(&b, 4321), user(&b, 4322)), (None, Some(6)), "b planned again too");
     }
 
     /// A retry stays where it is until due, only its own apply schedules the next (doubling to
