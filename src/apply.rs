@@ -10,7 +10,7 @@ use nonrootd_core::config::{Config, DOCKER_DATA_ROOT, DmiAccess, DockerConfig, S
 use nonrootd_core::duty::{Duty, DutySet};
 use nonrootd_core::ids::{Gid, IdRef, IdResolver, Unresolved};
 use nonrootd_core::mode::Mode;
-use nonrootd_core::plan::{FileKind, check_mode_settable, check_target, plan_attrs};
+use nonrootd_core::plan::{FileKind, check_target, plan_attrs};
 use nonrootd_core::report::{Outcome, Report};
 use tracing::{info, warn};
 
@@ -142,9 +142,8 @@ impl<H: Host> Engine<'_, H> {
         if refused || !complete || previous != desired {
             return None;
         }
-        let previous = &previous;
         // Only bits the record holds are written here: nothing to save ahead.
-        let applied = self.apply_grants(&socket.path, &desired, previous, Writes::OnlyAdding, true, &mut |_| {
+        let applied = self.apply_grants(&socket.path, &desired, &previous, Writes::OnlyAdding, true, &mut |_| {
             Ok(())
         });
         if !applied.written {
@@ -194,14 +193,9 @@ impl<H: Host> Engine<'_, H> {
             Ok(opened) => opened,
             Err(outcome) => return outcome,
         };
-        match self.host.read_acl(&opened.handle) {
-            Ok(acl) => {
-                if let Err(refusal) = check_mode_settable(&acl) {
-                    return Outcome::Refused { reason: refusal.0 };
-                }
-            }
-            // A file system without ACLs (sysfs, where the DMI tables are).
-            Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => {}
+        match crate::host::mode_refusal(self.host, &opened.handle) {
+            Ok(None) => {}
+            Ok(Some(refusal)) => return Outcome::Refused { reason: refusal.0 },
             Err(e) => {
                 return Outcome::Failed {
                     error: failed("read ACL", &e, path),
@@ -352,7 +346,7 @@ impl<H: Host> Engine<'_, H> {
                     let groups = s.groups.iter().map(|g| ("group", &g.value));
                     users
                         .chain(groups)
-                        .any(|(kind, name)| matches!(name, IdRef::Name(n) if *key == format!("{kind}:{n}")))
+                        .any(|(kind, name)| name_key(kind, name).as_ref() == Some(key))
                 })
             };
             record.names.retain(|key, _| configured(key));
@@ -494,10 +488,7 @@ impl<H: Host> Engine<'_, H> {
             ("group", &group.value, &group.origin, gid)
         });
         for (kind, name, origin, who) in users.chain(groups) {
-            let key = match name {
-                IdRef::Name(name) => Some(format!("{kind}:{name}")),
-                IdRef::Id(_) => None,
-            };
+            let key = name_key(kind, name);
             let outcome = match who {
                 Ok(who) => {
                     desired.grants.insert(who, socket.access);
@@ -955,6 +946,15 @@ fn push_record_failure(report: &mut Report, state_dir: &Path, saved: Result<(), 
     }
 }
 
+/// Where the record keeps the last answer for a configured name ("user:alice"); a number
+/// needs none.
+fn name_key(kind: &str, name: &IdRef) -> Option<String> {
+    match name {
+        IdRef::Name(name) => Some(format!("{kind}:{name}")),
+        IdRef::Id(_) => None,
+    }
+}
+
 /// A directory's device and inode, not following a symlink.
 fn dir_id(dir: &Path) -> std::io::Result<(u64, u64)> {
     use std::os::unix::fs::MetadataExt;
@@ -1035,9 +1035,13 @@ mod tests {
     }
 
     fn engine(host: &FakeHost) -> Engine<'_, FakeHost> {
+        engine_with(host, &Ids)
+    }
+
+    fn engine_with<'a>(host: &'a FakeHost, ids: &'a dyn IdResolver) -> Engine<'a, FakeHost> {
         Engine {
             host,
-            ids: &Ids,
+            ids,
             daemon_json: Path::new("/nonexistent/daemon.json"),
         }
     }
@@ -1196,11 +1200,7 @@ mod tests {
         let sock = "/run/docker.sock";
         let host = FakeHost::default().with(sock, FakeFile::new(FileKind::Socket, 0o660, 0));
         let ids = Outage(std::cell::Cell::new(false));
-        let engine = Engine {
-            host: &host,
-            ids: &ids,
-            daemon_json: Path::new("/nonexistent/daemon.json"),
-        };
+        let engine = engine_with(&host, &ids);
         let sockets_of = |users: &str, access: &str| {
             config(&format!(
                 "[[socket]]\npath = \"{sock}\"\nusers = [{users}]\naccess = \"{access}\"\n"
@@ -1278,11 +1278,7 @@ mod tests {
         let sock = "/run/docker.sock";
         let host = FakeHost::default().with(sock, FakeFile::new(FileKind::Socket, 0o660, 0));
         let ids = Outage(std::cell::Cell::new(false));
-        let engine = Engine {
-            host: &host,
-            ids: &ids,
-            daemon_json: Path::new("/nonexistent/daemon.json"),
-        };
+        let engine = engine_with(&host, &ids);
         // "gone" was uid 1001 and granted, as an earlier run left it.
         let mut record = GrantRecord::default();
         let before = format!("[[socket]]\npath = \"{sock}\"\nusers = [\"cadvisor\", 1001]\n");

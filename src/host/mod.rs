@@ -7,7 +7,7 @@ use std::path::Path;
 use nonrootd_core::acl::Acl;
 use nonrootd_core::ids::Gid;
 use nonrootd_core::mode::Mode;
-use nonrootd_core::plan::{Refusal, Stat};
+use nonrootd_core::plan::{Refusal, Stat, check_mode_settable};
 
 mod real;
 pub mod walk;
@@ -46,4 +46,14 @@ pub trait Host {
     fn set_group(&self, file: &Self::Handle, gid: Gid) -> io::Result<()>;
     fn read_acl(&self, file: &Self::Handle) -> io::Result<Acl>;
     fn write_acl(&self, file: &Self::Handle, acl: &Acl) -> io::Result<()>;
+}
+
+/// Why nonrootd may not set `file`'s mode: an extended ACL (see [`check_mode_settable`]).
+/// `None` also on a file system without ACLs (sysfs, where the DMI tables are).
+pub fn mode_refusal<H: Host>(host: &H, file: &H::Handle) -> io::Result<Option<Refusal>> {
+    match host.read_acl(file) {
+        Ok(acl) => Ok(check_mode_settable(&acl).err()),
+        Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => Ok(None),
+        Err(e) => Err(e),
+    }
 }

@@ -247,12 +247,10 @@ fn fuse_of_a_user_at(path: &Path) -> Option<String> {
 /// Gives the walked top directory `mode` (after chown, which may clear set-id bits), or with
 /// `check_only` only looks; returns the change it needed, if any.
 fn set_top_mode(top: &OwnedFd, mode: Mode, check_only: bool) -> Result<Option<(Mode, Mode)>, String> {
-    use crate::host::Host;
-    // With an extended ACL the mode's group bits are its mask (see check_mode_settable).
-    let acl = crate::host::RealHost::default().read_acl(top);
-    match acl {
-        Ok(acl) => nonrootd_core::plan::check_mode_settable(&acl).map_err(|refusal| refusal.0)?,
-        Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => {}
+    // With an extended ACL the mode's group bits are its mask.
+    match crate::host::mode_refusal(&crate::host::RealHost::default(), top) {
+        Ok(None) => {}
+        Ok(Some(refusal)) => return Err(refusal.0),
         Err(e) => return Err(format!("read ACL: {e}")),
     }
     let now = crate::host::walk::stat_fd(top)
