@@ -803,3 +803,32 @@ fn a_top_directory_with_an_extended_acl_keeps_its_mode() {
     assert_eq!(common::mode_of(&vol), 0o700);
     assert_eq!(owner(&vol), (999, 999), "re-owned all the same");
 }
+
+/// A user database that cannot answer.
+struct Down;
+
+impl nonrootd_core::ids::IdResolver for Down {
+    fn user(&self, _: &str) -> Result<Option<nonrootd_core::ids::Uid>, String> {
+        Err("Input/output error".into())
+    }
+    fn group(&self, _: &str) -> Result<Option<nonrootd_core::ids::Gid>, String> {
+        Err("Input/output error".into())
+    }
+}
+
+/// A tenant whose name cannot be looked up now is a failure (worth trying again), not a
+/// refusal, and nothing is walked.
+#[test]
+fn a_tenant_whose_lookup_fails_is_failed_and_not_walked() {
+    let dir = disk();
+    let vol = dir.path().join("vol");
+    std::fs::create_dir(&vol).unwrap();
+    let config = volume_config(&vol, "tenant = \"acme\"\nmapping = \"remap\"\n");
+    let report = apply(&config, &Down, &options(&AtomicBool::new(false)));
+    assert!(
+        matches!(&report.entries[0].outcome, Outcome::Failed { error } if error.ends_with("tenant \"acme\": looking up user \"acme\" failed: Input/output error")),
+        "{:?}",
+        report.entries[0].outcome
+    );
+    assert_eq!(owner(&vol), (0, 0));
+}

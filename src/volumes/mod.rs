@@ -17,7 +17,7 @@ use nix::sys::stat::{Mode as NixMode, fchmod};
 use nix::unistd::{Uid as NixUid, User};
 use nonrootd_core::config::{Config, DOCKER_DATA_ROOT, VolumeConfig, volume_refusal};
 use nonrootd_core::duty::Duty;
-use nonrootd_core::ids::{Gid, IdResolver, Uid};
+use nonrootd_core::ids::{Gid, IdResolver, Uid, Unresolved};
 use nonrootd_core::mode::Mode;
 use nonrootd_core::plan::FileKind;
 use nonrootd_core::report::{Outcome, Report};
@@ -58,8 +58,8 @@ pub struct Walked {
 }
 
 /// The host owner a volume wants: its ids, or a tenant's container ids mapped through the
-/// tenant's ranges in the subids files.
-pub fn host_owner(volume: &VolumeConfig, config: &Config, ids: &dyn IdResolver) -> Result<Owner, String> {
+/// tenant's ranges in the subids files. Not known: refused, or failed when a lookup failed.
+pub fn host_owner(volume: &VolumeConfig, config: &Config, ids: &dyn IdResolver) -> Result<Owner, Outcome> {
     let Some(tenant) = &volume.tenant else {
         return Ok(Owner {
             uid: Uid(volume.uid),
@@ -67,11 +67,16 @@ pub fn host_owner(volume: &VolumeConfig, config: &Config, ids: &dyn IdResolver) 
         });
     };
     let name = &tenant.name;
-    let refuse = |why: String| format!("{}: tenant {}: {why}", name.origin, name.value);
-    let uid = name.value.resolve_user(ids).map_err(|why| refuse(why.to_string()))?;
+    let about = |why: String| format!("{}: tenant {}: {why}", name.origin, name.value);
+    let refuse = |why: String| Outcome::Refused { reason: about(why) };
+    let fail = |why: String| Outcome::Failed { error: about(why) };
+    let uid = name.value.resolve_user(ids).map_err(|why| match why {
+        Unresolved::Invalid(why) => refuse(why),
+        Unresolved::LookupFailed(why) => fail(why),
+    })?;
     // A uid without an entry has the group of its number, as rootless setups make them.
     let own_gid = User::from_uid(NixUid::from_raw(uid.0))
-        .map_err(|e| refuse(format!("looking up its primary group failed: {}", e.desc())))?
+        .map_err(|e| fail(format!("looking up its primary group failed: {}", e.desc())))?
         .map_or(uid.0, |u| u.gid.as_raw());
     if own_gid == u32::MAX {
         return Err(refuse(
@@ -126,7 +131,7 @@ pub fn walk_volume(
     let unwalked = |desired: String, outcome| NotWalked { desired, outcome };
     let owner = match host_owner(volume, config, ids) {
         Ok(owner) => owner,
-        Err(reason) => return Err(unwalked(desired_plain(volume), Outcome::Refused { reason })),
+        Err(outcome) => return Err(unwalked(desired_plain(volume), outcome)),
     };
     let desired = desired(volume, owner);
     // The config refused volumes in the data roots it knows; daemon.json's is known only now.
