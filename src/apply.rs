@@ -93,14 +93,7 @@ impl<H: Host> Engine<'_, H> {
                     DmiAccess::Group(group) => match group.value.resolve_group(self.ids) {
                         Ok(gid) => (Some(gid), 0o440),
                         Err(why) => {
-                            let outcome = match why {
-                                Unresolved::Invalid(why) => Outcome::Refused {
-                                    reason: format!("{}: {why}", group.origin),
-                                },
-                                Unresolved::LookupFailed(why) => Outcome::Failed {
-                                    error: format!("{}: {why}", group.origin),
-                                },
-                            };
+                            let outcome = why.outcome(&group.origin.to_string());
                             report.push(Duty::Dmi, dmi.tables_dir.join(name), "group-readable", outcome);
                             continue;
                         }

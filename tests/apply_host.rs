@@ -442,14 +442,27 @@ fn a_granted_socket_chmodded_0000_is_repaired_at_its_event() {
     assert!(can_connect_as(4321, 4321, &[], &sock));
 }
 
-#[test]
-fn a_spelling_of_a_socket_dropped_from_the_config_leaves_the_other_granted() {
+/// A socket bound at `<tmp>/run/docker.sock`, and its other spelling through the symlink
+/// `<tmp>/varrun`: (scratch, state directory, socket, other spelling, listener).
+fn two_spellings() -> (
+    Scratch,
+    std::path::PathBuf,
+    std::path::PathBuf,
+    std::path::PathBuf,
+    std::os::unix::net::UnixListener,
+) {
     let scratch = Scratch::tmpfs();
     let state = scratch.mkdir("state", 0o700);
     let dir = scratch.mkdir("run", 0o755);
     symlink(&dir, scratch.join("varrun")).unwrap();
     let (sock, other) = (dir.join("docker.sock"), scratch.join("varrun/docker.sock"));
-    let _listener = listen(&sock, 0o660);
+    let listener = listen(&sock, 0o660);
+    (scratch, state, sock, other, listener)
+}
+
+#[test]
+fn a_spelling_of_a_socket_dropped_from_the_config_leaves_the_other_granted() {
+    let (_scratch, state, sock, other, _listener) = two_spellings();
     apply(
         &config(&(socket_config(&sock, "4321") + &socket_config(&other, "4321"))),
         &state,
@@ -469,12 +482,7 @@ fn a_spelling_of_a_socket_dropped_from_the_config_leaves_the_other_granted() {
 /// neither revokes what the other granted.
 #[test]
 fn a_second_configured_spelling_of_one_socket_is_refused_naming_the_first() {
-    let scratch = Scratch::tmpfs();
-    let state = scratch.mkdir("state", 0o700);
-    let dir = scratch.mkdir("run", 0o755);
-    symlink(&dir, scratch.join("varrun")).unwrap();
-    let (sock, other) = (dir.join("docker.sock"), scratch.join("varrun/docker.sock"));
-    let _listener = listen(&sock, 0o660);
+    let (_scratch, state, sock, other, _listener) = two_spellings();
     let both = |a: &str, b: &str| config(&(socket_config(&sock, a) + &socket_config(&other, b)));
     let report = apply(&both("4321", "4322"), &state);
     assert_eq!(labels(&report), ["changed", "refused"], "{report}");

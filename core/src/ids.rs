@@ -95,6 +95,22 @@ pub enum Unresolved {
     LookupFailed(String),
 }
 
+impl Unresolved {
+    /// What a duty reports for it, the text after `context`: a name that does not exist is
+    /// refused; a lookup that failed is a failure, worth trying again.
+    pub fn outcome(self, context: &str) -> crate::report::Outcome {
+        use crate::report::Outcome;
+        match self {
+            Unresolved::Invalid(why) => Outcome::Refused {
+                reason: format!("{context}: {why}"),
+            },
+            Unresolved::LookupFailed(why) => Outcome::Failed {
+                error: format!("{context}: {why}"),
+            },
+        }
+    }
+}
+
 impl From<Unresolved> for String {
     fn from(why: Unresolved) -> String {
         why.to_string()

@@ -686,6 +686,15 @@ mod tests {
         _dir: tempfile::TempDir,
     }
 
+    /// A config in `dir` granting the user "app" rw on each of `sockets`.
+    pub(super) fn app_config(dir: &Path, sockets: &[&Path]) -> Config {
+        let text: String = sockets
+            .iter()
+            .map(|sock| format!("[[socket]]\npath = \"{}\"\nusers = [\"app\"]\n", sock.display()))
+            .collect();
+        Config::from_sources(&[(dir.join("nonrootd.toml"), text)]).unwrap()
+    }
+
     /// A fixer for `<tmp>/<socket>` granting uid 4321 rw, with its state in `<tmp>/state`.
     fn setup(socket: &str) -> Setup {
         let dir = tempfile::tempdir().unwrap();
@@ -971,8 +980,7 @@ mod tests {
     async fn a_name_whose_uid_changed_is_granted_the_new_uid_when_the_socket_is_recorded() {
         let dir = tempfile::tempdir().unwrap();
         let sock = dir.path().join("docker.sock");
-        let text = format!("[[socket]]\npath = \"{}\"\nusers = [\"app\"]\n", sock.display());
-        let config = Config::from_sources(&[(dir.path().join("nonrootd.toml"), text)]).unwrap();
+        let config = app_config(dir.path(), &[&sock]);
         let (uid, urgent_lookups) = (Arc::new(AtomicU32::new(4321)), Arc::new(AtomicUsize::new(0)));
         let (tx, mut reports) = unbounded_channel();
         let ids = Box::new(App {
@@ -1018,8 +1026,7 @@ mod tests {
     fn a_reload_before_an_early_grant_is_recorded_plans_it_with_the_new_answer() {
         let dir = tempfile::tempdir().unwrap();
         let sock = dir.path().join("docker.sock");
-        let text = format!("[[socket]]\npath = \"{}\"\nusers = [\"app\"]\n", sock.display());
-        let config = Config::from_sources(&[(dir.path().join("nonrootd.toml"), text)]).unwrap();
+        let config = app_config(dir.path(), &[&sock]);
         let uid = Arc::new(AtomicU32::new(4321));
         let ids = Box::new(App {
             uid: uid.clone(),
@@ -1101,8 +1108,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let sock = dir.path().join("docker.sock");
         let _listener = UnixListener::bind(&sock).unwrap();
-        let text = format!("[[socket]]\npath = \"{}\"\nusers = [\"app\"]\n", sock.display());
-        let config = Config::from_sources(&[(dir.path().join("nonrootd.toml"), text)]).unwrap();
+        let config = app_config(dir.path(), &[&sock]);
         let (tx, mut reports) = unbounded_channel();
         let ids = Flaky {
             failures: 2,
@@ -1226,6 +1232,7 @@ mod tests {
 /// Failed name lookups on the fixer's own paths, driven step by step.
 #[cfg(test)]
 mod failed_lookups {
+    use super::tests::app_config;
     use super::*;
     use crate::apply::lookup_failed;
     use nonrootd_core::ids::{Gid, Uid};
@@ -1262,8 +1269,7 @@ mod failed_lookups {
         let dir = tempfile::tempdir().unwrap();
         let sock = dir.path().join("docker.sock");
         let state = dir.path().join("state");
-        let text = format!("[[socket]]\npath = \"{}\"\nusers = [\"app\"]\n", sock.display());
-        let config = Config::from_sources(&[(dir.path().join("nonrootd.toml"), text)]).unwrap();
+        let config = app_config(dir.path(), &[&sock]);
         let uid = Arc::new(AtomicU32::new(4321));
         let (tx, mut reports) = unbounded_channel();
         let (mut fixer, _handle) = Fixer::new(config, Box::new(Switch(uid.clone())), state.clone(), tx, None).unwrap();
@@ -1296,12 +1302,7 @@ mod failed_lookups {
     fn a_changed_id_is_applied_to_every_socket() {
         let dir = tempfile::tempdir().unwrap();
         let (a, b) = (dir.path().join("a.sock"), dir.path().join("b.sock"));
-        let text = format!(
-            "[[socket]]\npath = \"{}\"\nusers = [\"app\"]\n[[socket]]\npath = \"{}\"\nusers = [\"app\"]\n",
-            a.display(),
-            b.display()
-        );
-        let config = Config::from_sources(&[(dir.path().join("nonrootd.toml"), text)]).unwrap();
+        let config = app_config(dir.path(), &[&a, &b]);
         let uid = Arc::new(AtomicU32::new(4321));
         let (tx, _reports) = unbounded_channel();
         let (mut fixer, _handle) = Fixer::new(
@@ -1334,8 +1335,7 @@ mod failed_lookups {
     fn retries_back_off_and_are_not_put_off() {
         let dir = tempfile::tempdir().unwrap();
         let sock = dir.path().join("docker.sock");
-        let text = format!("[[socket]]\npath = \"{}\"\nusers = [\"app\"]\n", sock.display());
-        let config = Config::from_sources(&[(dir.path().join("nonrootd.toml"), text)]).unwrap();
+        let config = app_config(dir.path(), &[&sock]);
         let uid = Arc::new(AtomicU32::new(u32::MAX));
         let (tx, _reports) = unbounded_channel();
         let (mut fixer, _handle) = Fixer::new(

@@ -67,13 +67,10 @@ pub fn host_owner(volume: &VolumeConfig, config: &Config, ids: &dyn IdResolver) 
         });
     };
     let name = &tenant.name;
-    let about = |why: String| format!("{}: tenant {}: {why}", name.origin, name.value);
-    let refuse = |why: String| Outcome::Refused { reason: about(why) };
-    let fail = |why: String| Outcome::Failed { error: about(why) };
-    let uid = name.value.resolve_user(ids).map_err(|why| match why {
-        Unresolved::Invalid(why) => refuse(why),
-        Unresolved::LookupFailed(why) => fail(why),
-    })?;
+    let context = format!("{}: tenant {}", name.origin, name.value);
+    let refuse = |why: String| Unresolved::Invalid(why).outcome(&context);
+    let fail = |why: String| Unresolved::LookupFailed(why).outcome(&context);
+    let uid = name.value.resolve_user(ids).map_err(|why| why.outcome(&context))?;
     // A uid without an entry has the group of its number, as rootless setups make them.
     let own_gid = User::from_uid(NixUid::from_raw(uid.0))
         .map_err(|e| fail(format!("looking up its primary group failed: {}", e.desc())))?
