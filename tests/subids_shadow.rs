@@ -96,3 +96,46 @@ fn a_nul_byte_that_hides_lines_from_shadow_stops_allocations() {
     );
     assert_eq!(etc.read("subuid"), text);
 }
+
+/// A user database that cannot answer (`passwd: files` without `/etc/passwd`: glibc says
+/// "unavailable", an error) leaves unknown which lines are a tenant's when some line could
+/// be written with its other spelling: allocating and releasing then fail and write nothing.
+/// Where no line needs the lookup, an allocation goes ahead.
+#[test]
+fn a_user_database_that_cannot_answer_stops_what_needs_it_and_writes_nothing() {
+    let lines = "1001:100000:65536\nbob:200000:65536\n";
+    let (etc, _) = TempEtc::copy_of_host_with(lines);
+    etc.write("nsswitch.conf", "passwd: files\ngroup: files\n");
+    std::fs::remove_file(etc.path("passwd")).unwrap();
+    let config = etc.path("nonrootd-test.toml");
+    std::fs::write(&config, subids_support::config_text(&etc.etc())).unwrap();
+    let nonrootctl = |args: &str| {
+        etc.shadow(&format!(
+            "exec {} --config {} --state-dir {} subids {args}",
+            env!("CARGO_BIN_EXE_nonrootctl"),
+            config.display(),
+            etc.state().display()
+        ))
+    };
+    // A name's uid for the numeric owner; a uid's name for the named one.
+    for args in ["allocate acme", "release acme", "allocate 3003"] {
+        let out = nonrootctl(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args}: {stderr}");
+        assert!(
+            stderr.contains("which lines are its own is unknown") && stderr.contains("nothing was done"),
+            "{args}: {stderr}"
+        );
+        assert_eq!(etc.read("subuid"), lines, "{args}");
+        assert_eq!(etc.read("subgid"), lines, "{args}");
+    }
+    for (lines, tenant) in [
+        ("acme:100000:65536\nbob:200000:65536\n", "acme"),
+        ("1001:100000:65536\n7:200000:65536\n", "1001"),
+    ] {
+        etc.write("subuid", lines);
+        etc.write("subgid", lines);
+        let out = nonrootctl(&format!("allocate {tenant}"));
+        assert_eq!(assert_ok(&out), format!("{tenant} 100000 65536\n"));
+    }
+}

@@ -856,14 +856,15 @@ pub fn login_defs_number(text: &str, key: &str) -> Option<u64> {
 pub struct Tenant {
     owner: String,
     is_uid: bool,
-    /// The other spelling, given or looked up on first need.
-    alias: OnceCell<Option<String>>,
+    /// The other spelling, given or looked up on first need; `Err` when the lookup failed.
+    alias: OnceCell<Result<Option<String>, String>>,
     /// Looks up the other spelling of `owner` on the host.
     lookup: Option<AliasLookup>,
 }
 
-/// Finds the other spelling of a tenant's owner on the host (the host's user database).
-pub type AliasLookup = fn(owner: &str) -> Option<String>;
+/// Finds the other spelling of a tenant's owner on the host (the host's user database):
+/// `Ok(None)` when there is none, `Err` when the database could not answer.
+pub type AliasLookup = fn(owner: &str) -> Result<Option<String>, String>;
 
 /// How a tenant was written.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -891,7 +892,7 @@ impl Tenant {
     /// `alias` is the other spelling of the same user, if the host knows it.
     pub fn new(spelling: &Spelling, alias: Option<String>) -> Tenant {
         Tenant {
-            alias: OnceCell::from(alias),
+            alias: OnceCell::from(Ok(alias)),
             ..Tenant::with_lookup(spelling, None)
         }
     }
@@ -953,10 +954,21 @@ impl Tenant {
         numeric != self.is_uid && self.alias().is_some_and(|alias| alias.as_bytes() == owner)
     }
 
+    /// A failed lookup counts as no other spelling here; [`Tenant::lookup_failure`] tells.
     fn alias(&self) -> Option<&str> {
+        let looked_up = self
+            .alias
+            .get_or_init(|| self.lookup.map_or(Ok(None), |lookup| lookup(&self.owner)));
+        looked_up.as_ref().ok().and_then(Option::as_deref)
+    }
+
+    /// Why the other spelling could not be looked up, when a line needed it: which lines are
+    /// the tenant's is then unknown, and nothing planned with this tenant may be written.
+    pub fn lookup_failure(&self) -> Option<&str> {
         self.alias
-            .get_or_init(|| self.lookup.and_then(|lookup| lookup(&self.owner)))
-            .as_deref()
+            .get()
+            .and_then(|alias| alias.as_ref().err())
+            .map(String::as_str)
     }
 }
 
@@ -1790,9 +1802,25 @@ mod tests {
 
     static LOOKUPS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
-    fn counted_lookup(owner: &str) -> Option<String> {
+    fn counted_lookup(owner: &str) -> Result<Option<String>, String> {
         LOOKUPS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        Some(if owner == "acme" { "1001" } else { "acme" }.to_string())
+        Ok(Some(if owner == "acme" { "1001" } else { "acme" }.to_string()))
+    }
+
+    fn failed_lookup(_: &str) -> Result<Option<String>, String> {
+        Err("the directory server did not answer".into())
+    }
+
+    #[test]
+    fn a_failed_lookup_is_told_only_when_a_line_needed_it() {
+        let name = Tenant::looked_up(&Spelling::Name("acme".into()), failed_lookup);
+        assert_eq!(file("a:100000:10\nacme:200000:10\n").owned_by(&name).count(), 1);
+        assert_eq!(name.lookup_failure(), None, "no numeric owner: the uid was not needed");
+        assert_eq!(file("1001:100000:10\n").owned_by(&name).count(), 0);
+        assert_eq!(name.lookup_failure(), Some("the directory server did not answer"));
+        let uid = Tenant::looked_up(&Spelling::Uid(1001), failed_lookup);
+        assert_eq!(file("acme:100000:10\n").claimed_by(&uid).count(), 0);
+        assert!(uid.lookup_failure().is_some());
     }
 
     #[test]

@@ -16,6 +16,10 @@ pub enum SubidsCommand {
     /// NAME need not be a user yet: the range is held for an account made later. (The
     /// [[tenant]] entries of the configuration, which the daemon applies, must name existing
     /// users.)
+    ///
+    /// Lines written with NAME's other spelling (the uid of a name, the name of a uid) are
+    /// NAME's too. When a line could be one and the user database cannot be asked, nothing
+    /// is written (release likewise).
     Allocate {
         #[arg(value_name = "NAME", required = true)]
         names: Vec<String>,

@@ -274,6 +274,9 @@ pub enum SubidsError {
     Unclear { tenant: String, file: PathBuf, line: usize },
     /// Line `line` of `file` holds a NUL byte, past which shadow cannot read.
     Nul { file: PathBuf, line: usize },
+    /// A line could be written with the tenant's other spelling (uid or name), and looking
+    /// it up failed: which lines are the tenant's is unknown.
+    LookupFailed { tenant: String, error: String },
     /// Another process held a lock past the timeout.
     Locked { path: PathBuf, holder: Option<u32> },
     /// A `<file>.lock` that holds no valid pid: left by a crash, it never clears by itself.
@@ -426,6 +429,10 @@ impl fmt::Display for SubidsError {
                 f,
                 "{}: line {line}: a NUL byte, so shadow 4.19 and later cannot read the file (older shadow read this line and the next as one): remove it first; nothing was written",
                 file.display()
+            ),
+            SubidsError::LookupFailed { tenant, error } => write!(
+                f,
+                "tenant {tenant}: which lines are its own is unknown, since lines may be written with its other spelling (uid or name) and {error}; nothing was done, try again once the user database answers"
             ),
             SubidsError::Locked { path, holder } => {
                 write!(f, "{}: locked", path.display())?;
@@ -668,16 +675,31 @@ fn identify(text: &str) -> Result<Tenant, SubidsError> {
     Ok(Tenant::looked_up(&spelling, other_spelling))
 }
 
-/// The uid of a user name, or the name of a uid, in the host's user database.
-fn other_spelling(owner: &str) -> Option<String> {
-    match owner.parse::<u32>() {
-        Ok(uid) => name_of_uid(uid),
-        Err(_) => User::from_name(owner).ok().flatten().map(|u| u.uid.to_string()),
-    }
+/// The uid of a user name, or the name of a uid, in the host's user database; `Err` when
+/// the database could not answer.
+fn other_spelling(owner: &str) -> Result<Option<String>, String> {
+    let found = match owner.parse::<u32>() {
+        Ok(uid) => User::from_uid(NixUid::from_raw(uid)).map(|u| u.map(|u| u.name)),
+        Err(_) => User::from_name(owner).map(|u| u.map(|u| u.uid.to_string())),
+    };
+    found.map_err(|errno| format!("looking up {owner:?} in the user database failed: {}", errno.desc()))
 }
 
-fn name_of_uid(uid: u32) -> Option<String> {
-    User::from_uid(NixUid::from_raw(uid)).ok().flatten().map(|u| u.name)
+/// A tenant written as `uid` (a config's numeric `[[tenant]]`), its name looked up as needed.
+fn tenant_of_uid(uid: u32) -> Tenant {
+    Tenant::looked_up(&Spelling::Uid(uid), other_spelling)
+}
+
+/// Refuses what was planned for `tenant` when a line needed its other spelling and the
+/// lookup failed: which lines are its own is then unknown.
+fn refuse_unknown_spelling(tenant: &Tenant) -> Result<(), SubidsError> {
+    match tenant.lookup_failure() {
+        Some(error) => Err(SubidsError::LookupFailed {
+            tenant: tenant.owner().to_string(),
+            error: error.to_string(),
+        }),
+        None => Ok(()),
+    }
 }
 
 fn now() -> u64 {
@@ -774,6 +796,7 @@ fn allocate_tenants(
                 grow,
             };
             let plan = rules::plan(&request).map_err(|e| SubidsError::from_alloc(&tenant, settings, &held, e))?;
+            refuse_unknown_spelling(&tenant)?;
             // The next tenant of the batch sees these as taken.
             subuid.append(tenant.owner(), &plan.add_subuid);
             subgid.append(tenant.owner(), &plan.add_subgid);
@@ -869,6 +892,7 @@ pub fn release(settings: &Settings, tenant: &str) -> Result<Released, SubidsErro
     } else {
         Vec::new()
     };
+    refuse_unknown_spelling(&tenant)?;
     let released = Released {
         tenant: tenant.owner().to_string(),
         removed: removed.iter().map(|(_, listed)| listed.clone()).collect(),
@@ -984,11 +1008,12 @@ pub fn check(settings: &Settings) -> Result<CheckReport, SubidsError> {
 pub fn tenant_ranges(config: &Config, tenant: &IdRef, uid: u32) -> Result<[(PathBuf, Vec<Range>); 2], SubidsError> {
     let tenant = match tenant {
         IdRef::Name(name) => Tenant::new(&Spelling::Name(name.clone()), Some(uid.to_string())),
-        IdRef::Id(_) => Tenant::new(&Spelling::Uid(uid), name_of_uid(uid)),
+        IdRef::Id(_) => tenant_of_uid(uid),
     };
     let ranges = |path: &Path| -> Result<(PathBuf, Vec<Range>), SubidsError> {
         let (file, _) = files::read(path)?;
         let owned = file.owned_by(&tenant).map(|e| e.range).collect();
+        refuse_unknown_spelling(&tenant)?;
         Ok((path.to_path_buf(), owned))
     };
     Ok([ranges(&config.subids.subuid_file)?, ranges(&config.subids.subgid_file)?])
@@ -1029,7 +1054,7 @@ pub fn ensure_tenants(config: &Config, ids: &dyn IdResolver, state_dir: &Path, d
             (IdRef::Name(name), Ok(uid), None) => {
                 Ok((Tenant::new(&Spelling::Name(name.clone()), Some(uid.to_string())), count))
             }
-            (IdRef::Id(_), Ok(uid), None) => Ok((Tenant::new(&Spelling::Uid(uid.0), name_of_uid(uid.0)), count)),
+            (IdRef::Id(_), Ok(uid), None) => Ok((tenant_of_uid(uid.0), count)),
         });
     }
     let mut report = Report::default();

@@ -99,11 +99,7 @@ impl TempEtc {
 /// A config for subuid and subgid files in `etc`, min 100000 and max 600100000; `extra`
 /// comes in a drop-in that starts in `[subids]` and may replace those.
 pub fn config_for(etc: &Path, extra: &str) -> Config {
-    let main = format!(
-        "[subids]\nsubuid_file = \"{}/subuid\"\nsubgid_file = \"{}/subgid\"\nmin = 100000\nmax = 600100000\n",
-        etc.display(),
-        etc.display()
-    );
+    let main = config_text(etc);
     let sources = [
         (PathBuf::from("/test/nonrootd.toml"), main),
         (
@@ -112,6 +108,15 @@ pub fn config_for(etc: &Path, extra: &str) -> Config {
         ),
     ];
     Config::from_sources(&sources).expect("valid test config")
+}
+
+/// The main file of [`config_for`], without a drop-in.
+pub fn config_text(etc: &Path) -> String {
+    format!(
+        "[subids]\nsubuid_file = \"{}/subuid\"\nsubgid_file = \"{}/subgid\"\nmin = 100000\nmax = 600100000\n",
+        etc.display(),
+        etc.display()
+    )
 }
 
 /// Asserts a command succeeded, showing its output otherwise.
