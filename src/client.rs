@@ -33,6 +33,8 @@ pub enum CallError {
     /// The daemon answered with an error.
     Failed(String),
     TimedOut(Duration),
+    /// nonrootctl could not ask at all (no runtime): nothing is known of the daemon.
+    NotAsked(String),
 }
 
 impl std::fmt::Display for CallError {
@@ -43,6 +45,7 @@ impl std::fmt::Display for CallError {
             CallError::Denied(why) => write!(f, "permission denied: {why}"),
             CallError::Failed(why) => write!(f, "{why}"),
             CallError::TimedOut(after) => write!(f, "nonrootd did not answer within {after:?}"),
+            CallError::NotAsked(why) => write!(f, "nonrootd cannot be asked: {why}"),
         }
     }
 }
@@ -84,7 +87,7 @@ where
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| CallError::Failed(format!("cannot start a runtime: {e}")))?;
+        .map_err(|e| CallError::NotAsked(format!("cannot start a runtime: {e}")))?;
     runtime.block_on(async {
         let work = async {
             // No bus to connect to: a minimal host, a chroot, early boot, or a bus that died.

@@ -669,6 +669,28 @@ fn status_without_a_system_bus_does_not_say_the_daemon_is_not_running() {
     assert!(!stdout.contains("not running"), "{stdout}");
 }
 
+/// With four descriptors the program loads but its runtime cannot start: the daemon was not
+/// asked, so whether it runs is unknown (`null`), not `true`.
+#[test]
+fn status_that_cannot_ask_does_not_say_the_daemon_is_running() {
+    let out = Command::new("sh")
+        .args([
+            "-c",
+            "ulimit -n 4 && exec \"$0\" status --json",
+            env!("CARGO_BIN_EXE_nonrootctl"),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["running"], serde_json::Value::Null, "{doc}");
+    let error = doc["error"].as_str().unwrap();
+    assert!(
+        error.starts_with("nonrootd cannot be asked: cannot start a runtime: "),
+        "{error}"
+    );
+}
+
 #[test]
 fn a_timeout_too_long_to_wait_for_is_a_usage_error() {
     let out = nonrootctl(&["status", "--timeout", "1e30s"]);

@@ -389,9 +389,9 @@ fn status(config_path: &std::path::Path, state_dir: &std::path::Path, args: &Sta
             let headline = format!("○ nonrootd cannot be asked: the system bus cannot be reached ({why})");
             status_without_daemon(config_path, state_dir, args, None, &headline, &why)
         }
-        // It answered (with a refusal or an error), or it may be stuck.
+        // It answered (with a refusal or an error), or it may be stuck, or it was not asked.
         Err(e) => {
-            let running = (!matches!(e, CallError::TimedOut(_))).then_some(true);
+            let running = (!matches!(e, CallError::TimedOut(_) | CallError::NotAsked(_))).then_some(true);
             status_failed(args, running, &e.to_string())
         }
     }
