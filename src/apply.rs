@@ -421,11 +421,21 @@ impl<H: Host> Engine<'_, H> {
         record: &mut GrantRecord,
         save: SaveAhead<'_>,
     ) -> Report {
+        if !request.duties.contains(Duty::Sockets) {
+            return self.apply(config, request, record, save);
+        }
         match crate::state::removal_mark(state_dir) {
-            Some(mark) if request.duties.contains(Duty::Sockets) => {
-                self.while_removing(config, request, record, save, &mark)
+            Ok(Some(mark)) => self.while_removing(config, request, record, save, &mark),
+            Ok(None) => self.apply(config, request, record, save),
+            // Granting or revoking would be a guess: the sockets stay as they are.
+            Err(e) => {
+                let mut report = self.other_duties(config, request);
+                let error = format!("cannot tell whether the package is being removed: {e}");
+                self.push_untouched_sockets(&mut report, config, request, || Outcome::Failed {
+                    error: error.clone(),
+                });
+                report
             }
-            _ => self.apply(config, request, record, save),
         }
     }
 
@@ -870,7 +880,7 @@ impl StateCache {
                     .cached
                     .locked(&mut self.lock, &self.state_dir, Duration::ZERO)
                     .ok()?;
-                if crate::state::removal_mark(&self.state_dir).is_some() {
+                if !matches!(crate::state::removal_mark(&self.state_dir), Ok(None)) {
                     return None;
                 }
                 engine.grant_early(configured, &self.cached.record)

@@ -31,10 +31,15 @@ fn state_dir_from(variable: Option<OsString>) -> PathBuf {
 /// again: while it exists no apply grants a socket (revoking still works).
 const REMOVAL_MARK: &str = "removing";
 
-/// The removal mark in `state_dir`, when there is one.
-pub fn removal_mark(state_dir: &Path) -> Option<PathBuf> {
+/// The removal mark in `state_dir`, when there is one; an error when that cannot be told
+/// (then no socket may be granted, and none revoked on a guess).
+pub fn removal_mark(state_dir: &Path) -> io::Result<Option<PathBuf>> {
     let mark = state_dir.join(REMOVAL_MARK);
-    fs::symlink_metadata(&mark).is_ok().then_some(mark)
+    match fs::symlink_metadata(&mark) {
+        Ok(_) => Ok(Some(mark)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(naming(&mark)(e)),
+    }
 }
 
 /// ACL entries granted per socket path.
@@ -227,6 +232,21 @@ mod tests {
     use super::*;
     use nonrootd_core::acl::{Perm, Qualifier};
     use nonrootd_core::ids::Uid;
+
+    /// A mark that cannot be looked up is an error, not "no mark" (which would grant).
+    #[test]
+    fn a_removal_mark_that_cannot_be_looked_up_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(removal_mark(dir.path()).unwrap(), None);
+        std::fs::write(dir.path().join(REMOVAL_MARK), "").unwrap();
+        assert_eq!(removal_mark(dir.path()).unwrap(), Some(dir.path().join(REMOVAL_MARK)));
+        let not_a_dir = dir.path().join(REMOVAL_MARK);
+        let error = removal_mark(&not_a_dir).unwrap_err().to_string();
+        assert!(
+            error.starts_with(&format!("{}/removing: ", not_a_dir.display())),
+            "{error}"
+        );
+    }
 
     /// A record written before it kept names' answers still loads.
     #[test]
