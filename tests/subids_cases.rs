@@ -324,11 +324,14 @@ fn now() -> u64 {
         .as_secs()
 }
 
-/// A resolver with fixed users, standing in for NSS.
+/// A resolver with fixed users, standing in for NSS; it cannot answer for `unanswered`.
 struct Users(&'static [(&'static str, u32)]);
 
 impl IdResolver for Users {
     fn user(&self, name: &str) -> Result<Option<Uid>, String> {
+        if name == "unanswered" {
+            return Err("Input/output error".into());
+        }
         Ok(self.0.iter().find(|(n, _)| *n == name).map(|(_, id)| Uid(*id)))
     }
     fn group(&self, _: &str) -> Result<Option<Gid>, String> {
@@ -348,6 +351,27 @@ fn one_user_under_two_spellings_is_one_tenant() {
         unreachable!()
     };
     assert!(reason.contains("user 1001, a tenant already (at "), "{reason}");
+    assert_eq!(env.read("subuid"), "acme:100000:1000\n");
+}
+
+/// A tenant whose lookup fails is failed (worth trying again), not refused as unknown; the
+/// others are allocated.
+#[test]
+fn a_tenant_whose_lookup_fails_is_failed_and_the_others_are_allocated() {
+    let env = TempEtc::new();
+    let extra = "count = 1000\n[[tenant]]\nname = \"unanswered\"\n[[tenant]]\nname = \"acme\"\n";
+    let config = config_for(&env.etc(), extra);
+    let report = subids::ensure_tenants(&config, &Users(&[("acme", 1001)]), &env.state(), false);
+    let outcomes: Vec<&str> = report.entries.iter().map(|e| e.outcome.label()).collect();
+    assert_eq!(outcomes, ["failed", "failed", "changed", "changed"]);
+    assert_eq!(
+        report.entries[0].outcome,
+        Outcome::Failed {
+            error: "tenant unanswered: looking up user \"unanswered\" failed: Input/output error \
+                    (/test/nonrootd.d/test.toml:4); nothing was done, try again once the user database answers"
+                .into()
+        }
+    );
     assert_eq!(env.read("subuid"), "acme:100000:1000\n");
 }
 

@@ -19,7 +19,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use nix::unistd::{Uid as NixUid, User};
 use nonrootd_core::config::{Config, Origin};
 use nonrootd_core::duty::Duty;
-use nonrootd_core::ids::{IdRef, IdResolver};
+use nonrootd_core::ids::{IdRef, IdResolver, Unresolved};
 use nonrootd_core::report::{Outcome, Report};
 use nonrootd_core::subids::{
     self as rules, AllocError, Kind, Limits, Problem, Quarantined, Range, Request, Spelling, Tenant, login_defs_number,
@@ -274,8 +274,8 @@ pub enum SubidsError {
     Unclear { tenant: String, file: PathBuf, line: usize },
     /// Line `line` of `file` holds a NUL byte, past which shadow cannot read.
     Nul { file: PathBuf, line: usize },
-    /// A line could be written with the tenant's other spelling (uid or name), and looking
-    /// it up failed: which lines are the tenant's is unknown.
+    /// Looking up the tenant failed: its uid, or its other spelling (uid or name) where a
+    /// line could be written with it (then which lines are the tenant's is unknown).
     LookupFailed { tenant: String, error: String },
     /// Another process held a lock past the timeout.
     Locked { path: PathBuf, holder: Option<u32> },
@@ -432,7 +432,7 @@ impl fmt::Display for SubidsError {
             ),
             SubidsError::LookupFailed { tenant, error } => write!(
                 f,
-                "tenant {tenant}: which lines are its own is unknown, since lines may be written with its other spelling (uid or name) and {error}; nothing was done, try again once the user database answers"
+                "tenant {tenant}: {error}; nothing was done, try again once the user database answers"
             ),
             SubidsError::Locked { path, holder } => {
                 write!(f, "{}: locked", path.display())?;
@@ -696,7 +696,9 @@ fn refuse_unknown_spelling(tenant: &Tenant) -> Result<(), SubidsError> {
     match tenant.lookup_failure() {
         Some(error) => Err(SubidsError::LookupFailed {
             tenant: tenant.owner().to_string(),
-            error: error.to_string(),
+            error: format!(
+                "which lines are its own is unknown, since lines may be written with its other spelling (uid or name) and {error}"
+            ),
         }),
         None => Ok(()),
     }
@@ -1043,6 +1045,10 @@ pub fn ensure_tenants(config: &Config, ids: &dyn IdResolver, state_dir: &Path, d
             Err(_) => None,
         };
         wanted.push(match (&t.name.value, resolved, earlier) {
+            (_, Err(Unresolved::LookupFailed(error)), _) => Err(SubidsError::LookupFailed {
+                tenant: spelling_of(&t.name.value),
+                error: format!("{error} ({})", t.name.origin),
+            }),
             (_, Err(reason), _) => Err(SubidsError::InvalidTenant {
                 tenant: spelling_of(&t.name.value),
                 reason: format!("{reason} ({})", t.name.origin),
