@@ -682,3 +682,40 @@ fn an_unreadable_grant_record_fails_apply_and_status_but_not_the_other_duties() 
     let out = setup.ctl(Some(65534), &["status"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
 }
+
+/// A duty that failed is tried again on its own, backing off, with no event to trigger it:
+/// here a `[[tenant]]` at startup, while nonrootd's quarantine record cannot be read.
+#[test]
+fn a_failed_duty_is_tried_again_without_an_event() {
+    let setup = setup();
+    let config_path = setup.scratch.join("etc/nonrootd.toml");
+    let mut config = std::fs::read_to_string(&config_path).unwrap();
+    let etc = setup.scratch.mkdir("subids", 0o755);
+    config.push_str(&format!(
+        "\n[subids]\nsubuid_file = \"{0}/subuid\"\nsubgid_file = \"{0}/subgid\"\nmin = 100000\nmax = 600100000\n\n[[tenant]]\nname = \"nobody\"\ncount = 1000\n",
+        etc.display()
+    ));
+    write_root_file(&config_path, &config);
+    let quarantine = setup.scratch.join("state/subids-quarantine.json");
+    write_root_file(&quarantine, "{ not json");
+    chmod(&setup.scratch.join("state"), 0o700);
+    let _daemon = setup.start();
+    let out = setup.ctl(None, &["status"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains("nonrootd's state is unreadable"),
+        "{}",
+        text(&out.stdout)
+    );
+    std::fs::remove_file(&quarantine).unwrap();
+    let subuid = etc.join("subuid");
+    wait_for(
+        Duration::from_secs(30),
+        || std::fs::read_to_string(&subuid).is_ok_and(|text| text == "nobody:100000:1000\n"),
+        "the retry to allocate the tenant",
+    );
+    let status = status_json(&setup);
+    assert_eq!(status["last_trigger"]["text"], "a retry (an apply failed)", "{status}");
+    let out = setup.ctl(None, &["status"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+}

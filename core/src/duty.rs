@@ -68,6 +68,11 @@ impl DutySet {
         DutySet(self.0 & !duty.bit())
     }
 
+    /// The duties of `self` that are not in `other`.
+    pub fn difference(self, other: DutySet) -> DutySet {
+        DutySet(self.0 & !other.0)
+    }
+
     pub fn iter(self) -> impl Iterator<Item = Duty> {
         Duty::ALL.into_iter().filter(move |d| self.contains(*d))
     }

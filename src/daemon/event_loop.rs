@@ -1,10 +1,11 @@
 //! The one event loop. It owns the config, the per-path status and the bus connection, and
-//! reacts to: reports of the socket fixer, systemd cues, API calls, SIGHUP, SIGTERM and the
-//! watchdog. A failing apply is logged and retried on the next event; it never ends the loop.
+//! reacts to: reports of the socket fixer, systemd cues, API calls, SIGHUP, SIGTERM, the
+//! watchdog and its own retries. A failing apply is logged and retried on the next event, or
+//! after a back-off when none comes; it never ends the loop.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use nonrootd_core::config::Config;
 use nonrootd_core::duty::{Duty, DutySet};
@@ -17,6 +18,7 @@ use tracing::{error, info, warn};
 use zbus::Connection;
 use zbus::object_server::SignalEmitter;
 
+use super::Backoff;
 use super::api::{Manager, OBJECT_PATH, Request};
 use super::bus::BusEvent;
 use super::realtime::Confined;
@@ -26,6 +28,17 @@ use crate::apply::{Request as ApplyRequest, apply_on_host, lookup_failed, record
 use crate::config_file;
 use crate::ids::SystemIds;
 use crate::message_id;
+
+/// A failed duty is applied again after this with no event to trigger it, doubled each time
+/// up to [`RETRY_MAX`].
+const RETRY_FIRST: Duration = Duration::from_secs(5);
+const RETRY_MAX: Duration = Duration::from_secs(600);
+
+/// The duties the loop tries again on its own when they fail: the sockets' retries are the
+/// fixer's, and a volume walk (which may take long) waits for the next trigger.
+fn retried(duties: DutySet) -> DutySet {
+    duties.without(Duty::Sockets).without(Duty::Volumes)
+}
 
 fn now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
@@ -60,6 +73,9 @@ pub struct Daemon {
     volumes: VolumeJobs,
     /// The units the bus side follows; a reload may change them.
     units: watch::Sender<Vec<String>>,
+    /// The duties whose last apply failed somewhere, tried again when `retry` is due.
+    failed: DutySet,
+    retry: Backoff,
 }
 
 impl Daemon {
@@ -96,6 +112,8 @@ impl Daemon {
             last_status: String::new(),
             volumes: VolumeJobs::default(),
             units,
+            failed: DutySet::NONE,
+            retry: Backoff::new(RETRY_FIRST, RETRY_MAX),
         })
     }
 
@@ -146,6 +164,11 @@ impl Daemon {
                 _ = term.recv() => break,
                 _ = int.recv() => break,
                 _ = tick(&mut watchdog) => notify(&[NotifyState::Watchdog]),
+                _ = until(self.retry.due()) => {
+                    if self.retry.take_due() {
+                        self.apply(self.failed, None, "a retry (an apply failed)");
+                    }
+                }
             }
         }
         notify(&[NotifyState::Stopping, NotifyState::Status("stopping")]);
@@ -280,6 +303,8 @@ impl Daemon {
         });
         self.reload_error = None;
         self.book.clear();
+        // The new config's own apply schedules a retry if it fails.
+        (self.failed, self.retry) = (DutySet::NONE, Backoff::new(RETRY_FIRST, RETRY_MAX));
         self.reload_apply = Some(format!("reload ({why})"));
         Ok(())
     }
@@ -312,7 +337,24 @@ impl Daemon {
         if lookup_failed(&report) {
             self.fixer.recheck(format!("{trigger} (a name lookup failed)"));
         }
+        self.schedule_retry(duties, &report);
         report
+    }
+
+    /// Notes which duties failed in `report` (of an apply of `applied`): while any failed
+    /// (or were not applied since), a retry is scheduled; once none is left, none is.
+    fn schedule_retry(&mut self, applied: DutySet, report: &Report) {
+        let failed = report
+            .entries
+            .iter()
+            .filter(|e| matches!(e.outcome, Outcome::Failed { .. }))
+            .fold(DutySet::NONE, |set, e| set.with(e.duty));
+        self.failed = retried(failed).union(self.failed.difference(applied));
+        if self.failed == DutySet::NONE {
+            self.retry.succeeded();
+        } else {
+            self.retry.failed();
+        }
     }
 
     /// Records an apply's report; `sockets`: it applied the sockets duty, so the grant record
@@ -363,6 +405,14 @@ impl Daemon {
                 }
             });
         }
+    }
+}
+
+/// Waits until `due`, or forever.
+async fn until(due: Option<Instant>) {
+    match due {
+        Some(at) => tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await,
+        None => std::future::pending().await,
     }
 }
 

@@ -4,6 +4,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::{Duration, Instant};
 
 use clap::Parser;
 use tokio::sync::{mpsc, watch};
@@ -94,4 +95,55 @@ fn batch_trigger(cues: &[String]) -> Option<String> {
         1 => first.clone(),
         n => format!("{first} (and {} more)", n - 1),
     })
+}
+
+/// When to try a failed apply again with no event to trigger it: after `first`, then twice
+/// as long each time up to `max`. One that is scheduled stays until due: events more often
+/// than the wait must not put it off.
+#[derive(Debug)]
+struct Backoff {
+    first: Duration,
+    max: Duration,
+    due: Option<Instant>,
+    /// The wait before the last retry: the next one waits twice as long.
+    waited: Option<Duration>,
+}
+
+impl Backoff {
+    const fn new(first: Duration, max: Duration) -> Backoff {
+        Backoff {
+            first,
+            max,
+            due: None,
+            waited: None,
+        }
+    }
+
+    /// After a failure: schedules the next retry, unless one is scheduled.
+    fn failed(&mut self) {
+        if self.due.is_none() {
+            let wait = self.waited.map_or(self.first, |wait| (wait * 2).min(self.max));
+            self.due = Some(Instant::now() + wait);
+            self.waited = Some(wait);
+        }
+    }
+
+    /// After a success: no retry, and the next failure waits `first` again.
+    fn succeeded(&mut self) {
+        (self.due, self.waited) = (None, None);
+    }
+
+    fn due(&self) -> Option<Instant> {
+        self.due
+    }
+
+    /// Whether the retry is due; if so, it is taken: only the failure of its own apply
+    /// schedules the next.
+    fn take_due(&mut self) -> bool {
+        let due = self.due.is_some_and(|at| Instant::now() >= at);
+        if due {
+            self.due = None;
+        }
+        due
+    }
 }

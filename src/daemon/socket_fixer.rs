@@ -42,6 +42,7 @@ use crate::host::walk::{check_directory, open_directory_beneath_root, same_inode
 use crate::host::{BeneathDirs, OpenError};
 use crate::ids::RememberedIds;
 
+use super::Backoff;
 use super::realtime::{Confined, Priority};
 
 /// How long an apply waits for the host-wide lock (held by a concurrent hook or CLI).
@@ -54,8 +55,8 @@ pub const LOCK_TIMEOUT: Duration = Duration::from_secs(5);
 /// crash in between loses nothing but the log line.
 const REPORT_DELAY: Duration = Duration::from_millis(2);
 
-/// After an apply that could not use the grant record, the sockets are applied again after
-/// this, doubled each time up to [`RETRY_MAX`].
+/// After an apply that could not use the grant record, or where a name lookup failed, the
+/// sockets are applied again after this, doubled each time up to [`RETRY_MAX`].
 const RETRY_FIRST: Duration = Duration::from_secs(1);
 const RETRY_MAX: Duration = Duration::from_secs(60);
 
@@ -153,9 +154,7 @@ struct Fixer {
     report_at: Option<Instant>,
     /// When to apply every socket again while the grant record is unavailable or a name
     /// lookup fails (no socket event may come to retry it).
-    retry: Option<Instant>,
-    /// The wait before the last retry: the next one waits twice as long.
-    retry_waited: Option<Duration>,
+    retry: Backoff,
 }
 
 impl Fixer {
@@ -185,8 +184,7 @@ impl Fixer {
             confined,
             granted: Vec::new(),
             report_at: None,
-            retry: None,
-            retry_waited: None,
+            retry: Backoff::new(RETRY_FIRST, RETRY_MAX),
         };
         let handle = SocketFixer {
             commands,
@@ -256,10 +254,8 @@ impl Fixer {
             if self.report_at.is_some_and(|at| Instant::now() >= at) {
                 self.report_granted(&mut priority);
             }
-            if self.retry.is_some_and(|at| Instant::now() >= at) {
+            if self.retry.take_due() {
                 self.report_granted(&mut priority);
-                // Due: only this apply of every socket schedules the next one.
-                self.retry = None;
                 self.apply_all("a retry (the grant record or a name lookup failed)".into());
             }
         }
@@ -278,7 +274,7 @@ impl Fixer {
         } else {
             &mut fds[..]
         };
-        let due = [self.report_at, self.retry].into_iter().flatten().min();
+        let due = [self.report_at, self.retry.due()].into_iter().flatten().min();
         loop {
             // In whole milliseconds, rounded up: never woken before it is due.
             let timeout = match due {
@@ -432,7 +428,7 @@ impl Fixer {
         report(&self.reports, self.generation, applied, trigger);
         match unavailable {
             true => self.retry_later(),
-            false => (self.retry, self.retry_waited) = (None, None),
+            false => self.retry.succeeded(),
         }
     }
 
@@ -443,14 +439,7 @@ impl Fixer {
         if self.cache.as_ref().is_some_and(|cache| !cache.is_current()) {
             self.cache = None;
         }
-        // One already scheduled stays, due or not: events more often than the wait must not
-        // put it off.
-        if self.retry.is_some() {
-            return;
-        }
-        let wait = self.retry_waited.map_or(RETRY_FIRST, |wait| (wait * 2).min(RETRY_MAX));
-        self.retry = Some(Instant::now() + wait);
-        self.retry_waited = Some(wait);
+        self.retry.failed();
     }
 }
 
@@ -1293,7 +1282,7 @@ mod failed_lookups {
             failure_reported |= lookup_failed(&fixed.report);
         }
         assert_eq!((user(&sock, 4321), user(&sock, 4322)), (None, Some(6)));
-        assert!(failure_reported && fixer.retry.is_some());
+        assert!(failure_reported && fixer.retry.due().is_some());
     }
 
     /// A changed answer found while reporting one new socket is applied to every socket: the
@@ -1348,17 +1337,17 @@ mod failed_lookups {
         .unwrap();
         let _listener = UnixListener::bind(&sock).unwrap();
         fixer.apply_all("first".into());
-        let first = fixer.retry.unwrap();
-        assert_eq!(fixer.retry_waited, Some(RETRY_FIRST));
+        let first = fixer.retry.due().unwrap();
+        assert_eq!(fixer.retry.waited, Some(RETRY_FIRST));
         fixer.apply_all("a re-check".into());
-        assert_eq!(fixer.retry, Some(first), "a re-check does not move it");
+        assert_eq!(fixer.retry.due(), Some(first), "a re-check does not move it");
         for expect in [2, 4, 8, 16, 32, 60, 60] {
-            fixer.retry = None; // as the branch of a due retry does
+            fixer.retry.due = None; // as take_due does when it is due
             fixer.apply_all("a retry".into());
-            assert_eq!(fixer.retry_waited, Some(Duration::from_secs(expect)));
+            assert_eq!(fixer.retry.waited, Some(Duration::from_secs(expect)));
         }
         uid.store(4321, SeqCst);
         fixer.apply_all("a re-check".into());
-        assert_eq!((fixer.retry, fixer.retry_waited), (None, None));
+        assert_eq!((fixer.retry.due(), fixer.retry.waited), (None, None));
     }
 }

@@ -65,6 +65,9 @@ It applies every configured duty once at start, then re-applies the docker
 duties whenever one of the units in \fB[docker] units\fR becomes active, and
 restores a socket's ACL the moment the socket is recreated or the ACL is removed
 (inotify on the socket's directory).
+What failed (not what was refused) is tried again with no event to trigger it:
+the docker, dmi and subids duties after 5 s, doubling up to 10 minutes; a socket
+after 1 s, doubling up to a minute; a volume at the next apply.
 It tells systemd it is ready only after it owns \fBorg.nonrootd1\fR on the system
 bus and the first apply is done.
 Without a system bus it logs one warning and keeps working on inotify; a bus that
