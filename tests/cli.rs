@@ -586,7 +586,7 @@ fn check_config_advises_protect_home_read_only_for_paths_below_home() {
         "{stderr}"
     );
 
-    // A volume the unit cannot write is a note: `nonrootctl volumes apply` can still walk it.
+    // A volume the unit cannot write is only a note (exit 0), not an error.
     let volume = "\n[[volume]]\npath = \"/home/app/data\"\nuid = 999\ngid = 999\n";
     let (code, stdout, stderr) = unit.check(volume);
     assert_eq!(code, Some(0), "{stderr}");

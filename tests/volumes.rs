@@ -335,7 +335,7 @@ fn wide_and_deep_trees_are_walked_completely() {
         std::fs::create_dir_all(vol.join(format!("w{i}"))).unwrap();
         std::fs::write(vol.join(format!("w{i}/f")), "").unwrap();
     }
-    // Far deeper than a thread descends itself while the queue is full (64 levels).
+    // Far deeper than a thread descends itself while the queue is full (32 levels).
     let mut deep = vol.join("deep");
     for _ in 0..1000 {
         deep.push("d");
@@ -801,6 +801,30 @@ fn a_top_directory_with_an_extended_acl_keeps_its_mode() {
         "{failure}"
     );
     assert_eq!(common::mode_of(&vol), 0o700);
+    assert_eq!(owner(&vol), (999, 999), "re-owned all the same");
+}
+
+/// A set-gid top directory (a shared volume) keeps that bit: `mode` is compared without it,
+/// and when the other bits differ the top is left as it is, since the unit may not set it again.
+#[test]
+fn a_set_gid_top_directory_keeps_its_bit() {
+    let dir = disk();
+    let vol = dir.path().join("vol");
+    std::fs::create_dir(&vol).unwrap();
+    let cancel = AtomicBool::new(false);
+    let config = volume_config(&vol, "mode = \"0770\"\n");
+    common::run("chmod", &["2770", vol.to_str().unwrap()]);
+    let walked = walk_volume(&config.volumes[0], &config, &SystemIds, &options(&cancel)).unwrap();
+    assert_eq!((walked.mode_change, walked.summary.failed), (None, 0));
+    assert_eq!(common::mode_of(&vol), 0o2770);
+    common::run("chmod", &["2700", vol.to_str().unwrap()]);
+    let walked = walk_volume(&config.volumes[0], &config, &SystemIds, &options(&cancel)).unwrap();
+    let failure = walked.summary.first_failure.unwrap();
+    assert_eq!(
+        failure,
+        ".: top mode 2700, wanted 0770: a chmod would drop its set-id bits, which nonrootd may not set again; chmod 2770 it by hand"
+    );
+    assert_eq!(common::mode_of(&vol), 0o2700);
     assert_eq!(owner(&vol), (999, 999), "re-owned all the same");
 }
 

@@ -252,6 +252,15 @@ impl Summary {
         self.skipped.values().sum()
     }
 
+    /// Skipped entries that are not owned as wanted: hard-linked files and device nodes are
+    /// skipped only then (what is on another file system or vanished was not judged).
+    pub fn left_not_owned(&self) -> u64 {
+        [Skip::HardLinks, Skip::Device]
+            .iter()
+            .filter_map(|why| self.skipped.get(why))
+            .sum()
+    }
+
     /// "3 skipped: 2 with hard links (e.g. a/b), 1 on another file system (e.g. mnt)".
     fn describe_skips(&self) -> Option<String> {
         if self.skipped.is_empty() {
@@ -301,6 +310,12 @@ impl Summary {
         if let Some(skips) = self.describe_skips() {
             text.push_str(&format!(" ({skips})"));
         }
+        let left = self.left_not_owned();
+        if left > 0 {
+            text.push_str(&format!(
+                "; {left} skipped not owned by {owner} either: a walk leaves them, chown each by hand once it is known to be the volume's own"
+            ));
+        }
         if self.failed > 0 {
             let first = self.first_failure.as_deref().unwrap_or("?");
             text.push_str(&format!("; {} unreadable, first {first}", self.failed));
@@ -312,11 +327,13 @@ impl Summary {
 /// Characters of a path a message keeps: its end, after "…".
 const SHOWN_CHARS: usize = 200;
 
+/// A path from inside a volume, as messages show it: escaped (a file name is the container's,
+/// and must never be a control character on root's terminal), its end only when long.
 fn shown(path: &Path) -> String {
     if path.as_os_str().is_empty() {
         return ".".into();
     }
-    let text = path.display().to_string();
+    let text = path.display().to_string().escape_debug().to_string();
     match text.char_indices().rev().nth(SHOWN_CHARS - 1) {
         Some((cut, _)) if cut > 0 => format!("…{}", &text[cut..]),
         _ => text,
@@ -485,6 +502,20 @@ mod tests {
         assert_eq!(shown.chars().count(), 1 + SHOWN_CHARS + ": EACCES".len());
     }
 
+    /// A file name is the container's: control characters reach no terminal as they are.
+    #[test]
+    fn names_from_inside_a_volume_are_escaped() {
+        let mut summary = Summary::default();
+        summary.skip(Skip::HardLinks, || PathBuf::from("x\u{1b}[2J\nFORGED\u{202e}"));
+        summary.fail(|| PathBuf::from("a\rb"), "EACCES");
+        let text = summary.describe("changed");
+        assert!(!text.chars().any(|c| c.is_control() || c == '\u{202e}'), "{text:?}");
+        assert!(
+            text.contains(r"x\u{1b}[2J\nFORGED\u{202e}") && text.contains(r"a\rb: EACCES"),
+            "{text}"
+        );
+    }
+
     #[test]
     fn summaries_merge_and_describe() {
         let mut a = Summary {
@@ -510,10 +541,13 @@ mod tests {
             uid: Uid(999),
             gid: Gid(999),
         };
-        assert!(
-            a.describe_check(owner)
-                .starts_with("3 of 15 not owned by 999:999: 2 by 0:0, 1 by 1000:1000 (3 skipped")
+        assert_eq!(
+            a.describe_check(owner),
+            "3 of 15 not owned by 999:999: 2 by 0:0, 1 by 1000:1000 (3 skipped: 2 with hard links (e.g. x/link), \
+             1 on another file system (e.g. mnt)); 2 skipped not owned by 999:999 either: a walk leaves them, \
+             chown each by hand once it is known to be the volume's own"
         );
+        assert_eq!(a.left_not_owned(), 2);
         assert_eq!(outcome(&a, None, false).label(), "changed");
         a.fail(|| PathBuf::from("z"), "Operation not permitted");
         assert!(matches!(outcome(&a, None, false), Outcome::Failed { .. }));

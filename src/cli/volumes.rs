@@ -34,7 +34,7 @@ pub fn run(command: VolumesCommand, config: &Config) -> ExitCode {
                 if let Some((now, wanted)) = walked.mode_change {
                     line.push_str(&format!("; top mode {now}, wanted {wanted}"));
                 }
-                all_right &= s.changed == 0 && s.failed == 0 && walked.mode_change.is_none();
+                all_right &= s.changed == 0 && s.left_not_owned() == 0 && s.failed == 0 && walked.mode_change.is_none();
                 line
             }
             Err(not) => {

@@ -204,7 +204,8 @@ pub fn walk_volume(
     };
     summary.seen += 1;
     let mut mode_change = None;
-    if let Some(mode) = volume.mode {
+    // A cancelled walk changes nothing more.
+    if let Some(mode) = volume.mode.filter(|_| !summary.cancelled) {
         match set_top_mode(&top_again, mode, options.check_only) {
             Ok(change) => mode_change = change,
             Err(error) => summary.fail(PathBuf::new, error),
@@ -246,8 +247,10 @@ fn fuse_of_a_user_at(path: &Path) -> Option<String> {
     fuse_of_a_user(&top).ok().flatten()
 }
 
-/// Gives the walked top directory `mode` (after chown, which may clear set-id bits), or with
-/// `check_only` only looks; returns the change it needed, if any.
+/// Gives the walked top directory `mode`, or with `check_only` only looks; returns the change
+/// it needed, if any. A set-uid or set-gid bit there (a directory keeps them through chown)
+/// stays: its other bits are compared, and when they differ the top is left as it is, since
+/// the unit may not set those bits (`RestrictSUIDSGID=yes`) and a chmod would drop them.
 fn set_top_mode(top: &OwnedFd, mode: Mode, check_only: bool) -> Result<Option<(Mode, Mode)>, String> {
     // With an extended ACL the mode's group bits are its mask.
     match crate::host::mode_refusal(&crate::host::RealHost::default(), top) {
@@ -258,8 +261,15 @@ fn set_top_mode(top: &OwnedFd, mode: Mode, check_only: bool) -> Result<Option<(M
     let now = crate::host::walk::stat_fd(top)
         .map_err(|e| format!("stat: {}", explain(e)))?
         .mode;
-    if now == mode {
+    const SET_ID: u32 = 0o6000;
+    if now.bits() & !SET_ID == mode.bits() {
         return Ok(None);
+    }
+    if now.bits() & SET_ID != 0 {
+        let kept = Mode::from_st_mode(mode.bits() | (now.bits() & SET_ID));
+        return Err(format!(
+            "top mode {now}, wanted {mode}: a chmod would drop its set-id bits, which nonrootd may not set again; chmod {kept} it by hand"
+        ));
     }
     if !check_only {
         let bits = NixMode::from_bits_truncate(mode.bits() as libc::mode_t);

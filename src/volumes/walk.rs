@@ -8,7 +8,9 @@
 //! owner mounted there cannot keep the walk waiting; one that refuses root is placed by its
 //! mount id alone. An entry on another mount is skipped. A directory is opened for reading
 //! through its `O_PATH` descriptor (`openat(fd, ".")`, the same inode), and re-owned after its
-//! entries, so that re-owning it opens no window for its new owner during its own walk. A
+//! entries, so that re-owning it opens no window for its new owner during its own walk (except
+//! above a directory kept by its place, below: its parents are re-owned before it is opened
+//! again, and what their new owner renames meanwhile is found vanished). A
 //! non-directory (a symlink itself) is re-owned through the descriptor that was judged, so a
 //! name swapped for a hard link to another file after the open is never the one changed.
 //!

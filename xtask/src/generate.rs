@@ -69,7 +69,7 @@ What failed (not what was refused) is tried again with no event to trigger it:
 the docker, dmi and subids duties after 5 s, doubling up to 10 minutes; a socket
 after 1 s, doubling up to a minute; a volume at the next apply.
 It tells systemd it is ready only after it owns \fBorg.nonrootd1\fR on the system
-bus and the first apply is done.
+bus and the first apply is done (volume walks go on after that).
 Without a system bus it logs one warning and keeps working on inotify; a bus that
 does not answer within 5 seconds counts as none, and it keeps trying to connect.
 .PP
@@ -110,7 +110,8 @@ interface \fBorg.nonrootd1.Manager\fR: status is open to every user (while the
 daemon's request queue is full, callers other than root are told it is busy
 instead of waiting), except what a volume's walk says of the files inside it
 (an example of a skipped file, the first failure), which only root sees, in the
-status (the \fBPathChanged\fR signals never carry it); applying, reloading and the
+status (the \fBPathChanged\fR signals never carry it; the journal does, which
+root and the groups \fBadm\fR and \fBsystemd\-journal\fR can read); applying, reloading and the
 subordinate id calls, listing included, need uid 0, and each such call is logged
 with the caller's bus name (see \fBD-BUS INTERFACE\fR).
 Errors are \fBorg.nonrootd1.Error.AccessDenied\fR (not root),
