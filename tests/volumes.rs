@@ -856,3 +856,34 @@ fn a_tenant_whose_lookup_fails_is_failed_and_not_walked() {
     );
     assert_eq!(owner(&vol), (0, 0));
 }
+
+/// `volumes check` counts what a walk leaves not owned (hard-linked files, device nodes) and
+/// exits 1: the container cannot use them either.
+#[test]
+fn volumes_check_fails_on_files_a_walk_leaves_not_owned() {
+    let dir = disk();
+    let vol = dir.path().join("vol");
+    std::fs::create_dir(&vol).unwrap();
+    std::fs::write(vol.join("a"), "").unwrap();
+    std::fs::hard_link(vol.join("a"), vol.join("b")).unwrap();
+    lchown(&vol, 999, 999);
+    let config = dir.path().join("nonrootd.toml");
+    std::fs::write(
+        &config,
+        format!("[[volume]]\npath = \"{}\"\nuid = 999\ngid = 999\n", vol.display()),
+    )
+    .unwrap();
+    chmod(&config, 0o644);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_nonrootctl"))
+        .args(["--config", config.to_str().unwrap(), "volumes", "check"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains(": 0 of 3 not owned by 999:999 (2 skipped: 2 with hard links (e.g. ")
+            && stdout.contains("; 2 skipped not owned by 999:999 either: "),
+        "{stdout}"
+    );
+    assert_eq!(owner(&vol.join("a")), (0, 0));
+}
