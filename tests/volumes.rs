@@ -514,6 +514,24 @@ fn tenant_ids_are_mapped_through_the_subids_files_and_refused_outside_them() {
     assert_eq!(owner(&vol.join("x")), (4242, 300000), "a refused volume is not touched");
 }
 
+/// A subids file that cannot be read is a failure (worth trying again), not a refusal.
+#[test]
+fn an_unreadable_subids_file_fails_the_tenant_volume() {
+    let dir = disk();
+    let vol = dir.path().join("vol");
+    std::fs::create_dir(&vol).unwrap();
+    std::fs::write(dir.path().join("subuid"), "4242:200000:65536\n").unwrap();
+    std::fs::create_dir(dir.path().join("subgid")).unwrap();
+    let config = tenant_config(&vol, dir.path(), 999, 999, "remap", 4242);
+    let cancel = AtomicBool::new(false);
+    let not = walk_volume(&config.volumes[0], &config, &SystemIds, &options(&cancel)).unwrap_err();
+    assert!(
+        matches!(&not.outcome, Outcome::Failed { error } if error.contains("subgid")),
+        "{not}"
+    );
+    assert_eq!(owner(&vol), (0, 0));
+}
+
 /// A directory re-owned while it is walked (as another walk of it does when it ends) lets its
 /// new owner swap names, here its last entry for a hard link to an outside file (with
 /// fs.protected_hardlinks=0). The walk re-owns what it judged, never what a name leads to.

@@ -354,8 +354,9 @@ impl SubidsError {
         matches!(self, SubidsError::InvalidTenant { .. } | SubidsError::ZeroCount { .. })
     }
 
-    /// Problems of the request rather than of the host.
-    fn is_refusal(&self) -> bool {
+    /// Problems of the request rather than of the host (those are failures: worth trying
+    /// again).
+    pub fn is_refusal(&self) -> bool {
         matches!(
             self,
             SubidsError::InvalidTenant { .. }

@@ -80,8 +80,11 @@ pub fn host_owner(volume: &VolumeConfig, config: &Config, ids: &dyn IdResolver) 
             "its primary group is gid 4294967295, which is not a valid id".into(),
         ));
     }
-    let [(subuid_file, subuid), (subgid_file, subgid)] =
-        crate::subids::tenant_ranges(config, &name.value, uid.0).map_err(|e| refuse(e.to_string()))?;
+    let [(subuid_file, subuid), (subgid_file, subgid)] = crate::subids::tenant_ranges(config, &name.value, uid.0)
+        .map_err(|e| match e.is_refusal() {
+            true => refuse(e.to_string()),
+            false => fail(e.to_string()),
+        })?;
     let in_file = |file: &Path, why: String| refuse(format!("{}: {why}", file.display()));
     let host_uid = map_id(tenant.mapping, uid.0, &subuid, volume.uid).map_err(|w| in_file(&subuid_file, w))?;
     let host_gid = map_id(tenant.mapping, own_gid, &subgid, volume.gid).map_err(|w| in_file(&subgid_file, w))?;
