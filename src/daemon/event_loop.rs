@@ -293,7 +293,11 @@ impl Daemon {
         };
         self.generation += 1;
         self.fixer.reconfigure(config.clone(), self.generation);
-        self.volumes.cancel();
+        // A walk goes on when what it reads of the config is the same (reloads more often than
+        // a walk takes would otherwise starve it); the reload's apply queues the next one.
+        if volumes_differ(&self.config, &config) {
+            self.volumes.cancel();
+        }
         self.config = config;
         let units = self.config.followed_units();
         self.units.send_if_modified(|followed| {
@@ -408,6 +412,12 @@ impl Daemon {
     }
 }
 
+/// Whether a volume walk with `old` could differ from one with `new`: the volumes, and the
+/// data roots and subids files it reads.
+fn volumes_differ(old: &Config, new: &Config) -> bool {
+    (&old.volumes, &old.docker, &old.subids) != (&new.volumes, &new.docker, &new.subids)
+}
+
 /// Waits until `due`, or forever.
 async fn until(due: Option<Instant>) {
     match due {
@@ -422,5 +432,28 @@ async fn tick(watchdog: &mut Option<tokio::time::Interval>) {
             interval.tick().await;
         }
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(text: &str) -> Config {
+        Config::from_sources(&[(PathBuf::from("/etc/nonrootd/nonrootd.toml"), text.into())]).unwrap()
+    }
+
+    /// A reload that changes only what a walk does not read lets the walk go on.
+    #[test]
+    fn only_what_a_walk_reads_cancels_it_on_reload() {
+        let volume = "[[volume]]\npath = \"/srv/data\"\nuid = 999\ngid = 999\n";
+        let base = config(volume);
+        let socket = format!("{volume}[[socket]]\npath = \"/run/docker.sock\"\nusers = [4321]\n");
+        assert!(!volumes_differ(&base, &config(&socket)));
+        assert!(volumes_differ(&base, &config(&volume.replace("999\n", "998\n"))));
+        let files = format!("[subids]\nsubuid_file = \"/srv/subuid\"\n{volume}");
+        assert!(volumes_differ(&base, &config(&files)));
+        let root = format!("[docker]\ndata_root = \"/srv/docker\"\n{volume}");
+        assert!(volumes_differ(&base, &config(&root)));
     }
 }

@@ -1,6 +1,7 @@
 //! Volume walks off the event loop: one at a time on tokio's blocking pool, so socket events
 //! keep their latency during a million-file walk. A trigger during a walk queues one more walk
-//! after it (triggers coalesce); reload and stop cancel the running walk at its next directory.
+//! after it (triggers coalesce); stop, and a reload that changes what a walk reads, cancel the
+//! running walk at its next directory.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
