@@ -47,7 +47,7 @@ _arguments "${_arguments_options[@]}" : \
 (apply)
 _arguments "${_arguments_options[@]}" : \
 '--only=[Comma-separated duties\: docker, sockets, dmi, subids, volumes \[default\: docker,sockets,dmi,volumes\]]:LIST:_default' \
-'--timeout=[Give up waiting for the daemon, or in-process for apply.lock, after this long (e.g. 5s, 500ms), so a hook never hangs Docker'\''s start. Through the daemon it bounds the whole call, volume walks included (a walk that outlasts it goes on in the daemon); in-process, volume walks and shadow'\''s locks (at most 15 s) are not bounded by it]:DURATION:_default' \
+'--timeout=[Give up waiting for the daemon, or in-process for each lock (apply.lock, shadow'\''s), after this long (e.g. 5s, 500ms), so a hook never hangs Docker'\''s start. Through the daemon it bounds the whole call, volume walks included (a walk that outlasts it goes on in the daemon); in-process, volume walks are not bounded by it]:DURATION:_default' \
 '--config=[Main config file; drop-ins are read from nonrootd.d/ beside it \[default\: /etc/nonrootd/nonrootd.toml\]. With it, \`apply\` works in-process instead of asking the daemon]:FILE:_files' \
 '--state-dir=[Where nonrootd records what it granted \[default\: \$STATE_DIRECTORY or /var/lib/nonrootd\]. With it, \`apply\` works in-process, as with --config]:DIR:_files' \
 '--dry-run[Print what would change and change nothing (in-process, with this config and state directory, also while the daemon runs)]' \

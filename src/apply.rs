@@ -716,20 +716,22 @@ pub fn apply_with_state<H: Host>(
             Err(e) => engine.without_record(config, request, state_dir, &e),
         }
     };
-    ensure_tenants(engine, config, request, state_dir, &mut report);
+    ensure_tenants(engine, config, request, state_dir, lock_timeout, &mut report);
     report
 }
 
-/// Gives every `[[tenant]]` its subordinate ids when the request asks for the subids duty.
+/// Gives every `[[tenant]]` its subordinate ids when the request asks for the subids duty,
+/// waiting at most `lock_timeout` for shadow's locks.
 fn ensure_tenants<H: Host>(
     engine: &Engine<'_, H>,
     config: &Config,
     request: &Request,
     state_dir: &Path,
+    lock_timeout: Duration,
     report: &mut Report,
 ) {
     if request.duties.contains(Duty::Subids) {
-        let tenants = crate::subids::ensure_tenants(config, engine.ids, state_dir, request.dry_run);
+        let tenants = crate::subids::ensure_tenants(config, engine.ids, state_dir, request.dry_run, lock_timeout);
         report.entries.extend(tenants.entries);
     }
 }
@@ -860,7 +862,7 @@ impl StateCache {
             report
         });
         let mut report = applied.unwrap_or_else(|e| engine.without_record(config, request, dir, &e));
-        ensure_tenants(engine, config, request, dir, &mut report);
+        ensure_tenants(engine, config, request, dir, lock_timeout, &mut report);
         report
     }
 

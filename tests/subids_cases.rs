@@ -344,7 +344,13 @@ fn one_user_under_two_spellings_is_one_tenant() {
     let env = TempEtc::new();
     let extra = "count = 1000\n[[tenant]]\nname = \"acme\"\n[[tenant]]\nname = 1001\ncount = 5000\n";
     let config = config_for(&env.etc(), extra);
-    let report = subids::ensure_tenants(&config, &Users(&[("acme", 1001)]), &env.state(), false);
+    let report = subids::ensure_tenants(
+        &config,
+        &Users(&[("acme", 1001)]),
+        &env.state(),
+        false,
+        subids::DEFAULT_LOCK_TIMEOUT,
+    );
     let outcomes: Vec<&str> = report.entries.iter().map(|e| e.outcome.label()).collect();
     assert_eq!(outcomes, ["changed", "changed", "refused", "refused"]);
     let Outcome::Refused { reason } = &report.entries[2].outcome else {
@@ -361,7 +367,13 @@ fn a_tenant_whose_lookup_fails_is_failed_and_the_others_are_allocated() {
     let env = TempEtc::new();
     let extra = "count = 1000\n[[tenant]]\nname = \"unanswered\"\n[[tenant]]\nname = \"acme\"\n";
     let config = config_for(&env.etc(), extra);
-    let report = subids::ensure_tenants(&config, &Users(&[("acme", 1001)]), &env.state(), false);
+    let report = subids::ensure_tenants(
+        &config,
+        &Users(&[("acme", 1001)]),
+        &env.state(),
+        false,
+        subids::DEFAULT_LOCK_TIMEOUT,
+    );
     let outcomes: Vec<&str> = report.entries.iter().map(|e| e.outcome.label()).collect();
     assert_eq!(outcomes, ["failed", "failed", "changed", "changed"]);
     assert_eq!(
@@ -383,7 +395,7 @@ fn ensure_tenants_allocates_once_and_refuses_unknown_users() {
     let config = config_for(&env.etc(), extra);
     let users = Users(&[("acme", 1001), ("cadvisor", 4321)]);
     // A dry run tells what would be added and writes nothing.
-    let dry = subids::ensure_tenants(&config, &users, &env.state(), true);
+    let dry = subids::ensure_tenants(&config, &users, &env.state(), true, subids::DEFAULT_LOCK_TIMEOUT);
     let would: Vec<&str> = dry.entries.iter().map(|e| e.outcome.label()).collect();
     assert_eq!(
         would,
@@ -398,7 +410,7 @@ fn ensure_tenants_allocates_once_and_refuses_unknown_users() {
     );
     assert_eq!(env.read("subuid"), "4321:100000:65536\n");
     assert!(!env.etc().join("subgid").exists() && !env.state().exists());
-    let first = subids::ensure_tenants(&config, &users, &env.state(), false);
+    let first = subids::ensure_tenants(&config, &users, &env.state(), false, subids::DEFAULT_LOCK_TIMEOUT);
     let lines: Vec<String> = first
         .entries
         .iter()
@@ -417,7 +429,7 @@ fn ensure_tenants_allocates_once_and_refuses_unknown_users() {
     );
     assert!(first.entries.iter().all(|e| e.duty == Duty::Subids));
     assert!(!first.succeeded());
-    let second = subids::ensure_tenants(&config, &users, &env.state(), false);
+    let second = subids::ensure_tenants(&config, &users, &env.state(), false, subids::DEFAULT_LOCK_TIMEOUT);
     let outcomes: Vec<&Outcome> = second.entries.iter().map(|e| &e.outcome).collect();
     assert_eq!(outcomes.iter().filter(|o| ***o == Outcome::Correct).count(), 4);
     assert_eq!(env.read("subgid"), "acme:165536:2000\ncadvisor:100000:65536\n");

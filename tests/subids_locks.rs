@@ -177,3 +177,28 @@ fn lock_without_a_pid_is_not_reclaimed() {
     assert!(matches!(err, SubidsError::InvalidLock { .. }), "{err}");
     assert_nothing_written(&etc);
 }
+
+/// The `[[tenant]]`s of an apply wait for shadow's locks only as long as the apply's lock
+/// timeout (a daemon's retry waits 1 s), then fail with nothing written.
+#[test]
+fn tenants_wait_for_a_held_lock_only_the_apply_s_timeout() {
+    let (etc, _) = prepared();
+    let holder = Holder::spawn(Command::new("sleep").arg("60"));
+    etc.write("subuid.lock", &format!("{}\0", holder.pid()));
+    let config = etc.config("[[tenant]]\nname = 0\n");
+    let started = std::time::Instant::now();
+    let report = subids::ensure_tenants(
+        &config,
+        &nonrootd::ids::SystemIds,
+        &etc.state(),
+        false,
+        Duration::from_millis(300),
+    );
+    assert!(
+        started.elapsed() < subids::DEFAULT_LOCK_TIMEOUT,
+        "waited {:?}",
+        started.elapsed()
+    );
+    assert_eq!(report.entries[0].outcome.label(), "failed", "{report:?}");
+    assert_nothing_written(&etc);
+}

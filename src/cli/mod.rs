@@ -130,10 +130,10 @@ struct ApplyArgs {
     /// starts before the bus at boot).
     #[arg(long)]
     local: bool,
-    /// Give up waiting for the daemon, or in-process for apply.lock, after this long (e.g. 5s,
-    /// 500ms), so a hook never hangs Docker's start. Through the daemon it bounds the whole
-    /// call, volume walks included (a walk that outlasts it goes on in the daemon); in-process,
-    /// volume walks and shadow's locks (at most 15 s) are not bounded by it.
+    /// Give up waiting for the daemon, or in-process for each lock (apply.lock, shadow's), after
+    /// this long (e.g. 5s, 500ms), so a hook never hangs Docker's start. Through the daemon it
+    /// bounds the whole call, volume walks included (a walk that outlasts it goes on in the
+    /// daemon); in-process, volume walks are not bounded by it.
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
     timeout: Duration,
 }

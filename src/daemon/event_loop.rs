@@ -33,6 +33,9 @@ use crate::message_id;
 /// up to [`RETRY_MAX`].
 const RETRY_FIRST: Duration = Duration::from_secs(5);
 const RETRY_MAX: Duration = Duration::from_secs(600);
+/// How long a retry waits for a lock: a lock held long (an editor in `vipw`) then holds up the
+/// loop for this at each retry, not for [`LOCK_TIMEOUT`].
+const RETRY_LOCK_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// The duties the loop tries again on its own when they fail: the sockets' retries are the
 /// fixer's, and a volume walk (which may take long) waits for the next trigger.
@@ -166,7 +169,7 @@ impl Daemon {
                 _ = tick(&mut watchdog) => notify(&[NotifyState::Watchdog]),
                 _ = until(self.retry.due()) => {
                     if self.retry.take_due() {
-                        self.apply(self.failed, None, "a retry (an apply failed)");
+                        self.apply_within(self.failed, None, "a retry (an apply failed)", RETRY_LOCK_TIMEOUT);
                     }
                 }
             }
@@ -327,6 +330,18 @@ impl Daemon {
     /// Applies, records the outcome per path, emits signals for what changed or went wrong,
     /// and says what happened in STATUS=. The volumes duty only starts its walk here.
     fn apply(&mut self, duties: DutySet, socket: Option<PathBuf>, trigger: &str) -> Report {
+        self.apply_within(duties, socket, trigger, LOCK_TIMEOUT)
+    }
+
+    /// [`apply`](Self::apply), waiting at most `lock_timeout` for each lock (`apply.lock`,
+    /// shadow's): the loop does nothing else meanwhile.
+    fn apply_within(
+        &mut self,
+        duties: DutySet,
+        socket: Option<PathBuf>,
+        trigger: &str,
+        lock_timeout: Duration,
+    ) -> Report {
         if duties.contains(Duty::Volumes) {
             self.volumes.request(&self.config, trigger, None);
         }
@@ -335,7 +350,7 @@ impl Daemon {
             socket,
             dry_run: false,
         };
-        let report = apply_on_host(&self.config, &request, &self.state_dir, LOCK_TIMEOUT);
+        let report = apply_on_host(&self.config, &request, &self.state_dir, lock_timeout);
         self.record(&report, trigger, duties.contains(Duty::Sockets));
         // The socket fixer is the one that tries again, backing off, until the lookup works.
         if lookup_failed(&report) {

@@ -1023,9 +1023,19 @@ pub fn tenant_ranges(config: &Config, tenant: &IdRef, uid: u32) -> Result<[(Path
 }
 
 /// Makes every `[[tenant]]` own a range in both files (never releases), all in one
-/// transaction. One report entry per tenant and file.
-pub fn ensure_tenants(config: &Config, ids: &dyn IdResolver, state_dir: &Path, dry_run: bool) -> Report {
-    let settings = Settings::new(config, state_dir);
+/// transaction, waiting at most `lock_timeout` for shadow's locks. One report entry per tenant
+/// and file.
+pub fn ensure_tenants(
+    config: &Config,
+    ids: &dyn IdResolver,
+    state_dir: &Path,
+    dry_run: bool,
+    lock_timeout: Duration,
+) -> Report {
+    let settings = Settings {
+        lock_timeout,
+        ..Settings::new(config, state_dir)
+    };
     let paths = [&settings.subuid_file, &settings.subgid_file];
     let mut desired = Vec::new();
     let mut wanted = Vec::new();
