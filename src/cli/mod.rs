@@ -475,7 +475,9 @@ fn main_pid_of_nonrootd() -> Option<nix::unistd::Pid> {
 /// `Reload()` would (a broken one is refused, exit 1), then the daemon is sent SIGHUP, on which
 /// it reloads.
 fn reload_by_signal(pid: nix::unistd::Pid, why: &str) -> ExitCode {
-    if let Err(errors) = config_file::load(std::path::Path::new(DEFAULT_CONFIG)) {
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    let config = daemon_config(&cmdline, || std::fs::read_link(format!("/proc/{pid}/cwd")).ok());
+    if let Err(errors) = config_file::load(&config) {
         for error in errors {
             eprintln!("nonrootctl: reload refused: {error}");
         }
@@ -492,6 +494,32 @@ fn reload_by_signal(pid: nix::unistd::Pid, why: &str) -> ExitCode {
             eprintln!("nonrootctl: nonrootd (pid {pid}) is not on the system bus ({why}), and SIGHUP failed: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// The config file a daemon reads, from its command line (`--config FILE` or
+/// `--config=FILE`; a relative one is taken in `cwd`), else the default.
+fn daemon_config(cmdline: &[u8], cwd: impl FnOnce() -> Option<PathBuf>) -> PathBuf {
+    use std::os::unix::ffi::OsStrExt;
+    let mut args = cmdline.split(|b| *b == 0).skip(1);
+    let mut given = None;
+    while let Some(arg) = args.next() {
+        if arg == b"--" {
+            break;
+        }
+        if arg == b"--config" {
+            given = args.next();
+        } else if let Some(value) = arg.strip_prefix(b"--config=") {
+            given = Some(value);
+        }
+    }
+    let Some(given) = given.map(|bytes| PathBuf::from(std::ffi::OsStr::from_bytes(bytes))) else {
+        return PathBuf::from(DEFAULT_CONFIG);
+    };
+    if given.is_relative() {
+        cwd().unwrap_or_default().join(given)
+    } else {
+        given
     }
 }
 
@@ -594,6 +622,17 @@ fn summary(report: &Report) -> String {
 
 #[cfg(test)]
 mod tests {
+    /// `systemctl reload` off the bus checks the file the daemon reads, not the default.
+    #[test]
+    fn the_daemon_s_config_is_read_off_its_command_line() {
+        let cwd = || Some(PathBuf::from("/srv"));
+        let config = |cmdline: &[u8]| daemon_config(cmdline, cwd).display().to_string();
+        assert_eq!(config(b"/usr/sbin/nonrootd\0"), DEFAULT_CONFIG);
+        assert_eq!(config(b"/usr/sbin/nonrootd\0--config\0/etc/x.toml\0"), "/etc/x.toml");
+        assert_eq!(config(b"nonrootd\0--config=y.toml\0"), "/srv/y.toml");
+        assert_eq!(config(b"nonrootd\0--\0--config=z.toml\0"), DEFAULT_CONFIG);
+    }
+
     use super::*;
 
     #[test]
