@@ -421,7 +421,7 @@ _nonrootctl__subcmd__help__subcmd__status_commands() {
 _nonrootctl__subcmd__help__subcmd__subids_commands() {
     local commands; commands=(
 'allocate:Give each NAME (a user name or numeric uid) a range in both files, all in one write (or none when one is refused); prints NAME START COUNT' \
-'release:Remove NAME'\''s lines (by name and by uid) from both files and quarantine the ranges (the ids a user namespace can map, up to 4294967294)' \
+'release:Remove NAME'\''s lines (by name and by uid) from both files and quarantine the ranges (the ids a user namespace can map, up to 4294967294); run it before userdel, whose removed ranges are free at once' \
 'list:Every owner, start, count, file, line, and whether nonrootd manages it; then the released ranges still in quarantine, and until when' \
 'check:Validate both files; exit 1 when anything is wrong' \
     )
@@ -478,7 +478,7 @@ _nonrootctl__subcmd__status_commands() {
 _nonrootctl__subcmd__subids_commands() {
     local commands; commands=(
 'allocate:Give each NAME (a user name or numeric uid) a range in both files, all in one write (or none when one is refused); prints NAME START COUNT' \
-'release:Remove NAME'\''s lines (by name and by uid) from both files and quarantine the ranges (the ids a user namespace can map, up to 4294967294)' \
+'release:Remove NAME'\''s lines (by name and by uid) from both files and quarantine the ranges (the ids a user namespace can map, up to 4294967294); run it before userdel, whose removed ranges are free at once' \
 'list:Every owner, start, count, file, line, and whether nonrootd manages it; then the released ranges still in quarantine, and until when' \
 'check:Validate both files; exit 1 when anything is wrong' \
 'help:Print this message or the help of the given subcommand(s)' \
@@ -499,7 +499,7 @@ _nonrootctl__subcmd__subids__subcmd__check_commands() {
 _nonrootctl__subcmd__subids__subcmd__help_commands() {
     local commands; commands=(
 'allocate:Give each NAME (a user name or numeric uid) a range in both files, all in one write (or none when one is refused); prints NAME START COUNT' \
-'release:Remove NAME'\''s lines (by name and by uid) from both files and quarantine the ranges (the ids a user namespace can map, up to 4294967294)' \
+'release:Remove NAME'\''s lines (by name and by uid) from both files and quarantine the ranges (the ids a user namespace can map, up to 4294967294); run it before userdel, whose removed ranges are free at once' \
 'list:Every owner, start, count, file, line, and whether nonrootd manages it; then the released ranges still in quarantine, and until when' \
 'check:Validate both files; exit 1 when anything is wrong' \
 'help:Print this message or the help of the given subcommand(s)' \

@@ -691,8 +691,8 @@ fn a_release_after_another_tool_removed_the_lines_holds_the_recorded_ranges_and_
     let released = subids::release(&env.settings(""), "acme").unwrap();
     assert_eq!(
         released.to_string(),
-        "released acme 100000 1000 (subuid: its line was already gone, nonrootd's record kept it)\n\
-         released acme 100000 1000 (subgid: its line was already gone, nonrootd's record kept it)\n\
+        "released acme 100000 1000 (subuid: no line held it any more, nonrootd's record did)\n\
+         released acme 100000 1000 (subgid: no line held it any more, nonrootd's record did)\n\
          quarantined for 30 days\n"
     );
     let beta = subids::allocate(&env.settings(""), "beta", Some(1000), false).unwrap();
@@ -703,6 +703,29 @@ fn a_release_after_another_tool_removed_the_lines_holds_the_recorded_ranges_and_
     env.write("subuid", "acme:100000:1000\n");
     let listing = subids::list(&env.settings("")).unwrap();
     assert!(!listing.entries[0].managed, "{listing}");
+    assert_eq!(listing.quarantined.len(), 2, "{listing}");
+}
+
+/// A release run again after one that a crash cut short once the quarantine was written (the
+/// files and the record as before it) holds each range once.
+#[test]
+fn a_release_again_after_a_crash_quarantines_each_range_once() {
+    let env = TempEtc::new();
+    env.write("subuid", "");
+    env.write("subgid", "");
+    subids::allocate(&env.settings(""), "acme", Some(1000), false).unwrap();
+    let record = env.state().join("subids-managed.jsonl");
+    let before = (
+        env.read("subuid"),
+        env.read("subgid"),
+        fs::read_to_string(&record).unwrap(),
+    );
+    subids::release(&env.settings(""), "acme").unwrap();
+    env.write("subuid", &before.0);
+    env.write("subgid", &before.1);
+    fs::write(&record, &before.2).unwrap();
+    subids::release(&env.settings(""), "acme").unwrap();
+    let listing = subids::list(&env.settings("")).unwrap();
     assert_eq!(listing.quarantined.len(), 2, "{listing}");
 }
 

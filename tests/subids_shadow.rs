@@ -100,7 +100,8 @@ fn a_nul_byte_that_hides_lines_from_shadow_stops_allocations() {
 /// A user database that cannot answer (`passwd: files` without `/etc/passwd`: glibc says
 /// "unavailable", an error) leaves unknown which lines are a tenant's when some line could
 /// be written with its other spelling: allocating and releasing then fail and write nothing.
-/// Where no line needs the lookup, an allocation goes ahead.
+/// Where no line needs the lookup, an allocation by name goes ahead; one by uid fails, since
+/// a user may be named like that number.
 #[test]
 fn a_user_database_that_cannot_answer_stops_what_needs_it_and_writes_nothing() {
     let lines = "1001:100000:65536\nbob:200000:65536\n";
@@ -117,25 +118,57 @@ fn a_user_database_that_cannot_answer_stops_what_needs_it_and_writes_nothing() {
             etc.state().display()
         ))
     };
-    // A name's uid for the numeric owner; a uid's name for the named one.
-    for args in ["allocate acme", "release acme", "allocate 3003"] {
+    // A name's uid for the numeric owner; a user named like the uid.
+    let unknown = "which lines are its own is unknown";
+    let named = "looking up a user named ";
+    for (args, why) in [
+        ("allocate acme", unknown),
+        ("release acme", unknown),
+        ("allocate 3003", named),
+    ] {
         let out = nonrootctl(args);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{args}: {stderr}");
         assert!(
-            stderr.contains("which lines are its own is unknown") && stderr.contains("nothing was done"),
+            stderr.contains(why) && stderr.contains("nothing was done"),
             "{args}: {stderr}"
         );
         assert_eq!(etc.read("subuid"), lines, "{args}");
         assert_eq!(etc.read("subgid"), lines, "{args}");
     }
-    for (lines, tenant) in [
-        ("acme:100000:65536\nbob:200000:65536\n", "acme"),
-        ("1001:100000:65536\n7:200000:65536\n", "1001"),
-    ] {
-        etc.write("subuid", lines);
-        etc.write("subgid", lines);
-        let out = nonrootctl(&format!("allocate {tenant}"));
-        assert_eq!(assert_ok(&out), format!("{tenant} 100000 65536\n"));
-    }
+    // A plan that would fail (acme owns fewer ids than asked) fails for the lookup first: its
+    // error was worked out without the line its uid may own.
+    let small = "acme:100000:10\n1001:200000:10\n";
+    etc.write("subuid", small);
+    etc.write("subgid", small);
+    let stderr = String::from_utf8_lossy(&nonrootctl("allocate acme").stderr).into_owned();
+    assert!(stderr.contains("which lines are its own is unknown"), "{stderr}");
+    assert_eq!(etc.read("subuid"), small);
+    let lines = "acme:100000:65536\nbob:200000:65536\n";
+    etc.write("subuid", lines);
+    etc.write("subgid", lines);
+    assert_eq!(assert_ok(&nonrootctl("allocate acme")), "acme 100000 65536\n");
+}
+
+/// A user named like a number (Debian's useradd makes one) owns the lines written with that
+/// number, as shadow reads them: uid 1234 is refused, and nothing is written.
+#[test]
+fn a_uid_that_is_another_user_s_name_is_refused() {
+    let etc = TempEtc::copy_of_host();
+    assert_ok(&etc.shadow("useradd -K SUB_UID_COUNT=0 -K SUB_GID_COUNT=0 -u 4243 1234"));
+    let config = etc.path("nonrootd-test.toml");
+    std::fs::write(&config, subids_support::config_text(&etc.etc())).unwrap();
+    let out = etc.shadow(&format!(
+        "exec {} --config {} --state-dir {} subids allocate 1234",
+        env!("CARGO_BIN_EXE_nonrootctl"),
+        config.display(),
+        etc.state().display()
+    ));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("uid 1234 cannot own lines in the files: shadow gives lines owned by 1234 to the user named \"1234\" (uid 4243)"),
+        "{stderr}"
+    );
+    assert_eq!((etc.read("subuid"), etc.read("subgid")), (String::new(), String::new()));
 }

@@ -13,9 +13,10 @@ pub enum SubidsCommand {
     /// Give each NAME (a user name or numeric uid) a range in both files, all in one write
     /// (or none when one is refused); prints NAME START COUNT
     ///
-    /// NAME need not be a user yet: the range is held for an account made later. (The
-    /// [[tenant]] entries of the configuration, which the daemon applies, must name existing
-    /// users.)
+    /// NAME need not be a user yet: the range is held for an account made later with
+    /// `useradd -K SUB_UID_COUNT=0 -K SUB_GID_COUNT=0` (a plain useradd adds a second range).
+    /// (The [[tenant]] entries of the configuration, which the daemon applies, must name
+    /// existing users.)
     ///
     /// Lines written with NAME's other spelling (the uid of a name, the name of a uid) are
     /// NAME's too. When a line could be one and the user database cannot be asked, nothing
@@ -31,7 +32,8 @@ pub enum SubidsCommand {
         grow: bool,
     },
     /// Remove NAME's lines (by name and by uid) from both files and quarantine the ranges (the
-    /// ids a user namespace can map, up to 4294967294)
+    /// ids a user namespace can map, up to 4294967294); run it before userdel, whose removed
+    /// ranges are free at once
     Release { name: String },
     /// Every owner, start, count, file, line, and whether nonrootd manages it; then the released
     /// ranges still in quarantine, and until when

@@ -557,7 +557,7 @@ impl fmt::Display for Released {
         for (kind, r) in &self.from_record {
             writeln!(
                 f,
-                "released {} {} {} ({kind}: its line was already gone, nonrootd's record kept it)",
+                "released {} {} {} ({kind}: no line held it any more, nonrootd's record did)",
                 self.tenant, r.start, r.count
             )?;
         }
@@ -673,7 +673,30 @@ fn identify(text: &str) -> Result<Tenant, SubidsError> {
         tenant: text.to_string(),
         reason,
     })?;
+    if let Spelling::Uid(uid) = spelling {
+        refuse_uid_named_otherwise(uid)?;
+    }
     Ok(Tenant::looked_up(&spelling, other_spelling))
+}
+
+/// Refuses uid `uid` when a user is named like that number (Debian's useradd makes one):
+/// shadow gives the lines owned by `1234` to the user named 1234, whatever its uid.
+fn refuse_uid_named_otherwise(uid: u32) -> Result<(), SubidsError> {
+    let text = uid.to_string();
+    match User::from_name(&text) {
+        Ok(Some(user)) if user.uid.as_raw() != uid => Err(SubidsError::InvalidTenant {
+            tenant: text.clone(),
+            reason: format!(
+                "uid {uid} cannot own lines in the files: shadow gives lines owned by {text} to the user named {text:?} (uid {})",
+                user.uid
+            ),
+        }),
+        Ok(_) => Ok(()),
+        Err(errno) => Err(SubidsError::LookupFailed {
+            tenant: text.clone(),
+            error: format!("looking up a user named {text:?} failed: {}", errno.desc()),
+        }),
+    }
 }
 
 /// The uid of a user name, or the name of a uid, in the host's user database; `Err` when
@@ -798,8 +821,10 @@ fn allocate_tenants(
                 count,
                 grow,
             };
-            let plan = rules::plan(&request).map_err(|e| SubidsError::from_alloc(&tenant, settings, &held, e))?;
+            let plan = rules::plan(&request);
+            // Before the plan's own error: one worked out without the tenant's every line.
             refuse_unknown_spelling(&tenant)?;
+            let plan = plan.map_err(|e| SubidsError::from_alloc(&tenant, settings, &held, e))?;
             // The next tenant of the batch sees these as taken.
             subuid.append(tenant.owner(), &plan.add_subuid);
             subgid.append(tenant.owner(), &plan.add_subgid);
@@ -916,16 +941,25 @@ pub fn release(settings: &Settings, tenant: &str) -> Result<Released, SubidsErro
     let held = held
         .chain(second_readings)
         .chain(from_record.into_iter().map(|(kind, r)| (owner.to_string(), kind, r)));
-    quarantine.ranges.extend(held.filter_map(|(owner, kind, range)| {
+    for (owner, kind, range) in held {
         let mappable = rules::mappable(range);
-        (mappable.count > 0).then_some(Quarantined {
-            owner,
-            kind,
-            start: mappable.start,
-            count: mappable.count,
-            released_at: now,
-        })
-    }));
+        // Held already (a release again after one that a crash cut short): not twice, and
+        // held from now on.
+        let same = |q: &&mut Quarantined| {
+            (q.kind, q.start, q.count, q.owner.as_str()) == (kind, mappable.start, mappable.count, owner.as_str())
+        };
+        if let Some(held) = quarantine.ranges.iter_mut().find(same) {
+            held.released_at = now;
+        } else if mappable.count > 0 {
+            quarantine.ranges.push(Quarantined {
+                owner,
+                kind,
+                start: mappable.start,
+                count: mappable.count,
+                released_at: now,
+            });
+        }
+    }
     files::write_state(&settings.quarantine_path(), &quarantine)?;
     let replacements: Vec<files::Replacement<'_>> = rewrites
         .iter()
@@ -1071,7 +1105,14 @@ pub fn ensure_tenants(
             (IdRef::Name(name), Ok(uid), None) => {
                 Ok((Tenant::new(&Spelling::Name(name.clone()), Some(uid.to_string())), count))
             }
-            (IdRef::Id(_), Ok(uid), None) => Ok((tenant_of_uid(uid.0), count)),
+            (IdRef::Id(_), Ok(uid), None) => match refuse_uid_named_otherwise(uid.0) {
+                Ok(()) => Ok((tenant_of_uid(uid.0), count)),
+                Err(SubidsError::InvalidTenant { tenant, reason }) => Err(SubidsError::InvalidTenant {
+                    tenant,
+                    reason: format!("{reason} ({})", t.name.origin),
+                }),
+                Err(e) => Err(e),
+            },
         });
     }
     let mut report = Report::default();
