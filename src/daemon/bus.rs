@@ -26,8 +26,10 @@ pub enum BusEvent {
     Following(bool),
     /// The connection is gone, or could not be made.
     Lost(String),
-    /// Re-check the host: a followed unit became active, or systemd was (re)subscribed to.
+    /// Re-check the host: a followed unit became active or finished a job.
     Cue(String),
+    /// Re-check the host: systemd was (re)subscribed to, something may have started meanwhile.
+    Subscribed(String),
 }
 
 /// Runs forever: connect, serve, follow systemd; on loss, wait and connect again.
@@ -101,7 +103,7 @@ async fn session(
         let event = match cue {
             Cue::Following(what) => {
                 let _ = events.send(BusEvent::Following(true)).await;
-                BusEvent::Cue(what)
+                BusEvent::Subscribed(what)
             }
             Cue::NotFollowing(why) => {
                 warn!("cannot follow systemd on the bus ({why}); re-applying on inotify and API calls only");

@@ -184,6 +184,7 @@ impl Daemon {
     /// per Docker start) is served by one apply, the sockets' by the fixer thread.
     fn on_bus(&mut self, events: Vec<BusEvent>) {
         let mut rechecks: Vec<String> = Vec::new();
+        let mut unit_cue = false;
         let mut connected = false;
         for event in events {
             match event {
@@ -204,11 +205,15 @@ impl Daemon {
                     self.mark_ready();
                     tracing::debug!("bus lost: {why}");
                 }
-                BusEvent::Cue(what) => rechecks.push(what),
+                BusEvent::Cue(what) => {
+                    unit_cue = true;
+                    rechecks.push(what);
+                }
+                BusEvent::Subscribed(what) => rechecks.push(what),
             }
         }
         if let Some(what) = super::batch_trigger(&rechecks) {
-            self.apply(DutySet::HOST.without(Duty::Sockets), None, &what);
+            self.apply(recheck_duties(unit_cue, self.volumes.busy()), None, &what);
             self.fixer.recheck(what);
         }
         if connected {
@@ -427,6 +432,19 @@ impl Daemon {
     }
 }
 
+/// What a re-check applies on the loop: the host duties but the sockets (the fixer's). One
+/// only for a new connection or subscription (`unit_cue` false) walks no volumes while a walk
+/// runs, such as the startup's begun a moment before: a Docker start that may have gone unseen
+/// meanwhile is not worth walking every volume twice.
+fn recheck_duties(unit_cue: bool, walking: bool) -> DutySet {
+    let duties = DutySet::HOST.without(Duty::Sockets);
+    if !unit_cue && walking {
+        duties.without(Duty::Volumes)
+    } else {
+        duties
+    }
+}
+
 /// Whether a volume walk with `old` could differ from one with `new`: the volumes, and the
 /// data roots and subids files it reads.
 fn volumes_differ(old: &Config, new: &Config) -> bool {
@@ -456,6 +474,16 @@ mod tests {
 
     fn config(text: &str) -> Config {
         Config::from_sources(&[(PathBuf::from("/etc/nonrootd/nonrootd.toml"), text.into())]).unwrap()
+    }
+
+    /// A new subscription does not walk the volumes again while the startup's walk runs; a
+    /// unit's cue does (queued after it).
+    #[test]
+    fn a_subscription_during_a_walk_does_not_walk_again() {
+        assert!(!recheck_duties(false, true).contains(Duty::Volumes));
+        assert!(recheck_duties(false, false).contains(Duty::Volumes));
+        assert!(recheck_duties(true, true).contains(Duty::Volumes));
+        assert!(!recheck_duties(true, false).contains(Duty::Sockets));
     }
 
     /// A reload that changes only what a walk does not read lets the walk go on.

@@ -100,6 +100,11 @@ impl VolumeJobs {
         });
     }
 
+    /// Whether a walk is running.
+    pub fn busy(&self) -> bool {
+        self.running.is_some()
+    }
+
     /// Starts the queued walk, if any (after [`VolumeJobs::finished`]).
     pub fn start_next(&mut self, config: &Config) {
         if self.running.is_none()
