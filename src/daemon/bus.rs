@@ -41,12 +41,20 @@ pub async fn run(
     let mut retry = FIRST_RETRY;
     let mut warned = false;
     loop {
-        let result = session(&mut units, &requests, &events).await;
+        let mut connected = false;
+        let result = session(&mut units, &requests, &events, &mut connected).await;
         let why = match result {
             Ok(()) => {
                 info!("system bus connection closed; reconnecting");
-                retry = FIRST_RETRY;
+                // A later outage is news again, and is tried again soon.
+                (retry, warned) = (FIRST_RETRY, false);
                 "connection closed".to_string()
+            }
+            // The bus answered, and then something on it failed (a match rule refused).
+            Err(e) if connected && !warned => {
+                warn!("system bus session failed ({e}); connecting again, working on inotify meanwhile");
+                warned = true;
+                e.to_string()
             }
             Err(e) if !warned => {
                 warn!("no system bus ({e}); working on inotify only until it appears");
@@ -70,6 +78,7 @@ async fn session(
     units: &mut watch::Receiver<Vec<String>>,
     requests: &mpsc::Sender<Request>,
     events: &mpsc::Sender<BusEvent>,
+    connected: &mut bool,
 ) -> zbus::Result<()> {
     let connect = zbus::connection::Builder::system()
         .serve_at(
@@ -86,6 +95,7 @@ async fn session(
     if events.send(BusEvent::Connected(conn.clone())).await.is_err() {
         return Ok(());
     }
+    *connected = true;
     let followed = units.borrow_and_update().clone();
     let mut watcher = Watcher::new(&conn, &followed).await?;
     loop {
