@@ -105,9 +105,14 @@ fn check_config_refuses_a_min_above_the_max_of_login_defs() {
 fn check_config_refuses_files_others_could_write() {
     let scratch = Scratch::disk();
     let main = write_config(scratch.path(), "nonrootd.toml", "[docker]\n");
-    let out = nonrootctl(&["--config", &main, "check-config"]);
+    let out = nonrootctl(&["--config", &main, "check-config", "--unit-dir", "/nonexistent"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert_eq!(text(&out.stdout), format!("{main}: valid (0 drop-ins)\n"));
+    assert_eq!(
+        text(&out.stdout),
+        format!(
+            "{main}: valid (0 drop-ins)\nnote: nonrootd.service is not in /nonexistent: what its sandbox lets nonrootd write was not checked\n"
+        )
+    );
 
     chmod(Path::new(&main), 0o664);
     let out = nonrootctl(&["--config", &main, "check-config"]);
@@ -133,8 +138,12 @@ fn a_fifo_a_symlink_or_a_directory_others_can_change_is_refused_and_hidden_files
     let main = write_config(&etc, "nonrootd.toml", "[docker]\n");
     let drop_ins = scratch.mkdir("etc/nonrootd.d", 0o755);
     let check = || {
-        let out = nonrootctl(&["--config", &main, "check-config"]);
-        (out.status.code(), text(&out.stdout), text(&out.stderr))
+        let out = nonrootctl(&["--config", &main, "check-config", "--unit-dir", "/nonexistent"]);
+        let stdout = text(&out.stdout).replace(
+            "note: nonrootd.service is not in /nonexistent: what its sandbox lets nonrootd write was not checked\n",
+            "",
+        );
+        (out.status.code(), stdout, text(&out.stderr))
     };
     // An editor's lock symlink and temp file are not drop-ins.
     std::os::unix::fs::symlink("user@host.1234", drop_ins.join(".#10-x.toml")).unwrap();
@@ -558,7 +567,7 @@ fn check_config_names_paths_the_shipped_unit_may_not_write_and_the_drop_in_to_ad
         "{stderr}"
     );
     assert!(
-        stderr.contains("nonrootd.service.d/paths.conf with \"[Service]\\nReadWritePaths=/srv/docker\""),
+        stderr.contains("nonrootd.service.d/paths.conf with \"[Service]\\nReadWritePaths=-/srv/docker\""),
         "{stderr}"
     );
     assert!(!stderr.contains("docker.sock"), "{stderr}");
@@ -576,13 +585,32 @@ fn check_config_names_paths_the_shipped_unit_may_not_write_and_the_drop_in_to_ad
     assert_eq!(code, Some(0), "{stderr}");
 }
 
+/// A socket's directory is what must be writable (a re-created socket is a new inode), and a
+/// path through a symbolic link is judged where it leads, as systemd does.
+#[test]
+fn check_config_judges_a_socket_s_directory_where_symbolic_links_lead() {
+    let unit = ShippedUnit::new();
+    let (code, _, stderr) = unit.check("[[socket]]\npath = \"/var/run/docker.sock\"\nusers = [4321]\n");
+    assert_eq!(
+        code,
+        Some(0),
+        "/var/run is /run, which the unit lets nonrootd write: {stderr}"
+    );
+    let (code, _, stderr) = unit.check("[[socket]]\npath = \"/srv/podman/podman.sock\"\nusers = [4321]\n");
+    assert_eq!(code, Some(1));
+    assert!(
+        stderr.contains("socket.path /srv/podman/podman.sock: its directory /srv/podman is read-only for nonrootd.service (ProtectSystem=strict): add /etc/systemd/system/nonrootd.service.d/paths.conf with \"[Service]\\nReadWritePaths=-/srv/podman\""),
+        "{stderr}"
+    );
+}
+
 #[test]
 fn check_config_advises_protect_home_read_only_for_paths_below_home() {
     let unit = ShippedUnit::new();
     let (code, _, stderr) = unit.check("[docker]\ndata_root = \"/home/docker\"\n");
     assert_eq!(code, Some(1));
     assert!(
-        stderr.contains("\"[Service]\\nProtectHome=read-only\\nReadWritePaths=/home/docker\""),
+        stderr.contains("\"[Service]\\nProtectHome=read-only\\nReadWritePaths=-/home/docker\""),
         "{stderr}"
     );
 
@@ -599,7 +627,7 @@ fn check_config_advises_protect_home_read_only_for_paths_below_home() {
         "{stdout}"
     );
     assert!(
-        stdout.contains("\"[Service]\\nProtectHome=read-only\\nReadWritePaths=/home/app/data\""),
+        stdout.contains("\"[Service]\\nProtectHome=read-only\\nReadWritePaths=-/home/app/data\""),
         "{stdout}"
     );
     // Once the installed unit's drop-ins let nonrootd write it, there is nothing to note.
@@ -618,11 +646,11 @@ fn check_config_names_a_socket_in_tmp_that_private_tmp_hides_even_when_writable(
     let (code, _, stderr) = unit.check(config);
     assert_eq!(code, Some(1));
     assert!(
-        stderr.contains("nonrootd.toml:2: socket.path /tmp/app/app.sock is not the host's for nonrootd.service, which has a /tmp of its own (PrivateTmp=yes)"),
+        stderr.contains("nonrootd.toml:2: socket.path /tmp/app/app.sock: its directory /tmp/app is not the host's for nonrootd.service, which has a /tmp of its own (PrivateTmp=yes)"),
         "{stderr}"
     );
     assert!(
-        stderr.contains("\"[Service]\\nPrivateTmp=no\\nReadWritePaths=/tmp/app/app.sock\""),
+        stderr.contains("\"[Service]\\nPrivateTmp=no\\nReadWritePaths=-/tmp/app\""),
         "{stderr}"
     );
     unit.drop_in("[Service]\nPrivateTmp=no\nReadWritePaths=/tmp/app\n");

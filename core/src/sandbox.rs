@@ -10,14 +10,19 @@ use crate::config::{Config, Origin};
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WrittenPath {
     pub key: &'static str,
+    /// As configured.
     pub path: PathBuf,
+    /// What the unit must let nonrootd write for it: the path, or its directory for a socket
+    /// (re-created as a new inode, which a read-only mount of the old one would not cover)
+    /// and a subids file (shadow's locks and the rename live there).
+    pub writable: PathBuf,
     /// Where the config sets it, or what makes it written (the `[dmi]` table, the first
     /// `[[tenant]]`); `None` for a data root from Docker's daemon.json or the default.
     pub origin: Option<Origin>,
 }
 
-/// Where the configured duties write: the data root, each socket, the DMI tables and the
-/// directories of the subordinate id files (shadow's locks and the rename live there).
+/// Where the configured duties write: the data root, each socket's directory, the DMI tables
+/// and the directories of the subordinate id files.
 pub fn written_paths(config: &Config, data_root: Option<&Path>) -> Vec<WrittenPath> {
     let mut paths = Vec::new();
     if let Some(root) = data_root.filter(|_| config.docker.is_some()) {
@@ -25,6 +30,7 @@ pub fn written_paths(config: &Config, data_root: Option<&Path>) -> Vec<WrittenPa
         paths.push(WrittenPath {
             key: "docker.data_root",
             path: root.to_path_buf(),
+            writable: root.to_path_buf(),
             origin: configured.map(|r| r.origin.clone()),
         });
     }
@@ -32,6 +38,7 @@ pub fn written_paths(config: &Config, data_root: Option<&Path>) -> Vec<WrittenPa
         paths.push(WrittenPath {
             key: "socket.path",
             path: socket.path.clone(),
+            writable: socket.path.parent().unwrap_or(Path::new("/")).to_path_buf(),
             origin: Some(socket.origin.clone()),
         });
     }
@@ -39,6 +46,7 @@ pub fn written_paths(config: &Config, data_root: Option<&Path>) -> Vec<WrittenPa
         paths.push(WrittenPath {
             key: "dmi.tables_dir",
             path: dmi.tables_dir.clone(),
+            writable: dmi.tables_dir.clone(),
             origin: Some(dmi.tables_dir_origin.clone()),
         });
     }
@@ -48,10 +56,10 @@ pub fn written_paths(config: &Config, data_root: Option<&Path>) -> Vec<WrittenPa
             ("subids.subuid_file", &subids.subuid_file, &subids.subuid_file_origin),
             ("subids.subgid_file", &subids.subgid_file, &subids.subgid_file_origin),
         ] {
-            let dir = file.parent().unwrap_or(Path::new("/"));
             paths.push(WrittenPath {
                 key,
-                path: dir.to_path_buf(),
+                path: file.clone(),
+                writable: file.parent().unwrap_or(Path::new("/")).to_path_buf(),
                 origin: Some(origin.as_ref().unwrap_or(&first_tenant.name.origin).clone()),
             });
         }
@@ -62,84 +70,231 @@ pub fn written_paths(config: &Config, data_root: Option<&Path>) -> Vec<WrittenPa
 /// What nonrootd.service with its drop-ins lets nonrootd write.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct UnitSandbox {
+    /// `ProtectSystem=`: what is read-only unless a path list says otherwise.
+    pub protect_system: ProtectSystem,
     /// `ReadWritePaths=`, in order.
     pub read_write_paths: Vec<PathBuf>,
+    /// `ReadOnlyPaths=`, in order.
+    pub read_only_paths: Vec<PathBuf>,
+    /// `InaccessiblePaths=`, in order.
+    pub inaccessible_paths: Vec<PathBuf>,
     /// `ProtectHome=yes` or `tmpfs`: /home, /root and /run/user are hidden.
     pub hides_homes: bool,
     /// `PrivateTmp=`: /tmp and /var/tmp are the unit's own.
     pub private_tmp: bool,
 }
 
+/// `ProtectSystem=`, as systemd 252 reads it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ProtectSystem {
+    #[default]
+    No,
+    /// `yes`: /usr, /boot and /efi are read-only.
+    Yes,
+    /// `full`: /etc too.
+    Full,
+    /// `strict`: every path but the API file systems.
+    Strict,
+}
+
+impl ProtectSystem {
+    fn parse(value: &str) -> Option<ProtectSystem> {
+        match (boolean(value), value) {
+            (Some(true), _) => Some(ProtectSystem::Yes),
+            (Some(false), _) => Some(ProtectSystem::No),
+            (None, "full") => Some(ProtectSystem::Full),
+            (None, "strict") => Some(ProtectSystem::Strict),
+            (None, _) => None,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            ProtectSystem::No => "no",
+            ProtectSystem::Yes => "yes",
+            ProtectSystem::Full => "full",
+            ProtectSystem::Strict => "strict",
+        }
+    }
+
+    fn makes_read_only(self, path: &Path) -> bool {
+        let under = |trees: &[&str]| trees.iter().any(|tree| path.starts_with(tree));
+        match self {
+            ProtectSystem::No => false,
+            ProtectSystem::Yes => under(&["/usr", "/boot", "/efi"]),
+            ProtectSystem::Full => under(&["/usr", "/boot", "/efi", "/etc"]),
+            ProtectSystem::Strict => !under(&["/dev", "/proc", "/sys"]),
+        }
+    }
+}
+
 /// Why nonrootd.service cannot write a path.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Blocked {
-    ReadOnly,
+    /// By `ProtectSystem=` (its value), no `ReadWritePaths=` opening it.
+    ReadOnly(&'static str),
+    /// By a `ReadOnlyPaths=` entry, the deepest one that holds it.
+    ReadOnlyPath,
+    /// By an `InaccessiblePaths=` entry, the deepest one that holds it.
+    Inaccessible,
     HiddenHome,
     PrivateTmp,
 }
 
 impl std::fmt::Display for Blocked {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Blocked::ReadOnly => "is read-only for nonrootd.service (ProtectSystem=strict)",
+        match self {
+            Blocked::ReadOnly(protect) => {
+                write!(f, "is read-only for nonrootd.service (ProtectSystem={protect})")
+            }
+            Blocked::ReadOnlyPath => f.write_str("is read-only for nonrootd.service (ReadOnlyPaths=)"),
+            Blocked::Inaccessible => f.write_str("is hidden from nonrootd.service (InaccessiblePaths=)"),
             Blocked::HiddenHome => {
-                "is hidden from nonrootd.service (ProtectHome=, which hides /home, /root and /run/user)"
+                f.write_str("is hidden from nonrootd.service (ProtectHome=, which hides /home, /root and /run/user)")
             }
             Blocked::PrivateTmp => {
-                "is not the host's for nonrootd.service, which has a /tmp of its own (PrivateTmp=yes)"
+                f.write_str("is not the host's for nonrootd.service, which has a /tmp of its own (PrivateTmp=yes)")
             }
-        })
+        }
     }
 }
 
 impl UnitSandbox {
-    /// Reads a unit file or drop-in over what the earlier ones set, as systemd 252 does: an
-    /// empty `ReadWritePaths=` resets the list, a leading `-` (ignore if missing) or `+` is
-    /// dropped; the last valid `ProtectHome=` and `PrivateTmp=` win, and an empty or invalid
-    /// one is ignored (systemd logs it and keeps the earlier value).
+    /// Reads a unit file or drop-in over what the earlier ones set, as systemd 252 does: a
+    /// line ending in `\` goes on in the next one, `#` and `;` lines are comments; an empty
+    /// path list assignment resets that list, words may be quoted, and a leading `-` (ignore if
+    /// missing) or `+` is dropped; the last valid `ProtectSystem=`, `ProtectHome=` and
+    /// `PrivateTmp=` win, and an empty or invalid one is ignored (systemd logs it and keeps the
+    /// earlier value).
     pub fn read(&mut self, unit: &str) {
-        for line in unit.lines().map(str::trim) {
+        for line in logical_lines(unit) {
             let Some((key, value)) = line.split_once('=') else {
                 continue;
             };
             let value = value.trim();
-            match key.trim() {
-                "ReadWritePaths" if value.is_empty() => self.read_write_paths.clear(),
-                "ReadWritePaths" => self.read_write_paths.extend(
-                    value
-                        .split_whitespace()
-                        .map(|w| PathBuf::from(w.trim_start_matches(['-', '+']))),
-                ),
-                "ProtectHome" => match (boolean(value), value) {
-                    (Some(hides), _) => self.hides_homes = hides,
-                    (None, "read-only") => self.hides_homes = false,
-                    (None, "tmpfs") => self.hides_homes = true,
-                    (None, _) => {}
-                },
+            let list = match key.trim() {
+                "ReadWritePaths" => &mut self.read_write_paths,
+                "ReadOnlyPaths" => &mut self.read_only_paths,
+                "InaccessiblePaths" => &mut self.inaccessible_paths,
+                "ProtectSystem" => {
+                    self.protect_system = ProtectSystem::parse(value).unwrap_or(self.protect_system);
+                    continue;
+                }
+                "ProtectHome" => {
+                    match (boolean(value), value) {
+                        (Some(hides), _) => self.hides_homes = hides,
+                        (None, "read-only") => self.hides_homes = false,
+                        (None, "tmpfs") => self.hides_homes = true,
+                        (None, _) => {}
+                    }
+                    continue;
+                }
                 // systemd 257's "disconnected" is another private /tmp (252 ignores it: taking
                 // it as private errs on the side of naming the path).
-                "PrivateTmp" => match (boolean(value), value) {
-                    (Some(private), _) => self.private_tmp = private,
-                    (None, "disconnected") => self.private_tmp = true,
-                    (None, _) => {}
-                },
-                _ => {}
+                "PrivateTmp" => {
+                    match (boolean(value), value) {
+                        (Some(private), _) => self.private_tmp = private,
+                        (None, "disconnected") => self.private_tmp = true,
+                        (None, _) => {}
+                    }
+                    continue;
+                }
+                _ => continue,
+            };
+            if value.is_empty() {
+                list.clear();
             }
+            list.extend(words(value).map(|w| PathBuf::from(w.trim_start_matches(['-', '+']))));
         }
     }
 
-    /// Why nonrootd cannot write `path`, or `None` when it can.
+    /// Why nonrootd cannot write `path`, or `None` when it can. The deepest path list entry
+    /// holding it decides (at one depth, the more restrictive), else `ProtectSystem=`.
     pub fn blocks(&self, path: &Path) -> Option<Blocked> {
         if self.private_tmp && is_tmp(path) {
-            Some(Blocked::PrivateTmp)
-        } else if self.hides_homes && is_home(path) {
-            Some(Blocked::HiddenHome)
-        } else if !self.read_write_paths.iter().any(|a| path.starts_with(a)) {
-            Some(Blocked::ReadOnly)
-        } else {
-            None
+            return Some(Blocked::PrivateTmp);
+        }
+        if self.hides_homes && is_home(path) {
+            return Some(Blocked::HiddenHome);
+        }
+        let lists = [
+            (&self.inaccessible_paths, Some(Blocked::Inaccessible)),
+            (&self.read_only_paths, Some(Blocked::ReadOnlyPath)),
+            (&self.read_write_paths, None),
+        ];
+        let deepest = lists
+            .into_iter()
+            .flat_map(|(list, verdict)| list.iter().filter(|e| path.starts_with(e)).map(move |e| (e, verdict)))
+            // The first of the deepest: lists are in order of restriction.
+            .fold(
+                None,
+                |best: Option<(&PathBuf, Option<Blocked>)>, (entry, verdict)| match best {
+                    Some((b, _)) if b.components().count() >= entry.components().count() => best,
+                    _ => Some((entry, verdict)),
+                },
+            );
+        match deepest {
+            Some((_, verdict)) => verdict,
+            None => self
+                .protect_system
+                .makes_read_only(path)
+                .then_some(Blocked::ReadOnly(self.protect_system.name())),
         }
     }
+}
+
+/// The lines of a unit file as systemd reads them: a line ending in a backslash is joined
+/// with the next (with a space), comment lines are left out.
+fn logical_lines(unit: &str) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut pending: Option<String> = None;
+    for raw in unit.lines() {
+        let line = raw.trim();
+        if pending.is_none() && (line.starts_with('#') || line.starts_with(';')) {
+            continue;
+        }
+        let (text, continues) = match line.strip_suffix('\\') {
+            Some(text) => (text, true),
+            None => (line, false),
+        };
+        let joined = match pending.take() {
+            Some(mut before) => {
+                before.push(' ');
+                before.push_str(text);
+                before
+            }
+            None => text.to_string(),
+        };
+        if continues {
+            pending = Some(joined);
+        } else {
+            lines.push(joined);
+        }
+    }
+    lines.extend(pending);
+    lines
+}
+
+/// The words of a path list as systemd splits them: at white space outside quotes, quotes
+/// removed, backslash escapes of quotes, white space and backslashes undone.
+fn words(value: &str) -> impl Iterator<Item = String> + '_ {
+    let mut chars = value.chars().peekable();
+    std::iter::from_fn(move || {
+        while chars.next_if(|c| c.is_whitespace()).is_some() {}
+        chars.peek()?;
+        let mut word = String::new();
+        let mut quote = None;
+        while let Some(c) = chars.next() {
+            match (c, quote) {
+                ('\\', _) => word.extend(chars.next()),
+                ('"' | '\'', None) => quote = Some(c),
+                (c, Some(q)) if c == q => quote = None,
+                (c, None) if c.is_whitespace() => break,
+                (c, _) => word.push(c),
+            }
+        }
+        Some(word)
+    })
 }
 
 /// systemd's `parse_boolean`: case-insensitive.
@@ -167,7 +322,8 @@ fn is_tmp(path: &Path) -> bool {
     path.starts_with("/tmp") || path.starts_with("/var/tmp")
 }
 
-/// The drop-in an admin adds so that nonrootd may write `path`. Below /home, /root or
+/// The drop-in an admin adds so that nonrootd may write `path` (with `-`: a path that does not
+/// exist yet would keep the unit from starting otherwise). Below /home, /root or
 /// /run/user it also turns `ProtectHome=yes` into `read-only`, below which `ReadWritePaths=`
 /// works; below /tmp or /var/tmp it turns `PrivateTmp=` off, so that nonrootd sees the host's.
 pub fn drop_in_advice(path: &Path) -> String {
@@ -175,8 +331,30 @@ pub fn drop_in_advice(path: &Path) -> String {
     let private_tmp = if is_tmp(path) { "PrivateTmp=no\\n" } else { "" };
     format!(
         "add /etc/systemd/system/nonrootd.service.d/paths.conf with \"[Service]\\n{protect_home}{private_tmp}ReadWritePaths={}\", then systemctl daemon-reload and restart nonrootd",
-        path.display()
+        unit_word(path)
     )
+}
+
+/// `-path` as one word of a unit file's path list: `%` doubled (a specifier otherwise),
+/// quoted when it holds white space, a quote or a backslash (escaped inside).
+fn unit_word(path: &Path) -> String {
+    let text = format!("-{}", path.display()).replace('%', "%%");
+    if !text.contains(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | '\\')) {
+        return text;
+    }
+    let mut word = String::from("'");
+    for c in text.chars() {
+        match c {
+            '\n' => word.push_str("\\n"),
+            '\'' | '\\' => {
+                word.push('\\');
+                word.push(c);
+            }
+            c => word.push(c),
+        }
+    }
+    word.push('\'');
+    word
 }
 
 #[cfg(test)]
@@ -204,27 +382,65 @@ mod tests {
         assert_eq!(sandbox(&[unit, drop_in]).read_write_paths, [PathBuf::from("/srv")]);
     }
 
+    /// Continued lines, quoted words, ProtectSystem= levels and the deepest of the path lists.
+    #[test]
+    fn units_are_read_as_systemd_reads_them() {
+        let unit = sandbox(&[
+            "[Service]\nProtectSystem=strict\n# ReadWritePaths=/commented\nReadWritePaths=/srv/a \\\n  \"/srv/b c\" '-/srv/d'\n",
+            "ReadOnlyPaths=/srv/a/ro\nInaccessiblePaths=/srv/b\\ c/gone\nReadWritePaths=/srv/a/ro/rw\n",
+        ]);
+        assert_eq!(
+            unit.read_write_paths,
+            [
+                PathBuf::from("/srv/a"),
+                "/srv/b c".into(),
+                "/srv/d".into(),
+                "/srv/a/ro/rw".into()
+            ]
+        );
+        assert_eq!(unit.blocks(Path::new("/srv/a/x")), None);
+        assert_eq!(unit.blocks(Path::new("/srv/b c/x")), None);
+        assert_eq!(unit.blocks(Path::new("/commented")), Some(Blocked::ReadOnly("strict")));
+        assert_eq!(unit.blocks(Path::new("/srv/a/ro/x")), Some(Blocked::ReadOnlyPath));
+        assert_eq!(unit.blocks(Path::new("/srv/a/ro/rw/x")), None);
+        assert_eq!(unit.blocks(Path::new("/srv/b c/gone")), Some(Blocked::Inaccessible));
+        // At one depth the more restrictive list wins.
+        let both = sandbox(&["ProtectSystem=strict\nReadWritePaths=/srv\nReadOnlyPaths=/srv\n"]);
+        assert_eq!(both.blocks(Path::new("/srv/x")), Some(Blocked::ReadOnlyPath));
+        let full = sandbox(&["ProtectSystem=strict\n", "ProtectSystem=full\nProtectSystem=bogus\n"]);
+        assert_eq!(full.blocks(Path::new("/etc/x")), Some(Blocked::ReadOnly("full")));
+        assert_eq!(full.blocks(Path::new("/srv/x")), None);
+        let off = sandbox(&["ProtectSystem=strict\n", "ProtectSystem=no\n"]);
+        assert_eq!(off.blocks(Path::new("/usr/x")), None);
+        let yes = sandbox(&["ProtectSystem=yes\n"]);
+        assert_eq!(yes.blocks(Path::new("/usr/x")), Some(Blocked::ReadOnly("yes")));
+    }
+
     #[test]
     fn paths_outside_the_sandbox_are_named() {
         let config = config(
             "[docker]\n[[socket]]\npath = \"/run/docker.sock\"\nusers = [1]\n[[socket]]\npath = \"/srv/podman/podman.sock\"\nusers = [1]\n",
         );
-        let unit = sandbox(&["ReadWritePaths=/etc /run -/var/lib/docker -/sys/firmware/dmi/tables\n"]);
+        let unit =
+            sandbox(&["ProtectSystem=strict\nReadWritePaths=/etc /run -/var/lib/docker -/sys/firmware/dmi/tables\n"]);
         let blocked = |data_root: &str| -> Vec<_> {
             written_paths(&config, Some(Path::new(data_root)))
                 .into_iter()
-                .filter_map(|w| Some((w.key, w.path.clone(), unit.blocks(&w.path)?)))
+                .filter_map(|w| Some((w.key, w.writable.clone(), unit.blocks(&w.writable)?)))
                 .collect()
         };
+        let strict = Blocked::ReadOnly("strict");
         assert_eq!(
             blocked("/data/docker"),
             [
-                ("docker.data_root", PathBuf::from("/data/docker"), Blocked::ReadOnly),
-                ("socket.path", "/srv/podman/podman.sock".into(), Blocked::ReadOnly)
+                ("docker.data_root", PathBuf::from("/data/docker"), strict),
+                ("socket.path", "/srv/podman".into(), strict)
             ]
         );
         assert_eq!(blocked("/var/lib/docker").len(), 1);
-        assert!(drop_in_advice(Path::new("/srv")).contains("ReadWritePaths=/srv"));
+        // With "-": a path that does not exist yet does not keep the unit from starting.
+        assert!(drop_in_advice(Path::new("/srv")).contains("ReadWritePaths=-/srv\""));
+        assert!(drop_in_advice(Path::new("/srv/a b%")).contains("ReadWritePaths='-/srv/a b%%'\""));
     }
 
     /// A path is named where it is set (a drop-in's line), else where what writes it is.
@@ -261,13 +477,16 @@ mod tests {
 
     #[test]
     fn private_tmp_and_protect_home_hide_what_read_write_paths_name() {
-        let shipped = "[Service]\nReadWritePaths=/run /tmp/x.sock /home/app\nProtectHome=yes\nPrivateTmp=yes\n";
+        let shipped = "[Service]\nProtectSystem=strict\nReadWritePaths=/run /tmp/x.sock /home/app\nProtectHome=yes\nPrivateTmp=yes\n";
         let unit = sandbox(&[shipped]);
         assert_eq!(unit.blocks(Path::new("/tmp/x.sock")), Some(Blocked::PrivateTmp));
         assert_eq!(unit.blocks(Path::new("/var/tmp/y.sock")), Some(Blocked::PrivateTmp));
         assert_eq!(unit.blocks(Path::new("/home/app/data")), Some(Blocked::HiddenHome));
         assert_eq!(unit.blocks(Path::new("/run/docker.sock")), None);
-        assert_eq!(unit.blocks(Path::new("/tmpx/a.sock")), Some(Blocked::ReadOnly));
+        assert_eq!(
+            unit.blocks(Path::new("/tmpx/a.sock")),
+            Some(Blocked::ReadOnly("strict"))
+        );
         let opened = sandbox(&[shipped, "[Service]\nPrivateTmp=no\nProtectHome=read-only\n"]);
         assert_eq!(opened.blocks(Path::new("/tmp/x.sock")), None);
         assert_eq!(opened.blocks(Path::new("/home/app/data")), None);
@@ -284,7 +503,7 @@ mod tests {
         assert!(sandbox(&["PrivateTmp=disconnected\n"]).private_tmp);
         assert!(
             drop_in_advice(Path::new("/tmp/x.sock"))
-                .contains("\"[Service]\\nPrivateTmp=no\\nReadWritePaths=/tmp/x.sock\"")
+                .contains("\"[Service]\\nPrivateTmp=no\\nReadWritePaths=-/tmp/x.sock\"")
         );
     }
 
@@ -294,7 +513,7 @@ mod tests {
             let advice = drop_in_advice(Path::new(path));
             assert!(
                 advice.contains(&format!(
-                    "\"[Service]\\nProtectHome=read-only\\nReadWritePaths={path}\""
+                    "\"[Service]\\nProtectHome=read-only\\nReadWritePaths=-{path}\""
                 )),
                 "{advice}"
             );

@@ -245,6 +245,7 @@ fn unit_sandbox(unit_dirs: &[PathBuf]) -> Option<sandbox::UnitSandbox> {
     let read = |path: &std::path::Path| std::fs::read(path).map(|bytes| String::from_utf8_lossy(&bytes).into_owned());
     let mut sandbox = sandbox::UnitSandbox::default();
     sandbox.read(&read(&unit).ok()?);
+    let resolve_all = |paths: &mut Vec<PathBuf>| paths.iter_mut().for_each(|p| *p = resolved(p));
     let mut drop_ins = std::collections::BTreeMap::new();
     for dir in unit_dirs {
         let Ok(entries) = std::fs::read_dir(dir.join("nonrootd.service.d")) else {
@@ -263,7 +264,27 @@ fn unit_sandbox(unit_dirs: &[PathBuf]) -> Option<sandbox::UnitSandbox> {
             Err(e) => eprintln!("nonrootctl: {}: cannot read ({e}); judged without it", path.display()),
         }
     }
+    // systemd follows symbolic links in them, as `resolved` does for the paths judged.
+    resolve_all(&mut sandbox.read_write_paths);
+    resolve_all(&mut sandbox.read_only_paths);
+    resolve_all(&mut sandbox.inaccessible_paths);
     Some(sandbox)
+}
+
+/// `path` with the symbolic links of its longest existing part followed (`/var/run/x` is
+/// `/run/x`), the rest as written.
+fn resolved(path: &std::path::Path) -> PathBuf {
+    for existing in path.ancestors() {
+        if let Ok(real) = std::fs::canonicalize(existing) {
+            let rest = path.strip_prefix(existing).unwrap_or(std::path::Path::new(""));
+            return if rest.as_os_str().is_empty() {
+                real
+            } else {
+                real.join(rest)
+            };
+        }
+    }
+    path.to_path_buf()
 }
 
 fn check_config(path: &std::path::Path, state_dir: &std::path::Path, args: &CheckConfigArgs) -> ExitCode {
@@ -306,18 +327,26 @@ fn check_config(path: &std::path::Path, state_dir: &std::path::Path, args: &Chec
         };
         let mut blocked = false;
         for written in sandbox::written_paths(&config, data_root.as_deref()) {
-            let Some(why) = unit.blocks(&written.path) else {
+            let writable = resolved(&written.writable);
+            let Some(why) = unit.blocks(&writable) else {
                 continue;
             };
             let place = written
                 .origin
                 .as_ref()
                 .map_or_else(|| path.display().to_string(), |o| o.to_string());
+            let what = match written.writable == written.path {
+                true => format!("{} {}", written.key, written.path.display()),
+                false => format!(
+                    "{} {}: its directory {}",
+                    written.key,
+                    written.path.display(),
+                    written.writable.display()
+                ),
+            };
             eprintln!(
-                "nonrootctl: {place}: {} {} {why}: {}",
-                written.key,
-                written.path.display(),
-                sandbox::drop_in_advice(&written.path)
+                "nonrootctl: {place}: {what} {why}: {}",
+                sandbox::drop_in_advice(&writable)
             );
             blocked = true;
         }
@@ -327,14 +356,21 @@ fn check_config(path: &std::path::Path, state_dir: &std::path::Path, args: &Chec
     }
     let drop_ins = config_file::drop_ins(path).map(|d| d.len()).unwrap_or(0);
     println!("{}: valid ({drop_ins} drop-ins)", path.display());
+    if unit.is_none() {
+        let dirs: Vec<String> = unit_dirs.iter().map(|d| d.display().to_string()).collect();
+        println!(
+            "note: nonrootd.service is not in {}: what its sandbox lets nonrootd write was not checked",
+            dirs.join(", ")
+        );
+    }
     // Not an error: `nonrootctl apply --only volumes` can still walk such a volume by hand.
     let volumes = config.volumes.iter();
-    for (volume, why) in volumes.filter_map(|v| Some((v, unit.as_ref()?.blocks(&v.path)?))) {
+    for (volume, why) in volumes.filter_map(|v| Some((v, unit.as_ref()?.blocks(&resolved(&v.path))?))) {
         println!(
             "note: {}: volume.path {} {why}: {}",
             volume.origin,
             volume.path.display(),
-            sandbox::drop_in_advice(&volume.path)
+            sandbox::drop_in_advice(&resolved(&volume.path))
         );
     }
     ExitCode::SUCCESS
