@@ -303,18 +303,29 @@ impl From<NumericId> for u32 {
 }
 
 /// Turns byte spans of one file into origins.
-struct SourceFile<'a> {
+struct SourceFile {
     file: Arc<Path>,
-    text: &'a str,
+    /// Where each line starts: a line number is one search, whatever the file's size.
+    line_starts: Vec<usize>,
 }
 
-impl SourceFile<'_> {
+impl SourceFile {
+    fn new(path: &Path, text: &str) -> SourceFile {
+        let after_newlines = text
+            .bytes()
+            .enumerate()
+            .filter(|(_, b)| *b == b'\n')
+            .map(|(i, _)| i + 1);
+        SourceFile {
+            file: Arc::from(path),
+            line_starts: std::iter::once(0).chain(after_newlines).collect(),
+        }
+    }
+
     fn origin(&self, offset: usize) -> Origin {
-        let end = offset.min(self.text.len());
-        let line = self.text.as_bytes()[..end].iter().filter(|&&b| b == b'\n').count() + 1;
         Origin {
             file: self.file.clone(),
-            line,
+            line: self.line_starts.partition_point(|&start| start <= offset),
         }
     }
 
@@ -398,7 +409,7 @@ fn replace<T>(slot: &mut Option<T>, value: Option<T>) {
 }
 
 impl Layers {
-    fn add(&mut self, src: &SourceFile<'_>, raw: RawFile) {
+    fn add(&mut self, src: &SourceFile, raw: RawFile) {
         if let Some(d) = raw.docker {
             let layer = self.docker.get_or_insert_with(Default::default);
             replace(&mut layer.units, src.opt(d.units));
@@ -472,10 +483,25 @@ impl Checker {
         PathBuf::from(&value.value)
     }
 
+    /// [`absolute`](Self::absolute), for a path that must name a file: no trailing `/`.
+    fn file(&mut self, key: &str, value: &Located<String>) -> PathBuf {
+        if value.value.len() > 1 && value.value.ends_with('/') {
+            let message = format!("{:?} ends in \"/\": name the file itself", value.value);
+            self.error(&value.origin, key, message);
+        }
+        self.absolute(key, value)
+    }
+
     fn absolute_or(&mut self, key: &str, value: &Option<Located<String>>, default: &str) -> PathBuf {
         value
             .as_ref()
             .map_or_else(|| PathBuf::from(default), |v| self.absolute(key, v))
+    }
+
+    fn file_or(&mut self, key: &str, value: &Option<Located<String>>, default: &str) -> PathBuf {
+        value
+            .as_ref()
+            .map_or_else(|| PathBuf::from(default), |v| self.file(key, v))
     }
 }
 
@@ -509,10 +535,18 @@ fn key_in_value(value: &toml::Spanned<toml::de::DeValue<'_>>, offset: usize, pat
     inside || value.span().start == offset
 }
 
-/// serde's words for a section written with the wrong brackets, with the right ones added.
+/// serde's words for a section written with the wrong brackets, or a mode written as a
+/// number, with the right way added.
 fn with_table_hint(key: &str, message: &str) -> String {
+    const MODE_HINT: &str = "write a mode as a string, like mode = \"0750\"";
+    if message.starts_with("unexpected leading zero") {
+        return format!("{message} ({MODE_HINT})");
+    }
     if !message.starts_with("invalid type") {
         return message.to_string();
+    }
+    if key.ends_with("mode") && message.starts_with("invalid type: integer") {
+        return format!("{message} ({MODE_HINT})");
     }
     let hint = match key {
         "docker" | "dmi" | "subids" => format!("write [{key}], one table"),
@@ -675,10 +709,7 @@ impl Config {
         let mut layers = Layers::default();
         let mut errors = Vec::new();
         for (path, text) in sources {
-            let src = SourceFile {
-                file: Arc::from(path.as_path()),
-                text,
-            };
+            let src = SourceFile::new(path, text);
             match toml::from_str::<RawFile>(text) {
                 Ok(raw) => layers.add(&src, raw),
                 Err(e) => {
@@ -828,7 +859,7 @@ fn validate_docker(d: DockerLayer, c: &mut Checker) -> DockerConfig {
 fn validate_sockets(layers: Vec<SocketLayer>, c: &mut Checker) -> Vec<SocketConfig> {
     let mut sockets: Vec<SocketConfig> = Vec::new();
     for s in layers {
-        let path = c.absolute("socket.path", &s.path);
+        let path = c.file("socket.path", &s.path);
         if let Some(first) = sockets.iter().find(|other| other.path == path) {
             let message = format!("{} is configured twice (first at {})", path.display(), first.origin);
             c.error(&s.path.origin, "socket.path", message);
@@ -894,8 +925,8 @@ fn validate_dmi(d: DmiLayer, c: &mut Checker) -> Option<DmiConfig> {
 pub const SUBID_FILES_CLASH: &str = "subuid_file and subgid_file must be different files, neither named like one that replacing the other makes (<file>+, <file>-, <file>.lock, <file>.<pid>)";
 
 fn validate_subids(s: SubidsLayer, c: &mut Checker) -> SubidsConfig {
-    let subuid_file = c.absolute_or("subids.subuid_file", &s.subuid_file, DEFAULT_SUBUID_FILE);
-    let subgid_file = c.absolute_or("subids.subgid_file", &s.subgid_file, DEFAULT_SUBGID_FILE);
+    let subuid_file = c.file_or("subids.subuid_file", &s.subuid_file, DEFAULT_SUBUID_FILE);
+    let subgid_file = c.file_or("subids.subgid_file", &s.subgid_file, DEFAULT_SUBGID_FILE);
     // Only paths accepted above (`/etc//subgid` is refused there, and not reported twice). The
     // files are compared again at run time, through links.
     let accepted = |value: &Option<Located<String>>| value.as_ref().is_none_or(|v| check_absolute(&v.value).is_ok());
@@ -1036,7 +1067,7 @@ const SYSTEM_TREES: [&str; 22] = [
 ];
 
 /// Trees that hold the system's (or nonrootd's) own files: no volume lies inside them.
-const NO_VOLUMES_IN: [&str; 13] = [
+const NO_VOLUMES_IN: [&str; 16] = [
     "/etc",
     "/usr",
     "/bin",
@@ -1049,6 +1080,11 @@ const NO_VOLUMES_IN: [&str; 13] = [
     "/dev",
     "/proc",
     "/sys",
+    // Runtime state of the system's services (containerd's, systemd's sockets), under either
+    // spelling, and root's home.
+    "/run",
+    "/var/run",
+    "/root",
     "/var/lib/nonrootd",
 ];
 
@@ -1701,6 +1737,49 @@ mod tests {
         );
     }
 
+    /// A socket or subids file named with a trailing "/", a mode written as a number, and a
+    /// volume in the system's runtime state or root's home are refused, said so.
+    #[test]
+    fn files_modes_and_runtime_volumes_are_refused_with_the_way_to_write_them() {
+        let errors = |text: &str| parse(&[("/etc/n.toml", text)]).unwrap_err();
+        assert_eq!(
+            errors("[[socket]]\npath = \"/run/x.sock/\"\nusers = [1]\n"),
+            ["/etc/n.toml:2: socket.path: \"/run/x.sock/\" ends in \"/\": name the file itself"]
+        );
+        let leading_zero = errors("[[volume]]\npath = \"/srv/v\"\nuid = 1\ngid = 1\nmode = 0750\n");
+        assert!(
+            leading_zero[0].starts_with("/etc/n.toml:5: ")
+                && leading_zero[0].ends_with("(write a mode as a string, like mode = \"0750\")"),
+            "{leading_zero:?}"
+        );
+        assert_eq!(
+            errors("[docker]\nimage_dir_mode = 0o750\n"),
+            [
+                "/etc/n.toml:2: docker.image_dir_mode: invalid type: integer `488`, expected a string (write a mode as a string, like mode = \"0750\")"
+            ]
+        );
+        for path in ["/run/containerd", "/var/run/x", "/root/data"] {
+            let refused = errors(&format!("[[volume]]\npath = \"{path}\"\nuid = 1\ngid = 1\n"));
+            assert!(refused[0].contains("which holds the system's own files"), "{refused:?}");
+        }
+    }
+
+    /// Line numbers come from one table of line starts (a search per value, not a count from
+    /// the start of the file).
+    #[test]
+    fn line_numbers_are_right_in_a_long_file() {
+        let mut text = String::new();
+        for i in 0..3000 {
+            text.push_str(&format!("[[volume]]\npath = \"/srv/v{i}\"\nuid = 1\ngid = 1\n"));
+        }
+        text.push_str("[[volume]]\npath = \"/srv/v0\"\nuid = 1\ngid = 1\n");
+        let errors = parse(&[("/etc/n.toml", &text)]).unwrap_err();
+        assert_eq!(
+            errors,
+            ["/etc/n.toml:12002: volume.path: /srv/v0 is configured twice (first at /etc/n.toml:2)"]
+        );
+    }
+
     #[test]
     fn subuid_and_subgid_must_be_different_files() {
         let subids = |text: &str| parse(&[("/etc/n.toml", text)]);
@@ -1718,9 +1797,10 @@ mod tests {
         );
         assert_eq!(
             subids("[subids]\nsubuid_file = \"/etc/subgid/\"\n").unwrap_err(),
-            [format!(
-                "/etc/n.toml:2: subids.subuid_file: /etc/subgid/: {SUBID_FILES_CLASH}"
-            )]
+            [
+                "/etc/n.toml:2: subids.subuid_file: \"/etc/subgid/\" ends in \"/\": name the file itself".to_string(),
+                format!("/etc/n.toml:2: subids.subuid_file: /etc/subgid/: {SUBID_FILES_CLASH}")
+            ]
         );
         assert_eq!(
             subids("[subids]\nsubgid_file = \"/etc//subuid\"\n").unwrap_err().len(),

@@ -27,11 +27,13 @@ use crate::state::default_state_dir;
 #[command(name = "nonrootctl", version)]
 pub struct Cli {
     /// Main config file; drop-ins are read from nonrootd.d/ beside it [default: /etc/nonrootd/nonrootd.toml].
-    /// With it, `apply` works in-process instead of asking the daemon.
+    /// With it, `apply` works in-process instead of asking the daemon; `status` reads it only
+    /// when no daemon answers (the daemon's own config is what it shows).
     #[arg(long, global = true, value_name = "FILE")]
     config: Option<PathBuf>,
     /// Where nonrootd records what it granted [default: $STATE_DIRECTORY or /var/lib/nonrootd]. With
-    /// it, `apply` works in-process, as with --config.
+    /// it, `apply` works in-process, as with --config; `status` reads it only when no daemon
+    /// answers.
     #[arg(long, global = true, value_name = "DIR")]
     state_dir: Option<PathBuf>,
     /// Log more (-v: changes, -vv: debugging).
