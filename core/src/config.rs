@@ -535,6 +535,28 @@ fn key_in_value(value: &toml::Spanned<toml::de::DeValue<'_>>, offset: usize, pat
     inside || value.span().start == offset
 }
 
+/// serde's message with the parser's own type names ("struct RawDmi with 3 elements") said
+/// as the file has them: "a table".
+fn without_type_names(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(at) = rest.find("struct Raw") {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + "struct Raw".len()..];
+        let name_end = after.find(|c: char| !c.is_ascii_alphanumeric()).unwrap_or(after.len());
+        let after = &after[name_end..];
+        // " with N elements" follows a struct read from an array.
+        let elements = after
+            .strip_prefix(" with ")
+            .and_then(|t| t.split_once(" elements"))
+            .filter(|(n, _)| n.bytes().all(|b| b.is_ascii_digit()));
+        out.push_str("a table");
+        rest = elements.map_or(after, |(_, tail)| tail);
+    }
+    out.push_str(rest);
+    out
+}
+
 /// serde's words for a section written with the wrong brackets, or a mode written as a
 /// number, with the right way added.
 fn with_table_hint(key: &str, message: &str) -> String {
@@ -542,7 +564,7 @@ fn with_table_hint(key: &str, message: &str) -> String {
     if message.starts_with("unexpected leading zero") {
         return format!("{message} ({MODE_HINT})");
     }
-    if !message.starts_with("invalid type") {
+    if !message.starts_with("invalid type") && !message.starts_with("invalid length") {
         return message.to_string();
     }
     if key.ends_with("mode") && message.starts_with("invalid type: integer") {
@@ -720,7 +742,7 @@ impl Config {
                     errors.push(ConfigError {
                         origin: src.origin(at),
                         key: key.clone(),
-                        message: with_table_hint(&key, e.message().trim()),
+                        message: with_table_hint(&key, &without_type_names(e.message().trim())),
                     })
                 }
             }
@@ -1762,6 +1784,19 @@ mod tests {
             let refused = errors(&format!("[[volume]]\npath = \"{path}\"\nuid = 1\ngid = 1\n"));
             assert!(refused[0].contains("which holds the system's own files"), "{refused:?}");
         }
+    }
+
+    /// The parser's own type names never reach a message.
+    #[test]
+    fn messages_name_tables_not_the_parser_s_types() {
+        for text in ["dmi = []\n", "socket = [5]\n", "[docker]\ndata_root = 1979-05-27\n"] {
+            let errors = parse(&[("/etc/n.toml", text)]).unwrap_err();
+            assert!(!errors[0].contains("Raw"), "{errors:?}");
+        }
+        assert_eq!(
+            without_type_names("invalid type: sequence, expected struct RawDmi with 3 elements (x)"),
+            "invalid type: sequence, expected a table (x)"
+        );
     }
 
     /// Line numbers come from one table of line starts (a search per value, not a count from
