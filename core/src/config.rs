@@ -193,9 +193,9 @@ struct RawFile {
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RawDocker {
-    units: Option<Spanned<Vec<String>>>,
+    units: Option<Spanned<Vec<Spanned<String>>>>,
     data_root: Option<Spanned<String>>,
-    image_dirs: Option<Spanned<Vec<String>>>,
+    image_dirs: Option<Spanned<Vec<Spanned<String>>>>,
     image_dir_mode: Option<Spanned<String>>,
 }
 
@@ -337,6 +337,15 @@ impl SourceFile {
         }
     }
 
+    /// An array whose elements keep their own lines.
+    fn each<T>(&self, spanned: Spanned<Vec<Spanned<T>>>) -> Located<Vec<Located<T>>> {
+        let origin = self.origin(spanned.span().start);
+        Located {
+            value: spanned.into_inner().into_iter().map(|e| self.at(e)).collect(),
+            origin,
+        }
+    }
+
     fn opt<T, U: From<T>>(&self, spanned: Option<Spanned<T>>) -> Option<Located<U>> {
         spanned.map(|s| self.at(s))
     }
@@ -356,9 +365,9 @@ struct Layers {
 
 #[derive(Default)]
 struct DockerLayer {
-    units: Option<Located<Vec<String>>>,
+    units: Option<Located<Vec<Located<String>>>>,
     data_root: Option<Located<String>>,
-    image_dirs: Option<Located<Vec<String>>>,
+    image_dirs: Option<Located<Vec<Located<String>>>>,
     image_dir_mode: Option<Located<String>>,
 }
 
@@ -412,9 +421,9 @@ impl Layers {
     fn add(&mut self, src: &SourceFile, raw: RawFile) {
         if let Some(d) = raw.docker {
             let layer = self.docker.get_or_insert_with(Default::default);
-            replace(&mut layer.units, src.opt(d.units));
+            replace(&mut layer.units, d.units.map(|u| src.each(u)));
             replace(&mut layer.data_root, src.opt(d.data_root));
-            replace(&mut layer.image_dirs, src.opt(d.image_dirs));
+            replace(&mut layer.image_dirs, d.image_dirs.map(|u| src.each(u)));
             replace(&mut layer.image_dir_mode, src.opt(d.image_dir_mode));
         }
         for s in raw.socket {
@@ -838,11 +847,11 @@ fn validate_docker(d: DockerLayer, c: &mut Checker) -> DockerConfig {
     let units = match d.units {
         Some(units) => {
             for unit in &units.value {
-                if let Err(m) = check_unit_name(unit) {
-                    c.error(&units.origin, "docker.units", m);
+                if let Err(m) = check_unit_name(&unit.value) {
+                    c.error(&unit.origin, "docker.units", m);
                 }
             }
-            units.value
+            units.value.into_iter().map(|u| u.value).collect()
         }
         None => DEFAULT_UNITS.iter().map(|u| u.to_string()).collect(),
     };
@@ -853,11 +862,11 @@ fn validate_docker(d: DockerLayer, c: &mut Checker) -> DockerConfig {
     let image_dirs = match d.image_dirs {
         Some(dirs) => {
             for dir in &dirs.value {
-                if let Err(m) = check_relative(dir) {
-                    c.error(&dirs.origin, "docker.image_dirs", m);
+                if let Err(m) = check_relative(&dir.value) {
+                    c.error(&dir.origin, "docker.image_dirs", m);
                 }
             }
-            dirs.value.iter().map(PathBuf::from).collect()
+            dirs.value.iter().map(|d| PathBuf::from(&d.value)).collect()
         }
         None => DEFAULT_IMAGE_DIRS.iter().map(PathBuf::from).collect(),
     };
@@ -1784,6 +1793,24 @@ mod tests {
             let refused = errors(&format!("[[volume]]\npath = \"{path}\"\nuid = 1\ngid = 1\n"));
             assert!(refused[0].contains("which holds the system's own files"), "{refused:?}");
         }
+    }
+
+    /// A bad element of a multi-line array is named at its own line.
+    #[test]
+    fn array_elements_are_named_at_their_lines() {
+        let errors = parse(&[(
+            "/etc/n.toml",
+            "[docker]\nunits = [\n  \"docker.service\",\n  \"bad\",\n]\nimage_dirs = [\n  \"image\",\n  \"../x\",\n]\n",
+        )])
+        .unwrap_err();
+        assert!(
+            errors[0].starts_with("/etc/n.toml:4: docker.units: \"bad\""),
+            "{errors:?}"
+        );
+        assert!(
+            errors[1].starts_with("/etc/n.toml:8: docker.image_dirs: \"../x\""),
+            "{errors:?}"
+        );
     }
 
     /// The parser's own type names never reach a message.
