@@ -427,14 +427,11 @@ impl<H: Host> Engine<'_, H> {
         match crate::state::removal_mark(state_dir) {
             Ok(Some(mark)) => self.while_removing(config, request, record, save, &mark),
             Ok(None) => self.apply(config, request, record, save),
-            // Granting or revoking would be a guess: the sockets stay as they are.
+            // Granting or revoking would be a guess: the sockets stay as they are, failed as
+            // when the record is unavailable (the socket fixer tries again).
             Err(e) => {
-                let mut report = self.other_duties(config, request);
                 let error = format!("cannot tell whether the package is being removed: {e}");
-                self.push_untouched_sockets(&mut report, config, request, || Outcome::Failed {
-                    error: error.clone(),
-                });
-                report
+                self.without_record(config, request, state_dir, &error)
             }
         }
     }

@@ -461,6 +461,23 @@ fn subordinate_ids_over_the_bus_need_root() {
     assert!(text(&listed.stdout).contains("acme"), "{}", text(&listed.stdout));
     let released = busctl(None, &["ReleaseSubids", "s", "acme"]);
     assert!(released.status.success(), "{}", text(&released.stderr));
+    // A lock another process holds is waited for as long as the loop's applies wait (5 s),
+    // not shadow's 15 s: the loop answers nobody meanwhile.
+    let mut holder = std::process::Command::new("sleep").arg("60").spawn().unwrap();
+    std::fs::write(etc.join("subuid.lock"), format!("{}\0", holder.id())).unwrap();
+    let started = std::time::Instant::now();
+    let locked = busctl(None, &["AllocateSubids", "su", "beta", "0"]);
+    let waited = started.elapsed();
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    std::fs::remove_file(etc.join("subuid.lock")).unwrap();
+    assert!(!locked.status.success());
+    assert!(
+        text(&locked.stderr).contains("locked by pid"),
+        "{}",
+        text(&locked.stderr)
+    );
+    assert!(waited < Duration::from_secs(12), "waited {waited:?}");
     // Root's calls are logged with the caller.
     let log = daemon.log_text();
     assert!(log.contains("ReleaseSubids() called by :1."), "{log}");

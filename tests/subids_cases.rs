@@ -74,7 +74,7 @@ fn run_commands<'a>(env: &TempEtc, extra: &str, lines: impl Iterator<Item = &'a 
     for line in lines {
         let words = std::iter::once("subids").chain(line.split_whitespace());
         let command = Line::try_parse_from(words).map_err(|e| format!("{line}: {e}"))?.command;
-        let out = execute(command, &config, &env.state());
+        let out = execute(command, &config, &env.state(), subids::DEFAULT_LOCK_TIMEOUT);
         let stderr = out
             .error
             .map(|f| format!("nonrootctl: {}\n", f.message))

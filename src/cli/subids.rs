@@ -2,6 +2,7 @@
 
 use std::path::Path;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use nonrootd_core::config::Config;
 
@@ -64,9 +65,12 @@ pub struct Failure {
     pub invalid_request: bool,
 }
 
-/// Runs a command without printing.
-pub fn execute(command: SubidsCommand, config: &Config, state_dir: &Path) -> Output {
-    let settings = Settings::new(config, state_dir);
+/// Runs a command without printing, waiting at most `lock_timeout` for shadow's locks.
+pub fn execute(command: SubidsCommand, config: &Config, state_dir: &Path, lock_timeout: Duration) -> Output {
+    let settings = Settings {
+        lock_timeout,
+        ..Settings::new(config, state_dir)
+    };
     let result = match command {
         SubidsCommand::Allocate { names, count, grow } => {
             let batch = names.len() > 1;
@@ -112,7 +116,7 @@ fn failed(message: String, invalid_request: bool) -> Output {
 
 /// Runs a command, prints its output; exit 1 on problems.
 pub fn run(command: SubidsCommand, config: &Config, state_dir: &Path) -> ExitCode {
-    let output = execute(command, config, state_dir);
+    let output = execute(command, config, state_dir, subids::DEFAULT_LOCK_TIMEOUT);
     print!("{}", output.stdout);
     if let Some(failure) = &output.error {
         eprintln!("nonrootctl: {}", failure.message);

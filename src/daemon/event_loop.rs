@@ -241,7 +241,10 @@ impl Daemon {
                 let _ = reply.send(self.reload("Reload() over D-Bus"));
             }
             Request::Subids(command, reply) => {
-                let _ = reply.send(crate::cli::subids::execute(command, &self.config, &self.state_dir));
+                // The loop serves nothing else meanwhile: shadow's locks are waited for as
+                // long as the loop's own applies wait.
+                let output = crate::cli::subids::execute(command, &self.config, &self.state_dir, LOCK_TIMEOUT);
+                let _ = reply.send(output);
             }
         }
     }
