@@ -3,14 +3,17 @@
 //! watchdog and its own retries. A failing apply is logged and retried on the next event, or
 //! after a back-off when none comes; it never ends the loop.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use nonrootd_core::config::Config;
 use nonrootd_core::duty::{Duty, DutySet};
+use nonrootd_core::ids::IdRef;
+use nonrootd_core::mode::Mode;
 use nonrootd_core::report::{Outcome, Report};
 use nonrootd_core::status::{DaemonStatus, PathBook, Stamped, VOLUME_DETAILS_FOR_ROOT};
+use nonrootd_core::volumes::Mapping;
 use sd_notify::NotifyState;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{mpsc, watch};
@@ -449,9 +452,40 @@ fn recheck_duties(unit_cue: bool, walking: bool) -> DutySet {
 }
 
 /// Whether a volume walk with `old` could differ from one with `new`: the volumes, and the
-/// data roots and subids files it reads.
+/// data root and subids files it reads (not where in the files they are written).
 fn volumes_differ(old: &Config, new: &Config) -> bool {
-    (&old.volumes, &old.docker, &old.subids) != (&new.volumes, &new.docker, &new.subids)
+    walked(old) != walked(new)
+}
+
+/// What a volume walk reads of a config, without where in the files it is written.
+#[derive(PartialEq)]
+struct WalkInput<'a> {
+    volumes: Vec<VolumeInput<'a>>,
+    data_root: Option<Option<&'a Path>>,
+    subids: [&'a Path; 2],
+}
+
+/// Path, owner, top mode and tenant of one volume.
+#[derive(PartialEq)]
+struct VolumeInput<'a> {
+    path: &'a Path,
+    owner: (u32, u32),
+    mode: Option<Mode>,
+    tenant: Option<(&'a IdRef, Mapping)>,
+}
+
+fn walked(config: &Config) -> WalkInput<'_> {
+    let volumes = config.volumes.iter().map(|v| VolumeInput {
+        path: &v.path,
+        owner: (v.uid, v.gid),
+        mode: v.mode,
+        tenant: v.tenant.as_ref().map(|t| (&t.name.value, t.mapping)),
+    });
+    WalkInput {
+        volumes: volumes.collect(),
+        data_root: config.docker.as_ref().map(|d| d.configured_data_root()),
+        subids: [&config.subids.subuid_file, &config.subids.subgid_file],
+    }
 }
 
 /// Waits until `due`, or forever.
@@ -501,5 +535,7 @@ mod tests {
         assert!(volumes_differ(&base, &config(&files)));
         let root = format!("[docker]\ndata_root = \"/srv/docker\"\n{volume}");
         assert!(volumes_differ(&base, &config(&root)));
+        // Only where the lines are changed.
+        assert!(!volumes_differ(&base, &config(&format!("# a comment\n\n{volume}"))));
     }
 }
