@@ -813,3 +813,21 @@ fn a_release_holds_back_what_the_go_tools_read_of_an_octal_line_too() {
     let beta = subids::allocate(&env.settings(""), "beta", Some(100_000), false).unwrap();
     assert_eq!(beta.to_string(), "beta 265536 100000\n");
 }
+
+/// A volume tenant given by uid owns the lines written with its name too; when that name
+/// cannot be looked up and a line could be it, its ranges are unknown: an error, not fewer
+/// ranges (which would map its ids elsewhere).
+#[test]
+fn a_tenant_s_ranges_need_its_other_spelling_where_a_line_could_use_it() {
+    let env = TempEtc::new();
+    env.write("subuid", "acme:100000:65536\n");
+    env.write("subgid", "acme:100000:65536\n");
+    let config = config_for(&env.etc(), "");
+    let tenant = nonrootd_core::ids::IdRef::Id(1001);
+    let named = |_: &str| -> Result<Option<String>, String> { Ok(Some("acme".into())) };
+    let [(_, subuid), _] = subids::tenant_ranges(&config, &tenant, 1001, named).unwrap();
+    assert_eq!(subuid, [nonrootd_core::subids::Range::new(100000, 65536)]);
+    let down = |_: &str| -> Result<Option<String>, String> { Err("Input/output error".into()) };
+    let error = subids::tenant_ranges(&config, &tenant, 1001, down).unwrap_err();
+    assert!(matches!(error, SubidsError::LookupFailed { .. }), "{error}");
+}

@@ -170,5 +170,19 @@ fn a_uid_that_is_another_user_s_name_is_refused() {
         stderr.contains("uid 1234 cannot own lines in the files: shadow gives lines owned by 1234 to the user named \"1234\" (uid 4243)"),
         "{stderr}"
     );
+    // A [[tenant]] given as that uid is refused the same way, naming its line.
+    let text = format!("{}\n[[tenant]]\nname = 1234\n", subids_support::config_text(&etc.etc()));
+    std::fs::write(&config, text).unwrap();
+    let out = etc.shadow(&format!(
+        "exec {} --config {} --state-dir {} apply --only subids",
+        env!("CARGO_BIN_EXE_nonrootctl"),
+        config.display(),
+        etc.state().display()
+    ));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("refused") && stdout.contains("(uid 4243) (") && stdout.contains("nonrootd-test.toml:8)"),
+        "{stdout}"
+    );
     assert_eq!((etc.read("subuid"), etc.read("subgid")), (String::new(), String::new()));
 }

@@ -22,7 +22,8 @@ use nonrootd_core::duty::Duty;
 use nonrootd_core::ids::{IdRef, IdResolver, Unresolved};
 use nonrootd_core::report::{Outcome, Report};
 use nonrootd_core::subids::{
-    self as rules, AllocError, Kind, Limits, Problem, Quarantined, Range, Request, Spelling, Tenant, login_defs_number,
+    self as rules, AliasLookup, AllocError, Kind, Limits, Problem, Quarantined, Range, Request, Spelling, Tenant,
+    login_defs_number,
 };
 use serde::{Deserialize, Serialize};
 
@@ -701,7 +702,7 @@ fn refuse_uid_named_otherwise(uid: u32) -> Result<(), SubidsError> {
 
 /// The uid of a user name, or the name of a uid, in the host's user database; `Err` when
 /// the database could not answer.
-fn other_spelling(owner: &str) -> Result<Option<String>, String> {
+pub fn other_spelling(owner: &str) -> Result<Option<String>, String> {
     let found = match owner.parse::<u32>() {
         Ok(uid) => User::from_uid(NixUid::from_raw(uid)).map(|u| u.map(|u| u.name)),
         Err(_) => User::from_name(owner).map(|u| u.map(|u| u.uid.to_string())),
@@ -1041,11 +1042,18 @@ pub fn check(settings: &Settings) -> Result<CheckReport, SubidsError> {
     Ok(CheckReport { files })
 }
 
-/// The subuid and subgid ranges that `tenant` (resolved to `uid`) owns, by name or by uid.
-pub fn tenant_ranges(config: &Config, tenant: &IdRef, uid: u32) -> Result<[(PathBuf, Vec<Range>); 2], SubidsError> {
+/// The subuid and subgid ranges that `tenant` (resolved to `uid`) owns, by name or by uid;
+/// `name_of` finds a uid's name where a line could be written with it ([`other_spelling`] on
+/// the host).
+pub fn tenant_ranges(
+    config: &Config,
+    tenant: &IdRef,
+    uid: u32,
+    name_of: AliasLookup,
+) -> Result<[(PathBuf, Vec<Range>); 2], SubidsError> {
     let tenant = match tenant {
         IdRef::Name(name) => Tenant::new(&Spelling::Name(name.clone()), Some(uid.to_string())),
-        IdRef::Id(_) => tenant_of_uid(uid),
+        IdRef::Id(_) => Tenant::looked_up(&Spelling::Uid(uid), name_of),
     };
     let ranges = |path: &Path| -> Result<(PathBuf, Vec<Range>), SubidsError> {
         let (file, _) = files::read(path)?;

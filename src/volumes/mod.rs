@@ -80,8 +80,10 @@ pub fn host_owner(volume: &VolumeConfig, config: &Config, ids: &dyn IdResolver) 
             "its primary group is gid 4294967295, which is not a valid id".into(),
         ));
     }
-    let [(subuid_file, subuid), (subgid_file, subgid)] = crate::subids::tenant_ranges(config, &name.value, uid.0)
-        .map_err(|e| match e.is_refusal() {
+    let [(subuid_file, subuid), (subgid_file, subgid)] =
+        crate::subids::tenant_ranges(config, &name.value, uid.0, crate::subids::other_spelling).map_err(|e| match e
+            .is_refusal()
+        {
             true => refuse(e.to_string()),
             false => fail(e.to_string()),
         })?;
