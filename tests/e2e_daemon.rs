@@ -78,9 +78,11 @@ fn every_way_docker_restarts_is_followed_without_anyone_running_nonrootctl() {
             "systemctl restart docker",
             false,
         ),
-        // docker.service started by socket activation (a client's connection) is followed.
+        // docker.service started by socket activation (a client's connection) is followed. (A
+        // stop makes no re-check, unless systemd reports the job before the state: a second to
+        // settle.)
         (
-            Some(("systemctl stop docker.service", "")),
+            Some(("systemctl stop docker.service", "sleep 1")),
             "docker version >/dev/null",
             false,
         ),
@@ -95,6 +97,8 @@ fn every_way_docker_restarts_is_followed_without_anyone_running_nonrootctl() {
         }
         break_things(&testbed);
         let inode = socket_inode(&testbed);
+        // Still broken: nothing but the trigger fixes it.
+        testbed.sh(&format!("test \"$(stat -c %a {IMAGE_DIRS} | sort -u)\" = 700"));
         testbed.sh(trigger);
         // Socket activation: the first connection starts dockerd where the trigger did not.
         all_right(&testbed);

@@ -318,7 +318,7 @@ impl Summary {
         }
         if self.failed > 0 {
             let first = self.first_failure.as_deref().unwrap_or("?");
-            text.push_str(&format!("; {} unreadable, first {first}", self.failed));
+            text.push_str(&format!("; {} failed, first {first}", self.failed));
         }
         text
     }
