@@ -82,6 +82,8 @@ pub struct Daemon {
     /// The duties whose last apply failed somewhere, tried again when `retry` is due.
     failed: DutySet,
     retry: Backoff,
+    /// When the bus connection was last lost: what started meanwhile went unseen.
+    bus_lost_at: Option<Instant>,
 }
 
 impl Daemon {
@@ -120,6 +122,7 @@ impl Daemon {
             units,
             failed: DutySet::NONE,
             retry: Backoff::new(RETRY_FIRST, RETRY_MAX),
+            bus_lost_at: None,
         })
     }
 
@@ -204,6 +207,7 @@ impl Daemon {
                 BusEvent::Following(following) => self.following_systemd = following,
                 BusEvent::Lost(why) => {
                     self.bus = None;
+                    self.bus_lost_at = Some(Instant::now());
                     self.following_systemd = false;
                     self.mark_ready();
                     tracing::debug!("bus lost: {why}");
@@ -216,7 +220,12 @@ impl Daemon {
             }
         }
         if let Some(what) = super::batch_trigger(&rechecks) {
-            self.apply(recheck_duties(unit_cue, self.volumes.busy()), None, &what);
+            // A walk begun since the bus was lost saw what started while it was.
+            let walking = self
+                .volumes
+                .running_since()
+                .is_some_and(|started| self.bus_lost_at.is_none_or(|lost| started >= lost));
+            self.apply(recheck_duties(unit_cue, walking), None, &what);
             self.fixer.recheck(what);
         }
         if connected {
@@ -440,8 +449,8 @@ impl Daemon {
 
 /// What a re-check applies on the loop: the host duties but the sockets (the fixer's). One
 /// only for a new connection or subscription (`unit_cue` false) walks no volumes while a walk
-/// runs, such as the startup's begun a moment before: a Docker start that may have gone unseen
-/// meanwhile is not worth walking every volume twice.
+/// runs that began since the bus was lost (such as the startup's, begun a moment before): it
+/// sees what started unseen, and every volume is not walked twice.
 fn recheck_duties(unit_cue: bool, walking: bool) -> DutySet {
     let duties = DutySet::HOST.without(Duty::Sockets);
     if !unit_cue && walking {

@@ -32,6 +32,7 @@ impl Waiter {
 
 struct Running {
     handle: JoinHandle<Report>,
+    started: std::time::Instant,
     cancel: Arc<AtomicBool>,
     trigger: String,
     waiters: Vec<Waiter>,
@@ -94,15 +95,16 @@ impl VolumeJobs {
         });
         self.running = Some(Running {
             handle,
+            started: std::time::Instant::now(),
             cancel,
             trigger,
             waiters,
         });
     }
 
-    /// Whether a walk is running.
-    pub fn busy(&self) -> bool {
-        self.running.is_some()
+    /// When the running walk started, if one runs.
+    pub fn running_since(&self) -> Option<std::time::Instant> {
+        self.running.as_ref().map(|running| running.started)
     }
 
     /// Starts the queued walk, if any (after [`VolumeJobs::finished`]).
