@@ -1108,7 +1108,7 @@ mod tests {
         let text = failed("chmod", &erofs, Path::new("/srv/dmi/DMI"));
         assert_eq!(
             text,
-            "chmod: Read-only file system (os error 30): read-only for nonrootd, outside its ReadWritePaths= (a directory made after nonrootd started, such as a data root of a Docker installed later, is until nonrootd restarts; else add /etc/systemd/system/nonrootd.service.d/paths.conf with \"[Service]\\nReadWritePaths=/srv/dmi/DMI\", then systemctl daemon-reload and restart nonrootd)"
+            "chmod: Read-only file system (os error 30): read-only for nonrootd, outside its ReadWritePaths= (a directory made after nonrootd started, such as a data root of a Docker installed later, is until nonrootd restarts; else add /etc/systemd/system/nonrootd.service.d/paths.conf with \"[Service]\\nReadWritePaths=-/srv/dmi/DMI\", then systemctl daemon-reload and restart nonrootd)"
         );
         let eperm = std::io::Error::from_raw_os_error(libc::EPERM);
         assert_eq!(
