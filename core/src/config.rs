@@ -566,12 +566,25 @@ fn without_type_names(message: &str) -> String {
     out
 }
 
+/// What is written before `=` on the line of `offset`: the key of a value the parser refused
+/// before any key could be known.
+fn key_written_at(text: &str, offset: usize) -> &str {
+    let offset = offset.min(text.len());
+    let start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
+    let line = &text[start..];
+    line[..line.find(['\n', '=']).unwrap_or(line.len())].trim()
+}
+
 /// serde's words for a section written with the wrong brackets, or a mode written as a
-/// number, with the right way added.
-fn with_table_hint(key: &str, message: &str) -> String {
+/// number, with the right way added; `written`: the key on the error's line.
+fn with_table_hint(key: &str, written: &str, message: &str) -> String {
     const MODE_HINT: &str = "write a mode as a string, like mode = \"0750\"";
     if message.starts_with("unexpected leading zero") {
-        return format!("{message} ({MODE_HINT})");
+        let hint = match written.ends_with("mode") {
+            true => MODE_HINT,
+            false => "write the number without it",
+        };
+        return format!("{message} ({hint})");
     }
     if !message.starts_with("invalid type") && !message.starts_with("invalid length") {
         return message.to_string();
@@ -751,7 +764,11 @@ impl Config {
                     errors.push(ConfigError {
                         origin: src.origin(at),
                         key: key.clone(),
-                        message: with_table_hint(&key, &without_type_names(e.message().trim())),
+                        message: with_table_hint(
+                            &key,
+                            key_written_at(text, at),
+                            &without_type_names(e.message().trim()),
+                        ),
                     })
                 }
             }
@@ -1776,6 +1793,11 @@ mod tests {
         assert_eq!(
             errors("[[socket]]\npath = \"/run/x.sock/\"\nusers = [1]\n"),
             ["/etc/n.toml:2: socket.path: \"/run/x.sock/\" ends in \"/\": name the file itself"]
+        );
+        let other_zero = errors("[[volume]]\npath = \"/srv/v\"\nuid = 0999\ngid = 1\n");
+        assert!(
+            other_zero[0].ends_with("(write the number without it)"),
+            "{other_zero:?}"
         );
         let leading_zero = errors("[[volume]]\npath = \"/srv/v\"\nuid = 1\ngid = 1\nmode = 0750\n");
         assert!(

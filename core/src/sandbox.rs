@@ -70,16 +70,18 @@ pub fn written_paths(config: &Config, data_root: Option<&Path>) -> Vec<WrittenPa
 /// What nonrootd.service with its drop-ins lets nonrootd write.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct UnitSandbox {
-    /// `ProtectSystem=`: what is read-only unless a path list says otherwise.
+    /// `ProtectSystem=`.
     pub protect_system: ProtectSystem,
+    /// `ProtectHome=`.
+    pub protect_home: ProtectHome,
+    /// `ProtectKernelTunables=`: /sys and /proc/sys are read-only.
+    pub protect_kernel_tunables: bool,
     /// `ReadWritePaths=`, in order.
     pub read_write_paths: Vec<PathBuf>,
     /// `ReadOnlyPaths=`, in order.
     pub read_only_paths: Vec<PathBuf>,
     /// `InaccessiblePaths=`, in order.
     pub inaccessible_paths: Vec<PathBuf>,
-    /// `ProtectHome=yes` or `tmpfs`: /home, /root and /run/user are hidden.
-    pub hides_homes: bool,
     /// `PrivateTmp=`: /tmp and /var/tmp are the unit's own.
     pub private_tmp: bool,
 }
@@ -93,49 +95,35 @@ pub enum ProtectSystem {
     Yes,
     /// `full`: /etc too.
     Full,
-    /// `strict`: every path but the API file systems.
+    /// `strict`: every path but the API file systems and the homes (`ProtectHome=`'s).
     Strict,
 }
 
-impl ProtectSystem {
-    fn parse(value: &str) -> Option<ProtectSystem> {
-        match (boolean(value), value) {
-            (Some(true), _) => Some(ProtectSystem::Yes),
-            (Some(false), _) => Some(ProtectSystem::No),
-            (None, "full") => Some(ProtectSystem::Full),
-            (None, "strict") => Some(ProtectSystem::Strict),
-            (None, _) => None,
-        }
-    }
+/// `ProtectHome=`, as systemd 252 reads it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ProtectHome {
+    #[default]
+    No,
+    /// `read-only`.
+    ReadOnly,
+    /// `yes` or `tmpfs`: /home, /root and /run/user are hidden.
+    Hidden,
+}
 
-    fn name(self) -> &'static str {
-        match self {
-            ProtectSystem::No => "no",
-            ProtectSystem::Yes => "yes",
-            ProtectSystem::Full => "full",
-            ProtectSystem::Strict => "strict",
-        }
-    }
-
-    fn makes_read_only(self, path: &Path) -> bool {
-        let under = |trees: &[&str]| trees.iter().any(|tree| path.starts_with(tree));
-        match self {
-            ProtectSystem::No => false,
-            ProtectSystem::Yes => under(&["/usr", "/boot", "/efi"]),
-            ProtectSystem::Full => under(&["/usr", "/boot", "/efi", "/etc"]),
-            ProtectSystem::Strict => !under(&["/dev", "/proc", "/sys"]),
-        }
-    }
+/// What one mount of the unit's namespace does to the paths below it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Access {
+    /// Made read-only by the named setting.
+    ReadOnly(&'static str),
+    ReadWrite,
 }
 
 /// Why nonrootd.service cannot write a path.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Blocked {
-    /// By `ProtectSystem=` (its value), no `ReadWritePaths=` opening it.
+    /// By the named setting (`ProtectSystem=strict`, `ReadOnlyPaths=`, …).
     ReadOnly(&'static str),
-    /// By a `ReadOnlyPaths=` entry, the deepest one that holds it.
-    ReadOnlyPath,
-    /// By an `InaccessiblePaths=` entry, the deepest one that holds it.
+    /// By an `InaccessiblePaths=` entry.
     Inaccessible,
     HiddenHome,
     PrivateTmp,
@@ -144,10 +132,7 @@ pub enum Blocked {
 impl std::fmt::Display for Blocked {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Blocked::ReadOnly(protect) => {
-                write!(f, "is read-only for nonrootd.service (ProtectSystem={protect})")
-            }
-            Blocked::ReadOnlyPath => f.write_str("is read-only for nonrootd.service (ReadOnlyPaths=)"),
+            Blocked::ReadOnly(setting) => write!(f, "is read-only for nonrootd.service ({setting})"),
             Blocked::Inaccessible => f.write_str("is hidden from nonrootd.service (InaccessiblePaths=)"),
             Blocked::HiddenHome => {
                 f.write_str("is hidden from nonrootd.service (ProtectHome=, which hides /home, /root and /run/user)")
@@ -161,11 +146,12 @@ impl std::fmt::Display for Blocked {
 
 impl UnitSandbox {
     /// Reads a unit file or drop-in over what the earlier ones set, as systemd 252 does: a
-    /// line ending in `\` goes on in the next one, `#` and `;` lines are comments; an empty
-    /// path list assignment resets that list, words may be quoted, and a leading `-` (ignore if
-    /// missing) or `+` is dropped; the last valid `ProtectSystem=`, `ProtectHome=` and
-    /// `PrivateTmp=` win, and an empty or invalid one is ignored (systemd logs it and keeps the
-    /// earlier value).
+    /// line ending in an unescaped `\` goes on in the next one (comment lines between are
+    /// skipped), `#` and `;` lines are comments; an empty path list assignment resets that
+    /// list, words may be quoted, `%%` and the path specifiers are expanded, and a leading `-`
+    /// (ignore if missing) or `+` is dropped; the last valid `ProtectSystem=`, `ProtectHome=`,
+    /// `ProtectKernelTunables=` and `PrivateTmp=` win, and an empty or invalid one is ignored
+    /// (systemd logs it and keeps the earlier value).
     pub fn read(&mut self, unit: &str) {
         for line in logical_lines(unit) {
             let Some((key, value)) = line.split_once('=') else {
@@ -177,16 +163,26 @@ impl UnitSandbox {
                 "ReadOnlyPaths" => &mut self.read_only_paths,
                 "InaccessiblePaths" => &mut self.inaccessible_paths,
                 "ProtectSystem" => {
-                    self.protect_system = ProtectSystem::parse(value).unwrap_or(self.protect_system);
+                    self.protect_system = match (boolean(value), value) {
+                        (Some(true), _) => ProtectSystem::Yes,
+                        (Some(false), _) => ProtectSystem::No,
+                        (None, "full") => ProtectSystem::Full,
+                        (None, "strict") => ProtectSystem::Strict,
+                        (None, _) => self.protect_system,
+                    };
                     continue;
                 }
                 "ProtectHome" => {
-                    match (boolean(value), value) {
-                        (Some(hides), _) => self.hides_homes = hides,
-                        (None, "read-only") => self.hides_homes = false,
-                        (None, "tmpfs") => self.hides_homes = true,
-                        (None, _) => {}
-                    }
+                    self.protect_home = match (boolean(value), value) {
+                        (Some(true), _) | (None, "tmpfs") => ProtectHome::Hidden,
+                        (Some(false), _) => ProtectHome::No,
+                        (None, "read-only") => ProtectHome::ReadOnly,
+                        (None, _) => self.protect_home,
+                    };
+                    continue;
+                }
+                "ProtectKernelTunables" => {
+                    self.protect_kernel_tunables = boolean(value).unwrap_or(self.protect_kernel_tunables);
                     continue;
                 }
                 // systemd 257's "disconnected" is another private /tmp (252 ignores it: taking
@@ -204,59 +200,117 @@ impl UnitSandbox {
             if value.is_empty() {
                 list.clear();
             }
-            list.extend(words(value).map(|w| PathBuf::from(w.trim_start_matches(['-', '+']))));
+            // A word with a specifier that is not a path's cannot be judged: left out.
+            let paths = words(value).filter_map(|w| expand_specifiers(&w));
+            list.extend(paths.map(|w| PathBuf::from(w.trim_start_matches(['-', '+']))));
         }
     }
 
-    /// Why nonrootd cannot write `path`, or `None` when it can. The deepest path list entry
-    /// holding it decides (at one depth, the more restrictive), else `ProtectSystem=`.
+    /// Why nonrootd cannot write `path`, or `None` when it can. Under an `InaccessiblePaths=`
+    /// entry nothing is there; otherwise the deepest mount holding it decides (at one depth,
+    /// the read-only one), as systemd orders them.
     pub fn blocks(&self, path: &Path) -> Option<Blocked> {
         if self.private_tmp && is_tmp(path) {
             return Some(Blocked::PrivateTmp);
         }
-        if self.hides_homes && is_home(path) {
+        if self.protect_home == ProtectHome::Hidden && is_home(path) {
             return Some(Blocked::HiddenHome);
         }
-        let lists = [
-            (&self.inaccessible_paths, Some(Blocked::Inaccessible)),
-            (&self.read_only_paths, Some(Blocked::ReadOnlyPath)),
-            (&self.read_write_paths, None),
-        ];
-        let deepest = lists
-            .into_iter()
-            .flat_map(|(list, verdict)| list.iter().filter(|e| path.starts_with(e)).map(move |e| (e, verdict)))
-            // The first of the deepest: lists are in order of restriction.
-            .fold(
-                None,
-                |best: Option<(&PathBuf, Option<Blocked>)>, (entry, verdict)| match best {
-                    Some((b, _)) if b.components().count() >= entry.components().count() => best,
-                    _ => Some((entry, verdict)),
-                },
-            );
-        match deepest {
-            Some((_, verdict)) => verdict,
-            None => self
-                .protect_system
-                .makes_read_only(path)
-                .then_some(Blocked::ReadOnly(self.protect_system.name())),
+        if self.inaccessible_paths.iter().any(|entry| path.starts_with(entry)) {
+            return Some(Blocked::Inaccessible);
         }
+        let deepest = self
+            .mounts()
+            .into_iter()
+            .filter(|(entry, _)| path.starts_with(entry))
+            .max_by(|(a, a_access), (b, b_access)| {
+                let depth = |p: &PathBuf| p.components().count();
+                // Deeper wins; at one depth, read-only (which sorts first) wins.
+                depth(a).cmp(&depth(b)).then(b_access.cmp(a_access))
+            });
+        match deepest {
+            Some((_, Access::ReadOnly(setting))) => Some(Blocked::ReadOnly(setting)),
+            Some((_, Access::ReadWrite)) | None => None,
+        }
+    }
+
+    /// The unit's mounts that make paths read-only or writable again.
+    fn mounts(&self) -> Vec<(PathBuf, Access)> {
+        let read_only = |setting: &'static str, paths: &[&str]| -> Vec<(PathBuf, Access)> {
+            paths
+                .iter()
+                .map(|p| (PathBuf::from(p), Access::ReadOnly(setting)))
+                .collect()
+        };
+        let mut mounts = match self.protect_system {
+            ProtectSystem::No => Vec::new(),
+            ProtectSystem::Yes => read_only("ProtectSystem=yes", &["/usr", "/boot", "/efi"]),
+            ProtectSystem::Full => read_only("ProtectSystem=full", &["/usr", "/boot", "/efi", "/etc"]),
+            ProtectSystem::Strict => {
+                let mut strict = read_only("ProtectSystem=strict", &["/"]);
+                // The API file systems, and the homes (ProtectHome='s), stay writable.
+                let writable = ["/dev", "/proc", "/sys", "/home", "/root", "/run/user"];
+                strict.extend(writable.iter().map(|p| (PathBuf::from(p), Access::ReadWrite)));
+                strict
+            }
+        };
+        if self.protect_home == ProtectHome::ReadOnly {
+            mounts.extend(read_only("ProtectHome=read-only", &PROTECTED_HOMES));
+        }
+        if self.protect_kernel_tunables {
+            mounts.extend(read_only("ProtectKernelTunables=yes", &["/sys", "/proc/sys"]));
+        }
+        mounts.extend(
+            self.read_only_paths
+                .iter()
+                .map(|p| (p.clone(), Access::ReadOnly("ReadOnlyPaths="))),
+        );
+        mounts.extend(self.read_write_paths.iter().map(|p| (p.clone(), Access::ReadWrite)));
+        mounts
     }
 }
 
-/// The lines of a unit file as systemd reads them: a line ending in a backslash is joined
-/// with the next (with a space), comment lines are left out.
+/// `word` with `%%` and the path specifiers of a system service expanded (`%t` /run, `%S`
+/// /var/lib, `%C` /var/cache, `%L` /var/log, `%E` /etc, `%T` /tmp, `%V` /var/tmp, `%h` /root);
+/// `None` with any other specifier.
+fn expand_specifiers(word: &str) -> Option<String> {
+    let mut out = String::with_capacity(word.len());
+    let mut chars = word.chars();
+    while let Some(c) = chars.next() {
+        if c != '%' {
+            out.push(c);
+            continue;
+        }
+        out.push_str(match chars.next()? {
+            '%' => "%",
+            't' => "/run",
+            'S' => "/var/lib",
+            'C' => "/var/cache",
+            'L' => "/var/log",
+            'E' => "/etc",
+            'T' => "/tmp",
+            'V' => "/var/tmp",
+            'h' => "/root",
+            _ => return None,
+        });
+    }
+    Some(out)
+}
+
+/// The lines of a unit file as systemd reads them: a line ending in an unescaped backslash is
+/// joined with the next (with a space), comment lines are left out, also between continued
+/// ones.
 fn logical_lines(unit: &str) -> Vec<String> {
     let mut lines = Vec::new();
     let mut pending: Option<String> = None;
     for raw in unit.lines() {
         let line = raw.trim();
-        if pending.is_none() && (line.starts_with('#') || line.starts_with(';')) {
+        if line.starts_with('#') || line.starts_with(';') {
             continue;
         }
-        let (text, continues) = match line.strip_suffix('\\') {
-            Some(text) => (text, true),
-            None => (line, false),
-        };
+        let backslashes = line.len() - line.trim_end_matches('\\').len();
+        let continues = backslashes % 2 == 1;
+        let text = if continues { &line[..line.len() - 1] } else { line };
         let joined = match pending.take() {
             Some(mut before) => {
                 before.push(' ');
@@ -345,7 +399,6 @@ fn unit_word(path: &Path) -> String {
     let mut word = String::from("'");
     for c in text.chars() {
         match c {
-            '\n' => word.push_str("\\n"),
             '\'' | '\\' => {
                 word.push('\\');
                 word.push(c);
@@ -382,12 +435,13 @@ mod tests {
         assert_eq!(sandbox(&[unit, drop_in]).read_write_paths, [PathBuf::from("/srv")]);
     }
 
-    /// Continued lines, quoted words, ProtectSystem= levels and the deepest of the path lists.
+    /// Continued lines (comments between them skipped), quoted words, specifiers,
+    /// ProtectSystem= levels and the deepest of the mounts.
     #[test]
     fn units_are_read_as_systemd_reads_them() {
         let unit = sandbox(&[
-            "[Service]\nProtectSystem=strict\n# ReadWritePaths=/commented\nReadWritePaths=/srv/a \\\n  \"/srv/b c\" '-/srv/d'\n",
-            "ReadOnlyPaths=/srv/a/ro\nInaccessiblePaths=/srv/b\\ c/gone\nReadWritePaths=/srv/a/ro/rw\n",
+            "[Service]\nProtectSystem=strict\n# ReadWritePaths=/commented\nReadWritePaths=/srv/a \\\n# was: /srv/t\n  \"/srv/b c\" '-/srv/d'\n",
+            "ReadOnlyPaths=/srv/a/ro\nInaccessiblePaths=/srv/b\\ c/gone\nReadWritePaths=/srv/a/ro/rw '-/srv/e%%f' %t/x %S/y %p/z\nReadWritePaths=/srv/g\\\\\nReadWritePaths=/srv/h\n",
         ]);
         assert_eq!(
             unit.read_write_paths,
@@ -395,25 +449,77 @@ mod tests {
                 PathBuf::from("/srv/a"),
                 "/srv/b c".into(),
                 "/srv/d".into(),
-                "/srv/a/ro/rw".into()
+                "/srv/a/ro/rw".into(),
+                "/srv/e%f".into(),
+                "/run/x".into(),
+                "/var/lib/y".into(),
+                // An escaped backslash ends the line.
+                "/srv/g\\".into(),
+                "/srv/h".into(),
             ]
         );
+        let strict = Some(Blocked::ReadOnly("ProtectSystem=strict"));
         assert_eq!(unit.blocks(Path::new("/srv/a/x")), None);
         assert_eq!(unit.blocks(Path::new("/srv/b c/x")), None);
-        assert_eq!(unit.blocks(Path::new("/commented")), Some(Blocked::ReadOnly("strict")));
-        assert_eq!(unit.blocks(Path::new("/srv/a/ro/x")), Some(Blocked::ReadOnlyPath));
+        assert_eq!(unit.blocks(Path::new("/srv/t/x")), strict);
+        assert_eq!(unit.blocks(Path::new("/commented")), strict);
+        assert_eq!(
+            unit.blocks(Path::new("/srv/a/ro/x")),
+            Some(Blocked::ReadOnly("ReadOnlyPaths="))
+        );
         assert_eq!(unit.blocks(Path::new("/srv/a/ro/rw/x")), None);
         assert_eq!(unit.blocks(Path::new("/srv/b c/gone")), Some(Blocked::Inaccessible));
-        // At one depth the more restrictive list wins.
+        // At one depth the read-only mount wins, ProtectSystem='s own included; nothing under
+        // an inaccessible path is there to be written.
         let both = sandbox(&["ProtectSystem=strict\nReadWritePaths=/srv\nReadOnlyPaths=/srv\n"]);
-        assert_eq!(both.blocks(Path::new("/srv/x")), Some(Blocked::ReadOnlyPath));
+        assert_eq!(
+            both.blocks(Path::new("/srv/x")),
+            Some(Blocked::ReadOnly("ReadOnlyPaths="))
+        );
+        let root = sandbox(&["ProtectSystem=strict\nReadWritePaths=/\n"]);
+        assert_eq!(root.blocks(Path::new("/srv")), strict);
+        let etc = sandbox(&["ProtectSystem=full\nReadWritePaths=/etc\n"]);
+        assert_eq!(
+            etc.blocks(Path::new("/etc/subuid")),
+            Some(Blocked::ReadOnly("ProtectSystem=full"))
+        );
+        let gone = sandbox(&["InaccessiblePaths=/srv\nReadWritePaths=/srv/x\n"]);
+        assert_eq!(gone.blocks(Path::new("/srv/x/y")), Some(Blocked::Inaccessible));
         let full = sandbox(&["ProtectSystem=strict\n", "ProtectSystem=full\nProtectSystem=bogus\n"]);
-        assert_eq!(full.blocks(Path::new("/etc/x")), Some(Blocked::ReadOnly("full")));
+        assert_eq!(
+            full.blocks(Path::new("/etc/x")),
+            Some(Blocked::ReadOnly("ProtectSystem=full"))
+        );
         assert_eq!(full.blocks(Path::new("/srv/x")), None);
         let off = sandbox(&["ProtectSystem=strict\n", "ProtectSystem=no\n"]);
         assert_eq!(off.blocks(Path::new("/usr/x")), None);
         let yes = sandbox(&["ProtectSystem=yes\n"]);
-        assert_eq!(yes.blocks(Path::new("/usr/x")), Some(Blocked::ReadOnly("yes")));
+        assert_eq!(
+            yes.blocks(Path::new("/usr/x")),
+            Some(Blocked::ReadOnly("ProtectSystem=yes"))
+        );
+    }
+
+    /// strict leaves the API file systems and the homes to their own settings.
+    #[test]
+    fn homes_and_kernel_tunables_have_settings_of_their_own() {
+        let strict = sandbox(&["ProtectSystem=strict\nReadWritePaths=/sys/firmware/dmi/tables\n"]);
+        assert_eq!(strict.blocks(Path::new("/home/docker")), None);
+        assert_eq!(strict.blocks(Path::new("/sys/firmware/dmi/tables/DMI")), None);
+        let tunables =
+            sandbox(&["ProtectSystem=strict\nProtectKernelTunables=yes\nReadWritePaths=/sys/firmware/dmi/tables\n"]);
+        assert_eq!(tunables.blocks(Path::new("/sys/firmware/dmi/tables/DMI")), None);
+        assert_eq!(
+            tunables.blocks(Path::new("/sys/class/x")),
+            Some(Blocked::ReadOnly("ProtectKernelTunables=yes"))
+        );
+        let read_only = sandbox(&["ProtectSystem=full\nProtectHome=read-only\n"]);
+        assert_eq!(
+            read_only.blocks(Path::new("/home/docker")),
+            Some(Blocked::ReadOnly("ProtectHome=read-only"))
+        );
+        let opened = sandbox(&["ProtectHome=read-only\nReadWritePaths=/home/docker\n"]);
+        assert_eq!(opened.blocks(Path::new("/home/docker/x")), None);
     }
 
     #[test]
@@ -429,7 +535,7 @@ mod tests {
                 .filter_map(|w| Some((w.key, w.writable.clone(), unit.blocks(&w.writable)?)))
                 .collect()
         };
-        let strict = Blocked::ReadOnly("strict");
+        let strict = Blocked::ReadOnly("ProtectSystem=strict");
         assert_eq!(
             blocked("/data/docker"),
             [
@@ -485,7 +591,7 @@ mod tests {
         assert_eq!(unit.blocks(Path::new("/run/docker.sock")), None);
         assert_eq!(
             unit.blocks(Path::new("/tmpx/a.sock")),
-            Some(Blocked::ReadOnly("strict"))
+            Some(Blocked::ReadOnly("ProtectSystem=strict"))
         );
         let opened = sandbox(&[shipped, "[Service]\nPrivateTmp=no\nProtectHome=read-only\n"]);
         assert_eq!(opened.blocks(Path::new("/tmp/x.sock")), None);
@@ -496,10 +602,10 @@ mod tests {
             shipped,
             "PrivateTmp=\nProtectHome=\nPrivateTmp=maybe\nProtectHome=Read-Only\n",
         ]);
-        assert_eq!((ignored.private_tmp, ignored.hides_homes), (true, true));
+        assert_eq!((ignored.private_tmp, ignored.protect_home), (true, ProtectHome::Hidden));
         let off = sandbox(&[shipped, "PrivateTmp=No\nProtectHome=FALSE\n"]);
-        assert_eq!((off.private_tmp, off.hides_homes), (false, false));
-        assert!(sandbox(&["ProtectHome=tmpfs\n"]).hides_homes);
+        assert_eq!((off.private_tmp, off.protect_home), (false, ProtectHome::No));
+        assert_eq!(sandbox(&["ProtectHome=tmpfs\n"]).protect_home, ProtectHome::Hidden);
         assert!(sandbox(&["PrivateTmp=disconnected\n"]).private_tmp);
         assert!(
             drop_in_advice(Path::new("/tmp/x.sock"))
