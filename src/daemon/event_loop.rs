@@ -82,8 +82,11 @@ pub struct Daemon {
     /// The duties whose last apply failed somewhere, tried again when `retry` is due.
     failed: DutySet,
     retry: Backoff,
-    /// When the bus connection was last lost: what started meanwhile went unseen.
-    bus_lost_at: Option<Instant>,
+    /// When the bus connection was last lost, or systemd followed again after a gap (it left
+    /// the bus, or re-executed): what started meanwhile went unseen.
+    unseen_since: Option<Instant>,
+    /// Whether systemd was subscribed to before: the first subscription follows the startup.
+    subscribed_before: bool,
 }
 
 impl Daemon {
@@ -122,7 +125,8 @@ impl Daemon {
             units,
             failed: DutySet::NONE,
             retry: Backoff::new(RETRY_FIRST, RETRY_MAX),
-            bus_lost_at: None,
+            unseen_since: None,
+            subscribed_before: false,
         })
     }
 
@@ -207,7 +211,7 @@ impl Daemon {
                 BusEvent::Following(following) => self.following_systemd = following,
                 BusEvent::Lost(why) => {
                     self.bus = None;
-                    self.bus_lost_at = Some(Instant::now());
+                    self.unseen_since = Some(Instant::now());
                     self.following_systemd = false;
                     self.mark_ready();
                     tracing::debug!("bus lost: {why}");
@@ -216,15 +220,16 @@ impl Daemon {
                     unit_cue = true;
                     rechecks.push(what);
                 }
-                BusEvent::Subscribed(what) => rechecks.push(what),
+                BusEvent::Subscribed(what) => {
+                    if std::mem::replace(&mut self.subscribed_before, true) {
+                        self.unseen_since = Some(Instant::now());
+                    }
+                    rechecks.push(what);
+                }
             }
         }
         if let Some(what) = super::batch_trigger(&rechecks) {
-            // A walk begun since the bus was lost saw what started while it was.
-            let walking = self
-                .volumes
-                .running_since()
-                .is_some_and(|started| self.bus_lost_at.is_none_or(|lost| started >= lost));
+            let walking = walk_began_since(self.volumes.running_since(), self.unseen_since);
             self.apply(recheck_duties(unit_cue, walking), None, &what);
             self.fixer.recheck(what);
         }
@@ -447,10 +452,18 @@ impl Daemon {
     }
 }
 
+/// Whether a walk runs that began after what may have gone unseen (`unseen_since`: the bus
+/// lost, or systemd followed again after a gap; `None` before any, when the startup's walk is
+/// the one).
+fn walk_began_since(running_since: Option<Instant>, unseen_since: Option<Instant>) -> bool {
+    running_since.is_some_and(|started| unseen_since.is_none_or(|unseen| started >= unseen))
+}
+
 /// What a re-check applies on the loop: the host duties but the sockets (the fixer's). One
 /// only for a new connection or subscription (`unit_cue` false) walks no volumes while a walk
-/// runs that began since the bus was lost (such as the startup's, begun a moment before): it
-/// sees what started unseen, and every volume is not walked twice.
+/// runs that began since what may have gone unseen (`walk_began_since`; such as the
+/// startup's, begun a moment before): it sees what started unseen, and every volume is not
+/// walked twice.
 fn recheck_duties(unit_cue: bool, walking: bool) -> DutySet {
     let duties = DutySet::HOST.without(Duty::Sockets);
     if !unit_cue && walking {
@@ -530,6 +543,16 @@ mod tests {
         assert!(recheck_duties(false, false).contains(Duty::Volumes));
         assert!(recheck_duties(true, true).contains(Duty::Volumes));
         assert!(!recheck_duties(true, false).contains(Duty::Sockets));
+    }
+
+    /// Only a walk that began after the gap saw what started in it.
+    #[test]
+    fn only_a_walk_begun_after_the_gap_counts() {
+        let (before, after) = (Instant::now(), Instant::now() + Duration::from_secs(1));
+        assert!(walk_began_since(Some(before), None), "the startup's walk");
+        assert!(!walk_began_since(None, None));
+        assert!(walk_began_since(Some(after), Some(before)));
+        assert!(!walk_began_since(Some(before), Some(after)));
     }
 
     /// A reload that changes only what a walk does not read lets the walk go on.
