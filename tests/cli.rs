@@ -585,6 +585,24 @@ fn check_config_names_paths_the_shipped_unit_may_not_write_and_the_drop_in_to_ad
     assert_eq!(code, Some(0), "{stderr}");
 }
 
+/// A drop-in without `[Service]` does nothing (systemd ignores it), and the drop-ins every
+/// service reads (`service.d/`) count.
+#[test]
+fn check_config_reads_drop_ins_as_systemd_does() {
+    let unit = ShippedUnit::new();
+    let config = "[docker]\ndata_root = \"/srv/docker\"\n";
+    unit.drop_in("ReadWritePaths=/srv/docker\n");
+    let (code, _, stderr) = unit.check(config);
+    assert_eq!(code, Some(1), "a drop-in outside [Service] was taken: {stderr}");
+    write_config(
+        &unit.units,
+        "service.d/10-all.conf",
+        "[Service]\nReadWritePaths=/srv/docker\n",
+    );
+    let (code, _, stderr) = unit.check(config);
+    assert_eq!(code, Some(0), "{stderr}");
+}
+
 /// A socket's directory is what must be writable (a re-created socket is a new inode), and a
 /// path through a symbolic link is judged where it leads, as systemd does.
 #[test]

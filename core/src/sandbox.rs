@@ -153,15 +153,21 @@ impl UnitSandbox {
     /// `ProtectKernelTunables=` and `PrivateTmp=` win, and an empty or invalid one is ignored
     /// (systemd logs it and keeps the earlier value).
     pub fn read(&mut self, unit: &str) {
+        let mut in_service = false;
         for line in logical_lines(unit) {
-            let Some((key, value)) = line.split_once('=') else {
+            if line.starts_with('[') {
+                in_service = line == "[Service]";
+                continue;
+            }
+            let Some((key, value)) = line.split_once('=').filter(|_| in_service) else {
                 continue;
             };
             let value = value.trim();
-            let list = match key.trim() {
-                "ReadWritePaths" => &mut self.read_write_paths,
-                "ReadOnlyPaths" => &mut self.read_only_paths,
-                "InaccessiblePaths" => &mut self.inaccessible_paths,
+            // systemd 252 still reads the keys' old names.
+            let (list, restricts) = match key.trim() {
+                "ReadWritePaths" | "ReadWriteDirectories" => (&mut self.read_write_paths, false),
+                "ReadOnlyPaths" | "ReadOnlyDirectories" => (&mut self.read_only_paths, true),
+                "InaccessiblePaths" | "InaccessibleDirectories" => (&mut self.inaccessible_paths, true),
                 "ProtectSystem" => {
                     self.protect_system = match (boolean(value), value) {
                         (Some(true), _) => ProtectSystem::Yes,
@@ -200,9 +206,24 @@ impl UnitSandbox {
             if value.is_empty() {
                 list.clear();
             }
-            // A word with a specifier that is not a path's cannot be judged: left out.
-            let paths = words(value).filter_map(|w| expand_specifiers(&w));
-            list.extend(paths.map(|w| PathBuf::from(w.trim_start_matches(['-', '+']))));
+            // Words up to one systemd cannot split (an open quote), which ends the line.
+            for word in words(value).map_while(Result::ok) {
+                let word = word.strip_prefix('-').unwrap_or(&word);
+                let word = word.strip_prefix('+').unwrap_or(word);
+                let path = match expand_specifiers(word) {
+                    Ok(path) if path.starts_with('/') => PathBuf::from(path),
+                    // systemd ignores a word that is no absolute path.
+                    Ok(_) => continue,
+                    // What a restriction holds past an unknown specifier is unknown: taken to
+                    // hold the directory before it; a path it would open is left out.
+                    Err(before) if restricts => {
+                        let dir = before.rsplit_once('/').map_or("", |(dir, _)| dir);
+                        PathBuf::from(if dir.is_empty() { "/" } else { dir })
+                    }
+                    Err(_) => continue,
+                };
+                list.push(path);
+            }
         }
     }
 
@@ -270,10 +291,12 @@ impl UnitSandbox {
     }
 }
 
-/// `word` with `%%` and the path specifiers of a system service expanded (`%t` /run, `%S`
-/// /var/lib, `%C` /var/cache, `%L` /var/log, `%E` /etc, `%T` /tmp, `%V` /var/tmp, `%h` /root);
-/// `None` with any other specifier.
-fn expand_specifiers(word: &str) -> Option<String> {
+/// `word` with `%%` and the specifiers of nonrootd.service expanded (`%t` /run, `%S`
+/// /var/lib, `%C` /var/cache, `%L` /var/log, `%E` /etc, `%T` /tmp, `%V` /var/tmp, `%h` /root,
+/// `%n` nonrootd.service, `%N`, `%p`, `%P` nonrootd, `%i`, `%I`, `%j`, `%J` empty, `%u`, `%g`
+/// root, `%U`, `%G` 0); `Err` with what comes before any other specifier (the host's name,
+/// its machine id, …).
+fn expand_specifiers(word: &str) -> Result<String, String> {
     let mut out = String::with_capacity(word.len());
     let mut chars = word.chars();
     while let Some(c) = chars.next() {
@@ -281,20 +304,25 @@ fn expand_specifiers(word: &str) -> Option<String> {
             out.push(c);
             continue;
         }
-        out.push_str(match chars.next()? {
-            '%' => "%",
-            't' => "/run",
-            'S' => "/var/lib",
-            'C' => "/var/cache",
-            'L' => "/var/log",
-            'E' => "/etc",
-            'T' => "/tmp",
-            'V' => "/var/tmp",
-            'h' => "/root",
-            _ => return None,
+        out.push_str(match chars.next() {
+            Some('%') => "%",
+            Some('t') => "/run",
+            Some('S') => "/var/lib",
+            Some('C') => "/var/cache",
+            Some('L') => "/var/log",
+            Some('E') => "/etc",
+            Some('T') => "/tmp",
+            Some('V') => "/var/tmp",
+            Some('h') => "/root",
+            Some('n') => "nonrootd.service",
+            Some('N' | 'p' | 'P') => "nonrootd",
+            Some('i' | 'I' | 'j' | 'J') => "",
+            Some('u' | 'g') => "root",
+            Some('U' | 'G') => "0",
+            _ => return Err(out),
         });
     }
-    Some(out)
+    Ok(out)
 }
 
 /// The lines of a unit file as systemd reads them: a line ending in an unescaped backslash is
@@ -304,13 +332,14 @@ fn logical_lines(unit: &str) -> Vec<String> {
     let mut lines = Vec::new();
     let mut pending: Option<String> = None;
     for raw in unit.lines() {
-        let line = raw.trim();
+        let line = raw.trim_start();
         if line.starts_with('#') || line.starts_with(';') {
             continue;
         }
+        // As written: a backslash followed by a blank continues nothing.
         let backslashes = line.len() - line.trim_end_matches('\\').len();
         let continues = backslashes % 2 == 1;
-        let text = if continues { &line[..line.len() - 1] } else { line };
+        let text = if continues { &line[..line.len() - 1] } else { line }.trim_end();
         let joined = match pending.take() {
             Some(mut before) => {
                 before.push(' ');
@@ -330,8 +359,9 @@ fn logical_lines(unit: &str) -> Vec<String> {
 }
 
 /// The words of a path list as systemd splits them: at white space outside quotes, quotes
-/// removed, backslash escapes of quotes, white space and backslashes undone.
-fn words(value: &str) -> impl Iterator<Item = String> + '_ {
+/// removed, a backslash taking the next character as it is; `Err` for a word whose quote is
+/// not closed or that ends in a lone backslash (systemd ignores the rest of the line).
+fn words(value: &str) -> impl Iterator<Item = Result<String, ()>> + '_ {
     let mut chars = value.chars().peekable();
     std::iter::from_fn(move || {
         while chars.next_if(|c| c.is_whitespace()).is_some() {}
@@ -340,14 +370,17 @@ fn words(value: &str) -> impl Iterator<Item = String> + '_ {
         let mut quote = None;
         while let Some(c) = chars.next() {
             match (c, quote) {
-                ('\\', _) => word.extend(chars.next()),
+                ('\\', _) => match chars.next() {
+                    Some(next) => word.push(next),
+                    None => return Some(Err(())),
+                },
                 ('"' | '\'', None) => quote = Some(c),
                 (c, Some(q)) if c == q => quote = None,
                 (c, None) if c.is_whitespace() => break,
                 (c, _) => word.push(c),
             }
         }
-        Some(word)
+        Some(if quote.is_some() { Err(()) } else { Ok(word) })
     })
 }
 
@@ -381,12 +414,71 @@ fn is_tmp(path: &Path) -> bool {
 /// /run/user it also turns `ProtectHome=yes` into `read-only`, below which `ReadWritePaths=`
 /// works; below /tmp or /var/tmp it turns `PrivateTmp=` off, so that nonrootd sees the host's.
 pub fn drop_in_advice(path: &Path) -> String {
-    let protect_home = if is_home(path) { "ProtectHome=read-only\\n" } else { "" };
-    let private_tmp = if is_tmp(path) { "PrivateTmp=no\\n" } else { "" };
+    drop_in(&usual_drop_in(path))
+}
+
+/// The lines of [`drop_in_advice`]'s drop-in.
+fn usual_drop_in(path: &Path) -> Vec<String> {
+    let mut lines = Vec::new();
+    if is_home(path) {
+        lines.push("ProtectHome=read-only".to_string());
+    }
+    if is_tmp(path) {
+        lines.push("PrivateTmp=no".to_string());
+    }
+    lines.push(format!("ReadWritePaths={}", unit_word(path)));
+    lines
+}
+
+/// The advice to add a drop-in of `lines`.
+fn drop_in(lines: &[String]) -> String {
     format!(
-        "add /etc/systemd/system/nonrootd.service.d/paths.conf with \"[Service]\\n{protect_home}{private_tmp}ReadWritePaths={}\", then systemctl daemon-reload and restart nonrootd",
-        unit_word(path)
+        "add /etc/systemd/system/nonrootd.service.d/paths.conf with \"[Service]\\n{}\", then systemctl daemon-reload and restart nonrootd",
+        lines.join("\\n")
     )
+}
+
+impl UnitSandbox {
+    /// The drop-in that lets nonrootd write `path` under this unit: [`drop_in_advice`]'s, or
+    /// where a mount at that very path keeps it read-only (`ProtectHome=read-only` for a home
+    /// itself, a `ReadOnlyPaths=` or `InaccessiblePaths=` entry, `ProtectSystem=full` at /etc)
+    /// one that changes that setting instead. Each is tried on the model; when none opens the
+    /// path, the setting to change by hand is named.
+    pub fn advice(&self, path: &Path) -> String {
+        let usual = usual_drop_in(path);
+        let opening = format!("ReadWritePaths={}", unit_word(path));
+        let mut tries = vec![usual.clone()];
+        if is_home(path) {
+            let mut no_protect_home = usual.clone();
+            no_protect_home[0] = "ProtectHome=no".to_string();
+            tries.push(no_protect_home);
+        }
+        // A list reset, then its entries but those holding the path listed again.
+        let relisted = |key: &str, list: &[PathBuf]| -> Vec<String> {
+            let others = list.iter().filter(|entry| !path.starts_with(entry));
+            let mut lines = vec![format!("{key}=")];
+            lines.extend(others.map(|entry| format!("{key}={}", unit_word(entry).trim_start_matches('-'))));
+            lines
+        };
+        let ro = relisted("ReadOnlyPaths", &self.read_only_paths);
+        let gone = relisted("InaccessiblePaths", &self.inaccessible_paths);
+        tries.push([ro.clone(), vec![opening.clone()]].concat());
+        tries.push([gone, ro, vec![opening.clone()]].concat());
+        if self.protect_system == ProtectSystem::Full {
+            tries.push(vec!["ProtectSystem=yes".to_string(), opening]);
+        }
+        for lines in tries {
+            let mut trial = self.clone();
+            trial.read(&format!("[Service]\n{}\n", lines.join("\n")));
+            if trial.blocks(path).is_none() {
+                return drop_in(&lines);
+            }
+        }
+        match self.blocks(path) {
+            Some(why) => format!("no drop-in of ReadWritePaths= alone opens it; change what makes it so ({why})"),
+            None => drop_in(&usual),
+        }
+    }
 }
 
 /// `-path` as one word of a unit file's path list: `%` doubled (a specifier otherwise),
@@ -418,12 +510,87 @@ mod tests {
         Config::from_sources(&[(PathBuf::from("/etc/nonrootd/nonrootd.toml"), text.to_string())]).unwrap()
     }
 
+    /// The units read in order, each in `[Service]` unless it names its own section first.
     fn sandbox(units: &[&str]) -> UnitSandbox {
         let mut sandbox = UnitSandbox::default();
         for unit in units {
-            sandbox.read(unit);
+            match unit.starts_with('[') {
+                true => sandbox.read(unit),
+                false => sandbox.read(&format!("[Service]\n{unit}")),
+            }
         }
         sandbox
+    }
+
+    /// Only `[Service]` counts: systemd ignores a key outside any section and these keys in
+    /// another one.
+    #[test]
+    fn keys_outside_the_service_section_are_ignored() {
+        let mut unit = UnitSandbox::default();
+        unit.read("ProtectSystem=strict\nReadWritePaths=/srv/a\n");
+        unit.read(
+            "[Unit]\nReadWritePaths=/srv/b\n[Service]\nReadWritePaths=/srv/c\n[Install]\nReadWritePaths=/srv/d\n",
+        );
+        assert_eq!(unit.protect_system, ProtectSystem::No);
+        assert_eq!(unit.read_write_paths, [PathBuf::from("/srv/c")]);
+    }
+
+    /// Old key names, one `-` then one `+`, words that are no absolute path, an open quote
+    /// (the rest of the line ignored), a backslash and a blank after it (no continuation),
+    /// and a restriction past an unknown specifier taken to hold the directory before it.
+    #[test]
+    fn words_are_taken_as_systemd_takes_them() {
+        let unit = sandbox(&[
+            "ReadWriteDirectories=-+/srv/a +-/srv/b relative \"\" -\nReadWritePaths=/srv/c \\ \nReadOnlyPaths=/srv/d\nReadWritePaths=/srv/e \"/srv/f\n",
+            "InaccessibleDirectories=/srv/x/%H/y\nReadOnlyDirectories=/srv/%n\nReadWritePaths=/srv/%m\n",
+        ]);
+        assert_eq!(
+            unit.read_write_paths,
+            [PathBuf::from("/srv/a"), "/srv/c".into(), "/srv/e".into()]
+        );
+        assert_eq!(
+            unit.read_only_paths,
+            [PathBuf::from("/srv/d"), "/srv/nonrootd.service".into()]
+        );
+        assert_eq!(unit.inaccessible_paths, [PathBuf::from("/srv/x")]);
+    }
+
+    /// The advice is checked on the model: where a mount at the very path keeps it read-only,
+    /// the setting behind it changes instead.
+    #[test]
+    fn the_advice_opens_the_path_it_is_for() {
+        let shipped = sandbox(&[
+            "ProtectSystem=strict\nProtectHome=yes\nReadOnlyPaths=/proc /srv/ro\nInaccessiblePaths=/srv/gone\nReadWritePaths=/run\n",
+        ]);
+        let opened = |advice: &str| {
+            let text = advice.split('"').nth(1).unwrap().replace("\\n", "\n");
+            let mut unit = shipped.clone();
+            unit.read(&text);
+            unit
+        };
+        for path in [
+            "/srv/docker",
+            "/root",
+            "/home/app/data",
+            "/srv/ro",
+            "/srv/ro/x",
+            "/srv/gone/x",
+        ] {
+            let advice = shipped.advice(Path::new(path));
+            assert_eq!(opened(&advice).blocks(Path::new(path)), None, "{path}: {advice}");
+        }
+        // The other restrictions are listed again.
+        let advice = shipped.advice(Path::new("/srv/ro"));
+        assert!(
+            advice.contains("ReadOnlyPaths=\\nReadOnlyPaths=/proc\\nReadWritePaths=-/srv/ro"),
+            "{advice}"
+        );
+        assert_eq!(
+            opened(&advice).blocks(Path::new("/proc/x")),
+            Some(Blocked::ReadOnly("ReadOnlyPaths="))
+        );
+        let full = sandbox(&["ProtectSystem=full\n"]);
+        assert!(full.advice(Path::new("/etc")).contains("ProtectSystem=yes"));
     }
 
     #[test]

@@ -227,12 +227,16 @@ fn load_config(path: &std::path::Path) -> Option<Config> {
     }
 }
 
-/// systemd's unit directories, lowest priority first.
-const UNIT_DIRS: [&str; 4] = [
+/// systemd's unit directories, lowest priority first (`system.control` is where
+/// `systemctl set-property` writes).
+const UNIT_DIRS: [&str; 7] = [
     "/lib/systemd/system",
     "/usr/lib/systemd/system",
+    "/usr/local/lib/systemd/system",
     "/run/systemd/system",
     "/etc/systemd/system",
+    "/run/systemd/system.control",
+    "/etc/systemd/system.control",
 ];
 
 /// What the installed nonrootd.service with its drop-ins lets nonrootd write, or `None` when
@@ -249,14 +253,18 @@ fn unit_sandbox(unit_dirs: &[PathBuf]) -> Option<sandbox::UnitSandbox> {
     sandbox.read(&read(&unit).ok()?);
     let resolve_all = |paths: &mut Vec<PathBuf>| paths.iter_mut().for_each(|p| *p = resolved(p));
     let mut drop_ins = std::collections::BTreeMap::new();
+    // The drop-ins of every service, then nonrootd's own, which win a name they share; a
+    // directory of higher priority wins a name too. Read in the order of their names.
     for dir in unit_dirs {
-        let Ok(entries) = std::fs::read_dir(dir.join("nonrootd.service.d")) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            let name = entry.file_name();
-            if name.to_string_lossy().ends_with(".conf") {
-                drop_ins.insert(name, entry.path());
+        for drop_in_dir in ["service.d", "nonrootd.service.d"] {
+            let Ok(entries) = std::fs::read_dir(dir.join(drop_in_dir)) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let name = entry.file_name();
+                if name.to_string_lossy().ends_with(".conf") {
+                    drop_ins.insert(name, entry.path());
+                }
             }
         }
     }
@@ -346,10 +354,7 @@ fn check_config(path: &std::path::Path, state_dir: &std::path::Path, args: &Chec
                     written.writable.display()
                 ),
             };
-            eprintln!(
-                "nonrootctl: {place}: {what} {why}: {}",
-                sandbox::drop_in_advice(&writable)
-            );
+            eprintln!("nonrootctl: {place}: {what} {why}: {}", unit.advice(&writable));
             blocked = true;
         }
         if blocked {
@@ -366,14 +371,16 @@ fn check_config(path: &std::path::Path, state_dir: &std::path::Path, args: &Chec
         );
     }
     // Not an error: `nonrootctl apply --only volumes` can still walk such a volume by hand.
-    let volumes = config.volumes.iter();
-    for (volume, why) in volumes.filter_map(|v| Some((v, unit.as_ref()?.blocks(&resolved(&v.path))?))) {
-        println!(
-            "note: {}: volume.path {} {why}: {}",
-            volume.origin,
-            volume.path.display(),
-            sandbox::drop_in_advice(&resolved(&volume.path))
-        );
+    for (volume, unit) in config.volumes.iter().filter_map(|v| Some((v, unit.as_ref()?))) {
+        let path = resolved(&volume.path);
+        if let Some(why) = unit.blocks(&path) {
+            println!(
+                "note: {}: volume.path {} {why}: {}",
+                volume.origin,
+                volume.path.display(),
+                unit.advice(&path)
+            );
+        }
     }
     ExitCode::SUCCESS
 }
