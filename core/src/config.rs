@@ -580,7 +580,7 @@ fn key_written_at(text: &str, offset: usize) -> &str {
 fn with_table_hint(key: &str, written: &str, message: &str) -> String {
     const MODE_HINT: &str = "write a mode as a string, like mode = \"0750\"";
     if message.starts_with("unexpected leading zero") {
-        let hint = match written.ends_with("mode") {
+        let hint = match written.trim_matches(['"', '\'']).ends_with("mode") {
             true => MODE_HINT,
             false => "write the number without it",
         };
@@ -1794,6 +1794,8 @@ mod tests {
             errors("[[socket]]\npath = \"/run/x.sock/\"\nusers = [1]\n"),
             ["/etc/n.toml:2: socket.path: \"/run/x.sock/\" ends in \"/\": name the file itself"]
         );
+        let quoted = errors("[[volume]]\npath = \"/srv/v\"\nuid = 1\ngid = 1\n\"mode\" = 0750\n");
+        assert!(quoted[0].ends_with("like mode = \"0750\")"), "{quoted:?}");
         let other_zero = errors("[[volume]]\npath = \"/srv/v\"\nuid = 0999\ngid = 1\n");
         assert!(
             other_zero[0].ends_with("(write the number without it)"),
