@@ -545,6 +545,22 @@ mod tests {
         assert!(!recheck_duties(true, false).contains(Duty::Sockets));
     }
 
+    /// The first subscription to systemd follows the startup; a later one closes a gap in
+    /// which a Docker start went unseen, as a lost bus does.
+    #[tokio::test]
+    async fn a_later_subscription_or_a_lost_bus_is_a_gap() {
+        let dir = tempfile::tempdir().unwrap();
+        let (units, _followed) = watch::channel(Vec::new());
+        let state = dir.path().join("state");
+        let mut daemon = Daemon::new(dir.path().join("n.toml"), state, config(""), units, None).unwrap();
+        daemon.on_bus(vec![BusEvent::Subscribed("subscribed to systemd (:1.1)".into())]);
+        assert_eq!(daemon.unseen_since, None);
+        daemon.on_bus(vec![BusEvent::Subscribed("subscribed to systemd (:1.2)".into())]);
+        let reexec = daemon.unseen_since.expect("a gap");
+        daemon.on_bus(vec![BusEvent::Lost("gone".into())]);
+        assert!(daemon.unseen_since.expect("a gap") >= reexec);
+    }
+
     /// Only a walk that began after the gap saw what started in it.
     #[test]
     fn only_a_walk_begun_after_the_gap_counts() {
