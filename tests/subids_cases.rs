@@ -339,18 +339,18 @@ impl IdResolver for Users {
     }
 }
 
+/// The `[[tenant]]`s of `extra` applied, with user acme (1001) alone on the host.
+fn tenants_with_acme(env: &TempEtc, extra: &str) -> nonrootd_core::report::Report {
+    let config = config_for(&env.etc(), extra);
+    let users = Users(&[("acme", 1001)]);
+    subids::ensure_tenants(&config, &users, &env.state(), false, subids::DEFAULT_LOCK_TIMEOUT)
+}
+
 #[test]
 fn one_user_under_two_spellings_is_one_tenant() {
     let env = TempEtc::new();
     let extra = "count = 1000\n[[tenant]]\nname = \"acme\"\n[[tenant]]\nname = 1001\ncount = 5000\n";
-    let config = config_for(&env.etc(), extra);
-    let report = subids::ensure_tenants(
-        &config,
-        &Users(&[("acme", 1001)]),
-        &env.state(),
-        false,
-        subids::DEFAULT_LOCK_TIMEOUT,
-    );
+    let report = tenants_with_acme(&env, extra);
     let outcomes: Vec<&str> = report.entries.iter().map(|e| e.outcome.label()).collect();
     assert_eq!(outcomes, ["changed", "changed", "refused", "refused"]);
     let Outcome::Refused { reason } = &report.entries[2].outcome else {
@@ -366,14 +366,7 @@ fn one_user_under_two_spellings_is_one_tenant() {
 fn a_tenant_whose_lookup_fails_is_failed_and_the_others_are_allocated() {
     let env = TempEtc::new();
     let extra = "count = 1000\n[[tenant]]\nname = \"unanswered\"\n[[tenant]]\nname = \"acme\"\n";
-    let config = config_for(&env.etc(), extra);
-    let report = subids::ensure_tenants(
-        &config,
-        &Users(&[("acme", 1001)]),
-        &env.state(),
-        false,
-        subids::DEFAULT_LOCK_TIMEOUT,
-    );
+    let report = tenants_with_acme(&env, extra);
     let outcomes: Vec<&str> = report.entries.iter().map(|e| e.outcome.label()).collect();
     assert_eq!(outcomes, ["failed", "failed", "changed", "changed"]);
     assert_eq!(

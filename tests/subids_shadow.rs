@@ -110,14 +110,7 @@ fn a_user_database_that_cannot_answer_stops_what_needs_it_and_writes_nothing() {
     std::fs::remove_file(etc.path("passwd")).unwrap();
     let config = etc.path("nonrootd-test.toml");
     std::fs::write(&config, subids_support::config_text(&etc.etc())).unwrap();
-    let nonrootctl = |args: &str| {
-        etc.shadow(&format!(
-            "exec {} --config {} --state-dir {} subids {args}",
-            env!("CARGO_BIN_EXE_nonrootctl"),
-            config.display(),
-            etc.state().display()
-        ))
-    };
+    let nonrootctl = |args: &str| etc.nonrootctl(&config, &format!("subids {args}"));
     // A name's uid for the numeric owner; a user named like the uid.
     let unknown = "which lines are its own is unknown";
     let named = "looking up a user named ";
@@ -158,12 +151,7 @@ fn a_uid_that_is_another_user_s_name_is_refused() {
     assert_ok(&etc.shadow("useradd -K SUB_UID_COUNT=0 -K SUB_GID_COUNT=0 -u 4243 1234"));
     let config = etc.path("nonrootd-test.toml");
     std::fs::write(&config, subids_support::config_text(&etc.etc())).unwrap();
-    let out = etc.shadow(&format!(
-        "exec {} --config {} --state-dir {} subids allocate 1234",
-        env!("CARGO_BIN_EXE_nonrootctl"),
-        config.display(),
-        etc.state().display()
-    ));
+    let out = etc.nonrootctl(&config, "subids allocate 1234");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{stderr}");
     assert!(
@@ -173,12 +161,7 @@ fn a_uid_that_is_another_user_s_name_is_refused() {
     // A [[tenant]] given as that uid is refused the same way, naming its line.
     let text = format!("{}\n[[tenant]]\nname = 1234\n", subids_support::config_text(&etc.etc()));
     std::fs::write(&config, text).unwrap();
-    let out = etc.shadow(&format!(
-        "exec {} --config {} --state-dir {} apply --only subids",
-        env!("CARGO_BIN_EXE_nonrootctl"),
-        config.display(),
-        etc.state().display()
-    ));
+    let out = etc.nonrootctl(&config, "apply --only subids");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         stdout.contains("refused") && stdout.contains("(uid 4243) (") && stdout.contains("nonrootd-test.toml:8)"),

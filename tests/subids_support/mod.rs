@@ -87,6 +87,16 @@ impl TempEtc {
         self.shadow_command(script).output().expect("unshare")
     }
 
+    /// Runs `nonrootctl --config CONFIG --state-dir <state> ARGS` where this directory is `/etc`.
+    pub fn nonrootctl(&self, config: &Path, args: &str) -> Output {
+        self.shadow(&format!(
+            "exec {} --config {} --state-dir {} {args}",
+            env!("CARGO_BIN_EXE_nonrootctl"),
+            config.display(),
+            self.state().display()
+        ))
+    }
+
     pub fn shadow_command(&self, script: &str) -> Command {
         let mut cmd = Command::new("unshare");
         cmd.args(["--mount", "--propagation", "private", "sh", "-ec"])
