@@ -270,8 +270,8 @@ impl UnitSandbox {
             ProtectSystem::Strict => {
                 let mut strict = read_only("ProtectSystem=strict", &["/"]);
                 // The API file systems, and the homes (ProtectHome='s), stay writable.
-                let writable = ["/dev", "/proc", "/sys", "/home", "/root", "/run/user"];
-                strict.extend(writable.iter().map(|p| (PathBuf::from(p), Access::ReadWrite)));
+                let writable = ["/dev", "/proc", "/sys"].into_iter().chain(PROTECTED_HOMES);
+                strict.extend(writable.map(|p| (PathBuf::from(p), Access::ReadWrite)));
                 strict
             }
         };
@@ -288,6 +288,47 @@ impl UnitSandbox {
         );
         mounts.extend(self.read_write_paths.iter().map(|p| (p.clone(), Access::ReadWrite)));
         mounts
+    }
+
+    /// The drop-in that lets nonrootd write `path` under this unit: [`drop_in_advice`]'s, or
+    /// where a mount at that very path keeps it read-only (`ProtectHome=read-only` for a home
+    /// itself, a `ReadOnlyPaths=` or `InaccessiblePaths=` entry, `ProtectSystem=full` at /etc)
+    /// one that changes that setting instead. Each is tried on the model; when none opens the
+    /// path, the setting to change by hand is named.
+    pub fn advice(&self, path: &Path) -> String {
+        let usual = usual_drop_in(path);
+        let opening = format!("ReadWritePaths={}", unit_word(path));
+        let mut tries = vec![usual.clone()];
+        if is_home(path) {
+            let mut no_protect_home = usual.clone();
+            no_protect_home[0] = "ProtectHome=no".to_string();
+            tries.push(no_protect_home);
+        }
+        // A list reset, then its entries but those holding the path listed again.
+        let relisted = |key: &str, list: &[PathBuf]| -> Vec<String> {
+            let others = list.iter().filter(|entry| !path.starts_with(entry));
+            let mut lines = vec![format!("{key}=")];
+            lines.extend(others.map(|entry| format!("{key}={}", unit_word(entry).trim_start_matches('-'))));
+            lines
+        };
+        let ro = relisted("ReadOnlyPaths", &self.read_only_paths);
+        let gone = relisted("InaccessiblePaths", &self.inaccessible_paths);
+        tries.push([ro.clone(), vec![opening.clone()]].concat());
+        tries.push([gone, ro, vec![opening.clone()]].concat());
+        if self.protect_system == ProtectSystem::Full {
+            tries.push(vec!["ProtectSystem=yes".to_string(), opening]);
+        }
+        for lines in tries {
+            let mut trial = self.clone();
+            trial.read(&format!("[Service]\n{}\n", lines.join("\n")));
+            if trial.blocks(path).is_none() {
+                return drop_in(&lines);
+            }
+        }
+        match self.blocks(path) {
+            Some(why) => format!("no drop-in of ReadWritePaths= alone opens it; change what makes it so ({why})"),
+            None => drop_in(&usual),
+        }
     }
 }
 
@@ -436,49 +477,6 @@ fn drop_in(lines: &[String]) -> String {
         "add /etc/systemd/system/nonrootd.service.d/paths.conf with \"[Service]\\n{}\", then systemctl daemon-reload and restart nonrootd",
         lines.join("\\n")
     )
-}
-
-impl UnitSandbox {
-    /// The drop-in that lets nonrootd write `path` under this unit: [`drop_in_advice`]'s, or
-    /// where a mount at that very path keeps it read-only (`ProtectHome=read-only` for a home
-    /// itself, a `ReadOnlyPaths=` or `InaccessiblePaths=` entry, `ProtectSystem=full` at /etc)
-    /// one that changes that setting instead. Each is tried on the model; when none opens the
-    /// path, the setting to change by hand is named.
-    pub fn advice(&self, path: &Path) -> String {
-        let usual = usual_drop_in(path);
-        let opening = format!("ReadWritePaths={}", unit_word(path));
-        let mut tries = vec![usual.clone()];
-        if is_home(path) {
-            let mut no_protect_home = usual.clone();
-            no_protect_home[0] = "ProtectHome=no".to_string();
-            tries.push(no_protect_home);
-        }
-        // A list reset, then its entries but those holding the path listed again.
-        let relisted = |key: &str, list: &[PathBuf]| -> Vec<String> {
-            let others = list.iter().filter(|entry| !path.starts_with(entry));
-            let mut lines = vec![format!("{key}=")];
-            lines.extend(others.map(|entry| format!("{key}={}", unit_word(entry).trim_start_matches('-'))));
-            lines
-        };
-        let ro = relisted("ReadOnlyPaths", &self.read_only_paths);
-        let gone = relisted("InaccessiblePaths", &self.inaccessible_paths);
-        tries.push([ro.clone(), vec![opening.clone()]].concat());
-        tries.push([gone, ro, vec![opening.clone()]].concat());
-        if self.protect_system == ProtectSystem::Full {
-            tries.push(vec!["ProtectSystem=yes".to_string(), opening]);
-        }
-        for lines in tries {
-            let mut trial = self.clone();
-            trial.read(&format!("[Service]\n{}\n", lines.join("\n")));
-            if trial.blocks(path).is_none() {
-                return drop_in(&lines);
-            }
-        }
-        match self.blocks(path) {
-            Some(why) => format!("no drop-in of ReadWritePaths= alone opens it; change what makes it so ({why})"),
-            None => drop_in(&usual),
-        }
-    }
 }
 
 /// `-path` as one word of a unit file's path list: `%` doubled (a specifier otherwise),

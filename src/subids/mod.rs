@@ -710,11 +710,6 @@ pub fn other_spelling(owner: &str) -> Result<Option<String>, String> {
     found.map_err(|errno| format!("looking up {owner:?} in the user database failed: {}", errno.desc()))
 }
 
-/// A tenant written as `uid` (a config's numeric `[[tenant]]`), its name looked up as needed.
-fn tenant_of_uid(uid: u32) -> Tenant {
-    Tenant::looked_up(&Spelling::Uid(uid), other_spelling)
-}
-
 /// Refuses what was planned for `tenant` when a line needed its other spelling and the
 /// lookup failed: which lines are its own is then unknown.
 fn refuse_unknown_spelling(tenant: &Tenant) -> Result<(), SubidsError> {
@@ -1114,7 +1109,7 @@ pub fn ensure_tenants(
                 Ok((Tenant::new(&Spelling::Name(name.clone()), Some(uid.to_string())), count))
             }
             (IdRef::Id(_), Ok(uid), None) => match refuse_uid_named_otherwise(uid.0) {
-                Ok(()) => Ok((tenant_of_uid(uid.0), count)),
+                Ok(()) => Ok((Tenant::looked_up(&Spelling::Uid(uid.0), other_spelling), count)),
                 Err(SubidsError::InvalidTenant { tenant, reason }) => Err(SubidsError::InvalidTenant {
                     tenant,
                     reason: format!("{reason} ({})", t.name.origin),
