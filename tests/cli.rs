@@ -474,6 +474,7 @@ fn a_held_lock_times_out_cleanly() {
     assert_eq!(out.status.code(), Some(1));
     let stdout = text(&out.stdout);
     assert!(stdout.contains("another apply holds"), "{stdout}");
+    assert!(stdout.contains("(waited 200ms)"), "{stdout}");
     assert!(stdout.contains("/nonexistent"), "{stdout}");
 }
 

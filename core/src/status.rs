@@ -40,6 +40,9 @@ pub struct DaemonStatus {
     /// Whether it follows systemd's unit signals there.
     pub following_systemd: bool,
     pub last_trigger: Option<Stamped>,
+    /// The apply (or subids call) running now, and since when.
+    #[serde(default)]
+    pub applying: Option<Stamped>,
     /// Set while a reload was refused and the previous config stays in force.
     pub reload_error: Option<Stamped>,
     pub paths: Vec<PathStatus>,
@@ -191,6 +194,14 @@ pub fn render(status: &DaemonStatus, color: bool) -> String {
             "  Last run: {} ({} ago)",
             trigger.text,
             ago(status.now.saturating_sub(trigger.at))
+        );
+    }
+    if let Some(applying) = &status.applying {
+        let _ = writeln!(
+            out,
+            "  Applying: {} (for {})",
+            applying.text,
+            ago(status.now.saturating_sub(applying.at))
         );
     }
     if let Some(error) = &status.reload_error {
@@ -390,6 +401,10 @@ mod tests {
                 at: 1000,
                 text: "docker.socket became active".into(),
             }),
+            applying: Some(Stamped {
+                at: 1057,
+                text: "reload (SIGHUP)".into(),
+            }),
             ..running_for_3min(book.snapshot())
         };
         assert!(!status.healthy());
@@ -398,7 +413,8 @@ mod tests {
             "● nonrootd 0.1.0 - active (degraded) since 3min ago\n\
              \x20   Config: /etc/nonrootd/nonrootd.toml\n\
              \x20      Bus: connected, following systemd\n\
-             \x20 Last run: docker.socket became active (1min ago)\n\n\
+             \x20 Last run: docker.socket became active (1min ago)\n\
+             \x20 Applying: reload (SIGHUP) (for 3s)\n\n\
              ✗ sockets /run/containerd.sock (user:4321:rw-): is a symlink\n\
              ✓ sockets /run/docker.sock (user:4321:rw-) [fixed 1min ago: +user:4321:rw-]\n"
         );
@@ -418,6 +434,7 @@ mod tests {
             system_bus: true,
             following_systemd: true,
             last_trigger: None,
+            applying: None,
             reload_error: None,
             paths,
         }

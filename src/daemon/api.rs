@@ -275,6 +275,7 @@ mod tests {
             system_bus: true,
             following_systemd: true,
             last_trigger: None,
+            applying: None,
             reload_error: None,
             paths: Vec::new(),
         }

@@ -1,11 +1,12 @@
 //! The one event loop. It owns the config, the per-path status and the bus connection, and
 //! reacts to: reports of the socket fixer, systemd cues, API calls, SIGHUP, SIGTERM, the
-//! watchdog and its own retries. A failing apply is logged and retried on the next event, or
-//! after a back-off when none comes; it never ends the loop.
+//! watchdog, its own retries, and the ends of the applies and walks it hands off (it waits for
+//! no lock itself). A failing apply is logged and retried on the next event, or after a
+//! back-off when none comes; it never ends the loop.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use nonrootd_core::config::Config;
 use nonrootd_core::duty::{Duty, DutySet};
@@ -21,13 +22,14 @@ use tracing::{error, info, warn};
 use zbus::Connection;
 use zbus::object_server::SignalEmitter;
 
-use super::Backoff;
 use super::api::{Manager, OBJECT_PATH, Request};
 use super::bus::BusEvent;
+use super::host_job::{self, Applied, HostJobs, Job};
 use super::realtime::Confined;
 use super::socket_fixer::{Fixed, LOCK_TIMEOUT, SocketFixer};
 use super::volume_job::{Finished, VolumeJobs, Waiter};
-use crate::apply::{Request as ApplyRequest, apply_on_host, lookup_failed, record_unavailable};
+use super::{Backoff, now};
+use crate::apply::{lookup_failed, record_unavailable};
 use crate::config_file;
 use crate::ids::SystemIds;
 use crate::message_id;
@@ -37,17 +39,13 @@ use crate::message_id;
 const RETRY_FIRST: Duration = Duration::from_secs(5);
 const RETRY_MAX: Duration = Duration::from_secs(600);
 /// How long a retry waits for a lock: a lock held long (an editor in `vipw`) then holds up the
-/// loop for this at each retry, not for [`LOCK_TIMEOUT`].
+/// applies for this at each retry, not for [`LOCK_TIMEOUT`].
 const RETRY_LOCK_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// The duties the loop tries again on its own when they fail: the sockets' retries are the
 /// fixer's, and a volume walk (which may take long) waits for the next trigger.
 fn retried(duties: DutySet) -> DutySet {
     duties.without(Duty::Sockets).without(Duty::Volumes)
-}
-
-fn now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 fn notify(states: &[NotifyState<'_>]) {
@@ -69,13 +67,15 @@ pub struct Daemon {
     started_at: u64,
     last_trigger: Option<Stamped>,
     reload_error: Option<Stamped>,
-    /// The trigger of the apply a reload left for the loop's next turn, so that its caller is
-    /// answered first.
-    reload_apply: Option<String>,
     bus: Option<Connection>,
     following_systemd: bool,
+    /// Whether the bus was tried: connected, found missing, or silent for too long.
+    bus_tried: bool,
+    /// Whether the startup's apply is done.
+    started: bool,
     ready: bool,
     last_status: String,
+    host: HostJobs,
     volumes: VolumeJobs,
     /// The units the bus side follows; a reload may change them.
     units: watch::Sender<Vec<String>>,
@@ -105,6 +105,7 @@ impl Daemon {
             reports,
             confined,
         )?;
+        let host = HostJobs::spawn(state_dir.clone())?;
         Ok(Daemon {
             config_path,
             state_dir,
@@ -116,11 +117,13 @@ impl Daemon {
             started_at: now(),
             last_trigger: None,
             reload_error: None,
-            reload_apply: None,
             bus: None,
             following_systemd: false,
+            bus_tried: false,
+            started: false,
             ready: false,
             last_status: String::new(),
+            host,
             volumes: VolumeJobs::default(),
             units,
             failed: DutySet::NONE,
@@ -142,20 +145,13 @@ impl Daemon {
             return ExitCode::FAILURE;
         };
         let mut watchdog = sd_notify::watchdog_enabled().map(|usec| tokio::time::interval(usec / 2));
-        self.apply(DutySet::ALL, None, "startup");
+        self.apply(DutySet::ALL, "startup");
         info!(
             MESSAGE_ID = message_id::STARTED,
             "nonrootd {} started",
             env!("CARGO_PKG_VERSION")
         );
         loop {
-            if let Some(trigger) = self.reload_apply.take() {
-                // The tasks woken meanwhile run first: the Reload() reply is written by then.
-                tokio::task::yield_now().await;
-                // The fixer applies the sockets with the new config itself, after whatever it
-                // was doing with the old one: done here too, its old apply could land last.
-                self.apply(DutySet::ALL.without(Duty::Sockets), None, &trigger);
-            }
             tokio::select! {
                 Some(fixed) = self.fixed.recv() => {
                     if fixed.generation == self.generation {
@@ -170,6 +166,7 @@ impl Daemon {
                     self.on_bus(events);
                 }
                 Some(request) = requests.recv() => self.on_request(request),
+                applied = self.host.finished() => self.on_host_job(applied),
                 done = self.volumes.finished() => self.on_volumes(done),
                 _ = hup.recv() => {
                     let _ = self.reload("SIGHUP");
@@ -179,13 +176,14 @@ impl Daemon {
                 _ = tick(&mut watchdog) => notify(&[NotifyState::Watchdog]),
                 _ = until(self.retry.due()) => {
                     if self.retry.take_due() {
-                        self.apply_within(self.failed, None, "a retry (an apply failed)", RETRY_LOCK_TIMEOUT);
+                        self.apply_within(self.failed, "a retry (an apply failed)", RETRY_LOCK_TIMEOUT);
                     }
                 }
             }
         }
         notify(&[NotifyState::Stopping, NotifyState::Status("stopping")]);
         info!("nonrootd stopping");
+        self.host.stop().await;
         self.volumes.stop().await;
         ExitCode::SUCCESS
     }
@@ -195,25 +193,24 @@ impl Daemon {
     fn on_bus(&mut self, events: Vec<BusEvent>) {
         let mut rechecks: Vec<String> = Vec::new();
         let mut unit_cue = false;
-        let mut connected = false;
         for event in events {
             match event {
                 BusEvent::Connected(conn) => {
                     self.bus = Some(conn);
-                    connected = true;
-                    // The first connection follows the startup apply: nothing to catch up on,
-                    // and READY=1 does not wait for another round of lock waits. What starts
-                    // meanwhile is caught by the re-check once systemd is subscribed to.
-                    if self.ready {
+                    // The first connection follows the startup apply: nothing to catch up on.
+                    // What starts meanwhile is caught by the re-check once systemd is
+                    // subscribed to.
+                    if self.bus_tried {
                         rechecks.push("connected to the system bus".into());
                     }
+                    self.bus_tried = true;
                 }
                 BusEvent::Following(following) => self.following_systemd = following,
                 BusEvent::Lost(why) => {
                     self.bus = None;
                     self.unseen_since = Some(Instant::now());
                     self.following_systemd = false;
-                    self.mark_ready();
+                    self.bus_tried = true;
                     tracing::debug!("bus lost: {why}");
                 }
                 BusEvent::Cue(what) => {
@@ -230,12 +227,10 @@ impl Daemon {
         }
         if let Some(what) = super::batch_trigger(&rechecks) {
             let walking = walk_began_since(self.volumes.running_since(), self.unseen_since);
-            self.apply(recheck_duties(unit_cue, walking), None, &what);
+            self.apply(recheck_duties(unit_cue, walking), &what);
             self.fixer.recheck(what);
         }
-        if connected {
-            self.mark_ready();
-        }
+        self.mark_ready();
     }
 
     fn on_request(&mut self, request: Request) {
@@ -244,24 +239,25 @@ impl Daemon {
                 let _ = reply.send(self.status());
             }
             Request::Apply(duties, reply) => {
-                let trigger = "Apply() over D-Bus";
-                let report = self.apply(duties.without(Duty::Volumes), None, trigger);
-                if duties.contains(Duty::Volumes) {
-                    // Answered when the walk is done (see on_volumes).
-                    self.volumes
-                        .request(&self.config, trigger, Some(Waiter { report, reply }));
-                } else {
-                    let _ = reply.send(report);
-                }
+                // Answered when the apply is done, and the walk if asked for (see on_host_job).
+                let caller = host_job::Caller {
+                    reply,
+                    volumes: duties.contains(Duty::Volumes),
+                };
+                self.queue_apply(
+                    duties.without(Duty::Volumes),
+                    "Apply() over D-Bus",
+                    LOCK_TIMEOUT,
+                    Some(caller),
+                );
             }
             Request::Reload(reply) => {
                 let _ = reply.send(self.reload("Reload() over D-Bus"));
             }
             Request::Subids(command, reply) => {
-                // The loop serves nothing else meanwhile: shadow's locks are waited for as
-                // long as the loop's own applies wait.
-                let output = crate::cli::subids::execute(command, &self.config, &self.state_dir, LOCK_TIMEOUT);
-                let _ = reply.send(output);
+                // Shadow's locks are waited for as long as the applies wait.
+                self.host
+                    .push(Job::Subids(command, reply), &self.config, self.generation);
             }
         }
     }
@@ -274,10 +270,10 @@ impl Daemon {
         }
     }
 
-    /// READY=1 once the first apply is done and the bus was tried (owned, found missing, or
-    /// silent for the bus side's connection limit).
+    /// READY=1 once the startup's apply is done and the bus was tried (owned, found missing,
+    /// or silent for the bus side's connection limit).
     fn mark_ready(&mut self) {
-        if !self.ready {
+        if !self.ready && self.started && self.bus_tried {
             self.ready = true;
             notify(&[NotifyState::Ready]);
         }
@@ -293,14 +289,14 @@ impl Daemon {
             system_bus: self.bus.is_some(),
             following_systemd: self.following_systemd,
             last_trigger: self.last_trigger.clone(),
+            applying: self.host.running(),
             reload_error: self.reload_error.clone(),
             paths: self.book.snapshot(),
         }
     }
 
     /// Re-reads the config. An invalid one is refused and logged; the old one stays in force.
-    /// The apply of the new one is left for the loop's next turn, so that a caller waiting for
-    /// the reload is answered without waiting for it.
+    /// The new one's apply is queued: a caller waiting for the reload does not wait for it.
     fn reload(&mut self, why: &str) -> Result<(), String> {
         let config = match config_file::load(&self.config_path) {
             Ok(config) => config,
@@ -337,7 +333,8 @@ impl Daemon {
         self.book.clear();
         // The new config's own apply schedules a retry if it fails.
         (self.failed, self.retry) = (DutySet::NONE, Backoff::new(RETRY_FIRST, RETRY_MAX));
-        self.reload_apply = Some(format!("reload ({why})"));
+        // The fixer applies the sockets with the new config itself.
+        self.apply(DutySet::ALL.without(Duty::Sockets), &format!("reload ({why})"));
         Ok(())
     }
 
@@ -352,37 +349,72 @@ impl Daemon {
         self.volumes.start_next(&self.config);
     }
 
-    /// Applies, records the outcome per path, emits signals for what changed or went wrong,
-    /// and says what happened in STATUS=. The volumes duty only starts its walk here.
-    fn apply(&mut self, duties: DutySet, socket: Option<PathBuf>, trigger: &str) -> Report {
-        self.apply_within(duties, socket, trigger, LOCK_TIMEOUT)
+    /// Starts the walk of the volumes, if among `duties`, and queues the apply of the others
+    /// (see [`on_host_job`](Self::on_host_job)).
+    fn apply(&mut self, duties: DutySet, trigger: &str) {
+        self.apply_within(duties, trigger, LOCK_TIMEOUT);
     }
 
     /// [`apply`](Self::apply), waiting at most `lock_timeout` for each lock (`apply.lock`,
-    /// shadow's): the loop does nothing else meanwhile.
-    fn apply_within(
-        &mut self,
-        duties: DutySet,
-        socket: Option<PathBuf>,
-        trigger: &str,
-        lock_timeout: Duration,
-    ) -> Report {
+    /// shadow's).
+    fn apply_within(&mut self, duties: DutySet, trigger: &str, lock_timeout: Duration) {
         if duties.contains(Duty::Volumes) {
             self.volumes.request(&self.config, trigger, None);
         }
-        let request = ApplyRequest {
-            duties: duties.without(Duty::Volumes),
-            socket,
-            dry_run: false,
+        self.queue_apply(duties.without(Duty::Volumes), trigger, lock_timeout, None);
+    }
+
+    fn queue_apply(
+        &mut self,
+        duties: DutySet,
+        trigger: &str,
+        lock_timeout: Duration,
+        caller: Option<host_job::Caller>,
+    ) {
+        let apply = host_job::Apply {
+            duties,
+            trigger: trigger.to_string(),
+            lock_timeout,
+            caller,
         };
-        let report = apply_on_host(&self.config, &request, &self.state_dir, lock_timeout);
-        self.record(&report, trigger, duties.contains(Duty::Sockets));
-        // The socket fixer is the one that tries again, backing off, until the lookup works.
-        if lookup_failed(&report) {
-            self.fixer.recheck(format!("{trigger} (a name lookup failed)"));
+        self.host.push(Job::Apply(apply), &self.config, self.generation);
+    }
+
+    /// A host job ended: an apply's outcome is recorded per path (unless a reload came since),
+    /// with signals for what changed or went wrong and a STATUS= of what happened; its caller
+    /// is answered, after the walk if it asked for the volumes. Then the next job starts.
+    fn on_host_job(&mut self, applied: Option<Applied>) {
+        if let Some(Applied {
+            apply,
+            report,
+            generation,
+        }) = applied
+        {
+            if generation == self.generation {
+                self.record(&report, &apply.trigger, apply.duties.contains(Duty::Sockets));
+                self.schedule_retry(apply.duties, &report);
+            }
+            // The socket fixer is the one that tries again, backing off, until the lookup works.
+            if lookup_failed(&report) {
+                self.fixer.recheck(format!("{} (a name lookup failed)", apply.trigger));
+            }
+            match apply.caller {
+                Some(caller) if caller.volumes => {
+                    let waiter = Waiter {
+                        report,
+                        reply: caller.reply,
+                    };
+                    self.volumes.request(&self.config, &apply.trigger, Some(waiter));
+                }
+                Some(caller) => drop(caller.reply.send(report)),
+                None => {}
+            }
+            if !self.started {
+                self.started = true;
+                self.mark_ready();
+            }
         }
-        self.schedule_retry(duties, &report);
-        report
+        self.host.start_next(&self.config, self.generation);
     }
 
     /// Notes which duties failed in `report` (of an apply of `applied`): while any failed

@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use clap::Parser;
 use tokio::sync::{mpsc, watch};
@@ -16,6 +16,7 @@ use crate::state::default_state_dir;
 pub mod api;
 mod bus;
 mod event_loop;
+mod host_job;
 mod logging;
 mod realtime;
 mod socket_fixer;
@@ -86,6 +87,11 @@ pub fn main() -> ExitCode {
         tokio::spawn(bus::run(units_rx, requests, bus_events));
         daemon.run(request_rx, bus_rx).await
     })
+}
+
+/// Seconds since the epoch, as the status reports times.
+fn now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 /// One trigger text for a batch of cues served by one apply: the first, and how many more.

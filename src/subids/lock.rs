@@ -54,7 +54,7 @@ pub(crate) fn lock(files: &[&Path], timeout: Duration) -> Result<Locks, SubidsEr
     let in_process = IN_PROCESS.lock().unwrap_or_else(PoisonError::into_inner);
     let pwd_lock = files[0].with_file_name(".pwd.lock");
     loop {
-        let pwd = lock_pwd(&pwd_lock, deadline)?;
+        let pwd = lock_pwd(&pwd_lock, deadline, timeout)?;
         match lock_files(files)? {
             Ok(lock_files) => {
                 return Ok(Locks {
@@ -64,7 +64,11 @@ pub(crate) fn lock(files: &[&Path], timeout: Duration) -> Result<Locks, SubidsEr
                 });
             }
             Err((lock, holder)) if Instant::now() >= deadline => {
-                return Err(SubidsError::Locked { path: lock, holder });
+                return Err(SubidsError::Locked {
+                    path: lock,
+                    holder,
+                    waited: timeout,
+                });
             }
             Err(_) => {
                 drop(pwd);
@@ -105,7 +109,7 @@ pub(crate) fn suffixed(path: &Path, suffix: &str) -> PathBuf {
 }
 
 /// lckpwdf: a write lock on the whole file, as glibc takes it.
-fn lock_pwd(path: &Path, deadline: Instant) -> Result<File, SubidsError> {
+fn lock_pwd(path: &Path, deadline: Instant, timeout: Duration) -> Result<File, SubidsError> {
     let file = OpenOptions::new()
         .write(true)
         .create(true)
@@ -136,6 +140,7 @@ fn lock_pwd(path: &Path, deadline: Instant) -> Result<File, SubidsError> {
                 return Err(SubidsError::Locked {
                     path: path.to_path_buf(),
                     holder,
+                    waited: timeout,
                 });
             }
             Err(e) => return Err(SubidsError::io(path, "lock", e.into())),

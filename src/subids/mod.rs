@@ -278,8 +278,12 @@ pub enum SubidsError {
     /// Looking up the tenant failed: its uid, or its other spelling (uid or name) where a
     /// line could be written with it (then which lines are the tenant's is unknown).
     LookupFailed { tenant: String, error: String },
-    /// Another process held a lock past the timeout.
-    Locked { path: PathBuf, holder: Option<u32> },
+    /// Another process held a lock for all of `waited`, the timeout.
+    Locked {
+        path: PathBuf,
+        holder: Option<u32>,
+        waited: Duration,
+    },
     /// A `<file>.lock` that holds no valid pid: left by a crash, it never clears by itself.
     InvalidLock { path: PathBuf },
     /// The subuid and subgid paths name one file (through a link or a symlinked directory), or
@@ -436,13 +440,14 @@ impl fmt::Display for SubidsError {
                 f,
                 "tenant {tenant}: {error}; nothing was done, try again once the user database answers"
             ),
-            SubidsError::Locked { path, holder } => {
+            SubidsError::Locked { path, holder, waited } => {
                 write!(f, "{}: locked", path.display())?;
                 if let Some(pid) = holder {
                     write!(f, " by pid {pid}")?;
                 }
-                f.write_str(
-                    " past the timeout (another useradd, usermod or nonrootd is running?): nothing was written, try again",
+                write!(
+                    f,
+                    " throughout the {waited:?} wait (another useradd, usermod or nonrootd is running?): nothing was written, try again"
                 )
             }
             SubidsError::InvalidLock { path } => write!(

@@ -97,6 +97,17 @@ impl DaemonProcess {
     /// Starts `nonrootd` with `config` and `state`, on `bus` (or on a bus address that does not
     /// exist), and waits for READY=1.
     pub fn start(dir: &Path, bus: Option<&PrivateBus>, config: &Path, state: &Path) -> DaemonProcess {
+        DaemonProcess::start_with_env(dir, bus, config, state, &[])
+    }
+
+    /// [`DaemonProcess::start`] with these environment variables set (none is by default).
+    pub fn start_with_env(
+        dir: &Path,
+        bus: Option<&PrivateBus>,
+        config: &Path,
+        state: &Path,
+        env: &[(&str, &str)],
+    ) -> DaemonProcess {
         let notify_path = dir.join(format!("notify-{}.sock", std::process::id()));
         let _ = std::fs::remove_file(&notify_path);
         let notify = UnixDatagram::bind(&notify_path).unwrap();
@@ -125,6 +136,7 @@ impl DaemonProcess {
             .env("NOTIFY_SOCKET", &notify_path)
             .env_remove("WATCHDOG_USEC")
             .env_remove("JOURNAL_STREAM")
+            .envs(env.iter().copied())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .expect("nonrootd");
@@ -150,6 +162,11 @@ impl DaemonProcess {
                 return note;
             }
         }
+    }
+
+    /// Reads the sd_notify messages sent so far, without waiting.
+    pub fn read_notes(&mut self) {
+        self.notes.extend(self.notes_rx.try_iter());
     }
 
     pub fn log_text(&self) -> String {

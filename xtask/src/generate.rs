@@ -130,9 +130,11 @@ does not run fail). Strings called JSON hold one JSON document, as
 \fBnonrootctl\fR prints with \fB\-\-json\fR.
 .TP
 .BR Status "() \(-> s"
-The status as JSON: version, pid, start, last trigger, whether the daemon is on
-the bus and follows systemd, the last reload's outcome, and per duty and path
-the desired and observed state, last change and last error. Every user.
+The status as JSON: version, pid, start, last trigger, the apply or subordinate
+id call running now (\fBapplying\fR; it may be waiting for a lock, which holds up
+no other call), whether the daemon is on the bus and follows systemd, the last
+reload's outcome, and per duty and path the desired and observed state, last
+change and last error. Every user.
 .TP
 .BR Apply "(as duties) \(-> s"
 Applies the named duties (\fBdocker\fR, \fBsockets\fR, \fBdmi\fR,
