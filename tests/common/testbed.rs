@@ -127,7 +127,7 @@ impl Testbed {
     pub fn docker_client_image(&self, name: &str) {
         self.sh(&format!(
             "set -e; d=$(mktemp -d); mkdir -p $d/bin $d/usr/bin $d/lib/x86_64-linux-gnu $d/lib64 $d/tmp; chmod 1777 $d/tmp
-             cp /bin/busybox $d/bin/; for a in sh cat ls id; do ln -s busybox $d/bin/$a; done
+             cp /usr/local/libexec/nonrootd-tests/busybox $d/bin/; for a in sh cat ls id; do ln -s busybox $d/bin/$a; done
              cp -L /usr/bin/docker $d/usr/bin/docker
              cp -L /lib/x86_64-linux-gnu/libc.so.6 $d/lib/x86_64-linux-gnu/; cp -L /lib64/ld-linux-x86-64.so.2 $d/lib64/
              tar -C $d -c . | /usr/bin/docker import - {name} >/dev/null; rm -rf $d"
