@@ -72,9 +72,14 @@ fn installed_package_serves_status_and_keeps_docker_right_through_four_restarts(
     install(&testbed, CONFIG);
     docker_right(&testbed);
 
+    // It subscribes to systemd right after it starts.
+    testbed.wait_until(
+        Duration::from_secs(10),
+        "nonrootctl status | grep -q 'Bus: connected, following systemd'",
+    );
     let status = testbed.sh("nonrootctl status");
     assert!(
-        status.contains("active (running)") && status.contains("following systemd"),
+        status.contains("active (running)") && status.contains("Bus: connected, following systemd"),
         "{status}"
     );
     let as_nobody = testbed.sh("setpriv --reuid 65534 --regid 65534 --clear-groups nonrootctl status");
