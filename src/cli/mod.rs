@@ -83,8 +83,10 @@ enum Command {
 
 #[derive(Args, Debug)]
 struct CheckConfigArgs {
-    /// Where to look for nonrootd.service and its drop-ins, lowest priority first
-    /// [default: /lib/systemd/system /usr/lib/systemd/system /run/systemd/system /etc/systemd/system].
+    /// Where to look for nonrootd.service, its drop-ins and those of every service (service.d/),
+    /// lowest priority first [default: /lib/systemd/system /usr/lib/systemd/system
+    /// /usr/local/lib/systemd/system /run/systemd/system /etc/systemd/system
+    /// /run/systemd/system.control /etc/systemd/system.control].
     #[arg(long, value_name = "DIR")]
     unit_dir: Vec<PathBuf>,
 }

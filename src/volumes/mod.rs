@@ -287,7 +287,9 @@ fn set_top_mode(top: &OwnedFd, mode: Mode, check_only: bool) -> Result<Option<(M
 fn explain(e: Errno) -> String {
     match e {
         Errno::EROFS => {
-            format!("{e}: read-only here; under the shipped unit add a drop-in with ReadWritePaths= for the volume")
+            format!(
+                "{e}: read-only here; under the shipped unit add a drop-in with ReadWritePaths=-PATH for the volume, or restart nonrootd if the volume was made after it started"
+            )
         }
         other => other.to_string(),
     }

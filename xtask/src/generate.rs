@@ -66,10 +66,13 @@ duties whenever one of the units in \fB[docker] units\fR becomes active, and
 restores a socket's ACL the moment the socket is recreated or the ACL is removed
 (inotify on the socket's directory).
 What failed (not what was refused) is tried again with no event to trigger it:
-the docker, dmi and subids duties after 5 s, doubling up to 10 minutes; a socket
-after 1 s, doubling up to a minute; a volume at the next apply.
-It tells systemd it is ready only after it owns \fBorg.nonrootd1\fR on the system
-bus and the first apply is done (volume walks go on after that).
+the docker, dmi and subids duties after 5 s, doubling up to 10 minutes; the
+sockets, when the grant record was unavailable or a name lookup failed, after
+1 s, doubling up to a minute. A socket that failed otherwise (a read-only file
+system, a lock held past the wait) and a volume wait for the next event or apply.
+It tells systemd it is ready once the first apply is done and it owns
+\fBorg.nonrootd1\fR on the system bus, or connecting failed or got no answer
+within 5 seconds (volume walks go on after that).
 Without a system bus it logs one warning and keeps working on inotify; a bus that
 does not answer within 5 seconds counts as none, and it keeps trying to connect.
 .PP
@@ -205,8 +208,10 @@ must be writable by root alone.
 The hardened unit.
 Paths outside \fI/etc\fR, \fI/run\fR, \fI/var/lib/docker\fR and
 \fI/sys/firmware/dmi/tables\fR are read-only to the daemon: give others with a
-drop-in (\fBsystemctl edit nonrootd\fR, \fBReadWritePaths=\fR\fIPATH\fR), then
-restart it (a reload does not change the sandbox).
+drop-in (\fBsystemctl edit nonrootd\fR, \fBReadWritePaths=\-\fR\fIPATH\fR: the
+\fB\-\fR lets the unit start while the path is missing), then restart it (a
+reload does not change the sandbox, and a path made after the start stays
+read-only until a restart).
 Below \fI/home\fR, \fI/root\fR and \fI/run/user\fR, which the unit's
 \fBProtectHome=yes\fR hides, the drop-in also needs \fBProtectHome=read-only\fR.
 The unit's \fBPrivateTmp=yes\fR gives the daemon a \fI/tmp\fR and \fI/var/tmp\fR of its
