@@ -150,7 +150,7 @@ _nonrootctl() {
             return 0
             ;;
         nonrootctl__subcmd__apply)
-            opts="-v -h --only --dry-run --json --local --timeout --config --state-dir --verbose --help"
+            opts="-v -h --only --dry-run --json --local --require-daemon --timeout --config --state-dir --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

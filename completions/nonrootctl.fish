@@ -50,6 +50,7 @@ complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand apply" -l state-di
 complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand apply" -l dry-run -d 'Print what would change and change nothing (in-process, with this config and state directory, also while the daemon runs)'
 complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand apply" -l json -d 'Print the report as JSON'
 complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand apply" -l local -d 'Apply in-process without touching the bus (Docker\'s ExecStartPost= hook: docker.socket starts before the bus at boot)'
+complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand apply" -l require-daemon -d 'Only ask the daemon: exit 3 when none answers instead of applying in-process with this host\'s config (for scripts that want the daemon\'s own apply, shown in its status)'
 complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand apply" -s v -l verbose -d 'Log more (-v: changes, -vv: debugging)'
 complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand apply" -s h -l help -d 'Print help'
 complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand reload" -l timeout -d 'Give up waiting for the daemon after this long' -r
@@ -57,7 +58,7 @@ complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand reload" -l config 
 complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand reload" -l state-dir -d 'Where nonrootd records what it granted [default: $STATE_DIRECTORY or /var/lib/nonrootd]. With it, `apply` works in-process, as with --config; `status` reads it only when no daemon answers' -r -F
 complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand reload" -s v -l verbose -d 'Log more (-v: changes, -vv: debugging)'
 complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand reload" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand check-config" -l unit-dir -d 'Where to look for nonrootd.service and its drop-ins, lowest priority first [default: /lib/systemd/system /usr/lib/systemd/system /run/systemd/system /etc/systemd/system]' -r -F
+complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand check-config" -l unit-dir -d 'Where to look for nonrootd.service, its drop-ins and those of every service (service.d/), lowest priority first [default: /lib/systemd/system /usr/lib/systemd/system /usr/local/lib/systemd/system /run/systemd/system /etc/systemd/system /run/systemd/system.control /etc/systemd/system.control]' -r -F
 complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand check-config" -l config -d 'Main config file; drop-ins are read from nonrootd.d/ beside it [default: /etc/nonrootd/nonrootd.toml]. With it, `apply` works in-process instead of asking the daemon; `status` reads it only when no daemon answers (the daemon\'s own config is what it shows)' -r -F
 complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand check-config" -l state-dir -d 'Where nonrootd records what it granted [default: $STATE_DIRECTORY or /var/lib/nonrootd]. With it, `apply` works in-process, as with --config; `status` reads it only when no daemon answers' -r -F
 complete -c nonrootctl -n "__fish_nonrootctl_using_subcommand check-config" -s v -l verbose -d 'Log more (-v: changes, -vv: debugging)'

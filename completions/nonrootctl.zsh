@@ -53,6 +53,7 @@ _arguments "${_arguments_options[@]}" : \
 '--dry-run[Print what would change and change nothing (in-process, with this config and state directory, also while the daemon runs)]' \
 '--json[Print the report as JSON]' \
 '--local[Apply in-process without touching the bus (Docker'\''s ExecStartPost= hook\: docker.socket starts before the bus at boot)]' \
+'(--local --dry-run)--require-daemon[Only ask the daemon\: exit 3 when none answers instead of applying in-process with this host'\''s config (for scripts that want the daemon'\''s own apply, shown in its status)]' \
 '*-v[Log more (-v\: changes, -vv\: debugging)]' \
 '*--verbose[Log more (-v\: changes, -vv\: debugging)]' \
 '-h[Print help]' \
@@ -72,7 +73,7 @@ _arguments "${_arguments_options[@]}" : \
 ;;
 (check-config)
 _arguments "${_arguments_options[@]}" : \
-'*--unit-dir=[Where to look for nonrootd.service and its drop-ins, lowest priority first \[default\: /lib/systemd/system /usr/lib/systemd/system /run/systemd/system /etc/systemd/system\]]:DIR:_files' \
+'*--unit-dir=[Where to look for nonrootd.service, its drop-ins and those of every service (service.d/), lowest priority first \[default\: /lib/systemd/system /usr/lib/systemd/system /usr/local/lib/systemd/system /run/systemd/system /etc/systemd/system /run/systemd/system.control /etc/systemd/system.control\]]:DIR:_files' \
 '--config=[Main config file; drop-ins are read from nonrootd.d/ beside it \[default\: /etc/nonrootd/nonrootd.toml\]. With it, \`apply\` works in-process instead of asking the daemon; \`status\` reads it only when no daemon answers (the daemon'\''s own config is what it shows)]:FILE:_files' \
 '--state-dir=[Where nonrootd records what it granted \[default\: \$STATE_DIRECTORY or /var/lib/nonrootd\]. With it, \`apply\` works in-process, as with --config; \`status\` reads it only when no daemon answers]:DIR:_files' \
 '*-v[Log more (-v\: changes, -vv\: debugging)]' \

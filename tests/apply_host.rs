@@ -648,3 +648,36 @@ fn the_acl_codec_agrees_with_libacl_on_ext4_and_tmpfs() {
         assert!(text.contains("group:8:rwx") && text.contains("mask::rwx"), "{text}");
     }
 }
+
+/// `groups` grant each group (by number or by name) read and write: its members connect, others
+/// do not; a group dropped from the config loses its entry, the others keep theirs.
+#[test]
+fn configured_groups_let_their_members_connect_and_a_dropped_group_is_revoked() {
+    let scratch = Scratch::tmpfs();
+    let state = scratch.mkdir("state", 0o700);
+    let sock = scratch.join("docker.sock");
+    let _listener = listen(&sock, 0o660);
+    let groups = |list: &str| {
+        config(&format!(
+            "[[socket]]\npath = \"{}\"\ngroups = [{list}]\n",
+            sock.display()
+        ))
+    };
+    assert!(!can_connect_as(5000, 5000, &[4400], &sock), "connects before apply");
+    let report = apply(&groups("4400, \"adm\""), &state);
+    assert_eq!(labels(&report), ["changed"], "{report}");
+    assert_eq!(
+        getfacl(&sock),
+        "user::rw-\ngroup::rw-\ngroup:4:rw-\ngroup:4400:rw-\nmask::rw-\nother::---\n\n"
+    );
+    assert!(can_connect_as(5000, 5000, &[4400], &sock), "member of 4400");
+    assert!(can_connect_as(5001, 5001, &[4], &sock), "member of adm");
+    assert!(!can_connect_as(5002, 5002, &[4401], &sock), "member of another group");
+    apply(&groups("\"adm\""), &state);
+    assert_eq!(
+        getfacl(&sock),
+        "user::rw-\ngroup::rw-\ngroup:4:rw-\nmask::rw-\nother::---\n\n"
+    );
+    assert!(!can_connect_as(5000, 5000, &[4400], &sock), "4400 kept access");
+    assert!(can_connect_as(5001, 5001, &[4], &sock), "adm lost access");
+}

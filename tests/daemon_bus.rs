@@ -146,7 +146,7 @@ fn ready_after_the_first_apply_and_status_is_open_to_everyone() {
 fn mutating_calls_need_root() {
     let setup = setup();
     let _daemon = setup.start();
-    let out = setup.ctl(Some(65534), &["apply"]);
+    let out = setup.ctl(Some(65534), &["apply", "--require-daemon"]);
     assert_eq!(out.status.code(), Some(1));
     let stderr = text(&out.stderr);
     assert!(
@@ -162,7 +162,7 @@ fn mutating_calls_need_root() {
     );
 
     chmod(&setup.image, 0o700);
-    let out = setup.ctl(None, &["apply", "--only", "docker", "--json"]);
+    let out = setup.ctl(None, &["apply", "--require-daemon", "--only", "docker", "--json"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(json["entries"][0]["outcome"], "changed");
@@ -365,7 +365,7 @@ fn an_apply_waiting_for_the_lock_holds_up_neither_the_status_nor_the_watchdog() 
     let mut lock_file = nonrootd::lock::LockFile::open(&setup.scratch.join("state")).unwrap();
     let held = lock_file.acquire(Duration::from_secs(5)).unwrap();
     let applied = std::thread::scope(|scope| {
-        let apply = scope.spawn(|| setup.ctl(None, &["apply"]));
+        let apply = scope.spawn(|| setup.ctl(None, &["apply", "--require-daemon"]));
         // The apply waits off the event loop (for 5 s at most): the status answers meanwhile
         // and shows it, and the watchdog is pinged.
         wait_for(
@@ -597,6 +597,21 @@ fn status_without_a_daemon_exits_3_and_shows_a_labelled_local_inspection() {
     let json: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
     assert_eq!(json["running"], false);
     assert_eq!(json["local_inspection"]["entries"][0]["outcome"], "would_change");
+    // An apply that must be the daemon's does nothing here either.
+    let out = setup.ctl(None, &["apply", "--require-daemon"]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).starts_with("nonrootctl: "), "{}", text(&out.stderr));
+    assert_eq!(mode_of(&setup.image), 0o700, "applied in-process");
+    let out = setup.ctl(
+        None,
+        &["--config", config.to_str().unwrap(), "apply", "--require-daemon"],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("--require-daemon asks the daemon"),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 /// Owns org.nonrootd1 and never answers: what a hung daemon looks like to a caller.
@@ -650,7 +665,7 @@ fn apply_gives_up_on_a_daemon_that_does_not_answer() {
     let setup = setup();
     let at = ("/org/nonrootd1", "org.nonrootd1");
     serve_in_background(&setup.bus.address, at, Hung, |_| async {});
-    let out = setup.ctl(None, &["apply", "--timeout", "300ms"]);
+    let out = setup.ctl(None, &["apply", "--require-daemon", "--timeout", "300ms"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(
         text(&out.stderr).contains("nonrootd did not answer within 300ms"),
@@ -763,7 +778,7 @@ fn an_unreadable_grant_record_fails_apply_and_status_but_not_the_other_duties() 
     write_root_file(&setup.scratch.join("state/grants.json"), "{ not json");
     let _daemon = setup.start();
     assert_eq!(mode_of(&setup.image), 0o750);
-    let out = setup.ctl(None, &["apply"]);
+    let out = setup.ctl(None, &["apply", "--require-daemon"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
     let report = text(&out.stdout);
     assert!(report.contains("grants.json is corrupt"), "{report}");
@@ -779,7 +794,7 @@ fn an_unreadable_grant_record_fails_apply_and_status_but_not_the_other_duties() 
     );
     // Once the record can be read, the socket is granted and the daemon is healthy again.
     std::fs::remove_file(setup.scratch.join("state/grants.json")).unwrap();
-    let out = setup.ctl(None, &["apply"]);
+    let out = setup.ctl(None, &["apply", "--require-daemon"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
     assert!(can_connect_as(4321, 4321, &[], &setup.sock));
     let out = setup.ctl(Some(65534), &["status"]);

@@ -134,6 +134,10 @@ struct ApplyArgs {
     /// starts before the bus at boot).
     #[arg(long)]
     local: bool,
+    /// Only ask the daemon: exit 3 when none answers instead of applying in-process with
+    /// this host's config (for scripts that want the daemon's own apply, shown in its status).
+    #[arg(long, conflicts_with_all = ["local", "dry_run"])]
+    require_daemon: bool,
     /// Give up waiting for the daemon, or in-process for each lock (apply.lock, shadow's), after
     /// this long (e.g. 5s, 500ms), so a hook never hangs Docker's start. Through the daemon it
     /// bounds the whole call, volume walks included (a walk that outlasts it goes on in the
@@ -175,6 +179,14 @@ pub fn main() -> ExitCode {
     let config_path = cli.config.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG));
     match cli.command {
         Command::Status(args) => status(&config_path, &state_dir, &args),
+        Command::Apply(args) if args.require_daemon && (cli.config.is_some() || cli.state_dir.is_some()) => {
+            Cli::command()
+                .error(
+                    clap::error::ErrorKind::ArgumentConflict,
+                    "--require-daemon asks the daemon, which has its own config: --config and --state-dir are for applying here",
+                )
+                .exit()
+        }
         Command::Apply(args) if applies_here(&args, cli.config.is_some(), cli.state_dir.is_some()) => {
             apply_local(&config_path, &state_dir, &args)
         }
@@ -585,6 +597,10 @@ fn apply(config_path: &std::path::Path, state_dir: &std::path::Path, args: &Appl
                 ExitCode::FAILURE
             }
         },
+        Err(e @ (CallError::NoDaemon(_) | CallError::NoBus(_))) if args.require_daemon => {
+            eprintln!("nonrootctl: {e}");
+            ExitCode::from(NOT_RUNNING)
+        }
         Err(CallError::NoDaemon(_) | CallError::NoBus(_)) => apply_local(config_path, state_dir, args),
         Err(e) => {
             eprintln!("nonrootctl: {e}");
