@@ -320,8 +320,11 @@ fn upgrade_keeps_config_restarts_nonrootd_not_docker_and_removal_leaves_nothing(
     assert!(left.is_empty(), "left behind: {left:?}");
 }
 
+/// The hooks end at boot with status 0, i.e. within their timeout (`timeout` would exit 124):
+/// they neither fail nor hold up Docker's start for long. The boot times are printed for
+/// comparison, with nonrootd and without; no timing is asserted.
 #[test]
-fn after_a_reboot_everything_is_right_and_boot_does_not_wait_on_the_hook() {
+fn after_a_reboot_everything_is_right_and_the_hooks_succeed_at_boot() {
     let testbed = Testbed::boot("pkg-reboot");
     testbed.sh("systemctl enable --now docker.socket docker.service");
     install(&testbed, CONFIG);
