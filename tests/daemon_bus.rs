@@ -388,6 +388,83 @@ fn an_apply_waiting_for_the_lock_holds_up_neither_the_status_nor_the_watchdog() 
     assert_eq!(status_json(&setup)["applying"], serde_json::Value::Null);
 }
 
+/// SIGTERM while an `Apply()` waits for the lock: the daemon finishes that apply and answers
+/// its caller with the report before it exits.
+#[test]
+fn sigterm_during_an_apply_answers_its_caller_with_the_report() {
+    let setup = setup();
+    let mut daemon = setup.start();
+    let mut lock_file = nonrootd::lock::LockFile::open(&setup.scratch.join("state")).unwrap();
+    let held = lock_file.acquire(Duration::from_secs(5)).unwrap();
+    chmod(&setup.image, 0o700);
+    let applied = std::thread::scope(|scope| {
+        let apply = scope.spawn(|| setup.ctl(None, &["apply", "--require-daemon", "--only", "docker,sockets"]));
+        wait_for(
+            Duration::from_secs(10),
+            || status_json(&setup)["applying"]["text"] == "Apply() over D-Bus",
+            "the waiting apply",
+        );
+        daemon.signal(nix::sys::signal::Signal::SIGTERM);
+        drop(held);
+        apply.join().unwrap()
+    });
+    assert!(
+        applied.status.success(),
+        "{}{}",
+        text(&applied.stdout),
+        text(&applied.stderr)
+    );
+    assert!(
+        text(&applied.stdout).contains("mode 0700 → 0750"),
+        "{}",
+        text(&applied.stdout)
+    );
+    assert_eq!(daemon.child.wait().unwrap().code(), Some(0));
+}
+
+/// A reload while an `Apply()` of the sockets waits for the lock: the apply runs with the old
+/// config, the reload's with the new one after it (one thread applies every socket), so a
+/// socket dropped from the config ends without its grant.
+#[test]
+fn a_socket_dropped_by_a_reload_during_an_apply_ends_without_its_grant() {
+    let setup = setup();
+    let config = setup.scratch.join("etc/nonrootd.toml");
+    let one = std::fs::read_to_string(&config).unwrap();
+    let other = setup.scratch.join("run/other.sock");
+    let _other = listen(&other, 0o660);
+    let two = format!("{one}\n[[socket]]\npath = \"{}\"\nusers = [4321]\n", other.display());
+    write_root_file(&config, &two);
+    let _daemon = setup.start();
+    assert!(getfacl(&other).contains("user:4321:rw-"), "{}", getfacl(&other));
+    let mut lock_file = nonrootd::lock::LockFile::open(&setup.scratch.join("state")).unwrap();
+    let held = lock_file.acquire(Duration::from_secs(5)).unwrap();
+    let applied = std::thread::scope(|scope| {
+        let apply = scope.spawn(|| setup.ctl(None, &["apply", "--require-daemon", "--only", "sockets"]));
+        wait_for(
+            Duration::from_secs(10),
+            || status_json(&setup)["applying"]["text"] == "Apply() over D-Bus",
+            "the waiting apply",
+        );
+        write_root_file(&config, &one);
+        let out = setup.ctl(None, &["reload"]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        drop(held);
+        apply.join().unwrap()
+    });
+    assert!(applied.status.success(), "{}", text(&applied.stderr));
+    // The Apply() answered with the old config's apply; the reload's follows it.
+    wait_for(
+        Duration::from_secs(10),
+        || !getfacl(&other).contains("user:4321"),
+        "the dropped socket's grant revoked",
+    );
+    assert!(
+        getfacl(&setup.sock).contains("user:4321:rw-"),
+        "{}",
+        getfacl(&setup.sock)
+    );
+}
+
 #[test]
 fn reload_answers_once_the_config_is_in_force_and_the_apply_follows() {
     let setup = setup();
@@ -803,6 +880,60 @@ fn an_unreadable_grant_record_fails_apply_and_status_but_not_the_other_duties() 
 
 /// A duty that failed is tried again on its own, backing off, with no event to trigger it:
 /// here a `[[tenant]]` at startup, while nonrootd's quarantine record cannot be read.
+/// The sockets' row in the status is the socket fixer's latest: a startup apply that goes on
+/// waiting for shadow's lock after its sockets were applied does not overwrite what the fixer
+/// reported meanwhile.
+#[test]
+fn a_socket_granted_while_the_startup_waits_for_shadow_stays_granted_in_the_status() {
+    let setup = setup();
+    let config_path = setup.scratch.join("etc/nonrootd.toml");
+    let mut config = std::fs::read_to_string(&config_path).unwrap();
+    let etc = setup.scratch.mkdir("subids", 0o755);
+    config.push_str(&format!(
+        "\n[subids]\nsubuid_file = \"{0}/subuid\"\nsubgid_file = \"{0}/subgid\"\nmin = 100000\nmax = 600100000\n\n[[tenant]]\nname = \"nobody\"\ncount = 1000\n",
+        etc.display()
+    ));
+    write_root_file(&config_path, &config);
+    let mut holder = std::process::Command::new("sleep").arg("60").spawn().unwrap();
+    std::fs::write(etc.join("subuid.lock"), format!("{}\0", holder.id())).unwrap();
+    // Missing at the start; made while the startup apply waits for shadow's lock.
+    std::fs::remove_file(&setup.sock).unwrap();
+    let _daemon = std::thread::scope(|scope| {
+        let daemon = scope.spawn(|| setup.start());
+        wait_for(
+            Duration::from_secs(10),
+            || {
+                let out = setup.ctl(None, &["status", "--json"]);
+                serde_json::from_slice::<serde_json::Value>(&out.stdout)
+                    .is_ok_and(|status| status["applying"]["text"] == "startup")
+            },
+            "the startup apply waiting",
+        );
+        let _listener = listen(&setup.sock, 0o660);
+        wait_for(
+            Duration::from_secs(10),
+            || can_connect_as(4321, 4321, &[], &setup.sock),
+            "the fixer's grant",
+        );
+        holder.kill().unwrap();
+        holder.wait().unwrap();
+        std::fs::remove_file(etc.join("subuid.lock")).unwrap();
+        daemon.join().unwrap()
+    });
+    let status = status_json(&setup);
+    assert_eq!(status["applying"], serde_json::Value::Null, "{status}");
+    let sock = status["paths"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["duty"] == "sockets")
+        .unwrap();
+    assert!(
+        ["changed", "correct"].contains(&sock["outcome"].as_str().unwrap()),
+        "{status}"
+    );
+}
+
 #[test]
 fn a_failed_duty_is_tried_again_without_an_event() {
     let setup = setup();

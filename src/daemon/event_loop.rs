@@ -29,7 +29,7 @@ use super::realtime::Confined;
 use super::socket_fixer::{Fixed, LOCK_TIMEOUT, SocketFixer};
 use super::volume_job::{Finished, VolumeJobs, Waiter};
 use super::{Backoff, now};
-use crate::apply::{lookup_failed, record_unavailable};
+use crate::apply::record_unavailable;
 use crate::config_file;
 use crate::ids::SystemIds;
 use crate::message_id;
@@ -153,11 +153,7 @@ impl Daemon {
         );
         loop {
             tokio::select! {
-                Some(fixed) = self.fixed.recv() => {
-                    if fixed.generation == self.generation {
-                        self.record(&fixed.report, &fixed.trigger, true);
-                    }
-                }
+                Some(fixed) = self.fixed.recv() => self.on_fixed(&fixed),
                 Some(event) = bus.recv() => {
                     let mut events = vec![event];
                     while let Ok(more) = bus.try_recv() {
@@ -183,7 +179,12 @@ impl Daemon {
         }
         notify(&[NotifyState::Stopping, NotifyState::Status("stopping")]);
         info!("nonrootd stopping");
-        self.host.stop().await;
+        if self.host.stop().await {
+            // The bus side writes the reply on this thread: let it run before the runtime ends.
+            for _ in 0..16 {
+                tokio::task::yield_now().await;
+            }
+        }
         self.volumes.stop().await;
         ExitCode::SUCCESS
     }
@@ -256,8 +257,8 @@ impl Daemon {
             }
             Request::Subids(command, reply) => {
                 // Shadow's locks are waited for as long as the applies wait.
-                self.host
-                    .push(Job::Subids(command, reply), &self.config, self.generation);
+                let job = Job::Subids(command, reply);
+                self.host.push(job, &self.config, self.generation, &mut self.fixer);
             }
         }
     }
@@ -377,13 +378,26 @@ impl Daemon {
             lock_timeout,
             caller,
         };
-        self.host.push(Job::Apply(apply), &self.config, self.generation);
+        self.host
+            .push(Job::Apply(apply), &self.config, self.generation, &mut self.fixer);
     }
 
-    /// A host job ended: an apply's outcome is recorded per path (unless a reload came since),
-    /// with signals for what changed or went wrong and a STATUS= of what happened; its caller
-    /// is answered, after the walk if it asked for the volumes. Then the next job starts.
+    /// Records a socket fixer's report, unless made with a config older than the last reload.
+    fn on_fixed(&mut self, fixed: &Fixed) {
+        if fixed.generation == self.generation {
+            self.record(&fixed.report, &fixed.trigger, true);
+        }
+    }
+
+    /// A host job ended: an apply's outcome is recorded per path (unless a reload came since;
+    /// its sockets as the fixer reported them, first), with signals for what changed or went
+    /// wrong and a STATUS= of what happened; its caller is answered, after the walk if it asked
+    /// for the volumes. Then the next job starts.
     fn on_host_job(&mut self, applied: Option<Applied>) {
+        // The fixer sent its report of the job's sockets before answering the job.
+        while let Ok(fixed) = self.fixed.try_recv() {
+            self.on_fixed(&fixed);
+        }
         if let Some(Applied {
             apply,
             report,
@@ -391,12 +405,10 @@ impl Daemon {
         }) = applied
         {
             if generation == self.generation {
-                self.record(&report, &apply.trigger, apply.duties.contains(Duty::Sockets));
-                self.schedule_retry(apply.duties, &report);
-            }
-            // The socket fixer is the one that tries again, backing off, until the lookup works.
-            if lookup_failed(&report) {
-                self.fixer.recheck(format!("{} (a name lookup failed)", apply.trigger));
+                let mut own = report.clone();
+                own.entries.retain(|e| e.duty != Duty::Sockets);
+                self.record(&own, &apply.trigger, false);
+                self.schedule_retry(apply.duties, &own);
             }
             match apply.caller {
                 Some(caller) if caller.volumes => {
@@ -414,7 +426,7 @@ impl Daemon {
                 self.mark_ready();
             }
         }
-        self.host.start_next(&self.config, self.generation);
+        self.host.start_next(&self.config, self.generation, &mut self.fixer);
     }
 
     /// Notes which duties failed in `report` (of an apply of `applied`): while any failed
@@ -491,7 +503,8 @@ fn walk_began_since(running_since: Option<Instant>, unseen_since: Option<Instant
     running_since.is_some_and(|started| unseen_since.is_none_or(|unseen| started >= unseen))
 }
 
-/// What a re-check applies on the loop: the host duties but the sockets (the fixer's). One
+/// What a re-check applies (on the apply thread and a walk): the host duties but the sockets
+/// (the fixer's). One
 /// only for a new connection or subscription (`unit_cue` false) walks no volumes while a walk
 /// runs that began since what may have gone unseen (`walk_began_since`; such as the
 /// startup's, begun a moment before): it sees what started unseen, and every volume is not

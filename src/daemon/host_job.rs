@@ -2,7 +2,8 @@
 //! their own, one at a time, so that waiting for a lock (`apply.lock`, shadow's) holds up
 //! neither the API nor the watchdog's ping. Jobs run in the order queued; applies that nobody
 //! waits for coalesce while they wait for their turn. A job runs with the config in force
-//! when it starts.
+//! when it starts. The sockets duty is the socket fixer's: a job that includes it asks the
+//! fixer and waits for its report, so that socket reports reach the loop in order.
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
@@ -10,18 +11,19 @@ use std::sync::mpsc as std_mpsc;
 use std::time::Duration;
 
 use nonrootd_core::config::Config;
-use nonrootd_core::duty::DutySet;
-use nonrootd_core::report::Report;
+use nonrootd_core::duty::{Duty, DutySet};
+use nonrootd_core::report::{Outcome, Report};
 use nonrootd_core::status::Stamped;
 use tokio::sync::{mpsc, oneshot};
 use tracing::error;
 
 use super::now;
-use super::socket_fixer::LOCK_TIMEOUT;
+use super::socket_fixer::{LOCK_TIMEOUT, SocketFixer};
 use crate::apply::{Request, apply_on_host};
 use crate::cli::subids::{Output, SubidsCommand, execute};
 
-/// An apply of host duties (volumes are walked by [`super::volume_job`]).
+/// An apply of host duties (volumes are walked by [`super::volume_job`]; sockets are asked of
+/// the socket fixer).
 pub struct Apply {
     pub duties: DutySet,
     pub trigger: String,
@@ -48,6 +50,8 @@ enum Work {
         config: Config,
         duties: DutySet,
         lock_timeout: Duration,
+        /// The socket fixer's report of the sockets, when asked.
+        sockets: Option<oneshot::Receiver<Report>>,
     },
     Subids {
         config: Config,
@@ -97,7 +101,7 @@ impl HostJobs {
 
     /// Runs `job` now with `config`, or after those queued. An apply nobody waits for joins one
     /// that is queued and nobody waits for either (the duties of both, the newer trigger).
-    pub fn push(&mut self, job: Job, config: &Config, generation: u64) {
+    pub fn push(&mut self, job: Job, config: &Config, generation: u64, fixer: &mut SocketFixer) {
         if let Job::Apply(new @ Apply { caller: None, .. }) = &job {
             let queued = self.queue.iter_mut().find_map(|queued| match queued {
                 Job::Apply(queued @ Apply { caller: None, .. }) => Some(queued),
@@ -111,11 +115,11 @@ impl HostJobs {
             }
         }
         self.queue.push_back(job);
-        self.start_next(config, generation);
+        self.start_next(config, generation, fixer);
     }
 
     /// Starts the next queued job unless one runs (after [`HostJobs::finished`]).
-    pub fn start_next(&mut self, config: &Config, generation: u64) {
+    pub fn start_next(&mut self, config: &Config, generation: u64, fixer: &mut SocketFixer) {
         if self.running.is_some() {
             return;
         }
@@ -123,10 +127,15 @@ impl HostJobs {
         let config = config.clone();
         let (work, apply, text) = match job {
             Job::Apply(apply) => {
+                let sockets = apply
+                    .duties
+                    .contains(Duty::Sockets)
+                    .then(|| fixer.apply_and_answer(apply.trigger.clone()));
                 let work = Work::Apply {
                     config,
-                    duties: apply.duties,
+                    duties: apply.duties.without(Duty::Sockets),
                     lock_timeout: apply.lock_timeout,
+                    sockets,
                 };
                 let text = apply.trigger.clone();
                 (work, Some(apply), text)
@@ -173,12 +182,17 @@ impl HostJobs {
     }
 
     /// Drops the queued jobs (their callers are told the daemon is shutting down) and waits
-    /// for the running one: nothing is left half-written.
-    pub async fn stop(&mut self) {
+    /// for the running one, whose caller gets its report: nothing is left half-written.
+    /// Whether a caller was answered (its reply is yet to be written to the bus).
+    pub async fn stop(&mut self) -> bool {
         self.queue.clear();
-        if self.running.take().is_some() {
-            let _ = self.done.recv().await;
+        if self.running.is_some()
+            && let Some(Applied { apply, report, .. }) = self.finished().await
+            && let Some(caller) = apply.caller
+        {
+            return caller.reply.send(report).is_ok();
         }
+        false
     }
 }
 
@@ -200,13 +214,30 @@ fn run(state_dir: &std::path::Path, jobs: &std_mpsc::Receiver<Work>, done: &mpsc
                 config,
                 duties,
                 lock_timeout,
+                sockets,
             } => {
                 let request = Request {
                     duties,
                     socket: None,
                     dry_run: false,
                 };
-                Some(apply_on_host(&config, &request, state_dir, lock_timeout))
+                let mut report = apply_on_host(&config, &request, state_dir, lock_timeout);
+                if let Some(sockets) = sockets {
+                    match sockets.blocking_recv() {
+                        Ok(sockets) => report.entries.extend(sockets.entries),
+                        Err(_) => report.push(
+                            Duty::Sockets,
+                            state_dir,
+                            "the socket fixer's apply",
+                            Outcome::Failed {
+                                error: "the socket fixer thread is gone".into(),
+                            },
+                        ),
+                    }
+                    // In the duties' order, as an apply of them all reports them.
+                    report.entries.sort_by_key(|e| e.duty);
+                }
+                Some(report)
             }
             Work::Subids { config, command, reply } => {
                 let _ = reply.send(execute(command, &config, state_dir, LOCK_TIMEOUT));

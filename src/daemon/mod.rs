@@ -78,7 +78,7 @@ pub fn main() -> ExitCode {
         let daemon = match event_loop::Daemon::new(cli.config, state_dir, config, units, confined) {
             Ok(daemon) => daemon,
             Err(e) => {
-                error!("cannot start the socket fixer: {e}");
+                error!("cannot start the socket fixer or the apply thread: {e}");
                 return ExitCode::FAILURE;
             }
         };

@@ -35,6 +35,7 @@ use nonrootd_core::duty::{Duty, DutySet};
 use nonrootd_core::ids::IdResolver;
 use nonrootd_core::report::Report;
 use tokio::sync::mpsc::UnboundedSender;
+use tokio::sync::oneshot;
 use tracing::{debug, error, info, warn};
 
 use crate::apply::{DOCKER_DAEMON_JSON, EarlyGrant, Engine, Request, StateCache, lookup_failed, record_unavailable};
@@ -70,8 +71,9 @@ pub struct Fixed {
 
 enum Command {
     Reconfigure(Box<Config>, u64),
-    /// Watch directories that were missing, then re-check every socket.
-    Recheck(String),
+    /// Watch directories that were missing, then re-check every socket; the report goes to
+    /// the answer too, if one waits.
+    Recheck(String, Option<oneshot::Sender<Report>>),
 }
 
 /// The event loop's handle on the fixer thread; dropping it stops the thread.
@@ -107,7 +109,16 @@ impl SocketFixer {
 
     /// Watches directories that appeared since, and re-checks every socket.
     pub fn recheck(&mut self, trigger: String) {
-        self.send(Command::Recheck(trigger));
+        self.send(Command::Recheck(trigger, None));
+    }
+
+    /// [`recheck`](Self::recheck), answering with the report of the next apply of every socket
+    /// (after a new config queued before it, with that config): all socket applies of the
+    /// daemon run on this thread, one at a time, reported in order.
+    pub fn apply_and_answer(&mut self, trigger: String) -> oneshot::Receiver<Report> {
+        let (answer, report) = oneshot::channel();
+        self.send(Command::Recheck(trigger, Some(answer)));
+        report
     }
 
     /// Queues a command, then wakes the thread (in that order: woken first, it could find
@@ -155,6 +166,8 @@ struct Fixer {
     /// When to apply every socket again while the grant record is unavailable or a name
     /// lookup fails (no socket event may come to retry it).
     retry: Backoff,
+    /// Who waits for the report of the next apply of every socket.
+    answers: Vec<oneshot::Sender<Report>>,
 }
 
 impl Fixer {
@@ -185,6 +198,7 @@ impl Fixer {
             granted: Vec::new(),
             report_at: None,
             retry: Backoff::new(RETRY_FIRST, RETRY_MAX),
+            answers: Vec::new(),
         };
         let handle = SocketFixer {
             commands,
@@ -328,7 +342,10 @@ impl Fixer {
                     // looks the new config's names up.
                     self.apply_all("reload".into());
                 }
-                Ok(Command::Recheck(trigger)) => rechecks.push(trigger),
+                Ok(Command::Recheck(trigger, answer)) => {
+                    rechecks.push(trigger);
+                    self.answers.extend(answer);
+                }
                 Err(mpsc::TryRecvError::Empty) => return Some(rechecks),
                 Err(mpsc::TryRecvError::Disconnected) => return None,
             }
@@ -425,7 +442,12 @@ impl Fixer {
             Err(e) => engine.without_record(&self.config, &request, &self.state_dir, &e),
         };
         let unavailable = record_unavailable(&applied, &self.state_dir) || lookup_failed(&applied);
+        // The report goes to the loop before any answer: the loop records it first.
+        let answered = (!self.answers.is_empty()).then(|| applied.clone());
         report(&self.reports, self.generation, applied, trigger);
+        for answer in self.answers.drain(..) {
+            let _ = answer.send(answered.clone().unwrap_or_default());
+        }
         match unavailable {
             true => self.retry_later(),
             false => self.retry.succeeded(),
