@@ -407,7 +407,10 @@ impl Daemon {
             if generation == self.generation {
                 let mut own = report.clone();
                 own.entries.retain(|e| e.duty != Duty::Sockets);
-                self.record(&own, &apply.trigger, false);
+                // A sockets-only apply was recorded as the fixer reported it.
+                if apply.duties.without(Duty::Sockets) != DutySet::NONE {
+                    self.record(&own, &apply.trigger, false);
+                }
                 self.schedule_retry(apply.duties, &own);
             }
             match apply.caller {
