@@ -142,6 +142,41 @@ fn ready_after_the_first_apply_and_status_is_open_to_everyone() {
     assert!(daemon.child.wait().unwrap().success());
 }
 
+/// With the shipped bus policy (over Debian's system.conf) only root may own org.nonrootd1: no
+/// user can stand in for the daemon.
+#[test]
+fn only_root_may_own_the_daemon_s_name() {
+    let setup = setup();
+    let request_name = |uid: Option<u32>| {
+        command_as(uid, "busctl")
+            .args([
+                "--address",
+                &setup.bus.address,
+                "call",
+                "org.freedesktop.DBus",
+                "/org/freedesktop/DBus",
+                "org.freedesktop.DBus",
+                "RequestName",
+                "su",
+                "org.nonrootd1",
+                "0",
+            ])
+            .output()
+            .unwrap()
+    };
+    let refused = request_name(Some(65534));
+    assert!(!refused.status.success());
+    assert!(
+        text(&refused.stderr).contains("Access denied"),
+        "{}",
+        text(&refused.stderr)
+    );
+    // Root may (1: it became the primary owner), so the refusal is the policy's.
+    let owned = request_name(None);
+    assert!(owned.status.success(), "{}", text(&owned.stderr));
+    assert_eq!(text(&owned.stdout), "u 1\n");
+}
+
 #[test]
 fn mutating_calls_need_root() {
     let setup = setup();
