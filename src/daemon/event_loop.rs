@@ -180,7 +180,8 @@ impl Daemon {
         notify(&[NotifyState::Stopping, NotifyState::Status("stopping")]);
         info!("nonrootd stopping");
         if self.host.stop().await {
-            // The bus side writes the reply on this thread: let it run before the runtime ends.
+            // The bus side writes the reply of the job it waited for on this thread: let it
+            // run before the runtime ends.
             for _ in 0..16 {
                 tokio::task::yield_now().await;
             }
@@ -407,9 +408,11 @@ impl Daemon {
             if generation == self.generation {
                 let mut own = report.clone();
                 own.entries.retain(|e| e.duty != Duty::Sockets);
-                // A sockets-only apply was recorded as the fixer reported it.
+                // A sockets-only apply was recorded as the fixer reported it; STATUS= counts
+                // the fixer's socket entries too.
                 if apply.duties.without(Duty::Sockets) != DutySet::NONE {
                     self.record(&own, &apply.trigger, false);
+                    self.set_status(status_line(&apply.trigger, &report));
                 }
                 self.schedule_retry(apply.duties, &own);
             }
@@ -461,13 +464,7 @@ impl Daemon {
             text: trigger.to_string(),
         });
         self.emit_signals(report);
-        let changed = report
-            .entries
-            .iter()
-            .filter(|e| matches!(e.outcome, Outcome::Changed { .. }))
-            .count();
-        let problems = report.entries.iter().filter(|e| e.outcome.is_problem()).count();
-        self.set_status(format!("{trigger}: {changed} changed, {problems} refused or failed"));
+        self.set_status(status_line(trigger, report));
     }
 
     fn emit_signals(&self, report: &Report) {
@@ -497,6 +494,17 @@ impl Daemon {
             });
         }
     }
+}
+
+/// STATUS= after an apply: its trigger and how many paths it changed, refused or failed.
+fn status_line(trigger: &str, report: &Report) -> String {
+    let changed = report
+        .entries
+        .iter()
+        .filter(|e| matches!(e.outcome, Outcome::Changed { .. }))
+        .count();
+    let problems = report.entries.iter().filter(|e| e.outcome.is_problem()).count();
+    format!("{trigger}: {changed} changed, {problems} refused or failed")
 }
 
 /// Whether a walk runs that began after what may have gone unseen (`unseen_since`: the bus

@@ -182,17 +182,24 @@ impl HostJobs {
     }
 
     /// Drops the queued jobs (their callers are told the daemon is shutting down) and waits
-    /// for the running one, whose caller gets its report: nothing is left half-written.
-    /// Whether a caller was answered (its reply is yet to be written to the bus).
+    /// for the running one, whose caller gets its report (volumes it asked for are reported
+    /// not walked): nothing is left half-written. Whether it waited for one (whose caller's
+    /// reply is yet to be written to the bus).
     pub async fn stop(&mut self) -> bool {
         self.queue.clear();
-        if self.running.is_some()
-            && let Some(Applied { apply, report, .. }) = self.finished().await
+        if self.running.is_none() {
+            return false;
+        }
+        if let Some(Applied { apply, mut report, .. }) = self.finished().await
             && let Some(caller) = apply.caller
         {
-            return caller.reply.send(report).is_ok();
+            if caller.volumes {
+                let error = "not walked: nonrootd is stopping".to_string();
+                report.push(Duty::Volumes, "(every volume)", "walked", Outcome::Failed { error });
+            }
+            let _ = caller.reply.send(report);
         }
-        false
+        true
     }
 }
 

@@ -67,9 +67,10 @@ restores a socket's ACL the moment the socket is recreated or the ACL is removed
 (inotify on the socket's directory).
 What failed (not what was refused) is tried again with no event to trigger it:
 the docker, dmi and subids duties after 5 s, doubling up to 10 minutes; the
-sockets, when the grant record was unavailable or a name lookup failed, after
-1 s, doubling up to a minute. A socket that failed otherwise (a read-only file
-system, a lock held past the wait) and a volume wait for the next event or apply.
+sockets, when the grant record was unavailable (its lock held past the wait
+included) or a name lookup failed, after 1 s, doubling up to a minute. A socket
+that failed otherwise (a read-only file system) and a volume wait for the next
+event or apply.
 It tells systemd it is ready once the first apply is done and it owns
 \fBorg.nonrootd1\fR on the system bus, or connecting failed or got no answer
 within 5 seconds (volume walks go on after that).
