@@ -503,8 +503,9 @@ fn open_cache<'a>(cache: &'a mut Option<StateCache>, state_dir: &Path) -> Result
         empty => {
             let mut opened = StateCache::open(state_dir)?;
             // Not loaded yet (the lock is held, or the record is unreadable): the next apply,
-            // which reports why, loads it.
-            let _ = opened.preload(LOCK_TIMEOUT);
+            // which reports why, loads it. Not waited for: that apply (the startup's, at first)
+            // waits for the lock itself, and READY=1 waits for that apply.
+            let _ = opened.preload(Duration::ZERO);
             Ok(empty.insert(opened))
         }
     }
