@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
@@ -915,14 +915,9 @@ fn an_unreadable_grant_record_fails_apply_and_status_but_not_the_other_duties() 
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
 }
 
-/// A duty that failed is tried again on its own, backing off, with no event to trigger it:
-/// here a `[[tenant]]` at startup, while nonrootd's quarantine record cannot be read.
-/// The sockets' row in the status is the socket fixer's latest: a startup apply that goes on
-/// waiting for shadow's lock after its sockets were applied does not overwrite what the fixer
-/// reported meanwhile.
-#[test]
-fn a_socket_granted_while_the_startup_waits_for_shadow_stays_granted_in_the_status() {
-    let setup = setup();
+/// Adds subids files in a directory of the scratch space, and a `[[tenant]]` "nobody" with
+/// them, to the config; returns that directory.
+fn with_tenant_nobody(setup: &Setup) -> PathBuf {
     let config_path = setup.scratch.join("etc/nonrootd.toml");
     let mut config = std::fs::read_to_string(&config_path).unwrap();
     let etc = setup.scratch.mkdir("subids", 0o755);
@@ -931,6 +926,16 @@ fn a_socket_granted_while_the_startup_waits_for_shadow_stays_granted_in_the_stat
         etc.display()
     ));
     write_root_file(&config_path, &config);
+    etc
+}
+
+/// The sockets' row in the status is the socket fixer's latest: a startup apply that goes on
+/// waiting for shadow's lock after its sockets were applied does not overwrite what the fixer
+/// reported meanwhile.
+#[test]
+fn a_socket_granted_while_the_startup_waits_for_shadow_stays_granted_in_the_status() {
+    let setup = setup();
+    let etc = with_tenant_nobody(&setup);
     let mut holder = std::process::Command::new("sleep").arg("60").spawn().unwrap();
     std::fs::write(etc.join("subuid.lock"), format!("{}\0", holder.id())).unwrap();
     // Missing at the start; made while the startup apply waits for shadow's lock.
@@ -971,17 +976,12 @@ fn a_socket_granted_while_the_startup_waits_for_shadow_stays_granted_in_the_stat
     );
 }
 
+/// A duty that failed is tried again on its own, backing off, with no event to trigger it:
+/// here a `[[tenant]]` at startup, while nonrootd's quarantine record cannot be read.
 #[test]
 fn a_failed_duty_is_tried_again_without_an_event() {
     let setup = setup();
-    let config_path = setup.scratch.join("etc/nonrootd.toml");
-    let mut config = std::fs::read_to_string(&config_path).unwrap();
-    let etc = setup.scratch.mkdir("subids", 0o755);
-    config.push_str(&format!(
-        "\n[subids]\nsubuid_file = \"{0}/subuid\"\nsubgid_file = \"{0}/subgid\"\nmin = 100000\nmax = 600100000\n\n[[tenant]]\nname = \"nobody\"\ncount = 1000\n",
-        etc.display()
-    ));
-    write_root_file(&config_path, &config);
+    let etc = with_tenant_nobody(&setup);
     let quarantine = setup.scratch.join("state/subids-quarantine.json");
     write_root_file(&quarantine, "{ not json");
     chmod(&setup.scratch.join("state"), 0o700);
