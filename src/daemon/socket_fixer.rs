@@ -847,7 +847,8 @@ mod tests {
         };
         for round in 0..3 {
             let listener = UnixListener::bind(&first).unwrap();
-            // Reports until both spellings were applied after the new socket's creation.
+            // Reports until both spellings were applied after the new socket's creation (a late
+            // report of the last round may come first: the grant is read on the socket itself).
             let (mut granted, mut refused) = (false, false);
             while !(granted && refused) {
                 let fixed = tokio::time::timeout(Duration::from_secs(5), reports.recv())
@@ -856,7 +857,10 @@ mod tests {
                     .unwrap();
                 for entry in fixed.report.entries {
                     match entry.outcome {
-                        Outcome::Changed { .. } | Outcome::Correct if entry.path == first => granted = true,
+                        Outcome::Changed { .. } | Outcome::Correct if entry.path == first => {
+                            granted = user(4321) == Some(6);
+                        }
+                        Outcome::Missing if entry.path == first && round > 0 => {}
                         Outcome::Refused { reason } if entry.path == second => {
                             assert!(reason.contains("the same socket as"), "{reason}");
                             refused = true;
@@ -868,7 +872,8 @@ mod tests {
             assert_eq!((user(4321), user(4322)), (Some(6), None), "round {round}");
             drop(listener);
             std::fs::remove_file(&first).unwrap();
-            // The reports of the write's own event and of the removal come before the next round.
+            // The reports of the write's own event and of the removal, read before the next round
+            // as a rule (one read in it is tolerated above).
             while tokio::time::timeout(Duration::from_millis(300), reports.recv())
                 .await
                 .is_ok()
