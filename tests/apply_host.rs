@@ -62,7 +62,7 @@ fn each_duty_applied_and_read_back(scratch: &Scratch, host: &RealHost) {
 }
 
 #[test]
-fn each_duty_on_ext4_is_applied_read_back_and_idempotent() {
+fn each_duty_on_disk_is_applied_read_back_and_idempotent() {
     each_duty_applied_and_read_back(&Scratch::disk(), &RealHost::default());
 }
 
@@ -605,7 +605,7 @@ fn revoke_removes_every_recorded_grant_and_nothing_else() {
 /// nonrootd reads and writes `system.posix_acl_access` itself (no libacl on the socket's
 /// critical path); libacl, through the posix-acl crate, and getfacl are the oracles.
 #[test]
-fn the_acl_codec_agrees_with_libacl_on_ext4_and_tmpfs() {
+fn the_acl_codec_agrees_with_libacl_on_disk_and_tmpfs() {
     use nonrootd::host::Host;
     use nonrootd_core::acl::{Perm, Qualifier};
     use nonrootd_core::ids::{Gid, Uid};

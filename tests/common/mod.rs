@@ -27,12 +27,18 @@ pub struct Scratch {
 }
 
 impl Scratch {
-    /// A directory on the disk's file system (ext4 here).
+    /// A directory on the disk's file system (ext4 on Debian's default install): in
+    /// `/var/tmp`, which outlives reboots and so is on a disk, not in `$TMPDIR`, which may be a
+    /// tmpfs (Debian 13's `/tmp`).
     pub fn disk() -> Scratch {
-        Scratch {
-            tmpfs: None,
-            dir: tempfile::tempdir().expect("tempdir"),
-        }
+        let dir = tempfile::tempdir_in("/var/tmp").expect("tempdir");
+        let fs = nix::sys::statfs::statfs(dir.path()).expect("statfs");
+        assert_ne!(
+            fs.filesystem_type(),
+            nix::sys::statfs::TMPFS_MAGIC,
+            "/var/tmp is a tmpfs here, so the disk tests would not test a disk"
+        );
+        Scratch { tmpfs: None, dir }
     }
 
     /// A directory with a fresh tmpfs on it.
