@@ -389,6 +389,15 @@ fn others_see_a_volumes_outcome_but_no_file_names_from_inside_it() {
     assert!(!signals.contains("secret-"), "{signals}");
 }
 
+/// Waits until the status shows `job` running (waiting for a lock, in these tests).
+fn wait_until_running(setup: &Setup, job: &str) {
+    wait_for(
+        Duration::from_secs(10),
+        || status_json(setup)["applying"]["text"] == job,
+        &format!("{job} running in the status"),
+    );
+}
+
 /// The status as root sees it.
 fn status_json(setup: &Setup) -> serde_json::Value {
     let out = setup.ctl(None, &["status", "--json"]);
@@ -411,11 +420,7 @@ fn an_apply_waiting_for_the_lock_holds_up_neither_the_status_nor_the_watchdog() 
         let apply = scope.spawn(|| setup.ctl(None, &["apply", "--require-daemon"]));
         // The apply waits off the event loop (for 5 s at most): the status answers meanwhile
         // and shows it, and the watchdog is pinged.
-        wait_for(
-            Duration::from_secs(10),
-            || status_json(&setup)["applying"]["text"] == "Apply() over D-Bus",
-            "the waiting apply in the status",
-        );
+        wait_until_running(&setup, "Apply() over D-Bus");
         daemon.read_notes();
         daemon.wait_note("WATCHDOG=1");
         let shown = setup.ctl(None, &["status"]);
@@ -443,11 +448,7 @@ fn sigterm_during_an_apply_answers_its_caller_with_the_report() {
     chmod(&setup.image, 0o700);
     let applied = std::thread::scope(|scope| {
         let apply = scope.spawn(|| setup.ctl(None, &["apply", "--require-daemon"]));
-        wait_for(
-            Duration::from_secs(10),
-            || status_json(&setup)["applying"]["text"] == "Apply() over D-Bus",
-            "the waiting apply",
-        );
+        wait_until_running(&setup, "Apply() over D-Bus");
         daemon.signal(nix::sys::signal::Signal::SIGTERM);
         drop(held);
         apply.join().unwrap()
@@ -477,11 +478,7 @@ fn a_socket_dropped_by_a_reload_during_an_apply_ends_without_its_grant() {
     let held = lock_file.acquire(Duration::from_secs(5)).unwrap();
     let applied = std::thread::scope(|scope| {
         let apply = scope.spawn(|| setup.ctl(None, &["apply", "--require-daemon", "--only", "sockets"]));
-        wait_for(
-            Duration::from_secs(10),
-            || status_json(&setup)["applying"]["text"] == "Apply() over D-Bus",
-            "the waiting apply",
-        );
+        wait_until_running(&setup, "Apply() over D-Bus");
         write_root_file(&config, &one);
         let out = setup.ctl(None, &["reload"]);
         assert!(out.status.success(), "{}", text(&out.stderr));
@@ -662,11 +659,7 @@ fn subordinate_ids_over_the_bus_need_root() {
     std::fs::write(etc.join("subuid.lock"), format!("{}\0", holder.id())).unwrap();
     let locked = std::thread::scope(|scope| {
         let call = scope.spawn(|| busctl(None, &["AllocateSubids", "su", "beta", "0"]));
-        wait_for(
-            Duration::from_secs(10),
-            || status_json(&setup)["applying"]["text"] == "subids allocate over D-Bus",
-            "the waiting call in the status",
-        );
+        wait_until_running(&setup, "subids allocate over D-Bus");
         call.join().unwrap()
     });
     holder.kill().unwrap();
