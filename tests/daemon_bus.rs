@@ -449,7 +449,9 @@ fn sigterm_during_an_apply_answers_its_caller_with_the_report() {
     let applied = std::thread::scope(|scope| {
         let apply = scope.spawn(|| setup.ctl(None, &["apply", "--require-daemon"]));
         wait_until_running(&setup, "Apply() over D-Bus");
-        daemon.signal(nix::sys::signal::Signal::SIGTERM);
+        daemon.signal(Signal::SIGTERM);
+        // The lock is let go once the daemon stops: the apply ends after SIGTERM was taken.
+        daemon.wait_note("STOPPING=1");
         drop(held);
         apply.join().unwrap()
     });
@@ -458,6 +460,51 @@ fn sigterm_during_an_apply_answers_its_caller_with_the_report() {
     assert!(stdout.contains("mode 0700 → 0750"), "{stdout}");
     assert!(stdout.contains("not walked: nonrootd is stopping"), "{stdout}");
     assert_eq!(daemon.child.wait().unwrap().code(), Some(0));
+}
+
+/// SIGTERM during the walk an `Apply()` waits for: the walk stops at its next directory and
+/// the caller gets what it did, the volume reported cancelled, before the daemon exits.
+#[test]
+fn sigterm_during_a_walk_answers_its_caller_with_what_the_walk_did() {
+    let setup = setup();
+    let vol = setup.scratch.join("vol");
+    let config = setup.scratch.join("etc/nonrootd.toml");
+    let volume = format!("\n[[volume]]\npath = \"{}\"\nuid = 999\ngid = 999\n", vol.display());
+    write_root_file(&config, &(std::fs::read_to_string(&config).unwrap() + &volume));
+    // Missing at the startup; then a tree whose walk (every file re-owned) takes a while.
+    let mut daemon = setup.start();
+    for dir in 0..100 {
+        let dir = vol.join(format!("d{dir}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        for file in 0..1000 {
+            std::fs::File::create(dir.join(file.to_string())).unwrap();
+        }
+    }
+    let applied = std::thread::scope(|scope| {
+        let apply = scope.spawn(|| setup.ctl(None, &["apply", "--require-daemon", "--only", "volumes"]));
+        wait_for(
+            Duration::from_secs(10),
+            || status_json(&setup)["walking"]["text"] == "Apply() over D-Bus",
+            "the Apply()'s walk in the status",
+        );
+        // Stopped, the daemon takes SIGTERM the moment it goes on, well before the walk ends.
+        daemon.signal(Signal::SIGSTOP);
+        daemon.signal(Signal::SIGTERM);
+        daemon.signal(Signal::SIGCONT);
+        apply.join().unwrap()
+    });
+    let stdout = text(&applied.stdout);
+    assert_eq!(applied.status.code(), Some(1), "{stdout}{}", text(&applied.stderr));
+    assert!(
+        stdout.contains(&format!("{}", vol.display())) && stdout.contains("cancelled"),
+        "{stdout}"
+    );
+    assert_eq!(daemon.child.wait().unwrap().code(), Some(0));
+    let left = Command::new("find")
+        .args([vol.to_str().unwrap(), "-not", "-user", "999"])
+        .output()
+        .unwrap();
+    assert!(!left.stdout.is_empty(), "the walk was not stopped midway");
 }
 
 /// A reload while an `Apply()` of the sockets waits for the lock: the apply runs with the old

@@ -43,6 +43,9 @@ pub struct DaemonStatus {
     /// The apply (or subids call) running now, and since when.
     #[serde(default)]
     pub applying: Option<Stamped>,
+    /// The volume walk running now (what triggered it), and since when.
+    #[serde(default)]
+    pub walking: Option<Stamped>,
     /// Set while a reload was refused and the previous config stays in force.
     pub reload_error: Option<Stamped>,
     pub paths: Vec<PathStatus>,
@@ -202,6 +205,14 @@ pub fn render(status: &DaemonStatus, color: bool) -> String {
             "  Applying: {} (for {})",
             applying.text,
             ago(status.now.saturating_sub(applying.at))
+        );
+    }
+    if let Some(walking) = &status.walking {
+        let _ = writeln!(
+            out,
+            "   Walking: volumes, for {} (for {})",
+            walking.text,
+            ago(status.now.saturating_sub(walking.at))
         );
     }
     if let Some(error) = &status.reload_error {
@@ -405,6 +416,10 @@ mod tests {
                 at: 1057,
                 text: "reload (SIGHUP)".into(),
             }),
+            walking: Some(Stamped {
+                at: 940,
+                text: "startup".into(),
+            }),
             ..running_for_3min(book.snapshot())
         };
         assert!(!status.healthy());
@@ -414,7 +429,8 @@ mod tests {
              \x20   Config: /etc/nonrootd/nonrootd.toml\n\
              \x20      Bus: connected, following systemd\n\
              \x20 Last run: docker.socket became active (1min ago)\n\
-             \x20 Applying: reload (SIGHUP) (for 3s)\n\n\
+             \x20 Applying: reload (SIGHUP) (for 3s)\n\
+             \x20  Walking: volumes, for startup (for 2min)\n\n\
              ✗ sockets /run/containerd.sock (user:4321:rw-): is a symlink\n\
              ✓ sockets /run/docker.sock (user:4321:rw-) [fixed 1min ago: +user:4321:rw-]\n"
         );
@@ -435,6 +451,7 @@ mod tests {
             following_systemd: true,
             last_trigger: None,
             applying: None,
+            walking: None,
             reload_error: None,
             paths,
         }

@@ -276,6 +276,7 @@ mod tests {
             following_systemd: true,
             last_trigger: None,
             applying: None,
+            walking: None,
             reload_error: None,
             paths: Vec::new(),
         }

@@ -179,14 +179,15 @@ impl Daemon {
         }
         notify(&[NotifyState::Stopping, NotifyState::Status("stopping")]);
         info!("nonrootd stopping");
-        if self.host.stop().await {
-            // The bus side writes the reply of the job it waited for on this thread: let it
-            // run before the runtime ends.
+        // Callers waiting for the running job or walk are answered (those queued after them,
+        // not walked); the bus side writes their replies on this thread: let it run before the
+        // runtime ends.
+        let answered_job = self.host.stop().await;
+        if self.volumes.stop().await || answered_job {
             for _ in 0..16 {
                 tokio::task::yield_now().await;
             }
         }
-        self.volumes.stop().await;
         ExitCode::SUCCESS
     }
 
@@ -292,6 +293,7 @@ impl Daemon {
             following_systemd: self.following_systemd,
             last_trigger: self.last_trigger.clone(),
             applying: self.host.running(),
+            walking: self.volumes.running(),
             reload_error: self.reload_error.clone(),
             paths: self.book.snapshot(),
         }

@@ -19,6 +19,7 @@ use tracing::error;
 
 use super::now;
 use super::socket_fixer::{LOCK_TIMEOUT, SocketFixer};
+use super::volume_job::not_walked_at_stop;
 use crate::apply::{Request, apply_on_host};
 use crate::cli::subids::{Output, SubidsCommand, execute};
 
@@ -194,8 +195,7 @@ impl HostJobs {
             && let Some(caller) = apply.caller
         {
             if caller.volumes {
-                let error = "not walked: nonrootd is stopping".to_string();
-                report.push(Duty::Volumes, "(every volume)", "walked", Outcome::Failed { error });
+                report.entries.extend(not_walked_at_stop().entries);
             }
             let _ = caller.reply.send(report);
         }

@@ -1,13 +1,15 @@
 //! Volume walks off the event loop: one at a time on tokio's blocking pool, so socket events
 //! keep their latency during a million-file walk. A trigger during a walk queues one more walk
 //! after it (triggers coalesce); stop, and a reload that changes what a walk reads, cancel the
-//! running walk at its next directory.
+//! running walk at its next directory (at stop, its waiters get what it did).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use nonrootd_core::config::Config;
-use nonrootd_core::report::Report;
+use nonrootd_core::duty::Duty;
+use nonrootd_core::report::{Outcome, Report};
+use nonrootd_core::status::Stamped;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tracing::error;
@@ -30,9 +32,19 @@ impl Waiter {
     }
 }
 
+/// The volumes' report for a caller whose walk never starts: the daemon stops.
+pub fn not_walked_at_stop() -> Report {
+    let mut report = Report::default();
+    let error = "not walked: nonrootd is stopping".to_string();
+    report.push(Duty::Volumes, "(every volume)", "walked", Outcome::Failed { error });
+    report
+}
+
 struct Running {
     handle: JoinHandle<Report>,
     started: std::time::Instant,
+    /// `started` for the status: seconds since the epoch.
+    started_at: u64,
     cancel: Arc<AtomicBool>,
     trigger: String,
     waiters: Vec<Waiter>,
@@ -96,6 +108,7 @@ impl VolumeJobs {
         self.running = Some(Running {
             handle,
             started: std::time::Instant::now(),
+            started_at: super::now(),
             cancel,
             trigger,
             waiters,
@@ -105,6 +118,15 @@ impl VolumeJobs {
     /// When the running walk started, if one runs.
     pub fn running_since(&self) -> Option<std::time::Instant> {
         self.running.as_ref().map(|running| running.started)
+    }
+
+    /// What the running walk is for, and since when.
+    pub fn running(&self) -> Option<Stamped> {
+        let running = self.running.as_ref()?;
+        Some(Stamped {
+            at: running.started_at,
+            text: running.trigger.clone(),
+        })
     }
 
     /// Starts the queued walk, if any (after [`VolumeJobs::finished`]).
@@ -153,12 +175,57 @@ impl VolumeJobs {
         }
     }
 
-    /// Cancels the walk in progress and waits for it to stop (at its next directory).
-    pub async fn stop(&mut self) {
-        self.next = None;
+    /// Cancels the walk in progress and waits for it to stop (at its next directory). Its
+    /// waiters get what it did (the volumes it did not finish are reported cancelled); those
+    /// of the queued walk get "not walked". Whether anybody was answered (the replies are yet
+    /// to be written to the bus).
+    pub async fn stop(&mut self) -> bool {
+        let mut answered = false;
         if let Some(running) = self.running.take() {
             running.cancel.store(true, Ordering::Relaxed);
-            let _ = running.handle.await;
+            let report = running.handle.await.unwrap_or_default();
+            for waiter in running.waiters {
+                waiter.answer(&report);
+                answered = true;
+            }
         }
+        for waiter in self.next.take().into_iter().flat_map(|next| next.waiters) {
+            waiter.answer(&not_walked_at_stop());
+            answered = true;
+        }
+        answered
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nonrootd_core::report::Entry;
+
+    /// Answered by `stop`: a waiter of the walk that ran, one of the walk queued after it.
+    #[tokio::test]
+    async fn stop_answers_every_waiter() {
+        let dir = tempfile::tempdir().unwrap();
+        let volume = dir.path().join("vol");
+        std::fs::create_dir(&volume).unwrap();
+        let text = format!("[[volume]]\npath = \"{}\"\nuid = 999\ngid = 999\n", volume.display());
+        let config = Config::from_sources(&[(dir.path().join("nonrootd.toml"), text)]).unwrap();
+        let mut jobs = VolumeJobs::default();
+        let (running, queued) = (oneshot::channel(), oneshot::channel());
+        let waiter = |reply| Waiter {
+            report: Report::default(),
+            reply,
+        };
+        jobs.request(&config, "first", Some(waiter(running.0)));
+        jobs.request(&config, "second", Some(waiter(queued.0)));
+        assert!(jobs.stop().await);
+        // The walk ran to its end or was cancelled: either way its report is the answer.
+        let ran = running.1.await.unwrap();
+        assert!(
+            matches!(&ran.entries[..], [Entry { path, .. }] if *path == volume),
+            "{ran}"
+        );
+        assert_eq!(queued.1.await.unwrap(), not_walked_at_stop());
+        assert!(!jobs.stop().await, "nobody is left to answer");
     }
 }

@@ -136,7 +136,7 @@ does not run fail). Strings called JSON hold one JSON document, as
 .BR Status "() \(-> s"
 The status as JSON: version, pid, start, last trigger, the apply or subordinate
 id call running now (\fBapplying\fR; it may be waiting for a lock, which holds up
-no other call), whether the daemon is on the bus and follows systemd, the last
+no other call) and the volume walk running now (\fBwalking\fR), whether the daemon is on the bus and follows systemd, the last
 reload's outcome, and per duty and path the desired and observed state, last
 change and last error. Every user.
 .TP
@@ -180,7 +180,9 @@ An invalid configuration is refused, the error is logged and the old
 configuration stays in force.
 .TP
 .BR SIGTERM ", " SIGINT
-Stop cleanly.
+Stop cleanly: the apply or subordinate id call running ends and the volume walk running
+stops at its next directory; their \fBApply\fR() callers get what was done (volumes not
+walked are reported failed), callers of calls queued after them an error.
 .SH FILES
 .TP
 .I /etc/nonrootd/nonrootd.toml
