@@ -76,3 +76,73 @@ fn a_container_as_999_writes_to_a_prepared_volume_and_gets_eacces_without() {
     let applied = testbed.sh("nonrootctl apply --only volumes");
     assert!(applied.contains("correct      volumes /srv/redis-data"), "{applied}");
 }
+
+/// Docker's data root moved by /etc/docker/daemon.json (nonrootd's config names none):
+/// check-config asks for the drop-in it needs; the daemon prepares the image directories there,
+/// walks a named volume's data there, and refuses Docker's own files there, also when reached
+/// through a bind mount of the data root.
+#[test]
+fn a_data_root_moved_by_daemon_json_is_prepared_and_guarded_there() {
+    let testbed = Testbed::boot("data-root");
+    // On the real disk below the testbed's /var/lib/docker (overlay2 cannot sit on overlayfs);
+    // dockerd, up since the boot, restarts with it.
+    testbed.sh(
+        "set -e; mkdir -p /var/lib/docker/moved /srv/docker /srv/alias /etc/docker
+         mount --bind /var/lib/docker/moved /srv/docker && mount --bind /srv/docker /srv/alias
+         printf '{\"data-root\": \"/srv/docker\"}\\n' > /etc/docker/daemon.json",
+    );
+    let root_dir = testbed.sh("systemctl restart docker && docker info --format '{{.DockerRootDir}}'");
+    assert_eq!(root_dir.trim(), "/srv/docker");
+    testbed.docker_image(IMAGE);
+    testbed.sh("docker volume create appdata >/dev/null && chmod 700 /srv/docker/image");
+    let config = "[docker]\n\n\
+                  [[volume]]\npath = \"/srv/docker/volumes/appdata/_data\"\nuid = 999\ngid = 999\n\n\
+                  [[volume]]\npath = \"/srv/docker/overlay2\"\nuid = 999\ngid = 999\n\n\
+                  [[volume]]\npath = \"/srv/alias/overlay2\"\nuid = 999\ngid = 999\n";
+    testbed.sh(&format!("cat > /root/moved.toml <<'EOF'\n{config}EOF"));
+    // check-config reads the shipped unit.
+    let check = testbed.try_sh(&format!(
+        "install -m644 {}/systemd/nonrootd.service /etc/systemd/system/ && {} --config /root/moved.toml check-config",
+        env!("CARGO_MANIFEST_DIR"),
+        env!("CARGO_BIN_EXE_nonrootctl")
+    ));
+    let said = common::testbed::text(&check.stdout) + &common::testbed::text(&check.stderr);
+    assert!(
+        said.contains(
+            "/root/moved.toml: Docker's data root /srv/docker (data-root in /etc/docker/daemon.json) is read-only for nonrootd.service"
+        ) && said.contains("ReadWritePaths=-/srv/docker"),
+        "{said}"
+    );
+
+    testbed.install_built(config, Some("[Service]\nReadWritePaths=-/srv/docker\n"));
+    testbed.wait_until(
+        LIMIT,
+        "test \"$(stat -c %a /srv/docker/image) $(stat -c %u:%g /srv/docker/volumes/appdata/_data)\" = '750 999:999'",
+    );
+    testbed.sh("docker run --rm -u 999:999 -v appdata:/data nonrootd-busybox sh -c 'echo x > /data/f'");
+    let applied = testbed.try_sh("nonrootctl apply --only volumes");
+    let report = common::testbed::text(&applied.stdout);
+    assert_eq!(applied.status.code(), Some(1), "{report}");
+    assert!(
+        report.contains("correct      volumes /srv/docker/volumes/appdata/_data"),
+        "{report}"
+    );
+    let line = |volume: &str| {
+        report
+            .lines()
+            .find(|l| l.contains(&format!("volumes {volume} ")))
+            .unwrap_or_default()
+    };
+    let inside = "): /srv/docker/overlay2 is inside Docker's data root /srv/docker:";
+    let direct = line("/srv/docker/overlay2");
+    assert!(direct.starts_with("refused") && direct.contains(inside), "{report}");
+    let aliased = line("/srv/alias/overlay2");
+    assert!(
+        aliased.starts_with("refused")
+            && aliased.contains(inside)
+            && aliased.ends_with("(reached as /srv/alias/overlay2)"),
+        "{report}"
+    );
+    // Docker's own files were left alone.
+    testbed.sh("test \"$(stat -c %u /srv/docker/overlay2)\" = 0");
+}

@@ -360,6 +360,15 @@ fn check_config(path: &std::path::Path, state_dir: &std::path::Path, args: &Chec
                 .as_ref()
                 .map_or_else(|| path.display().to_string(), |o| o.to_string());
             let what = match written.writable == written.path {
+                // Only a data root has no origin in the config: it names where it comes from.
+                true if written.origin.is_none() => format!(
+                    "Docker's data root {} ({})",
+                    written.path.display(),
+                    match written.path == std::path::Path::new(nonrootd_core::config::DOCKER_DATA_ROOT) {
+                        true => "the default",
+                        false => "data-root in /etc/docker/daemon.json",
+                    }
+                ),
                 true => format!("{} {}", written.key, written.path.display()),
                 false => format!(
                     "{} {}: its directory {}",
