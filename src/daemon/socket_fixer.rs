@@ -208,6 +208,28 @@ impl Fixer {
         Ok((fixer, handle))
     }
 
+    /// Serves the inotify events read at once: grants the sockets they name; when events were
+    /// lost (the queue overflowed), re-checks every socket.
+    fn serve_events(&mut self, priority: &mut Priority) {
+        // Urgent again after a reload (it ends at normal priority).
+        priority.raise();
+        match self.watches.read() {
+            Ok(Some(Cue::Socket(paths))) => self.grant_new_sockets(paths, priority),
+            Ok(Some(Cue::All)) => {
+                self.report_granted(priority);
+                // The lost events may have been a directory's move or removal.
+                self.watches.revalidate();
+                self.apply_all("inotify queue overflow".into());
+            }
+            Ok(None) => {}
+            Err(e) => {
+                priority.lower();
+                error!("inotify failed: {e}");
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        }
+    }
+
     fn run(mut self) {
         if let Err(e) = open_cache(&mut self.cache, &self.state_dir) {
             error!("socket fixer: {e}");
@@ -242,23 +264,7 @@ impl Fixer {
                 }
             }
             if events {
-                // Urgent again after a reload (it ends at normal priority).
-                priority.raise();
-                match self.watches.read() {
-                    Ok(Some(Cue::Socket(paths))) => self.grant_new_sockets(paths, &mut priority),
-                    Ok(Some(Cue::All)) => {
-                        self.report_granted(&mut priority);
-                        // The lost events may have been a directory's move or removal.
-                        self.watches.revalidate();
-                        self.apply_all("inotify queue overflow".into());
-                    }
-                    Ok(None) => {}
-                    Err(e) => {
-                        priority.lower();
-                        error!("inotify failed: {e}");
-                        std::thread::sleep(Duration::from_secs(1));
-                    }
-                }
+                self.serve_events(&mut priority);
             }
             if let Some(trigger) = super::batch_trigger(&rechecks) {
                 self.report_granted(&mut priority);
@@ -1246,9 +1252,10 @@ mod tests {
     }
 }
 
-/// Failed name lookups on the fixer's own paths, driven step by step.
+/// The fixer driven step by step, without its thread: failed name lookups on its own paths,
+/// an inotify queue overflow.
 #[cfg(test)]
-mod failed_lookups {
+mod step_by_step {
     use super::tests::app_config;
     use super::*;
     use crate::apply::lookup_failed;
@@ -1344,6 +1351,53 @@ mod failed_lookups {
         fixer.report_granted(&mut priority);
         assert_eq!((user(&a, 4321), user(&a, 4322)), (None, Some(6)));
         assert_eq!((user(&b, 4321), user(&b, 4322)), (None, Some(6)), "b planned again too");
+    }
+
+    /// A real queue overflow (more events than `fs.inotify.max_queued_events` before a read)
+    /// loses the events after it, such as a socket's ACL taken away: every socket is checked
+    /// again.
+    #[test]
+    fn an_overflowed_inotify_queue_has_every_socket_checked_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("docker.sock");
+        let config = app_config(dir.path(), &[&sock]);
+        let (tx, mut reports) = unbounded_channel();
+        let ids = Box::new(Switch(Arc::new(AtomicU32::new(4321))));
+        let (mut fixer, _handle) = Fixer::new(config, ids, dir.path().join("state"), tx, None).unwrap();
+        let mut priority = Priority::request(None);
+        let _listener = UnixListener::bind(&sock).unwrap();
+        fixer.apply_all("first".into());
+        assert_eq!(user(&sock, 4321), Some(6));
+        // The events so far (the grant's own among them) are served: none is left to re-check
+        // the socket.
+        for _ in 0..4 {
+            fixer.serve_events(&mut priority);
+        }
+        let max: usize = std::fs::read_to_string("/proc/sys/fs/inotify/max_queued_events")
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        // One event each (IN_CREATE; names differ, so none merge): the queue overflows.
+        for n in 0..=max {
+            std::fs::File::create(dir.path().join(format!("f{n}"))).unwrap();
+        }
+        let removed = std::process::Command::new("setfacl")
+            .arg("-b")
+            .arg(&sock)
+            .status()
+            .unwrap();
+        assert!(removed.success());
+        assert_eq!(user(&sock, 4321), None);
+        // Everything queued is read (a buffer at a time) and served.
+        for _ in 0..=max {
+            fixer.serve_events(&mut priority);
+        }
+        assert_eq!(user(&sock, 4321), Some(6));
+        let triggers: Vec<String> = std::iter::from_fn(|| reports.try_recv().ok())
+            .map(|fixed| fixed.trigger)
+            .collect();
+        assert!(triggers.iter().any(|t| t == "inotify queue overflow"), "{triggers:?}");
     }
 
     /// A retry stays where it is until due, only its own apply schedules the next (doubling to
