@@ -398,6 +398,19 @@ fn wait_until_running(setup: &Setup, job: &str) {
     );
 }
 
+/// Waits until no apply, subids call or walk runs (nor is queued: one starts as soon as none
+/// runs): whatever an event seen so far queued is done.
+fn wait_until_idle(setup: &Setup) {
+    wait_for(
+        Duration::from_secs(10),
+        || {
+            let status = status_json(setup);
+            status["applying"].is_null() && status["walking"].is_null()
+        },
+        "nothing running in the status",
+    );
+}
+
 /// The status as root sees it.
 fn status_json(setup: &Setup) -> serde_json::Value {
     let out = setup.ctl(None, &["status", "--json"]);
@@ -476,7 +489,7 @@ fn sigterm_during_a_walk_answers_its_caller_with_what_the_walk_did() {
     for dir in 0..100 {
         let dir = vol.join(format!("d{dir}"));
         std::fs::create_dir_all(&dir).unwrap();
-        for file in 0..1000 {
+        for file in 0..2000 {
             std::fs::File::create(dir.join(file.to_string())).unwrap();
         }
     }
@@ -612,6 +625,16 @@ fn a_bus_that_never_answers_holds_up_readiness_only_for_the_connection_limit() {
 #[test]
 fn without_a_system_bus_it_warns_once_and_works_on_inotify() {
     let setup = setup();
+    // Where the daemon looks for the bus: every try is counted and hung up on.
+    let no_bus = std::os::unix::net::UnixListener::bind(setup.scratch.join("no-bus-here")).unwrap();
+    let tries = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = tries.clone();
+    std::thread::spawn(move || {
+        for connection in no_bus.incoming() {
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            drop(connection);
+        }
+    });
     let daemon = DaemonProcess::start(
         setup.scratch.path(),
         None,
@@ -625,7 +648,11 @@ fn without_a_system_bus_it_warns_once_and_works_on_inotify() {
         || can_connect_as(4321, 4321, &[], &setup.sock),
         "the ACL without a bus",
     );
-    std::thread::sleep(Duration::from_millis(400));
+    wait_for(
+        Duration::from_secs(10),
+        || tries.load(std::sync::atomic::Ordering::SeqCst) >= 3,
+        "the bus tried again twice",
+    );
     let log = daemon.log_text();
     assert_eq!(log.matches("no system bus").count(), 1, "{log}");
 }
@@ -883,12 +910,19 @@ fn a_failed_subscription_to_systemd_is_tried_again_and_its_jobs_are_then_followe
         assert!(log.contains(&format!("busy booting; trying again in {wait}")), "{log}");
     }
     assert_eq!(status_json(&setup)["following_systemd"], true);
+    // The note may be the socket fixer's: the subscription's apply may still run.
+    wait_until_idle(&setup);
 
     // Now a finished job of a followed unit is a cue: the image directory is fixed again.
     chmod(&setup.image, 0o700);
     job_tx.send("docker.service").unwrap();
+    // Its STATUS= may come from the fixer (the sockets) before the image directory's apply.
     daemon.wait_note("docker.service: job done");
-    assert_eq!(mode_of(&setup.image), 0o750);
+    wait_for(
+        Duration::from_secs(10),
+        || mode_of(&setup.image) == 0o750,
+        "the image directory fixed on the job's cue",
+    );
 }
 
 /// systemd leaving the bus (its name released: a shutdown, or the first half of a re-exec)
@@ -1040,6 +1074,8 @@ fn a_failed_duty_is_tried_again_without_an_event() {
         || std::fs::read_to_string(&subuid).is_ok_and(|text| text == "nobody:100000:1000\n"),
         "the retry to allocate the tenant",
     );
+    // The file is written midway through the retry's apply: recorded once it ends.
+    wait_until_idle(&setup);
     let status = status_json(&setup);
     assert_eq!(status["last_trigger"]["text"], "a retry (an apply failed)", "{status}");
     let out = setup.ctl(None, &["status"]);

@@ -1,9 +1,10 @@
 //! The installed package in a real systemd 252 + dbus + dockerd (the testbed): install, the
 //! Docker hook, status and authorization, Docker restarted four ways, DMI readers, tenants,
-//! reload, upgrade, removal and purge, and a reboot.
+//! reload, upgrade, removal and purge, and a reboot; the .rpm's install, upgrade and erase.
 //!
 //! Needs the packages: `scripts/package` and `scripts/package --no-build --version <version>.1` (scripts/check-packaging, run by scripts/test,
-//! builds both); `NONROOTD_DEB` and `NONROOTD_DEB_UPGRADE` may name them.
+//! builds both); `NONROOTD_DEB`, `NONROOTD_DEB_UPGRADE`, `NONROOTD_RPM` and
+//! `NONROOTD_RPM_UPGRADE` may name them.
 
 mod common;
 
@@ -18,11 +19,17 @@ const AS_4321: &str = "setpriv --reuid 4321 --regid 4321 --clear-groups env HOME
 const CONFIG: &str = "[docker]\n\n[[socket]]\npath = \"/run/docker.sock\"\nusers = [4321]\n";
 
 fn package(var: &str, version: &str) -> PathBuf {
+    built(var, &format!("nonrootd_{version}-1_amd64.deb"))
+}
+
+/// `target/packages/<name>`, or what `var` names.
+fn built(var: &str, name: &str) -> PathBuf {
     if let Some(path) = std::env::var_os(var) {
         return PathBuf::from(path);
     }
-    let path =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("target/packages/nonrootd_{version}-1_amd64.deb"));
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("target/packages")
+        .join(name);
     assert!(
         path.exists(),
         "{} is missing: run scripts/package (scripts/test does)",
@@ -239,16 +246,22 @@ fn a_broken_config_on_reload_is_refused_and_the_old_one_stays_in_force() {
     let reload = testbed.try_sh("systemctl reload nonrootd");
     assert!(!reload.status.success(), "a broken config was accepted");
     testbed.sh("systemctl is-active nonrootd");
-    let journal = testbed.sh("journalctl -u nonrootd -o cat MESSAGE_ID=5e6f7a8b9c0d4e1f8a2b3c4d5e6f7a8b");
-    assert!(journal.contains("unknown field `acess`"), "{journal}");
+    // journald takes the message in on its own time.
+    testbed.wait_until(
+        LIMIT,
+        "journalctl -u nonrootd -o cat MESSAGE_ID=5e6f7a8b9c0d4e1f8a2b3c4d5e6f7a8b | grep -qF 'unknown field `acess`'",
+    );
     testbed.sh("systemctl restart docker.socket");
     docker_right(&testbed);
     // Off the system bus (no dbus, or while it restarts) `systemctl reload` still reloads:
     // nonrootctl sends the daemon SIGHUP, which systemd's $MAINPID names.
     testbed.sh("systemctl stop dbus.socket dbus.service");
     write_config(&testbed, &CONFIG.replace("[4321]", "[4321, 4322]"));
-    let reload = testbed.sh("systemctl reload nonrootd; journalctl -u nonrootd -o cat -n 20");
-    assert!(reload.contains("is not on the system bus"), "{reload}");
+    testbed.sh("systemctl reload nonrootd");
+    testbed.wait_until(
+        LIMIT,
+        "journalctl -u nonrootd -o cat -n 20 | grep -qF 'is not on the system bus'",
+    );
     testbed.wait_until(LIMIT, "getfacl -cp /run/docker.sock | grep -qx 'user:4322:rw-'");
     // A broken config is refused there too, as over the bus.
     write_config(&testbed, &format!("{CONFIG}acess = \"rw\"\n"));
@@ -318,6 +331,80 @@ fn upgrade_keeps_config_restarts_nonrootd_not_docker_and_removal_leaves_nothing(
         .filter(|f| !before.contains(f) && f.contains("nonrootd"))
         .collect();
     assert!(left.is_empty(), "left behind: {left:?}");
+}
+
+/// The .rpm against the real systemd (Debian's rpm, with its own database in the testbed):
+/// its scriptlets install (daemon-reload: the unit and Docker's hook drop-ins are seen),
+/// upgrade (nonrootd restarted, Docker not, the edited config kept), refuse an erase while the
+/// daemon will not stop, and erase (daemon stopped, grants revoked, only the edited config
+/// left, as `.rpmsave`).
+#[test]
+fn the_rpm_installs_upgrades_and_erases_under_systemd_like_the_deb() {
+    let testbed = Testbed::boot("pkg-rpm");
+    testbed.sh("systemctl start docker");
+    let before_files = testbed.sh("find /etc /usr /var/lib -xdev | sort");
+    let version = env!("CARGO_PKG_VERSION");
+    let (first, upgrade) = (
+        built("NONROOTD_RPM", &format!("nonrootd-{version}-1.x86_64.rpm")),
+        built("NONROOTD_RPM_UPGRADE", &format!("nonrootd-{version}.1-1.x86_64.rpm")),
+    );
+    // Debian's rpm installs only when told it is on purpose; nothing here is in its database.
+    let rpm_cmd = "rpm --nodeps $(rpm --force-debian --version >/dev/null 2>&1 && echo --force-debian)";
+    testbed.sh(&format!("{rpm_cmd} -i {}", first.display()));
+    let drop_ins = testbed.sh("systemctl show -P DropInPaths docker.service docker.socket");
+    assert_eq!(drop_ins.matches("nonrootd.conf").count(), 2, "{drop_ins}");
+    // As on Fedora, where a preset may leave it disabled.
+    testbed.sh("systemctl enable --now nonrootd >/dev/null 2>&1 && systemctl is-active nonrootd");
+    write_config(&testbed, CONFIG);
+    testbed.sh("systemctl reload nonrootd");
+    docker_right(&testbed);
+
+    let pids = |t: &Testbed| t.sh("systemctl show -P MainPID nonrootd docker");
+    let before = pids(&testbed);
+    testbed.sh(&format!("{rpm_cmd} -U {}", upgrade.display()));
+    let after = pids(&testbed);
+    let (b, a): (Vec<_>, Vec<_>) = (before.lines().collect(), after.lines().collect());
+    assert_ne!(a[0], b[0], "nonrootd was not restarted");
+    assert_eq!(a[1], b[1], "docker was restarted");
+    assert_eq!(
+        testbed.sh("cat /etc/nonrootd/nonrootd.toml"),
+        CONFIG,
+        "the config edit was lost"
+    );
+    assert_eq!(
+        testbed.sh("rpm -q --qf '%{VERSION}' nonrootd"),
+        concat!(env!("CARGO_PKG_VERSION"), ".1")
+    );
+    docker_right(&testbed);
+
+    testbed.sh(
+        "mkdir -p /etc/systemd/system/nonrootd.service.d && printf '[Unit]\\nRefuseManualStop=yes\\n' >/etc/systemd/system/nonrootd.service.d/refuse.conf && systemctl daemon-reload",
+    );
+    let refused = testbed.try_sh(&format!("{rpm_cmd} -e nonrootd"));
+    assert_ne!(
+        refused.status.code(),
+        Some(0),
+        "the erase went on with the daemon running"
+    );
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("nonrootd.service is still running"), "{stderr}");
+    testbed.sh("systemctl is-active nonrootd && rpm -q nonrootd && test ! -e /var/lib/nonrootd/removing");
+    docker_right(&testbed);
+    testbed.sh("rm -r /etc/systemd/system/nonrootd.service.d && systemctl daemon-reload");
+
+    testbed.sh(&format!("{rpm_cmd} -e nonrootd"));
+    assert!(
+        !testbed.sh("getfacl -cp /run/docker.sock").contains("4321"),
+        "a grant survived the erase"
+    );
+    assert_ne!(testbed.try_sh("systemctl is-active nonrootd").status.code(), Some(0));
+    let after_files = testbed.sh("find /etc /usr /var/lib -xdev | sort");
+    let before: std::collections::HashSet<&str> = before_files.lines().collect();
+    let left: Vec<_> = after_files
+        .lines()
+        .filter(|f| !before.contains(f) && f.contains("nonrootd"))
+        .collect();
+    assert_eq!(left, ["/etc/nonrootd", "/etc/nonrootd/nonrootd.toml.rpmsave"]);
 }
 
 /// The hooks end at boot with status 0, i.e. within their timeout (`timeout` would exit 124):

@@ -523,7 +523,9 @@ fn a_lock_file_without_a_pid_is_refused_at_once() {
     env.write("subuid", "old:100000:65536\n");
     env.write("subgid", "old:100000:65536\n");
     env.write("subgid.lock", "not a pid");
-    let settings = env.settings("");
+    // A timeout long enough that a slow disk cannot pass for the wait.
+    let mut settings = env.settings("");
+    settings.lock_timeout = std::time::Duration::from_secs(60);
     let started = std::time::Instant::now();
     let err = subids::allocate(&settings, "acme", None, false).unwrap_err();
     assert!(started.elapsed() < settings.lock_timeout / 3, "no wait for the timeout");
