@@ -161,7 +161,7 @@ impl GrantRecord {
             io::Error::new(
                 io::ErrorKind::InvalidData,
                 format!(
-                    "{} is corrupt ({e}); it records the ACL entries nonrootd granted",
+                    "{} is corrupt ({e}); it records the ACL entries nonrootd granted: repair it, or remove those entries (setfacl -x) before the file (removed alone, its entries count as someone else's and are never revoked)",
                     path.display()
                 ),
             )

@@ -525,7 +525,7 @@ fn a_second_configured_spelling_of_one_socket_is_refused_naming_the_first() {
     );
     // And nothing is left under the second spelling: dropping the first revokes all.
     apply(&config(""), &state);
-    assert_eq!(getfacl(&sock), "user::rw-\ngroup::rw-\nmask::rw-\nother::---\n\n");
+    assert_eq!(getfacl(&sock), "user::rw-\ngroup::rw-\nother::---\n\n");
 }
 
 #[test]

@@ -321,6 +321,22 @@ fn upgrade_keeps_config_restarts_nonrootd_not_docker_and_removal_leaves_nothing(
     testbed.sh("test ! -e /var/lib/nonrootd/removing");
     docker_right(&testbed);
     testbed.sh("rm -r /etc/systemd/system/nonrootd.service.d && systemctl daemon-reload");
+    // A removal that fails at the revoke (an unreadable record) leaves the daemon as it found
+    // it: running again if it ran, stopped if the admin had stopped it.
+    testbed.sh(
+        "cp -a /var/lib/nonrootd/grants.json /root/grants.good && echo '{ not json' > /var/lib/nonrootd/grants.json",
+    );
+    for (before, after) in [
+        ("systemctl start nonrootd", "active"),
+        ("systemctl stop nonrootd", "inactive"),
+    ] {
+        testbed.sh(before);
+        let failed = testbed.try_sh("dpkg -r nonrootd");
+        assert_ne!(failed.status.code(), Some(0), "the removal went on without a revoke");
+        let state = testbed.try_sh("systemctl is-active nonrootd");
+        assert_eq!(String::from_utf8_lossy(&state.stdout).trim(), after, "{before}");
+    }
+    testbed.sh("mv /root/grants.good /var/lib/nonrootd/grants.json && systemctl start nonrootd");
     testbed.sh("dpkg -r nonrootd >/dev/null");
     testbed.sh("dpkg -P nonrootd >/dev/null");
     assert!(testbed.try_sh("test -e /var/lib/nonrootd").status.code() != Some(0));

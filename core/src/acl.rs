@@ -296,7 +296,8 @@ impl AclPlan {
 /// The new mask is what the group class is let through now plus the grants, so it is raised
 /// only by what nonrootd grants. Bits the old mask hid and the new one shows are taken out of
 /// the owning group and the other entries (they would widen someone's access); bits it keeps
-/// hiding stay stored, for a later `chmod` to show again as it would have.
+/// hiding stay stored, for a later `chmod` to show again as it would have. Revoking the last
+/// named entries leaves no mask: the file's mode is its ACL again.
 pub fn plan_grants(observed: &Acl, desired: &Grants, previous: &Grants) -> AclPlan {
     let mut acl = observed.clone();
 
@@ -336,7 +337,12 @@ pub fn plan_grants(observed: &Acl, desired: &Grants, previous: &Grants) -> AclPl
         acl.named.insert(*who, current.union(*want));
     }
 
-    if observed.mask.is_some() || !acl.named.is_empty() {
+    if acl.named.is_empty() && !observed.named.is_empty() {
+        // The last named entries were nonrootd's: the ACL goes back to the file's mode, with
+        // what the owning group gets unchanged (a `chmod` then sets the group bits again).
+        acl.group_obj = acl.effective_group_obj();
+        acl.mask = None;
+    } else if observed.mask.is_some() || !acl.named.is_empty() {
         acl.mask = Some(mask);
     }
 
@@ -504,6 +510,24 @@ mod tests {
             "group::rwx → -wx, mask::--- → r--, +user:7:r--, user:1000:rw- → -w-, user:4321:rw- → -w-"
         );
         assert_eq!(acl.effective_group_obj(), Perm::NONE);
+    }
+
+    #[test]
+    fn revoking_the_last_named_entries_leaves_the_mode_alone_as_the_acl() {
+        let previous = grants(&[(user(4321), Perm::RW)]);
+        let mut granted = Acl::from_mode(0o660);
+        granted.named.insert(user(4321), Perm::RW);
+        granted.mask = Some(Perm::RW);
+        let plan = plan_grants(&granted, &Grants::new(), &previous);
+        assert_eq!(plan.write, Some(Acl::from_mode(0o660)));
+        // After `chmod 0600` the owning group keeps what it gets: nothing.
+        granted.mask = Some(Perm::NONE);
+        let plan = plan_grants(&granted, &Grants::new(), &previous);
+        assert_eq!(plan.write, Some(Acl::from_mode(0o600)));
+        // An ACL of the admin's with only a mask is not nonrootd's to change.
+        let mut mask_only = Acl::from_mode(0o660);
+        mask_only.mask = Some(Perm::R);
+        assert_eq!(plan_grants(&mask_only, &Grants::new(), &previous).write, None);
     }
 
     #[test]
