@@ -47,19 +47,79 @@ pub fn data_root(configured: Option<&Path>, daemon_json: &Path) -> Result<PathBu
     if let Some(root) = configured {
         return Ok(root.to_path_buf());
     }
+    Ok(read_daemon_json(daemon_json)?.data_root)
+}
+
+/// Where Docker keeps its images: the data root, unless daemon.json sets `userns-remap` (then
+/// they are in a `UID.GID` directory below it, which the config must name as the data root).
+fn image_root(configured: Option<&Path>, daemon_json: &Path) -> Result<PathBuf, Outcome> {
+    if let Some(root) = configured {
+        return Ok(root.to_path_buf());
+    }
+    let json = read_daemon_json(daemon_json).map_err(|error| Outcome::Failed { error })?;
+    match json.userns_remap {
+        None => Ok(json.data_root),
+        Some(remap) => Err(Outcome::Refused {
+            reason: format!(
+                "{} sets \"userns-remap\": {remap:?}: Docker keeps its images in {}/UID.GID/image (the remapped root's first subordinate ids); name that directory as [docker] data_root",
+                daemon_json.display(),
+                json.data_root.display()
+            ),
+        }),
+    }
+}
+
+/// What nonrootd reads of Docker's daemon.json.
+struct DaemonJson {
+    data_root: PathBuf,
+    userns_remap: Option<String>,
+}
+
+/// Reads daemon.json as dockerd does: a missing, empty or blank file (a UTF-8 byte order mark
+/// ignored) sets nothing, and an empty or null value is unset. `data-root` is cleaned as Go's
+/// `filepath.Clean` does (`..` taken away by name, as Docker does before it follows links).
+fn read_daemon_json(daemon_json: &Path) -> Result<DaemonJson, String> {
+    let default = DaemonJson {
+        data_root: PathBuf::from(DOCKER_DATA_ROOT),
+        userns_remap: None,
+    };
     let unknown = |why: String| format!("{}: {why}, so Docker's data root is unknown", daemon_json.display());
     let bytes = match std::fs::read(daemon_json) {
         Ok(bytes) => bytes,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(PathBuf::from(DOCKER_DATA_ROOT)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(default),
         Err(e) => return Err(unknown(format!("cannot read it ({e})"))),
     };
-    let json: serde_json::Value =
-        serde_json::from_slice(&bytes).map_err(|e| unknown(format!("not valid JSON ({e})")))?;
-    match json.get("data-root") {
-        None => Ok(PathBuf::from(DOCKER_DATA_ROOT)),
-        Some(serde_json::Value::String(root)) if Path::new(root).is_absolute() => Ok(PathBuf::from(root)),
-        Some(other) => Err(unknown(format!("\"data-root\" is {other}, not an absolute path"))),
+    let text = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&bytes);
+    if text.trim_ascii().is_empty() {
+        return Ok(default);
     }
+    let json: serde_json::Value = serde_json::from_slice(text).map_err(|e| unknown(format!("not valid JSON ({e})")))?;
+    let set = |key: &str| json.get(key).filter(|v| !v.is_null() && v.as_str() != Some(""));
+    let data_root = match set("data-root") {
+        None => default.data_root,
+        Some(serde_json::Value::String(root)) if Path::new(root).is_absolute() => clean(Path::new(root)),
+        Some(other) => return Err(unknown(format!("\"data-root\" is {other}, not an absolute path"))),
+    };
+    let userns_remap = set("userns-remap").map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_string));
+    Ok(DaemonJson {
+        data_root,
+        userns_remap,
+    })
+}
+
+/// An absolute path with `.`, `..` and repeated slashes taken away by name.
+fn clean(path: &Path) -> PathBuf {
+    let mut clean = PathBuf::from("/");
+    for part in path.components() {
+        match part {
+            std::path::Component::Normal(name) => clean.push(name),
+            std::path::Component::ParentDir => {
+                clean.pop();
+            }
+            _ => {}
+        }
+    }
+    clean
 }
 
 /// Saves the grant record before a write grants bits it does not hold yet, so that a crash
@@ -147,15 +207,10 @@ impl<H: Host> Engine<'_, H> {
     }
 
     fn apply_docker(&self, docker: &DockerConfig, dry_run: bool, report: &mut Report) {
-        let root = match data_root(docker.configured_data_root(), self.daemon_json) {
+        let root = match image_root(docker.configured_data_root(), self.daemon_json) {
             Ok(root) => root,
-            Err(error) => {
-                report.push(
-                    Duty::Docker,
-                    self.daemon_json,
-                    "the data root",
-                    Outcome::Failed { error },
-                );
+            Err(outcome) => {
+                report.push(Duty::Docker, self.daemon_json, "the data root", outcome);
                 return;
             }
         };
@@ -1616,11 +1671,65 @@ mod tests {
         assert_eq!(data_root(None, &json).unwrap(), Path::new("/var/lib/docker"));
         std::fs::write(&json, r#"{"data-root": "/srv/docker", "debug": true}"#).unwrap();
         assert_eq!(data_root(None, &json).unwrap(), Path::new("/srv/docker"));
+        // As dockerd reads it: nothing set by an empty or blank file (a UTF-8 BOM ignored),
+        // or by an empty or null value; the path cleaned by name.
+        for (text, root) in [
+            ("", "/var/lib/docker"),
+            (" \n\t", "/var/lib/docker"),
+            ("\u{feff}{\"data-root\": \"/srv/d\"}", "/srv/d"),
+            (r#"{"data-root": null}"#, "/var/lib/docker"),
+            (r#"{"data-root": ""}"#, "/var/lib/docker"),
+            (r#"{"data-root": "/srv/link/../d//x/."}"#, "/srv/d/x"),
+        ] {
+            std::fs::write(&json, text).unwrap();
+            assert_eq!(data_root(None, &json).unwrap(), Path::new(root), "{text:?}");
+        }
         let docker = config("[docker]\ndata_root = \"/x\"\n").docker.unwrap();
         assert_eq!(
             data_root(docker.configured_data_root(), &json).unwrap(),
             Path::new("/x")
         );
+    }
+
+    /// With `userns-remap`, Docker's images are in a `UID.GID` directory below the data root:
+    /// the docker duty is refused (nothing touched) until the config names it.
+    #[test]
+    fn userns_remap_in_daemon_json_needs_the_remapped_root_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let json = dir.path().join("daemon.json");
+        std::fs::write(&json, r#"{"userns-remap": "default"}"#).unwrap();
+        let host = FakeHost::default();
+        let engine = Engine {
+            host: &host,
+            ids: &Ids,
+            daemon_json: &json,
+        };
+        let request = Request {
+            duties: DutySet::NONE.with(Duty::Docker),
+            socket: None,
+            dry_run: false,
+        };
+        let report = engine.apply(&config("[docker]\n"), &request, &mut GrantRecord::default(), None);
+        assert!(
+            matches!(&report.entries[..], [nonrootd_core::report::Entry { outcome: Outcome::Refused { reason }, .. }]
+                if reason.ends_with("sets \"userns-remap\": \"default\": Docker keeps its images in /var/lib/docker/UID.GID/image (the remapped root's first subordinate ids); name that directory as [docker] data_root")),
+            "{report}"
+        );
+        assert!(host.calls.borrow().is_empty());
+        // Named, it is used; volumes still know the data root from daemon.json.
+        let named = config("[docker]\ndata_root = \"/var/lib/docker/100000.100000\"\n");
+        let report = engine.apply(&named, &request, &mut GrantRecord::default(), None);
+        let paths: Vec<&Path> = report.entries.iter().map(|e| e.path.as_path()).collect();
+        assert_eq!(
+            paths,
+            [
+                "/var/lib/docker/100000.100000/image",
+                "/var/lib/docker/100000.100000/image/overlay2",
+                "/var/lib/docker/100000.100000/image/overlay2/layerdb"
+            ]
+            .map(Path::new)
+        );
+        assert_eq!(data_root(None, &json).unwrap(), Path::new("/var/lib/docker"));
     }
 
     /// A daemon.json that says nothing usable is an error naming it, never the default: that

@@ -369,3 +369,38 @@ fn said(testbed: &Testbed, lines: &[&str]) -> usize {
 /// second, which kernels without `CONFIG_RT_GROUP_SCHED` (Debian's, Fedora's) do not need.
 const RT_BUDGET: &str = "ExecStartPre=+/bin/sh -c 'cd /sys/fs/cgroup/cpu && for g in . system.slice system.slice/nonrootd.service; do echo 10000 > $g/cpu.rt_runtime_us; done'
 ";
+
+/// Docker with `userns-remap` keeps its images in `<data root>/UID.GID`: the docker duty says
+/// so (refused, nothing touched) until the config names that directory, then prepares it.
+#[test]
+fn with_userns_remap_the_remapped_root_is_asked_for_then_prepared() {
+    let testbed = Testbed::boot("userns-remap");
+    // dockerd makes the dockremap user and its subordinate ids (in the testbed's /etc).
+    testbed.sh(
+        "mkdir -p /etc/docker && printf '{\"userns-remap\": \"default\"}\\n' > /etc/docker/daemon.json
+         systemctl restart docker && docker info >/dev/null",
+    );
+    let remapped = testbed
+        .sh("docker info --format '{{.DockerRootDir}}'")
+        .trim()
+        .to_string();
+    assert!(
+        remapped.starts_with("/var/lib/docker/") && remapped.contains('.'),
+        "{remapped}"
+    );
+    testbed.install_built("[docker]\n", None);
+    let refused = testbed.try_sh("nonrootctl apply --only docker");
+    let report = common::testbed::text(&refused.stdout);
+    assert_eq!(refused.status.code(), Some(1), "{report}");
+    assert!(
+        report.contains("refused      docker  /etc/docker/daemon.json (the data root): /etc/docker/daemon.json sets \"userns-remap\": \"default\""),
+        "{report}"
+    );
+    testbed.sh(&format!("chmod 0700 {remapped}/image"));
+    testbed.sh(&format!(
+        "printf '[docker]\\ndata_root = \"{remapped}\"\\n' > /etc/nonrootd/nonrootd.toml && systemctl reload nonrootd"
+    ));
+    testbed.wait_until(LIMIT, &format!("test \"$(stat -c %a {remapped}/image)\" = 750"));
+    let applied = testbed.sh("nonrootctl apply --only docker");
+    assert!(applied.contains("0 refused, 0 failed"), "{applied}");
+}
