@@ -230,7 +230,9 @@ is writable for shadow's files.
 .I /usr/lib/systemd/system/docker.socket.d/nonrootd.conf
 Docker's \fBExecStartPost=\fR hooks: \fBnonrootctl apply \-\-local\fR, bounded
 and with failures ignored, so the host is prepared before Docker is reported
-started, even at boot before the D-Bus daemon runs. The socket's hook runs at
+started, even at boot before the D-Bus daemon runs. The DMI tables (root's again
+after every boot) are prepared by an \fBExecStartPre=\fR of docker.service, before
+dockerd starts the containers that have a restart policy. The socket's hook runs at
 \fBNice=10\fR: the socket already listens, and the daemon's socket fixer has
 granted before it starts; it does not take a CPU from the first clients.
 .SH "SEE ALSO"
