@@ -53,10 +53,14 @@ pub fn data_root(configured: Option<&Path>, daemon_json: &Path) -> Result<PathBu
 /// Where Docker keeps its images: the data root, unless daemon.json sets `userns-remap` (then
 /// they are in a `UID.GID` directory below it, which the config must name as the data root).
 fn image_root(configured: Option<&Path>, daemon_json: &Path) -> Result<PathBuf, Outcome> {
-    if let Some(root) = configured {
-        return Ok(root.to_path_buf());
-    }
-    let json = read_daemon_json(daemon_json).map_err(|error| Outcome::Failed { error })?;
+    let json = match (configured, read_daemon_json(daemon_json)) {
+        (Some(root), json) => match json {
+            // Naming the data root itself is no answer to the remap.
+            Ok(json) if json.userns_remap.is_some() && json.data_root == root => json,
+            _ => return Ok(root.to_path_buf()),
+        },
+        (None, json) => json.map_err(|error| Outcome::Failed { error })?,
+    };
     match json.userns_remap {
         None => Ok(json.data_root),
         Some(remap) => Err(Outcome::Refused {
@@ -1716,6 +1720,19 @@ mod tests {
             "{report}"
         );
         assert!(host.calls.borrow().is_empty());
+        // Naming the data root itself is no answer.
+        let same = config("[docker]\ndata_root = \"/var/lib/docker\"\n");
+        let report = engine.apply(&same, &request, &mut GrantRecord::default(), None);
+        assert!(
+            matches!(
+                &report.entries[..],
+                [nonrootd_core::report::Entry {
+                    outcome: Outcome::Refused { .. },
+                    ..
+                }]
+            ),
+            "{report}"
+        );
         // Named, it is used; volumes still know the data root from daemon.json.
         let named = config("[docker]\ndata_root = \"/var/lib/docker/100000.100000\"\n");
         let report = engine.apply(&named, &request, &mut GrantRecord::default(), None);

@@ -416,6 +416,11 @@ fn the_rpm_installs_upgrades_and_erases_under_systemd_like_the_deb() {
     testbed.sh("systemctl is-active nonrootd && rpm -q nonrootd && test ! -e /var/lib/nonrootd/removing");
     docker_right(&testbed);
     testbed.sh("rm -r /etc/systemd/system/nonrootd.service.d && systemctl daemon-reload");
+    // Without nonrootctl nothing could be revoked: refused, the daemon left running.
+    testbed.sh("mv /usr/bin/nonrootctl /root/nonrootctl");
+    let refused = testbed.try_sh(&format!("{rpm_cmd} -e nonrootd"));
+    assert_ne!(refused.status.code(), Some(0), "the erase went on without nonrootctl");
+    testbed.sh("mv /root/nonrootctl /usr/bin/nonrootctl && systemctl is-active nonrootd");
 
     testbed.sh(&format!("{rpm_cmd} -e nonrootd"));
     assert!(

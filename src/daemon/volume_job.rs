@@ -183,7 +183,13 @@ impl VolumeJobs {
         let mut answered = false;
         if let Some(running) = self.running.take() {
             running.cancel.store(true, Ordering::Relaxed);
-            let report = running.handle.await.unwrap_or_default();
+            let report = running.handle.await.unwrap_or_else(|e| {
+                error!("the volume walk ended abnormally: {e}");
+                let mut report = Report::default();
+                let error = format!("the walk ended abnormally: {e}");
+                report.push(Duty::Volumes, "(every volume)", "walked", Outcome::Failed { error });
+                report
+            });
             for waiter in running.waiters {
                 waiter.answer(&report);
                 answered = true;
