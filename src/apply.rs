@@ -1702,27 +1702,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let json = dir.path().join("daemon.json");
         std::fs::write(&json, r#"{"userns-remap": "default"}"#).unwrap();
-        let host = FakeHost::default();
-        let engine = Engine {
-            host: &host,
-            ids: &Ids,
-            daemon_json: &json,
-        };
-        let request = Request {
-            duties: DutySet::NONE.with(Duty::Docker),
-            socket: None,
-            dry_run: false,
-        };
-        let report = engine.apply(&config("[docker]\n"), &request, &mut GrantRecord::default(), None);
+        let (report, calls) = apply_docker_duty(&json, "[docker]\n");
         assert!(
             matches!(&report.entries[..], [nonrootd_core::report::Entry { outcome: Outcome::Refused { reason }, .. }]
                 if reason.ends_with("sets \"userns-remap\": \"default\": Docker keeps its images in /var/lib/docker/UID.GID/image (the remapped root's first subordinate ids); name that directory as [docker] data_root")),
             "{report}"
         );
-        assert!(host.calls.borrow().is_empty());
+        assert!(calls.is_empty());
         // Naming the data root itself is no answer.
-        let same = config("[docker]\ndata_root = \"/var/lib/docker\"\n");
-        let report = engine.apply(&same, &request, &mut GrantRecord::default(), None);
+        let (report, _) = apply_docker_duty(&json, "[docker]\ndata_root = \"/var/lib/docker\"\n");
         assert!(
             matches!(
                 &report.entries[..],
@@ -1734,8 +1722,7 @@ mod tests {
             "{report}"
         );
         // Named, it is used; volumes still know the data root from daemon.json.
-        let named = config("[docker]\ndata_root = \"/var/lib/docker/100000.100000\"\n");
-        let report = engine.apply(&named, &request, &mut GrantRecord::default(), None);
+        let (report, _) = apply_docker_duty(&json, "[docker]\ndata_root = \"/var/lib/docker/100000.100000\"\n");
         let paths: Vec<&Path> = report.entries.iter().map(|e| e.path.as_path()).collect();
         assert_eq!(
             paths,
@@ -1774,23 +1761,30 @@ mod tests {
             );
         }
         // The duty fails on it, and touches no directory.
+        let (report, calls) = apply_docker_duty(&json, "[docker]\n");
+        assert_eq!(report.entries.len(), 1);
+        assert_eq!(report.entries[0].path, json);
+        assert!(
+            matches!(&report.entries[0].outcome, Outcome::Failed { error } if error.contains("not an absolute path"))
+        );
+        assert!(calls.is_empty());
+    }
+
+    /// The docker duty of `config` on a fake host with Docker's config at `daemon_json`: the
+    /// report and the calls made.
+    fn apply_docker_duty(daemon_json: &Path, config_text: &str) -> (Report, Vec<String>) {
         let host = FakeHost::default();
         let engine = Engine {
             host: &host,
             ids: &Ids,
-            daemon_json: &json,
+            daemon_json,
         };
         let request = Request {
             duties: DutySet::NONE.with(Duty::Docker),
             socket: None,
             dry_run: false,
         };
-        let report = engine.apply(&config("[docker]\n"), &request, &mut GrantRecord::default(), None);
-        assert_eq!(report.entries.len(), 1);
-        assert_eq!(report.entries[0].path, json);
-        assert!(
-            matches!(&report.entries[0].outcome, Outcome::Failed { error } if error.contains("not an absolute path"))
-        );
-        assert!(host.calls.borrow().is_empty());
+        let report = engine.apply(&config(config_text), &request, &mut GrantRecord::default(), None);
+        (report, host.calls.take())
     }
 }

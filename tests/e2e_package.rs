@@ -279,18 +279,12 @@ fn a_broken_config_on_reload_is_refused_and_the_old_one_stays_in_force() {
     testbed.sh("systemctl is-active nonrootd");
 }
 
-#[test]
-fn upgrade_keeps_config_restarts_nonrootd_not_docker_and_removal_leaves_nothing() {
-    let testbed = Testbed::boot("pkg-upgrade");
-    testbed.sh("systemctl start docker");
-    let before_files = testbed.sh("find /etc /usr /var/lib -xdev | sort");
-    install(&testbed, CONFIG);
-    docker_right(&testbed);
-    let pids = |t: &Testbed| t.sh("systemctl show -P MainPID nonrootd docker");
-    let before = pids(&testbed);
-    let upgrade = package("NONROOTD_DEB_UPGRADE", concat!(env!("CARGO_PKG_VERSION"), ".1"));
-    testbed.sh(&format!("dpkg -i {} >/dev/null", upgrade.display()));
-    let after = pids(&testbed);
+/// Upgrades with `command`: nonrootd is restarted, Docker is not, and the config edit stays.
+fn upgrade_restarts_nonrootd_only(testbed: &Testbed, command: &str) {
+    let pids = || testbed.sh("systemctl show -P MainPID nonrootd docker");
+    let before = pids();
+    testbed.sh(command);
+    let after = pids();
     let (b, a): (Vec<_>, Vec<_>) = (before.lines().collect(), after.lines().collect());
     assert_ne!(a[0], b[0], "nonrootd was not restarted");
     assert_eq!(a[1], b[1], "docker was restarted");
@@ -299,6 +293,17 @@ fn upgrade_keeps_config_restarts_nonrootd_not_docker_and_removal_leaves_nothing(
         CONFIG,
         "the config edit was lost"
     );
+}
+
+#[test]
+fn upgrade_keeps_config_restarts_nonrootd_not_docker_and_removal_leaves_nothing() {
+    let testbed = Testbed::boot("pkg-upgrade");
+    testbed.sh("systemctl start docker");
+    let before_files = testbed.sh("find /etc /usr /var/lib -xdev | sort");
+    install(&testbed, CONFIG);
+    docker_right(&testbed);
+    let upgrade = package("NONROOTD_DEB_UPGRADE", concat!(env!("CARGO_PKG_VERSION"), ".1"));
+    upgrade_restarts_nonrootd_only(&testbed, &format!("dpkg -i {} >/dev/null", upgrade.display()));
     assert_eq!(
         testbed.sh("dpkg-query -W -f '${Version}' nonrootd"),
         concat!(env!("CARGO_PKG_VERSION"), ".1-1")
@@ -384,18 +389,7 @@ fn the_rpm_installs_upgrades_and_erases_under_systemd_like_the_deb() {
     testbed.sh("systemctl reload nonrootd");
     docker_right(&testbed);
 
-    let pids = |t: &Testbed| t.sh("systemctl show -P MainPID nonrootd docker");
-    let before = pids(&testbed);
-    testbed.sh(&format!("{rpm_cmd} -U {}", upgrade.display()));
-    let after = pids(&testbed);
-    let (b, a): (Vec<_>, Vec<_>) = (before.lines().collect(), after.lines().collect());
-    assert_ne!(a[0], b[0], "nonrootd was not restarted");
-    assert_eq!(a[1], b[1], "docker was restarted");
-    assert_eq!(
-        testbed.sh("cat /etc/nonrootd/nonrootd.toml"),
-        CONFIG,
-        "the config edit was lost"
-    );
+    upgrade_restarts_nonrootd_only(&testbed, &format!("{rpm_cmd} -U {}", upgrade.display()));
     assert_eq!(
         testbed.sh("rpm -q --qf '%{VERSION}' nonrootd"),
         concat!(env!("CARGO_PKG_VERSION"), ".1")
