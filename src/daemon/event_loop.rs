@@ -41,6 +41,8 @@ const RETRY_MAX: Duration = Duration::from_secs(600);
 /// How long a retry waits for a lock: a lock held long (an editor in `vipw`) then holds up the
 /// applies for this at each retry, not for [`LOCK_TIMEOUT`].
 const RETRY_LOCK_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long a stop waits for the bus connection to write the replies of the calls answered.
+const STOP_FLUSH_LIMIT: Duration = Duration::from_secs(1);
 
 /// The duties the loop tries again on its own when they fail: the sockets' retries are the
 /// fixer's, and a volume walk (which may take long) waits for the next trigger.
@@ -135,7 +137,12 @@ impl Daemon {
 
     /// Runs until SIGTERM or SIGINT; fails only when it cannot handle signals (systemd's
     /// `Restart=on-failure` then tries again).
-    pub async fn run(mut self, mut requests: mpsc::Receiver<Request>, mut bus: mpsc::Receiver<BusEvent>) -> ExitCode {
+    pub async fn run(
+        mut self,
+        mut requests: mpsc::Receiver<Request>,
+        mut bus: mpsc::Receiver<BusEvent>,
+        bus_side: tokio::task::JoinHandle<()>,
+    ) -> ExitCode {
         let (Ok(mut hup), Ok(mut term), Ok(mut int)) = (
             signal(SignalKind::hangup()),
             signal(SignalKind::terminate()),
@@ -180,13 +187,14 @@ impl Daemon {
         notify(&[NotifyState::Stopping, NotifyState::Status("stopping")]);
         info!("nonrootd stopping");
         // Callers waiting for the running job or walk are answered (those queued after them,
-        // not walked); the bus side writes their replies on this thread: let it run before the
-        // runtime ends.
-        let answered_job = self.host.stop().await;
-        if self.volumes.stop().await || answered_job {
-            for _ in 0..16 {
-                tokio::task::yield_now().await;
-            }
+        // not walked). The bus side ends; the connection closes once the replies are written
+        // (each call in progress holds it), within a second.
+        self.host.stop().await;
+        self.volumes.stop().await;
+        bus_side.abort();
+        let _ = bus_side.await;
+        if let Some(conn) = self.bus.take() {
+            let _ = tokio::time::timeout(STOP_FLUSH_LIMIT, conn.graceful_shutdown()).await;
         }
         ExitCode::SUCCESS
     }

@@ -84,8 +84,8 @@ pub fn main() -> ExitCode {
         };
         let (requests, request_rx) = mpsc::channel(16);
         let (bus_events, bus_rx) = mpsc::channel(16);
-        tokio::spawn(bus::run(units_rx, requests, bus_events));
-        daemon.run(request_rx, bus_rx).await
+        let bus_side = tokio::spawn(bus::run(units_rx, requests, bus_events));
+        daemon.run(request_rx, bus_rx, bus_side).await
     })
 }
 
