@@ -191,6 +191,8 @@ impl Daemon {
         // (each call in progress holds it), within a second.
         self.host.stop().await;
         self.volumes.stop().await;
+        // Calls still queued for the loop are told it is shutting down.
+        drop(requests);
         bus_side.abort();
         let _ = bus_side.await;
         if let Some(conn) = self.bus.take() {
