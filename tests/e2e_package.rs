@@ -314,10 +314,14 @@ fn upgrade_keeps_config_restarts_nonrootd_not_docker_and_removal_leaves_nothing(
         !testbed.sh("getfacl -cp /run/docker.sock").contains("4321"),
         "a grant survived removal"
     );
-    // Installed again after the removal stopped it: running again, like a first install.
-    testbed.sh(&format!("dpkg -i {} >/dev/null", upgrade.display()));
-    testbed.sh("systemctl is-active nonrootd");
-    testbed.sh("test ! -e /var/lib/nonrootd/stopped-by-removal");
+    // Installed again after a removal: running again, like a first install, also when it was
+    // not running at the removal.
+    let install_again = format!("dpkg -i {} >/dev/null", upgrade.display());
+    for removal in ["true", "systemctl stop nonrootd && dpkg -r nonrootd >/dev/null"] {
+        testbed.sh(&format!("{removal} && {install_again}"));
+        testbed.sh("systemctl is-active nonrootd");
+        testbed.sh("test ! -e /var/lib/nonrootd/stopped-by-removal && test ! -e /var/lib/nonrootd/removed");
+    }
     // A daemon that will not stop fails the removal: it would outlive its package (and
     // grant again once the mark is gone). Nothing is revoked, no mark is left.
     testbed.sh(
