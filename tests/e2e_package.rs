@@ -279,6 +279,27 @@ fn a_broken_config_on_reload_is_refused_and_the_old_one_stays_in_force() {
     testbed.sh("systemctl is-active nonrootd");
 }
 
+/// `removal` fails while the daemon will not stop (it would outlive its package): it keeps
+/// running, nothing is revoked, no removal mark is left and the package (`installed`) stays.
+fn refused_while_the_daemon_will_not_stop(testbed: &Testbed, removal: &str, installed: &str) {
+    testbed.sh(
+        "mkdir -p /etc/systemd/system/nonrootd.service.d && printf '[Unit]\\nRefuseManualStop=yes\\n' >/etc/systemd/system/nonrootd.service.d/refuse.conf && systemctl daemon-reload",
+    );
+    let refused = testbed.try_sh(removal);
+    assert_ne!(
+        refused.status.code(),
+        Some(0),
+        "{removal} went on with the daemon running"
+    );
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("nonrootd.service is still running"), "{stderr}");
+    testbed.sh(&format!(
+        "systemctl is-active nonrootd && {installed} && test ! -e /var/lib/nonrootd/removing"
+    ));
+    docker_right(testbed);
+    testbed.sh("rm -r /etc/systemd/system/nonrootd.service.d && systemctl daemon-reload");
+}
+
 /// Upgrades with `command`: nonrootd is restarted, Docker is not, and the config edit stays.
 fn upgrade_restarts_nonrootd_only(testbed: &Testbed, command: &str) {
     let pids = || testbed.sh("systemctl show -P MainPID nonrootd docker");
@@ -324,21 +345,7 @@ fn upgrade_keeps_config_restarts_nonrootd_not_docker_and_removal_leaves_nothing(
     }
     // A daemon that will not stop fails the removal: it would outlive its package (and
     // grant again once the mark is gone). Nothing is revoked, no mark is left.
-    testbed.sh(
-        "mkdir -p /etc/systemd/system/nonrootd.service.d && printf '[Unit]\\nRefuseManualStop=yes\\n' >/etc/systemd/system/nonrootd.service.d/refuse.conf && systemctl daemon-reload",
-    );
-    let refused = testbed.try_sh("dpkg -r nonrootd");
-    assert_ne!(
-        refused.status.code(),
-        Some(0),
-        "the removal went on with the daemon running"
-    );
-    let stderr = String::from_utf8_lossy(&refused.stderr);
-    assert!(stderr.contains("nonrootd.service is still running"), "{stderr}");
-    testbed.sh("systemctl is-active nonrootd");
-    testbed.sh("test ! -e /var/lib/nonrootd/removing");
-    docker_right(&testbed);
-    testbed.sh("rm -r /etc/systemd/system/nonrootd.service.d && systemctl daemon-reload");
+    refused_while_the_daemon_will_not_stop(&testbed, "dpkg -r nonrootd", "dpkg -s nonrootd >/dev/null");
     // A removal that fails at the revoke (an unreadable record) leaves the daemon as it found
     // it: running again if it ran, stopped if the admin had stopped it.
     testbed.sh(
@@ -400,20 +407,7 @@ fn the_rpm_installs_upgrades_and_erases_under_systemd_like_the_deb() {
     );
     docker_right(&testbed);
 
-    testbed.sh(
-        "mkdir -p /etc/systemd/system/nonrootd.service.d && printf '[Unit]\\nRefuseManualStop=yes\\n' >/etc/systemd/system/nonrootd.service.d/refuse.conf && systemctl daemon-reload",
-    );
-    let refused = testbed.try_sh(&format!("{rpm_cmd} -e nonrootd"));
-    assert_ne!(
-        refused.status.code(),
-        Some(0),
-        "the erase went on with the daemon running"
-    );
-    let stderr = String::from_utf8_lossy(&refused.stderr);
-    assert!(stderr.contains("nonrootd.service is still running"), "{stderr}");
-    testbed.sh("systemctl is-active nonrootd && rpm -q nonrootd && test ! -e /var/lib/nonrootd/removing");
-    docker_right(&testbed);
-    testbed.sh("rm -r /etc/systemd/system/nonrootd.service.d && systemctl daemon-reload");
+    refused_while_the_daemon_will_not_stop(&testbed, &format!("{rpm_cmd} -e nonrootd"), "rpm -q nonrootd");
     // Without nonrootctl nothing could be revoked: refused, the daemon left running.
     testbed.sh("mv /usr/bin/nonrootctl /root/nonrootctl");
     let refused = testbed.try_sh(&format!("{rpm_cmd} -e nonrootd"));
