@@ -53,17 +53,17 @@ pub fn data_root(configured: Option<&Path>, daemon_json: &Path) -> Result<PathBu
 /// Where Docker keeps its images: the data root, unless daemon.json sets `userns-remap` (then
 /// they are in a `UID.GID` directory below it, which the config must name as the data root).
 fn image_root(configured: Option<&Path>, daemon_json: &Path) -> Result<PathBuf, Outcome> {
-    let json = match (configured, read_daemon_json(daemon_json)) {
-        (Some(root), json) => match json {
-            // Naming the data root itself is no answer to the remap.
-            Ok(json) if json.userns_remap.is_some() && json.data_root == root => json,
-            _ => return Ok(root.to_path_buf()),
-        },
-        (None, json) => json.map_err(|error| Outcome::Failed { error })?,
+    let json = match read_daemon_json(daemon_json) {
+        Ok(json) => json,
+        // A configured root does without daemon.json.
+        Err(error) => return configured.map(Path::to_path_buf).ok_or(Outcome::Failed { error }),
     };
-    match json.userns_remap {
-        None => Ok(json.data_root),
-        Some(remap) => Err(Outcome::Refused {
+    match (json.userns_remap, configured) {
+        (None, None) => Ok(json.data_root),
+        (None, Some(root)) => Ok(root.to_path_buf()),
+        // Naming the remapped root answers the remap; naming the data root itself does not.
+        (Some(_), Some(root)) if root != json.data_root => Ok(root.to_path_buf()),
+        (Some(remap), _) => Err(Outcome::Refused {
             reason: format!(
                 "{} sets \"userns-remap\": {remap:?}: Docker keeps its images in {}/UID.GID/image (the remapped root's first subordinate ids); name that directory as [docker] data_root",
                 daemon_json.display(),

@@ -63,6 +63,23 @@ impl Setup {
         )
     }
 
+    /// Calls a method of the daemon's interface with busctl, as root or as another uid:
+    /// `args` are the method, the signature and the arguments.
+    fn call(&self, uid: Option<u32>, args: &[&str]) -> Output {
+        command_as(uid, "busctl")
+            .args([
+                "--address",
+                &self.bus.address,
+                "call",
+                "org.nonrootd1",
+                "/org/nonrootd1",
+                "org.nonrootd1.Manager",
+            ])
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
     /// Runs nonrootctl against the private bus, as root or as another uid.
     fn ctl(&self, uid: Option<u32>, args: &[&str]) -> Output {
         command_as(uid, env!("CARGO_BIN_EXE_nonrootctl"))
@@ -360,21 +377,7 @@ fn others_see_a_volumes_outcome_but_no_file_names_from_inside_it() {
     // The startup's walk may end before the daemon is on the bus: one more walk, connected,
     // with a file to re-own.
     std::fs::write(vol.join("secret-c"), "").unwrap();
-    let walked = Command::new("busctl")
-        .args([
-            "--address",
-            &setup.bus.address,
-            "call",
-            "org.nonrootd1",
-            "/org/nonrootd1",
-            "org.nonrootd1.Manager",
-            "Apply",
-            "as",
-            "1",
-            "volumes",
-        ])
-        .output()
-        .unwrap();
+    let walked = setup.call(None, &["Apply", "as", "1", "volumes"]);
     assert!(walked.status.success(), "{}", text(&walked.stderr));
     let signals = || std::fs::read_to_string(&signals_path).unwrap();
     wait_for(
@@ -671,21 +674,7 @@ fn subordinate_ids_over_the_bus_need_root() {
     );
     write_root_file(&config, &format!("{main}\n{subids}"));
     let daemon = setup.start();
-    let busctl = |uid: Option<u32>, args: &[&str]| {
-        command_as(uid, "busctl")
-            .args([
-                "--address",
-                &setup.bus.address,
-                "call",
-                "org.nonrootd1",
-                "/org/nonrootd1",
-                "org.nonrootd1.Manager",
-            ])
-            .args(args)
-            .output()
-            .unwrap()
-    };
-    let denied = busctl(Some(65534), &["AllocateSubids", "su", "acme", "0"]);
+    let denied = setup.call(Some(65534), &["AllocateSubids", "su", "acme", "0"]);
     assert!(!denied.status.success());
     assert!(
         text(&denied.stderr).contains("AllocateSubids needs root"),
@@ -709,7 +698,7 @@ fn subordinate_ids_over_the_bus_need_root() {
         stderr.starts_with("Error org.nonrootd1.Error.InvalidArgs: \"a:b\" is not a valid user name"),
         "{stderr}"
     );
-    let out = busctl(None, &["AllocateSubids", "su", "acme", "0"]);
+    let out = setup.call(None, &["AllocateSubids", "su", "acme", "0"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout), "s \"acme 165536 1000\\n\"\n");
     assert_eq!(
@@ -717,22 +706,22 @@ fn subordinate_ids_over_the_bus_need_root() {
         "root:100000:65536\nacme:165536:1000\n"
     );
     // Which ranges nonrootd manages is in its state directory, closed to others.
-    let refused = busctl(Some(65534), &["ListSubids"]);
+    let refused = setup.call(Some(65534), &["ListSubids"]);
     assert!(!refused.status.success());
     let stderr = text(&refused.stderr);
     assert!(stderr.contains("ListSubids needs root; :1."), "{stderr}");
     assert!(stderr.contains("runs as uid 65534 (run it as root)"), "{stderr}");
-    let listed = busctl(None, &["ListSubids"]);
+    let listed = setup.call(None, &["ListSubids"]);
     assert!(listed.status.success(), "{}", text(&listed.stderr));
     assert!(text(&listed.stdout).contains("acme"), "{}", text(&listed.stdout));
-    let released = busctl(None, &["ReleaseSubids", "s", "acme"]);
+    let released = setup.call(None, &["ReleaseSubids", "s", "acme"]);
     assert!(released.status.success(), "{}", text(&released.stderr));
     // A lock another process holds is waited for as long as the applies wait (5 s), not
     // shadow's 15 s, off the event loop: the status answers meanwhile and shows the call.
     let mut holder = std::process::Command::new("sleep").arg("60").spawn().unwrap();
     std::fs::write(etc.join("subuid.lock"), format!("{}\0", holder.id())).unwrap();
     let locked = std::thread::scope(|scope| {
-        let call = scope.spawn(|| busctl(None, &["AllocateSubids", "su", "beta", "0"]));
+        let call = scope.spawn(|| setup.call(None, &["AllocateSubids", "su", "beta", "0"]));
         wait_until_running(&setup, "subids allocate over D-Bus");
         call.join().unwrap()
     });

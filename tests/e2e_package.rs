@@ -279,6 +279,21 @@ fn a_broken_config_on_reload_is_refused_and_the_old_one_stays_in_force() {
     testbed.sh("systemctl is-active nonrootd");
 }
 
+/// The files of /etc, /usr and /var/lib, one per line.
+fn system_files(testbed: &Testbed) -> String {
+    testbed.sh("find /etc /usr /var/lib -xdev | sort")
+}
+
+/// The files named like nonrootd that are there now and were not in `before` ([`system_files`]).
+fn nonrootd_files_since(testbed: &Testbed, before: &str) -> Vec<String> {
+    let before: std::collections::HashSet<&str> = before.lines().collect();
+    system_files(testbed)
+        .lines()
+        .filter(|f| !before.contains(f) && f.contains("nonrootd"))
+        .map(str::to_string)
+        .collect()
+}
+
 /// `removal` fails while the daemon will not stop (it would outlive its package): it keeps
 /// running, nothing is revoked, no removal mark is left and the package (`installed`) stays.
 fn refused_while_the_daemon_will_not_stop(testbed: &Testbed, removal: &str, installed: &str) {
@@ -320,7 +335,7 @@ fn upgrade_restarts_nonrootd_only(testbed: &Testbed, command: &str) {
 fn upgrade_keeps_config_restarts_nonrootd_not_docker_and_removal_leaves_nothing() {
     let testbed = Testbed::boot("pkg-upgrade");
     testbed.sh("systemctl start docker");
-    let before_files = testbed.sh("find /etc /usr /var/lib -xdev | sort");
+    let before_files = system_files(&testbed);
     install(&testbed, CONFIG);
     docker_right(&testbed);
     let upgrade = package("NONROOTD_DEB_UPGRADE", concat!(env!("CARGO_PKG_VERSION"), ".1"));
@@ -365,12 +380,7 @@ fn upgrade_keeps_config_restarts_nonrootd_not_docker_and_removal_leaves_nothing(
     testbed.sh("dpkg -r nonrootd >/dev/null");
     testbed.sh("dpkg -P nonrootd >/dev/null");
     assert!(testbed.try_sh("test -e /var/lib/nonrootd").status.code() != Some(0));
-    let after_files = testbed.sh("find /etc /usr /var/lib -xdev | sort");
-    let before: std::collections::HashSet<&str> = before_files.lines().collect();
-    let left: Vec<_> = after_files
-        .lines()
-        .filter(|f| !before.contains(f) && f.contains("nonrootd"))
-        .collect();
+    let left = nonrootd_files_since(&testbed, &before_files);
     assert!(left.is_empty(), "left behind: {left:?}");
 }
 
@@ -383,7 +393,7 @@ fn upgrade_keeps_config_restarts_nonrootd_not_docker_and_removal_leaves_nothing(
 fn the_rpm_installs_upgrades_and_erases_under_systemd_like_the_deb() {
     let testbed = Testbed::boot("pkg-rpm");
     testbed.sh("systemctl start docker");
-    let before_files = testbed.sh("find /etc /usr /var/lib -xdev | sort");
+    let before_files = system_files(&testbed);
     let version = env!("CARGO_PKG_VERSION");
     let (first, upgrade) = (
         built("NONROOTD_RPM", &format!("nonrootd-{version}-1.x86_64.rpm")),
@@ -420,12 +430,7 @@ fn the_rpm_installs_upgrades_and_erases_under_systemd_like_the_deb() {
         "a grant survived the erase"
     );
     assert_ne!(testbed.try_sh("systemctl is-active nonrootd").status.code(), Some(0));
-    let after_files = testbed.sh("find /etc /usr /var/lib -xdev | sort");
-    let before: std::collections::HashSet<&str> = before_files.lines().collect();
-    let left: Vec<_> = after_files
-        .lines()
-        .filter(|f| !before.contains(f) && f.contains("nonrootd"))
-        .collect();
+    let left = nonrootd_files_since(&testbed, &before_files);
     assert_eq!(left, ["/etc/nonrootd", "/etc/nonrootd/nonrootd.toml.rpmsave"]);
 }
 
